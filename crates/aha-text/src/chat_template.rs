@@ -1,0 +1,294 @@
+//! HF-compatible chat templates rendered with minijinja.
+
+use std::path::Path;
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SpecialTokens, TokenizerConfig};
+use crate::error::{Result, TextError};
+
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// One chat turn. Templates see it as `{"role": ..., "content": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+}
+
+/// A compiled chat template plus the special tokens it may reference.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source_name: String,
+    special: SpecialTokens,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source_name", &self.source_name)
+            .field("special", &self.special)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Load the template of a model directory: `chat_template.jinja` if
+    /// present (newer HF layout, it takes precedence), else `chat_template`
+    /// from `tokenizer_config.json`. Special tokens come from the latter.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let (cfg_path, cfg) = TokenizerConfig::load(dir)?;
+        let cfg = cfg.unwrap_or_default();
+        let jinja_path = dir.join("chat_template.jinja");
+        if jinja_path.is_file() {
+            let source = std::fs::read_to_string(&jinja_path).map_err(|source| TextError::Io {
+                path: jinja_path.clone(),
+                source,
+            })?;
+            return Self::compile(source, jinja_path.display().to_string(), cfg.special);
+        }
+        let source = match cfg.chat_template {
+            None => return Err(TextError::MissingChatTemplate { path: dir.to_path_buf() }),
+            Some(serde_json::Value::String(s)) => s,
+            Some(serde_json::Value::Array(items)) => pick_default(&items).map_err(|message| {
+                TextError::InvalidConfig {
+                    path: cfg_path.clone(),
+                    message,
+                }
+            })?,
+            Some(other) => {
+                return Err(TextError::InvalidConfig {
+                    path: cfg_path,
+                    message: format!(
+                        "`chat_template` must be a string or a list of {{name, template}}, got {}",
+                        json_kind(&other)
+                    ),
+                })
+            }
+        };
+        Self::compile(source, cfg_path.display().to_string(), cfg.special)
+    }
+
+    /// Compile a template given as a string.
+    pub fn new(source: impl Into<String>, special: SpecialTokens) -> Result<Self> {
+        Self::compile(source.into(), "<inline template>".to_string(), special)
+    }
+
+    fn compile(source: String, source_name: String, special: SpecialTokens) -> Result<Self> {
+        let mut env = Environment::new();
+        // Same whitespace handling as transformers' jinja environment.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        // Python string/dict methods (`.strip()`, `.split()`, `.items()`...).
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(TEMPLATE_NAME, source)
+            .map_err(|e| to_text_error(&source_name, &e))?;
+        Ok(Self {
+            env,
+            source_name,
+            special,
+        })
+    }
+
+    /// Render `messages`, optionally ending with the assistant-turn opener.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        self.render_with(messages, add_generation_prompt, &serde_json::Map::new())
+    }
+
+    /// Like [`ChatTemplate::render`] but with arbitrary message objects
+    /// (e.g. carrying `tool_calls`) and extra template variables (`tools`,
+    /// `enable_thinking`, ...) that override the defaults.
+    pub fn render_with<M: Serialize>(
+        &self,
+        messages: &[M],
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| to_text_error(&self.source_name, &e))?;
+        let tok = |t: &Option<String>| t.as_deref().map(Value::from).unwrap_or(Value::from(()));
+        // transformers passes tools/documents as None; templates test
+        // `tools is not none`, which is true for an undefined value here.
+        let ctx = context! {
+            ..Value::from_serialize(extra),
+            ..context! {
+                messages => Value::from_serialize(messages),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => tok(&self.special.bos),
+                eos_token => tok(&self.special.eos),
+                pad_token => tok(&self.special.pad),
+                unk_token => tok(&self.special.unk),
+                tools => Value::from(()),
+                documents => Value::from(()),
+            }
+        };
+        tmpl.render(ctx)
+            .map_err(|e| to_text_error(&self.source_name, &e))
+    }
+
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+}
+
+fn pick_default(items: &[serde_json::Value]) -> std::result::Result<String, String> {
+    let mut names = Vec::new();
+    for item in items {
+        let name = item.get("name").and_then(|v| v.as_str());
+        let template = item.get("template").and_then(|v| v.as_str());
+        match (name, template) {
+            (Some("default"), Some(t)) => return Ok(t.to_string()),
+            (Some(n), Some(_)) => names.push(n.to_string()),
+            _ => {
+                return Err(
+                    "`chat_template` list entries must be objects with string `name` and `template`"
+                        .into(),
+                )
+            }
+        }
+    }
+    Err(format!(
+        "`chat_template` list has no template named \"default\" (found: {})",
+        names.join(", ")
+    ))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn to_text_error(source_name: &str, e: &JinjaError) -> TextError {
+    let mut message = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    // Errors raised inside filters/functions keep the cause in the chain.
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    let source_name = source_name.to_string();
+    let line = e.line();
+    if e.kind() == ErrorKind::SyntaxError {
+        TextError::TemplateSyntax {
+            source_name,
+            line,
+            message,
+        }
+    } else {
+        TextError::TemplateRender {
+            source_name,
+            line,
+            message,
+        }
+    }
+}
+
+/// `raise_exception(msg)`: templates use it to reject bad conversations.
+fn raise_exception(message: String) -> std::result::Result<Value, JinjaError> {
+    Err(JinjaError::new(
+        ErrorKind::InvalidOperation,
+        format!("template raised an exception: {message}"),
+    ))
+}
+
+/// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False,
+/// indent=indent, sort_keys=sort_keys)`, i.e. Python's `", "`/`": "`
+/// separators and no HTML escaping (minijinja's built-in differs in both).
+fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, JinjaError> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    // Accepted for compatibility; output is always non-ASCII-preserving.
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(value).map_err(|e| {
+        JinjaError::new(ErrorKind::InvalidOperation, "cannot serialize value to JSON")
+            .with_source(e)
+    })?;
+    let mut out = String::new();
+    write_py_json(&json, indent, sort_keys.unwrap_or(false), 0, &mut out);
+    Ok(Value::from(out))
+}
+
+fn write_py_json(
+    v: &serde_json::Value,
+    indent: Option<usize>,
+    sort_keys: bool,
+    level: usize,
+    out: &mut String,
+) {
+    use serde_json::Value as J;
+    let newline = |out: &mut String, level: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
+        }
+    };
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match v {
+        J::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, level + 1);
+                write_py_json(item, indent, sort_keys, level + 1, out);
+            }
+            newline(out, level);
+            out.push(']');
+        }
+        J::Object(map) if !map.is_empty() => {
+            let mut entries: Vec<_> = map.iter().collect();
+            if sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            out.push('{');
+            for (i, (k, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, level + 1);
+                out.push_str(&J::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_py_json(item, indent, sort_keys, level + 1, out);
+            }
+            newline(out, level);
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
