@@ -1,1 +1,69 @@
-//! aha-reward
+//! Rule-based rewards for R1-style reinforcement learning.
+//!
+//! R1 has no learned reward model: the reward is a deterministic check of
+//! the final answer plus format checks. This crate provides:
+//!
+//! * [`verify`] / [`answers_equivalent`]: extract the final answer of a full
+//!   model response ([`extract_answer`]) and decide whether it equals the gold
+//!   answer — exact big-rational arithmetic, LaTeX expression trees, sets,
+//!   tuples, intervals, matrices, equations, choices, units. Work is bounded
+//!   by counted budgets (no wall-clock timeouts), so every verdict is the same
+//!   on every run and thread; no input panics.
+//! * [`RewardFn`]: one reward (accuracy, format, tag count, R1-Zero format,
+//!   language consistency, cosine length scaling, DAPO overlong punishment,
+//!   repetition penalty, task checkers), and [`Reward`]: a weighted sum
+//!   parsed from a spec such as `"accuracy:1.0,format:0.5"`.
+//! * [`tasks`]: checkers for countdown, arithmetic and GSM8K.
+//!
+//! ```
+//! use aha_reward::{verify, Reward};
+//! assert!(verify("\\frac{1}{2}", "<think>…</think><answer>0.5</answer>").correct);
+//! let r = Reward::parse("accuracy:1.0,format:0.5").unwrap();
+//! let s = r.score("<think>2+2</think><answer>4</answer>", Some("4"));
+//! assert_eq!(s, 1.5);
+//! ```
+
+mod equiv;
+mod error;
+mod eval;
+mod extract;
+mod parse;
+mod reward;
+pub mod tasks;
+mod text;
+
+pub use equiv::answers_equivalent;
+pub use error::RewardError;
+pub use extract::{extract_answer, extract_gold, is_hedged, ExtractConfig, Extracted, Source};
+pub use reward::{Reward, RewardFn, RewardInput};
+
+use serde::Serialize;
+
+/// The outcome of checking one response against a gold answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub correct: bool,
+    /// The gold answer as read from `gold`.
+    pub gold: String,
+    /// The answer extracted from the response, if any.
+    pub predicted: Option<Extracted>,
+}
+
+/// Checks a full response against a gold answer with the default extraction.
+pub fn verify(gold: &str, response: &str) -> Verdict {
+    verify_with(gold, response, &ExtractConfig::default())
+}
+
+/// [`verify`] with a chosen extraction configuration.
+pub fn verify_with(gold: &str, response: &str, cfg: &ExtractConfig) -> Verdict {
+    let gold_answer = extract_gold(gold);
+    let predicted = extract_answer(response, cfg);
+    let correct = predicted
+        .as_ref()
+        .is_some_and(|p| answers_equivalent(&gold_answer, &p.answer));
+    Verdict {
+        correct,
+        gold: gold_answer,
+        predicted,
+    }
+}

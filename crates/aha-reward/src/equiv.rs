@@ -1,0 +1,532 @@
+//! Equivalence of a gold answer and a predicted answer.
+//!
+//! Numbers compare exactly (big rationals). A decimal literal is accepted
+//! against a value with no finite decimal expansion (1/3, √2, π) when it is
+//! right to every digit it states and has at least three significant digits.
+//! Expressions with variables compare by evaluation at fixed pseudo-random
+//! points; everything is bounded by [`crate::eval::Budget`].
+
+use crate::eval::{exact, has_inf, is_scalar, numeric, symbols, Budget};
+use crate::parse::{parse, Decimal, Node, ParseError, Rel};
+use crate::text::{canonical_text, choice_letter, gold_choice, normalize_answer, split_or, split_unit};
+use num_complex::Complex64;
+use num_rational::BigRational;
+use num_traits::{ToPrimitive, Zero};
+
+/// Answers longer than this are only compared as text.
+pub const MAX_PARSE_BYTES: usize = 12 * 1024;
+/// Set/list elements beyond this are not matched element by element.
+const MAX_ITEMS: usize = 128;
+const POINTS: usize = 5;
+
+/// Whether `pred` (an extracted answer) is equivalent to `gold` (an answer).
+pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
+    let g = normalize_answer(gold);
+    let p = normalize_answer(pred);
+    if p.is_empty() || g.is_empty() {
+        return false;
+    }
+    if let Some(c) = gold_choice(&g) {
+        return choice_letter(&p) == Some(c);
+    }
+    let g_alts = split_or(&g);
+    let p_alts = split_or(&p);
+    // Hedging between values is never right, unless gold itself lists them.
+    if p_alts.len() > 1 && g_alts.len() == 1 {
+        return false;
+    }
+    let (g, p) = (g_alts.join(", "), p_alts.join(", "));
+    if canonical_text(&g) == canonical_text(&p) {
+        return true;
+    }
+    if g.len() > MAX_PARSE_BYTES || p.len() > MAX_PARSE_BYTES {
+        return false;
+    }
+    let mut budget = Budget::new();
+    let gn = parse_with_units(&g);
+    let pn = parse_with_units(&p);
+    match (gn, pn) {
+        (Ok((gn, gu)), Ok((pn, pu))) => {
+            // A different unit is wrong; a missing unit is fine.
+            if let (Some(a), Some(b)) = (&gu, &pu) {
+                if a != b {
+                    return false;
+                }
+            }
+            equiv(&canon(gn), &canon(pn), &mut budget)
+        }
+        _ => false,
+    }
+}
+
+/// Parses a comma-separated answer where each element may carry a unit.
+fn parse_with_units(s: &str) -> Result<(Node, Option<String>), ParseError> {
+    let whole = split_unit(s);
+    match parse(&whole.value) {
+        Ok(n) => Ok((n, whole.unit)),
+        Err(e) => {
+            // Per-element units: `3 cm, 4 cm`.
+            let parts: Vec<&str> = s.split(',').collect();
+            if parts.len() < 2 {
+                return Err(e);
+            }
+            let mut unit = None;
+            let mut items = Vec::new();
+            for part in parts {
+                let sp = split_unit(part);
+                if sp.unit.is_some() {
+                    if unit.is_some() && unit != sp.unit {
+                        return Err(e);
+                    }
+                    unit = sp.unit;
+                }
+                items.push(parse(&sp.value)?);
+            }
+            Ok((Node::List(items), unit))
+        }
+    }
+}
+
+/// Rewrites forms that mean the same thing into one shape: `a \pm b` into a
+/// set, inequalities over one variable into intervals, `x \in S` into `S`.
+fn canon(n: Node) -> Node {
+    match n {
+        Node::PlusMinus(a, b) => {
+            let a = canon(*a);
+            let b = canon(*b);
+            Node::Set(vec![
+                Node::Add(vec![a.clone(), b.clone()]),
+                Node::Add(vec![a, Node::Neg(Box::new(b))]),
+            ])
+        }
+        Node::List(xs) => Node::List(xs.into_iter().map(canon).collect()),
+        Node::Set(xs) => Node::Set(xs.into_iter().map(canon).collect()),
+        Node::Paren(xs) => Node::Paren(xs.into_iter().map(canon).collect()),
+        Node::Bracket(xs) => Node::Bracket(xs.into_iter().map(canon).collect()),
+        Node::Union(xs) => Node::Union(xs.into_iter().map(canon).collect()),
+        Node::Relation(items, ops) => {
+            let items: Vec<Node> = items.into_iter().map(canon).collect();
+            if ops == [Rel::In] && matches!(items[0], Node::Sym(_)) {
+                return items.into_iter().nth(1).unwrap_or(Node::List(Vec::new()));
+            }
+            inequality_interval(&items, &ops).unwrap_or(Node::Relation(items, ops))
+        }
+        other => other,
+    }
+}
+
+fn inf(neg: bool) -> Node {
+    let i = Node::Const(crate::parse::Const::Inf);
+    if neg {
+        Node::Neg(Box::new(i))
+    } else {
+        i
+    }
+}
+
+/// `x > 3` → (3, ∞); `1 < x \le 2` → (1, 2]; `5 \ge x` → (-∞, 5].
+fn inequality_interval(items: &[Node], ops: &[Rel]) -> Option<Node> {
+    let is_var = |n: &Node| matches!(n, Node::Sym(_));
+    let mk = |lo: Node, hi: Node, lc: bool, hc: bool| Node::Interval {
+        lo: Box::new(lo),
+        hi: Box::new(hi),
+        lo_closed: lc,
+        hi_closed: hc,
+    };
+    match (items, ops) {
+        ([a, b], [op]) => {
+            let (var_left, other) = if is_var(a) && !is_var(b) {
+                (true, b)
+            } else if is_var(b) && !is_var(a) {
+                (false, a)
+            } else {
+                return None;
+            };
+            // Normalise to "x OP other".
+            let op = if var_left { *op } else { flip(*op)? };
+            Some(match op {
+                Rel::Gt => mk(other.clone(), inf(false), false, false),
+                Rel::Ge => mk(other.clone(), inf(false), true, false),
+                Rel::Lt => mk(inf(true), other.clone(), false, false),
+                Rel::Le => mk(inf(true), other.clone(), false, true),
+                _ => return None,
+            })
+        }
+        ([a, x, b], [o1, o2]) if is_var(x) => {
+            let lower = |o: Rel| matches!(o, Rel::Lt | Rel::Le);
+            let upper = |o: Rel| matches!(o, Rel::Gt | Rel::Ge);
+            if lower(*o1) && lower(*o2) {
+                Some(mk(a.clone(), b.clone(), *o1 == Rel::Le, *o2 == Rel::Le))
+            } else if upper(*o1) && upper(*o2) {
+                Some(mk(b.clone(), a.clone(), *o2 == Rel::Ge, *o1 == Rel::Ge))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn flip(op: Rel) -> Option<Rel> {
+    Some(match op {
+        Rel::Lt => Rel::Gt,
+        Rel::Gt => Rel::Lt,
+        Rel::Le => Rel::Ge,
+        Rel::Ge => Rel::Le,
+        _ => return None,
+    })
+}
+
+/// `v = rhs` with a single variable on one side.
+fn var_equation(n: &Node) -> Option<(&str, &Node)> {
+    if let Node::Relation(items, ops) = n {
+        if let ([Node::Sym(v), rhs], [Rel::Eq]) = (items.as_slice(), ops.as_slice()) {
+            return Some((v, rhs));
+        }
+    }
+    None
+}
+
+fn equiv(g: &Node, p: &Node, b: &mut Budget) -> bool {
+    if b.exhausted() {
+        return false;
+    }
+    if g == p {
+        return true;
+    }
+    // Equations.
+    match (var_equation(g), var_equation(p)) {
+        (Some((gv, gr)), Some((pv, pr))) if gv == pv => return equiv(gr, pr, b),
+        (Some((_, gr)), None) if !matches!(p, Node::Relation(..)) => return equiv(gr, p, b),
+        (None, Some((_, pr))) if !matches!(g, Node::Relation(..)) => return equiv(g, pr, b),
+        _ => {}
+    }
+    // `x = 1, x = 2` lists against lists of values go element-wise below.
+    match (g, p) {
+        (Node::Relation(gi, go), Node::Relation(pi, po)) => {
+            if go == &[Rel::Eq] && po == &[Rel::Eq] {
+                return equation_equiv(&gi[0], &gi[1], &pi[0], &pi[1], b);
+            }
+            if go == po && gi.len() == pi.len() {
+                return gi.iter().zip(pi).all(|(x, y)| equiv(x, y, b));
+            }
+            false
+        }
+        (Node::Set(gs) | Node::List(gs), Node::Set(ps) | Node::List(ps)) => unordered(gs, ps, b),
+        (Node::Union(gs), Node::Union(ps)) => unordered(gs, ps, b),
+        (Node::List(gs), Node::Paren(ps) | Node::Bracket(ps))
+        | (Node::Paren(gs) | Node::Bracket(gs), Node::List(ps))
+        | (Node::Paren(gs), Node::Paren(ps))
+        | (Node::Bracket(gs), Node::Bracket(ps)) => ordered(gs, ps, b),
+        (Node::Matrix(gr), Node::Matrix(pr)) => {
+            gr.len() == pr.len()
+                && gr.iter().zip(pr).all(|(x, y)| ordered(x, y, b))
+        }
+        (Node::Matrix(m), Node::Paren(v) | Node::Bracket(v) | Node::List(v))
+        | (Node::Paren(v) | Node::Bracket(v) | Node::List(v), Node::Matrix(m)) => {
+            let flat: Vec<Node> = m.iter().flatten().cloned().collect();
+            let is_vector = m.len() == 1 || m.iter().all(|r| r.len() == 1);
+            is_vector && ordered(&flat, v, b)
+        }
+        (Node::Percent(x), Node::Percent(y)) => equiv(x, y, b),
+        (Node::Percent(x), y) | (y, Node::Percent(x)) if is_scalar(y) => {
+            // 50% is 0.5; "50" without the sign means the same quantity.
+            scalar_eq(&Node::Percent(x.clone()), y, b) || scalar_eq(x, y, b)
+        }
+        _ => {
+            if let (Some(gi), Some(pi)) = (interval_of(g), interval_of(p)) {
+                let real = matches!(g, Node::Interval { .. }) || matches!(p, Node::Interval { .. });
+                return real && interval_eq(gi, pi, b);
+            }
+            if is_scalar(g) && is_scalar(p) {
+                return scalar_eq(g, p, b);
+            }
+            false
+        }
+    }
+}
+
+type Iv<'a> = (&'a Node, &'a Node, bool, bool);
+
+/// Interval view: explicit intervals, `(a, b)` as open, `[a, b]` as closed.
+fn interval_of(n: &Node) -> Option<Iv<'_>> {
+    match n {
+        Node::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        } => Some((lo, hi, *lo_closed, *hi_closed)),
+        Node::Paren(xs) if xs.len() == 2 => Some((&xs[0], &xs[1], false, false)),
+        Node::Bracket(xs) if xs.len() == 2 => Some((&xs[0], &xs[1], true, true)),
+        _ => None,
+    }
+}
+
+fn interval_eq(g: Iv, p: Iv, b: &mut Budget) -> bool {
+    // Closedness at an infinite end is meaningless; ignore it there.
+    let lo_ok = g.2 == p.2 || has_inf(g.0);
+    let hi_ok = g.3 == p.3 || has_inf(g.1);
+    lo_ok && hi_ok && equiv(g.0, p.0, b) && equiv(g.1, p.1, b)
+}
+
+fn ordered(gs: &[Node], ps: &[Node], b: &mut Budget) -> bool {
+    gs.len() == ps.len() && gs.iter().zip(ps).all(|(x, y)| equiv(x, y, b))
+}
+
+/// Multiset equality by greedy matching (equivalence is transitive, so greedy
+/// is enough).
+fn unordered(gs: &[Node], ps: &[Node], b: &mut Budget) -> bool {
+    if gs.len() != ps.len() || gs.len() > MAX_ITEMS {
+        return gs.len() == ps.len() && gs == ps;
+    }
+    let mut used = vec![false; ps.len()];
+    'outer: for g in gs {
+        for (j, p) in ps.iter().enumerate() {
+            if !used[j] && equiv(g, p, b) {
+                used[j] = true;
+                continue 'outer;
+            }
+        }
+        return false;
+    }
+    true
+}
+
+/// A decimal literal (possibly negated or times a power of ten): its value
+/// and stated precision.
+fn decimal_form(n: &Node) -> Option<(BigRational, Decimal)> {
+    match n {
+        Node::Num(v, Some(d)) => Some((v.clone(), d.clone())),
+        Node::Neg(x) => decimal_form(x).map(|(v, d)| (-v, d)),
+        Node::Mul(xs) if xs.len() == 2 => {
+            let (v, d) = decimal_form(&xs[0])?;
+            if let Node::Pow(base, e) = &xs[1] {
+                if let Node::Num(ten, None) = &**base {
+                    if *ten == BigRational::from_integer(10.into()) {
+                        let mut bud = Budget::new();
+                        let k = exact(e, &mut bud)?.to_integer().to_i64()?;
+                        if k.abs() > 300 {
+                            return None;
+                        }
+                        let scale = num_traits::pow(BigRational::from_integer(10.into()), k.unsigned_abs() as usize);
+                        let v = if k >= 0 { v * scale } else { v / scale };
+                        return Some((
+                            v,
+                            Decimal {
+                                frac_digits: d.frac_digits - k,
+                                sig_digits: d.sig_digits,
+                            },
+                        ));
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Whether a rational has a finite decimal expansion (denominator 2^a·5^b).
+fn terminates(r: &BigRational) -> bool {
+    let mut d = r.denom().clone();
+    for p in [2u32, 5] {
+        let p = num_bigint::BigInt::from(p);
+        while (&d % &p).is_zero() {
+            d /= &p;
+        }
+    }
+    d == num_bigint::BigInt::from(1u32)
+}
+
+fn approx_ok(dec_value: &BigRational, d: &Decimal, x: f64) -> bool {
+    if d.sig_digits < 3 || !x.is_finite() {
+        return false;
+    }
+    let dv = dec_value.to_f64().unwrap_or(f64::NAN);
+    let ulp = 10f64.powi(-(d.frac_digits.clamp(-300, 300) as i32));
+    (x - dv).abs() <= ulp * (1.0 + 1e-9) + 1e-12 * x.abs()
+}
+
+fn real_value(n: &Node, b: &mut Budget) -> Option<f64> {
+    let v = numeric(n, &[], b)?;
+    (v.im.abs() <= 1e-12 * v.re.abs().max(1.0)).then_some(v.re)
+}
+
+fn scalar_eq(g: &Node, p: &Node, b: &mut Budget) -> bool {
+    let (gi, pi) = (has_inf(g), has_inf(p));
+    if gi || pi {
+        if !(gi && pi) {
+            return false;
+        }
+        return match (real_value(g, b), real_value(p, b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        };
+    }
+    let mut vars = Vec::new();
+    symbols(g, &mut vars);
+    symbols(p, &mut vars);
+    if vars.is_empty() {
+        let eg = exact(g, b);
+        let ep = exact(p, b);
+        if let (Some(x), Some(y)) = (&eg, &ep) {
+            if x == y {
+                return true;
+            }
+        }
+        // Decimal approximation of a value without a finite expansion.
+        for (dec_side, other, other_exact) in [(g, p, &ep), (p, g, &eg)] {
+            if let Some((dv, d)) = decimal_form(dec_side) {
+                if decimal_form(other).is_some() {
+                    continue;
+                }
+                if let Some(y) = other_exact {
+                    if terminates(y) {
+                        continue;
+                    }
+                }
+                if let Some(x) = real_value(other, b) {
+                    if approx_ok(&dv, &d, x) {
+                        return true;
+                    }
+                }
+            }
+        }
+        if eg.is_some() && ep.is_some() {
+            return false;
+        }
+        // Irrational constants: compare numerically, tightly.
+        return match (numeric(g, &[], b), numeric(p, &[], b)) {
+            (Some(x), Some(y)) if finite(x) && finite(y) => close(x, y, 1e-10),
+            _ => false,
+        };
+    }
+    points_agree(g, p, &vars, b, |x, y| close(x, y, 1e-8))
+}
+
+fn finite(z: Complex64) -> bool {
+    z.re.is_finite() && z.im.is_finite()
+}
+
+fn close(x: Complex64, y: Complex64, tol: f64) -> bool {
+    (x - y).norm() <= tol * x.norm().max(y.norm()).max(1.0)
+}
+
+/// Deterministic pseudo-random point in (0.3, 2.3) per (point, variable).
+fn point(k: usize, v: usize) -> f64 {
+    let mut z = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (v as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    0.3 + 2.0 * (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn points_agree(
+    g: &Node,
+    p: &Node,
+    vars: &[String],
+    b: &mut Budget,
+    agree: impl Fn(Complex64, Complex64) -> bool,
+) -> bool {
+    let mut checked = 0;
+    for k in 0..POINTS {
+        let env: Vec<(String, f64)> = vars.iter().enumerate().map(|(v, s)| (s.clone(), point(k, v))).collect();
+        let (Some(x), Some(y)) = (numeric(g, &env, b), numeric(p, &env, b)) else {
+            return false;
+        };
+        if !finite(x) || !finite(y) {
+            // A pole at this point tells nothing.
+            continue;
+        }
+        if !agree(x, y) {
+            return false;
+        }
+        checked += 1;
+    }
+    checked > 0
+}
+
+/// `l1 = r1` and `l2 = r2` are equivalent when l1 − r1 is a constant nonzero
+/// multiple of l2 − r2 (checked at the sample points).
+fn equation_equiv(l1: &Node, r1: &Node, l2: &Node, r2: &Node, b: &mut Budget) -> bool {
+    if ![l1, r1, l2, r2].iter().all(|n| is_scalar(n)) {
+        return false;
+    }
+    let f1 = Node::Add(vec![l1.clone(), Node::Neg(Box::new(r1.clone()))]);
+    let f2 = Node::Add(vec![l2.clone(), Node::Neg(Box::new(r2.clone()))]);
+    let mut vars = Vec::new();
+    symbols(&f1, &mut vars);
+    symbols(&f2, &mut vars);
+    if vars.is_empty() {
+        return false;
+    }
+    let mut ratio: Option<Complex64> = None;
+    let mut checked = 0;
+    for k in 0..POINTS {
+        let env: Vec<(String, f64)> = vars.iter().enumerate().map(|(v, s)| (s.clone(), point(k, v))).collect();
+        let (Some(x), Some(y)) = (numeric(&f1, &env, b), numeric(&f2, &env, b)) else {
+            return false;
+        };
+        if !finite(x) || !finite(y) {
+            continue;
+        }
+        let tiny = 1e-12;
+        if x.norm() < tiny && y.norm() < tiny {
+            continue;
+        }
+        if x.norm() < tiny || y.norm() < tiny {
+            return false;
+        }
+        let r = x / y;
+        match ratio {
+            None => ratio = Some(r),
+            Some(r0) if close(r0, r, 1e-8) => {}
+            Some(_) => return false,
+        }
+        checked += 1;
+    }
+    checked > 0 && ratio.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers_equivalent as eq;
+
+    #[test]
+    fn numbers() {
+        assert!(eq("1000", "1,000"));
+        assert!(eq("1000", "1 000"));
+        assert!(eq("0.5", "\\frac12"));
+        assert!(eq("120000", "1.2\\times10^5"));
+        assert!(eq("120000", "1.2e5"));
+        assert!(!eq("2", "3"));
+        assert!(eq("\\frac{1}{3}", "0.333"));
+        assert!(!eq("\\frac{1}{3}", "0.33"));
+        assert!(!eq("\\frac{1}{4}", "0.26"));
+        assert!(eq("\\pi", "3.14"));
+        assert!(!eq("0.5", "0.50001"));
+        assert!(eq("-3", "\u{2212}3"));
+        assert!(eq("12", "\u{0661}\u{0662}"));
+    }
+
+    #[test]
+    fn structures() {
+        assert!(eq("\\{1,2\\}", "\\{2,1\\}"));
+        assert!(!eq("(1,2)", "(2,1)"));
+        assert!(!eq("\\{1,2\\}", "(1,2)"));
+        assert!(eq("(3,\\infty)", "x > 3"));
+        assert!(eq("[1,2)", "1 \\le x < 2"));
+        assert!(!eq("[1,2)", "(1,2)"));
+        assert!(eq("x=5", "5"));
+        assert!(eq("2x+2", "2(x+1)"));
+        assert!(!eq("2x+2", "2(x+2)"));
+        assert!(eq("y = 2x + 1", "2y = 4x + 2"));
+        assert!(eq("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"));
+        assert!(!eq("5", "5 or 6"));
+        assert!(eq("B", "\\text{(B)}"));
+        assert!(eq("5\\text{ cm}", "5"));
+        assert!(!eq("5\\text{ cm}", "5\\text{ m}"));
+        assert!(eq("\\text{Monday}", "monday"));
+    }
+}

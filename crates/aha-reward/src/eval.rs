@@ -1,0 +1,359 @@
+//! Exact (big rational) and numeric (complex f64) evaluation under a work
+//! budget. The budget counts steps, not time, so verdicts are reproducible.
+
+use crate::parse::{Const, Func, Node};
+use num_bigint::BigInt;
+use num_complex::Complex64;
+use num_rational::BigRational;
+use num_traits::{Signed, ToPrimitive, Zero};
+
+/// Largest exact intermediate, in bits; beyond it values are "not exact".
+pub const MAX_BITS: u64 = 1 << 18;
+/// Work units allowed for one comparison.
+pub const WORK_PER_COMPARISON: u64 = 400_000;
+
+pub(crate) struct Budget {
+    left: u64,
+}
+
+impl Budget {
+    pub fn new() -> Self {
+        Self {
+            left: WORK_PER_COMPARISON,
+        }
+    }
+    /// Takes `n` units; false once the budget is gone (and stays gone).
+    pub fn spend(&mut self, n: u64) -> bool {
+        if self.left < n {
+            self.left = 0;
+            false
+        } else {
+            self.left -= n;
+            true
+        }
+    }
+    pub fn exhausted(&self) -> bool {
+        self.left == 0
+    }
+}
+
+fn bits(r: &BigRational) -> u64 {
+    r.numer().bits() + r.denom().bits()
+}
+
+fn int_of(r: &BigRational) -> Option<i64> {
+    if r.is_integer() {
+        r.numer().to_i64()
+    } else {
+        None
+    }
+}
+
+fn exact_root(x: &BigInt, n: u32) -> Option<BigInt> {
+    if x.is_negative() {
+        if n % 2 == 0 {
+            return None;
+        }
+        return exact_root(&-x, n).map(|r| -r);
+    }
+    let r = x.nth_root(n);
+    (num_traits::pow(r.clone(), n as usize) == *x).then_some(r)
+}
+
+fn rational_pow(base: &BigRational, e: &BigRational, b: &mut Budget) -> Option<BigRational> {
+    // Rational exponent p/q: take an exact q-th root first.
+    let q = e.denom().to_u32().filter(|q| *q <= 64)?;
+    let p = e.numer().to_i64()?;
+    let root = if q == 1 {
+        base.clone()
+    } else {
+        BigRational::new(exact_root(base.numer(), q)?, exact_root(base.denom(), q)?)
+    };
+    let cost = bits(&root).saturating_mul(p.unsigned_abs());
+    if cost > MAX_BITS || p.unsigned_abs() > 1 << 20 {
+        return None;
+    }
+    if !b.spend(1 + cost / 64) {
+        return None;
+    }
+    if p < 0 && root.is_zero() {
+        return None;
+    }
+    let pos = num_traits::pow(root, p.unsigned_abs() as usize);
+    Some(if p < 0 { pos.recip() } else { pos })
+}
+
+/// The exact rational value of a constant expression, if it has one.
+pub(crate) fn exact(n: &Node, b: &mut Budget) -> Option<BigRational> {
+    if !b.spend(1) {
+        return None;
+    }
+    let check = |r: BigRational| (bits(&r) <= MAX_BITS).then_some(r);
+    match n {
+        Node::Num(v, _) => Some(v.clone()),
+        Node::Neg(x) => Some(-exact(x, b)?),
+        Node::Add(xs) => {
+            let mut acc = BigRational::zero();
+            for x in xs {
+                let v = exact(x, b)?;
+                b.spend((bits(&v) / 256).max(1));
+                acc = check(acc + v)?;
+            }
+            Some(acc)
+        }
+        Node::Mul(xs) => {
+            let mut acc = crate::parse::one();
+            for x in xs {
+                let v = exact(x, b)?;
+                b.spend(((bits(&v) + bits(&acc)) / 256).max(1));
+                acc = check(acc * v)?;
+            }
+            Some(acc)
+        }
+        Node::Div(x, y) => {
+            let d = exact(y, b)?;
+            if d.is_zero() {
+                return None;
+            }
+            check(exact(x, b)? / d)
+        }
+        Node::Pow(x, e) => {
+            let e = exact(e, b)?;
+            let x = exact(x, b)?;
+            rational_pow(&x, &e, b)
+        }
+        Node::Percent(x) => Some(exact(x, b)? / BigRational::from_integer(100.into())),
+        Node::Func(f, args) => exact_func(*f, args, b),
+        _ => None,
+    }
+}
+
+fn exact_func(f: Func, args: &[Node], b: &mut Budget) -> Option<BigRational> {
+    let a0 = args.first()?;
+    match f {
+        Func::Sqrt => {
+            let x = exact(a0, b)?;
+            rational_pow(&x, &BigRational::new(1.into(), 2.into()), b)
+        }
+        Func::Root => {
+            let x = exact(a0, b)?;
+            let n = int_of(&exact(args.get(1)?, b)?).filter(|n| (1..=64).contains(n))?;
+            if x.is_negative() && n % 2 == 0 {
+                return None;
+            }
+            rational_pow(&x, &BigRational::new(1.into(), n.into()), b)
+        }
+        Func::Abs => Some(exact(a0, b)?.abs()),
+        Func::Floor => Some(exact(a0, b)?.floor()),
+        Func::Ceil => Some(exact(a0, b)?.ceil()),
+        Func::Fact => {
+            let n = int_of(&exact(a0, b)?).filter(|n| (0..=3000).contains(n))?;
+            if !b.spend(n as u64 * 4) {
+                return None;
+            }
+            let mut acc = BigInt::from(1u32);
+            for k in 2..=n {
+                acc *= k;
+            }
+            Some(BigRational::from_integer(acc))
+        }
+        Func::Binom => {
+            let n = int_of(&exact(a0, b)?)?;
+            let k = int_of(&exact(args.get(1)?, b)?)?;
+            if k < 0 || n < 0 || k > n {
+                return Some(BigRational::zero());
+            }
+            let k = k.min(n - k);
+            if k > 3000 || !b.spend(k as u64 * 4) {
+                return None;
+            }
+            let mut acc = BigInt::from(1u32);
+            for j in 0..k {
+                acc = acc * (n - j) / (j + 1);
+            }
+            Some(BigRational::from_integer(acc))
+        }
+        Func::Exp if exact(a0, b)?.is_zero() => Some(crate::parse::one()),
+        Func::Ln if exact(a0, b)? == crate::parse::one() => Some(BigRational::zero()),
+        _ => None,
+    }
+}
+
+/// Numeric value with the given variable assignment; `None` when something
+/// cannot be evaluated (unknown symbol, structure, budget gone).
+pub(crate) fn numeric(n: &Node, env: &[(String, f64)], b: &mut Budget) -> Option<Complex64> {
+    if !b.spend(1) {
+        return None;
+    }
+    let c = |x: f64| Complex64::new(x, 0.0);
+    Some(match n {
+        Node::Num(v, _) => c(v.to_f64().unwrap_or(f64::NAN)),
+        Node::Sym(s) => c(env.iter().find(|(k, _)| k == s)?.1),
+        Node::Const(k) => match k {
+            Const::Pi => c(std::f64::consts::PI),
+            Const::E => c(std::f64::consts::E),
+            Const::I => Complex64::new(0.0, 1.0),
+            Const::Inf => c(f64::INFINITY),
+        },
+        Node::Neg(x) => -numeric(x, env, b)?,
+        Node::Add(xs) => {
+            let mut acc = c(0.0);
+            for x in xs {
+                acc += numeric(x, env, b)?;
+            }
+            acc
+        }
+        Node::Mul(xs) => {
+            let mut acc = c(1.0);
+            for x in xs {
+                acc *= numeric(x, env, b)?;
+            }
+            acc
+        }
+        Node::Div(x, y) => numeric(x, env, b)? / numeric(y, env, b)?,
+        Node::Percent(x) => numeric(x, env, b)? / 100.0,
+        Node::Pow(x, e) => {
+            let base = numeric(x, env, b)?;
+            if let Some(er) = exact(e, b) {
+                if let Some(k) = int_of(&er).filter(|k| k.abs() <= 1 << 20) {
+                    return Some(base.powi(k as i32));
+                }
+                // Odd roots of negative reals stay real.
+                if base.im == 0.0 && base.re < 0.0 {
+                    if let (Some(p), Some(q)) = (er.numer().to_i64(), er.denom().to_i64()) {
+                        if q % 2 == 1 {
+                            let mag = (-base.re).powf(p as f64 / q as f64);
+                            return Some(c(if p % 2 == 0 { mag } else { -mag }));
+                        }
+                    }
+                }
+            }
+            let ev = numeric(e, env, b)?;
+            if base == c(0.0) {
+                return Some(if ev.re > 0.0 { c(0.0) } else { c(f64::NAN) });
+            }
+            if base.im == 0.0 && base.re > 0.0 && ev.im == 0.0 {
+                c(base.re.powf(ev.re))
+            } else {
+                base.powc(ev)
+            }
+        }
+        Node::Func(f, args) => numeric_func(*f, args, env, b)?,
+        _ => return None,
+    })
+}
+
+fn numeric_func(f: Func, args: &[Node], env: &[(String, f64)], b: &mut Budget) -> Option<Complex64> {
+    let x = numeric(args.first()?, env, b)?;
+    let real = |v: Complex64| v.im.abs() <= 1e-12 * v.re.abs().max(1.0);
+    Some(match f {
+        Func::Sqrt => {
+            if real(x) && x.re >= 0.0 {
+                Complex64::new(x.re.sqrt(), 0.0)
+            } else {
+                x.sqrt()
+            }
+        }
+        Func::Root => {
+            let n = numeric(args.get(1)?, env, b)?;
+            if real(x) && real(n) && x.re < 0.0 && n.re.fract() == 0.0 && n.re % 2.0 != 0.0 {
+                Complex64::new(-(-x.re).powf(1.0 / n.re), 0.0)
+            } else {
+                x.powc(n.inv())
+            }
+        }
+        Func::Sin => x.sin(),
+        Func::Cos => x.cos(),
+        Func::Tan => x.tan(),
+        Func::Sec => x.cos().inv(),
+        Func::Csc => x.sin().inv(),
+        Func::Cot => x.tan().inv(),
+        Func::Asin => x.asin(),
+        Func::Acos => x.acos(),
+        Func::Atan => x.atan(),
+        Func::Ln => x.ln(),
+        Func::Log => x.log10(),
+        Func::LogBase => x.ln() / numeric(args.get(1)?, env, b)?.ln(),
+        Func::Exp => x.exp(),
+        Func::Abs => Complex64::new(x.norm(), 0.0),
+        Func::Floor if real(x) => Complex64::new(x.re.floor(), 0.0),
+        Func::Ceil if real(x) => Complex64::new(x.re.ceil(), 0.0),
+        Func::Fact if real(x) && x.re >= 0.0 && x.re.fract() == 0.0 && x.re <= 170.0 => {
+            let mut acc = 1.0;
+            let mut k = 2.0;
+            while k <= x.re {
+                acc *= k;
+                k += 1.0;
+            }
+            Complex64::new(acc, 0.0)
+        }
+        Func::Binom => {
+            let k = numeric(args.get(1)?, env, b)?;
+            if !(real(x) && real(k) && k.re.fract() == 0.0 && (0.0..=170.0).contains(&k.re)) {
+                return None;
+            }
+            let mut acc = 1.0;
+            let mut j = 0.0;
+            while j < k.re {
+                acc = acc * (x.re - j) / (j + 1.0);
+                j += 1.0;
+            }
+            Complex64::new(acc, 0.0)
+        }
+        _ => return None,
+    })
+}
+
+/// Free variables of an expression (sorted, deduplicated).
+pub(crate) fn symbols(n: &Node, out: &mut Vec<String>) {
+    match n {
+        Node::Sym(s) => {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        Node::Num(..) | Node::Const(_) => {}
+        Node::Neg(x) | Node::Percent(x) => symbols(x, out),
+        Node::Div(x, y) | Node::Pow(x, y) | Node::PlusMinus(x, y) => {
+            symbols(x, out);
+            symbols(y, out);
+        }
+        Node::Interval { lo, hi, .. } => {
+            symbols(lo, out);
+            symbols(hi, out);
+        }
+        Node::Add(xs)
+        | Node::Mul(xs)
+        | Node::Func(_, xs)
+        | Node::Paren(xs)
+        | Node::Bracket(xs)
+        | Node::Set(xs)
+        | Node::List(xs)
+        | Node::Union(xs)
+        | Node::Relation(xs, _) => xs.iter().for_each(|x| symbols(x, out)),
+        Node::Matrix(rows) => rows.iter().flatten().for_each(|x| symbols(x, out)),
+    }
+}
+
+/// Whether an expression mentions ∞.
+pub(crate) fn has_inf(n: &Node) -> bool {
+    match n {
+        Node::Const(Const::Inf) => true,
+        Node::Num(..) | Node::Sym(_) | Node::Const(_) => false,
+        Node::Neg(x) | Node::Percent(x) => has_inf(x),
+        Node::Div(x, y) | Node::Pow(x, y) | Node::PlusMinus(x, y) => has_inf(x) || has_inf(y),
+        Node::Add(xs) | Node::Mul(xs) | Node::Func(_, xs) => xs.iter().any(has_inf),
+        _ => false,
+    }
+}
+
+/// Whether a node is a plain scalar expression (no sets, tuples, relations).
+pub(crate) fn is_scalar(n: &Node) -> bool {
+    match n {
+        Node::Num(..) | Node::Sym(_) | Node::Const(_) => true,
+        Node::Neg(x) | Node::Percent(x) => is_scalar(x),
+        Node::Div(x, y) | Node::Pow(x, y) => is_scalar(x) && is_scalar(y),
+        Node::Add(xs) | Node::Mul(xs) | Node::Func(_, xs) => xs.iter().all(is_scalar),
+        _ => false,
+    }
+}

@@ -1,0 +1,423 @@
+//! Final-answer extraction from a full model response.
+//!
+//! Order of precedence: the last `<answer>…</answer>` block (after `</think>`
+//! when there is one), then in the text after `</think>` (or the whole text):
+//! the last `\boxed{}`/`\fbox{}`, a GSM8K `#### N` line, an "answer is" /
+//! "final answer:" phrase, and optionally the last number. The latest answer
+//! wins because models revise themselves.
+//! All scans are linear in the input, so megabyte responses stay cheap.
+
+use serde::Serialize;
+
+/// Which extraction rules run, in precedence order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractConfig {
+    /// Use `<answer>…</answer>` when present.
+    pub answer_tag: bool,
+    /// Use `\boxed{}` / `\fbox{}`.
+    pub boxed: bool,
+    /// Use GSM8K's `#### N`.
+    pub gsm8k: bool,
+    /// Use "the answer is" / "final answer:" phrases.
+    pub phrases: bool,
+    /// Fall back to the last number in the response.
+    pub last_number: bool,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        Self {
+            answer_tag: true,
+            boxed: true,
+            gsm8k: true,
+            phrases: true,
+            last_number: true,
+        }
+    }
+}
+
+impl ExtractConfig {
+    /// No last-number fallback: an answer must be marked as such.
+    pub fn strict() -> Self {
+        Self {
+            last_number: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// Where an extracted answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    AnswerTag,
+    Boxed,
+    Gsm8k,
+    Phrase,
+    LastNumber,
+    Whole,
+}
+
+/// An extracted final answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Extracted {
+    pub answer: String,
+    pub source: Source,
+}
+
+/// Extracted answers longer than this are cut; no real answer is this long
+/// except a 5000-digit integer, which fits.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// Index of the `}` matching the `{` at byte `open`, if balanced.
+pub(crate) fn matching_brace(s: &str, open: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < b.len() {
+        match b[i] {
+            // An escaped brace `\{` is content, not structure.
+            b'\\' => {
+                i += 2;
+                continue;
+            }
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn cap(s: &str) -> String {
+    let t = s.trim();
+    if t.len() <= MAX_ANSWER_BYTES {
+        return t.to_string();
+    }
+    let mut end = MAX_ANSWER_BYTES;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    t[..end].to_string()
+}
+
+/// Content of the last `\boxed{…}` / `\fbox{…}` (or `\boxed 5`). Also reports
+/// the byte span of the box so hedges between boxes can be spotted.
+fn last_boxed(s: &str) -> Option<(String, usize)> {
+    let mut best: Option<(usize, &str)> = None;
+    for pat in ["\\boxed", "\\fbox"] {
+        if let Some(i) = s.rfind(pat) {
+            if best.is_none_or(|(j, _)| i > j) {
+                best = Some((i, pat));
+            }
+        }
+    }
+    let (i, pat) = best?;
+    let after = &s[i + pat.len()..];
+    let skipped = after.len() - after.trim_start().len();
+    let rest = after.trim_start();
+    if rest.starts_with('{') {
+        let open = i + pat.len() + skipped;
+        match matching_brace(s, open) {
+            Some(close) => Some((s[open + 1..close].to_string(), i)),
+            // Unbalanced: take what is there, up to a newline.
+            None => {
+                let body = &s[open + 1..];
+                let end = body.find('\n').unwrap_or(body.len());
+                Some((body[..end].to_string(), i))
+            }
+        }
+    } else if skipped > 0 {
+        // `\boxed 5`: one token.
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '$')
+            .unwrap_or(rest.len());
+        (end > 0).then(|| (rest[..end].to_string(), i))
+    } else {
+        None
+    }
+}
+
+/// When the last box is preceded closely by another box and an "or", the
+/// model hedged (`\boxed{5} or \boxed{6}`).
+fn boxed_hedge(s: &str, last_start: usize) -> bool {
+    let before = &s[..last_start];
+    let Some(prev_end) = before.rfind('}') else {
+        return false;
+    };
+    let gap = &before[prev_end + 1..];
+    let opened = before.rfind("\\boxed").is_some_and(|p| p < prev_end);
+    opened && gap.len() < 24 && {
+        let g = gap.to_ascii_lowercase();
+        g.contains(" or ") || g.contains("\\text{ or }") || g.contains("\\lor")
+    }
+}
+
+fn gsm8k_answer(s: &str) -> Option<String> {
+    let i = s.rfind("####")?;
+    let rest = s[i + 4..].trim_start_matches('#');
+    let line = rest.lines().next().unwrap_or("").trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+const PHRASES: [&str; 8] = [
+    "final answer is",
+    "final answer:",
+    "the answer is",
+    "answer is:",
+    "answer is",
+    "answer:",
+    "答案是",
+    "答案：",
+];
+
+fn phrase_answer(s: &str) -> Option<String> {
+    // ASCII lowering keeps byte offsets, so indexes carry over to `s`.
+    let lower = s.to_ascii_lowercase();
+    let mut best: Option<(usize, usize)> = None;
+    for p in PHRASES {
+        if let Some(i) = lower.rfind(p) {
+            let end = i + p.len();
+            if best.is_none_or(|(bi, bend)| i > bi || (i == bi && end > bend)) {
+                best = Some((i, end));
+            }
+        }
+    }
+    let (_, end) = best?;
+    let rest = s[end..].trim_start_matches([' ', ':', '\t', '*', '\n']);
+    if let Some((b, _)) = last_boxed_prefix(rest) {
+        return Some(b);
+    }
+    let rest = rest.trim_start();
+    if let Some(body) = rest.strip_prefix('$') {
+        let (body, close) = match body.strip_prefix('$') {
+            Some(b) => (b, "$$"),
+            None => (body, "$"),
+        };
+        if let Some(j) = body.find(close) {
+            return Some(body[..j].to_string());
+        }
+    }
+    if let Some(body) = rest.strip_prefix("\\(") {
+        if let Some(j) = body.find("\\)") {
+            return Some(body[..j].to_string());
+        }
+    }
+    // Up to the end of the sentence: a newline, or a full stop followed by
+    // whitespace/end (so decimals survive).
+    let mut end = rest.len().min(512);
+    while !rest.is_char_boundary(end) {
+        end -= 1;
+    }
+    let window = &rest[..end];
+    let mut stop = window.find('\n').unwrap_or(window.len());
+    let wb = window.as_bytes();
+    for (k, &c) in wb.iter().enumerate().take(stop) {
+        if c == b'.' && (k + 1 == wb.len() || wb[k + 1].is_ascii_whitespace()) {
+            stop = k;
+            break;
+        }
+    }
+    let ans = window[..stop].trim().trim_end_matches(['*', ',']).trim();
+    (!ans.is_empty()).then(|| ans.to_string())
+}
+
+/// `\boxed{..}` right at the start of `s` (after the answer phrase).
+fn last_boxed_prefix(s: &str) -> Option<(String, usize)> {
+    let t = s.trim_start().trim_start_matches('$').trim_start();
+    if t.starts_with("\\boxed") || t.starts_with("\\fbox") {
+        let line_end = t.find('\n').unwrap_or(t.len());
+        last_boxed(&t[..line_end]).or_else(|| last_boxed(t))
+    } else {
+        None
+    }
+}
+
+fn last_number(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut i = b.len();
+    // Find the last digit, then expand over the number's characters.
+    while i > 0 && !b[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    let end = i;
+    let mut start = end;
+    while start > 0 {
+        let c = b[start - 1];
+        let digit_before = start >= 2 && b[start - 2].is_ascii_digit();
+        if c.is_ascii_digit() || ((c == b'.' || c == b',' || c == b'/') && digit_before) {
+            start -= 1;
+        } else {
+            break;
+        }
+    }
+    if start > 0 && b[start - 1] == b'-' {
+        start -= 1;
+    }
+    Some(s[start..end].to_string())
+}
+
+/// A hedged answer ("5 or 6") offers several values; it never counts.
+pub fn is_hedged(answer: &str) -> bool {
+    crate::text::split_or(&crate::text::normalize_unicode(answer)).len() > 1
+}
+
+/// Extracts the final answer of a response; `None` when nothing qualifies.
+pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> {
+    let think_end = response.rfind("</think>").map(|i| i + "</think>".len());
+    if cfg.answer_tag {
+        let search_from = think_end.unwrap_or(0);
+        let tail = &response[search_from..];
+        let found = tail
+            .rfind("<answer>")
+            .map(|i| search_from + i)
+            .or_else(|| response.rfind("<answer>"));
+        if let Some(i) = found {
+            let body = &response[i + "<answer>".len()..];
+            let body = match body.find("</answer>") {
+                Some(j) => &body[..j],
+                None => body,
+            };
+            if !body.trim().is_empty() {
+                let inner = extract_in(body, cfg, false);
+                return Some(match inner {
+                    Some(e) => Extracted {
+                        answer: e.answer,
+                        source: Source::AnswerTag,
+                    },
+                    None => Extracted {
+                        answer: cap(body),
+                        source: Source::AnswerTag,
+                    },
+                });
+            }
+        }
+    }
+    if let Some(end) = think_end {
+        let after = &response[end..];
+        if !after.trim().is_empty() {
+            if let Some(e) = extract_in(after, cfg, cfg.last_number) {
+                return Some(e);
+            }
+        }
+    }
+    extract_in(response, cfg, cfg.last_number)
+}
+
+fn extract_in(s: &str, cfg: &ExtractConfig, allow_last_number: bool) -> Option<Extracted> {
+    if cfg.boxed {
+        if let Some((b, start)) = last_boxed(s) {
+            let answer = if boxed_hedge(s, start) {
+                // Keep the hedge visible so the verdict rejects it.
+                let prev = s[..start].rfind("\\boxed").unwrap_or(start);
+                s[prev..].lines().next().unwrap_or("").to_string()
+            } else {
+                b
+            };
+            if !answer.trim().is_empty() {
+                return Some(Extracted {
+                    answer: cap(&answer),
+                    source: Source::Boxed,
+                });
+            }
+        }
+    }
+    if cfg.gsm8k {
+        if let Some(a) = gsm8k_answer(s) {
+            return Some(Extracted {
+                answer: cap(&a),
+                source: Source::Gsm8k,
+            });
+        }
+    }
+    if cfg.phrases {
+        if let Some(a) = phrase_answer(s) {
+            return Some(Extracted {
+                answer: cap(&a),
+                source: Source::Phrase,
+            });
+        }
+    }
+    if allow_last_number {
+        if let Some(a) = last_number(s) {
+            return Some(Extracted {
+                answer: a,
+                source: Source::LastNumber,
+            });
+        }
+    }
+    None
+}
+
+/// Reads a gold answer: the `#### N` of a GSM8K solution, the last box of a
+/// MATH solution, an `<answer>` block, or the string itself.
+pub fn extract_gold(gold: &str) -> String {
+    if let Some(a) = gsm8k_answer(gold) {
+        return cap(&a);
+    }
+    if let Some((b, _)) = last_boxed(gold) {
+        return cap(&b);
+    }
+    if let Some(i) = gold.rfind("<answer>") {
+        let body = &gold[i + 8..];
+        let body = body.find("</answer>").map_or(body, |j| &body[..j]);
+        return cap(body);
+    }
+    cap(gold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(s: &str) -> Option<String> {
+        extract_answer(s, &ExtractConfig::default()).map(|e| e.answer)
+    }
+
+    #[test]
+    fn answer_tag_wins_over_think() {
+        let r = "<think>maybe \\boxed{3}</think><answer>\\boxed{4}</answer>";
+        assert_eq!(ex(r).as_deref(), Some("4"));
+        let r = "<think>so 3</think>\n<answer> 7 </answer>";
+        assert_eq!(ex(r).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn later_box_replaces_earlier() {
+        assert_eq!(ex("\\boxed{1} wait, no: \\boxed{\\frac{1}{2}}").as_deref(), Some("\\frac{1}{2}"));
+    }
+
+    #[test]
+    fn hedge_between_boxes_is_kept() {
+        let a = ex("It is \\boxed{5} or \\boxed{6}.").unwrap_or_default();
+        assert!(is_hedged(&a), "{a}");
+    }
+
+    #[test]
+    fn phrases_gsm8k_and_fallback() {
+        assert_eq!(ex("so\n#### 1,234").as_deref(), Some("1,234"));
+        assert_eq!(ex("Thus the answer is 3.5.").as_deref(), Some("3.5"));
+        assert_eq!(ex("Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.").as_deref(), Some("\\frac{2}{3}"));
+        assert_eq!(ex("we get 12 then 13 apples").as_deref(), Some("13"));
+        assert_eq!(extract_answer("we get 12", &ExtractConfig::strict()), None);
+    }
+
+    #[test]
+    fn unbalanced_and_empty() {
+        assert_eq!(ex(""), None);
+        assert_eq!(ex("\\boxed{12").as_deref(), Some("12"));
+        assert_eq!(ex("\\boxed{}"), None);
+    }
+}

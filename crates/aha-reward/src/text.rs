@@ -1,0 +1,379 @@
+//! String-level normalisation shared by extraction and equivalence: unicode
+//! digits and symbols, LaTeX spacing and delimiters, units, hedges, choices.
+
+/// Maps a unicode decimal digit to its ASCII value; covers the scripts models
+/// actually emit (Arabic-Indic, Persian, Devanagari, Bengali, Thai, fullwidth,
+/// mathematical alphanumerics).
+fn unicode_digit(c: char) -> Option<char> {
+    const ZEROS: [u32; 11] = [
+        0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC,
+        0x1D7F6,
+    ];
+    let u = c as u32;
+    for z in ZEROS {
+        if (z..z + 10).contains(&u) {
+            return char::from_digit(u - z, 10);
+        }
+    }
+    None
+}
+
+/// Unicode → ASCII/LaTeX, removal of invisible and control characters.
+pub(crate) fn normalize_unicode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if let Some(d) = unicode_digit(c) {
+            out.push(d);
+            continue;
+        }
+        match c {
+            '\u{2212}' | '\u{2013}' | '\u{2010}' | '\u{2011}' | '\u{FE63}' | '\u{FF0D}' => {
+                out.push('-')
+            }
+            '\u{00D7}' | '\u{2715}' => out.push_str("\\times "),
+            '\u{00F7}' => out.push_str("\\div "),
+            '\u{00B7}' | '\u{22C5}' | '\u{2219}' => out.push_str("\\cdot "),
+            '\u{03C0}' => out.push_str("\\pi "),
+            '\u{221E}' => out.push_str("\\infty "),
+            '\u{221A}' => out.push_str("\\sqrt "),
+            '\u{2264}' => out.push_str("\\le "),
+            '\u{2265}' => out.push_str("\\ge "),
+            '\u{2260}' => out.push_str("\\ne "),
+            '\u{00B0}' => out.push_str("^\\circ "),
+            '\u{222A}' => out.push_str("\\cup "),
+            '\u{00B1}' => out.push_str("\\pm "),
+            '\u{FF0C}' => out.push(','),
+            '\u{FF08}' => out.push('('),
+            '\u{FF09}' => out.push(')'),
+            '\u{FF0E}' => out.push('.'),
+            '\u{FF05}' => out.push('%'),
+            // Invisible formatting and bidi controls change nothing a reader sees.
+            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}' | '\u{2060}' => {}
+            '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
+                out.push(' ')
+            }
+            c if c.is_control() && c != '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// LaTeX commands that only affect spacing or sizing; removed before parsing.
+const NOISE: [&str; 24] = [
+    "\\displaystyle",
+    "\\textstyle",
+    "\\left",
+    "\\right",
+    "\\bigl",
+    "\\bigr",
+    "\\Bigl",
+    "\\Bigr",
+    "\\biggl",
+    "\\biggr",
+    "\\big",
+    "\\Big",
+    "\\bigg",
+    "\\Bigg",
+    "\\qquad",
+    "\\quad",
+    "\\limits",
+    "\\!",
+    "\\,",
+    "\\;",
+    "\\:",
+    "\\ ",
+    "\\$",
+    "\\mathrm{~}",
+];
+
+/// Strips math delimiters, spacing macros and a trailing full stop.
+pub(crate) fn normalize_answer(s: &str) -> String {
+    let mut t = normalize_unicode(s);
+    for pat in ["\\(", "\\)", "\\[", "\\]"] {
+        // `\[`/`\]` are display delimiters here; interval brackets are plain.
+        t = t.replace(pat, " ");
+    }
+    t = t.replace('$', " ");
+    for pat in NOISE {
+        t = remove_command(&t, pat);
+    }
+    t = t.replace('~', " ");
+    for (from, to) in [
+        ("\\dfrac", "\\frac"),
+        ("\\tfrac", "\\frac"),
+        ("\\cfrac", "\\frac"),
+        ("\\dbinom", "\\binom"),
+        ("\\tbinom", "\\binom"),
+        ("{,}", ","),
+        ("\\%", "%"),
+        ("\\degree", "^\\circ"),
+        ("^{\\circ}", "^\\circ"),
+        ("^{ \\circ }", "^\\circ"),
+        ("^\\circ", " \\text{deg} "),
+    ] {
+        t = t.replace(from, to);
+    }
+    let trimmed = t.trim();
+    let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed).trim();
+    trimmed.to_string()
+}
+
+/// Removes `pat` only where it is not the prefix of a longer command name
+/// (`\left` must not eat `\leftarrow`).
+fn remove_command(s: &str, pat: &str) -> String {
+    if !s.contains(pat) {
+        return s.to_string();
+    }
+    let letters_only = pat[1..].chars().all(|c| c.is_ascii_alphabetic());
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(pat) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + pat.len()..];
+        let continues = letters_only && after.starts_with(|c: char| c.is_ascii_alphabetic());
+        if continues {
+            out.push_str(pat);
+        } else {
+            out.push(' ');
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Canonical unit names; `None` means "a generic word that is not a unit
+/// check" (e.g. "units"), which is dropped.
+fn canonical_unit(word: &str) -> Option<String> {
+    let w = word.trim().to_ascii_lowercase();
+    let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '^');
+    let table: &[(&[&str], &str)] = &[
+        (&["cm", "centimeter", "centimeters", "centimetre", "centimetres"], "cm"),
+        (&["mm", "millimeter", "millimeters"], "mm"),
+        (&["m", "meter", "meters", "metre", "metres"], "m"),
+        (&["km", "kilometer", "kilometers", "kilometre", "kilometres"], "km"),
+        (&["in", "inch", "inches"], "in"),
+        (&["ft", "foot", "feet"], "ft"),
+        (&["yd", "yard", "yards"], "yd"),
+        (&["mi", "mile", "miles"], "mi"),
+        (&["g", "gram", "grams"], "g"),
+        (&["kg", "kilogram", "kilograms"], "kg"),
+        (&["lb", "lbs", "pound", "pounds"], "lb"),
+        (&["s", "sec", "secs", "second", "seconds"], "s"),
+        (&["min", "mins", "minute", "minutes"], "min"),
+        (&["h", "hr", "hrs", "hour", "hours"], "h"),
+        (&["day", "days"], "day"),
+        (&["week", "weeks"], "week"),
+        (&["year", "years"], "year"),
+        (&["deg", "degree", "degrees"], "deg"),
+        (&["dollar", "dollars", "usd"], "dollar"),
+        (&["cent", "cents"], "cent"),
+        (&["l", "liter", "liters", "litre", "litres"], "l"),
+        (&["ml", "milliliter", "milliliters"], "ml"),
+        (&["mph"], "mph"),
+        (&["cm^2", "cm2"], "cm^2"),
+        (&["m^2", "m2"], "m^2"),
+    ];
+    for (names, canon) in table {
+        if names.contains(&w) {
+            return Some((*canon).to_string());
+        }
+    }
+    let generic = [
+        "unit", "units", "sq", "square", "squared", "cubic", "squnits", "squnits",
+    ];
+    if w.is_empty() || generic.contains(&w) {
+        return None;
+    }
+    // Unknown words: compare by a light stem so "apples" matches "apple".
+    let stem = w.strip_suffix("es").filter(|s| s.len() > 2).or_else(|| w.strip_suffix('s'));
+    Some(stem.unwrap_or(w).to_string())
+}
+
+/// Unit of an answer and the answer without it.
+pub(crate) struct Split {
+    pub value: String,
+    pub unit: Option<String>,
+}
+
+/// Splits a trailing unit off an answer: `5\text{ cm}`, `5\mathrm{cm}`,
+/// `5 cm^2`, `12 apples`, `30^\circ` (normalised to `\text{deg}` earlier).
+pub(crate) fn split_unit(s: &str) -> Split {
+    let t = s.trim();
+    let text_cmds = ["\\text{", "\\mathrm{", "\\mbox{", "\\textrm{", "\\textnormal{"];
+    // A trailing text command whose content is words → unit.
+    if t.ends_with('}') {
+        for cmd in text_cmds {
+            if let Some(i) = t.rfind(cmd) {
+                let inner = &t[i + cmd.len()..t.len() - 1];
+                let head = t[..i].trim();
+                if !head.is_empty()
+                    && head_is_quantity(head)
+                    && !inner.contains('{')
+                    && !inner.trim().is_empty()
+                    && inner.chars().all(|c| c.is_ascii_alphabetic() || " ^23.".contains(c))
+                    && inner.chars().any(|c| c.is_ascii_alphabetic())
+                {
+                    let inner = inner.trim();
+                    let unit = unit_of_words(inner);
+                    // A trailing `^2` after the text command belongs to the unit.
+                    return Split {
+                        value: head.to_string(),
+                        unit,
+                    };
+                }
+            }
+        }
+    }
+    // Plain trailing words (≥2 letters each) after a numeric head.
+    let tokens: Vec<&str> = t.split_whitespace().collect();
+    let mut k = tokens.len();
+    while k > 1 {
+        let w = tokens[k - 1];
+        let core = w.strip_suffix("^2").or_else(|| w.strip_suffix("^3")).unwrap_or(w);
+        if core.len() >= 2 && core.chars().all(|c| c.is_ascii_alphabetic()) {
+            k -= 1;
+        } else {
+            break;
+        }
+    }
+    if k < tokens.len() && k > 0 {
+        let head = tokens[..k].join(" ");
+        if head_is_quantity(&head) {
+            return Split {
+                unit: unit_of_words(&tokens[k..].join(" ")),
+                value: head,
+            };
+        }
+    }
+    Split {
+        value: t.to_string(),
+        unit: None,
+    }
+}
+
+fn unit_of_words(words: &str) -> Option<String> {
+    let parts: Vec<String> = words.split_whitespace().filter_map(canonical_unit).collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(" "))
+    }
+}
+
+/// A unit can only follow something that ends like a number or a closed group.
+fn head_is_quantity(head: &str) -> bool {
+    head.ends_with(|c: char| c.is_ascii_digit() || c == '}' || c == ')' || c == '%')
+        && head.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Splits an answer at top-level "or" (`5 or 6`, `x=1 \text{ or } x=2`,
+/// `5 \lor 6`). One element means no alternative was offered.
+pub(crate) fn split_or(s: &str) -> Vec<String> {
+    let mut t = s.replace("\\lor", " or ");
+    for cmd in ["\\text{", "\\textrm{", "\\mbox{", "\\mathrm{"] {
+        for inner in ["or", " or", "or ", " or "] {
+            t = t.replace(&format!("{cmd}{inner}}}"), " or ");
+        }
+    }
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => depth -= 1,
+            b' ' if depth == 0 && t[i..].starts_with(" or ") => {
+                parts.push(t[start..i].trim().to_string());
+                start = i + 4;
+                i += 4;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    parts.push(t[start..].trim().to_string());
+    parts.retain(|p| !p.is_empty());
+    if parts.is_empty() {
+        parts.push(String::new());
+    }
+    parts
+}
+
+/// Removes `\text{..}`-style wrappers, keeping their content.
+pub(crate) fn unwrap_text_commands(s: &str) -> String {
+    let mut t = s.to_string();
+    for cmd in [
+        "\\textbf{", "\\textit{", "\\text{", "\\mathrm{", "\\mbox{", "\\textrm{", "\\mathbf{",
+        "\\boxed{", "\\fbox{", "\\textnormal{", "\\emph{",
+    ] {
+        // Bounded loop: every pass removes one wrapper.
+        for _ in 0..64 {
+            let Some(i) = t.find(cmd) else { break };
+            let open = i + cmd.len() - 1;
+            match crate::extract::matching_brace(&t, open) {
+                Some(close) => {
+                    let inner = t[open + 1..close].to_string();
+                    t = format!("{}{}{}", &t[..i], inner, &t[close + 1..]);
+                }
+                None => {
+                    t = format!("{}{}", &t[..i], &t[open + 1..]);
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Case- and space-insensitive form of a short text answer.
+pub(crate) fn canonical_text(s: &str) -> String {
+    let t = unwrap_text_commands(s);
+    let t = t.to_lowercase();
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        if c.is_alphanumeric() || "+-*/^=<>()[]|.,%".contains(c) {
+            out.push(c);
+        }
+    }
+    let out = out.trim_end_matches('.').to_string();
+    out
+}
+
+/// A multiple-choice letter: `B`, `(B)`, `B)`, `\text{(B)}`, `B: 12`,
+/// `option B`. Only A–J count.
+pub(crate) fn choice_letter(s: &str) -> Option<char> {
+    let t = unwrap_text_commands(s);
+    let t = t.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = ["option ", "choice ", "answer "]
+        .iter()
+        .find_map(|p| lower.starts_with(p).then(|| &t[p.len()..]))
+        .unwrap_or(t)
+        .trim();
+    let body = body.strip_prefix('(').unwrap_or(body).trim_start();
+    let mut chars = body.chars();
+    let c = chars.next()?;
+    if !('A'..='J').contains(&c) {
+        return None;
+    }
+    let rest = chars.as_str().trim_start();
+    match rest.chars().next() {
+        None => Some(c),
+        Some(')') | Some('.') | Some(':') => Some(c),
+        _ => None,
+    }
+}
+
+/// Whether a gold answer is a multiple-choice letter (and nothing else).
+pub(crate) fn gold_choice(s: &str) -> Option<char> {
+    let t = unwrap_text_commands(s);
+    let t = t.trim().trim_matches(|c| c == '(' || c == ')').trim();
+    let mut chars = t.chars();
+    let c = chars.next()?;
+    (chars.next().is_none() && ('A'..='J').contains(&c)).then_some(c)
+}
