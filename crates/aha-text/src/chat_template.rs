@@ -234,23 +234,21 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, JinjaErro
     // Accepted for compatibility; output is always non-ASCII-preserving.
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
-    let json = serde_json::to_value(value).map_err(|e| {
-        JinjaError::new(ErrorKind::InvalidOperation, "cannot serialize value to JSON")
-            .with_source(e)
-    })?;
     let mut out = String::new();
-    write_py_json(&json, indent, sort_keys.unwrap_or(false), 0, &mut out);
+    write_py_json(value, indent, sort_keys.unwrap_or(false), 0, &mut out)?;
     Ok(Value::from(out))
 }
 
+// Walks the minijinja value directly (not via serde_json::Value, whose
+// maps would reorder keys) so dicts keep insertion order like Python.
 fn write_py_json(
-    v: &serde_json::Value,
+    v: &Value,
     indent: Option<usize>,
     sort_keys: bool,
     level: usize,
     out: &mut String,
-) {
-    use serde_json::Value as J;
+) -> std::result::Result<(), JinjaError> {
+    use minijinja::value::ValueKind;
     let newline = |out: &mut String, level: usize| {
         if let Some(n) = indent {
             out.push('\n');
@@ -258,37 +256,56 @@ fn write_py_json(
         }
     };
     let item_sep = if indent.is_some() { "," } else { ", " };
-    match v {
-        J::Array(items) if !items.is_empty() => {
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<Value> = v.try_iter()?.collect();
+            if items.is_empty() {
+                out.push_str("[]");
+                return Ok(());
+            }
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(item_sep);
                 }
                 newline(out, level + 1);
-                write_py_json(item, indent, sort_keys, level + 1, out);
+                write_py_json(item, indent, sort_keys, level + 1, out)?;
             }
             newline(out, level);
             out.push(']');
         }
-        J::Object(map) if !map.is_empty() => {
-            let mut entries: Vec<_> = map.iter().collect();
+        ValueKind::Map => {
+            let mut keys: Vec<Value> = v.try_iter()?.collect();
+            if keys.is_empty() {
+                out.push_str("{}");
+                return Ok(());
+            }
             if sort_keys {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
+                keys.sort();
             }
             out.push('{');
-            for (i, (k, item)) in entries.into_iter().enumerate() {
+            for (i, key) in keys.iter().enumerate() {
                 if i > 0 {
                     out.push_str(item_sep);
                 }
                 newline(out, level + 1);
-                out.push_str(&J::String(k.clone()).to_string());
+                // JSON keys are strings; Python also stringifies scalar keys.
+                let k = key.as_str().map(str::to_string).unwrap_or_else(|| key.to_string());
+                out.push_str(&serde_json::Value::String(k).to_string());
                 out.push_str(": ");
-                write_py_json(item, indent, sort_keys, level + 1, out);
+                write_py_json(&v.get_item(key)?, indent, sort_keys, level + 1, out)?;
             }
             newline(out, level);
             out.push('}');
         }
-        other => out.push_str(&other.to_string()),
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        _ => {
+            let json = serde_json::to_string(v).map_err(|e| {
+                JinjaError::new(ErrorKind::InvalidOperation, "cannot serialize value to JSON")
+                    .with_source(e)
+            })?;
+            out.push_str(&json);
+        }
     }
+    Ok(())
 }
