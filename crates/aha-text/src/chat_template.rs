@@ -69,14 +69,18 @@ impl ChatTemplate {
             return Self::compile(source, jinja_path.display().to_string(), cfg.special);
         }
         let source = match cfg.chat_template {
-            None => return Err(TextError::MissingChatTemplate { path: dir.to_path_buf() }),
+            None => {
+                return Err(TextError::MissingChatTemplate {
+                    path: dir.to_path_buf(),
+                })
+            }
             Some(serde_json::Value::String(s)) => s,
-            Some(serde_json::Value::Array(items)) => pick_default(&items).map_err(|message| {
-                TextError::InvalidConfig {
+            Some(serde_json::Value::Array(items)) => {
+                pick_default(&items).map_err(|message| TextError::InvalidConfig {
                     path: cfg_path.clone(),
                     message,
-                }
-            })?,
+                })?
+            }
             Some(other) => {
                 return Err(TextError::InvalidConfig {
                     path: cfg_path,
@@ -104,6 +108,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", tojson);
+        env.add_function("strftime_now", strftime_now);
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| to_text_error(&source_name, &e))?;
         Ok(Self {
@@ -164,12 +169,10 @@ fn pick_default(items: &[serde_json::Value]) -> std::result::Result<String, Stri
         match (name, template) {
             (Some("default"), Some(t)) => return Ok(t.to_string()),
             (Some(n), Some(_)) => names.push(n.to_string()),
-            _ => {
-                return Err(
-                    "`chat_template` list entries must be objects with string `name` and `template`"
-                        .into(),
-                )
-            }
+            _ => return Err(
+                "`chat_template` list entries must be objects with string `name` and `template`"
+                    .into(),
+            ),
         }
     }
     Err(format!(
@@ -223,6 +226,90 @@ fn raise_exception(message: String) -> std::result::Result<Value, JinjaError> {
         ErrorKind::InvalidOperation,
         format!("template raised an exception: {message}"),
     ))
+}
+
+/// `strftime_now(fmt)`: the current UTC date/time (transformers uses local
+/// time; templates only use it for a "Today is ..." line). Supports the
+/// common `%d %m %Y %y %b %B %H %M %S %%` directives.
+fn strftime_now(format: String) -> std::result::Result<Value, JinjaError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(Value::from(format_utc(secs, &format)))
+}
+
+pub(crate) fn format_utc(unix_secs: u64, format: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let days = (unix_secs / 86_400) as i64;
+    let tod = unix_secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let month_name = MONTHS[(month - 1) as usize];
+
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", year.rem_euclid(100))),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('B') => out.push_str(month_name),
+            Some('H') => out.push_str(&format!("{:02}", tod / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", tod / 60 % 60)),
+            Some('S') => out.push_str(&format!("{:02}", tod % 60)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0, "%Y-%m-%d %H:%M:%S"), "1970-01-01 00:00:00");
+        // 2024-02-29 13:05:09 UTC (leap day).
+        assert_eq!(
+            format_utc(1_709_211_909, "%d %b %Y, %B %y %H:%M:%S %% %q"),
+            "29 Feb 2024, February 24 13:05:09 % %q"
+        );
+        assert_eq!(format_utc(1_735_689_599, "%Y-%m-%d"), "2024-12-31");
+    }
 }
 
 /// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False,
@@ -290,7 +377,10 @@ fn write_py_json(
                 }
                 newline(out, level + 1);
                 // JSON keys are strings; Python also stringifies scalar keys.
-                let k = key.as_str().map(str::to_string).unwrap_or_else(|| key.to_string());
+                let k = key
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| key.to_string());
                 out.push_str(&serde_json::Value::String(k).to_string());
                 out.push_str(": ");
                 write_py_json(&v.get_item(key)?, indent, sort_keys, level + 1, out)?;
@@ -301,8 +391,11 @@ fn write_py_json(
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         _ => {
             let json = serde_json::to_string(v).map_err(|e| {
-                JinjaError::new(ErrorKind::InvalidOperation, "cannot serialize value to JSON")
-                    .with_source(e)
+                JinjaError::new(
+                    ErrorKind::InvalidOperation,
+                    "cannot serialize value to JSON",
+                )
+                .with_source(e)
             })?;
             out.push_str(&json);
         }

@@ -91,12 +91,13 @@ impl Tokenizer {
         let lookup = |name: &str, tok: &Option<String>| -> Result<Option<u32>> {
             match tok {
                 None => Ok(None),
-                Some(t) => inner.token_to_id(t).map(Some).ok_or_else(|| {
-                    TextError::InvalidConfig {
+                Some(t) => inner
+                    .token_to_id(t)
+                    .map(Some)
+                    .ok_or_else(|| TextError::InvalidConfig {
                         path: PathBuf::from(cfg_path),
                         message: format!("{name} {t:?} is not in the tokenizer vocabulary"),
-                    }
-                }),
+                    }),
             }
         };
         let bos_id = lookup("bos_token", &special.bos)?;
@@ -117,13 +118,13 @@ impl Tokenizer {
     /// post-processor runs (e.g. adds BOS where the model expects it); a
     /// rendered chat prompt already contains BOS, so encode it without.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| TextError::Tokenizer {
-                operation: "encode",
-                message: e.to_string(),
-            })?;
+        let enc =
+            self.inner
+                .encode(text, add_special_tokens)
+                .map_err(|e| TextError::Tokenizer {
+                    operation: "encode",
+                    message: e.to_string(),
+                })?;
         let mut ids = enc.get_ids().to_vec();
         if add_special_tokens {
             if let Some(bos) = self.bos_id.filter(|_| self.force_bos) {
@@ -194,7 +195,10 @@ impl Tokenizer {
 
     /// The id of `eos_token` from tokenizer_config.json, if any.
     pub fn eos_token_id(&self) -> Option<u32> {
-        self.special.eos.as_deref().and_then(|t| self.inner.token_to_id(t))
+        self.special
+            .eos
+            .as_deref()
+            .and_then(|t| self.inner.token_to_id(t))
     }
 
     /// All ids that end generation (see [`Tokenizer::from_dir`]).

@@ -72,7 +72,10 @@ fn special_tokens_and_generation_prompt_are_visible() {
     )
     .unwrap();
     let msgs = [ChatMessage::user("a")];
-    assert_eq!(t.render(&msgs, true).unwrap(), "<s>user:a</s>assistant:True");
+    assert_eq!(
+        t.render(&msgs, true).unwrap(),
+        "<s>user:a</s>assistant:True"
+    );
     assert_eq!(t.render(&msgs, false).unwrap(), "<s>user:a</s>True");
 }
 
@@ -108,8 +111,8 @@ fn syntax_error_reports_line() {
     let shown = e.to_string();
     assert!(shown.contains("syntax error at line 3"), "{shown}");
 
-    let e = ChatTemplate::new("{% for m in messages %}{{ m }}", SpecialTokens::default())
-        .unwrap_err();
+    let e =
+        ChatTemplate::new("{% for m in messages %}{{ m }}", SpecialTokens::default()).unwrap_err();
     assert!(matches!(e, TextError::TemplateSyntax { .. }), "{e:?}");
 }
 
@@ -130,8 +133,17 @@ fn render_errors_are_errors_not_panics() {
 #[test]
 fn from_dir_template_sources() {
     // Plain string.
-    let dir = temp_dir(&[("tokenizer_config.json", r#"{"chat_template": "A{{ messages|length }}"}"#)]);
-    assert_eq!(ChatTemplate::from_dir(&dir).unwrap().render(&msgs(), false).unwrap(), "A3");
+    let dir = temp_dir(&[(
+        "tokenizer_config.json",
+        r#"{"chat_template": "A{{ messages|length }}"}"#,
+    )]);
+    assert_eq!(
+        ChatTemplate::from_dir(&dir)
+            .unwrap()
+            .render(&msgs(), false)
+            .unwrap(),
+        "A3"
+    );
 
     // List of named templates: pick "default".
     let dir = temp_dir(&[(
@@ -148,7 +160,13 @@ fn from_dir_template_sources() {
         ("tokenizer_config.json", r#"{"chat_template": "old"}"#),
         ("chat_template.jinja", "new\n"),
     ]);
-    assert_eq!(ChatTemplate::from_dir(&dir).unwrap().render(&msgs(), false).unwrap(), "new");
+    assert_eq!(
+        ChatTemplate::from_dir(&dir)
+            .unwrap()
+            .render(&msgs(), false)
+            .unwrap(),
+        "new"
+    );
 }
 
 #[test]
@@ -159,25 +177,59 @@ fn from_dir_bad_inputs() {
     )]);
     let e = ChatTemplate::from_dir(&dir).unwrap_err();
     assert!(matches!(e, TextError::InvalidConfig { .. }));
-    assert!(e.to_string().contains("no template named \"default\" (found: tool_use)"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("no template named \"default\" (found: tool_use)"),
+        "{e}"
+    );
 
     let dir = temp_dir(&[("tokenizer_config.json", r#"{"chat_template": 7}"#)]);
     let e = ChatTemplate::from_dir(&dir).unwrap_err();
-    assert!(e.to_string().contains("tokenizer_config.json") && e.to_string().contains("a number"), "{e}");
+    assert!(
+        e.to_string().contains("tokenizer_config.json") && e.to_string().contains("a number"),
+        "{e}"
+    );
 
     let dir = temp_dir(&[("tokenizer_config.json", r#"{"bos_token": "<s>"}"#)]);
-    assert!(matches!(ChatTemplate::from_dir(&dir), Err(TextError::MissingChatTemplate { .. })));
+    assert!(matches!(
+        ChatTemplate::from_dir(&dir),
+        Err(TextError::MissingChatTemplate { .. })
+    ));
 
     let dir = temp_dir(&[]);
-    assert!(matches!(ChatTemplate::from_dir(&dir), Err(TextError::MissingChatTemplate { .. })));
+    assert!(matches!(
+        ChatTemplate::from_dir(&dir),
+        Err(TextError::MissingChatTemplate { .. })
+    ));
 
     let dir = temp_dir(&[("tokenizer_config.json", r#"{"chat_template": "x""#)]);
     let e = ChatTemplate::from_dir(&dir).unwrap_err();
     assert!(matches!(e, TextError::Json { .. }));
-    assert!(e.to_string().contains("tokenizer_config.json is not valid JSON"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("tokenizer_config.json is not valid JSON"),
+        "{e}"
+    );
 
-    let dir = temp_dir(&[("tokenizer_config.json", r#"{"chat_template": "{% if x %}"}"#)]);
+    let dir = temp_dir(&[(
+        "tokenizer_config.json",
+        r#"{"chat_template": "{% if x %}"}"#,
+    )]);
     let e = ChatTemplate::from_dir(&dir).unwrap_err();
     assert!(matches!(e, TextError::TemplateSyntax { .. }));
     assert!(e.to_string().contains("tokenizer_config.json"), "{e}");
+}
+
+#[test]
+fn tojson_options_and_strftime() {
+    let t = ChatTemplate::new(
+        "{{ {'b': 1, 'a': [], 'c': {}}|tojson }}|{{ {'b': 1, 'a': 'x'}|tojson(sort_keys=true) }}|\
+         {{ [1, {'k': 'v'}]|tojson(indent=1) }}|{{ 'q\"<'|tojson }}|{{ strftime_now('%Y')|length }}",
+        SpecialTokens::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        t.render(&msgs(), false).unwrap(),
+        "{\"b\": 1, \"a\": [], \"c\": {}}|{\"a\": \"x\", \"b\": 1}|[\n 1,\n {\n  \"k\": \"v\"\n }\n]|\"q\\\"<\"|4"
+    );
 }

@@ -55,7 +55,10 @@ fn special_tokens_match_transformers() {
     assert_eq!(tok.bos_token(), fx["bos_token"].as_str());
     assert_eq!(tok.eos_token(), fx["eos_token"].as_str());
     assert_eq!(tok.pad_token(), fx["pad_token"].as_str());
-    assert_eq!(tok.bos_token_id(), Some(fx["bos_token_id"].as_u64().unwrap() as u32));
+    assert_eq!(
+        tok.bos_token_id(),
+        Some(fx["bos_token_id"].as_u64().unwrap() as u32)
+    );
     let eos = fx["eos_token_id"].as_u64().unwrap() as u32;
     assert_eq!(tok.eos_token_ids(), &[eos]);
     assert!(tok.is_eos(eos) && !tok.is_eos(eos + 1));
@@ -74,7 +77,11 @@ fn encodings_match_transformers() {
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let expected = ids(&case["ids"]);
-        assert_eq!(tok.encode(text, false).unwrap(), expected, "encode {text:?}");
+        assert_eq!(
+            tok.encode(text, false).unwrap(),
+            expected,
+            "encode {text:?}"
+        );
         assert_eq!(
             tok.encode(text, true).unwrap(),
             ids(&case["ids_with_special"]),
@@ -106,12 +113,19 @@ fn incremental_decoding_matches_full_decode() {
             let mut out = String::new();
             for &id in &expected_ids {
                 let piece = dec.push(id).unwrap();
-                assert!(!piece.contains('\u{FFFD}'), "partial char emitted: {piece:?}");
+                assert!(
+                    !piece.contains('\u{FFFD}'),
+                    "partial char emitted: {piece:?}"
+                );
                 held_back += usize::from(piece.is_empty());
                 out.push_str(&piece);
             }
             out.push_str(&dec.finish().unwrap());
-            let key = if skip { "decoded_skip_special" } else { "decoded" };
+            let key = if skip {
+                "decoded_skip_special"
+            } else {
+                "decoded"
+            };
             assert_eq!(out, case[key].as_str().unwrap());
         }
     }
@@ -148,7 +162,12 @@ fn chat_template_matches_transformers() {
         let add_gen = case["add_generation_prompt"].as_bool().unwrap();
         let text = tmpl.render(&msgs, add_gen).unwrap();
         assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["name"]);
-        assert_eq!(tok.encode(&text, false).unwrap(), ids(&case["ids"]), "{}", case["name"]);
+        assert_eq!(
+            tok.encode(&text, false).unwrap(),
+            ids(&case["ids"]),
+            "{}",
+            case["name"]
+        );
     }
 }
 
@@ -158,7 +177,10 @@ fn r1_template_drops_earlier_reasoning_and_parser_recovers_it() {
     let tmpl = ChatTemplate::from_dir(&dir).unwrap();
     let answer = "<think>\n3 times 7 is 21.\n</think>\n\nThe answer is 21.";
     let text = tmpl
-        .render(&[ChatMessage::user("3*7?"), ChatMessage::assistant(answer)], false)
+        .render(
+            &[ChatMessage::user("3*7?"), ChatMessage::assistant(answer)],
+            false,
+        )
         .unwrap();
     assert!(!text.contains("3 times 7") && text.contains("The answer is 21."));
     let split = split_reasoning(answer, false);

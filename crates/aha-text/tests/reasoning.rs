@@ -1,6 +1,4 @@
-use aha_text::{
-    prompt_opens_reasoning, split_reasoning, ReasoningSplit, StreamingReasoningParser,
-};
+use aha_text::{prompt_opens_reasoning, split_reasoning, ReasoningSplit, StreamingReasoningParser};
 
 fn split(reasoning: &str, content: &str, closed: bool) -> ReasoningSplit {
     ReasoningSplit {
@@ -13,10 +11,22 @@ fn split(reasoning: &str, content: &str, closed: bool) -> ReasoningSplit {
 /// (text, starts_in_reasoning, expected)
 fn cases() -> Vec<(&'static str, bool, ReasoningSplit)> {
     vec![
-        ("<think>a b</think>answer", false, split("a b", "answer", true)),
-        ("\n <think>\nR\n</think>\n\nC", false, split("\nR\n", "\n\nC", true)),
+        (
+            "<think>a b</think>answer",
+            false,
+            split("a b", "answer", true),
+        ),
+        (
+            "\n <think>\nR\n</think>\n\nC",
+            false,
+            split("\nR\n", "\n\nC", true),
+        ),
         // Pre-filled `<think>\n` in the prompt: no opening tag in the output.
-        ("R1 thinks</think>\n\n42", true, split("R1 thinks", "\n\n42", true)),
+        (
+            "R1 thinks</think>\n\n42",
+            true,
+            split("R1 thinks", "\n\n42", true),
+        ),
         // Missing close: everything is reasoning.
         ("<think>still going", false, split("still going", "", false)),
         ("still going", true, split("still going", "", false)),
@@ -28,10 +38,22 @@ fn cases() -> Vec<(&'static str, bool, ReasoningSplit)> {
         ("  ", false, split("", "  ", false)),
         ("<thi", false, split("", "<thi", false)),
         // Not a tag, just looks like one; and a tag not at the start.
-        ("<thinking>x</thinking>", false, split("", "<thinking>x</thinking>", false)),
-        ("ok <think>x</think>", false, split("", "ok <think>x</think>", false)),
+        (
+            "<thinking>x</thinking>",
+            false,
+            split("", "<thinking>x</thinking>", false),
+        ),
+        (
+            "ok <think>x</think>",
+            false,
+            split("", "ok <think>x</think>", false),
+        ),
         // Only the first close tag counts; later ones are content.
-        ("<think>é 思考 😀</think>a</think>b", false, split("é 思考 😀", "a</think>b", true)),
+        (
+            "<think>é 思考 😀</think>a</think>b",
+            false,
+            split("é 思考 😀", "a</think>b", true),
+        ),
         ("</think>", true, split("", "", true)),
         ("<think></think>", false, split("", "", true)),
         ("<<think>>", false, split("", "<<think>>", false)),
@@ -123,7 +145,9 @@ fn custom_tags_and_prompt_detection() {
     assert_eq!(p.finish().content, "");
     assert!(p.reasoning_closed());
 
-    assert!(prompt_opens_reasoning("<｜User｜>hi<｜Assistant｜><think>\n"));
+    assert!(prompt_opens_reasoning(
+        "<｜User｜>hi<｜Assistant｜><think>\n"
+    ));
     assert!(!prompt_opens_reasoning("<｜User｜>hi<｜Assistant｜>"));
     assert!(StreamingReasoningParser::for_prompt("...<think>\n").in_reasoning());
 }

@@ -105,28 +105,61 @@ fn bad_inputs_are_errors() {
     assert!(matches!(e, TextError::TokenizerLoad { .. }), "{e:?}");
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
 
-    let dir = temp_dir(&[("tokenizer.json", TINY), ("tokenizer_config.json", "{\"bos_token\": ")]);
+    let dir = temp_dir(&[
+        ("tokenizer.json", TINY),
+        ("tokenizer_config.json", "{\"bos_token\": "),
+    ]);
     let e = Tokenizer::from_dir(&dir).unwrap_err();
     assert!(matches!(e, TextError::Json { .. }));
-    assert!(e.to_string().contains("tokenizer_config.json is not valid JSON"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("tokenizer_config.json is not valid JSON"),
+        "{e}"
+    );
 
-    let dir = temp_dir(&[("tokenizer.json", TINY), ("tokenizer_config.json", "[1, 2]")]);
+    let dir = temp_dir(&[
+        ("tokenizer.json", TINY),
+        ("tokenizer_config.json", "[1, 2]"),
+    ]);
     let e = Tokenizer::from_dir(&dir).unwrap_err();
     assert!(e.to_string().contains("top level"), "{e}");
 
-    let dir = temp_dir(&[("tokenizer.json", TINY), ("tokenizer_config.json", r#"{"eos_token": "<nope>"}"#)]);
+    let dir = temp_dir(&[
+        ("tokenizer.json", TINY),
+        ("tokenizer_config.json", r#"{"eos_token": "<nope>"}"#),
+    ]);
     let e = Tokenizer::from_dir(&dir).unwrap_err();
-    assert!(e.to_string().contains("eos_token \"<nope>\" is not in the tokenizer vocabulary"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("eos_token \"<nope>\" is not in the tokenizer vocabulary"),
+        "{e}"
+    );
 
-    let dir = temp_dir(&[("tokenizer.json", TINY), ("tokenizer_config.json", r#"{"bos_token": {"lstrip": true}}"#)]);
+    let dir = temp_dir(&[
+        ("tokenizer.json", TINY),
+        (
+            "tokenizer_config.json",
+            r#"{"bos_token": {"lstrip": true}}"#,
+        ),
+    ]);
     let e = Tokenizer::from_dir(&dir).unwrap_err();
-    assert!(e.to_string().contains("`bos_token` is an object without a string `content`"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("`bos_token` is an object without a string `content`"),
+        "{e}"
+    );
 
-    let dir = temp_dir(&[("tokenizer.json", TINY), ("generation_config.json", r#"{"eos_token_id": "1"}"#)]);
+    let dir = temp_dir(&[
+        ("tokenizer.json", TINY),
+        ("generation_config.json", r#"{"eos_token_id": "1"}"#),
+    ]);
     let e = Tokenizer::from_dir(&dir).unwrap_err();
     assert!(e.to_string().contains("generation_config.json"), "{e}");
     assert!(e.to_string().contains("not a token id"), "{e}");
 
-    let dir = temp_dir(&[("tokenizer.json", TINY), ("config.json", r#"{"eos_token_id": [1, -3]}"#)]);
+    let dir = temp_dir(&[
+        ("tokenizer.json", TINY),
+        ("config.json", r#"{"eos_token_id": [1, -3]}"#),
+    ]);
     assert!(Tokenizer::from_dir(&dir).is_err());
 }
