@@ -296,22 +296,6 @@ pub(crate) fn format_utc(unix_secs: u64, format: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::format_utc;
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(format_utc(0, "%Y-%m-%d %H:%M:%S"), "1970-01-01 00:00:00");
-        // 2024-02-29 13:05:09 UTC (leap day).
-        assert_eq!(
-            format_utc(1_709_211_909, "%d %b %Y, %B %y %H:%M:%S %% %q"),
-            "29 Feb 2024, February 24 13:05:09 % %q"
-        );
-        assert_eq!(format_utc(1_735_689_599, "%Y-%m-%d"), "2024-12-31");
-    }
-}
-
 /// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False,
 /// indent=indent, sort_keys=sort_keys)`, i.e. Python's `", "`/`": "`
 /// separators and no HTML escaping (minijinja's built-in differs in both).
@@ -401,4 +385,20 @@ fn write_py_json(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0, "%Y-%m-%d %H:%M:%S"), "1970-01-01 00:00:00");
+        // 2024-02-29 13:05:09 UTC (leap day).
+        assert_eq!(
+            format_utc(1_709_211_909, "%d %b %Y, %B %y %H:%M:%S %% %q"),
+            "29 Feb 2024, February 24 13:05:09 % %q"
+        );
+        assert_eq!(format_utc(1_735_689_599, "%Y-%m-%d"), "2024-12-31");
+    }
 }
