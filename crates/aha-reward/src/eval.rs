@@ -195,7 +195,8 @@ pub(crate) fn numeric(n: &Node, env: &[(String, f64)], b: &mut Budget) -> Option
             Const::I => Complex64::new(0.0, 1.0),
             Const::Inf => c(f64::INFINITY),
         },
-        Node::Neg(x) => -numeric(x, env, b)?,
+        // Adding +0 turns -0.0 parts into +0.0 so branch cuts behave.
+        Node::Neg(x) => -numeric(x, env, b)? + c(0.0),
         Node::Add(xs) => {
             let mut acc = c(0.0);
             for x in xs {
@@ -250,6 +251,9 @@ fn numeric_func(f: Func, args: &[Node], env: &[(String, f64)], b: &mut Budget) -
         Func::Sqrt => {
             if real(x) && x.re >= 0.0 {
                 Complex64::new(x.re.sqrt(), 0.0)
+            } else if real(x) {
+                // Principal root: √-a = i√a, whatever the sign of a zero imaginary part.
+                Complex64::new(0.0, (-x.re).sqrt())
             } else {
                 x.sqrt()
             }

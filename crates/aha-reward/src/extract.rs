@@ -199,11 +199,10 @@ fn phrase_answer(s: &str) -> Option<String> {
     }
     let rest = rest.trim_start();
     if let Some(body) = rest.strip_prefix('$') {
-        let (body, close) = match body.strip_prefix('$') {
-            Some(b) => (b, "$$"),
-            None => (body, "$"),
-        };
-        if let Some(j) = body.find(close) {
+        let body = body.strip_prefix('$').unwrap_or(body);
+        // The closing `$` is the first one not escaped as `\$`.
+        let b = body.as_bytes();
+        if let Some(j) = (0..b.len()).find(|&j| b[j] == b'$' && (j == 0 || b[j - 1] != b'\\')) {
             return Some(body[..j].to_string());
         }
     }
@@ -219,7 +218,7 @@ fn phrase_answer(s: &str) -> Option<String> {
         end -= 1;
     }
     let window = &rest[..end];
-    let mut stop = window.find('\n').unwrap_or(window.len());
+    let mut stop = window.find(['\n', '<']).unwrap_or(window.len());
     let wb = window.as_bytes();
     for (k, &c) in wb.iter().enumerate().take(stop) {
         if c == b'.' && (k + 1 == wb.len() || wb[k + 1].is_ascii_whitespace()) {
@@ -313,7 +312,40 @@ pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> 
             }
         }
     }
-    extract_in(response, cfg, cfg.last_number)
+    if let Some(e) = extract_in(response, cfg, false) {
+        return Some(e);
+    }
+    // A bare answer ("\\frac{1}{2}", "(1, 2)", "Monday") is its own answer.
+    if let Some(w) = whole_answer(response) {
+        return Some(Extracted {
+            answer: w,
+            source: Source::Whole,
+        });
+    }
+    if cfg.last_number {
+        return last_number(response).map(|a| Extracted {
+            answer: a,
+            source: Source::LastNumber,
+        });
+    }
+    None
+}
+
+/// The whole response, when it is short and reads as an answer rather than
+/// prose: it parses as math, or is at most three words.
+fn whole_answer(response: &str) -> Option<String> {
+    let t = response.trim();
+    if t.is_empty() || t.len() > MAX_ANSWER_BYTES || t.contains('\n') {
+        return None;
+    }
+    let norm = crate::text::normalize_answer(t);
+    let split = crate::text::split_unit(&norm);
+    // Too big to parse is still a math answer, not prose.
+    let parses = !matches!(crate::parse::parse(&split.value), Err(crate::parse::ParseError::Syntax | crate::parse::ParseError::Textual))
+        || crate::text::split_or(&norm).iter().all(|p| crate::parse::parse(p).is_ok());
+    let plain = crate::text::unwrap_text_commands(t);
+    let few_words = (1..=3).contains(&plain.split_whitespace().count()) && !plain.contains(['\\', '{', '}']);
+    (parses || few_words).then(|| t.to_string())
 }
 
 fn extract_in(s: &str, cfg: &ExtractConfig, allow_last_number: bool) -> Option<Extracted> {
@@ -411,7 +443,7 @@ mod tests {
         assert_eq!(ex("Thus the answer is 3.5.").as_deref(), Some("3.5"));
         assert_eq!(ex("Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.").as_deref(), Some("\\frac{2}{3}"));
         assert_eq!(ex("we get 12 then 13 apples").as_deref(), Some("13"));
-        assert_eq!(extract_answer("we get 12", &ExtractConfig::strict()), None);
+        assert_eq!(extract_answer("so we get 12 in the end", &ExtractConfig::strict()), None);
     }
 
     #[test]

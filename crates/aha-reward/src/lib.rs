@@ -23,6 +23,7 @@
 //! assert_eq!(s, 1.5);
 //! ```
 
+pub mod batch;
 mod equiv;
 mod error;
 mod eval;

@@ -7,9 +7,10 @@ use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, Zero};
 
-/// Nesting deeper than this is rejected (no real answer needs it, and it
-/// bounds recursion everywhere downstream).
-pub const MAX_DEPTH: usize = 64;
+/// Parser recursion deeper than this is rejected (one bracket level costs
+/// about six; no real answer needs 60 levels), which bounds recursion
+/// everywhere downstream.
+pub const MAX_DEPTH: usize = 400;
 /// Token budget of one answer.
 pub const MAX_TOKENS: usize = 8192;
 
@@ -228,6 +229,7 @@ fn tokenize(s: &str) -> PResult<Vec<Tok>> {
             i = j;
             match name {
                 "frac" => toks.push(Tok::Frac),
+                "cr" => toks.push(Tok::Row),
                 "cdot" | "times" | "ast" => toks.push(Tok::Op('*')),
                 "div" => toks.push(Tok::Op('/')),
                 "le" | "leq" | "leqslant" => toks.push(Tok::Rel(Rel::Le)),
@@ -609,6 +611,13 @@ impl Parser {
     }
 
     fn exponent(&mut self) -> PResult<Node> {
+        self.enter()?;
+        let r = self.exponent_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn exponent_inner(&mut self) -> PResult<Node> {
         match self.peek() {
             Some(Tok::Op('-')) => {
                 self.pos += 1;
@@ -883,6 +892,10 @@ pub(crate) fn parse(s: &str) -> Result<Node, ParseError> {
     let toks = tokenize(s)?;
     if toks.is_empty() {
         return Err(ParseError::Syntax);
+    }
+    // Any word makes the answer prose, whatever else it contains.
+    if toks.contains(&Tok::Word) {
+        return Err(ParseError::Textual);
     }
     let mut p = Parser {
         toks,

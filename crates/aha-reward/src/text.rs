@@ -96,6 +96,8 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         t = t.replace(pat, " ");
     }
     t = t.replace('$', " ");
+    // Protect matrix row breaks `\\\\` from the control-space rule `\\ `.
+    t = t.replace("\\\\", " \\cr ");
     for pat in NOISE {
         t = remove_command(&t, pat);
     }
@@ -202,6 +204,19 @@ pub(crate) struct Split {
 /// `5 cm^2`, `12 apples`, `30^\circ` (normalised to `\text{deg}` earlier).
 pub(crate) fn split_unit(s: &str) -> Split {
     let t = s.trim();
+    // `9\\text{ m}^2`: the power belongs to the unit.
+    for pow in ["^2", "^{2}", "^3", "^{3}"] {
+        if let Some(core) = t.strip_suffix(pow).filter(|c| c.ends_with('}')) {
+            let inner = split_unit(core);
+            if let Some(u) = inner.unit {
+                let p = if pow.contains('2') { "^2" } else { "^3" };
+                return Split {
+                    value: inner.value,
+                    unit: canonical_unit(&format!("{u}{p}")).or(Some(format!("{u}{p}"))),
+                };
+            }
+        }
+    }
     let text_cmds = ["\\text{", "\\mathrm{", "\\mbox{", "\\textrm{", "\\textnormal{"];
     // A trailing text command whose content is words → unit.
     if t.ends_with('}') {
@@ -233,7 +248,8 @@ pub(crate) fn split_unit(s: &str) -> Split {
     while k > 1 {
         let w = tokens[k - 1];
         let core = w.strip_suffix("^2").or_else(|| w.strip_suffix("^3")).unwrap_or(w);
-        if core.len() >= 2 && core.chars().all(|c| c.is_ascii_alphabetic()) {
+        let long_enough = core.len() >= 2 || (!core.is_empty() && core.len() < w.len());
+        if long_enough && core.chars().all(|c| c.is_ascii_alphabetic()) {
             k -= 1;
         } else {
             break;
@@ -334,14 +350,13 @@ pub(crate) fn unwrap_text_commands(s: &str) -> String {
 pub(crate) fn canonical_text(s: &str) -> String {
     let t = unwrap_text_commands(s);
     let t = t.to_lowercase();
-    let mut out = String::with_capacity(t.len());
-    for c in t.chars() {
-        if c.is_alphanumeric() || "+-*/^=<>()[]|.,%".contains(c) {
-            out.push(c);
-        }
-    }
-    let out = out.trim_end_matches('.').to_string();
-    out
+    let out: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+    out.trim_end_matches('.').to_string()
+}
+
+/// The answer with whitespace removed: the cheap exact-match fast path.
+pub(crate) fn compact(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 /// A multiple-choice letter: `B`, `(B)`, `B)`, `\text{(B)}`, `B: 12`,

@@ -1,0 +1,97 @@
+//! JSONL verification: one `{"gold": .., "prediction": ..}` object per line
+//! in, the same object with `verdict` and `extracted` added out.
+
+use crate::{verify_with, ExtractConfig};
+use serde_json::{json, Map, Value};
+
+/// The result of one input line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineOutcome {
+    /// The output line (compact JSON, no newline).
+    pub json: String,
+    pub verdict: bool,
+    /// The line's `expected` field, when it has a boolean one.
+    pub expected: Option<bool>,
+}
+
+fn field_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    match obj.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        // Numeric golds (`"gold": 18`) are common in hand-made files.
+        other => Some(other.to_string()),
+    }
+}
+
+/// Verifies one JSONL line. Malformed lines get `verdict: false` and an
+/// `error` field instead of stopping the run.
+pub fn verify_json_line(line: &str, cfg: &ExtractConfig) -> LineOutcome {
+    let parsed: Result<Value, _> = serde_json::from_str(line);
+    let mut obj = match parsed {
+        Ok(Value::Object(o)) => o,
+        Ok(other) => {
+            let mut m = Map::new();
+            m.insert("input".into(), other);
+            m
+        }
+        Err(e) => {
+            let mut m = Map::new();
+            m.insert("input".into(), Value::String(line.to_string()));
+            m.insert("error".into(), Value::String(format!("invalid JSON: {e}")));
+            m.insert("verdict".into(), Value::Bool(false));
+            return LineOutcome {
+                json: Value::Object(m).to_string(),
+                verdict: false,
+                expected: None,
+            };
+        }
+    };
+    let expected = obj.get("expected").and_then(Value::as_bool);
+    let gold = field_text(&obj, "gold");
+    let pred = field_text(&obj, "prediction");
+    let verdict = match (gold, pred) {
+        (Some(g), Some(p)) => {
+            let v = verify_with(&g, &p, cfg);
+            obj.insert(
+                "extracted".into(),
+                json!({
+                    "gold": v.gold,
+                    "prediction": v.predicted.as_ref().map(|e| e.answer.clone()),
+                    "source": v.predicted.as_ref().map(|e| e.source),
+                }),
+            );
+            v.correct
+        }
+        _ => {
+            obj.insert("error".into(), Value::String("missing `gold` or `prediction`".into()));
+            obj.insert("extracted".into(), Value::Null);
+            false
+        }
+    };
+    obj.insert("verdict".into(), Value::Bool(verdict));
+    LineOutcome {
+        json: Value::Object(obj).to_string(),
+        verdict,
+        expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let cfg = ExtractConfig::default();
+        let o = verify_json_line(r##"{"gold":"18","prediction":"so #### 18","expected":true,"id":3}"##, &cfg);
+        assert!(o.verdict);
+        assert_eq!(o.expected, Some(true));
+        let v: Value = serde_json::from_str(&o.json).unwrap_or(Value::Null);
+        assert_eq!(v["id"], 3);
+        assert_eq!(v["extracted"]["prediction"], "18");
+        let bad = verify_json_line("{not json", &cfg);
+        assert!(!bad.verdict && bad.json.contains("error"));
+        let num = verify_json_line(r#"{"gold":18,"prediction":"18"}"#, &cfg);
+        assert!(num.verdict);
+    }
+}
