@@ -1,0 +1,234 @@
+//! The dense decoder of Llama and Qwen2, the architectures of the R1-Distill models
+//! (Qwen2 = Llama with biases on the q, k and v projections).
+//!
+//! x = embed(ids)
+//! for each layer:  x = x + o(attn(rope(q(n1(x))), rope(k(n1(x))), v(n1(x))))
+//!                  x = x + down(silu(gate(n2(x))) * up(n2(x)))
+//! logits = lm_head(norm(x))
+
+use crate::config::{parse_rope, RopeConfig};
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::ops::{self, Linear, Mode};
+use crate::rope::Rope;
+use crate::weights::{Checkpoint, Params};
+use crate::{ForwardInput, LogitsFor};
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+use std::path::Path;
+
+/// `config.json` of `LlamaForCausalLM` / `Qwen2ForCausalLM`; field names as HF's.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Llama's switch for q/k/v/o biases; Qwen2 always has q/k/v biases.
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(skip)]
+    pub rope: Option<RopeConfig>,
+}
+
+fn default_act() -> String {
+    "silu".into()
+}
+
+impl LlamaConfig {
+    pub fn from_json(raw: &serde_json::Value, path: &Path) -> Result<Self> {
+        let mut cfg: Self = serde_json::from_value(raw.clone()).map_err(|e| ModelError::config(path, e))?;
+        cfg.rope = Some(parse_rope(raw, 10000.0).map_err(|e| ModelError::config(path, e))?);
+        let check = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(ModelError::config(path, msg)) };
+        check(cfg.hidden_act == "silu", "only hidden_act \"silu\" is supported")?;
+        check(cfg.num_attention_heads > 0 && cfg.num_hidden_layers > 0 && cfg.vocab_size > 0, "sizes must be positive")?;
+        check(cfg.head_dim.is_some() || cfg.hidden_size % cfg.num_attention_heads == 0,
+            "hidden_size must be divisible by num_attention_heads")?;
+        check(cfg.num_attention_heads % cfg.kv_heads() == 0, "num_attention_heads must be a multiple of num_key_value_heads")?;
+        check(cfg.head_dim() % 2 == 0, "head_dim must be even for rope")?;
+        Ok(cfg)
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads).max(1)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    fn qkv_bias(&self) -> bool {
+        self.model_type == "qwen2" || self.attention_bias
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor, mode: Mode, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, h: usize| y.reshape((b, t, h, self.head_dim))?.transpose(1, 2);
+        let q = split(self.q.forward(x, mode)?, self.heads)?;
+        let k = split(self.k.forward(x, mode)?, self.kv_heads)?;
+        let v = split(self.v.forward(x, mode)?, self.kv_heads)?.contiguous()?;
+        let q = Rope::apply(&q, cos, sin, mode)?;
+        let k = Rope::apply(&k, cos, sin, mode)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let out = attend(&q, &k, &v, bias, self.kv_heads, mode)?;
+        let out = out.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        Ok(self.o.forward(&out, mode)?)
+    }
+}
+
+/// Grouped-query attention without copying keys: the n_rep query heads that share a
+/// kv head are stacked along the query axis. q [b, h, t, d], k/v [b, kv, T, d],
+/// bias [b, 1, 1, t, T] additive (0 or MASK_VALUE).
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, kv_heads: usize, mode: Mode) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let total = k.dim(2)?;
+    let n_rep = h / kv_heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    let q = (q.contiguous()?.reshape((b, kv_heads, n_rep * t, d))? * scale)?;
+    let scores = q.matmul(&k.t()?)?.reshape((b, kv_heads, n_rep, t, total))?;
+    let scores = scores.broadcast_add(bias)?;
+    let probs = ops::softmax(&scores, mode)?.reshape((b, kv_heads, n_rep * t, total))?;
+    probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d))
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
+        self.down.forward(&(gate * self.up.forward(x, mode)?)?, mode)
+    }
+}
+
+struct Layer {
+    input_norm: Tensor,
+    attn: Attention,
+    post_norm: Tensor,
+    mlp: Mlp,
+}
+
+pub struct Llama {
+    pub cfg: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    /// None when tied to the embedding.
+    lm_head: Option<Tensor>,
+    rope: Rope,
+    params: Params,
+}
+
+impl Llama {
+    pub fn load(cfg: LlamaConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<Self> {
+        let mut p = Params::default();
+        let (h, hd, nh, kvh) = (cfg.hidden_size, cfg.head_dim(), cfg.num_attention_heads, cfg.kv_heads());
+        let linear = |p: &mut Params, ckpt: &mut Checkpoint, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            let weight = p.take(ckpt, &format!("{name}.weight"), (out, inp))?;
+            let bias = if bias { Some(p.take(ckpt, &format!("{name}.bias"), out)?) } else { None };
+            Ok(Linear { weight, bias })
+        };
+        let embed = p.take(ckpt, "model.embed_tokens.weight", (cfg.vocab_size, h))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let pre = format!("model.layers.{i}");
+            let qkv_bias = cfg.qkv_bias();
+            let attn = Attention {
+                q: linear(&mut p, ckpt, &format!("{pre}.self_attn.q_proj"), nh * hd, h, qkv_bias)?,
+                k: linear(&mut p, ckpt, &format!("{pre}.self_attn.k_proj"), kvh * hd, h, qkv_bias)?,
+                v: linear(&mut p, ckpt, &format!("{pre}.self_attn.v_proj"), kvh * hd, h, qkv_bias)?,
+                o: linear(&mut p, ckpt, &format!("{pre}.self_attn.o_proj"), h, nh * hd, cfg.attention_bias)?,
+                heads: nh,
+                kv_heads: kvh,
+                head_dim: hd,
+            };
+            let mlp = Mlp {
+                gate: linear(&mut p, ckpt, &format!("{pre}.mlp.gate_proj"), cfg.intermediate_size, h, cfg.mlp_bias)?,
+                up: linear(&mut p, ckpt, &format!("{pre}.mlp.up_proj"), cfg.intermediate_size, h, cfg.mlp_bias)?,
+                down: linear(&mut p, ckpt, &format!("{pre}.mlp.down_proj"), h, cfg.intermediate_size, cfg.mlp_bias)?,
+            };
+            layers.push(Layer {
+                input_norm: p.take(ckpt, &format!("{pre}.input_layernorm.weight"), h)?,
+                attn,
+                post_norm: p.take(ckpt, &format!("{pre}.post_attention_layernorm.weight"), h)?,
+                mlp,
+            });
+        }
+        let norm = p.take(ckpt, "model.norm.weight", h)?;
+        // Some tied checkpoints still store lm_head; an untied one must.
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(p.take(ckpt, "lm_head.weight", (cfg.vocab_size, h))?)
+        };
+        let rope_cfg = cfg.rope.clone().unwrap_or(RopeConfig { theta: 10000.0, scaling: crate::config::RopeScaling::None });
+        let rope = Rope::new(&rope_cfg, hd, device)?;
+        Ok(Self { cfg, embed, layers, norm, lm_head, rope, params: p })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn forward(&self, input: &ForwardInput, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let mode = input.mode;
+        let (b, t) = input.input_ids.dims2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
+        let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
+        let ids = input.input_ids.flatten_all()?;
+        let mut x = ops::param(&self.embed, mode).index_select(&ids, 0)?.reshape((b, t, self.cfg.hidden_size))?;
+        let eps = self.cfg.rms_norm_eps;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let n = ops::rms_norm(&x, &ops::param(&layer.input_norm, mode), eps, mode)?;
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            x = (x + layer.attn.forward(&n, &cos, &sin, &bias, mode, c)?)?;
+            let n = ops::rms_norm(&x, &ops::param(&layer.post_norm, mode), eps, mode)?;
+            x = (x + layer.mlp.forward(&n, mode)?)?;
+        }
+        if input.logits == LogitsFor::Last {
+            x = x.narrow(1, t - 1, 1)?;
+        }
+        let x = ops::rms_norm(&x, &ops::param(&self.norm, mode), eps, mode)?;
+        let head = Linear { weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()), bias: None };
+        Ok(head.forward(&x, mode)?)
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.cfg.num_hidden_layers
+    }
+}

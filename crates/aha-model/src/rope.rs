@@ -1,0 +1,103 @@
+//! Rotary position embeddings, computed from per-token position ids so that
+//! left-padded batches and KV-cached decoding need no position table.
+
+use crate::config::{RopeConfig, RopeScaling};
+use crate::ops::Mode;
+use candle_core::{DType, Device, Result, Tensor, D};
+
+#[derive(Debug, Clone)]
+pub struct Rope {
+    /// [head_dim / 2] inverse frequencies, after any long-context scaling.
+    inv_freq: Tensor,
+    /// YaRN's attention-magnitude correction, applied to cos and sin (1 otherwise).
+    mscale: f64,
+}
+
+impl Rope {
+    pub fn new(cfg: &RopeConfig, head_dim: usize, device: &Device) -> Result<Self> {
+        let base: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / cfg.theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        let (freqs, mscale) = match cfg.scaling {
+            RopeScaling::None => (base, 1.0),
+            RopeScaling::Linear { factor } => (base.iter().map(|f| f / factor).collect(), 1.0),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                let old = original_max_position_embeddings as f64;
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                let f = base
+                    .iter()
+                    .map(|&freq| {
+                        let wavelen = 2.0 * std::f64::consts::PI / freq;
+                        if wavelen < high_wavelen {
+                            freq
+                        } else if wavelen > low_wavelen {
+                            freq / factor
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * freq / factor + smooth * freq
+                        }
+                    })
+                    .collect();
+                (f, 1.0)
+            }
+            RopeScaling::Yarn { factor, original_max_position_embeddings, beta_fast, beta_slow, mscale, mscale_all_dim } => {
+                let dim = head_dim as f64;
+                let old = original_max_position_embeddings as f64;
+                // The dimension index whose wavelength completes `rotations` turns over the old context.
+                let correction_dim =
+                    |rotations: f64| dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * cfg.theta.ln());
+                let low = correction_dim(beta_fast).floor().max(0.0);
+                let high = correction_dim(beta_slow).ceil().min(dim - 1.0);
+                let high = if low == high { high + 0.001 } else { high };
+                let f = base
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &freq)| {
+                        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        let extrapolate = 1.0 - ramp;
+                        freq / factor * (1.0 - extrapolate) + freq * extrapolate
+                    })
+                    .collect();
+                let m = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim);
+                (f, m)
+            }
+        };
+        let inv_freq = Tensor::new(freqs.iter().map(|&f| f as f32).collect::<Vec<_>>(), device)?;
+        Ok(Self { inv_freq, mscale })
+    }
+
+    /// cos and sin, each [b, t, head_dim / 2], for position ids [b, t].
+    pub fn cos_sin(&self, position_ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        let pos = position_ids.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let angles = pos.broadcast_mul(&self.inv_freq.reshape((1, 1, ()))?)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        if self.mscale != 1.0 {
+            return Ok(((cos * self.mscale)?, (sin * self.mscale)?));
+        }
+        Ok((cos, sin))
+    }
+
+    /// Rotate x [b, heads, t, head_dim] (half-split layout, as HF's `rotate_half`).
+    pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
+        match mode {
+            Mode::Inference => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+            Mode::Train => {
+                let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+                let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+                let half = x.dim(D::Minus1)? / 2;
+                let x1 = x.narrow(D::Minus1, 0, half)?;
+                let x2 = x.narrow(D::Minus1, half, half)?;
+                let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+                x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+            }
+        }
+    }
+}
+
+/// YaRN's magnitude scale for a context extension `factor`.
+pub fn yarn_mscale(factor: f64, mscale: f64) -> f64 {
+    if factor <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * factor.ln() + 1.0
+    }
+}
