@@ -289,7 +289,12 @@ pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> 
                 Some(j) => &body[..j],
                 None => body,
             };
-            if !body.trim().is_empty() {
+            // An empty answer block commits to nothing; do not dig an
+            // answer out of the reasoning instead.
+            if body.trim().is_empty() {
+                return None;
+            }
+            {
                 let inner = extract_in(body, cfg, false);
                 return Some(match inner {
                     Some(e) => Extracted {
