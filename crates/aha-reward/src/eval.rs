@@ -164,7 +164,8 @@ fn exact_func(f: Func, args: &[Node], b: &mut Budget) -> Option<BigRational> {
                 return Some(BigRational::zero());
             }
             let k = k.min(n - k);
-            if k > 3000 || !b.spend(k as u64 * 4) {
+            // Cost grows like k² big-digit steps; 1000 keeps it under a few ms.
+            if k > 1000 || !b.spend(k as u64 * 16) {
                 return None;
             }
             let mut acc = BigInt::from(1u32);
@@ -215,7 +216,15 @@ pub(crate) fn numeric(n: &Node, env: &[(String, f64)], b: &mut Budget) -> Option
         Node::Percent(x) => numeric(x, env, b)? / 100.0,
         Node::Pow(x, e) => {
             let base = numeric(x, env, b)?;
-            if let Some(er) = exact(e, b) {
+            // Only literal exponents are evaluated exactly here: doing it for
+            // every level of a power tower would be quadratic.
+            let literal = match &**e {
+                Node::Num(..) => true,
+                Node::Neg(v) => matches!(**v, Node::Num(..)),
+                Node::Div(p, q) => matches!((&**p, &**q), (Node::Num(..), Node::Num(..))),
+                _ => false,
+            };
+            if let Some(er) = if literal { exact(e, b) } else { None } {
                 if let Some(k) = int_of(&er).filter(|k| k.abs() <= 1 << 20) {
                     return Some(base.powi(k as i32));
                 }
