@@ -1,1 +1,264 @@
-//! aha-engine
+//! Batched generation: left-padded prompts, a KV cache, per-sequence sampling and
+//! stopping rules; finished sequences leave the batch so they stop costing compute.
+
+mod sampling;
+
+pub use sampling::{argmax, SamplingParams};
+
+use aha_model::{ForwardInput, LogitsFor, Mode, Model, Tensor};
+use aha_text::Tokenizer;
+use candle_core::{DType, IndexOp};
+use rand::{rngs::StdRng, SeedableRng};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] aha_model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Text(#[from] aha_text::TextError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// What to generate and when to stop.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    /// Per-sequence RNGs are seeded from (seed, sequence index): a sequence samples the same
+    /// tokens whatever else is in the batch.
+    pub seed: u64,
+    pub stop_token_ids: Vec<u32>,
+    /// Stop once the decoded text contains one of these (needs a tokenizer); the text is cut before it.
+    pub stop_strings: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { sampling: SamplingParams::default(), max_tokens: 256, seed: 0, stop_token_ids: Vec::new(), stop_strings: Vec::new(), ignore_eos: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// An EOS token or a stop string.
+    Stop,
+    /// max_tokens reached.
+    Length,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    /// Generated ids (the EOS that ended it included).
+    pub token_ids: Vec<u32>,
+    /// Decoded text, when a tokenizer was given (special tokens skipped, stop string cut).
+    pub text: Option<String>,
+    pub finish_reason: FinishReason,
+}
+
+/// One streamed token: which prompt it belongs to, the id, and the new text if decoding.
+pub struct TokenEvent<'a> {
+    pub index: usize,
+    pub token: u32,
+    pub text: &'a str,
+}
+
+struct Sequence {
+    index: usize,
+    tokens: Vec<u32>,
+    rng: StdRng,
+    decoder: Option<aha_text::IncrementalDecoder>,
+    text: String,
+    /// Position id of the next token.
+    next_pos: u32,
+    finish: Option<FinishReason>,
+}
+
+/// Generate a completion for each prompt, batched together.
+pub fn generate(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    mut on_token: impl FnMut(TokenEvent),
+) -> Result<Vec<Completion>> {
+    if prompts.iter().any(|p| p.is_empty()) {
+        return Err(EngineError::Invalid("every prompt needs at least one token".into()));
+    }
+    let vocab = model.vocab_size() as u32;
+    if let Some(bad) = prompts.iter().flatten().find(|&&t| t >= vocab) {
+        return Err(EngineError::Invalid(format!("token id {bad} is outside the vocabulary (size {vocab})")));
+    }
+    if !opts.stop_strings.is_empty() && tokenizer.is_none() {
+        return Err(EngineError::Invalid("stop strings need a tokenizer".into()));
+    }
+    let device = model.device().clone();
+    let mut seqs: Vec<Sequence> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Sequence {
+            index: i,
+            tokens: Vec::new(),
+            rng: StdRng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64)),
+            decoder: tokenizer.map(|t| t.incremental_decoder(true)),
+            text: String::new(),
+            next_pos: p.len() as u32,
+            finish: None,
+        })
+        .collect();
+    if opts.max_tokens == 0 {
+        return Ok(seqs.into_iter().map(|s| Completion { token_ids: vec![], text: s.decoder.map(|_| String::new()), finish_reason: FinishReason::Length }).collect());
+    }
+
+    // Prefill: left-pad to the longest prompt.
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let b = prompts.len();
+    let mut ids = vec![0u32; b * width];
+    let mut mask = vec![0u8; b * width];
+    let mut pos = vec![0u32; b * width];
+    for (r, p) in prompts.iter().enumerate() {
+        let pad = width - p.len();
+        for (j, &t) in p.iter().enumerate() {
+            ids[r * width + pad + j] = t;
+            mask[r * width + pad + j] = 1;
+            pos[r * width + pad + j] = j as u32;
+        }
+    }
+    let mut key_mask = Tensor::from_vec(mask, (b, width), &device)?;
+    let input_ids = Tensor::from_vec(ids, (b, width), &device)?;
+    let position_ids = Tensor::from_vec(pos, (b, width), &device)?;
+    let mut cache = model.new_cache();
+    let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode: Mode::Inference, logits: LogitsFor::Last };
+    let mut logits = model.forward(&input, Some(&mut cache))?;
+
+    // `active[i]` is the index into `seqs` of batch row i.
+    let mut active: Vec<usize> = (0..b).collect();
+    let eos: Vec<u32> = if opts.ignore_eos { Vec::new() } else { opts.stop_token_ids.clone() };
+    loop {
+        let rows: Vec<Vec<f32>> = logits.i((.., 0))?.to_dtype(DType::F32)?.to_vec2()?;
+        let mut next = Vec::with_capacity(active.len());
+        for (row, &si) in rows.into_iter().zip(&active) {
+            let s = &mut seqs[si];
+            let mut row = row;
+            let tok = opts.sampling.sample(&mut row, &mut s.rng);
+            s.tokens.push(tok);
+            let delta = match &mut s.decoder {
+                Some(d) => d.push(tok)?,
+                None => String::new(),
+            };
+            let before = s.text.len();
+            s.text.push_str(&delta);
+            if eos.contains(&tok) {
+                s.finish = Some(FinishReason::Stop);
+            } else if let Some(cut) = find_stop(&s.text, before, &opts.stop_strings) {
+                s.text.truncate(cut);
+                s.finish = Some(FinishReason::Stop);
+            } else if s.tokens.len() >= opts.max_tokens {
+                s.finish = Some(FinishReason::Length);
+            }
+            let shown = &s.text[before.min(s.text.len())..];
+            on_token(TokenEvent { index: s.index, token: tok, text: shown });
+            next.push(tok);
+        }
+        // Drop finished rows from the batch before the next step.
+        let keep: Vec<u32> = (0..active.len()).filter(|&r| seqs[active[r]].finish.is_none()).map(|r| r as u32).collect();
+        if keep.is_empty() {
+            break;
+        }
+        let mut next_ids: Vec<u32> = next;
+        if keep.len() < active.len() {
+            let rows = Tensor::new(keep.as_slice(), &device)?;
+            cache.select_rows(&rows)?;
+            key_mask = key_mask.index_select(&rows, 0)?;
+            next_ids = keep.iter().map(|&r| next_ids[r as usize]).collect();
+            active = keep.iter().map(|&r| active[r as usize]).collect();
+        }
+        let n = active.len();
+        let step_pos: Vec<u32> = active.iter().map(|&si| seqs[si].next_pos).collect();
+        for &si in &active {
+            seqs[si].next_pos += 1;
+        }
+        key_mask = Tensor::cat(&[&key_mask, &Tensor::ones((n, 1), DType::U8, &device)?], 1)?;
+        let input_ids = Tensor::from_vec(next_ids, (n, 1), &device)?;
+        let position_ids = Tensor::from_vec(step_pos, (n, 1), &device)?;
+        let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode: Mode::Inference, logits: LogitsFor::Last };
+        logits = model.forward(&input, Some(&mut cache))?;
+    }
+    Ok(seqs
+        .into_iter()
+        .map(|s| Completion {
+            text: s.decoder.is_some().then_some(s.text),
+            token_ids: s.tokens,
+            finish_reason: s.finish.unwrap_or(FinishReason::Length),
+        })
+        .collect())
+}
+
+/// Byte offset where the earliest stop string starts, if one ends in the new text.
+fn find_stop(text: &str, new_from: usize, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            // A stop string may straddle the old and new text.
+            let mut from = new_from.saturating_sub(s.len() - 1);
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            text[from..].find(s.as_str()).map(|i| from + i)
+        })
+        .min()
+}
+
+/// log p(token_i | tokens_<i) for i >= 1 of each sequence (one forward pass each).
+/// Returns, per sequence, `len - 1` values.
+pub fn score(model: &Model, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(sequences.len());
+    for seq in sequences {
+        if seq.len() < 2 {
+            out.push(Vec::new());
+            continue;
+        }
+        let logits = full_logits(model, seq)?;
+        let lp = candle_nn_log_softmax(&logits.narrow(0, 0, seq.len() - 1)?)?;
+        let targets = Tensor::new(&seq[1..], model.device())?.unsqueeze(1)?;
+        out.push(lp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?);
+    }
+    Ok(out)
+}
+
+/// Logits [len, vocab] for every position of one sequence.
+pub fn full_logits(model: &Model, seq: &[u32]) -> Result<Tensor> {
+    let device = model.device();
+    let ids = Tensor::new(seq, device)?.unsqueeze(0)?;
+    let pos = Tensor::arange(0u32, seq.len() as u32, device)?.unsqueeze(0)?;
+    let input = ForwardInput { input_ids: &ids, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
+    Ok(model.forward(&input, None)?.squeeze(0)?.to_dtype(DType::F32)?)
+}
+
+fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(1)?;
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_stop;
+
+    #[test]
+    fn stop_strings_found_across_deltas() {
+        let stops = vec!["</answer>".to_string()];
+        assert_eq!(find_stop("x </ans", 3, &stops), None);
+        assert_eq!(find_stop("x </answer> y", 7, &stops), Some(2));
+        assert_eq!(find_stop("héllo</answer>", 12, &stops), Some(6));
+    }
+}
