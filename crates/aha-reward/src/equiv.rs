@@ -554,3 +554,20 @@ mod debug_tests {
         assert!(super::answers_equivalent("3i", "3\\sqrt{-1}"));
     }
 }
+
+#[cfg(test)]
+mod ambiguity_tests {
+    use super::answers_equivalent as eq;
+
+    #[test]
+    fn commas_and_mixed_numbers() {
+        assert!(eq("[100, 200]", "[100,200]"));
+        assert!(eq("\\{99, 100, 101\\}", "\\{101,100,99\\}"));
+        assert!(eq("1234567", "1,234,567"));
+        assert!(!eq("1234567", "1,234,56"));
+        assert!(eq("\\frac{15}{4}", "3\\frac{3}{4}"));
+        assert!(eq("-\\frac{5}{2}", "-2\\frac{1}{2}"));
+        assert!(eq("\\frac{2\\pi}{3}", "2\\frac{\\pi}{3}"));
+        assert!(eq("3", "2\\frac{3}{2}"));
+    }
+}

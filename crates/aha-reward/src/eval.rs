@@ -5,12 +5,16 @@ use crate::parse::{Const, Func, Node};
 use num_bigint::BigInt;
 use num_complex::Complex64;
 use num_rational::BigRational;
+use num_integer::Integer;
 use num_traits::{Signed, ToPrimitive, Zero};
 
 /// Largest exact intermediate, in bits; beyond it values are "not exact".
-pub const MAX_BITS: u64 = 1 << 18;
+pub const MAX_BITS: u64 = 1 << 16;
+/// Non-integer rationals are reduced by gcd, which is quadratic; beyond this
+/// size they are left to numeric comparison.
+const MAX_FRACTION_BITS: u64 = 1 << 12;
 /// Work units allowed for one comparison.
-pub const WORK_PER_COMPARISON: u64 = 400_000;
+pub const WORK_PER_COMPARISON: u64 = 200_000;
 
 pub(crate) struct Budget {
     left: u64,
@@ -79,8 +83,123 @@ fn rational_pow(base: &BigRational, e: &BigRational, b: &mut Budget) -> Option<B
     if p < 0 && root.is_zero() {
         return None;
     }
-    let pos = num_traits::pow(root, p.unsigned_abs() as usize);
-    Some(if p < 0 { pos.recip() } else { pos })
+    // Powers of coprime parts stay coprime: no gcd needed.
+    let k = p.unsigned_abs() as usize;
+    let (n, d) = (num_traits::pow(root.numer().clone(), k), num_traits::pow(root.denom().clone(), k));
+    Some(if p < 0 { BigRational::new(d, n) } else { BigRational::new_raw(n, d) })
+}
+
+/// Cost in budget units of one big multiplication (quadratic); a gcd
+/// (any non-integer operand) costs several times more.
+fn big_cost(a: &BigRational, c: &BigRational) -> u64 {
+    if a.is_integer() && c.is_integer() {
+        1 + (bits(a) / 64).saturating_mul(bits(c) / 64) / 64
+    } else {
+        // The gcd that reduces the result is quadratic in its size.
+        let w = (bits(a) + bits(c)) / 64;
+        1 + w.saturating_mul(w) / 4
+    }
+}
+
+fn fits(r: &BigRational) -> bool {
+    let limit = if r.is_integer() { MAX_BITS } else { MAX_FRACTION_BITS };
+    bits(r) <= limit
+}
+
+/// gcd that first reduces the larger operand modulo the smaller one, so a
+/// big/small pair costs a division instead of a long binary gcd.
+fn gcd_fast(x: &BigInt, y: &BigInt) -> BigInt {
+    let (big, small) = if x.bits() >= y.bits() { (x, y) } else { (y, x) };
+    if small.is_zero() {
+        return big.abs();
+    }
+    small.gcd(&(big % small))
+}
+
+/// Fraction × fraction by cross-cancellation (Knuth 4.5.1): the result is
+/// reduced without a gcd of the full-size product.
+fn mul_frac(a: &BigRational, c: &BigRational) -> BigRational {
+    let g1 = gcd_fast(a.numer(), c.denom());
+    let g2 = gcd_fast(c.numer(), a.denom());
+    if g1.is_zero() || g2.is_zero() {
+        return BigRational::zero();
+    }
+    let n = (a.numer() / &g1) * (c.numer() / &g2);
+    let d = (a.denom() / &g2) * (c.denom() / &g1);
+    BigRational::new_raw(n, d)
+}
+
+/// Fraction + fraction (Knuth 4.5.1): gcds of denominator-sized numbers only.
+fn add_frac(a: &BigRational, c: &BigRational) -> BigRational {
+    let g = gcd_fast(a.denom(), c.denom());
+    let (ad, cd) = (a.denom() / &g, c.denom() / &g);
+    let t = a.numer() * &cd + c.numer() * &ad;
+    let g2 = gcd_fast(&t, &g);
+    if t.is_zero() || g2.is_zero() {
+        return BigRational::zero();
+    }
+    BigRational::new_raw(&t / &g2, ad * (c.denom() / g2))
+}
+
+/// Fraction × integer: only the small gcd of the integer with the
+/// denominator is needed (the result stays reduced).
+fn mul_int(a: &BigRational, k: &BigInt, b: &mut Budget) -> Option<BigRational> {
+    if !b.spend(1 + (bits(a) + k.bits()) / 256) || bits(a) + k.bits() > MAX_FRACTION_BITS {
+        return None;
+    }
+    if k.is_zero() {
+        return Some(BigRational::zero());
+    }
+    let g = k.gcd(&(a.denom() % k));
+    Some(BigRational::new_raw(a.numer() * (k / &g), a.denom() / g))
+}
+
+/// Product with integer fast paths (no big gcd) and a size cap.
+fn rmul(a: &BigRational, c: &BigRational, b: &mut Budget) -> Option<BigRational> {
+    match (a.is_integer(), c.is_integer()) {
+        (false, true) => return mul_int(a, c.numer(), b),
+        (true, false) => return mul_int(c, a.numer(), b),
+        _ => {}
+    }
+    if !b.spend(big_cost(a, c)) || bits(a) + bits(c) > 2 * MAX_BITS {
+        return None;
+    }
+    let r = if a.is_integer() && c.is_integer() {
+        BigRational::from_integer(a.numer() * c.numer())
+    } else {
+        if bits(a) + bits(c) > 2 * MAX_FRACTION_BITS {
+            return None;
+        }
+        mul_frac(a, c)
+    };
+    fits(&r).then_some(r)
+}
+
+/// Sum with an integer fast path and a size cap.
+fn radd(a: &BigRational, c: &BigRational, b: &mut Budget) -> Option<BigRational> {
+    // Fraction + integer stays reduced: (n + k·d)/d.
+    let (frac, int) = match (a.is_integer(), c.is_integer()) {
+        (false, true) => (Some(a), c),
+        (true, false) => (Some(c), a),
+        _ => (None, a),
+    };
+    if let Some(f) = frac {
+        if bits(f) + bits(int) > MAX_FRACTION_BITS || !b.spend(1 + (bits(f) + bits(int)) / 256) {
+            return None;
+        }
+        let n = f.numer() + int.numer() * f.denom();
+        return Some(BigRational::new_raw(n, f.denom().clone()));
+    }
+    let r = if a.is_integer() && c.is_integer() {
+        b.spend(1 + (bits(a) + bits(c)) / 4096);
+        BigRational::from_integer(a.numer() + c.numer())
+    } else {
+        if bits(a).max(bits(c)) > MAX_FRACTION_BITS || !b.spend(big_cost(a, c)) {
+            return None;
+        }
+        add_frac(a, c)
+    };
+    fits(&r).then_some(r)
 }
 
 /// The exact rational value of a constant expression, if it has one.
@@ -88,7 +207,6 @@ pub(crate) fn exact(n: &Node, b: &mut Budget) -> Option<BigRational> {
     if !b.spend(1) {
         return None;
     }
-    let check = |r: BigRational| (bits(&r) <= MAX_BITS).then_some(r);
     match n {
         Node::Num(v, _) => Some(v.clone()),
         Node::Neg(x) => Some(-exact(x, b)?),
@@ -96,8 +214,7 @@ pub(crate) fn exact(n: &Node, b: &mut Budget) -> Option<BigRational> {
             let mut acc = BigRational::zero();
             for x in xs {
                 let v = exact(x, b)?;
-                b.spend((bits(&v) / 256).max(1));
-                acc = check(acc + v)?;
+                acc = radd(&acc, &v, b)?;
             }
             Some(acc)
         }
@@ -105,8 +222,7 @@ pub(crate) fn exact(n: &Node, b: &mut Budget) -> Option<BigRational> {
             let mut acc = crate::parse::one();
             for x in xs {
                 let v = exact(x, b)?;
-                b.spend(((bits(&v) + bits(&acc)) / 256).max(1));
-                acc = check(acc * v)?;
+                acc = rmul(&acc, &v, b)?;
             }
             Some(acc)
         }
@@ -115,14 +231,14 @@ pub(crate) fn exact(n: &Node, b: &mut Budget) -> Option<BigRational> {
             if d.is_zero() {
                 return None;
             }
-            check(exact(x, b)? / d)
+            rmul(&exact(x, b)?, &d.recip(), b)
         }
         Node::Pow(x, e) => {
             let e = exact(e, b)?;
             let x = exact(x, b)?;
             rational_pow(&x, &e, b)
         }
-        Node::Percent(x) => Some(exact(x, b)? / BigRational::from_integer(100.into())),
+        Node::Percent(x) => rmul(&exact(x, b)?, &BigRational::new(1.into(), 100.into()), b),
         Node::Func(f, args) => exact_func(*f, args, b),
         _ => None,
     }
@@ -368,5 +484,26 @@ pub(crate) fn is_scalar(n: &Node) -> bool {
         Node::Div(x, y) | Node::Pow(x, y) => is_scalar(x) && is_scalar(y),
         Node::Add(xs) | Node::Mul(xs) | Node::Func(_, xs) => xs.iter().all(is_scalar),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(n: i64, d: i64) -> BigRational {
+        BigRational::new(n.into(), d.into())
+    }
+
+    #[test]
+    fn fast_rational_ops_match_num_rational() {
+        let vals = [q(3, 4), q(-5, 6), q(7, 1), q(0, 1), q(-12, 35), q(22, 7), q(1, 1000)];
+        for a in &vals {
+            for c in &vals {
+                let mut b = Budget::new();
+                assert_eq!(rmul(a, c, &mut b), Some(a * c), "{a} * {c}");
+                assert_eq!(radd(a, c, &mut b), Some(a + c), "{a} + {c}");
+            }
+        }
     }
 }

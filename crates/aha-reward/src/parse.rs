@@ -5,12 +5,14 @@
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{One, Zero};
+use num_traits::{One, Signed, Zero};
 
 /// Parser recursion deeper than this is rejected (one bracket level costs
 /// about six; no real answer needs 60 levels), which bounds recursion
 /// everywhere downstream.
 pub const MAX_DEPTH: usize = 400;
+/// `!` and `%` signs allowed in one answer.
+pub const MAX_POSTFIX: usize = 64;
 /// Token budget of one answer.
 pub const MAX_TOKENS: usize = 8192;
 
@@ -159,10 +161,24 @@ const GREEK: [&str; 22] = [
     "chi", "omega",
 ];
 
+/// Whether commas in `s` can be thousands separators: only when every comma
+/// sits between a digit and exactly three digits (`1,000`, `12,345,678`);
+/// one list-like comma (`1,2`, `3, 4`) makes them all list separators.
+fn commas_group_digits(b: &[u8]) -> bool {
+    (0..b.len()).filter(|&k| b[k] == b',').all(|k| {
+        let three = k + 4 <= b.len() && b[k + 1..k + 4].iter().all(u8::is_ascii_digit);
+        let ends = b.get(k + 4).is_none_or(|c| !c.is_ascii_digit());
+        k > 0 && b[k - 1].is_ascii_digit() && three && ends
+    })
+}
+
 fn tokenize(s: &str) -> PResult<Vec<Tok>> {
     let b = s.as_bytes();
     let mut toks = Vec::new();
     let mut i = 0;
+    let comma_groups = commas_group_digits(b);
+    // Inside brackets a comma separates elements: `[100,200]` is an interval.
+    let mut depth = 0usize;
     while i < b.len() {
         if toks.len() > MAX_TOKENS {
             return Err(ParseError::TooBig);
@@ -173,7 +189,7 @@ fn tokenize(s: &str) -> PResult<Vec<Tok>> {
             continue;
         }
         if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
-            let (lit, next) = read_number(s, i);
+            let (lit, next) = read_number(s, i, comma_groups && depth == 0);
             toks.push(Tok::Num(lit));
             i = next;
             continue;
@@ -285,6 +301,11 @@ fn tokenize(s: &str) -> PResult<Vec<Tok>> {
         }
         i += 1;
         match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        match c {
             b'+' | b'-' | b'*' | b'/' | b'^' | b'_' | b'!' | b'%' | b'|' | b'&' | b',' | b';'
             | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'\'' => toks.push(Tok::Op(c as char)),
             b'=' => toks.push(Tok::Rel(Rel::Eq)),
@@ -337,7 +358,7 @@ fn read_braced_name(s: &str, i: usize) -> (String, usize) {
 
 /// Reads a number literal with thousands separators (`1,000`, `1 000`),
 /// a decimal part and an exponent (`1.2e-5`).
-fn read_number(s: &str, start: usize) -> (String, usize) {
+fn read_number(s: &str, start: usize, comma_groups: bool) -> (String, usize) {
     let b = s.as_bytes();
     let mut i = start;
     let mut lit = String::new();
@@ -355,6 +376,9 @@ fn read_number(s: &str, start: usize) -> (String, usize) {
     // Thousands groups only when the first group has 1–3 digits.
     if (1..=3).contains(&first_group) {
         for sep in [b',', b' '] {
+            if sep == b',' && !comma_groups {
+                continue;
+            }
             let mut k = i;
             let mut groups = String::new();
             while k < b.len() && b[k] == sep {
@@ -431,6 +455,7 @@ struct Parser {
     pos: usize,
     depth: usize,
     abs_open: usize,
+    wraps: usize,
 }
 
 impl Parser {
@@ -556,6 +581,20 @@ impl Parser {
     fn term(&mut self) -> PResult<Node> {
         self.enter()?;
         let mut acc = self.unary()?;
+        // `3\frac{3}{4}` is the mixed number 3¾, not 3·¾.
+        if self.peek() == Some(&Tok::Frac) {
+            if let Some(whole) = integer_literal(&acc) {
+                let f = self.power()?;
+                if proper_fraction(&f) {
+                    let neg = whole.is_negative();
+                    let mag = Node::Num(whole.abs(), None);
+                    let sum = Node::Add(vec![mag, f]);
+                    acc = if neg { Node::Neg(Box::new(sum)) } else { sum };
+                } else {
+                    acc = mul(acc, f);
+                }
+            }
+        }
         loop {
             match self.peek() {
                 Some(Tok::Op('*')) => {
@@ -644,6 +683,13 @@ impl Parser {
 
     fn postfix_ops(&mut self, mut a: Node) -> PResult<Node> {
         loop {
+            if matches!(self.peek(), Some(Tok::Op('!' | '%'))) {
+                // Each `!`/`%` nests the tree one level; bound them all.
+                self.wraps += 1;
+                if self.wraps > MAX_POSTFIX {
+                    return Err(ParseError::TooBig);
+                }
+            }
             match self.peek() {
                 Some(Tok::Op('!')) => {
                     self.pos += 1;
@@ -863,6 +909,28 @@ impl Parser {
     }
 }
 
+/// An integer literal, possibly negated (no decimal point).
+fn integer_literal(n: &Node) -> Option<BigRational> {
+    match n {
+        Node::Num(v, None) if v.is_integer() => Some(v.clone()),
+        Node::Neg(x) => integer_literal(x).map(|v| -v),
+        _ => None,
+    }
+}
+
+/// `\frac{a}{b}` with integer literals 0 < a < b.
+fn proper_fraction(n: &Node) -> bool {
+    match n {
+        Node::Div(a, b) => match (&**a, &**b) {
+            (Node::Num(a, None), Node::Num(b, None)) => {
+                a.is_integer() && b.is_integer() && a.is_positive() && a < b
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn mul(a: Node, b: Node) -> Node {
     match a {
         Node::Mul(mut v) => {
@@ -902,6 +970,7 @@ pub(crate) fn parse(s: &str) -> Result<Node, ParseError> {
         pos: 0,
         depth: 0,
         abs_open: 0,
+        wraps: 0,
     };
     p.top()
 }
