@@ -25,8 +25,13 @@ pub enum RopeScaling {
         original_max_position_embeddings: usize,
         beta_fast: f64,
         beta_slow: f64,
+        /// 0 when absent (as HF, which tests these two for truthiness).
         mscale: f64,
         mscale_all_dim: f64,
+        /// An explicit cos/sin factor, overriding the one derived from mscale.
+        attention_factor: Option<f64>,
+        /// Round the correction range to whole dimensions (HF default true).
+        truncate: bool,
     },
 }
 
@@ -45,6 +50,8 @@ struct RawRope {
     beta_slow: Option<f64>,
     mscale: Option<f64>,
     mscale_all_dim: Option<f64>,
+    attention_factor: Option<f64>,
+    truncate: Option<bool>,
 }
 
 /// Parse rope settings from either config style. `default_theta` applies when neither names one.
@@ -82,8 +89,10 @@ pub(crate) fn parse_rope(raw: &serde_json::Value, default_theta: f64) -> std::re
                 .ok_or("rope scaling yarn needs original_max_position_embeddings")?,
             beta_fast: r.beta_fast.unwrap_or(32.0),
             beta_slow: r.beta_slow.unwrap_or(1.0),
-            mscale: r.mscale.unwrap_or(1.0),
+            mscale: r.mscale.unwrap_or(0.0),
             mscale_all_dim: r.mscale_all_dim.unwrap_or(0.0),
+            attention_factor: r.attention_factor,
+            truncate: r.truncate.unwrap_or(true),
         },
         other => return Err(format!("unsupported rope scaling type {other:?}")),
     };

@@ -3,6 +3,7 @@
 //! (differentiable ops, full logits), and saving back in the Hugging Face format.
 
 pub mod config;
+pub mod deepseek_v3;
 mod error;
 pub mod kv_cache;
 pub mod llama;
@@ -74,6 +75,7 @@ impl Default for LoadOptions {
 
 enum Arch {
     Llama(llama::Llama),
+    DeepseekV3(Box<deepseek_v3::DeepseekV3>),
 }
 
 /// A loaded causal language model.
@@ -105,6 +107,10 @@ impl Model {
                 let cfg = llama::LlamaConfig::from_json(&config, config_path)?;
                 Arch::Llama(llama::Llama::load(cfg, ckpt, device)?)
             }
+            "deepseek_v3" => {
+                let cfg = deepseek_v3::DeepseekV3Config::from_json(&config, config_path)?;
+                Arch::DeepseekV3(Box::new(deepseek_v3::DeepseekV3::load(cfg, ckpt, device)?))
+            }
             other => return Err(ModelError::UnknownArchitecture(other.to_string())),
         };
         let leftover: Vec<&String> = ckpt.names().filter(|n| *n != "lm_head.weight" && !n.contains("rotary_emb")).collect();
@@ -118,24 +124,28 @@ impl Model {
     pub fn forward(&self, input: &ForwardInput, cache: Option<&mut KvCache>) -> Result<Tensor> {
         match &self.arch {
             Arch::Llama(m) => m.forward(input, cache),
+            Arch::DeepseekV3(m) => m.forward(input, cache),
         }
     }
 
     pub fn new_cache(&self) -> KvCache {
         match &self.arch {
             Arch::Llama(m) => KvCache::new(m.num_layers()),
+            Arch::DeepseekV3(m) => KvCache::new(m.num_layers()),
         }
     }
 
     pub fn params(&self) -> &Params {
         match &self.arch {
             Arch::Llama(m) => m.params(),
+            Arch::DeepseekV3(m) => m.params(),
         }
     }
 
     pub fn vocab_size(&self) -> usize {
         match &self.arch {
             Arch::Llama(m) => m.cfg.vocab_size,
+            Arch::DeepseekV3(m) => m.cfg.vocab_size,
         }
     }
 

@@ -39,14 +39,25 @@ impl Rope {
                     .collect();
                 (f, 1.0)
             }
-            RopeScaling::Yarn { factor, original_max_position_embeddings, beta_fast, beta_slow, mscale, mscale_all_dim } => {
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                mscale,
+                mscale_all_dim,
+                attention_factor,
+                truncate,
+            } => {
+                // As transformers' `_compute_yarn_parameters`.
                 let dim = head_dim as f64;
                 let old = original_max_position_embeddings as f64;
                 // The dimension index whose wavelength completes `rotations` turns over the old context.
                 let correction_dim =
                     |rotations: f64| dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * cfg.theta.ln());
-                let low = correction_dim(beta_fast).floor().max(0.0);
-                let high = correction_dim(beta_slow).ceil().min(dim - 1.0);
+                let (low, high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+                let (low, high) = if truncate { (low.floor(), high.ceil()) } else { (low, high) };
+                let (low, high) = (low.max(0.0), high.min(dim - 1.0));
                 let high = if low == high { high + 0.001 } else { high };
                 let f = base
                     .iter()
@@ -57,7 +68,11 @@ impl Rope {
                         freq / factor * (1.0 - extrapolate) + freq * extrapolate
                     })
                     .collect();
-                let m = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim);
+                let m = attention_factor.unwrap_or(if mscale != 0.0 && mscale_all_dim != 0.0 {
+                    yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim)
+                } else {
+                    yarn_mscale(factor, 1.0)
+                });
                 (f, m)
             }
         };

@@ -92,6 +92,12 @@ pub fn read_file(path: &Path, dtype: DType, device: &Device) -> Result<Vec<(Stri
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::BF16 => DType::BF16,
             safetensors::Dtype::F16 => DType::F16,
+            // Block-FP8 weights (DeepSeek-V3) stay FP8 here: the architecture dequantizes them
+            // with their `weight_scale_inv` blocks.
+            safetensors::Dtype::F8_E4M3 => {
+                out.push((name, Tensor::from_raw_buffer(view.data(), DType::F8E4M3, view.shape(), device)?));
+                continue;
+            }
             other => {
                 return Err(ModelError::Tensor {
                     path: path.to_path_buf(),
