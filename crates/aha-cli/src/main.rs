@@ -7,12 +7,21 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "aha", version, about = "The DeepSeek-R1 system: run, train, verify and evaluate reasoning models")]
 struct Cli {
+    /// Worker threads for the numeric kernels (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate completions for one or more prompts (batched).
+    Generate(cmd::generate::GenerateArgs),
+    /// Score a sequence: the log-probability of each token given the ones before it.
+    Logprobs(cmd::logprobs::LogprobsArgs),
+    /// Chat with a model in the terminal, its reasoning shown apart from the answer.
+    Chat(cmd::chat::ChatArgs),
     /// Check model answers against gold answers with aha's rule-based math verifier.
     Verify(cmd::verify::VerifyArgs),
 }
@@ -26,7 +35,14 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // candle's kernels size their pools from this variable; set it before any runs.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
     let result = match cli.command {
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Logprobs(args) => cmd::logprobs::run(args),
+        Command::Chat(args) => cmd::chat::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };
     if let Err(e) = result {

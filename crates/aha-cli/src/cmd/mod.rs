@@ -1,1 +1,5 @@
+pub mod chat;
+pub mod common;
+pub mod generate;
+pub mod logprobs;
 pub mod verify;

@@ -1,0 +1,53 @@
+//! What several commands share: loading a model with its tokenizer, parsing id lists.
+
+use aha_model::{LoadOptions, Model};
+use aha_text::Tokenizer;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+pub struct Loaded {
+    pub model: Model,
+    /// Present when the model directory has a tokenizer.json.
+    pub tokenizer: Option<Tokenizer>,
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    if !path.exists() {
+        anyhow::bail!("{}: no such model directory", path.display());
+    }
+    let model = Model::load(path, &LoadOptions::default()).with_context(|| format!("loading model {}", path.display()))?;
+    let tokenizer = if path.join("tokenizer.json").is_file() {
+        Some(Tokenizer::from_dir(path).with_context(|| format!("loading tokenizer from {}", path.display()))?)
+    } else {
+        None
+    };
+    Ok(Loaded { model, tokenizer })
+}
+
+impl Loaded {
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().context("this model directory has no tokenizer.json: pass token ids with --ids instead")
+    }
+
+    /// EOS ids: the tokenizer's (generation_config, config, tokenizer_config) or else config.json's.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match &self.tokenizer {
+            Some(t) if !t.eos_token_ids().is_empty() => t.eos_token_ids().to_vec(),
+            _ => self.model.eos_token_ids(),
+        }
+    }
+}
+
+/// A comma-separated list of token ids as one argument value.
+#[derive(Debug, Clone)]
+pub struct Ids(pub Vec<u32>);
+
+/// "1,2,3" -> [1, 2, 3].
+pub fn parse_ids(s: &str) -> Result<Ids, String> {
+    let ids: Result<Vec<u32>, _> = s.split(',').map(|p| p.trim()).filter(|p| !p.is_empty()).map(str::parse::<u32>).collect();
+    match ids {
+        Ok(v) if v.is_empty() => Err("expected comma-separated token ids, got none".into()),
+        Ok(v) => Ok(Ids(v)),
+        Err(e) => Err(format!("expected comma-separated token ids ({e})")),
+    }
+}
