@@ -60,6 +60,7 @@ fn single_sequence_logits_match_in_every_mode_and_form() {
             for mode in [Mode::Inference, Mode::Train] {
                 let got = logits(&model, &input, mode).squeeze(0).unwrap();
                 let diff = max_abs_diff(&got, &r["single_logits"]);
+                eprintln!("{name} {form:?} {mode:?}: max |logits - transformers| = {diff:.2e}");
                 assert!(diff < 1e-4, "{name} {form:?} {mode:?}: logits differ by {diff}");
             }
         }
@@ -146,6 +147,7 @@ fn greedy_tokens_with_compressed_cache_match_in_both_forms() {
         let (absorbed, absorbed_steps) = greedy(&model, &prompt, want.len());
         assert_eq!(absorbed, want, "{name}: greedy tokens (absorbed MLA)");
         let worst = plain_steps.iter().zip(&absorbed_steps).map(|(a, b)| max_abs_diff(a, b)).fold(0f32, f32::max);
+        eprintln!("{name}: absorbed vs plain decode logits, max diff {worst:.2e} over {} steps", want.len());
         assert!(worst < 1e-4, "{name}: absorbed decode logits differ from plain by {worst}");
     }
 }
@@ -184,6 +186,7 @@ fn completion_logprobs_match() {
         let (model, r) = fixture(name);
         let got = completion_logprobs(&model, &r, Mode::Inference);
         let diff = max_abs_diff(&got, &r["lp_logprobs"]);
+        eprintln!("{name}: max |log-probs - transformers| = {diff:.2e}");
         assert!(diff < 1e-4, "{name}: log-probs differ by {diff}");
     }
 }
@@ -335,13 +338,14 @@ fn expert_load_counts_real_tokens_only() {
     let out = model.forward_full(&input, None, true).unwrap();
     let real: f32 = r["batch_mask"].to_dtype(DType::F32).unwrap().sum_all().unwrap().to_scalar().unwrap();
     let loads = DeepseekV3::expert_load(&out.routing, Some(&mask)).unwrap();
-    assert_eq!(loads.len(), 2);
+    let (e, k) = (model.cfg.n_experts(), model.cfg.top_k() as f32);
+    assert_eq!(loads.len(), (0..model.num_layers()).filter(|&i| model.cfg.is_moe_layer(i)).count());
     for (layer, load) in &loads {
-        assert_eq!(load.len(), 16);
-        assert_eq!(load.iter().sum::<f32>(), real * 4.0, "layer {layer}");
+        assert_eq!(load.len(), e);
+        assert_eq!(load.iter().sum::<f32>(), real * k, "layer {layer}");
     }
     let all = DeepseekV3::expert_load(&out.routing, None).unwrap();
-    assert_eq!(all[0].1.iter().sum::<f32>(), (batch_ids.elem_count() * 4) as f32);
+    assert_eq!(all[0].1.iter().sum::<f32>(), batch_ids.elem_count() as f32 * k);
 }
 
 #[test]
