@@ -22,6 +22,10 @@ enum Command {
     Logprobs(cmd::logprobs::LogprobsArgs),
     /// Chat with a model in the terminal, its reasoning shown apart from the answer.
     Chat(cmd::chat::ChatArgs),
+    /// Train a policy with GRPO on a dataset with rule-based rewards.
+    Grpo(cmd::grpo::GrpoArgs),
+    /// Pretrain a tiny base model from scratch on the built-in tasks' corpus.
+    Pretrain(cmd::pretrain::PretrainArgs),
     /// Check model answers against gold answers with aha's rule-based math verifier.
     Verify(cmd::verify::VerifyArgs),
 }
@@ -43,6 +47,8 @@ fn main() {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Chat(args) => cmd::chat::run(args),
+        Command::Grpo(args) => cmd::grpo::run(args),
+        Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };
     if let Err(e) = result {

@@ -1,1 +1,7 @@
-//! aha-train
+//! Training for aha: the optimizer, GRPO (R1-Zero's reinforcement learning), the built-in
+//! verifiable tasks, and pretraining of a tiny base model.
+
+pub mod grpo;
+pub mod optim;
+pub mod pretrain;
+pub mod tasks;

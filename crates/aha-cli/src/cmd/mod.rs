@@ -1,5 +1,7 @@
 pub mod chat;
 pub mod common;
 pub mod generate;
+pub mod grpo;
 pub mod logprobs;
+pub mod pretrain;
 pub mod verify;
