@@ -55,7 +55,7 @@ fn int_of(r: &BigRational) -> Option<i64> {
 
 fn exact_root(x: &BigInt, n: u32) -> Option<BigInt> {
     if x.is_negative() {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             return None;
         }
         return exact_root(&-x, n).map(|r| -r);

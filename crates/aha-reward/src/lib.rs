@@ -22,6 +22,17 @@
 //! let s = r.score("<think>2+2</think><answer>4</answer>", Some("4"));
 //! assert_eq!(s, 1.5);
 //! ```
+//!
+//! For a trainer: build one [`Reward`] from the run's spec string, then call
+//! [`Reward::score_batch`] (or [`Reward::score_input`] with a token count,
+//! which the length rewards `cosine` and `overlong` use instead of
+//! characters) per group. Everything is `Send + Sync` and pure, so groups can
+//! be scored on any threads. Spec grammar: comma-separated
+//! `name[(key=value; ...)][:weight]`, e.g.
+//! `accuracy:1,format:0.5,language(lang=en):0.1,overlong(max_len=4096;cache=512)`.
+//! Names: `accuracy`, `format`, `tag_count`, `r1_zero_format`, `language`,
+//! `cosine`, `overlong`, `repetition`, `countdown` (gold
+//! `{"numbers": [..], "target": N}`), `arithmetic`, `gsm8k`.
 
 pub mod batch;
 mod equiv;
@@ -36,7 +47,7 @@ mod text;
 pub use equiv::answers_equivalent;
 pub use error::RewardError;
 pub use extract::{extract_answer, extract_gold, is_hedged, ExtractConfig, Extracted, Source};
-pub use reward::{Reward, RewardFn, RewardInput};
+pub use reward::{Reward, RewardFn, RewardInput, Script};
 
 use serde::Serialize;
 

@@ -449,6 +449,16 @@ impl Reward {
         self.terms.iter().map(|(f, w)| w * f.score_input(x)).sum()
     }
 
+    /// Scores a group of completions (e.g. one GRPO group); a missing gold
+    /// (shorter `golds`) counts as `None`.
+    pub fn score_batch(&self, completions: &[&str], golds: &[Option<&str>]) -> Vec<f32> {
+        completions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.score(c, golds.get(i).copied().flatten()))
+            .collect()
+    }
+
     /// Each term's unweighted value, in spec order (for logging).
     pub fn breakdown(&self, x: &RewardInput) -> Vec<f32> {
         self.terms.iter().map(|(f, _)| f.score_input(x)).collect()
@@ -506,5 +516,18 @@ mod tests {
         assert!(Reward::parse("").is_err());
         assert!(Reward::parse("cosine(bogus=1)").is_err());
         assert!(Reward::parse("language(lang=zz)").is_err());
+        let acc = Reward::parse("accuracy").unwrap_or(Reward { terms: Vec::new() });
+        let got = acc.score_batch(&["<answer>4</answer>", "<answer>5</answer>", "4"], &[Some("4"), Some("4")]);
+        assert_eq!(got, vec![1.0, 0.0, 0.0]);
+    }
+}
+
+#[cfg(test)]
+mod thread_tests {
+    #[test]
+    fn rewards_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Reward>();
+        check::<super::RewardFn>();
     }
 }
