@@ -98,7 +98,16 @@ fn main() {
             let input = mutate(&mut rng, base, &corpus);
             let t = Instant::now();
             let first = catch_unwind(AssertUnwindSafe(|| run(&input)));
-            let dt = t.elapsed();
+            let mut dt = t.elapsed();
+            if dt > Duration::from_millis(50) {
+                // Re-time: on a busy machine one run can be descheduled; the
+                // verdict's own cost is the fastest of a few runs.
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    let _ = catch_unwind(AssertUnwindSafe(|| run(&input)));
+                    dt = dt.min(t.elapsed());
+                }
+            }
             iters += 1;
             match first {
                 Err(_) => {

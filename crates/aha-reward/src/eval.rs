@@ -53,9 +53,11 @@ fn int_of(r: &BigRational) -> Option<i64> {
     }
 }
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 fn exact_root(x: &BigInt, n: u32) -> Option<BigInt> {
     if x.is_negative() {
-        if n.is_multiple_of(2) {
+        if n % 2 == 0 {
             return None;
         }
         return exact_root(&-x, n).map(|r| -r);
