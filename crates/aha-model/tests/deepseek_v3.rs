@@ -528,3 +528,43 @@ fn bench_moe_decode_and_mla_cache() {
     let (mla, naive) = (61 * (512 + 64) * 2, 61 * 128 * (128 + 64 + 128) * 2);
     eprintln!("cache bytes/token (bf16, DeepSeek-V3 671B): MLA {mla} vs naive {naive} ({:.1}x smaller)", naive as f64 / mla as f64);
 }
+
+/// YaRN inv_freq and attention factor against transformers' `_compute_yarn_parameters`
+/// (values printed by transformers 5.24) for the cases the fixtures do not cover: mscale or
+/// mscale_all_dim alone, an explicit attention_factor, truncate false.
+#[test]
+fn yarn_parameters_match_transformers() {
+    let cases: [(serde_json::Value, f64, [f64; 8]); 4] = [
+        (serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "mscale": 0.707}), 1.138629436111989,
+            [1.0, 0.237170815, 0.049999997, 0.007905695, 0.0025, 0.000790569, 0.00025, 7.9057e-05]),
+        (serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "mscale_all_dim": 0.5}), 1.138629436111989,
+            [1.0, 0.237170815, 0.049999997, 0.007905695, 0.0025, 0.000790569, 0.00025, 7.9057e-05]),
+        (serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": 1.3, "beta_fast": 16.0, "beta_slow": 2.0}), 1.3,
+            [1.0, 0.197642356, 0.025, 0.007905695, 0.0025, 0.000790569, 0.00025, 7.9057e-05]),
+        (serde_json::json!({"factor": 40.0, "original_max_position_embeddings": 4096, "mscale": 1.0, "mscale_all_dim": 1.0, "truncate": false}), 1.0,
+            [1.0, 0.316227764, 0.100000001, 0.027710859, 0.005524063, 0.000722638, 2.5e-05, 7.906e-06]),
+    ];
+    for (rope, want_factor, want_inv) in cases {
+        let mut rp = rope.clone();
+        rp["rope_type"] = "yarn".into();
+        rp["rope_theta"] = 10000.0.into();
+        let raw = serde_json::json!({"vocab_size": 8, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 1, "kv_lora_rank": 4, "q_lora_rank": null, "qk_rope_head_dim": 16, "qk_nope_head_dim": 4,
+            "v_head_dim": 4, "max_position_embeddings": 163840, "rms_norm_eps": 1e-6, "rope_parameters": rp});
+        let cfg = DeepseekV3Config::from_json(&raw, &PathBuf::from("config.json")).unwrap();
+        let rope_cfg = cfg.rope.clone().unwrap();
+        let r = aha_model::rope::Rope::new(&rope_cfg, 16, &Device::Cpu).unwrap();
+        let (cos, sin) = r.cos_sin(&Tensor::new(&[[0u32, 1]], &Device::Cpu).unwrap()).unwrap();
+        let cos: Vec<Vec<f32>> = cos.squeeze(0).unwrap().to_vec2().unwrap();
+        let sin: Vec<Vec<f32>> = sin.squeeze(0).unwrap().to_vec2().unwrap();
+        assert!((cos[0][0] as f64 - want_factor).abs() < 1e-6, "{rope}: attention factor {} vs {want_factor}", cos[0][0]);
+        for (i, &w) in want_inv.iter().enumerate() {
+            let got = (sin[1][i] as f64).atan2(cos[1][i] as f64);
+            assert!((got - w).abs() < 1e-6 * w.max(1e-3) + 1e-9, "{rope}: inv_freq[{i}] {got} vs {w}");
+        }
+        // The softmax scale follows mscale_all_dim alone (yarn_apply_mscale).
+        let mad = rope.get("mscale_all_dim").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let m = if mad != 0.0 { aha_model::rope::yarn_mscale(rope["factor"].as_f64().unwrap(), mad) } else { 1.0 };
+        assert!((cfg.softmax_scale() - m * m / 20f64.sqrt()).abs() < 1e-12, "{rope}: softmax scale");
+    }
+}
