@@ -1,1 +1,860 @@
-//! (in progress)
+//! GRPO (Group Relative Policy Optimization), the reinforcement learning of DeepSeek-R1-Zero,
+//! with the variants that followed it: Dr. GRPO (no std division, constant normaliser), DAPO
+//! (clip-higher, token-level aggregation, dynamic filtering of all-equal groups, overlong
+//! masking).
+//!
+//! The pieces, each usable alone:
+//! * [`group_advantages`]: rewards -> advantages within each group of G samples.
+//! * [`completion_logprobs`]: per-token log-probs (and entropy) of completions given their
+//!   prompts, for a whole batch in one forward pass.
+//! * [`token_weights`] + [`grpo_loss`]: the clipped-ratio objective with a k3 KL penalty and
+//!   the three loss aggregations.
+//! * [`GrpoTrainer`]: sampling with the engine, rewards, several optimisation passes per
+//!   batch, AdamW, checkpoints and exact resume.
+
+use crate::optim::{AdamW, AdamWConfig, Grads, LrSchedule, OptimError};
+use aha_engine::{Completion, FinishReason, GenerateOptions, SamplingParams};
+use aha_model::weights::Checkpoint;
+use aha_model::{ForwardInput, LogitsFor, Mode, Model, ModelError};
+use aha_text::Tokenizer;
+use candle_core::{DType, Tensor, D};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpoError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Engine(#[from] aha_engine::EngineError),
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, GrpoError>;
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> GrpoError {
+    GrpoError::File { path: path.to_path_buf(), message: e.to_string() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Advantages
+// ---------------------------------------------------------------------------------------
+
+/// How rewards become advantages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvantageNorm {
+    /// (r - group mean) / (group std + eps): GRPO / R1.
+    Group,
+    /// r - group mean: Dr. GRPO (no std division).
+    NoStd,
+    /// (r - group mean) / (std over the whole batch + eps).
+    Batch,
+}
+
+/// Unbiased standard deviation (as `torch.std`); 0 for fewer than 2 values.
+pub fn std_dev(xs: &[f32]) -> f32 {
+    let n = xs.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mean = xs.iter().sum::<f32>() / n as f32;
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / (n - 1) as f32).sqrt()
+}
+
+fn mean(xs: &[f32]) -> f32 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f32>() / xs.len() as f32
+    }
+}
+
+/// Advantages of `rewards` laid out as consecutive groups of `group_size` samples of the
+/// same prompt. `eps` guards the division (TRL uses 1e-4).
+pub fn group_advantages(rewards: &[f32], group_size: usize, norm: AdvantageNorm, eps: f32) -> Vec<f32> {
+    assert!(group_size > 0 && rewards.len() % group_size == 0, "rewards must be whole groups");
+    let batch_std = std_dev(rewards);
+    let mut out = Vec::with_capacity(rewards.len());
+    for g in rewards.chunks(group_size) {
+        let m = mean(g);
+        let scale = match norm {
+            AdvantageNorm::Group => 1.0 / (std_dev(g) + eps),
+            AdvantageNorm::NoStd => 1.0,
+            AdvantageNorm::Batch => 1.0 / (batch_std + eps),
+        };
+        out.extend(g.iter().map(|r| (r - m) * scale));
+    }
+    out
+}
+
+/// Whether each group's rewards are all equal (such a group has zero advantages and no
+/// learning signal; DAPO's dynamic sampling drops it).
+pub fn zero_variance_groups(rewards: &[f32], group_size: usize) -> Vec<bool> {
+    rewards.chunks(group_size).map(|g| g.iter().all(|&r| (r - g[0]).abs() <= 1e-6)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Log-probs
+// ---------------------------------------------------------------------------------------
+
+/// Per-token log-probs of completions given their prompts.
+pub struct CompletionLogprobs {
+    /// [b, c] log p(completion token | prefix); 0 at padding.
+    pub logprobs: Tensor,
+    /// [b, c] entropy of the next-token distribution at each completion position (detached).
+    pub entropy: Tensor,
+    /// [b, c] f32, 1 at real completion tokens.
+    pub mask: Tensor,
+}
+
+/// Log-softmax over the last dimension with differentiable ops (max detached).
+pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// One forward pass over the batch laid out as `[left pad, prompt, completion, right pad]`,
+/// giving the log-prob of every completion token. `Mode::Train` keeps the graph to the
+/// parameters; `Mode::Inference` for old-policy and reference log-probs.
+pub fn completion_logprobs(model: &Model, prompts: &[&[u32]], completions: &[&[u32]], mode: Mode) -> Result<CompletionLogprobs> {
+    if prompts.len() != completions.len() || prompts.is_empty() {
+        return Err(GrpoError::Invalid("need one completion per prompt, and at least one".into()));
+    }
+    if prompts.iter().any(|p| p.is_empty()) {
+        return Err(GrpoError::Invalid("every prompt needs at least one token".into()));
+    }
+    let device = model.device();
+    let b = prompts.len();
+    let p_max = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let c_max = completions.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+    let width = p_max + c_max;
+    let mut ids = vec![0u32; b * width];
+    let mut pos = vec![0u32; b * width];
+    let mut key = vec![0u8; b * width];
+    let mut targets = vec![0u32; b * c_max];
+    let mut mask = vec![0f32; b * c_max];
+    for r in 0..b {
+        let (p, c) = (prompts[r], completions[r]);
+        let pad = p_max - p.len();
+        for (j, &t) in p.iter().chain(c.iter()).enumerate() {
+            ids[r * width + pad + j] = t;
+            pos[r * width + pad + j] = j as u32;
+            key[r * width + pad + j] = 1;
+        }
+        // Right padding continues the positions (its outputs are masked anyway).
+        for j in p.len() + c.len()..width - pad {
+            pos[r * width + pad + j] = j as u32;
+        }
+        for (k, &t) in c.iter().enumerate() {
+            targets[r * c_max + k] = t;
+            mask[r * c_max + k] = 1.0;
+        }
+    }
+    let input_ids = Tensor::from_vec(ids, (b, width), device)?;
+    let position_ids = Tensor::from_vec(pos, (b, width), device)?;
+    let key_mask = Tensor::from_vec(key, (b, width), device)?;
+    let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode, logits: LogitsFor::All };
+    let logits = model.forward(&input, None)?.to_dtype(DType::F32)?;
+    // Logits at position p_max - 1 + k predict completion token k.
+    let logits = logits.narrow(1, p_max - 1, c_max)?;
+    let logits = if mode == Mode::Inference { logits.detach() } else { logits };
+    let lsm = log_softmax(&logits)?;
+    let targets = Tensor::from_vec(targets, (b, c_max, 1), device)?;
+    let mask = Tensor::from_vec(mask, (b, c_max), device)?;
+    let logprobs = (lsm.gather(&targets, 2)?.squeeze(2)? * &mask)?;
+    let lsm_d = lsm.detach();
+    let entropy = (lsm_d.exp()? * &lsm_d)?.sum(D::Minus1)?.neg()?;
+    let entropy = (entropy * &mask)?;
+    Ok(CompletionLogprobs { logprobs, entropy, mask })
+}
+
+// ---------------------------------------------------------------------------------------
+// The loss
+// ---------------------------------------------------------------------------------------
+
+/// How per-token losses are reduced to the batch loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossAgg {
+    /// Mean over each sequence's tokens, then mean over sequences (GRPO).
+    Sequence,
+    /// Sum over all tokens of the batch / number of tokens (DAPO).
+    Token,
+    /// Sum over all tokens / (sequences x max completion length) (Dr. GRPO).
+    Constant,
+}
+
+/// The normalisers of the whole batch (over all micro-batches), so that the micro-batch
+/// losses sum to the batch loss and accumulated gradients equal the full-batch gradient.
+#[derive(Debug, Clone, Copy)]
+pub struct LossNorm {
+    pub total_seqs: f64,
+    pub total_tokens: f64,
+    pub max_tokens: f64,
+}
+
+impl LossNorm {
+    /// Normalisers of one batch with these completion lengths (masked tokens excluded).
+    pub fn of(lengths: &[usize], max_tokens: usize) -> Self {
+        Self { total_seqs: lengths.len() as f64, total_tokens: lengths.iter().sum::<usize>() as f64, max_tokens: max_tokens as f64 }
+    }
+}
+
+/// The weight of each token of row i (the same for all its tokens): the loss is
+/// `sum_i sum_t w_i * mask_it * loss_it`.
+pub fn token_weights(lengths: &[usize], agg: LossAgg, norm: &LossNorm) -> Vec<f32> {
+    lengths
+        .iter()
+        .map(|&len| {
+            let w = match agg {
+                LossAgg::Sequence => 1.0 / (len.max(1) as f64 * norm.total_seqs.max(1.0)),
+                LossAgg::Token => 1.0 / norm.total_tokens.max(1.0),
+                LossAgg::Constant => 1.0 / (norm.total_seqs * norm.max_tokens).max(1.0),
+            };
+            w as f32
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct LossConfig {
+    /// Clip the ratio below at 1 - eps_low ...
+    pub eps_low: f64,
+    /// ... and above at 1 + eps_high (DAPO's clip-higher: eps_high > eps_low).
+    pub eps_high: f64,
+    /// Coefficient of the k3 KL estimate against the reference.
+    pub beta: f64,
+}
+
+/// The loss of a (micro-)batch and its statistics.
+pub struct LossOutput {
+    /// Scalar loss to backpropagate.
+    pub loss: Tensor,
+    /// [b, t] per-token loss before weighting (masked).
+    pub per_token: Tensor,
+    /// Sum of the k3 KL estimate over real tokens (0 without a reference).
+    pub kl_sum: f64,
+    /// Real tokens where the ratio was clipped below (advantage < 0) / above (advantage > 0).
+    pub clipped_low: f64,
+    pub clipped_high: f64,
+    /// Number of real tokens.
+    pub tokens: f64,
+}
+
+/// The GRPO objective per token, negated to a loss:
+/// `-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) + beta * k3`, with `r = exp(logp -
+/// old_logp)` and `k3 = exp(ref - logp) - (ref - logp) - 1`; reduced with `weights` (one per
+/// row, from [`token_weights`]). Shapes: logp/old/ref/mask [b, t], advantages [b].
+pub fn grpo_loss(
+    logp: &Tensor,
+    old_logp: &Tensor,
+    ref_logp: Option<&Tensor>,
+    advantages: &Tensor,
+    mask: &Tensor,
+    weights: &Tensor,
+    cfg: &LossConfig,
+) -> Result<LossOutput> {
+    let old_logp = old_logp.detach();
+    let adv = advantages.detach().unsqueeze(1)?;
+    let ratio = (logp - &old_logp)?.exp()?;
+    let unclipped = ratio.broadcast_mul(&adv)?;
+    let clipped = ratio.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)?.broadcast_mul(&adv)?;
+    let mut per_token = unclipped.minimum(&clipped)?.neg()?;
+    let mut kl_sum = 0.0;
+    if let Some(r) = ref_logp {
+        let d = (r.detach() - logp)?;
+        let k3 = ((d.exp()? - &d)? - 1.0)?;
+        kl_sum = (k3.detach() * mask)?.sum_all()?.to_scalar::<f32>()? as f64;
+        if cfg.beta != 0.0 {
+            per_token = (per_token + (k3 * cfg.beta)?)?;
+        }
+    }
+    let per_token = (per_token * mask)?;
+    let loss = per_token.broadcast_mul(&weights.unsqueeze(1)?)?.sum_all()?;
+    // Clip statistics, on detached values.
+    let ratio_v: Vec<Vec<f32>> = ratio.detach().to_vec2()?;
+    let adv_v: Vec<f32> = advantages.to_vec1()?;
+    let mask_v: Vec<Vec<f32>> = mask.to_vec2()?;
+    let (mut lo, mut hi, mut tokens) = (0.0, 0.0, 0.0);
+    for i in 0..ratio_v.len() {
+        for t in 0..ratio_v[i].len() {
+            if mask_v[i][t] == 0.0 {
+                continue;
+            }
+            tokens += 1.0;
+            let r = ratio_v[i][t] as f64;
+            if adv_v[i] < 0.0 && r < 1.0 - cfg.eps_low {
+                lo += 1.0;
+            }
+            if adv_v[i] > 0.0 && r > 1.0 + cfg.eps_high {
+                hi += 1.0;
+            }
+        }
+    }
+    Ok(LossOutput { loss, per_token, kl_sum, clipped_low: lo, clipped_high: hi, tokens })
+}
+
+// ---------------------------------------------------------------------------------------
+// Rewards
+// ---------------------------------------------------------------------------------------
+
+/// One sampled completion, as a reward function sees it.
+pub struct Sample<'a> {
+    pub prompt: &'a Prompt,
+    pub token_ids: &'a [u32],
+    /// Decoded text ("" without a tokenizer).
+    pub text: &'a str,
+    pub truncated: bool,
+}
+
+/// A weighted set of named reward terms.
+pub trait Rewarder: Send + Sync {
+    fn names(&self) -> Vec<String>;
+    fn weights(&self) -> Vec<f32>;
+    /// Unweighted value of each term.
+    fn score(&self, sample: &Sample) -> Vec<f32>;
+}
+
+/// Reward terms from an aha-reward spec such as `accuracy,format:0.5`.
+pub struct SpecReward {
+    pub names: Vec<String>,
+    pub reward: aha_reward::Reward,
+}
+
+impl SpecReward {
+    pub fn parse(spec: &str) -> Result<Self> {
+        let reward = aha_reward::Reward::parse(spec).map_err(|e| GrpoError::Invalid(format!("reward spec {spec:?}: {e}")))?;
+        let mut names = Vec::new();
+        let (mut depth, mut start) = (0i32, 0usize);
+        let mut items = Vec::new();
+        for (i, c) in spec.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(&spec[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&spec[start..]);
+        for item in items.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+            let end = item.find(['(', ':']).unwrap_or(item.len());
+            names.push(item[..end].trim().to_string());
+        }
+        if names.len() != reward.terms.len() {
+            names = (0..reward.terms.len()).map(|i| format!("term{i}")).collect();
+        }
+        Ok(Self { names, reward })
+    }
+}
+
+impl Rewarder for SpecReward {
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+    fn weights(&self) -> Vec<f32> {
+        self.reward.terms.iter().map(|(_, w)| *w).collect()
+    }
+    fn score(&self, s: &Sample) -> Vec<f32> {
+        let x = aha_reward::RewardInput { completion: s.text, gold: s.prompt.gold.as_deref(), num_tokens: Some(s.token_ids.len()) };
+        self.reward.breakdown(&x)
+    }
+}
+
+/// One reward term computed by a closure (tests, custom tasks).
+pub struct FnReward<F: Fn(&Sample) -> f32 + Send + Sync> {
+    pub name: String,
+    pub f: F,
+}
+
+impl<F: Fn(&Sample) -> f32 + Send + Sync> Rewarder for FnReward<F> {
+    fn names(&self) -> Vec<String> {
+        vec![self.name.clone()]
+    }
+    fn weights(&self) -> Vec<f32> {
+        vec![1.0]
+    }
+    fn score(&self, s: &Sample) -> Vec<f32> {
+        vec![(self.f)(s)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The trainer
+// ---------------------------------------------------------------------------------------
+
+/// A training prompt: its token ids and the gold answer the rewards check against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    pub gold: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GrpoConfig {
+    /// G: samples per prompt.
+    pub group_size: usize,
+    pub sampling: SamplingParams,
+    /// Maximum completion length.
+    pub max_tokens: usize,
+    pub stop_token_ids: Vec<u32>,
+    pub stop_strings: Vec<String>,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// Total steps of the cosine schedule (0: constant learning rate after warmup).
+    pub total_steps: u64,
+    pub min_lr_ratio: f64,
+    pub adam: AdamWConfig,
+    /// Global gradient-norm bound (0: no clipping).
+    pub max_grad_norm: f64,
+    /// KL coefficient; 0 keeps no reference model.
+    pub beta: f64,
+    pub eps_low: f64,
+    pub eps_high: f64,
+    pub advantage: AdvantageNorm,
+    pub advantage_eps: f32,
+    pub loss_agg: LossAgg,
+    /// Optimisation passes (each one optimizer step) per sampled batch.
+    pub num_iterations: usize,
+    /// Sequences per forward/backward (gradient accumulation over micro-batches).
+    pub micro_batch: usize,
+    /// Give truncated completions (no EOS within max_tokens) no loss.
+    pub mask_truncated: bool,
+    /// Drop groups whose rewards are all equal.
+    pub filter_zero_std: bool,
+    /// Reset the reference to the current policy every N steps (0: never).
+    pub ref_reset_every: u64,
+    pub seed: u64,
+    /// Keep this many sampled completions in the metrics every `samples_every` steps.
+    pub samples_every: u64,
+    pub samples_count: usize,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            group_size: 8,
+            sampling: SamplingParams::default(),
+            max_tokens: 256,
+            stop_token_ids: Vec::new(),
+            stop_strings: Vec::new(),
+            lr: 1e-6,
+            warmup_steps: 0,
+            total_steps: 0,
+            min_lr_ratio: 0.1,
+            adam: AdamWConfig::default(),
+            max_grad_norm: 1.0,
+            beta: 0.001,
+            eps_low: 0.2,
+            eps_high: 0.2,
+            advantage: AdvantageNorm::Group,
+            advantage_eps: 1e-4,
+            loss_agg: LossAgg::Sequence,
+            num_iterations: 1,
+            micro_batch: 8,
+            mask_truncated: false,
+            filter_zero_std: false,
+            ref_reset_every: 0,
+            seed: 0,
+            samples_every: 0,
+            samples_count: 2,
+        }
+    }
+}
+
+impl GrpoConfig {
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule { lr: self.lr, warmup_steps: self.warmup_steps, total_steps: self.total_steps, min_lr_ratio: self.min_lr_ratio }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TermStat {
+    pub name: String,
+    pub mean: f32,
+    pub std: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleLog {
+    pub prompt: usize,
+    pub reward: f32,
+    pub text: String,
+}
+
+/// What one GRPO step did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepMetrics {
+    /// Steps done after this one.
+    pub step: u64,
+    pub reward_mean: f32,
+    pub reward_std: f32,
+    pub rewards: Vec<TermStat>,
+    /// Share of samples whose accuracy-type term (accuracy, gsm8k, countdown, arithmetic) > 0.5.
+    pub accuracy: Option<f32>,
+    /// Share of samples whose format term (format, r1_zero_format) > 0.5.
+    pub format_rate: Option<f32>,
+    pub completion_len_mean: f32,
+    pub completion_len_max: usize,
+    pub truncated_rate: f32,
+    /// Groups dropped for all-equal rewards (when filtering).
+    pub groups_filtered: usize,
+    pub loss: f32,
+    /// Mean k3 KL to the reference per token (0 without a reference).
+    pub kl: f32,
+    pub entropy: f32,
+    pub clip_frac: f32,
+    pub clip_low_frac: f32,
+    pub clip_high_frac: f32,
+    /// Pre-clip gradient norm of the last pass.
+    pub grad_norm: f32,
+    pub lr: f64,
+    pub rollout_tokens_per_s: f32,
+    pub train_tokens_per_s: f32,
+    pub time_sample_s: f32,
+    pub time_score_s: f32,
+    pub time_train_s: f32,
+    pub time_total_s: f32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleLog>,
+}
+
+impl StepMetrics {
+    /// The metrics with the wall-clock fields zeroed (to compare runs).
+    pub fn without_times(&self) -> StepMetrics {
+        StepMetrics { rollout_tokens_per_s: 0.0, train_tokens_per_s: 0.0, time_sample_s: 0.0, time_score_s: 0.0, time_train_s: 0.0, time_total_s: 0.0, ..self.clone() }
+    }
+}
+
+/// The sampled and scored batch of one step.
+pub struct Rollout {
+    /// Prompt of each sample (G consecutive samples per prompt).
+    pub prompt_ids: Vec<Vec<u32>>,
+    pub completions: Vec<Completion>,
+    /// Weighted total reward of each sample.
+    pub rewards: Vec<f32>,
+    /// Unweighted reward terms of each sample.
+    pub terms: Vec<Vec<f32>>,
+    pub advantages: Vec<f32>,
+    pub time_sample_s: f32,
+    pub time_score_s: f32,
+}
+
+/// Saved with each checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub step: u64,
+    pub config: GrpoConfig,
+}
+
+pub struct GrpoTrainer {
+    pub model: Model,
+    /// The frozen reference (only when beta > 0).
+    pub reference: Option<Model>,
+    pub tokenizer: Option<Tokenizer>,
+    pub reward: Box<dyn Rewarder>,
+    pub cfg: GrpoConfig,
+    pub opt: AdamW,
+    /// GRPO steps done.
+    pub step: u64,
+}
+
+/// A frozen deep copy of a model's weights.
+pub fn copy_model(model: &Model) -> Result<Model> {
+    let mut tensors = HashMap::new();
+    for (name, var) in model.params().iter() {
+        tensors.insert(name.clone(), var.as_tensor().detach().copy()?);
+    }
+    let origin = model.source_dir().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<copy>"));
+    let mut ckpt = Checkpoint::from_tensors(tensors, &origin);
+    Ok(Model::from_checkpoint(model.config().clone(), &mut ckpt, &origin.join("config.json"), model.device())?)
+}
+
+/// Overwrite `dst`'s weights with `src`'s (same architecture).
+pub fn copy_weights(dst: &Model, src: &Model) -> Result<()> {
+    for (name, var) in dst.params().iter() {
+        let s = src.params().get(name).ok_or_else(|| GrpoError::Invalid(format!("no parameter {name} to copy")))?;
+        var.set(&s.as_tensor().detach().copy()?)?;
+    }
+    Ok(())
+}
+
+fn step_seed(seed: u64, step: u64) -> u64 {
+    seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(step.wrapping_mul(0x9E37_79B9)).wrapping_add(1)
+}
+
+impl GrpoTrainer {
+    pub fn new(model: Model, tokenizer: Option<Tokenizer>, reward: Box<dyn Rewarder>, cfg: GrpoConfig) -> Result<Self> {
+        if cfg.group_size == 0 || cfg.micro_batch == 0 || cfg.num_iterations == 0 {
+            return Err(GrpoError::Invalid("group_size, micro_batch and num_iterations must be positive".into()));
+        }
+        let reference = if cfg.beta > 0.0 { Some(copy_model(&model)?) } else { None };
+        let opt = AdamW::new(model.params(), cfg.adam.clone())?;
+        Ok(Self { model, reference, tokenizer, reward, cfg, opt, step: 0 })
+    }
+
+    /// Sample G completions per prompt with the current policy and score them.
+    pub fn sample(&self, prompts: &[Prompt]) -> Result<Rollout> {
+        let g = self.cfg.group_size;
+        let t0 = Instant::now();
+        let prompt_ids: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.ids.clone(), g)).collect();
+        let opts = GenerateOptions {
+            sampling: self.cfg.sampling.clone(),
+            max_tokens: self.cfg.max_tokens,
+            seed: step_seed(self.cfg.seed, self.step),
+            stop_token_ids: self.cfg.stop_token_ids.clone(),
+            stop_strings: self.cfg.stop_strings.clone(),
+            ignore_eos: false,
+        };
+        let completions = aha_engine::generate(&self.model, self.tokenizer.as_ref(), &prompt_ids, &opts, |_| {})?;
+        let time_sample_s = t0.elapsed().as_secs_f32();
+        let t1 = Instant::now();
+        let weights = self.reward.weights();
+        let mut terms = Vec::with_capacity(completions.len());
+        let mut rewards = Vec::with_capacity(completions.len());
+        for (i, c) in completions.iter().enumerate() {
+            let s = Sample { prompt: &prompts[i / g], token_ids: &c.token_ids, text: c.text.as_deref().unwrap_or(""), truncated: c.finish_reason == FinishReason::Length };
+            let t = self.reward.score(&s);
+            rewards.push(t.iter().zip(&weights).map(|(v, w)| v * w).sum());
+            terms.push(t);
+        }
+        let advantages = group_advantages(&rewards, g, self.cfg.advantage, self.cfg.advantage_eps);
+        let time_score_s = t1.elapsed().as_secs_f32();
+        Ok(Rollout { prompt_ids, completions, rewards, terms, advantages, time_sample_s, time_score_s })
+    }
+
+    /// One GRPO step: sample, score, optimise.
+    pub fn step(&mut self, prompts: &[Prompt]) -> Result<StepMetrics> {
+        let rollout = self.sample(prompts)?;
+        self.train(&rollout)
+    }
+
+    /// The optimisation part of a step on a sampled batch.
+    pub fn train(&mut self, ro: &Rollout) -> Result<StepMetrics> {
+        let t0 = Instant::now();
+        let g = self.cfg.group_size;
+        let n = ro.completions.len();
+        let mut m = StepMetrics { step: self.step + 1, ..Default::default() };
+        // Reward statistics.
+        m.reward_mean = mean(&ro.rewards);
+        m.reward_std = std_dev(&ro.rewards);
+        let names = self.reward.names();
+        for (k, name) in names.iter().enumerate() {
+            let v: Vec<f32> = ro.terms.iter().map(|t| t[k]).collect();
+            m.rewards.push(TermStat { name: name.clone(), mean: mean(&v), std: std_dev(&v) });
+            let rate = v.iter().filter(|&&x| x > 0.5).count() as f32 / n.max(1) as f32;
+            match name.as_str() {
+                "accuracy" | "gsm8k" | "countdown" | "arithmetic" => m.accuracy = Some(rate),
+                "format" | "r1_zero_format" => m.format_rate = Some(rate),
+                _ => {}
+            }
+        }
+        let lens: Vec<usize> = ro.completions.iter().map(|c| c.token_ids.len()).collect();
+        m.completion_len_mean = lens.iter().sum::<usize>() as f32 / n.max(1) as f32;
+        m.completion_len_max = lens.iter().copied().max().unwrap_or(0);
+        let truncated: Vec<bool> = ro.completions.iter().map(|c| c.finish_reason == FinishReason::Length).collect();
+        m.truncated_rate = truncated.iter().filter(|&&t| t).count() as f32 / n.max(1) as f32;
+        let gen_tokens: usize = lens.iter().sum();
+        m.rollout_tokens_per_s = gen_tokens as f32 / ro.time_sample_s.max(1e-9);
+        m.time_sample_s = ro.time_sample_s;
+        m.time_score_s = ro.time_score_s;
+
+        // Rows that train.
+        let zero_var = zero_variance_groups(&ro.rewards, g);
+        let mut rows: Vec<usize> = Vec::new();
+        for i in 0..n {
+            if self.cfg.filter_zero_std && zero_var[i / g] {
+                continue;
+            }
+            if self.cfg.mask_truncated && truncated[i] {
+                continue;
+            }
+            if lens[i] == 0 {
+                continue;
+            }
+            rows.push(i);
+        }
+        if self.cfg.filter_zero_std {
+            m.groups_filtered = zero_var.iter().filter(|&&z| z).count();
+        }
+        m.lr = self.cfg.schedule().at(self.opt.step + 1);
+        if self.cfg.samples_every > 0 && (self.step + 1) % self.cfg.samples_every == 0 {
+            for i in 0..n.min(self.cfg.samples_count) {
+                let text = match (&ro.completions[i].text, &self.tokenizer) {
+                    (Some(t), _) => t.clone(),
+                    (None, _) => format!("{:?}", ro.completions[i].token_ids),
+                };
+                m.samples.push(SampleLog { prompt: i / g, reward: ro.rewards[i], text });
+            }
+        }
+
+        if !rows.is_empty() {
+            let row_lens: Vec<usize> = rows.iter().map(|&i| lens[i]).collect();
+            let norm = LossNorm::of(&row_lens, self.cfg.max_tokens);
+            let weights = token_weights(&row_lens, self.cfg.loss_agg, &norm);
+            let chunks: Vec<Vec<usize>> = (0..rows.len()).collect::<Vec<_>>().chunks(self.cfg.micro_batch).map(|c| c.to_vec()).collect();
+            let device = self.model.device().clone();
+            let batch = |chunk: &[usize]| -> (Vec<&[u32]>, Vec<&[u32]>) {
+                let p = chunk.iter().map(|&k| ro.prompt_ids[rows[k]].as_slice()).collect();
+                let c = chunk.iter().map(|&k| ro.completions[rows[k]].token_ids.as_slice()).collect();
+                (p, c)
+            };
+            // Log-probs of the sampling policy (only needed when several passes move the
+            // weights away from it) and of the reference.
+            let mut old: Vec<Option<Tensor>> = vec![None; chunks.len()];
+            let mut refs: Vec<Option<Tensor>> = vec![None; chunks.len()];
+            for (ci, chunk) in chunks.iter().enumerate() {
+                let (p, c) = batch(chunk);
+                if self.cfg.num_iterations > 1 {
+                    old[ci] = Some(completion_logprobs(&self.model, &p, &c, Mode::Inference)?.logprobs);
+                }
+                if let Some(r) = &self.reference {
+                    refs[ci] = Some(completion_logprobs(r, &p, &c, Mode::Inference)?.logprobs);
+                }
+            }
+            let loss_cfg = LossConfig { eps_low: self.cfg.eps_low, eps_high: self.cfg.eps_high, beta: self.cfg.beta };
+            let (mut loss_sum, mut kl_sum, mut ent_sum, mut lo, mut hi, mut toks) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+            let mut train_tokens = 0usize;
+            for it in 0..self.cfg.num_iterations {
+                let mut grads = Grads::default();
+                for (ci, chunk) in chunks.iter().enumerate() {
+                    let (p, c) = batch(chunk);
+                    train_tokens += p.iter().map(|x| x.len()).sum::<usize>() + c.iter().map(|x| x.len()).sum::<usize>();
+                    let out = completion_logprobs(&self.model, &p, &c, Mode::Train)?;
+                    let adv = Tensor::from_vec(chunk.iter().map(|&k| ro.advantages[rows[k]]).collect::<Vec<f32>>(), chunk.len(), &device)?;
+                    let w = Tensor::from_vec(chunk.iter().map(|&k| weights[k]).collect::<Vec<f32>>(), chunk.len(), &device)?;
+                    let old_lp = match &old[ci] {
+                        Some(t) => t.clone(),
+                        None => out.logprobs.detach(),
+                    };
+                    let lo_out = grpo_loss(&out.logprobs, &old_lp, refs[ci].as_ref(), &adv, &out.mask, &w, &loss_cfg)?;
+                    if it == 0 {
+                        loss_sum += lo_out.loss.to_scalar::<f32>()? as f64;
+                        kl_sum += lo_out.kl_sum;
+                        ent_sum += out.entropy.sum_all()?.to_scalar::<f32>()? as f64;
+                        toks += lo_out.tokens;
+                    }
+                    if it == self.cfg.num_iterations - 1 {
+                        // Clipping only happens once the policy has moved: report the last pass.
+                        lo += lo_out.clipped_low;
+                        hi += lo_out.clipped_high;
+                    }
+                    let store = lo_out.loss.backward()?;
+                    grads.accumulate(Grads::from_store(self.model.params(), &store)?)?;
+                }
+                let gn = grads.clip_global_norm(self.cfg.max_grad_norm)?;
+                m.grad_norm = gn as f32;
+                let lr = self.cfg.schedule().at(self.opt.step + 1);
+                if it == 0 {
+                    m.lr = lr;
+                }
+                self.opt.step(&grads, lr)?;
+            }
+            let toks_d = toks.max(1.0);
+            m.loss = loss_sum as f32;
+            m.kl = (kl_sum / toks_d) as f32;
+            m.entropy = (ent_sum / toks_d) as f32;
+            m.clip_low_frac = (lo / toks_d) as f32;
+            m.clip_high_frac = (hi / toks_d) as f32;
+            m.clip_frac = m.clip_low_frac + m.clip_high_frac;
+            m.time_train_s = t0.elapsed().as_secs_f32();
+            m.train_tokens_per_s = train_tokens as f32 / m.time_train_s.max(1e-9);
+        }
+        self.step += 1;
+        if self.cfg.ref_reset_every > 0 && self.step % self.cfg.ref_reset_every == 0 {
+            if let Some(r) = &self.reference {
+                copy_weights(r, &self.model)?;
+            }
+        }
+        m.time_train_s = t0.elapsed().as_secs_f32();
+        m.time_total_s = m.time_sample_s + m.time_score_s + m.time_train_s;
+        Ok(m)
+    }
+
+    /// Write a checkpoint: an HF model directory (config, weights, tokenizer files) plus
+    /// `optimizer.*`, `trainer.json` and, with a reference model, `reference.safetensors`.
+    /// Written to `DIR.tmp` and renamed, so `dir` is always complete.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+        }
+        self.model.save(&tmp)?;
+        self.opt.save(&tmp)?;
+        if let Some(r) = &self.reference {
+            aha_model::weights::write_file(&tmp.join("reference.safetensors"), &r.params().tensors(), DType::F32)?;
+        }
+        let state = TrainerState { step: self.step, config: self.cfg.clone() };
+        let text = serde_json::to_string_pretty(&state).map_err(|e| GrpoError::Invalid(e.to_string()))?;
+        std::fs::write(tmp.join("trainer.json"), text).map_err(|e| file_err(&tmp, e))?;
+        if dir.exists() {
+            let old = dir.with_extension("old");
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
+            }
+            std::fs::rename(dir, &old).map_err(|e| file_err(dir, e))?;
+            std::fs::rename(&tmp, dir).map_err(|e| file_err(dir, e))?;
+            std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
+        } else {
+            std::fs::rename(&tmp, dir).map_err(|e| file_err(dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Continue from a checkpoint written by [`GrpoTrainer::save_checkpoint`]: the model is
+    /// loaded from `dir`; the optimizer, the reference and the step count are restored, so the
+    /// run continues exactly as if it had not stopped. `cfg` None takes the saved config.
+    pub fn resume(dir: &Path, tokenizer: Option<Tokenizer>, reward: Box<dyn Rewarder>, cfg: Option<GrpoConfig>, opts: &aha_model::LoadOptions) -> Result<Self> {
+        let state_path = dir.join("trainer.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, e))?;
+        let state: TrainerState = serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?;
+        let cfg = cfg.unwrap_or(state.config);
+        let model = Model::load(dir, opts)?;
+        let mut t = Self::new(model, tokenizer, reward, cfg)?;
+        t.opt.load(dir, &opts.device)?;
+        t.opt.cfg = t.cfg.adam.clone();
+        let ref_path = dir.join("reference.safetensors");
+        if let Some(r) = &t.reference {
+            if ref_path.is_file() {
+                let saved = candle_core::safetensors::load(&ref_path, &opts.device)?;
+                for (name, var) in r.params().iter() {
+                    let s = saved.get(name).ok_or_else(|| file_err(&ref_path, format!("no tensor {name}")))?;
+                    var.set(&s.to_dtype(var.dtype())?)?;
+                }
+            }
+        }
+        t.step = state.step;
+        Ok(t)
+    }
+}
+
+/// Sum of the per-token log-probs of one completion under `model` (a convenience for tests
+/// and evaluation).
+pub fn sequence_logprob(model: &Model, prompt: &[u32], completion: &[u32]) -> Result<f32> {
+    let out = completion_logprobs(model, &[prompt], &[completion], Mode::Inference)?;
+    Ok(out.logprobs.sum_all()?.to_scalar::<f32>()?)
+}
+
+/// A progress bar over training steps with ETA (for the CLI).
+pub fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}

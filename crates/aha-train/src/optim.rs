@@ -1,1 +1,394 @@
-//! (in progress)
+//! The optimizer side of training: AdamW over a model's [`Params`], a warmup + cosine
+//! learning-rate schedule, global-norm gradient clipping, gradient accumulation, and
+//! optimizer state that is saved and loaded for `--resume`.
+//!
+//! Gradients are handled as [`Grads`]: gradients by parameter name, taken out of a
+//! candle `GradStore` after `backward`. Accumulation sums them; clipping scales them.
+
+use aha_model::Params;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptimError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, OptimError>;
+
+fn io_err(path: &Path, source: std::io::Error) -> OptimError {
+    OptimError::Io { path: path.display().to_string(), source }
+}
+
+/// Write via a temp file and a rename, so a crash never leaves half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// Gradients by parameter name (f32, the parameter's shape).
+#[derive(Debug, Clone, Default)]
+pub struct Grads {
+    pub grads: BTreeMap<String, Tensor>,
+}
+
+impl Grads {
+    /// Take the gradient of every parameter out of a `GradStore` (parameters that got no
+    /// gradient are left out).
+    pub fn from_store(params: &Params, store: &GradStore) -> Result<Self> {
+        let mut grads = BTreeMap::new();
+        for (name, var) in params.iter() {
+            if let Some(g) = store.get(var.as_tensor()) {
+                grads.insert(name.clone(), g.detach());
+            }
+        }
+        Ok(Self { grads })
+    }
+
+    /// Gradient accumulation: add `other` into `self`.
+    pub fn accumulate(&mut self, other: Grads) -> Result<()> {
+        for (name, g) in other.grads {
+            let sum = match self.grads.remove(&name) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            self.grads.insert(name, sum);
+        }
+        Ok(())
+    }
+
+    /// Multiply every gradient by `factor` (e.g. 1/accumulation steps).
+    pub fn scale(&mut self, factor: f64) -> Result<()> {
+        for g in self.grads.values_mut() {
+            *g = (&*g * factor)?;
+        }
+        Ok(())
+    }
+
+    /// The global L2 norm over all gradients.
+    pub fn global_norm(&self) -> Result<f64> {
+        let mut sq = 0f64;
+        for g in self.grads.values() {
+            sq += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        Ok(sq.sqrt())
+    }
+
+    /// Scale the gradients so that their global norm is at most `max_norm` (as
+    /// `torch.nn.utils.clip_grad_norm_`: factor max_norm / (norm + 1e-6) when above).
+    /// Returns the norm before clipping. `max_norm <= 0` only measures.
+    pub fn clip_global_norm(&mut self, max_norm: f64) -> Result<f64> {
+        let norm = self.global_norm()?;
+        if max_norm > 0.0 && norm > max_norm {
+            self.scale(max_norm / (norm + 1e-6))?;
+        }
+        Ok(norm)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// Whether every gradient is finite.
+    pub fn all_finite(&self) -> Result<bool> {
+        for g in self.grads.values() {
+            let s = g.to_dtype(DType::F32)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+            if !s.is_finite() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay (p -= lr * wd * p).
+    pub weight_decay: f64,
+    /// Apply weight decay to 1-D parameters (biases, norm weights) too. Off as in the
+    /// Hugging Face Trainer.
+    pub decay_1d: bool,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decay_1d: false }
+    }
+}
+
+/// AdamW (Loshchilov & Hutter) with bias correction, as `torch.optim.AdamW`:
+/// p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+/// p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+pub struct AdamW {
+    pub cfg: AdamWConfig,
+    /// Optimizer steps taken.
+    pub step: u64,
+    vars: BTreeMap<String, Var>,
+    m: BTreeMap<String, Tensor>,
+    v: BTreeMap<String, Tensor>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AdamWMeta {
+    step: u64,
+    cfg: AdamWConfig,
+}
+
+impl AdamW {
+    pub fn new(params: &Params, cfg: AdamWConfig) -> Result<Self> {
+        let mut vars = BTreeMap::new();
+        let mut m = BTreeMap::new();
+        let mut v = BTreeMap::new();
+        for (name, var) in params.iter() {
+            let t = var.as_tensor();
+            m.insert(name.clone(), Tensor::zeros(t.shape(), DType::F32, t.device())?);
+            v.insert(name.clone(), Tensor::zeros(t.shape(), DType::F32, t.device())?);
+            vars.insert(name.clone(), var.clone());
+        }
+        Ok(Self { cfg, step: 0, vars, m, v })
+    }
+
+    /// One update with learning rate `lr`. Parameters without a gradient are left alone
+    /// (their moments too).
+    pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+        self.step += 1;
+        let t = self.step as i32;
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2 = 1.0 - b2.powi(t);
+        for (name, var) in &self.vars {
+            let Some(g) = grads.grads.get(name) else { continue };
+            let g = g.to_dtype(DType::F32)?;
+            let p_dtype = var.dtype();
+            let mut p = var.as_tensor().detach().to_dtype(DType::F32)?;
+            let m = ((&self.m[name] * b1)? + (&g * (1.0 - b1))?)?;
+            let v = ((&self.v[name] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let decay = self.cfg.weight_decay > 0.0 && (self.cfg.decay_1d || p.rank() >= 2);
+            if decay {
+                p = (&p * (1.0 - lr * self.cfg.weight_decay))?;
+            }
+            let denom = ((&v / bc2)?.sqrt()? + self.cfg.eps)?;
+            let update = ((&m / bc1)? / denom)?;
+            let p = (p - (update * lr)?)?;
+            var.set(&p.to_dtype(p_dtype)?)?;
+            self.m.insert(name.clone(), m);
+            self.v.insert(name.clone(), v);
+        }
+        Ok(())
+    }
+
+    /// `optimizer.safetensors` (moments) + `optimizer.json` (step, config), each atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for (k, t) in &self.m {
+            tensors.insert(format!("m.{k}"), t.clone());
+        }
+        for (k, t) in &self.v {
+            tensors.insert(format!("v.{k}"), t.clone());
+        }
+        let path = dir.join("optimizer.safetensors");
+        let tmp = dir.join("optimizer.safetensors.tmp");
+        candle_core::safetensors::save(&tensors, &tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        let meta = serde_json::to_string_pretty(&AdamWMeta { step: self.step, cfg: self.cfg.clone() }).map_err(|e| OptimError::Invalid(e.to_string()))?;
+        write_atomic(&dir.join("optimizer.json"), meta.as_bytes())
+    }
+
+    /// Restore moments and step saved by [`AdamW::save`] for the same parameters.
+    pub fn load(&mut self, dir: &Path, device: &Device) -> Result<()> {
+        let meta_path = dir.join("optimizer.json");
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| io_err(&meta_path, e))?;
+        let meta: AdamWMeta = serde_json::from_str(&text).map_err(|e| OptimError::Invalid(format!("{}: {e}", meta_path.display())))?;
+        let mut tensors = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)?;
+        for name in self.vars.keys() {
+            let m = tensors.remove(&format!("m.{name}")).ok_or_else(|| OptimError::Invalid(format!("optimizer state has no moments for {name}")))?;
+            let v = tensors.remove(&format!("v.{name}")).ok_or_else(|| OptimError::Invalid(format!("optimizer state has no moments for {name}")))?;
+            if m.dims() != self.m[name].dims() {
+                return Err(OptimError::Invalid(format!("optimizer state for {name} has shape {:?}, expected {:?}", m.dims(), self.m[name].dims())));
+            }
+            self.m.insert(name.clone(), m);
+            self.v.insert(name.clone(), v);
+        }
+        self.step = meta.step;
+        self.cfg = meta.cfg;
+        Ok(())
+    }
+}
+
+/// Linear warmup from 0 to `lr` over `warmup_steps`, then cosine decay to
+/// `lr * min_lr_ratio` at `total_steps` (constant after).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LrSchedule {
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub total_steps: u64,
+    pub min_lr_ratio: f64,
+}
+
+impl LrSchedule {
+    pub fn constant(lr: f64) -> Self {
+        Self { lr, warmup_steps: 0, total_steps: 0, min_lr_ratio: 1.0 }
+    }
+
+    /// The learning rate of optimizer step `step` (1-based: the first update is step 1).
+    pub fn at(&self, step: u64) -> f64 {
+        if self.warmup_steps > 0 && step <= self.warmup_steps {
+            return self.lr * step as f64 / self.warmup_steps as f64;
+        }
+        let min = self.lr * self.min_lr_ratio;
+        if self.total_steps <= self.warmup_steps {
+            return self.lr;
+        }
+        let progress = ((step - self.warmup_steps) as f64 / (self.total_steps - self.warmup_steps) as f64).min(1.0);
+        min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(values: &[(&str, Vec<f32>)]) -> Params {
+        let mut p = Params::default();
+        for (name, v) in values {
+            let n = v.len();
+            p.insert(name, Tensor::from_vec(v.clone(), (1, n), &Device::Cpu).unwrap()).unwrap();
+        }
+        p
+    }
+
+    fn grads(values: &[(&str, Vec<f32>)]) -> Grads {
+        let mut g = Grads::default();
+        for (name, v) in values {
+            let n = v.len();
+            g.grads.insert(name.to_string(), Tensor::from_vec(v.clone(), (1, n), &Device::Cpu).unwrap());
+        }
+        g
+    }
+
+    fn get(p: &Params, name: &str) -> Vec<f32> {
+        p.get(name).unwrap().as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn adamw_matches_hand_computation() {
+        let p = params(&[("w", vec![1.0, -2.0])]);
+        let cfg = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1, decay_1d: false };
+        let mut opt = AdamW::new(&p, cfg).unwrap();
+        let lr = 0.01;
+        // Step 1, g = [0.5, -1]: m = 0.1 g, v = 0.01 g^2, mhat = g, vhat = g^2 -> update = sign(g).
+        opt.step(&grads(&[("w", vec![0.5, -1.0])]), lr).unwrap();
+        let mut want = [1.0f64, -2.0];
+        let g1 = [0.5f64, -1.0];
+        let mut m = [0.0f64; 2];
+        let mut v = [0.0f64; 2];
+        for i in 0..2 {
+            want[i] *= 1.0 - lr * 0.1;
+            m[i] = 0.1 * g1[i];
+            v[i] = 0.01 * g1[i] * g1[i];
+            want[i] -= lr * (m[i] / 0.1) / ((v[i] / 0.01).sqrt() + 1e-8);
+        }
+        let got = get(&p, "w");
+        for i in 0..2 {
+            assert!((got[i] as f64 - want[i]).abs() < 1e-6, "step 1: {got:?} vs {want:?}");
+        }
+        // Step 2, g = [0.2, 0.3].
+        opt.step(&grads(&[("w", vec![0.2, 0.3])]), lr).unwrap();
+        let g2 = [0.2f64, 0.3];
+        for i in 0..2 {
+            want[i] *= 1.0 - lr * 0.1;
+            m[i] = 0.9 * m[i] + 0.1 * g2[i];
+            v[i] = 0.99 * v[i] + 0.01 * g2[i] * g2[i];
+            let mhat = m[i] / (1.0 - 0.9f64.powi(2));
+            let vhat = v[i] / (1.0 - 0.99f64.powi(2));
+            want[i] -= lr * mhat / (vhat.sqrt() + 1e-8);
+        }
+        let got = get(&p, "w");
+        for i in 0..2 {
+            assert!((got[i] as f64 - want[i]).abs() < 1e-6, "step 2: {got:?} vs {want:?}");
+        }
+        assert_eq!(opt.step, 2);
+    }
+
+    #[test]
+    fn no_decay_for_1d_params_by_default() {
+        let mut p = Params::default();
+        p.insert("b", Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap()).unwrap();
+        let mut opt = AdamW::new(&p, AdamWConfig { weight_decay: 0.5, ..Default::default() }).unwrap();
+        let mut g = Grads::default();
+        g.grads.insert("b".into(), Tensor::new(&[0.0f32, 0.0], &Device::Cpu).unwrap());
+        opt.step(&g, 0.1).unwrap();
+        assert_eq!(get(&p, "b"), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn clipping_scales_to_max_norm_and_returns_pre_clip_norm() {
+        let mut g = grads(&[("a", vec![3.0]), ("b", vec![4.0])]);
+        let norm = g.clip_global_norm(1.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6);
+        let after = g.global_norm().unwrap();
+        assert!((after - 1.0).abs() < 1e-5, "{after}");
+        let a: Vec<f32> = g.grads["a"].flatten_all().unwrap().to_vec1().unwrap();
+        assert!((a[0] - 0.6).abs() < 1e-5);
+        // Below the bound: unchanged.
+        let mut g = grads(&[("a", vec![0.3]), ("b", vec![0.4])]);
+        assert!((g.clip_global_norm(1.0).unwrap() - 0.5).abs() < 1e-6);
+        assert!((g.global_norm().unwrap() - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn accumulation_sums() {
+        let mut g = grads(&[("a", vec![1.0, 2.0])]);
+        g.accumulate(grads(&[("a", vec![0.5, 0.5]), ("b", vec![1.0])])).unwrap();
+        g.scale(2.0).unwrap();
+        let a: Vec<f32> = g.grads["a"].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, vec![3.0, 5.0]);
+        assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn schedule_warmup_then_cosine_to_floor() {
+        let s = LrSchedule { lr: 1.0, warmup_steps: 4, total_steps: 14, min_lr_ratio: 0.1 };
+        assert!((s.at(1) - 0.25).abs() < 1e-12);
+        assert!((s.at(4) - 1.0).abs() < 1e-12);
+        assert!((s.at(9) - 0.55).abs() < 1e-12); // halfway: floor + (1 - floor) / 2
+        assert!((s.at(14) - 0.1).abs() < 1e-12);
+        assert!((s.at(100) - 0.1).abs() < 1e-12);
+        assert_eq!(LrSchedule::constant(0.3).at(7), 0.3);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = params(&[("w", vec![1.0, -2.0])]);
+        let mut opt = AdamW::new(&p, AdamWConfig::default()).unwrap();
+        opt.step(&grads(&[("w", vec![0.5, -1.0])]), 0.01).unwrap();
+        opt.save(dir.path()).unwrap();
+        let p2 = params(&[("w", get(&p, "w"))]);
+        let mut opt2 = AdamW::new(&p2, AdamWConfig::default()).unwrap();
+        opt2.load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(opt2.step, 1);
+        let g = grads(&[("w", vec![0.2, 0.3])]);
+        opt.step(&g, 0.01).unwrap();
+        opt2.step(&g, 0.01).unwrap();
+        assert_eq!(get(&p, "w"), get(&p2, "w"));
+    }
+}
