@@ -713,7 +713,8 @@ impl Loader<'_> {
 pub struct ForwardOutput {
     /// [b, t, vocab] (or [b, 1, vocab] for `LogitsFor::Last`).
     pub logits: Tensor,
-    /// [b, t, hidden] final-layer hidden states before the final norm (the MTP input).
+    /// [b, t, hidden] final hidden states after the final norm: the MTP input (as transformers'
+    /// `MtpCandidateGenerator` and vLLM's DeepSeek MTP take it).
     pub hidden: Tensor,
     /// One entry per MoE layer.
     pub routing: Vec<Routing>,
@@ -845,11 +846,8 @@ impl DeepseekV3 {
             let tr = if trace { Some(&mut routing) } else { None };
             x = layer.forward(&x, &cos, &sin, &bias, mode, c, absorbed, self.compute_all_experts, tr)?;
         }
-        let hidden = x.clone();
-        if input.logits == LogitsFor::Last {
-            x = x.narrow(1, t - 1, 1)?;
-        }
-        let x = ops::rms_norm(&x, &ops::param(&self.norm, mode), self.cfg.rms_norm_eps, mode)?;
+        let hidden = ops::rms_norm(&x, &ops::param(&self.norm, mode), self.cfg.rms_norm_eps, mode)?;
+        let x = if input.logits == LogitsFor::Last { hidden.narrow(1, t - 1, 1)? } else { hidden.clone() };
         let logits = self.head().forward(&x, mode)?;
         Ok(ForwardOutput { logits, hidden, routing })
     }
@@ -1040,9 +1038,10 @@ impl DeepseekV3 {
     }
 
     /// Logits [b, t, vocab] of MTP module `k` for the token after next, from the main model's
-    /// hidden states `hidden` [b, t, h] (before the final norm) at positions i and the tokens
-    /// `next_ids` [b, t] at positions i+1; `position_ids` are those of positions i+1... as
-    /// in DeepSeek-V3, the module attends causally over its own cache.
+    /// final (normed) hidden states `hidden` [b, t, h] at positions i and the tokens `next_ids`
+    /// [b, t] at positions i+1. The module attends causally over its own cache; rope only sees
+    /// relative positions, so `position_ids` may be those of i or of i+1 (transformers uses
+    /// i+1, vLLM i). Also returns the module's output hidden states (pre head-norm).
     pub fn mtp_forward(
         &self,
         k: usize,
