@@ -1,1 +1,375 @@
-//! (in progress)
+//! Built-in verifiable tasks: multi-step arithmetic and countdown.
+//!
+//! Each task has a seeded generator of unlimited fresh problems, a fixed held-out test set
+//! and a verifier (aha-reward's checkers). Training and test problems are disjoint by
+//! construction: every problem has a canonical key, and a hash of the key puts it in the
+//! held-out partition (about 1 in [`HELD_OUT_MODULUS`]) or the training partition; the
+//! training generator never yields a held-out problem, whatever its seed.
+//!
+//! Arithmetic ("Compute 7 + 5 * 3 - 4."): `difficulty + 1` operands joined by `+ - *`, every
+//! intermediate value in `0..=max_value`. The worked solution rewrites the expression one
+//! operation at a time (`7 + 5 * 3 - 4 = 7 + 15 - 4 = 22 - 4 = 18`), which a small model can
+//! follow token by token, while answering at once needs the whole computation in one step.
+//!
+//! Countdown ("Using the numbers [3, 5, 2], make 16."): `difficulty + 1` numbers, each used
+//! once with `+ - * /`; the worked solution tries a few orders and keeps the one that works.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// About one problem in this many belongs to the held-out partition.
+pub const HELD_OUT_MODULUS: u64 = 8;
+
+/// The R1-Zero template (shortened for tiny models): the problem goes after `User: `, and the
+/// model continues after `Assistant:`.
+pub const TEMPLATE_HEAD: &str = "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. \
+The Assistant first thinks about the reasoning process and then gives the answer. The reasoning and the answer are enclosed \
+in <think> </think> and <answer> </answer> tags. User: ";
+pub const TEMPLATE_TAIL: &str = " Assistant:";
+
+/// The full R1-Zero prompt for a problem statement.
+pub fn r1_zero_prompt(problem: &str) -> String {
+    format!("{TEMPLATE_HEAD}{problem}{TEMPLATE_TAIL}")
+}
+
+/// A built-in task at a difficulty (>= 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "lowercase")]
+pub enum Task {
+    /// `difficulty + 1` operands; larger numbers from difficulty 4 on.
+    Arithmetic { difficulty: u32 },
+    /// `difficulty + 1` numbers; larger numbers from difficulty 4 on.
+    Countdown { difficulty: u32 },
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The problem statement (not yet wrapped in the template: see [`r1_zero_prompt`]).
+    pub prompt: String,
+    /// A reference answer (arithmetic: the value; countdown: one valid expression).
+    pub answer: String,
+    /// The gold string for aha-reward's checker named by [`Task::reward_name`]
+    /// (arithmetic: the value; countdown: `{"numbers": [..], "target": N}`).
+    pub gold: String,
+    /// Worked steps: the chain of thought of a correct solution.
+    pub steps: Vec<String>,
+    /// Task-specific data: arithmetic `{"numbers", "ops", "value"}`, countdown `{"numbers", "target"}`.
+    pub meta: serde_json::Value,
+    /// Canonical key (problems with the same key are the same problem).
+    pub key: String,
+}
+
+impl Default for Task {
+    fn default() -> Self {
+        Task::Arithmetic { difficulty: 3 }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name(), self.difficulty())
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+    /// `arithmetic`, `countdown`, or with a difficulty: `arithmetic:4`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, diff) = match s.split_once(':') {
+            Some((n, d)) => (n.trim(), Some(d.trim().parse::<u32>().map_err(|e| format!("difficulty {d:?}: {e}"))?)),
+            None => (s.trim(), None),
+        };
+        let task = match name.to_ascii_lowercase().as_str() {
+            "arithmetic" => Task::Arithmetic { difficulty: diff.unwrap_or(3) },
+            "countdown" => Task::Countdown { difficulty: diff.unwrap_or(2) },
+            other => return Err(format!("unknown task {other:?}: expected arithmetic or countdown")),
+        };
+        if task.difficulty() == 0 || task.difficulty() > 8 {
+            return Err(format!("difficulty must be 1..=8, got {}", task.difficulty()));
+        }
+        Ok(task)
+    }
+}
+
+/// Seed stream of the held-out test set (any seed would do: the partition is by key).
+const TEST_SEED: u64 = 0x7E57_5E7_0F_A4A;
+
+impl Task {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::Arithmetic { .. } => "arithmetic",
+            Task::Countdown { .. } => "countdown",
+        }
+    }
+
+    pub fn difficulty(&self) -> u32 {
+        match *self {
+            Task::Arithmetic { difficulty } | Task::Countdown { difficulty } => difficulty,
+        }
+    }
+
+    /// The same task at another difficulty.
+    pub fn with_difficulty(&self, difficulty: u32) -> Task {
+        match self {
+            Task::Arithmetic { .. } => Task::Arithmetic { difficulty },
+            Task::Countdown { .. } => Task::Countdown { difficulty },
+        }
+    }
+
+    /// The name of aha-reward's task checker for this task (`arithmetic` / `countdown`),
+    /// usable in a reward spec such as `"arithmetic:1,r1_zero_format:0.5"`.
+    pub fn reward_name(&self) -> &'static str {
+        self.name()
+    }
+
+    /// Draw one problem (either partition).
+    pub fn sample(&self, rng: &mut impl Rng) -> Problem {
+        match *self {
+            Task::Arithmetic { difficulty } => arithmetic(difficulty.max(1), rng),
+            Task::Countdown { difficulty } => countdown(difficulty.max(1), rng),
+        }
+    }
+
+    /// Whether a problem belongs to the held-out partition.
+    pub fn is_held_out(problem: &Problem) -> bool {
+        fnv1a(problem.key.as_bytes()) % HELD_OUT_MODULUS == 0
+    }
+
+    /// Unlimited training problems for a seed: deterministic, never held-out.
+    pub fn train_problems(&self, seed: u64) -> impl Iterator<Item = Problem> {
+        let task = *self;
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_7A11_0000_0001);
+        std::iter::repeat_with(move || loop {
+            let p = task.sample(&mut rng);
+            if !Task::is_held_out(&p) {
+                return p;
+            }
+        })
+    }
+
+    /// The fixed held-out test set: the first `n` distinct held-out problems of a fixed
+    /// stream (so the first `n` of a larger set are the same problems). Fewer than `n` only
+    /// when the held-out partition of this difficulty is smaller than `n`.
+    pub fn test_set(&self, n: usize) -> Vec<Problem> {
+        let mut rng = StdRng::seed_from_u64(TEST_SEED ^ (self.difficulty() as u64) << 32 ^ fnv1a(self.name().as_bytes()));
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(n);
+        let mut misses = 0usize;
+        while out.len() < n && misses < 200_000 {
+            let p = self.sample(&mut rng);
+            if Task::is_held_out(&p) && seen.insert(p.key.clone()) {
+                out.push(p);
+                misses = 0;
+            } else {
+                misses += 1;
+            }
+        }
+        out
+    }
+
+    /// Whether a full response solves the problem (aha-reward's task checker).
+    pub fn check(&self, problem: &Problem, response: &str) -> bool {
+        match self {
+            Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, &problem.gold),
+            Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(&problem.gold)
+                .map(|c| c.check_response(response))
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// Strict R1-Zero format: `[<think>] reasoning </think> <answer> answer </answer>` and
+/// nothing else, both parts non-empty (aha-reward's `r1_zero_format`).
+pub fn is_well_formatted(response: &str) -> bool {
+    aha_reward::RewardFn::R1ZeroFormat.score(response, None) >= 1.0
+}
+
+/// 64-bit FNV-1a: a stable hash (std's hasher may change between Rust versions).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+// ---------------------------------------------------------------- arithmetic
+
+/// Largest operand and largest intermediate value at a difficulty.
+fn arithmetic_limits(difficulty: u32) -> (i64, i64) {
+    if difficulty <= 3 {
+        (9, 99)
+    } else {
+        (19, 999)
+    }
+}
+
+/// Render `n0 o0 n1 o1 n2 ...`.
+pub fn render_expression(nums: &[i64], ops: &[char]) -> String {
+    let mut s = nums[0].to_string();
+    for (o, n) in ops.iter().zip(&nums[1..]) {
+        s.push(' ');
+        s.push(*o);
+        s.push(' ');
+        s.push_str(&n.to_string());
+    }
+    s
+}
+
+/// One reduction step with the usual precedence (first `*`, else the first `+`/`-`).
+/// Returns the index of the operation reduced.
+pub fn reduce_once(nums: &mut Vec<i64>, ops: &mut Vec<char>) -> usize {
+    let i = ops.iter().position(|&o| o == '*').unwrap_or(0);
+    let (a, b) = (nums[i], nums[i + 1]);
+    let v = match ops[i] {
+        '*' => a * b,
+        '+' => a + b,
+        _ => a - b,
+    };
+    nums[i] = v;
+    nums.remove(i + 1);
+    ops.remove(i);
+    i
+}
+
+/// The chain of rewrites of an expression down to its value, e.g.
+/// `["7 + 5 * 3 - 4", "7 + 15 - 4", "22 - 4", "18"]`, or None if an intermediate value
+/// leaves `0..=max_value`.
+pub fn reduction_chain(nums: &[i64], ops: &[char], max_value: i64) -> Option<Vec<String>> {
+    let (mut n, mut o) = (nums.to_vec(), ops.to_vec());
+    let mut chain = vec![render_expression(&n, &o)];
+    while !o.is_empty() {
+        let i = reduce_once(&mut n, &mut o);
+        if n[i] < 0 || n[i] > max_value {
+            return None;
+        }
+        chain.push(render_expression(&n, &o));
+    }
+    Some(chain)
+}
+
+fn arithmetic(difficulty: u32, rng: &mut impl Rng) -> Problem {
+    let (max_operand, max_value) = arithmetic_limits(difficulty);
+    let k = difficulty as usize + 1;
+    loop {
+        let nums: Vec<i64> = (0..k).map(|_| rng.random_range(1..=max_operand)).collect();
+        let ops: Vec<char> = (0..k - 1).map(|_| ['+', '-', '*'][rng.random_range(0..3)]).collect();
+        let Some(chain) = reduction_chain(&nums, &ops, max_value) else { continue };
+        let value: i64 = chain.last().unwrap().parse().unwrap();
+        let expr = chain[0].clone();
+        return Problem {
+            prompt: format!("Compute {expr}."),
+            answer: value.to_string(),
+            gold: value.to_string(),
+            steps: chain[1..].to_vec(),
+            meta: serde_json::json!({"numbers": nums, "ops": ops.iter().map(|c| c.to_string()).collect::<Vec<_>>(), "value": value}),
+            key: format!("a:{expr}"),
+        };
+    }
+}
+
+// ---------------------------------------------------------------- countdown
+
+fn countdown_limits(difficulty: u32) -> (i64, i64) {
+    if difficulty <= 3 {
+        (9, 99)
+    } else {
+        (25, 999)
+    }
+}
+
+/// Apply `a op b` exactly; None when the result is not a non-negative integer or too large.
+pub fn apply_op(a: i64, op: char, b: i64, max_value: i64) -> Option<i64> {
+    let v = match op {
+        '+' => a + b,
+        '-' => a - b,
+        '*' => a * b,
+        '/' => {
+            if b == 0 || a % b != 0 {
+                return None;
+            }
+            a / b
+        }
+        _ => return None,
+    };
+    (0..=max_value).contains(&v).then_some(v)
+}
+
+/// A left-to-right chain over `order` with `ops`: its steps ("5 * 2 = 10", ...), the
+/// parenthesized expression and the value.
+pub fn countdown_chain(order: &[i64], ops: &[char], max_value: i64) -> Option<(Vec<String>, String, i64)> {
+    let mut acc = order[0];
+    let mut expr = order[0].to_string();
+    let mut steps = Vec::new();
+    for (i, (&op, &b)) in ops.iter().zip(&order[1..]).enumerate() {
+        let v = apply_op(acc, op, b, max_value)?;
+        steps.push(format!("{acc} {op} {b} = {v}"));
+        expr = if i + 1 < ops.len() {
+            format!("({expr} {op} {b})")
+        } else {
+            format!("{expr} {op} {b}")
+        };
+        acc = v;
+    }
+    Some((steps, expr, acc))
+}
+
+/// A random chain over a random order of `numbers`: steps, expression, value.
+pub fn random_countdown_chain(numbers: &[i64], max_value: i64, rng: &mut impl Rng) -> Option<(Vec<String>, String, i64)> {
+    let mut order = numbers.to_vec();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    let ops: Vec<char> = (0..order.len() - 1).map(|_| ['+', '-', '*', '/'][rng.random_range(0..4)]).collect();
+    countdown_chain(&order, &ops, max_value)
+}
+
+fn countdown(difficulty: u32, rng: &mut impl Rng) -> Problem {
+    let (max_operand, max_value) = countdown_limits(difficulty);
+    let k = difficulty as usize + 1;
+    loop {
+        let numbers: Vec<i64> = (0..k).map(|_| rng.random_range(1..=max_operand)).collect();
+        let Some((steps, expr, target)) = random_countdown_chain(&numbers, max_value, rng) else { continue };
+        if target < 1 || numbers.contains(&target) {
+            continue;
+        }
+        let mut sorted = numbers.clone();
+        sorted.sort_unstable();
+        let gold = serde_json::json!({"numbers": numbers, "target": target});
+        let list = numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        return Problem {
+            prompt: format!("Using the numbers [{list}], make {target}."),
+            answer: expr,
+            gold: gold.to_string(),
+            steps,
+            meta: gold,
+            key: format!("c:{sorted:?}->{target}"),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_chain() {
+        let c = reduction_chain(&[7, 5, 3, 4], &['+', '*', '-'], 99).unwrap();
+        assert_eq!(c, vec!["7 + 5 * 3 - 4", "7 + 15 - 4", "22 - 4", "18"]);
+        assert!(reduction_chain(&[1, 5], &['-'], 99).is_none());
+    }
+
+    #[test]
+    fn countdown_expression_checks() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..300 {
+            let t = Task::Countdown { difficulty: 3 };
+            let p = t.sample(&mut rng);
+            let resp = format!("<think> x </think> <answer> {} </answer>", p.answer);
+            assert!(t.check(&p, &resp), "{p:?}");
+        }
+    }
+}
