@@ -100,7 +100,7 @@ impl DeepseekV3Config {
         let check = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(ModelError::config(path, msg)) };
         check(cfg.hidden_act == "silu", "only hidden_act \"silu\" is supported")?;
         check(cfg.num_attention_heads > 0 && cfg.num_hidden_layers > 0 && cfg.vocab_size > 0, "sizes must be positive")?;
-        check(cfg.qk_rope_head_dim % 2 == 0 && cfg.qk_rope_head_dim > 0, "qk_rope_head_dim must be even and positive")?;
+        check(cfg.qk_rope_head_dim.is_multiple_of(2) && cfg.qk_rope_head_dim > 0, "qk_rope_head_dim must be even and positive")?;
         check(cfg.num_key_value_heads.unwrap_or(cfg.num_attention_heads) == cfg.num_attention_heads,
             "MLA needs num_key_value_heads == num_attention_heads")?;
         let e = cfg.n_experts();
@@ -108,7 +108,7 @@ impl DeepseekV3Config {
             let (g, tg, k) = (cfg.groups(), cfg.topk_group.unwrap_or(1).max(1), cfg.top_k());
             check(cfg.moe_intermediate_size.unwrap_or(0) > 0, "moe_intermediate_size is needed with routed experts")?;
             check(k > 0 && k <= e, "num_experts_per_tok must be in 1..=n_routed_experts")?;
-            check(e % g == 0, "n_routed_experts must be a multiple of n_group")?;
+            check(e.is_multiple_of(g), "n_routed_experts must be a multiple of n_group")?;
             check(tg <= g, "topk_group must be at most n_group")?;
             check(k <= tg * (e / g) || cfg.topk_method() == TopkMethod::Greedy,
                 "num_experts_per_tok exceeds the experts of topk_group groups")?;
@@ -162,7 +162,7 @@ impl DeepseekV3Config {
 
     /// Whether decoder layer `i` has a MoE block (else a dense MLP).
     pub fn is_moe_layer(&self, i: usize) -> bool {
-        self.n_experts() > 0 && i >= self.first_k_dense_replace.unwrap_or(0) && i % self.moe_layer_freq.unwrap_or(1).max(1) == 0
+        self.n_experts() > 0 && i >= self.first_k_dense_replace.unwrap_or(0) && i.is_multiple_of(self.moe_layer_freq.unwrap_or(1).max(1))
     }
 
     /// The block size of FP8 weights, when the checkpoint is block-quantized.

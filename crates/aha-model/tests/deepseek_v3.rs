@@ -110,7 +110,7 @@ fn left_padded_batch_matches_reference_and_single() {
 
 fn greedy(model: &DeepseekV3, prompt: &Tensor, n: usize) -> (Vec<i64>, Vec<Tensor>) {
     let mut seq = prompt.unsqueeze(0).unwrap();
-    let mut cache = KvCacheFor::new(model);
+    let mut cache = aha_model::KvCache::new(model.num_layers());
     let mut past = 0usize;
     let (mut got, mut steps) = (Vec::new(), Vec::new());
     for _ in 0..n {
@@ -125,13 +125,6 @@ fn greedy(model: &DeepseekV3, prompt: &Tensor, n: usize) -> (Vec<i64>, Vec<Tenso
         seq = Tensor::new(&[[next]], &Device::Cpu).unwrap();
     }
     (got, steps)
-}
-
-struct KvCacheFor;
-impl KvCacheFor {
-    fn new(model: &DeepseekV3) -> aha_model::KvCache {
-        aha_model::KvCache::new(model.num_layers())
-    }
 }
 
 #[test]
@@ -313,7 +306,7 @@ fn mtp_speculative_decoding_equals_plain_greedy() {
         let mut calls = 0usize;
         let mut oracle = |seq: &[u32]| {
             calls += 1;
-            if calls % 3 == 0 { 0 } else { full.get(seq.len()).cloned().unwrap_or(0) }
+            if calls.is_multiple_of(3) { 0 } else { full.get(seq.len()).cloned().unwrap_or(0) }
         };
         let (got, stats) = model.speculative_greedy(&prompt, want.len(), Drafter::Func(&mut oracle)).unwrap();
         assert_eq!(got, want, "{name}: oracle-drafted speculative decoding vs greedy");
