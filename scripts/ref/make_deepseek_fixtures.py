@@ -48,7 +48,7 @@ from make_model_fixtures import (  # noqa: E402
     greedy_with_margin, rand_ids,
 )
 
-FIXTURES = ["deepseek_v3_default", "deepseek_v3_yarn", "deepseek_v3_bf16", "deepseek_v3_fp8"]
+FIXTURES = ["deepseek_v3_default", "deepseek_v3_yarn", "deepseek_v3_bf16", "deepseek_v3_fp8", "deepseek_v3_mtp"]
 MIN_ROUTER_MARGIN = 1e-4
 
 
@@ -404,6 +404,88 @@ def _fuse_experts(state, cfg):
     return out
 
 
+def make_mtp(args):
+    """A default-style model plus one MTP module stored as DeepSeek-V3 does (model.layers.{L}.*:
+    enorm, hnorm, eh_proj, shared_head.norm, a full MoE decoder layer). transformers' own
+    DeepseekV3ForCausalLM drops these weights, so the reference runs transformers' MtpLayer
+    directly (the module of its MTP speculative decoding) on the main model's final normed
+    hidden states: mtp_logits[i] predicts token i+2 from (h_i, token i+1)."""
+    from transformers.modeling_layers import MtpLayer
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3DecoderLayer, DeepseekV3RMSNorm
+
+    name = "deepseek_v3_mtp"
+    out = os.path.join(args.out, name)
+    os.makedirs(out, exist_ok=True)
+    cfg, _ = build("deepseek_v3_default", args)
+    cfg.num_nextn_predict_layers = 1
+    torch.manual_seed(name_seed(args.seed, name, "torch"))
+    gen = torch.Generator().manual_seed(name_seed(args.seed, name, "init"))
+    rng = np.random.default_rng(name_seed(args.seed, name, "ids"))
+    model = DeepseekV3ForCausalLM(cfg)
+    init_weights(model, gen)
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = PAD_ID
+    model.eval()
+    L = cfg.num_hidden_layers
+    mtp = MtpLayer(cfg, DeepseekV3DecoderLayer, DeepseekV3RMSNorm, L, use_post_norm=True)
+    init_weights(mtp, gen)
+    mtp.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    stored = load_file(os.path.join(out, "model.safetensors"))
+    I = cfg.moe_intermediate_size
+    for k, v in mtp.state_dict().items():
+        if k.startswith("post_norm."):
+            stored[f"model.layers.{L}.shared_head.norm.{k[len('post_norm.'):]}"] = v.clone()
+        elif k.startswith("mtp_block."):
+            rest = k[len("mtp_block."):]
+            if rest == "mlp.experts.gate_up_proj":
+                for e in range(v.shape[0]):
+                    stored[f"model.layers.{L}.mlp.experts.{e}.gate_proj.weight"] = v[e, :I].clone()
+                    stored[f"model.layers.{L}.mlp.experts.{e}.up_proj.weight"] = v[e, I:].clone()
+            elif rest == "mlp.experts.down_proj":
+                for e in range(v.shape[0]):
+                    stored[f"model.layers.{L}.mlp.experts.{e}.down_proj.weight"] = v[e].clone()
+            else:
+                stored[f"model.layers.{L}.{rest}"] = v.clone()
+        else:
+            stored[f"model.layers.{L}.{k}"] = v.clone()
+    save_file({k: v.contiguous() for k, v in stored.items()}, os.path.join(out, "model.safetensors"),
+              metadata={"format": "pt"})
+    ref = {}
+    with torch.no_grad():
+        ids = rand_ids(rng, T_SINGLE, cfg.vocab_size)
+        h = model.model(ids[None]).last_hidden_state  # after the final norm
+        n = T_SINGLE - 1
+        nxt = ids[1:][None]
+        pos = torch.arange(1, T_SINGLE)[None]
+        emb = model.model.embed_tokens(nxt)
+        cos_sin = model.model.rotary_emb(emb, pos)
+        mask = torch.full((n, n), float("-inf")).triu(1)[None, None]
+        y = mtp(inputs_embeds=emb, previous_hidden_state=h[:, :n], position_embeddings=cos_sin,
+                attention_mask=mask, position_ids=pos, cache=None)
+        ref["mtp_ids"] = ids
+        ref["mtp_logits"] = model.lm_head(y)[0].float()
+        # the same with positions of h (i instead of i+1): rope sees relative positions only
+        pos0 = torch.arange(0, n)[None]
+        y0 = mtp(inputs_embeds=emb, previous_hidden_state=h[:, :n],
+                 position_embeddings=model.model.rotary_emb(emb, pos0), attention_mask=mask, position_ids=pos0, cache=None)
+        shift = (model.lm_head(y0)[0] - ref["mtp_logits"]).abs().max().item()
+        for attempt in range(50):
+            gp = rand_ids(rng, P_GREEDY, cfg.vocab_size)
+            gt, margin = greedy_with_margin(model, gp)
+            if margin >= MIN_GREEDY_MARGIN:
+                break
+        ref["greedy_prompt"], ref["greedy_tokens"] = gp, gt
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"))
+    meta = {"transformers": transformers.__version__, "torch": torch.__version__, "seed": args.seed, "name": name,
+            "description": make_mtp.__doc__.strip(), "mtp_logits_shift_by_position_convention": shift,
+            "greedy_min_top1_top2_margin": margin}
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    print(f"  {name}: ok; position-convention shift {shift:.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="crates/aha-model/tests/fixtures")
@@ -417,7 +499,10 @@ def main():
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
     for name in args.only or FIXTURES:
-        make(name, args)
+        if name == "deepseek_v3_mtp":
+            make_mtp(args)
+        else:
+            make(name, args)
 
 
 if __name__ == "__main__":
