@@ -642,3 +642,52 @@ fn mtp_module_matches_transformers_and_drafts_for_greedy() {
     let m = Model::load(&dir(name), &LoadOptions::default()).unwrap();
     assert_eq!(m.params().len(), model.params().len());
 }
+
+/// DeepSeek-V3 / R1's own config.json (Hub release, block FP8, YaRN, MTP) parses into the
+/// settings the model runs with.
+#[test]
+fn official_deepseek_r1_config_parses() {
+    let raw: serde_json::Value = serde_json::from_str(r#"{
+        "architectures": ["DeepseekV3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+        "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV3Config", "AutoModel": "modeling_deepseek.DeepseekV3Model",
+            "AutoModelForCausalLM": "modeling_deepseek.DeepseekV3ForCausalLM"},
+        "aux_loss_alpha": 0.001, "bos_token_id": 0, "eos_token_id": 1, "ep_size": 1, "first_k_dense_replace": 3,
+        "hidden_act": "silu", "hidden_size": 7168, "initializer_range": 0.02, "intermediate_size": 18432,
+        "kv_lora_rank": 512, "max_position_embeddings": 163840, "model_type": "deepseek_v3", "moe_intermediate_size": 2048,
+        "moe_layer_freq": 1, "n_group": 8, "n_routed_experts": 256, "n_shared_experts": 1, "norm_topk_prob": true,
+        "num_attention_heads": 128, "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_key_value_heads": 128,
+        "num_nextn_predict_layers": 1, "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+        "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", "weight_block_size": [128, 128]},
+        "rms_norm_eps": 1e-06,
+        "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+            "original_max_position_embeddings": 4096, "type": "yarn"},
+        "rope_theta": 10000, "routed_scaling_factor": 2.5, "scoring_func": "sigmoid", "seq_aux": true,
+        "tie_word_embeddings": false, "topk_group": 4, "topk_method": "noaux_tc", "torch_dtype": "bfloat16",
+        "transformers_version": "4.46.3", "use_cache": true, "v_head_dim": 128, "vocab_size": 129280
+    }"#).unwrap();
+    let cfg = DeepseekV3Config::from_json(&raw, &PathBuf::from("DeepSeek-R1/config.json")).unwrap();
+    assert_eq!(aha_model::config::architecture(&raw).as_deref(), Some("deepseek_v3"));
+    assert_eq!(cfg.fp8_block(), Some((128, 128)));
+    assert_eq!(cfg.num_nextn_predict_layers, Some(1));
+    assert!(!cfg.is_moe_layer(2) && cfg.is_moe_layer(3) && cfg.is_moe_layer(60));
+    assert_eq!((cfg.n_experts(), cfg.top_k(), cfg.groups()), (256, 8, 8));
+    assert_eq!(cfg.topk_method(), aha_model::deepseek_v3::TopkMethod::NoauxTc);
+    assert!(cfg.rope_interleave.unwrap_or(true));
+    let m = 0.1 * 40f64.ln() + 1.0;
+    assert!((cfg.softmax_scale() - m * m / 192f64.sqrt()).abs() < 1e-12);
+    // transformers-5 spelling of the same
+    let mut v5 = raw.clone();
+    let obj = v5.as_object_mut().unwrap();
+    let rs = obj.remove("rope_scaling").unwrap();
+    obj.remove("rope_theta");
+    let mut rp = rs.clone();
+    rp["rope_type"] = "yarn".into();
+    rp.as_object_mut().unwrap().remove("type");
+    rp["rope_theta"] = 10000.0.into();
+    obj.insert("rope_parameters".into(), rp);
+    let n = obj.remove("num_nextn_predict_layers").unwrap();
+    obj.insert("num_mtp_layers".into(), n);
+    let cfg5 = DeepseekV3Config::from_json(&v5, &PathBuf::from("config.json")).unwrap();
+    assert_eq!(cfg5.rope, cfg.rope);
+    assert_eq!(cfg5.num_nextn_predict_layers, Some(1));
+}
