@@ -1,9 +1,297 @@
-//! `aha grpo` (in progress).
-use clap::Args;
+//! `aha grpo`: train a policy with GRPO on a JSONL dataset with rule-based rewards.
+
+use super::common;
+use aha_train::grpo::{AdvantageNorm, GrpoConfig, GrpoTrainer, LossAgg, Prompt, SpecReward, StepMetrics};
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+pub const R1_ZERO_TEMPLATE: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:";
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Template {
+    /// DeepSeek-R1-Zero's plain-text template.
+    R1Zero,
+    /// The model's own chat template (tokenizer_config.json), the question as a user message.
+    Chat,
+    /// The question as it is.
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AdvArg {
+    Group,
+    NoStd,
+    Batch,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AggArg {
+    Sequence,
+    Token,
+    Constant,
+}
 
 #[derive(Args)]
-pub struct GrpoArgs {}
+pub struct GrpoArgs {
+    /// Model directory (config.json, safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// JSONL dataset: GSM8K's {"question", "answer"} (also "prompt"/"problem", "gold"/"solution").
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Reward spec: comma-separated names with optional weights, e.g. accuracy,format:0.5.
+    #[arg(long, default_value = "accuracy,format")]
+    reward: String,
+    #[arg(long, value_enum, default_value = "r1-zero")]
+    template: Template,
+    /// G: samples per prompt.
+    #[arg(long, default_value_t = 8)]
+    group_size: usize,
+    #[arg(long, default_value_t = 100)]
+    steps: u64,
+    /// Prompts per step.
+    #[arg(long, default_value_t = 2)]
+    batch_prompts: usize,
+    #[arg(long, default_value_t = 1e-6)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    warmup_steps: u64,
+    /// Floor of the cosine decay, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    min_lr_ratio: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// KL coefficient (0 keeps no reference model).
+    #[arg(long, default_value_t = 0.001)]
+    beta: f64,
+    #[arg(long, default_value_t = 0.2)]
+    eps_low: f64,
+    /// Upper clip bound (DAPO's clip-higher: 0.28).
+    #[arg(long, default_value_t = 0.2)]
+    eps_high: f64,
+    #[arg(long, value_enum, default_value = "group")]
+    advantage: AdvArg,
+    #[arg(long, value_enum, default_value = "sequence")]
+    loss_agg: AggArg,
+    /// Optimisation passes per sampled batch.
+    #[arg(long, default_value_t = 1)]
+    num_iterations: usize,
+    /// Sequences per forward/backward pass.
+    #[arg(long, default_value_t = 8)]
+    micro_batch: usize,
+    /// Maximum completion tokens.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// No loss on completions cut at --max-tokens.
+    #[arg(long)]
+    mask_truncated: bool,
+    /// Drop groups whose rewards are all equal.
+    #[arg(long)]
+    filter_zero_std: bool,
+    /// Reset the reference model to the policy every N steps (0: never).
+    #[arg(long, default_value_t = 0)]
+    ref_reset_every: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory: metrics.jsonl, checkpoint/ (latest), final/.
+    #[arg(long, default_value = "grpo-out")]
+    out: PathBuf,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 50)]
+    save_every: u64,
+    /// Print a few sampled completions every N steps (0: never).
+    #[arg(long, default_value_t = 10)]
+    samples_every: u64,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Use only the first N dataset rows.
+    #[arg(long)]
+    limit: Option<usize>,
+}
 
-pub fn run(_args: GrpoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("aha grpo is not built yet")
+struct Row {
+    question: String,
+    answer: String,
+}
+
+fn read_dataset(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let get = |keys: &[&str]| keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string));
+        let question = get(&["question", "prompt", "problem"]).with_context(|| format!("{}:{}: no \"question\"", path.display(), i + 1))?;
+        let answer = get(&["answer", "gold", "solution"]).with_context(|| format!("{}:{}: no \"answer\"", path.display(), i + 1))?;
+        rows.push(Row { question, answer });
+        if limit.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
+    }
+    if rows.is_empty() {
+        anyhow::bail!("{}: no rows", path.display());
+    }
+    Ok(rows)
+}
+
+/// The dataset indices of step `step`: epochs of seeded permutations, so any step's batch
+/// is known without replaying the ones before (resume).
+fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
+    // splitmix64, so that the order does not depend on a crate's RNG version.
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let mut out = Vec::with_capacity(batch);
+    let mut k = step as usize * batch;
+    let mut epoch = usize::MAX;
+    let mut perm: Vec<usize> = Vec::new();
+    while out.len() < batch {
+        let e = k / n;
+        if e != epoch {
+            perm = (0..n).collect();
+            let mut state = mix(seed ^ mix(e as u64));
+            for i in (1..n).rev() {
+                state = mix(state);
+                perm.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            epoch = e;
+        }
+        out.push(perm[k % n]);
+        k += 1;
+    }
+    out
+}
+
+fn print_step(m: &StepMetrics, steps: u64) {
+    let opt = |x: Option<f32>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+    eprintln!(
+        "step {}/{} reward {:.3}±{:.3} acc {} fmt {} len {:.0}/{} trunc {:.2} kl {:.4} ent {:.3} clip {:.3} gnorm {:.3} lr {:.2e} | {:.0} rollout tok/s {:.0} train tok/s | sample {:.1}s score {:.2}s train {:.1}s",
+        m.step, steps, m.reward_mean, m.reward_std, opt(m.accuracy), opt(m.format_rate), m.completion_len_mean, m.completion_len_max, m.truncated_rate, m.kl, m.entropy, m.clip_frac, m.grad_norm, m.lr,
+        m.rollout_tokens_per_s, m.train_tokens_per_s, m.time_sample_s, m.time_score_s, m.time_train_s
+    );
+    for s in &m.samples {
+        eprintln!("--- sample (prompt {}, reward {:.2}) ---\n{}\n---", s.prompt, s.reward, s.text);
+    }
+}
+
+pub fn run(args: GrpoArgs) -> Result<()> {
+    let rows = read_dataset(&args.dataset, args.limit)?;
+    let ckpt = args.out.join("checkpoint");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let reward = || -> Result<Box<dyn aha_train::grpo::Rewarder>> { Ok(Box::new(SpecReward::parse(&args.reward)?)) };
+    let cfg = GrpoConfig {
+        group_size: args.group_size,
+        sampling: aha_engine::SamplingParams { temperature: args.temperature, top_p: args.top_p, ..Default::default() },
+        max_tokens: args.max_tokens,
+        lr: args.lr,
+        warmup_steps: args.warmup_steps,
+        total_steps: args.steps,
+        min_lr_ratio: args.min_lr_ratio,
+        adam: aha_train::optim::AdamWConfig { weight_decay: args.weight_decay, ..Default::default() },
+        max_grad_norm: args.max_grad_norm,
+        beta: args.beta,
+        eps_low: args.eps_low,
+        eps_high: args.eps_high,
+        advantage: match args.advantage {
+            AdvArg::Group => AdvantageNorm::Group,
+            AdvArg::NoStd => AdvantageNorm::NoStd,
+            AdvArg::Batch => AdvantageNorm::Batch,
+        },
+        loss_agg: match args.loss_agg {
+            AggArg::Sequence => LossAgg::Sequence,
+            AggArg::Token => LossAgg::Token,
+            AggArg::Constant => LossAgg::Constant,
+        },
+        num_iterations: args.num_iterations,
+        micro_batch: args.micro_batch,
+        mask_truncated: args.mask_truncated,
+        filter_zero_std: args.filter_zero_std,
+        ref_reset_every: args.ref_reset_every,
+        seed: args.seed,
+        samples_every: args.samples_every,
+        samples_count: 2,
+        ..Default::default()
+    };
+    let loaded = common::load(&args.model)?;
+    let eos = loaded.eos_ids();
+    let tokenizer = loaded.tokenizer.clone().context("aha grpo needs a tokenizer.json in the model directory")?;
+    let mut cfg = cfg;
+    cfg.stop_token_ids = eos;
+    let mut trainer = if args.resume {
+        if !ckpt.join("trainer.json").is_file() {
+            anyhow::bail!("--resume: no checkpoint at {}", ckpt.display());
+        }
+        drop(loaded);
+        let t = GrpoTrainer::resume(&ckpt, Some(tokenizer.clone()), reward()?, Some(cfg), &aha_model::LoadOptions::default())?;
+        eprintln!("resumed from {} at step {}", ckpt.display(), t.step);
+        t
+    } else {
+        GrpoTrainer::new(loaded.model, Some(tokenizer.clone()), reward()?, cfg)?
+    };
+    // metrics.jsonl: keep the lines of the steps already done (a resumed run rewrites the rest).
+    let metrics_path = args.out.join("metrics.jsonl");
+    let kept: Vec<String> = if args.resume && metrics_path.is_file() {
+        std::fs::read_to_string(&metrics_path)?
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s <= trainer.step))
+            .map(str::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut metrics_file = std::fs::File::create(&metrics_path)?;
+    for l in &kept {
+        writeln!(metrics_file, "{l}")?;
+    }
+    let chat = match args.template {
+        Template::Chat => Some(aha_text::ChatTemplate::from_dir(&args.model)?),
+        _ => None,
+    };
+    let render = |q: &str| -> Result<Vec<u32>> {
+        let text = match args.template {
+            Template::R1Zero => R1_ZERO_TEMPLATE.replace("{prompt}", q),
+            Template::Chat => chat.as_ref().unwrap().render(&[aha_text::ChatMessage::user(q)], true)?,
+            Template::None => q.to_string(),
+        };
+        Ok(tokenizer.encode(&text, args.template != Template::Chat)?)
+    };
+    let bar = aha_train::grpo::progress_bar(args.steps);
+    bar.set_position(trainer.step);
+    while trainer.step < args.steps {
+        let idx = batch_indices(rows.len(), args.batch_prompts, args.seed, trainer.step);
+        let prompts: Vec<Prompt> = idx.iter().map(|&i| Ok(Prompt { ids: render(&rows[i].question)?, gold: Some(rows[i].answer.clone()) })).collect::<Result<_>>()?;
+        let m = trainer.step(&prompts)?;
+        writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
+        metrics_file.flush()?;
+        bar.suspend(|| print_step(&m, args.steps));
+        bar.set_position(trainer.step);
+        bar.set_message(format!("reward {:.3}", m.reward_mean));
+        if (args.save_every > 0 && trainer.step % args.save_every == 0) || trainer.step == args.steps {
+            trainer.save_checkpoint(&ckpt)?;
+        }
+    }
+    bar.finish();
+    eprintln!("done: checkpoint in {}", ckpt.display());
+    Ok(())
+}
+
+impl PartialEq for Template {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
 }
