@@ -30,6 +30,7 @@ def ids_arg(xs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--aha", default="target/release/aha")
+    ap.add_argument("--resave", default="target/release/examples/resave", help="built by: cargo build --release -p aha-model --example resave")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
@@ -42,7 +43,7 @@ def main():
     failures = 0
     for name in sorted(os.listdir(out)):
         d = os.path.join(out, name)
-        if not os.path.isfile(os.path.join(d, "reference.safetensors")):
+        if name.endswith("_resaved") or not os.path.isfile(os.path.join(d, "reference.safetensors")):
             continue
         r = load_file(os.path.join(d, "reference.safetensors"))
         # Greedy tokens, alone and in a batch with another prompt.
@@ -63,10 +64,19 @@ def main():
         lp_diff = float(np.abs(got_lp - r["lp_logprobs"]).max())
         aha(a.aha, "logprobs", "--model", d, "--ids", ids_arg(r["single_ids"]), "--dump-logits", dump)
         logit_diff = float(np.abs(load_file(dump)["logits"] - r["single_logits"]).max())
-        ok = ok_greedy and ok_batch and lp_diff < 1e-4 and logit_diff < 1e-4
+        # What aha saves, transformers loads to the same logits.
+        resaved = os.path.join(out, name + "_resaved")
+        subprocess.run([a.resave, d, resaved], check=True, capture_output=True)
+        import torch
+        from transformers import AutoModelForCausalLM
+        hf = AutoModelForCausalLM.from_pretrained(resaved, dtype=torch.float32)
+        with torch.no_grad():
+            hf_logits = hf(torch.tensor(r["single_ids"]).unsqueeze(0)).logits[0].numpy()
+        resave_diff = float(np.abs(hf_logits - r["single_logits"]).max())
+        ok = ok_greedy and ok_batch and lp_diff < 1e-4 and logit_diff < 1e-4 and resave_diff < 1e-4
         failures += not ok
         print(json.dumps({"model": name, "greedy_exact": ok_greedy, "batched_equals_single": ok_batch,
-                          "max_logprob_diff": lp_diff, "max_logit_diff": logit_diff, "ok": ok}))
+                          "max_logprob_diff": lp_diff, "max_logit_diff": logit_diff, "transformers_loads_aha_save_diff": resave_diff, "ok": ok}))
     print(f"{4 - failures if failures <= 4 else 0} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 

@@ -26,6 +26,8 @@ enum Command {
     Grpo(cmd::grpo::GrpoArgs),
     /// Pretrain a tiny base model from scratch on the built-in tasks' corpus.
     Pretrain(cmd::pretrain::PretrainArgs),
+    /// Measure throughput (JSON lines, for side-by-side benchmarks).
+    Bench(cmd::bench::BenchArgs),
     /// Check model answers against gold answers with aha's rule-based math verifier.
     Verify(cmd::verify::VerifyArgs),
 }
@@ -49,6 +51,7 @@ fn main() {
         Command::Chat(args) => cmd::chat::run(args),
         Command::Grpo(args) => cmd::grpo::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };
     if let Err(e) = result {

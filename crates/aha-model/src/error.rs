@@ -7,7 +7,7 @@ pub enum ModelError {
     File { path: PathBuf, message: String },
     #[error("{path}: invalid config: {message}")]
     Config { path: PathBuf, message: String },
-    #[error("unsupported architecture {0:?} (aha runs: llama, qwen2)")]
+    #[error("unsupported architecture {0:?} (aha runs: llama, qwen2, mistral, deepseek_v3)")]
     UnknownArchitecture(String),
     #[error("{path}: tensor {name}: {message}")]
     Tensor { path: PathBuf, name: String, message: String },

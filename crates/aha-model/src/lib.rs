@@ -149,6 +149,14 @@ impl Model {
         }
     }
 
+    /// The DeepSeek-V3 model inside, for its routing statistics, balancing and MTP decoding.
+    pub fn as_deepseek_v3(&self) -> Option<&deepseek_v3::DeepseekV3> {
+        match &self.arch {
+            Arch::DeepseekV3(m) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn config(&self) -> &serde_json::Value {
         &self.config
     }
@@ -177,7 +185,12 @@ impl Model {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::file(dir, e))?;
         let dtype = config::stored_dtype(&self.config).as_deref().and_then(weights::parse_dtype).unwrap_or(DType::F32);
         weights::write_file(&dir.join("model.safetensors"), &self.params().tensors(), dtype)?;
-        let config_text = serde_json::to_string_pretty(&self.config).map_err(|e| ModelError::Invalid(e.to_string()))?;
+        // Weights are written dequantized, so a quantization_config (block FP8) no longer applies.
+        let mut config = self.config.clone();
+        if let Some(obj) = config.as_object_mut() {
+            obj.remove("quantization_config");
+        }
+        let config_text = serde_json::to_string_pretty(&config).map_err(|e| ModelError::Invalid(e.to_string()))?;
         write_atomic(&dir.join("config.json"), config_text.as_bytes())?;
         if let Some(src) = &self.source {
             for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
