@@ -102,8 +102,14 @@ def main():
     ap.add_argument("--per-problem", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-agreement", type=float, default=0.99)
+    ap.add_argument("--write", help="only write the set (for sidebyside.py --devset) to this path, outside the repo")
     args = ap.parse_args()
     rows = build(args.gsm8k, args.per_problem, args.seed)
+    if args.write:
+        with open(args.write, "w") as f:
+            for r in rows:
+                f.write(json.dumps({"category": "gsm8k", "kind": "response", **r}) + "\n")
+        return
     with tempfile.TemporaryDirectory() as d:
         inp = os.path.join(d, "heldout.jsonl")
         outp = os.path.join(d, "out.jsonl")

@@ -96,6 +96,11 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         t = t.replace(pat, " ");
     }
     t = t.replace('$', " ");
+    if !t.contains(['\\', '{', '^', '~']) {
+        // No LaTeX: only the trailing full stop to drop.
+        let trimmed = t.trim();
+        return trimmed.strip_suffix('.').unwrap_or(trimmed).trim().to_string();
+    }
     // Protect matrix row breaks `\\\\` from the control-space rule `\\ `.
     t = t.replace("\\\\", " \\cr ");
     for pat in NOISE {
@@ -288,6 +293,11 @@ fn head_is_quantity(head: &str) -> bool {
 /// Splits an answer at top-level "or" (`5 or 6`, `x=1 \text{ or } x=2`,
 /// `5 \lor 6`). One element means no alternative was offered.
 pub(crate) fn split_or(s: &str) -> Vec<String> {
+    // Fast path: no "or" anywhere means one alternative.
+    if !s.contains("or") {
+        let t = s.trim();
+        return vec![t.to_string()];
+    }
     let mut t = s.replace("\\lor", " or ");
     for cmd in ["\\text{", "\\textrm{", "\\mbox{", "\\mathrm{"] {
         for inner in ["or", " or", "or ", " or "] {
