@@ -3,7 +3,7 @@
 //!
 //! Numbers are split into single digits (each may carry the space before it), so a small
 //! model sees arithmetic digit by digit. The four R1 tags are added tokens (not special:
-//! decoding keeps them), and `<|endoftext|>` is the one special token: BOS, EOS and pad.
+//! decoding keeps them; they swallow the spaces around them), and `<|endoftext|>` is the one special token: BOS, EOS and pad.
 
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -42,7 +42,8 @@ where
         .build();
     let mut trainer = TrainerWrapper::BpeTrainer(trainer);
     tok.train(&mut trainer, texts)?;
-    let tags: Vec<AddedToken> = TAG_TOKENS.iter().map(|t| AddedToken::from(*t, false)).collect();
+    // The tags absorb the spaces around them: " <think> 7" is two tokens, not four.
+    let tags: Vec<AddedToken> = TAG_TOKENS.iter().map(|t| AddedToken::from(*t, false).lstrip(true).rstrip(true)).collect();
     tok.add_tokens(&tags);
     Ok(tok)
 }

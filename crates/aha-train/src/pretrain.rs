@@ -97,7 +97,7 @@ impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
             task: Task::default(),
-            vocab_size: 384,
+            vocab_size: 512,
             hidden_size: 128,
             intermediate_size: 384,
             num_layers: 4,

@@ -21,11 +21,10 @@ use std::collections::HashSet;
 /// About one problem in this many belongs to the held-out partition.
 pub const HELD_OUT_MODULUS: u64 = 8;
 
-/// The R1-Zero template (shortened for tiny models): the problem goes after `User: `, and the
-/// model continues after `Assistant:`.
-pub const TEMPLATE_HEAD: &str = "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. \
-The Assistant first thinks about the reasoning process and then gives the answer. The reasoning and the answer are enclosed \
-in <think> </think> and <answer> </answer> tags. User: ";
+/// The R1-Zero template, cut to its first sentence for tiny models (every prompt token costs
+/// pretraining and RL compute): the problem goes after `User: `, and the model continues after
+/// `Assistant:` with `<think> ... </think> <answer> ... </answer>`.
+pub const TEMPLATE_HEAD: &str = "A conversation between User and Assistant. User: ";
 pub const TEMPLATE_TAIL: &str = " Assistant:";
 
 /// The full R1-Zero prompt for a problem statement.

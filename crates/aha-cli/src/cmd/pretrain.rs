@@ -31,6 +31,12 @@ pub struct PretrainArgs {
     hidden: Option<usize>,
     #[arg(long)]
     layers: Option<usize>,
+    /// BPE vocabulary size.
+    #[arg(long)]
+    vocab: Option<usize>,
+    /// Corpus mix as shares step_by_step,direct,slip,unformatted, e.g. 0.3,0.45,0.1,0.15.
+    #[arg(long)]
+    mix: Option<String>,
     /// Held-out problems to evaluate on at the end (0: skip).
     #[arg(long, default_value_t = 200)]
     eval_n: usize,
@@ -62,6 +68,14 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         cfg.intermediate_size = 3 * h;
         cfg.num_heads = (h / 32).max(1);
         cfg.num_kv_heads = if cfg.num_heads % 2 == 0 { cfg.num_heads / 2 } else { cfg.num_heads };
+    }
+    if let Some(v) = args.vocab {
+        cfg.vocab_size = v;
+    }
+    if let Some(m) = &args.mix {
+        let w: Vec<f32> = m.split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().context("--mix")?;
+        anyhow::ensure!(w.len() == 4, "--mix takes four shares");
+        cfg.mix = aha_train::pretrain::CorpusMix { step_by_step: w[0], direct: w[1], slip: w[2], unformatted: w[3] };
     }
     if let Some(l) = args.layers {
         cfg.num_layers = l;
