@@ -52,14 +52,23 @@ pub fn verify_json_line(line: &str, cfg: &ExtractConfig) -> LineOutcome {
     let verdict = match (gold, pred) {
         (Some(g), Some(p)) => {
             let v = verify_with(&g, &p, cfg);
-            obj.insert(
-                "extracted".into(),
-                json!({
-                    "gold": v.gold,
-                    "prediction": v.predicted.as_ref().map(|e| e.answer.clone()),
-                    "source": v.predicted.as_ref().map(|e| e.source),
-                }),
-            );
+            let extracted = json!({
+                "gold": v.gold,
+                "prediction": v.predicted.as_ref().map(|e| e.answer.clone()),
+                "source": v.predicted.as_ref().map(|e| e.source),
+            });
+            // Append to the original text: keeps the input's key order and
+            // formatting, and avoids re-serialising long responses.
+            let fresh = !obj.contains_key("verdict") && !obj.contains_key("extracted");
+            if let (true, Some(head)) = (fresh, line.trim_end().strip_suffix('}')) {
+                let sep = if obj.is_empty() { "" } else { "," };
+                return LineOutcome {
+                    json: format!("{head}{sep}\"verdict\":{},\"extracted\":{extracted}}}", v.correct),
+                    verdict: v.correct,
+                    expected,
+                };
+            }
+            obj.insert("extracted".into(), extracted);
             v.correct
         }
         _ => {
@@ -93,5 +102,13 @@ mod tests {
         assert!(!bad.verdict && bad.json.contains("error"));
         let num = verify_json_line(r#"{"gold":18,"prediction":"18"}"#, &cfg);
         assert!(num.verdict);
+        // Key order and spacing of the input survive.
+        let kept = verify_json_line(r#"{"z": 1, "prediction": "7", "gold": "7"}  "#, &cfg);
+        assert!(kept.json.starts_with(r#"{"z": 1, "prediction": "7", "gold": "7","verdict":true,"extracted":{"#), "{}", kept.json);
+        let parsed: Value = serde_json::from_str(&kept.json).unwrap_or(Value::Null);
+        assert_eq!(parsed["extracted"]["prediction"], "7");
+        // Existing `verdict` keys are replaced, not duplicated.
+        let again = verify_json_line(&kept.json, &cfg);
+        assert_eq!(again.json.matches("\"verdict\"").count(), 1);
     }
 }
