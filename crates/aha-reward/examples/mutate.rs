@@ -67,12 +67,19 @@ fn mutate(rng: &mut Rng, mut d: Vec<u8>, corpus: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
-fn run(data: &[u8]) -> aha_reward::Verdict {
+const ALL_REWARDS: &str = "accuracy,format,tag_count,r1_zero_format,language(lang=zh),cosine,\
+    overlong(max_len=64;cache=16),repetition,countdown,arithmetic,gsm8k";
+
+fn run(data: &[u8]) -> (aha_reward::Verdict, u32) {
     let (g, p) = match data.iter().position(|&b| b == 0xFF) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (&data[..0], data),
     };
-    aha_reward::verify(&String::from_utf8_lossy(g), &String::from_utf8_lossy(p))
+    let (g, p) = (String::from_utf8_lossy(g), String::from_utf8_lossy(p));
+    // Every reward on the same input, and the spec parser on the gold text.
+    let score = aha_reward::Reward::parse(ALL_REWARDS).map_or(f32::NAN, |r| r.score(&p, Some(&g)));
+    let _ = aha_reward::Reward::parse(&g);
+    (aha_reward::verify(&g, &p), score.to_bits())
 }
 
 fn main() {
