@@ -21,8 +21,8 @@ const POINTS: usize = 6;
 
 /// Whether `pred` (an extracted answer) is equivalent to `gold` (an answer).
 pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
-    let g = normalize_answer(gold);
-    let p = normalize_answer(pred);
+    let g = and_as_comma(&normalize_answer(gold));
+    let p = and_as_comma(&normalize_answer(pred));
     if p.is_empty() || g.is_empty() {
         return false;
     }
@@ -63,6 +63,18 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// "3 and 5" lists two values, like "3, 5".
+fn and_as_comma(s: &str) -> String {
+    if !s.contains("and") {
+        return s.to_string();
+    }
+    let mut t = s.to_string();
+    for pat in ["\\text{ and }", "\\text{and}", "\\text{ and}", "\\text{and }", " and "] {
+        t = t.replace(pat, ", ");
+    }
+    t
 }
 
 /// Parses a comma-separated answer where each element may carry a unit.
@@ -569,5 +581,10 @@ mod ambiguity_tests {
         assert!(eq("-\\frac{5}{2}", "-2\\frac{1}{2}"));
         assert!(eq("\\frac{2\\pi}{3}", "2\\frac{\\pi}{3}"));
         assert!(eq("3", "2\\frac{3}{2}"));
+        assert!(eq("-2, 2", "\\pm 2"));
+        assert!(eq("\\{-2, 2\\}", "x = \\pm 2"));
+        assert!(!eq("2", "\\pm 2"));
+        assert!(eq("3, 5", "3 and 5"));
+        assert!(eq("3, 5", "5 \\text{ and } 3"));
     }
 }

@@ -534,6 +534,13 @@ impl Parser {
 
     fn expr(&mut self) -> PResult<Node> {
         self.enter()?;
+        if self.eat(&Tok::Pm) {
+            // A leading `\pm 2` is the pair {2, -2}.
+            let t = self.term()?;
+            self.depth -= 1;
+            let zero = Node::Num(BigRational::zero(), None);
+            return Ok(Node::PlusMinus(Box::new(zero), Box::new(t)));
+        }
         let mut terms = vec![self.term()?];
         let mut pm: Option<Node> = None;
         loop {
