@@ -1,6 +1,7 @@
 //! `aha`: load, run, train, verify and evaluate DeepSeek-R1-family models.
 
 mod cmd;
+mod plot;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: R1-Zero end to end on a built-in task (pretrain a tiny base, GRPO, evaluate).
+    Zero(cmd::zero::ZeroArgs),
     /// Generate completions for one or more prompts (batched).
     Generate(cmd::generate::GenerateArgs),
     /// Score a sequence: the log-probability of each token given the ones before it.
@@ -46,6 +49,7 @@ fn main() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     let result = match cli.command {
+        Command::Zero(args) => cmd::zero::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Chat(args) => cmd::chat::run(args),

@@ -847,7 +847,7 @@ impl DeepseekV3 {
             x = layer.forward(&x, &cos, &sin, &bias, mode, c, absorbed, self.compute_all_experts, tr)?;
         }
         let hidden = ops::rms_norm(&x, &ops::param(&self.norm, mode), self.cfg.rms_norm_eps, mode)?;
-        let x = if input.logits == LogitsFor::Last { hidden.narrow(1, t - 1, 1)? } else { hidden.clone() };
+        let x = input.logits.select(&hidden)?;
         let logits = self.head().forward(&x, mode)?;
         Ok(ForwardOutput { logits, hidden, routing })
     }

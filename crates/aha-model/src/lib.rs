@@ -5,9 +5,11 @@
 pub mod config;
 pub mod deepseek_v3;
 mod error;
+pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
 pub mod ops;
+pub mod quantized;
 pub mod rope;
 pub mod weights;
 
@@ -26,6 +28,21 @@ pub enum LogitsFor {
     All,
     /// Only the last position: sampling.
     Last,
+    /// The last n positions: scoring a completion after its prompt without paying the
+    /// vocabulary projection for the prompt.
+    Tail(usize),
+}
+
+impl LogitsFor {
+    /// Keep the positions [b, t, h] -> [b, t', h] that get logits.
+    pub fn select(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(1)?;
+        match self {
+            LogitsFor::All => Ok(x.clone()),
+            LogitsFor::Last => x.narrow(1, t - 1, 1),
+            LogitsFor::Tail(n) => x.narrow(1, t - n.min(t), n.min(t)),
+        }
+    }
 }
 
 /// One forward pass over a (possibly left-padded) batch.
@@ -76,6 +93,7 @@ impl Default for LoadOptions {
 enum Arch {
     Llama(llama::Llama),
     DeepseekV3(Box<deepseek_v3::DeepseekV3>),
+    Quantized(Box<quantized::QuantizedLlama>),
 }
 
 /// A loaded causal language model.
@@ -90,6 +108,12 @@ pub struct Model {
 impl Model {
     /// Load a Hugging Face model directory (config.json + safetensors).
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        if gguf::is_gguf_path(dir) {
+            let g = gguf::GgufFile::open(dir)?;
+            let m = quantized::QuantizedLlama::load(&g, &opts.device)?;
+            let config = m.config_json(&g);
+            return Ok(Self { arch: Arch::Quantized(Box::new(m)), config, source: Some(dir.to_path_buf()), device: opts.device.clone() });
+        }
         let config_path = dir.join("config.json");
         let config = config::read_config(&config_path)?;
         let mut ckpt = weights::Checkpoint::read_dir(dir, opts.dtype, &opts.device)?;
@@ -125,6 +149,7 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => m.forward(input, cache),
             Arch::DeepseekV3(m) => m.forward(input, cache),
+            Arch::Quantized(m) => m.forward(input, cache),
         }
     }
 
@@ -132,6 +157,7 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => KvCache::new(m.num_layers()),
             Arch::DeepseekV3(m) => KvCache::new(m.num_layers()),
+            Arch::Quantized(m) => KvCache::new(m.num_layers()),
         }
     }
 
@@ -139,6 +165,7 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => m.params(),
             Arch::DeepseekV3(m) => m.params(),
+            Arch::Quantized(m) => m.params(),
         }
     }
 
@@ -146,6 +173,7 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => m.cfg.vocab_size,
             Arch::DeepseekV3(m) => m.cfg.vocab_size,
+            Arch::Quantized(m) => m.cfg.vocab_size,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::kv_cache::KvCache;
 use crate::ops::{self, Linear, Mode};
 use crate::rope::Rope;
 use crate::weights::{Checkpoint, Params};
-use crate::{ForwardInput, LogitsFor};
+use crate::ForwardInput;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 use std::path::Path;
@@ -216,9 +216,7 @@ impl Llama {
             let n = ops::rms_norm(&x, &ops::param(&layer.post_norm, mode), eps, mode)?;
             x = (x + layer.mlp.forward(&n, mode)?)?;
         }
-        if input.logits == LogitsFor::Last {
-            x = x.narrow(1, t - 1, 1)?;
-        }
+        let x = input.logits.select(&x)?;
         let x = ops::rms_norm(&x, &ops::param(&self.norm, mode), eps, mode)?;
         let head = Linear { weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()), bias: None };
         Ok(head.forward(&x, mode)?)

@@ -165,10 +165,10 @@ pub fn completion_logprobs(model: &Model, prompts: &[&[u32]], completions: &[&[u
     let input_ids = Tensor::from_vec(ids, (b, width), device)?;
     let position_ids = Tensor::from_vec(pos, (b, width), device)?;
     let key_mask = Tensor::from_vec(key, (b, width), device)?;
-    let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode, logits: LogitsFor::All };
+    let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode, logits: LogitsFor::Tail(c_max + 1) };
     let logits = model.forward(&input, None)?.to_dtype(DType::F32)?;
-    // Logits at position p_max - 1 + k predict completion token k.
-    let logits = logits.narrow(1, p_max - 1, c_max)?;
+    // Logits at position p_max - 1 + k predict completion token k; the tail starts at p_max - 1.
+    let logits = logits.narrow(1, 0, c_max)?;
     let logits = if mode == Mode::Inference { logits.detach() } else { logits };
     let lsm = log_softmax(&logits)?;
     let targets = Tensor::from_vec(targets, (b, c_max, 1), device)?;
@@ -639,6 +639,11 @@ impl GrpoTrainer {
     }
 
     /// One GRPO step: sample, score, optimise.
+    /// The policy being trained.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
     pub fn step(&mut self, prompts: &[Prompt]) -> Result<StepMetrics> {
         let rollout = self.sample(prompts)?;
         self.train(&rollout)

@@ -6,3 +6,4 @@ pub mod grpo;
 pub mod logprobs;
 pub mod pretrain;
 pub mod verify;
+pub mod zero;

@@ -1,0 +1,197 @@
+//! `aha zero`: the R1-Zero recipe end to end on a built-in task. Pretrain (or reuse) a tiny
+//! base model, evaluate it, train it with GRPO on rule-based rewards alone, evaluate again,
+//! and write metrics, plots, the final model and a summary.
+
+use crate::plot::line_chart;
+use aha_engine::SamplingParams;
+use aha_model::{LoadOptions, Model};
+use aha_text::Tokenizer;
+use aha_train::grpo::{GrpoConfig, GrpoTrainer, Prompt, Rewarder, Sample, StepMetrics};
+use aha_train::pretrain::{self, EvalResult, PretrainConfig};
+use aha_train::tasks::{self, Task};
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct ZeroArgs {
+    /// Output directory: metrics.jsonl, plots, final model, summary.json.
+    #[arg(long, default_value = "runs/zero")]
+    out: PathBuf,
+    /// Built-in task, optionally with a difficulty: arithmetic, arithmetic:3, countdown:2.
+    #[arg(long, default_value = "arithmetic")]
+    task: Task,
+    /// GRPO steps.
+    #[arg(long, default_value_t = 60)]
+    steps: u64,
+    /// Prompts per step; each gets --group-size samples.
+    #[arg(long, default_value_t = 8)]
+    batch_prompts: usize,
+    #[arg(long, default_value_t = 8)]
+    group_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// KL coefficient against the base (R1 used 0.001; 0 keeps no reference model).
+    #[arg(long, default_value_t = 0.0)]
+    beta: f64,
+    /// Maximum completion length (default: the task's).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Held-out problems evaluated before and after.
+    #[arg(long, default_value_t = 200)]
+    eval_n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where pretrained base models are cached.
+    #[arg(long, env = "AHA_CACHE", default_value = ".cache/aha")]
+    cache: PathBuf,
+    /// Print a few sampled completions every N steps (0: never).
+    #[arg(long, default_value_t = 20)]
+    show_every: u64,
+}
+
+/// Accuracy (the task's verifier) and the strict R1-Zero format, as two reward terms.
+struct TaskReward {
+    task: Task,
+    format_weight: f32,
+}
+
+impl Rewarder for TaskReward {
+    fn names(&self) -> Vec<String> {
+        vec!["accuracy".into(), "format".into()]
+    }
+    fn weights(&self) -> Vec<f32> {
+        vec![1.0, self.format_weight]
+    }
+    fn score(&self, s: &Sample) -> Vec<f32> {
+        let gold = s.prompt.gold.as_deref().unwrap_or("");
+        let correct = check(self.task, gold, s.text);
+        vec![correct as u8 as f32, tasks::is_well_formatted(s.text) as u8 as f32]
+    }
+}
+
+/// The task's verifier on a gold string (as `Task::check` does for a whole problem).
+fn check(task: Task, gold: &str, response: &str) -> bool {
+    match task {
+        Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, gold),
+        Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold).map(|c| c.check_response(response)).unwrap_or(false),
+    }
+}
+
+fn eval_json(e: &EvalResult) -> serde_json::Value {
+    json!({"accuracy": e.accuracy, "format_rate": e.format_rate, "mean_length": e.mean_length, "n": e.n})
+}
+
+pub fn run(args: ZeroArgs) -> Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    eprintln!("aha zero: R1-Zero on {} (seed {}), output in {}", args.task, args.seed, args.out.display());
+
+    // 1. The base model.
+    let pcfg = PretrainConfig { task: args.task, seed: args.seed, ..PretrainConfig::default() };
+    let base_dir = pretrain::ensure_base(&args.cache, &pcfg).context("pretraining the base model")?;
+    eprintln!("base model: {}", base_dir.display());
+    let model = Model::load(&base_dir, &LoadOptions::default())?;
+    let tok = Tokenizer::from_dir(&base_dir)?;
+
+    // 2. Evaluate the base.
+    let base = pretrain::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
+    eprintln!("base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens", 100.0 * base.accuracy, 100.0 * base.format_rate, base.mean_length);
+
+    // 3. GRPO with rule-based rewards only.
+    let cfg = GrpoConfig {
+        group_size: args.group_size,
+        sampling: SamplingParams { temperature: 1.0, ..Default::default() },
+        max_tokens: args.max_tokens.unwrap_or_else(|| pretrain::default_max_tokens(&args.task)),
+        stop_token_ids: tok.eos_token_ids().to_vec(),
+        lr: args.lr,
+        total_steps: args.steps,
+        beta: args.beta,
+        seed: args.seed,
+        micro_batch: args.batch_prompts * args.group_size,
+        samples_every: args.show_every,
+        samples_count: 2,
+        ..GrpoConfig::default()
+    };
+    let reward = TaskReward { task: args.task, format_weight: 0.5 };
+    let mut trainer = GrpoTrainer::new(model, Some(tok.clone()), Box::new(reward), cfg)?;
+    let mut problems = args.task.train_problems(args.seed.wrapping_add(1));
+    let metrics_path = args.out.join("metrics.jsonl");
+    let mut metrics_file = std::fs::File::create(&metrics_path).with_context(|| format!("creating {}", metrics_path.display()))?;
+    let mut history: Vec<StepMetrics> = Vec::new();
+    let bar = aha_train::grpo::progress_bar(args.steps);
+    for step in 0..args.steps {
+        let prompts: Vec<Prompt> = (&mut problems)
+            .take(args.batch_prompts)
+            .map(|p| Ok(Prompt { ids: tok.encode(&tasks::r1_zero_prompt(&p.prompt), false)?, gold: Some(p.gold) }))
+            .collect::<Result<_>>()?;
+        let m = trainer.step(&prompts)?;
+        writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
+        metrics_file.flush()?;
+        bar.set_message(format!(
+            "reward {:.2} acc {:.0}% len {:.0}",
+            m.reward_mean,
+            100.0 * m.accuracy.unwrap_or(0.0),
+            m.completion_len_mean
+        ));
+        bar.inc(1);
+        if args.show_every > 0 && (step + 1) % args.show_every == 0 {
+            for s in m.samples.iter().take(1) {
+                bar.println(format!("step {}: reward {:.2}\n{}", step + 1, s.reward, s.text.trim()));
+            }
+        }
+        history.push(m);
+    }
+    bar.finish_and_clear();
+
+    // 4. Evaluate the trained policy and keep everything.
+    let final_eval = pretrain::evaluate(trainer.model(), &tok, &args.task, args.eval_n, args.seed)?;
+    let model_dir = args.out.join("model");
+    trainer.model().save(&model_dir)?;
+    tok.inner().save(model_dir.join("tokenizer.json").to_string_lossy().as_ref(), false).map_err(|e| anyhow::anyhow!("saving tokenizer: {e}"))?;
+    for f in ["tokenizer_config.json", "generation_config.json"] {
+        if base_dir.join(f).is_file() {
+            std::fs::copy(base_dir.join(f), model_dir.join(f))?;
+        }
+    }
+    plot_history(&args.out, &history);
+    let wall = started.elapsed().as_secs_f64();
+    let summary = json!({
+        "task": args.task.to_string(),
+        "base": eval_json(&base),
+        "final": eval_json(&final_eval),
+        "steps": args.steps,
+        "wall_seconds": wall,
+        "seed": args.seed,
+    });
+    aha_model::write_atomic(&args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+
+    println!("\n{:<16} {:>10} {:>10}", "", "base", "after GRPO");
+    println!("{:<16} {:>9.1}% {:>9.1}%", "accuracy", 100.0 * base.accuracy, 100.0 * final_eval.accuracy);
+    println!("{:<16} {:>9.1}% {:>9.1}%", "format", 100.0 * base.format_rate, 100.0 * final_eval.format_rate);
+    println!("{:<16} {:>10.1} {:>10.1}", "mean length", base.mean_length, final_eval.mean_length);
+    println!("\n{} GRPO steps in {:.0} s total; metrics, plots, model and summary.json in {}", args.steps, wall, args.out.display());
+    Ok(())
+}
+
+/// Reward, accuracy, response length and KL over steps, as PNGs.
+fn plot_history(out: &Path, h: &[StepMetrics]) {
+    let series = |f: &dyn Fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> { h.iter().map(|m| (m.step as f64, f(m))).collect() };
+    let charts: Vec<(&str, &str, &str, Vec<(&str, Vec<(f64, f64)>)>)> = vec![
+        ("reward.png", "Mean reward", "reward", vec![("reward", series(&|m| m.reward_mean as f64))]),
+        ("accuracy.png", "Training accuracy and format rate", "share of samples", vec![
+            ("accuracy", series(&|m| m.accuracy.unwrap_or(0.0) as f64)),
+            ("format", series(&|m| m.format_rate.unwrap_or(0.0) as f64)),
+        ]),
+        ("length.png", "Mean response length", "tokens", vec![("mean length", series(&|m| m.completion_len_mean as f64))]),
+        ("kl.png", "KL to the reference", "k3 KL", vec![("kl", series(&|m| m.kl as f64))]),
+    ];
+    for (file, title, y, s) in charts {
+        if let Err(e) = line_chart(&out.join(file), title, y, &s) {
+            eprintln!("warning: {file} not drawn: {e:#}");
+        }
+    }
+}
