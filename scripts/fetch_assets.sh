@@ -5,3 +5,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/text/fetch_assets.sh"
+bash "$here/gguf/fetch_assets.sh"

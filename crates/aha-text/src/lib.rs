@@ -23,6 +23,7 @@ mod chat_template;
 mod config;
 mod decode;
 mod error;
+pub mod gguf;
 mod reasoning;
 mod tokenizer;
 

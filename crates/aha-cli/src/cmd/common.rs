@@ -16,12 +16,23 @@ pub fn load(path: &Path) -> Result<Loaded> {
         anyhow::bail!("{}: no such model directory", path.display());
     }
     let model = Model::load(path, &LoadOptions::default()).with_context(|| format!("loading model {}", path.display()))?;
-    let tokenizer = if path.join("tokenizer.json").is_file() {
+    // A .gguf file carries its tokenizer (and chat template) in its metadata.
+    let tokenizer = if aha_text::gguf::is_gguf_path(path) {
+        Some(aha_text::gguf::tokenizer(path).with_context(|| format!("loading the tokenizer of {}", path.display()))?)
+    } else if path.join("tokenizer.json").is_file() {
         Some(Tokenizer::from_dir(path).with_context(|| format!("loading tokenizer from {}", path.display()))?)
     } else {
         None
     };
     Ok(Loaded { model, tokenizer })
+}
+
+/// The chat template of a model directory or of a .gguf file's metadata.
+pub fn chat_template(path: &Path) -> Result<aha_text::ChatTemplate> {
+    if aha_text::gguf::is_gguf_path(path) {
+        return aha_text::gguf::chat_template(path).with_context(|| format!("reading the chat template of {}", path.display()));
+    }
+    aha_text::ChatTemplate::from_dir(path).with_context(|| format!("reading the chat template of {}", path.display()))
 }
 
 impl Loaded {

@@ -1,0 +1,343 @@
+//! Tokenizer and chat template from a GGUF file's `tokenizer.*` metadata (llama.cpp's
+//! format): the `gpt2` byte-level BPE with the pre-tokenizer named by `tokenizer.ggml.pre`,
+//! special (control) and user-defined tokens, bos/eos/add_bos, and `tokenizer.chat_template`.
+//!
+//! Only the metadata is read (tensor data may be absent, as in the first part of a split
+//! download); every length is checked against the bytes left before allocating.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::chat_template::ChatTemplate;
+use crate::config::SpecialTokens;
+use crate::error::{Result, TextError};
+use crate::tokenizer::Tokenizer;
+
+const MAX_STRING: u64 = 64 << 20;
+
+/// The `tokenizer.*` metadata of a GGUF file.
+#[derive(Debug, Clone, Default)]
+pub struct GgufVocab {
+    pub architecture: Option<String>,
+    /// `tokenizer.ggml.model`, e.g. `gpt2`, `llama`.
+    pub model: String,
+    /// `tokenizer.ggml.pre`, e.g. `llama-bpe`, `qwen2`, `smollm`.
+    pub pre: Option<String>,
+    pub tokens: Vec<String>,
+    /// 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+    pub token_types: Vec<i32>,
+    pub merges: Vec<String>,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub eot: Option<u32>,
+    pub unk: Option<u32>,
+    pub pad: Option<u32>,
+    pub add_bos: Option<bool>,
+    pub add_eos: Option<bool>,
+    pub chat_template: Option<String>,
+}
+
+enum V {
+    Int(i128),
+    Float,
+    Bool(bool),
+    Str(String),
+    Arr(Vec<V>),
+}
+
+struct Reader<R: Read> {
+    r: R,
+    pos: u64,
+    len: u64,
+}
+
+impl<R: Read> Reader<R> {
+    fn bytes(&mut self, n: u64) -> std::result::Result<Vec<u8>, String> {
+        if n > self.len.saturating_sub(self.pos) {
+            return Err(format!("truncated: {n} bytes needed at offset {}, file has {}", self.pos, self.len));
+        }
+        let mut b = vec![0u8; n as usize];
+        self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
+        self.pos += n;
+        Ok(b)
+    }
+    fn int(&mut self, n: u64, signed: bool) -> std::result::Result<i128, String> {
+        let b = self.bytes(n)?;
+        let mut a = [0u8; 8];
+        a[..b.len()].copy_from_slice(&b);
+        let u = u64::from_le_bytes(a);
+        Ok(if signed {
+            let shift = 64 - 8 * n as u32;
+            (((u << shift) as i64) >> shift) as i128
+        } else {
+            u as i128
+        })
+    }
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let n = self.int(8, false)? as u64;
+        if n > MAX_STRING {
+            return Err(format!("string length {n} is absurd"));
+        }
+        String::from_utf8(self.bytes(n)?).map_err(|_| "string is not UTF-8".to_string())
+    }
+    fn value(&mut self, ty: u32, depth: usize) -> std::result::Result<V, String> {
+        Ok(match ty {
+            0 | 2 | 4 | 10 => V::Int(self.int([1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], false)?),
+            1 | 3 | 5 | 11 => V::Int(self.int([0, 1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], true)?),
+            6 => {
+                self.bytes(4)?;
+                V::Float
+            }
+            12 => {
+                self.bytes(8)?;
+                V::Float
+            }
+            7 => V::Bool(self.bytes(1)?[0] != 0),
+            8 => V::Str(self.string()?),
+            9 => {
+                if depth > 3 {
+                    return Err("arrays nested too deep".into());
+                }
+                let elem = self.int(4, false)? as u32;
+                let n = self.int(8, false)? as u64;
+                let min: u64 = match elem {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4 | 5 | 6 => 4,
+                    8 | 10 | 11 | 12 => 8,
+                    9 => 12,
+                    t => return Err(format!("unknown array element type {t}")),
+                };
+                if n.checked_mul(min).is_none_or(|b| b > self.len.saturating_sub(self.pos)) {
+                    return Err(format!("array of {n} elements does not fit in the file"));
+                }
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(self.value(elem, depth + 1)?);
+                }
+                V::Arr(v)
+            }
+            t => return Err(format!("unknown value type {t}")),
+        })
+    }
+}
+
+fn bad(path: &Path, message: impl ToString) -> TextError {
+    TextError::InvalidConfig { path: path.to_path_buf(), message: format!("invalid GGUF: {}", message.to_string()) }
+}
+
+impl GgufVocab {
+    /// Read the tokenizer metadata of a GGUF file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let f = std::fs::File::open(path).map_err(|source| TextError::Io { path: path.to_path_buf(), source })?;
+        let len = f.metadata().map_err(|source| TextError::Io { path: path.to_path_buf(), source })?.len();
+        Self::parse(std::io::BufReader::with_capacity(1 << 16, f), len).map_err(|m| bad(path, m))
+    }
+
+    /// Parse from a reader at the start of a GGUF file of `len` bytes.
+    pub fn parse<R: Read>(r: R, len: u64) -> std::result::Result<Self, String> {
+        let mut r = Reader { r, pos: 0, len };
+        let magic = r.int(4, false)? as u32;
+        if magic != 0x4655_4747 {
+            return Err(format!("wrong magic 0x{magic:08x} (expected \"GGUF\")"));
+        }
+        let version = r.int(4, false)?;
+        if version != 2 && version != 3 {
+            return Err(format!("unsupported GGUF version {version}"));
+        }
+        let _n_tensors = r.int(8, false)?;
+        let n_kv = r.int(8, false)? as u64;
+        if n_kv.checked_mul(13).is_none_or(|b| b > len) {
+            return Err(format!("metadata count {n_kv} does not fit in a {len}-byte file"));
+        }
+        let mut v = GgufVocab::default();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.int(4, false)? as u32;
+            let val = r.value(ty, 0)?;
+            let id = |x: &V| match x {
+                V::Int(i) => u32::try_from(*i).ok(),
+                _ => None,
+            };
+            let strs = |x: V| -> std::result::Result<Vec<String>, String> {
+                match x {
+                    V::Arr(a) => a.into_iter().map(|e| if let V::Str(s) = e { Ok(s) } else { Err(format!("{key}: expected strings")) }).collect(),
+                    _ => Err(format!("{key}: expected an array")),
+                }
+            };
+            match key.as_str() {
+                "general.architecture" => v.architecture = if let V::Str(s) = val { Some(s) } else { None },
+                "tokenizer.ggml.model" => v.model = if let V::Str(s) = val { s } else { return Err("tokenizer.ggml.model is not a string".into()) },
+                "tokenizer.ggml.pre" => v.pre = if let V::Str(s) = val { Some(s) } else { None },
+                "tokenizer.ggml.tokens" => v.tokens = strs(val)?,
+                "tokenizer.ggml.merges" => v.merges = strs(val)?,
+                "tokenizer.ggml.token_type" => {
+                    v.token_types = match val {
+                        V::Arr(a) => a.iter().map(|e| if let V::Int(i) = e { *i as i32 } else { 1 }).collect(),
+                        _ => return Err("tokenizer.ggml.token_type is not an array".into()),
+                    }
+                }
+                "tokenizer.ggml.bos_token_id" => v.bos = id(&val),
+                "tokenizer.ggml.eos_token_id" => v.eos = id(&val),
+                "tokenizer.ggml.eot_token_id" => v.eot = id(&val),
+                "tokenizer.ggml.unknown_token_id" => v.unk = id(&val),
+                "tokenizer.ggml.padding_token_id" => v.pad = id(&val),
+                "tokenizer.ggml.add_bos_token" => v.add_bos = if let V::Bool(b) = val { Some(b) } else { None },
+                "tokenizer.ggml.add_eos_token" => v.add_eos = if let V::Bool(b) = val { Some(b) } else { None },
+                "tokenizer.chat_template" => v.chat_template = if let V::Str(s) = val { Some(s) } else { None },
+                _ => {}
+            }
+        }
+        if v.tokens.is_empty() {
+            return Err("no tokenizer.ggml.tokens".into());
+        }
+        if !v.token_types.is_empty() && v.token_types.len() != v.tokens.len() {
+            return Err(format!("{} token types for {} tokens", v.token_types.len(), v.tokens.len()));
+        }
+        for (name, id) in [("bos", v.bos), ("eos", v.eos), ("eot", v.eot), ("unk", v.unk), ("pad", v.pad)] {
+            if id.is_some_and(|i| i as usize >= v.tokens.len()) {
+                return Err(format!("{name} token id {id:?} is outside the vocabulary"));
+            }
+        }
+        Ok(v)
+    }
+
+    fn token(&self, id: Option<u32>) -> Option<String> {
+        id.and_then(|i| self.tokens.get(i as usize).cloned())
+    }
+
+    pub fn special_tokens(&self) -> SpecialTokens {
+        SpecialTokens { bos: self.token(self.bos), eos: self.token(self.eos), pad: self.token(self.pad), unk: self.token(self.unk) }
+    }
+
+    /// The HF pre-tokenizer matching llama.cpp's `tokenizer.ggml.pre`.
+    fn pre_tokenizer(&self) -> std::result::Result<(Value, Value), String> {
+        let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+        let seq = |v: Vec<Value>| json!({"type": "Sequence", "pretokenizers": v});
+        let none = json!(null);
+        let nfc = json!({"type": "NFC"});
+        const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        const DSV3: &str = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+        let pre = self.pre.as_deref().unwrap_or("default");
+        Ok(match pre {
+            "qwen2" | "deepseek-r1-qwen" => (nfc, seq(vec![split(QWEN2), byte_level(false)])),
+            "llama3" | "llama-bpe" | "smaug-bpe" => (none, seq(vec![split(LLAMA3), byte_level(false)])),
+            "smollm" | "starcoder" => (none, seq(vec![json!({"type": "Digits", "individual_digits": true}), byte_level(true)])),
+            "deepseek-v3" => (
+                none,
+                seq(vec![split(r"\p{N}{1,3}"), split("[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+"), split(DSV3), byte_level(false)]),
+            ),
+            "default" | "gpt-2" | "gpt2" => (none, byte_level(true)),
+            other => return Err(format!("pre-tokenizer {other:?} is not supported (aha knows llama-bpe, qwen2, deepseek-r1-qwen, deepseek-v3, smollm, gpt-2)")),
+        })
+    }
+
+    /// An HF `tokenizer.json` equivalent to this vocabulary.
+    pub fn tokenizer_json(&self) -> std::result::Result<Value, String> {
+        if self.model != "gpt2" {
+            return Err(format!("tokenizer model {:?} is not supported (aha reads the gpt2 byte-level BPE)", self.model));
+        }
+        let (normalizer, pre) = self.pre_tokenizer()?;
+        let mut vocab = serde_json::Map::with_capacity(self.tokens.len());
+        let mut added = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            vocab.insert(t.clone(), json!(i));
+            let ty = self.token_types.get(i).copied().unwrap_or(1);
+            if ty == 3 || ty == 4 {
+                added.push(json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                    "normalized": false, "special": ty == 3}));
+            }
+        }
+        Ok(json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": normalizer,
+            "pre_tokenizer": pre,
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": self.merges},
+        }))
+    }
+
+    /// The side files (`tokenizer_config.json`, `config.json`) that carry bos/eos and the template.
+    fn side_files(&self) -> (Value, Value) {
+        let s = self.special_tokens();
+        let mut eos: Vec<u32> = self.eos.into_iter().collect();
+        if let Some(e) = self.eot.filter(|e| !eos.contains(e)) {
+            eos.push(e);
+        }
+        (
+            json!({"bos_token": s.bos, "eos_token": s.eos, "pad_token": s.pad, "unk_token": s.unk,
+                "add_bos_token": self.add_bos.unwrap_or(false), "add_eos_token": self.add_eos.unwrap_or(false),
+                "chat_template": self.chat_template}),
+            json!({"eos_token_id": eos}),
+        )
+    }
+
+    /// Write `tokenizer.json`, `tokenizer_config.json` and `config.json` (eos ids) into `dir`,
+    /// so an HF-style directory carries the same tokenizer.
+    pub fn write_hf_files(&self, dir: &Path) -> Result<()> {
+        let tok = self.tokenizer_json().map_err(|m| bad(dir, m))?;
+        let (cfg, model_cfg) = self.side_files();
+        for (name, v) in [("tokenizer.json", tok), ("tokenizer_config.json", cfg), ("config.json", model_cfg)] {
+            let p = dir.join(name);
+            std::fs::write(&p, serde_json::to_vec(&v).expect("json")).map_err(|source| TextError::Io { path: p, source })?;
+        }
+        Ok(())
+    }
+}
+
+/// The tokenizer of a GGUF file (bos/eos/add_bos from its metadata; generation stops on
+/// eos and eot).
+pub fn tokenizer(path: &Path) -> Result<Tokenizer> {
+    let vocab = GgufVocab::read(path)?;
+    tokenizer_from_vocab(&vocab, path)
+}
+
+/// Build a [`Tokenizer`] from parsed metadata; `path` names the source in errors.
+pub fn tokenizer_from_vocab(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "aha-gguf-tok-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|source| TextError::Io { path: dir.clone(), source })?;
+    let result = vocab.write_hf_files(&dir).and_then(|_| Tokenizer::from_dir(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map_err(|e| match e {
+        TextError::InvalidConfig { message, .. } | TextError::TokenizerLoad { message, .. } => bad(path, message),
+        other => other,
+    })
+}
+
+/// The chat template of a GGUF file (`tokenizer.chat_template`).
+pub fn chat_template(path: &Path) -> Result<ChatTemplate> {
+    let vocab = GgufVocab::read(path)?;
+    chat_template_from_vocab(&vocab, path)
+}
+
+pub fn chat_template_from_vocab(vocab: &GgufVocab, path: &Path) -> Result<ChatTemplate> {
+    let source = vocab.chat_template.clone().ok_or_else(|| TextError::MissingChatTemplate { path: path.to_path_buf() })?;
+    ChatTemplate::new(source, vocab.special_tokens())
+}
+
+/// Does this path name a GGUF file (by extension or magic)?
+pub fn is_gguf_path(path: &Path) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return true;
+    }
+    let mut m = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && &m == b"GGUF"
+}
