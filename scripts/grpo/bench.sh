@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side: wall time and peak RSS of GRPO steps, aha vs TRL's GRPOTrainer, on CPU, the same
 # random Qwen2 model (DeepSeek-R1 tokenizer), the same GSM8K prompts (R1-Zero template),
-# G = 8, the same completion length, beta 0.001. Results go to docs/benchmarks-grpo.md by hand.
+# G = 8, the same completion length, beta 0.001. Results go to docs/benchmarks.md by hand.
 # Usage: scripts/grpo/bench.sh [AHA_BIN] [MAX_TOKENS]
 set -euo pipefail
 AHA=${1:-target/debug/aha}
