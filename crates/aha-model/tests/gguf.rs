@@ -1,0 +1,324 @@
+//! GGUF: the quantized Llama against the dense one on the dequantized weights, per quant
+//! type; bad files give clear errors; SmolLM2-135M Q4_1 (a real llama.cpp file) runs and
+//! agrees with llama.cpp's greedy tokens (reference made by scripts/gguf/llama_cpp_greedy.py).
+
+use aha_model::gguf::{self, GgufFile, Value};
+use aha_model::weights::Checkpoint;
+use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model, Tensor};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, IndexOp};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const H: usize = 256;
+const HEADS: usize = 4;
+const KV: usize = 2;
+const HD: usize = 64;
+const FF: usize = 512;
+const VOCAB: usize = 96;
+const LAYERS: usize = 2;
+
+/// HF-named f32 weights of a tiny random Llama.
+fn tiny_weights() -> Vec<(String, Tensor)> {
+    let dev = Device::Cpu;
+    let mut out = Vec::new();
+    let mut seed = 0u64;
+    let mut rand = |shape: &[usize], scale: f64| {
+        seed += 1;
+        let n: usize = shape.iter().product();
+        // Deterministic pseudo-random values (xorshift).
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * scale as f32
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &dev).unwrap()
+    };
+    out.push(("model.embed_tokens.weight".into(), rand(&[VOCAB, H], 1.0)));
+    for i in 0..LAYERS {
+        let p = format!("model.layers.{i}");
+        out.push((format!("{p}.input_layernorm.weight"), (rand(&[H], 0.1) + 1.0).unwrap()));
+        out.push((format!("{p}.post_attention_layernorm.weight"), (rand(&[H], 0.1) + 1.0).unwrap()));
+        out.push((format!("{p}.self_attn.q_proj.weight"), rand(&[HEADS * HD, H], 0.1)));
+        out.push((format!("{p}.self_attn.k_proj.weight"), rand(&[KV * HD, H], 0.1)));
+        out.push((format!("{p}.self_attn.v_proj.weight"), rand(&[KV * HD, H], 0.1)));
+        out.push((format!("{p}.self_attn.o_proj.weight"), rand(&[H, HEADS * HD], 0.1)));
+        out.push((format!("{p}.mlp.gate_proj.weight"), rand(&[FF, H], 0.1)));
+        out.push((format!("{p}.mlp.up_proj.weight"), rand(&[FF, H], 0.1)));
+        out.push((format!("{p}.mlp.down_proj.weight"), rand(&[H, FF], 0.07)));
+    }
+    out.push(("model.norm.weight".into(), (rand(&[H], 0.1) + 1.0).unwrap()));
+    out
+}
+
+fn gguf_name(hf: &str) -> String {
+    let n = hf.replace("model.embed_tokens", "token_embd").replace("model.norm", "output_norm").replace("model.layers.", "blk.");
+    n.replace("input_layernorm", "attn_norm")
+        .replace("post_attention_layernorm", "ffn_norm")
+        .replace("self_attn.q_proj", "attn_q")
+        .replace("self_attn.k_proj", "attn_k")
+        .replace("self_attn.v_proj", "attn_v")
+        .replace("self_attn.o_proj", "attn_output")
+        .replace("mlp.gate_proj", "ffn_gate")
+        .replace("mlp.up_proj", "ffn_up")
+        .replace("mlp.down_proj", "ffn_down")
+}
+
+/// A tiny llama GGUF: 2-D weights in `dtype` (q/k rows in llama.cpp's rope order), norms f32.
+fn write_tiny(path: &Path, dtype: GgmlDType) {
+    let meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        ("llama.block_count".into(), Value::U32(LAYERS as u32)),
+        ("llama.embedding_length".into(), Value::U32(H as u32)),
+        ("llama.feed_forward_length".into(), Value::U32(FF as u32)),
+        ("llama.attention.head_count".into(), Value::U32(HEADS as u32)),
+        ("llama.attention.head_count_kv".into(), Value::U32(KV as u32)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
+        ("llama.rope.freq_base".into(), Value::F32(10000.0)),
+        ("llama.context_length".into(), Value::U32(256)),
+    ];
+    let mut tensors = Vec::new();
+    for (name, t) in tiny_weights() {
+        let mut t = t;
+        for (proj, heads) in [("q_proj", HEADS), ("k_proj", KV)] {
+            if name.contains(proj) {
+                let rows = t.dim(0).unwrap();
+                let bytes: Vec<u8> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect();
+                let p = gguf::permute_rows(&bytes, rows, heads, false).unwrap();
+                let v: Vec<f32> = p.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                t = Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap();
+            }
+        }
+        let q = if t.rank() == 1 { QTensor::quantize(&t, GgmlDType::F32) } else { QTensor::quantize(&t, dtype) }.unwrap();
+        tensors.push((gguf_name(&name), q));
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    gguf::write(&mut f, &meta, &tensors).unwrap();
+}
+
+fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
+    let dev = Device::Cpu;
+    let t = ids.len();
+    let input_ids = Tensor::new(ids, &dev).unwrap().reshape((1, t)).unwrap();
+    let pos = Tensor::arange(0u32, t as u32, &dev).unwrap().reshape((1, t)).unwrap();
+    let input = ForwardInput { input_ids: &input_ids, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
+    model.forward(&input, None).unwrap().i(0).unwrap().to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+}
+
+/// The dense aha Llama on the GGUF file's dequantized weights.
+fn dense_reference(path: &Path) -> Model {
+    let g = GgufFile::open(path).unwrap();
+    let mut tensors = HashMap::new();
+    for (name, _) in tiny_weights() {
+        let gname = gguf_name(&name);
+        let info = g.tensor_info(&gname).unwrap().clone();
+        let q = g.qtensor(&gname, &Device::Cpu).unwrap();
+        let mut t = q.dequantize(&Device::Cpu).unwrap();
+        for (proj, heads) in [("q_proj", HEADS), ("k_proj", KV)] {
+            if name.contains(proj) {
+                let bytes: Vec<u8> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect();
+                let p = gguf::permute_rows(&bytes, info.shape()[0], heads, true).unwrap();
+                let v: Vec<f32> = p.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                t = Tensor::from_vec(v, info.shape(), &Device::Cpu).unwrap();
+            }
+        }
+        tensors.insert(name, t);
+    }
+    let config = serde_json::json!({"model_type": "llama", "vocab_size": VOCAB, "hidden_size": H, "intermediate_size": FF,
+        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV, "max_position_embeddings": 256,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true});
+    let mut ckpt = Checkpoint::from_tensors(tensors, path);
+    Model::from_checkpoint(config, &mut ckpt, path, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn quantized_logits_match_the_dequantized_reference_per_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = (0..24).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+    // (type, tolerance relative to the largest logit): activations are quantized to 8 bits
+    // for the dot products, so the error grows with the weight type's coarseness only a little.
+    for (dtype, tol) in [
+        (GgmlDType::F32, 1e-4),
+        (GgmlDType::F16, 1e-3),
+        (GgmlDType::BF16, 1e-3),
+        (GgmlDType::Q8_0, 0.02),
+        (GgmlDType::Q4_0, 0.03),
+        (GgmlDType::Q4_1, 0.03),
+        (GgmlDType::Q5_0, 0.03),
+        (GgmlDType::Q5_1, 0.03),
+        (GgmlDType::Q2K, 0.05),
+        (GgmlDType::Q3K, 0.04),
+        (GgmlDType::Q4K, 0.03),
+        (GgmlDType::Q5K, 0.03),
+        (GgmlDType::Q6K, 0.03),
+    ] {
+        let path = dir.path().join(format!("tiny-{dtype:?}.gguf"));
+        write_tiny(&path, dtype);
+        let q = Model::load(&path, &LoadOptions::default()).unwrap();
+        let reference = dense_reference(&path);
+        let (a, b) = (logits(&q, &ids), logits(&reference, &ids));
+        let scale = b.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = a.iter().flatten().zip(b.iter().flatten()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        eprintln!("{dtype:?}: max |logit diff| {diff:.5} (max |logit| {scale:.3})");
+        assert!(diff <= tol * scale, "{dtype:?}: logits differ by {diff} (max |logit| {scale})");
+        // The KV-cached decode gives the same last logits as the full pass.
+        let mut cache = q.new_cache();
+        let dev = Device::Cpu;
+        let mut last = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let x = Tensor::new(&[id], &dev).unwrap().reshape((1, 1)).unwrap();
+            let p = Tensor::new(&[i as u32], &dev).unwrap().reshape((1, 1)).unwrap();
+            let input = ForwardInput { input_ids: &x, position_ids: &p, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
+            last = q.forward(&input, Some(&mut cache)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        }
+        let d = last.iter().zip(&a[ids.len() - 1]).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-3 * scale.max(1.0), "{dtype:?}: cached decode differs by {d}");
+    }
+}
+
+fn tiny_bytes() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.gguf");
+    write_tiny(&p, GgmlDType::Q8_0);
+    std::fs::read(p).unwrap()
+}
+
+fn parse(b: &[u8]) -> Result<GgufFile, String> {
+    GgufFile::parse(&mut &b[..], b.len() as u64, Path::new("test.gguf"), true).map_err(|e| e.to_string())
+}
+
+/// Offset of the first tensor info (just after the metadata) in a tiny file.
+fn tensor_infos_start(b: &[u8]) -> usize {
+    let g = parse(b).unwrap();
+    let mut pos = 24;
+    for (k, v) in &g.metadata {
+        pos += 8 + k.len() + 4 + match v {
+            Value::String(s) => 8 + s.len(),
+            Value::U32(_) | Value::F32(_) => 4,
+            _ => unreachable!(),
+        };
+    }
+    pos
+}
+
+#[test]
+fn bad_files_are_clear_errors() {
+    let good = tiny_bytes();
+    assert!(parse(&good).is_ok());
+    // Wrong magic, wrong version, big-endian.
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert!(parse(&b).unwrap_err().contains("wrong magic"), "{}", parse(&b).unwrap_err());
+    let mut b = good.clone();
+    b[4..8].copy_from_slice(&7u32.to_le_bytes());
+    assert!(parse(&b).unwrap_err().contains("version 7"));
+    let mut b = good.clone();
+    b[4..8].copy_from_slice(&3u32.to_be_bytes());
+    assert!(parse(&b).unwrap_err().contains("big-endian"));
+    // Absurd counts.
+    for (at, what) in [(8, "tensor count"), (16, "metadata count")] {
+        let mut b = good.clone();
+        b[at..at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(parse(&b).unwrap_err().contains(what), "{}", parse(&b).unwrap_err());
+    }
+    // A key claiming an absurd length.
+    let mut b = good.clone();
+    b[24..32].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    assert!(parse(&b).unwrap_err().contains("absurd"));
+    // The first tensor: unknown quant type, inconsistent size, too many dims.
+    let ti = tensor_infos_start(&good);
+    let name_len = u64::from_le_bytes(good[ti..ti + 8].try_into().unwrap()) as usize;
+    let nd_at = ti + 8 + name_len;
+    let nd = u32::from_le_bytes(good[nd_at..nd_at + 4].try_into().unwrap()) as usize;
+    let type_at = nd_at + 4 + 8 * nd;
+    for (id, msg) in [(16u32, "IQ2_XXS"), (77, "unknown"), (4, "removed")] {
+        let mut b = good.clone();
+        b[type_at..type_at + 4].copy_from_slice(&id.to_le_bytes());
+        let e = parse(&b).unwrap_err();
+        assert!(e.contains("not supported") && e.contains(msg), "{e}");
+    }
+    let mut b = good.clone();
+    b[nd_at + 12..nd_at + 20].copy_from_slice(&(1u64 << 20).to_le_bytes()); // dims[1] huge
+    assert!(parse(&b).unwrap_err().contains("runs past the end"), "{}", parse(&b).unwrap_err());
+    let mut b = good.clone();
+    b[nd_at + 4..nd_at + 12].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
+    assert!(parse(&b).unwrap_err().contains("absurd size") || parse(&b).unwrap_err().contains("block size"));
+    let mut b = good.clone();
+    b[nd_at..nd_at + 4].copy_from_slice(&9u32.to_le_bytes());
+    assert!(parse(&b).unwrap_err().contains("dimensions"));
+    // Truncated anywhere: an error, never a panic (every 7th length keeps the test quick).
+    for n in (0..good.len()).step_by(7).chain([good.len() - 1]) {
+        assert!(parse(&good[..n]).is_err(), "prefix of {n} bytes parsed");
+    }
+    // Through Model::load too.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cut.gguf");
+    std::fs::write(&p, &good[..good.len() / 2]).unwrap();
+    let e = Model::load(&p, &LoadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
+    // The fuzz corpus seeds parse (valid or not) without panicking.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf_header");
+    if let Ok(rd) = std::fs::read_dir(corpus) {
+        for f in rd.flatten() {
+            let _ = parse(&std::fs::read(f.path()).unwrap());
+        }
+    }
+}
+
+fn asset(rel: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("AHA_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/assets"));
+    let p = base.join(rel);
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("asset {} missing under CI: run scripts/fetch_assets.sh", p.display());
+    }
+    eprintln!("SKIP: asset {} missing (run scripts/fetch_assets.sh)", p.display());
+    None
+}
+
+#[test]
+fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
+    let Some(path) = asset("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else { return };
+    let model = Model::load(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(model.vocab_size(), 49152);
+    assert_eq!(model.eos_token_ids(), vec![2]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/smollm2_llama_cpp_greedy.json");
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let dev = Device::Cpu;
+    for case in reference["cases"].as_array().unwrap() {
+        let ids: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = case["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want_lp: Vec<f64> = case["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let mut cache = model.new_cache();
+        let mut toks = ids.clone();
+        let mut got = Vec::new();
+        let mut lps = Vec::new();
+        let mut start = 0;
+        for _ in 0..want.len().min(24) {
+            let x = Tensor::new(&toks[start..], &dev).unwrap().unsqueeze(0).unwrap();
+            let p = Tensor::arange(start as u32, toks.len() as u32, &dev).unwrap().unsqueeze(0).unwrap();
+            let input = ForwardInput { input_ids: &x, position_ids: &p, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
+            let l: Vec<f32> = model.forward(&input, Some(&mut cache)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let max = l.iter().cloned().fold(f32::MIN, f32::max);
+            let lse = l.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+            let t = l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+            lps.push(l[t as usize] as f64 - lse);
+            got.push(t);
+            start = toks.len();
+            toks.push(t);
+        }
+        let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        let lp_diff = lps.iter().zip(&want_lp).take(agree).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{:?}: {agree} of {} greedy tokens agree with llama.cpp; max logprob diff {lp_diff:.4}", case["prompt"], got.len());
+        assert!(agree >= 16, "{:?}: aha {got:?} vs llama.cpp {want:?}", case["prompt"]);
+        assert!(lp_diff < 0.1);
+    }
+}
