@@ -13,7 +13,7 @@ pub struct PretrainArgs {
     #[arg(long)]
     out: PathBuf,
     /// Built-in task, optionally with a difficulty: arithmetic, arithmetic:4, countdown:2.
-    #[arg(long, default_value = "arithmetic")]
+    #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// Optimizer steps (default: the built-in config's).
     #[arg(long)]
