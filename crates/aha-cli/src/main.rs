@@ -29,6 +29,8 @@ enum Command {
     Grpo(cmd::grpo::GrpoArgs),
     /// Pretrain a tiny base model from scratch on the built-in tasks' corpus.
     Pretrain(cmd::pretrain::PretrainArgs),
+    /// Write a Llama/Qwen2 model directory as a quantized GGUF file (q8_0, q4_k, f16, ...).
+    Quantize(cmd::quantize::QuantizeArgs),
     /// Measure throughput (JSON lines, for side-by-side benchmarks).
     Bench(cmd::bench::BenchArgs),
     /// Check model answers against gold answers with aha's rule-based math verifier.
@@ -56,6 +58,7 @@ fn main() {
         Command::Grpo(args) => cmd::grpo::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Quantize(args) => cmd::quantize::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };
     if let Err(e) = result {

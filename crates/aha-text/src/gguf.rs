@@ -341,3 +341,109 @@ pub fn is_gguf_path(path: &Path) -> bool {
     let mut m = [0u8; 4];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && &m == b"GGUF"
 }
+
+/// llama.cpp's name (`tokenizer.ggml.pre`) for the pre-tokenizer of an HF `tokenizer.json`.
+pub fn pre_tokenizer_name(tokenizer_json: &Value) -> Option<&'static str> {
+    let pre = &tokenizer_json["pre_tokenizer"];
+    let text = pre.to_string();
+    if pre["type"] == "ByteLevel" && pre["use_regex"] != false {
+        return Some("gpt-2");
+    }
+    if text.contains("Digits") && text.contains("ByteLevel") {
+        return Some("smollm");
+    }
+    if text.contains(r"\\p{N}{1,3}") && text.contains(r"\\p{L}\\p{P}\\p{S}") {
+        return Some("deepseek-v3");
+    }
+    if text.contains(r"[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}") {
+        return Some("llama-bpe");
+    }
+    if text.contains(r"[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|") {
+        return Some("qwen2");
+    }
+    None
+}
+
+impl GgufVocab {
+    /// The vocabulary of an HF model directory (byte-level BPE `tokenizer.json`,
+    /// `tokenizer_config.json`), padded to `vocab_size` as llama.cpp's converter does.
+    pub fn from_hf_dir(dir: &Path, vocab_size: usize) -> Result<Self> {
+        let p = dir.join("tokenizer.json");
+        let bytes = std::fs::read(&p).map_err(|source| TextError::Io { path: p.clone(), source })?;
+        let tj: Value = serde_json::from_slice(&bytes).map_err(|source| TextError::Json { path: p.clone(), source })?;
+        let model = &tj["model"];
+        if model["type"] != "BPE" {
+            return Err(TextError::InvalidConfig { path: p, message: "only byte-level BPE tokenizers can be written to GGUF".into() });
+        }
+        let pre = pre_tokenizer_name(&tj)
+            .ok_or_else(|| TextError::InvalidConfig { path: p.clone(), message: "unrecognised pre-tokenizer: no llama.cpp equivalent known".into() })?;
+        let mut tokens: Vec<Option<String>> = Vec::new();
+        let mut types: Vec<i32> = Vec::new();
+        let mut put = |id: usize, t: &str, ty: i32| {
+            if id >= tokens.len() {
+                tokens.resize(id + 1, None);
+                types.resize(id + 1, 1);
+            }
+            tokens[id] = Some(t.to_string());
+            types[id] = ty;
+        };
+        if let Some(v) = model["vocab"].as_object() {
+            for (t, id) in v {
+                put(id.as_u64().unwrap_or(0) as usize, t, 1);
+            }
+        }
+        for a in tj["added_tokens"].as_array().into_iter().flatten() {
+            let ty = if a["special"] == true { 3 } else { 4 };
+            put(a["id"].as_u64().unwrap_or(0) as usize, a["content"].as_str().unwrap_or(""), ty);
+        }
+        let n = vocab_size.max(tokens.len());
+        let mut out_tokens = Vec::with_capacity(n);
+        let mut out_types = Vec::with_capacity(n);
+        for i in 0..n {
+            match tokens.get(i).cloned().flatten() {
+                Some(t) => {
+                    out_tokens.push(t);
+                    out_types.push(types[i]);
+                }
+                None => {
+                    out_tokens.push(format!("[PAD{i}]"));
+                    out_types.push(5);
+                }
+            }
+        }
+        let merges: Vec<String> = model["merges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| match m {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+                _ => None,
+            })
+            .collect();
+        let tok = Tokenizer::from_dir(dir)?;
+        let cfg_path = dir.join("tokenizer_config.json");
+        let cfg: Value = std::fs::read(&cfg_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+        let template = match std::fs::read_to_string(dir.join("chat_template.jinja")) {
+            Ok(s) => Some(s),
+            Err(_) => cfg["chat_template"].as_str().map(str::to_string),
+        };
+        let id_of = |t: Option<&str>| t.and_then(|t| tok.token_to_id(t));
+        Ok(Self {
+            architecture: None,
+            model: "gpt2".into(),
+            pre: Some(pre.into()),
+            tokens: out_tokens,
+            token_types: out_types,
+            merges,
+            bos: tok.bos_token_id(),
+            eos: tok.eos_token_id().or_else(|| tok.eos_token_ids().first().copied()),
+            eot: None,
+            unk: id_of(tok.special_tokens().unk.as_deref()),
+            pad: tok.pad_token_id(),
+            add_bos: Some(cfg["add_bos_token"] == true),
+            add_eos: Some(cfg["add_eos_token"] == true),
+            chat_template: template,
+        })
+    }
+}

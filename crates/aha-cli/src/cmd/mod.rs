@@ -5,5 +5,6 @@ pub mod generate;
 pub mod grpo;
 pub mod logprobs;
 pub mod pretrain;
+pub mod quantize;
 pub mod verify;
 pub mod zero;
