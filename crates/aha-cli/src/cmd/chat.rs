@@ -3,8 +3,8 @@
 
 use super::common;
 use aha_engine::{generate, GenerateOptions, SamplingParams};
-use aha_text::{ChatMessage, ChatTemplate, StreamingReasoningParser};
-use anyhow::{Context, Result};
+use aha_text::{ChatMessage, StreamingReasoningParser};
+use anyhow::Result;
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ const RESET: &str = "\x1b[0m";
 pub fn run(args: ChatArgs) -> Result<()> {
     let loaded = common::load(&args.model)?;
     let tok = loaded.tokenizer()?;
-    let template = ChatTemplate::from_dir(&args.model).context("this model has no chat template")?;
+    let template = common::chat_template(&args.model)?;
     let color = std::io::stdout().is_terminal();
     let (dim, reset) = if color { (DIM, RESET) } else { ("", "") };
     let mut history: Vec<ChatMessage> = args.system.iter().map(|s| ChatMessage::system(s.as_str())).collect();

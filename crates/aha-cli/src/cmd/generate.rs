@@ -53,7 +53,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let loaded = common::load(&args.model)?;
     let prompts: Vec<Vec<u32>> = if args.ids.is_empty() {
         let tok = loaded.tokenizer()?;
-        let template = if args.chat { Some(aha_text::ChatTemplate::from_dir(&args.model)?) } else { None };
+        let template = if args.chat { Some(common::chat_template(&args.model)?) } else { None };
         args.prompt
             .iter()
             .map(|p| match &template {

@@ -45,6 +45,9 @@ pub struct ZeroArgs {
     eval_n: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Start from this base model directory instead of pretraining (or reusing) the built-in one.
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// Where pretrained base models are cached.
     #[arg(long, env = "AHA_CACHE", default_value = ".cache/aha")]
     cache: PathBuf,
@@ -92,7 +95,10 @@ pub fn run(args: ZeroArgs) -> Result<()> {
 
     // 1. The base model.
     let pcfg = PretrainConfig { task: args.task, seed: args.seed, ..PretrainConfig::default() };
-    let base_dir = pretrain::ensure_base(&args.cache, &pcfg).context("pretraining the base model")?;
+    let base_dir = match &args.base {
+        Some(dir) => dir.clone(),
+        None => pretrain::ensure_base(&args.cache, &pcfg).context("pretraining the base model")?,
+    };
     eprintln!("base model: {}", base_dir.display());
     let model = Model::load(&base_dir, &LoadOptions::default())?;
     let tok = Tokenizer::from_dir(&base_dir)?;
