@@ -17,7 +17,7 @@
 use crate::config::{parse_rope, RopeConfig, RopeScaling};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
-use crate::ops::{self, Linear, Mode};
+use crate::ops::{self, Linear, Mlp, Mode};
 use crate::rope::{yarn_mscale, Rope};
 use crate::weights::{Checkpoint, Params};
 use crate::{ForwardInput, LogitsFor};
@@ -296,19 +296,6 @@ impl Mla {
             probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, t, h * self.v_dim))?
         };
         Ok(self.o.forward(&out, mode)?)
-    }
-}
-
-struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
-impl Mlp {
-    fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
-        self.down.forward(&(gate * self.up.forward(x, mode)?)?, mode)
     }
 }
 

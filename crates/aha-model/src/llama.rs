@@ -9,7 +9,7 @@
 use crate::config::{parse_rope, RopeConfig};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
-use crate::ops::{self, Linear, Mode};
+use crate::ops::{self, Linear, Mlp, Mode};
 use crate::rope::Rope;
 use crate::weights::{Checkpoint, Params};
 use crate::ForwardInput;
@@ -116,19 +116,6 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, kv_heads: usize
     let scores = scores.broadcast_add(bias)?;
     let probs = ops::softmax(&scores, mode)?.reshape((b, kv_heads, n_rep * t, total))?;
     probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d))
-}
-
-struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
-impl Mlp {
-    fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
-        self.down.forward(&(gate * self.up.forward(x, mode)?)?, mode)
-    }
 }
 
 struct Layer {

@@ -67,3 +67,18 @@ impl Linear {
         y.reshape(out)
     }
 }
+
+/// The SwiGLU feed-forward block: down(silu(gate(x)) * up(x)).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
+        self.down.forward(&(gate * self.up.forward(x, mode)?)?, mode)
+    }
+}
