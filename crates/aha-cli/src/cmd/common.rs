@@ -28,7 +28,6 @@ pub fn load(path: &Path) -> Result<Loaded> {
 }
 
 /// The chat template of a model directory or of a .gguf file's metadata.
-#[allow(dead_code)] // for chat.rs / generate.rs --chat (they still call ChatTemplate::from_dir)
 pub fn chat_template(path: &Path) -> Result<aha_text::ChatTemplate> {
     if aha_text::gguf::is_gguf_path(path) {
         return aha_text::gguf::chat_template(path).with_context(|| format!("reading the chat template of {}", path.display()));
