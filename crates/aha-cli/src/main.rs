@@ -6,7 +6,11 @@ mod plot;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "aha", version, about = "The DeepSeek-R1 system: run, train, verify and evaluate reasoning models")]
+#[command(
+    name = "aha",
+    version,
+    about = "The DeepSeek-R1 system: run, train, verify and evaluate reasoning models"
+)]
 struct Cli {
     /// Worker threads for the numeric kernels (default: all cores).
     #[arg(long, global = true)]
@@ -40,8 +44,7 @@ enum Command {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

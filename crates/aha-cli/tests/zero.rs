@@ -4,8 +4,15 @@
 use std::process::Command;
 
 fn aha(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_aha")).args(args).output().expect("run aha");
-    assert!(out.status.success(), "aha {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_aha"))
+        .args(args)
+        .output()
+        .expect("run aha");
+    assert!(
+        out.status.success(),
+        "aha {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -15,19 +22,61 @@ fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {
     let base = dir.path().join("base");
     let run = dir.path().join("run");
     let (base_s, run_s) = (base.to_str().unwrap(), run.to_str().unwrap());
-    aha(&["--threads", "2", "pretrain", "--out", base_s, "--task", "arithmetic:1", "--steps", "3", "--batch-size", "4",
-        "--hidden", "32", "--layers", "1", "--vocab", "300", "--eval-n", "0"]);
+    aha(&[
+        "--threads",
+        "2",
+        "pretrain",
+        "--out",
+        base_s,
+        "--task",
+        "arithmetic:1",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--vocab",
+        "300",
+        "--eval-n",
+        "0",
+    ]);
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(base.join(f).is_file(), "pretrain wrote no {f}");
     }
-    aha(&["--threads", "2", "zero", "--base", base_s, "--task", "arithmetic:1", "--steps", "2", "--batch-prompts", "2",
-        "--group-size", "2", "--max-tokens", "16", "--eval-n", "4", "--out", run_s]);
+    aha(&[
+        "--threads",
+        "2",
+        "zero",
+        "--base",
+        base_s,
+        "--task",
+        "arithmetic:1",
+        "--steps",
+        "2",
+        "--batch-prompts",
+        "2",
+        "--group-size",
+        "2",
+        "--max-tokens",
+        "16",
+        "--eval-n",
+        "4",
+        "--out",
+        run_s,
+    ]);
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["step"], 2);
     assert!(lines[0]["reward_mean"].is_number() && lines[0]["kl"].is_number());
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["steps"], 2);
     for k in ["base", "final"] {
         let acc = summary[k]["accuracy"].as_f64().unwrap();
@@ -35,7 +84,9 @@ fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {
         assert!(summary[k]["format_rate"].is_number() && summary[k]["mean_length"].is_number());
     }
     assert!(summary["wall_seconds"].as_f64().unwrap() > 0.0);
-    assert!(run.join("model/model.safetensors").is_file() && run.join("model/tokenizer.json").is_file());
+    assert!(
+        run.join("model/model.safetensors").is_file() && run.join("model/tokenizer.json").is_file()
+    );
     // The final model loads again.
     aha_model::Model::load(&run.join("model"), &Default::default()).unwrap();
     if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists() {

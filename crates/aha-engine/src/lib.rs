@@ -41,7 +41,14 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_tokens: 256, seed: 0, stop_token_ids: Vec::new(), stop_strings: Vec::new(), ignore_eos: false }
+        Self {
+            sampling: SamplingParams::default(),
+            max_tokens: 256,
+            seed: 0,
+            stop_token_ids: Vec::new(),
+            stop_strings: Vec::new(),
+            ignore_eos: false,
+        }
     }
 }
 
@@ -90,11 +97,15 @@ pub fn generate(
     mut on_token: impl FnMut(TokenEvent),
 ) -> Result<Vec<Completion>> {
     if prompts.iter().any(|p| p.is_empty()) {
-        return Err(EngineError::Invalid("every prompt needs at least one token".into()));
+        return Err(EngineError::Invalid(
+            "every prompt needs at least one token".into(),
+        ));
     }
     let vocab = model.vocab_size() as u32;
     if let Some(bad) = prompts.iter().flatten().find(|&&t| t >= vocab) {
-        return Err(EngineError::Invalid(format!("token id {bad} is outside the vocabulary (size {vocab})")));
+        return Err(EngineError::Invalid(format!(
+            "token id {bad} is outside the vocabulary (size {vocab})"
+        )));
     }
     if !opts.stop_strings.is_empty() && tokenizer.is_none() {
         return Err(EngineError::Invalid("stop strings need a tokenizer".into()));
@@ -106,7 +117,11 @@ pub fn generate(
         .map(|(i, p)| Sequence {
             index: i,
             tokens: Vec::new(),
-            rng: StdRng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64)),
+            rng: StdRng::seed_from_u64(
+                opts.seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(i as u64),
+            ),
             decoder: tokenizer.map(|t| t.incremental_decoder(true)),
             text: String::new(),
             next_pos: p.len() as u32,
@@ -114,7 +129,14 @@ pub fn generate(
         })
         .collect();
     if opts.max_tokens == 0 {
-        return Ok(seqs.into_iter().map(|s| Completion { token_ids: vec![], text: s.decoder.map(|_| String::new()), finish_reason: FinishReason::Length }).collect());
+        return Ok(seqs
+            .into_iter()
+            .map(|s| Completion {
+                token_ids: vec![],
+                text: s.decoder.map(|_| String::new()),
+                finish_reason: FinishReason::Length,
+            })
+            .collect());
     }
 
     // Prefill: left-pad to the longest prompt.
@@ -135,12 +157,22 @@ pub fn generate(
     let input_ids = Tensor::from_vec(ids, (b, width), &device)?;
     let position_ids = Tensor::from_vec(pos, (b, width), &device)?;
     let mut cache = model.new_cache();
-    let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode: Mode::Inference, logits: LogitsFor::Last };
+    let input = ForwardInput {
+        input_ids: &input_ids,
+        position_ids: &position_ids,
+        key_mask: Some(&key_mask),
+        mode: Mode::Inference,
+        logits: LogitsFor::Last,
+    };
     let mut logits = model.forward(&input, Some(&mut cache))?;
 
     // `active[i]` is the index into `seqs` of batch row i.
     let mut active: Vec<usize> = (0..b).collect();
-    let eos: Vec<u32> = if opts.ignore_eos { Vec::new() } else { opts.stop_token_ids.clone() };
+    let eos: Vec<u32> = if opts.ignore_eos {
+        Vec::new()
+    } else {
+        opts.stop_token_ids.clone()
+    };
     loop {
         let rows: Vec<Vec<f32>> = logits.i((.., 0))?.to_dtype(DType::F32)?.to_vec2()?;
         let mut next = Vec::with_capacity(active.len());
@@ -164,11 +196,18 @@ pub fn generate(
                 s.finish = Some(FinishReason::Length);
             }
             let shown = &s.text[before.min(s.text.len())..];
-            on_token(TokenEvent { index: s.index, token: tok, text: shown });
+            on_token(TokenEvent {
+                index: s.index,
+                token: tok,
+                text: shown,
+            });
             next.push(tok);
         }
         // Drop finished rows from the batch before the next step.
-        let keep: Vec<u32> = (0..active.len()).filter(|&r| seqs[active[r]].finish.is_none()).map(|r| r as u32).collect();
+        let keep: Vec<u32> = (0..active.len())
+            .filter(|&r| seqs[active[r]].finish.is_none())
+            .map(|r| r as u32)
+            .collect();
         if keep.is_empty() {
             break;
         }
@@ -188,7 +227,13 @@ pub fn generate(
         key_mask = Tensor::cat(&[&key_mask, &Tensor::ones((n, 1), DType::U8, &device)?], 1)?;
         let input_ids = Tensor::from_vec(next_ids, (n, 1), &device)?;
         let position_ids = Tensor::from_vec(step_pos, (n, 1), &device)?;
-        let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode: Mode::Inference, logits: LogitsFor::Last };
+        let input = ForwardInput {
+            input_ids: &input_ids,
+            position_ids: &position_ids,
+            key_mask: Some(&key_mask),
+            mode: Mode::Inference,
+            logits: LogitsFor::Last,
+        };
         logits = model.forward(&input, Some(&mut cache))?;
     }
     Ok(seqs
@@ -239,8 +284,17 @@ pub fn full_logits(model: &Model, seq: &[u32]) -> Result<Tensor> {
     let device = model.device();
     let ids = Tensor::new(seq, device)?.unsqueeze(0)?;
     let pos = Tensor::arange(0u32, seq.len() as u32, device)?.unsqueeze(0)?;
-    let input = ForwardInput { input_ids: &ids, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
-    Ok(model.forward(&input, None)?.squeeze(0)?.to_dtype(DType::F32)?)
+    let input = ForwardInput {
+        input_ids: &ids,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Inference,
+        logits: LogitsFor::All,
+    };
+    Ok(model
+        .forward(&input, None)?
+        .squeeze(0)?
+        .to_dtype(DType::F32)?)
 }
 
 fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {

@@ -17,13 +17,21 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0 }
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+        }
     }
 }
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     /// Pick a token from `logits` (modified in place).
@@ -44,7 +52,11 @@ impl SamplingParams {
         }
         let filtered = self.top_k > 0 || self.top_p < 1.0 || self.min_p > 0.0;
         if !filtered {
-            return draw(probs.iter().enumerate().map(|(i, &p)| (i as u32, p)), 1.0, rng);
+            return draw(
+                probs.iter().enumerate().map(|(i, &p)| (i as u32, p)),
+                1.0,
+                rng,
+            );
         }
         let candidates = self.candidates(probs);
         let mass: f32 = candidates.iter().map(|c| c.1).sum();
@@ -55,8 +67,12 @@ impl SamplingParams {
     fn candidates(&self, probs: &[f32]) -> Vec<(u32, f32)> {
         let pmax = probs.iter().copied().fold(0.0f32, f32::max);
         let floor = self.min_p * pmax;
-        let mut c: Vec<(u32, f32)> =
-            probs.iter().enumerate().filter(|(_, &p)| p >= floor && p > 0.0).map(|(i, &p)| (i as u32, p)).collect();
+        let mut c: Vec<(u32, f32)> = probs
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p >= floor && p > 0.0)
+            .map(|(i, &p)| (i as u32, p))
+            .collect();
         let by_prob = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if self.top_k > 0 && c.len() > self.top_k {
             c.select_nth_unstable_by(self.top_k - 1, by_prob);
@@ -128,7 +144,10 @@ mod tests {
     #[test]
     fn greedy_takes_argmax() {
         let mut rng = StdRng::seed_from_u64(0);
-        assert_eq!(SamplingParams::greedy().sample(&mut [0.1, 3.0, 2.9, -1.0], &mut rng), 1);
+        assert_eq!(
+            SamplingParams::greedy().sample(&mut [0.1, 3.0, 2.9, -1.0], &mut rng),
+            1
+        );
     }
 
     #[test]
@@ -143,12 +162,33 @@ mod tests {
     #[test]
     fn top_k_top_p_and_min_p_cut_the_tail() {
         let logits = [4f32.ln(), 2f32.ln(), 1f32.ln(), 1f32.ln()]; // 0.5 0.25 0.125 0.125
-        let k = freq(&SamplingParams { top_k: 2, ..Default::default() }, &logits, 5000);
+        let k = freq(
+            &SamplingParams {
+                top_k: 2,
+                ..Default::default()
+            },
+            &logits,
+            5000,
+        );
         assert_eq!(k[2] + k[3], 0);
         assert!(k[1] > 1300, "{k:?}"); // renormalised: 1/3
-        let p = freq(&SamplingParams { top_p: 0.7, ..Default::default() }, &logits, 5000);
+        let p = freq(
+            &SamplingParams {
+                top_p: 0.7,
+                ..Default::default()
+            },
+            &logits,
+            5000,
+        );
         assert_eq!(p[2] + p[3], 0, "{p:?}");
-        let m = freq(&SamplingParams { min_p: 0.3, ..Default::default() }, &logits, 5000);
+        let m = freq(
+            &SamplingParams {
+                min_p: 0.3,
+                ..Default::default()
+            },
+            &logits,
+            5000,
+        );
         assert_eq!(m[2] + m[3], 0, "{m:?}");
         assert!(m[1] > 0);
     }
@@ -157,7 +197,14 @@ mod tests {
     fn top_p_over_a_large_vocabulary() {
         let mut logits = vec![0f32; 5000];
         logits[17] = 20.0;
-        let c = freq(&SamplingParams { top_p: 0.95, ..Default::default() }, &logits, 200);
+        let c = freq(
+            &SamplingParams {
+                top_p: 0.95,
+                ..Default::default()
+            },
+            &logits,
+            200,
+        );
         assert_eq!(c[17], 200);
     }
 }

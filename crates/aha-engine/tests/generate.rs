@@ -6,9 +6,12 @@ use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> (Model, std::collections::HashMap<String, Tensor>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../aha-model/tests/fixtures").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../aha-model/tests/fixtures")
+        .join(name);
     let model = Model::load(&dir, &LoadOptions::default()).unwrap();
-    let r = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let r =
+        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     (model, r)
 }
 
@@ -17,7 +20,11 @@ fn ids(t: &Tensor) -> Vec<u32> {
 }
 
 fn greedy(max_tokens: usize) -> GenerateOptions {
-    GenerateOptions { sampling: SamplingParams::greedy(), max_tokens, ..Default::default() }
+    GenerateOptions {
+        sampling: SamplingParams::greedy(),
+        max_tokens,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -31,7 +38,14 @@ fn greedy_matches_transformers_alone_and_in_a_padded_batch() {
         assert_eq!(alone[0].finish_reason, FinishReason::Length);
         // Same prompt among longer and shorter ones: left padding must not change it.
         let longer: Vec<u32> = (1..15).collect();
-        let batch = generate(&model, None, &[longer.clone(), prompt.clone(), vec![3]], &greedy(20), |_| {}).unwrap();
+        let batch = generate(
+            &model,
+            None,
+            &[longer.clone(), prompt.clone(), vec![3]],
+            &greedy(20),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(batch[1].token_ids, want, "{name} in a batch");
         let longer_alone = generate(&model, None, &[longer], &greedy(20), |_| {}).unwrap();
         assert_eq!(batch[0].token_ids, longer_alone[0].token_ids);
@@ -41,13 +55,32 @@ fn greedy_matches_transformers_alone_and_in_a_padded_batch() {
 #[test]
 fn sampling_is_seeded_per_sequence_and_batch_independent() {
     let (model, _) = fixture("qwen2_untied");
-    let opts = GenerateOptions { sampling: SamplingParams { temperature: 1.0, top_p: 0.9, ..Default::default() }, max_tokens: 12, seed: 5, ..Default::default() };
+    let opts = GenerateOptions {
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_p: 0.9,
+            ..Default::default()
+        },
+        max_tokens: 12,
+        seed: 5,
+        ..Default::default()
+    };
     let a = generate(&model, None, &[vec![1, 2, 3], vec![9, 8]], &opts, |_| {}).unwrap();
     let b = generate(&model, None, &[vec![1, 2, 3], vec![9, 8]], &opts, |_| {}).unwrap();
     assert_eq!(a[0].token_ids, b[0].token_ids);
     let alone = generate(&model, None, &[vec![1, 2, 3]], &opts, |_| {}).unwrap();
     assert_eq!(a[0].token_ids, alone[0].token_ids);
-    let other_seed = generate(&model, None, &[vec![1, 2, 3]], &GenerateOptions { seed: 6, ..opts.clone() }, |_| {}).unwrap();
+    let other_seed = generate(
+        &model,
+        None,
+        &[vec![1, 2, 3]],
+        &GenerateOptions {
+            seed: 6,
+            ..opts.clone()
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_ne!(a[0].token_ids, other_seed[0].token_ids);
 }
 
@@ -58,14 +91,30 @@ fn eos_stops_a_sequence_early_and_others_continue() {
     let want = ids(&r["greedy_tokens"]);
     let stop = want[4];
     let first = want.iter().position(|&t| t == stop).unwrap();
-    let opts = GenerateOptions { stop_token_ids: vec![stop], ..greedy(20) };
+    let opts = GenerateOptions {
+        stop_token_ids: vec![stop],
+        ..greedy(20)
+    };
     let mut streamed = vec![Vec::new(); 2];
-    let out = generate(&model, None, &[prompt.clone(), vec![7, 7, 7]], &opts, |e| streamed[e.index].push(e.token)).unwrap();
+    let out = generate(&model, None, &[prompt.clone(), vec![7, 7, 7]], &opts, |e| {
+        streamed[e.index].push(e.token)
+    })
+    .unwrap();
     assert_eq!(out[0].token_ids, want[..=first].to_vec());
     assert_eq!(out[0].finish_reason, FinishReason::Stop);
     assert_eq!(streamed[0], out[0].token_ids);
     assert_eq!(streamed[1], out[1].token_ids);
-    let ignore = generate(&model, None, &[prompt], &GenerateOptions { ignore_eos: true, ..opts }, |_| {}).unwrap();
+    let ignore = generate(
+        &model,
+        None,
+        &[prompt],
+        &GenerateOptions {
+            ignore_eos: true,
+            ..opts
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(ignore[0].token_ids, want);
 }
 

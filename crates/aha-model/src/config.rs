@@ -16,9 +16,16 @@ pub struct RopeConfig {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1: low frequencies slowed by `factor`, high ones kept, a smooth ramp between.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: usize },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
     /// YaRN (DeepSeek-V3): frequency interpolation by band plus an attention scale.
     Yarn {
         factor: f64,
@@ -55,25 +62,44 @@ struct RawRope {
 }
 
 /// Parse rope settings from either config style. `default_theta` applies when neither names one.
-pub(crate) fn parse_rope(raw: &serde_json::Value, default_theta: f64) -> std::result::Result<RopeConfig, String> {
+pub(crate) fn parse_rope(
+    raw: &serde_json::Value,
+    default_theta: f64,
+) -> std::result::Result<RopeConfig, String> {
     let get = |key: &str| -> std::result::Result<Option<RawRope>, String> {
         match raw.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| format!("{key}: {e}")),
+            Some(v) => serde_json::from_value(v.clone())
+                .map(Some)
+                .map_err(|e| format!("{key}: {e}")),
         }
     };
     let params = get("rope_parameters")?;
     let scaling = get("rope_scaling")?;
     let top_theta = raw.get("rope_theta").and_then(|v| v.as_f64());
-    let theta = params.as_ref().and_then(|p| p.rope_theta).or(top_theta).unwrap_or(default_theta);
+    let theta = params
+        .as_ref()
+        .and_then(|p| p.rope_theta)
+        .or(top_theta)
+        .unwrap_or(default_theta);
     let Some(r) = params.or(scaling) else {
-        return Ok(RopeConfig { theta, scaling: RopeScaling::None });
+        return Ok(RopeConfig {
+            theta,
+            scaling: RopeScaling::None,
+        });
     };
-    let kind = r.rope_type.clone().or(r.kind.clone()).unwrap_or_else(|| "default".into());
-    let need = |v: Option<f64>, name: &str| v.ok_or_else(|| format!("rope scaling {kind:?} needs {name}"));
+    let kind = r
+        .rope_type
+        .clone()
+        .or(r.kind.clone())
+        .unwrap_or_else(|| "default".into());
+    let need =
+        |v: Option<f64>, name: &str| v.ok_or_else(|| format!("rope scaling {kind:?} needs {name}"));
     let scaling = match kind.as_str() {
         "default" => RopeScaling::None,
-        "linear" => RopeScaling::Linear { factor: need(r.factor, "factor")? },
+        "linear" => RopeScaling::Linear {
+            factor: need(r.factor, "factor")?,
+        },
         "llama3" => RopeScaling::Llama3 {
             factor: need(r.factor, "factor")?,
             low_freq_factor: need(r.low_freq_factor, "low_freq_factor")?,
@@ -125,13 +151,17 @@ pub fn architecture(raw: &serde_json::Value) -> Option<String> {
 
 /// The stored weight dtype named by `torch_dtype` (Hub) or `dtype` (transformers 5).
 pub fn stored_dtype(raw: &serde_json::Value) -> Option<String> {
-    raw.get("dtype").or_else(|| raw.get("torch_dtype")).and_then(|v| v.as_str()).map(str::to_string)
+    raw.get("dtype")
+        .or_else(|| raw.get("torch_dtype"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// Read and parse `config.json`, naming the file in every error.
 pub fn read_config(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::file(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::config(path, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::config(path, e))?;
     if !value.is_object() {
         return Err(ModelError::config(path, "expected a JSON object"));
     }
@@ -158,7 +188,13 @@ mod tests {
     #[test]
     fn default_rope_and_bad_rope() {
         let r = parse_rope(&json!({"rope_theta": 1e6}), 10000.0).unwrap();
-        assert_eq!(r, RopeConfig { theta: 1e6, scaling: RopeScaling::None });
+        assert_eq!(
+            r,
+            RopeConfig {
+                theta: 1e6,
+                scaling: RopeScaling::None
+            }
+        );
         let v5 = json!({"rope_parameters": {"rope_type": "default", "rope_theta": 1e6}});
         assert_eq!(parse_rope(&v5, 1.0).unwrap(), r);
         assert!(parse_rope(&json!({"rope_scaling": {"type": "ntk-by-parts"}}), 1.0).is_err());

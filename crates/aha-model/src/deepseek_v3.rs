@@ -95,23 +95,56 @@ pub enum TopkMethod {
 
 impl DeepseekV3Config {
     pub fn from_json(raw: &serde_json::Value, path: &Path) -> Result<Self> {
-        let mut cfg: Self = serde_json::from_value(raw.clone()).map_err(|e| ModelError::config(path, e))?;
+        let mut cfg: Self =
+            serde_json::from_value(raw.clone()).map_err(|e| ModelError::config(path, e))?;
         cfg.rope = Some(parse_rope(raw, 10000.0).map_err(|e| ModelError::config(path, e))?);
-        let check = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(ModelError::config(path, msg)) };
-        check(cfg.hidden_act == "silu", "only hidden_act \"silu\" is supported")?;
-        check(cfg.num_attention_heads > 0 && cfg.num_hidden_layers > 0 && cfg.vocab_size > 0, "sizes must be positive")?;
-        check(cfg.qk_rope_head_dim.is_multiple_of(2) && cfg.qk_rope_head_dim > 0, "qk_rope_head_dim must be even and positive")?;
-        check(cfg.num_key_value_heads.unwrap_or(cfg.num_attention_heads) == cfg.num_attention_heads,
-            "MLA needs num_key_value_heads == num_attention_heads")?;
+        let check = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ModelError::config(path, msg))
+            }
+        };
+        check(
+            cfg.hidden_act == "silu",
+            "only hidden_act \"silu\" is supported",
+        )?;
+        check(
+            cfg.num_attention_heads > 0 && cfg.num_hidden_layers > 0 && cfg.vocab_size > 0,
+            "sizes must be positive",
+        )?;
+        check(
+            cfg.qk_rope_head_dim.is_multiple_of(2) && cfg.qk_rope_head_dim > 0,
+            "qk_rope_head_dim must be even and positive",
+        )?;
+        check(
+            cfg.num_key_value_heads.unwrap_or(cfg.num_attention_heads) == cfg.num_attention_heads,
+            "MLA needs num_key_value_heads == num_attention_heads",
+        )?;
         let e = cfg.n_experts();
         if e > 0 {
-            let (g, tg, k) = (cfg.groups(), cfg.topk_group.unwrap_or(1).max(1), cfg.top_k());
-            check(cfg.moe_intermediate_size.unwrap_or(0) > 0, "moe_intermediate_size is needed with routed experts")?;
-            check(k > 0 && k <= e, "num_experts_per_tok must be in 1..=n_routed_experts")?;
-            check(e.is_multiple_of(g), "n_routed_experts must be a multiple of n_group")?;
+            let (g, tg, k) = (
+                cfg.groups(),
+                cfg.topk_group.unwrap_or(1).max(1),
+                cfg.top_k(),
+            );
+            check(
+                cfg.moe_intermediate_size.unwrap_or(0) > 0,
+                "moe_intermediate_size is needed with routed experts",
+            )?;
+            check(
+                k > 0 && k <= e,
+                "num_experts_per_tok must be in 1..=n_routed_experts",
+            )?;
+            check(
+                e.is_multiple_of(g),
+                "n_routed_experts must be a multiple of n_group",
+            )?;
             check(tg <= g, "topk_group must be at most n_group")?;
-            check(k <= tg * (e / g) || cfg.topk_method() == TopkMethod::Greedy,
-                "num_experts_per_tok exceeds the experts of topk_group groups")?;
+            check(
+                k <= tg * (e / g) || cfg.topk_method() == TopkMethod::Greedy,
+                "num_experts_per_tok exceeds the experts of topk_group groups",
+            )?;
         }
         if let Some(q) = &cfg.quantization_config {
             let method = q.get("quant_method").and_then(|v| v.as_str()).unwrap_or("");
@@ -119,11 +152,21 @@ impl DeepseekV3Config {
         }
         match cfg.scoring_func.as_deref() {
             None | Some("sigmoid") | Some("softmax") => {}
-            Some(other) => return Err(ModelError::config(path, format!("unsupported scoring_func {other:?}"))),
+            Some(other) => {
+                return Err(ModelError::config(
+                    path,
+                    format!("unsupported scoring_func {other:?}"),
+                ))
+            }
         }
         match cfg.topk_method.as_deref() {
             None | Some("noaux_tc") | Some("greedy") | Some("group_limited_greedy") => {}
-            Some(other) => return Err(ModelError::config(path, format!("unsupported topk_method {other:?}"))),
+            Some(other) => {
+                return Err(ModelError::config(
+                    path,
+                    format!("unsupported topk_method {other:?}"),
+                ))
+            }
         }
         Ok(cfg)
     }
@@ -162,7 +205,9 @@ impl DeepseekV3Config {
 
     /// Whether decoder layer `i` has a MoE block (else a dense MLP).
     pub fn is_moe_layer(&self, i: usize) -> bool {
-        self.n_experts() > 0 && i >= self.first_k_dense_replace.unwrap_or(0) && i.is_multiple_of(self.moe_layer_freq.unwrap_or(1).max(1))
+        self.n_experts() > 0
+            && i >= self.first_k_dense_replace.unwrap_or(0)
+            && i.is_multiple_of(self.moe_layer_freq.unwrap_or(1).max(1))
     }
 
     /// The block size of FP8 weights, when the checkpoint is block-quantized.
@@ -179,7 +224,11 @@ impl DeepseekV3Config {
     pub fn softmax_scale(&self) -> f64 {
         let base = 1.0 / (self.qk_head_dim() as f64).sqrt();
         match self.rope.as_ref().map(|r| &r.scaling) {
-            Some(RopeScaling::Yarn { factor, mscale_all_dim, .. }) if *mscale_all_dim != 0.0 => {
+            Some(RopeScaling::Yarn {
+                factor,
+                mscale_all_dim,
+                ..
+            }) if *mscale_all_dim != 0.0 => {
                 let m = yarn_mscale(*factor, *mscale_all_dim);
                 base * m * m
             }
@@ -223,10 +272,18 @@ struct Mla {
 /// Rope on x [b, h, t, d]. With the interleaved layout the pairs (x0, x1), (x2, x3) ... are
 /// first gathered to [x0, x2, ..., x1, x3, ...] (as HF's `apply_rotary_pos_emb_interleave`,
 /// whose output is in that de-interleaved order too), then rotated half-split.
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleave: bool, mode: Mode) -> candle_core::Result<Tensor> {
+fn apply_rope(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    interleave: bool,
+    mode: Mode,
+) -> candle_core::Result<Tensor> {
     let x = if interleave {
         let (b, h, t, d) = x.dims4()?;
-        x.reshape((b, h, t, d / 2, 2))?.transpose(3, 4)?.reshape((b, h, t, d))?
+        x.reshape((b, h, t, d / 2, 2))?
+            .transpose(3, 4)?
+            .reshape((b, h, t, d))?
     } else {
         x.clone()
     };
@@ -250,7 +307,12 @@ impl Mla {
         let q = match &self.q {
             QProj::Plain(l) => l.forward(x, mode)?,
             QProj::LowRank { a, norm, b: qb } => {
-                let qa = ops::rms_norm(&a.forward(x, mode)?, &ops::param(norm, mode), self.eps, mode)?;
+                let qa = ops::rms_norm(
+                    &a.forward(x, mode)?,
+                    &ops::param(norm, mode),
+                    self.eps,
+                    mode,
+                )?;
                 qb.forward(&qa, mode)?
             }
         };
@@ -258,9 +320,20 @@ impl Mla {
         let q_nope = q.narrow(3, 0, nope)?;
         let q_rot = apply_rope(&q.narrow(3, nope, rd)?, cos, sin, self.interleave, mode)?;
         let ckv = self.kv_a.forward(x, mode)?;
-        let c = ops::rms_norm(&ckv.narrow(2, 0, self.rank)?.contiguous()?, &ops::param(&self.kv_norm, mode), self.eps, mode)?
-            .unsqueeze(1)?;
-        let k_rot = apply_rope(&ckv.narrow(2, self.rank, rd)?.unsqueeze(1)?, cos, sin, self.interleave, mode)?;
+        let c = ops::rms_norm(
+            &ckv.narrow(2, 0, self.rank)?.contiguous()?,
+            &ops::param(&self.kv_norm, mode),
+            self.eps,
+            mode,
+        )?
+        .unsqueeze(1)?;
+        let k_rot = apply_rope(
+            &ckv.narrow(2, self.rank, rd)?.unsqueeze(1)?,
+            cos,
+            sin,
+            self.interleave,
+            mode,
+        )?;
         let (c, k_rot) = match cache {
             Some((cache, layer)) => cache.append(layer, &c, &k_rot)?,
             None => (c, k_rot),
@@ -269,31 +342,61 @@ impl Mla {
         let bias = bias.squeeze(1)?; // [b, 1, t, T]
         let out = if absorbed {
             // q_nope_h W_uk_h: [h, b*t, nope] x [h, nope, rank]
-            let w = ops::param(&self.kv_b.weight, mode).reshape((h, nope + self.v_dim, self.rank))?;
+            let w =
+                ops::param(&self.kv_b.weight, mode).reshape((h, nope + self.v_dim, self.rank))?;
             let w_uk = w.narrow(1, 0, nope)?.contiguous()?;
-            let w_uv_t = w.narrow(1, nope, self.v_dim)?.transpose(1, 2)?.contiguous()?; // [h, rank, v]
-            let q_abs = q_nope.transpose(0, 1)?.contiguous()?.reshape((h, b * t, nope))?.matmul(&w_uk)?;
-            let q_abs = q_abs.reshape((h, b, t, self.rank))?.transpose(0, 1)?.contiguous()?.reshape((b, h * t, self.rank))?;
+            let w_uv_t = w
+                .narrow(1, nope, self.v_dim)?
+                .transpose(1, 2)?
+                .contiguous()?; // [h, rank, v]
+            let q_abs = q_nope
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((h, b * t, nope))?
+                .matmul(&w_uk)?;
+            let q_abs = q_abs
+                .reshape((h, b, t, self.rank))?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((b, h * t, self.rank))?;
             let c2 = c.squeeze(1)?.contiguous()?; // [b, T, rank]
             let kr = k_rot.squeeze(1)?.contiguous()?; // [b, T, rope]
             let s_nope = q_abs.matmul(&c2.t()?)?;
-            let s_rot = q_rot.contiguous()?.reshape((b, h * t, rd))?.matmul(&kr.t()?)?;
-            let scores = ((s_nope + s_rot)? * self.scale)?.reshape((b, h, t, total))?.broadcast_add(&bias)?;
+            let s_rot = q_rot
+                .contiguous()?
+                .reshape((b, h * t, rd))?
+                .matmul(&kr.t()?)?;
+            let scores = ((s_nope + s_rot)? * self.scale)?
+                .reshape((b, h, t, total))?
+                .broadcast_add(&bias)?;
             let probs = ops::softmax(&scores, mode)?.reshape((b, h * t, total))?;
             let o_lat = probs.matmul(&c2)?; // [b, h*t, rank]
-            let o_lat = o_lat.reshape((b, h, t, self.rank))?.transpose(0, 1)?.contiguous()?.reshape((h, b * t, self.rank))?;
+            let o_lat = o_lat
+                .reshape((b, h, t, self.rank))?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((h, b * t, self.rank))?;
             let o = o_lat.matmul(&w_uv_t)?; // [h, b*t, v]
-            o.reshape((h, b, t, self.v_dim))?.permute((1, 2, 0, 3))?.contiguous()?.reshape((b, t, h * self.v_dim))?
+            o.reshape((h, b, t, self.v_dim))?
+                .permute((1, 2, 0, 3))?
+                .contiguous()?
+                .reshape((b, t, h * self.v_dim))?
         } else {
             let kv = self.kv_b.forward(&c, mode)?; // [b, 1, T, h*(nope+v)]
-            let kv = kv.reshape((b, total, h, nope + self.v_dim))?.transpose(1, 2)?;
+            let kv = kv
+                .reshape((b, total, h, nope + self.v_dim))?
+                .transpose(1, 2)?;
             let k_nope = kv.narrow(3, 0, nope)?;
             let v = kv.narrow(3, nope, self.v_dim)?.contiguous()?;
             let k = Tensor::cat(&[&k_nope, &k_rot.broadcast_as((b, h, total, rd))?], 3)?;
             let q = Tensor::cat(&[&q_nope, &q_rot], 3)?.contiguous()?;
             let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?.broadcast_add(&bias)?;
             let probs = ops::softmax(&scores, mode)?;
-            probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, t, h * self.v_dim))?
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, t, h * self.v_dim))?
         };
         Ok(self.o.forward(&out, mode)?)
     }
@@ -364,7 +467,11 @@ fn sigmoid(x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
 /// Indices of the `k` largest values (ties: lower index first).
 fn top_indices(v: &[f32], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].partial_cmp(&v[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        v[b].partial_cmp(&v[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
     idx.truncate(k);
     idx
 }
@@ -395,7 +502,8 @@ impl Moe {
                 let keep = top_indices(&group_score, self.topk_group);
                 let mut masked = vec![f32::NEG_INFINITY; e];
                 for gi in keep {
-                    masked[gi * per_group..(gi + 1) * per_group].copy_from_slice(&choice[gi * per_group..(gi + 1) * per_group]);
+                    masked[gi * per_group..(gi + 1) * per_group]
+                        .copy_from_slice(&choice[gi * per_group..(gi + 1) * per_group]);
                 }
                 top_indices(&masked, self.top_k)
             };
@@ -404,12 +512,20 @@ impl Moe {
         out
     }
 
-    fn forward(&self, x: &Tensor, mode: Mode, all_experts: bool, trace: Option<&mut Vec<Routing>>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        all_experts: bool,
+        trace: Option<&mut Vec<Routing>>,
+    ) -> Result<Tensor> {
         let (b, t, hd) = x.dims3()?;
         let n = b * t;
         let e = self.experts.len();
         let x2 = x.reshape((n, hd))?;
-        let logits = x2.to_dtype(DType::F32)?.matmul(&ops::param(&self.gate, mode).to_dtype(DType::F32)?.t()?)?;
+        let logits = x2
+            .to_dtype(DType::F32)?
+            .matmul(&ops::param(&self.gate, mode).to_dtype(DType::F32)?.t()?)?;
         let scores = match self.scoring {
             Scoring::Sigmoid => sigmoid(&logits, mode)?,
             Scoring::Softmax => ops::softmax(&logits, mode)?,
@@ -438,7 +554,10 @@ impl Moe {
             let dense = Tensor::from_vec(dense, (n, e), x.device())?.to_dtype(x.dtype())?;
             let mut acc = Tensor::zeros((n, hd), x.dtype(), x.device())?;
             for (ei, expert) in self.experts.iter().enumerate() {
-                acc = (acc + expert.forward(&x2, mode)?.broadcast_mul(&dense.narrow(1, ei, 1)?)?)?;
+                acc = (acc
+                    + expert
+                        .forward(&x2, mode)?
+                        .broadcast_mul(&dense.narrow(1, ei, 1)?)?)?;
             }
             acc
         } else {
@@ -476,7 +595,15 @@ impl Moe {
             routed = (routed + shared.forward(&x2, mode)?)?;
         }
         if let Some(tr) = trace {
-            tr.push(Routing { layer: self.layer, batch: b, seq: t, top_k: k, n_experts: e, experts: chosen, scores });
+            tr.push(Routing {
+                layer: self.layer,
+                batch: b,
+                seq: t,
+                top_k: k,
+                n_experts: e,
+                experts: chosen,
+                scores,
+            });
         }
         Ok(routed.reshape((b, t, hd))?)
     }
@@ -510,7 +637,9 @@ impl Layer {
     ) -> Result<Tensor> {
         let eps = self.attn.eps;
         let n = ops::rms_norm(x, &ops::param(&self.input_norm, mode), eps, mode)?;
-        let x = (x + self.attn.forward(&n, cos, sin, bias, mode, cache, absorbed)?)?;
+        let x = (x + self
+            .attn
+            .forward(&n, cos, sin, bias, mode, cache, absorbed)?)?;
         let n = ops::rms_norm(&x, &ops::param(&self.post_norm, mode), eps, mode)?;
         let y = match &self.ffn {
             Ffn::Dense(m) => m.forward(&n, mode)?,
@@ -569,7 +698,12 @@ pub struct SpecStats {
 }
 
 /// Dequantize a block-FP8 weight [o, i] with its scale_inv [ceil(o/b0), ceil(i/b1)].
-pub fn dequantize_fp8(w: &Tensor, scale_inv: &Tensor, block: (usize, usize), dtype: DType) -> candle_core::Result<Tensor> {
+pub fn dequantize_fp8(
+    w: &Tensor,
+    scale_inv: &Tensor,
+    block: (usize, usize),
+    dtype: DType,
+) -> candle_core::Result<Tensor> {
     let (o, i) = w.dims2()?;
     let (no, ni) = scale_inv.dims2()?;
     let (b0, b1) = block;
@@ -606,7 +740,9 @@ impl Loader<'_> {
             })?;
             let scale_name = format!("{}_scale_inv", name);
             let (o, i) = shape.dims2()?;
-            let scale = self.ckpt.take(&scale_name, (o.div_ceil(block.0), i.div_ceil(block.1)))?;
+            let scale = self
+                .ckpt
+                .take(&scale_name, (o.div_ceil(block.0), i.div_ceil(block.1)))?;
             dequantize_fp8(&t, &scale, block, self.dtype)?
         } else {
             t
@@ -616,7 +752,11 @@ impl Loader<'_> {
 
     fn linear(&mut self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
         let weight = self.take(&format!("{name}.weight"), (out, inp))?;
-        let bias = if bias { Some(self.take(&format!("{name}.bias"), out)?) } else { None };
+        let bias = if bias {
+            Some(self.take(&format!("{name}.bias"), out)?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 
@@ -639,15 +779,32 @@ impl Loader<'_> {
                 norm: self.take(&format!("{pre}.self_attn.q_a_layernorm.weight"), r)?,
                 b: self.linear(&format!("{pre}.self_attn.q_b_proj"), nh * qk, r, false)?,
             },
-            None => QProj::Plain(self.linear(&format!("{pre}.self_attn.q_proj"), nh * qk, h, false)?),
+            None => {
+                QProj::Plain(self.linear(&format!("{pre}.self_attn.q_proj"), nh * qk, h, false)?)
+            }
         };
         let r = cfg.kv_lora_rank;
         let attn = Mla {
             q,
-            kv_a: self.linear(&format!("{pre}.self_attn.kv_a_proj_with_mqa"), r + cfg.qk_rope_head_dim, h, ab)?,
+            kv_a: self.linear(
+                &format!("{pre}.self_attn.kv_a_proj_with_mqa"),
+                r + cfg.qk_rope_head_dim,
+                h,
+                ab,
+            )?,
             kv_norm: self.take(&format!("{pre}.self_attn.kv_a_layernorm.weight"), r)?,
-            kv_b: self.linear(&format!("{pre}.self_attn.kv_b_proj"), nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), r, false)?,
-            o: self.linear(&format!("{pre}.self_attn.o_proj"), h, nh * cfg.v_head_dim, ab)?,
+            kv_b: self.linear(
+                &format!("{pre}.self_attn.kv_b_proj"),
+                nh * (cfg.qk_nope_head_dim + cfg.v_head_dim),
+                r,
+                false,
+            )?,
+            o: self.linear(
+                &format!("{pre}.self_attn.o_proj"),
+                h,
+                nh * cfg.v_head_dim,
+                ab,
+            )?,
             heads: nh,
             nope: cfg.qk_nope_head_dim,
             rope_dim: cfg.qk_rope_head_dim,
@@ -662,13 +819,21 @@ impl Loader<'_> {
             let mi = cfg.moe_intermediate_size.unwrap_or(0);
             let gate = self.take(&format!("{pre}.mlp.gate.weight"), (e, h))?;
             let bias_name = format!("{pre}.mlp.gate.e_score_correction_bias");
-            let bias = if cfg.topk_method() == TopkMethod::NoauxTc { Some(self.take(&bias_name, e)?) } else { None };
+            let bias = if cfg.topk_method() == TopkMethod::NoauxTc {
+                Some(self.take(&bias_name, e)?)
+            } else {
+                None
+            };
             let mut experts = Vec::with_capacity(e);
             for ei in 0..e {
                 experts.push(self.mlp(&format!("{pre}.mlp.experts.{ei}"), h, mi)?);
             }
             let ns = cfg.n_shared_experts.unwrap_or(0);
-            let shared = if ns > 0 { Some(self.mlp(&format!("{pre}.mlp.shared_experts"), h, mi * ns)?) } else { None };
+            let shared = if ns > 0 {
+                Some(self.mlp(&format!("{pre}.mlp.shared_experts"), h, mi * ns)?)
+            } else {
+                None
+            };
             Ffn::Moe(Moe {
                 layer: i,
                 gate,
@@ -712,7 +877,12 @@ impl DeepseekV3 {
         let h = cfg.hidden_size;
         // The checkpoint was read in the compute dtype (FP8 weights excepted): the embedding's.
         let embed = ckpt.take("model.embed_tokens.weight", (cfg.vocab_size, h))?;
-        let mut l = Loader { p: Params::default(), ckpt, dtype: embed.dtype(), block: cfg.fp8_block() };
+        let mut l = Loader {
+            p: Params::default(),
+            ckpt,
+            dtype: embed.dtype(),
+            block: cfg.fp8_block(),
+        };
         let embed = l.p.insert("model.embed_tokens.weight", embed)?;
         let scale = cfg.softmax_scale();
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -720,7 +890,11 @@ impl DeepseekV3 {
             layers.push(l.layer(&cfg, i, cfg.is_moe_layer(i), scale)?);
         }
         let norm = l.take("model.norm.weight", h)?;
-        let lm_head = if cfg.tie_word_embeddings { None } else { Some(l.take("lm_head.weight", (cfg.vocab_size, h))?) };
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(l.take("lm_head.weight", (cfg.vocab_size, h))?)
+        };
         // MTP modules, when the checkpoint has them (HF's own exports drop them).
         let mut mtp = Vec::new();
         for k in 0..cfg.num_nextn_predict_layers.unwrap_or(0) {
@@ -737,12 +911,31 @@ impl DeepseekV3 {
             let layer = l.layer(&cfg, i, cfg.n_experts() > 0, scale)?;
             let head_norm = l.take(&format!("{pre}.shared_head.norm.weight"), h)?;
             let head_name = format!("{pre}.shared_head.head.weight");
-            let head = if l.ckpt.contains(&head_name) { Some(l.take(&head_name, (cfg.vocab_size, h))?) } else { None };
+            let head = if l.ckpt.contains(&head_name) {
+                Some(l.take(&head_name, (cfg.vocab_size, h))?)
+            } else {
+                None
+            };
             let emb_name = format!("{pre}.embed_tokens.weight");
-            let embed = if l.ckpt.contains(&emb_name) { Some(l.take(&emb_name, (cfg.vocab_size, h))?) } else { None };
-            mtp.push(Mtp { enorm, hnorm, eh_proj, layer, head_norm, head, embed });
+            let embed = if l.ckpt.contains(&emb_name) {
+                Some(l.take(&emb_name, (cfg.vocab_size, h))?)
+            } else {
+                None
+            };
+            mtp.push(Mtp {
+                enorm,
+                hnorm,
+                eh_proj,
+                layer,
+                head_norm,
+                head,
+                embed,
+            });
         }
-        let rope_cfg = cfg.rope.clone().unwrap_or(RopeConfig { theta: 10000.0, scaling: RopeScaling::None });
+        let rope_cfg = cfg.rope.clone().unwrap_or(RopeConfig {
+            theta: 10000.0,
+            scaling: RopeScaling::None,
+        });
         let rope = Rope::new(&rope_cfg, cfg.qk_rope_head_dim, device)?;
         Ok(Self {
             cfg,
@@ -816,14 +1009,21 @@ impl DeepseekV3 {
     }
 
     /// Logits, final hidden states and (when `trace`) the routing of every MoE layer.
-    pub fn forward_full(&self, input: &ForwardInput, mut cache: Option<&mut KvCache>, trace: bool) -> Result<ForwardOutput> {
+    pub fn forward_full(
+        &self,
+        input: &ForwardInput,
+        mut cache: Option<&mut KvCache>,
+        trace: bool,
+    ) -> Result<ForwardOutput> {
         let mode = input.mode;
         let (b, t) = input.input_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
         let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
         let ids = input.input_ids.flatten_all()?;
-        let mut x = ops::param(&self.embed, mode).index_select(&ids, 0)?.reshape((b, t, self.cfg.hidden_size))?;
+        let mut x = ops::param(&self.embed, mode)
+            .index_select(&ids, 0)?
+            .reshape((b, t, self.cfg.hidden_size))?;
         let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
         let bias = bias.to_dtype(x.dtype())?;
         let absorbed = self.absorbed(mode, t);
@@ -831,16 +1031,38 @@ impl DeepseekV3 {
         for (i, layer) in self.layers.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
             let tr = if trace { Some(&mut routing) } else { None };
-            x = layer.forward(&x, &cos, &sin, &bias, mode, c, absorbed, self.compute_all_experts, tr)?;
+            x = layer.forward(
+                &x,
+                &cos,
+                &sin,
+                &bias,
+                mode,
+                c,
+                absorbed,
+                self.compute_all_experts,
+                tr,
+            )?;
         }
-        let hidden = ops::rms_norm(&x, &ops::param(&self.norm, mode), self.cfg.rms_norm_eps, mode)?;
+        let hidden = ops::rms_norm(
+            &x,
+            &ops::param(&self.norm, mode),
+            self.cfg.rms_norm_eps,
+            mode,
+        )?;
         let x = input.logits.select(&hidden)?;
         let logits = self.head().forward(&x, mode)?;
-        Ok(ForwardOutput { logits, hidden, routing })
+        Ok(ForwardOutput {
+            logits,
+            hidden,
+            routing,
+        })
     }
 
     fn head(&self) -> Linear {
-        Linear { weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()), bias: None }
+        Linear {
+            weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
+            bias: None,
+        }
     }
 
     /// The experts chosen per token in each MoE layer (inference): (layer, [b*t][top_k] sorted).
@@ -866,13 +1088,24 @@ impl DeepseekV3 {
     /// expert), e.g. from [`Routing::load`] summed over the step's batches.
     pub fn update_routing_bias(&self, loads: &[(usize, Vec<f32>)], gamma: f64) -> Result<()> {
         for (layer, load) in loads {
-            let Some(moe) = self.moe_layers().find(|m| m.layer == *layer) else { continue };
-            let Some(var) = self.params.get(&moe.bias_name) else { continue };
+            let Some(moe) = self.moe_layers().find(|m| m.layer == *layer) else {
+                continue;
+            };
+            let Some(var) = self.params.get(&moe.bias_name) else {
+                continue;
+            };
             if load.len() != moe.experts.len() {
-                return Err(ModelError::Invalid(format!("layer {layer}: {} loads for {} experts", load.len(), moe.experts.len())));
+                return Err(ModelError::Invalid(format!(
+                    "layer {layer}: {} loads for {} experts",
+                    load.len(),
+                    moe.experts.len()
+                )));
             }
             let mean = load.iter().sum::<f32>() / load.len() as f32;
-            let step: Vec<f32> = load.iter().map(|&l| (mean - l).signum() * if l == mean { 0.0 } else { gamma as f32 }).collect();
+            let step: Vec<f32> = load
+                .iter()
+                .map(|&l| (mean - l).signum() * if l == mean { 0.0 } else { gamma as f32 })
+                .collect();
             let step = Tensor::from_vec(step, load.len(), var.device())?.to_dtype(var.dtype())?;
             var.set(&(var.as_tensor() + step)?)?;
         }
@@ -881,13 +1114,19 @@ impl DeepseekV3 {
 
     /// Per-expert load (tokens routed to each expert), per MoE layer, counting only real
     /// tokens: `key_mask` [b, past + t] as in [`ForwardInput`] (its last t columns are used).
-    pub fn expert_load(routing: &[Routing], key_mask: Option<&Tensor>) -> Result<Vec<(usize, Vec<f32>)>> {
+    pub fn expert_load(
+        routing: &[Routing],
+        key_mask: Option<&Tensor>,
+    ) -> Result<Vec<(usize, Vec<f32>)>> {
         let mut out = Vec::new();
         for r in routing {
             let mask: Option<Vec<bool>> = match key_mask {
                 Some(m) => {
                     let total = m.dim(1)?;
-                    let m: Vec<Vec<f32>> = m.narrow(1, total - r.seq, r.seq)?.to_dtype(DType::F32)?.to_vec2()?;
+                    let m: Vec<Vec<f32>> = m
+                        .narrow(1, total - r.seq, r.seq)?
+                        .to_dtype(DType::F32)?
+                        .to_vec2()?;
                     Some(m.into_iter().flatten().map(|v| v != 0.0).collect())
                 }
                 None => None,
@@ -901,7 +1140,11 @@ impl DeepseekV3 {
     /// MoE layers, times `alpha`: sum_i f_i P_i with f_i = E/(K T) * #tokens choosing i and
     /// P_i = mean over tokens of the normalized affinity s_i / sum_j s_j. Differentiable
     /// through the affinities (the gate weights). `key_mask` as in [`Self::expert_load`].
-    pub fn sequence_balance_loss(routing: &[Routing], key_mask: Option<&Tensor>, alpha: f64) -> Result<Tensor> {
+    pub fn sequence_balance_loss(
+        routing: &[Routing],
+        key_mask: Option<&Tensor>,
+        alpha: f64,
+    ) -> Result<Tensor> {
         let Some(first) = routing.first() else {
             return Err(ModelError::Invalid("no MoE layer routed anything".into()));
         };
@@ -912,7 +1155,10 @@ impl DeepseekV3 {
             let mask: Vec<f32> = match key_mask {
                 Some(m) => {
                     let tot = m.dim(1)?;
-                    m.narrow(1, tot - t, t)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?
+                    m.narrow(1, tot - t, t)?
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1()?
                 }
                 None => vec![1.0; b * t],
             };
@@ -924,7 +1170,10 @@ impl DeepseekV3 {
                     }
                 }
             }
-            let lens: Vec<f32> = mask.chunks(t).map(|c| c.iter().sum::<f32>().max(1.0)).collect();
+            let lens: Vec<f32> = mask
+                .chunks(t)
+                .map(|c| c.iter().sum::<f32>().max(1.0))
+                .collect();
             for (bi, len) in lens.iter().enumerate() {
                 for v in &mut f[bi * e..(bi + 1) * e] {
                     *v *= e as f32 / (k as f32 * len);
@@ -945,18 +1194,29 @@ impl DeepseekV3 {
     /// Greedy decoding of one sequence with one draft token per step, verified by the main
     /// model: the output is exactly plain greedy decoding's (up to float ties), in fewer main
     /// model passes when drafts are accepted. Returns `max_new` tokens (no EOS handling).
-    pub fn speculative_greedy(&self, prompt: &[u32], max_new: usize, mut drafter: Drafter) -> Result<(Vec<u32>, SpecStats)> {
+    pub fn speculative_greedy(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        mut drafter: Drafter,
+    ) -> Result<(Vec<u32>, SpecStats)> {
         let device = self.embed.device().clone();
         if prompt.is_empty() {
             return Err(ModelError::Invalid("empty prompt".into()));
         }
         let use_mtp = matches!(drafter, Drafter::Mtp);
         if use_mtp && self.mtp.is_empty() {
-            return Err(ModelError::Invalid("this checkpoint has no MTP module".into()));
+            return Err(ModelError::Invalid(
+                "this checkpoint has no MTP module".into(),
+            ));
         }
         let row = |v: &[u32]| Tensor::from_vec(v.to_vec(), (1, v.len()), &device);
-        let pos = |start: usize, n: usize| Tensor::arange(start as u32, (start + n) as u32, &device)?.unsqueeze(0);
-        let argmax = |logits: &Tensor, i: usize| -> Result<u32> { Ok(logits.get(0)?.get(i)?.argmax(0)?.to_scalar::<u32>()?) };
+        let pos = |start: usize, n: usize| {
+            Tensor::arange(start as u32, (start + n) as u32, &device)?.unsqueeze(0)
+        };
+        let argmax = |logits: &Tensor, i: usize| -> Result<u32> {
+            Ok(logits.get(0)?.get(i)?.argmax(0)?.to_scalar::<u32>()?)
+        };
         let mut cache = KvCache::new(self.num_layers());
         let mut mtp_cache = KvCache::new(1);
         let mut stats = SpecStats::default();
@@ -965,7 +1225,13 @@ impl DeepseekV3 {
         let input_ids = row(prompt)?;
         let position_ids = pos(0, p)?;
         let out = self.forward_full(
-            &ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All },
+            &ForwardInput {
+                input_ids: &input_ids,
+                position_ids: &position_ids,
+                key_mask: None,
+                mode: Mode::Inference,
+                logits: LogitsFor::All,
+            },
             Some(&mut cache),
             false,
         )?;
@@ -973,9 +1239,20 @@ impl DeepseekV3 {
         let mut tokens: Vec<u32> = prompt.to_vec();
         let mut produced = vec![next];
         // The MTP module sees (h_i, x_{i+1}) at position i, over its own causal cache.
-        let mtp_draft = |hidden: &Tensor, next_tokens: &[u32], start: usize, mtp_cache: &mut KvCache| -> Result<u32> {
+        let mtp_draft = |hidden: &Tensor,
+                         next_tokens: &[u32],
+                         start: usize,
+                         mtp_cache: &mut KvCache|
+         -> Result<u32> {
             let ids = row(next_tokens)?;
-            let (logits, _) = self.mtp_forward(0, hidden, &ids, &pos(start, next_tokens.len())?, None, Some(mtp_cache))?;
+            let (logits, _) = self.mtp_forward(
+                0,
+                hidden,
+                &ids,
+                &pos(start, next_tokens.len())?,
+                None,
+                Some(mtp_cache),
+            )?;
             argmax(&logits, next_tokens.len() - 1)
         };
         let mut draft = if use_mtp {
@@ -996,7 +1273,13 @@ impl DeepseekV3 {
             let input_ids = row(&[next, draft])?;
             let position_ids = pos(n, 2)?;
             let out = self.forward_full(
-                &ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All },
+                &ForwardInput {
+                    input_ids: &input_ids,
+                    position_ids: &position_ids,
+                    key_mask: None,
+                    mode: Mode::Inference,
+                    logits: LogitsFor::All,
+                },
                 Some(&mut cache),
                 false,
             )?;
@@ -1038,24 +1321,48 @@ impl DeepseekV3 {
         key_mask: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> Result<(Tensor, Tensor)> {
-        let m = self.mtp.get(k).ok_or_else(|| ModelError::Invalid(format!("no MTP module {k}")))?;
+        let m = self
+            .mtp
+            .get(k)
+            .ok_or_else(|| ModelError::Invalid(format!("no MTP module {k}")))?;
         let mode = Mode::Inference;
         let (b, t) = next_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let bias = crate::attention_bias(key_mask, b, t, past, next_ids.device())?;
         let (cos, sin) = self.rope.cos_sin(position_ids)?;
         let emb = m.embed.as_ref().unwrap_or(&self.embed);
-        let e = emb.index_select(&next_ids.flatten_all()?, 0)?.reshape((b, t, self.cfg.hidden_size))?;
+        let e =
+            emb.index_select(&next_ids.flatten_all()?, 0)?
+                .reshape((b, t, self.cfg.hidden_size))?;
         let (cos, sin) = (cos.to_dtype(e.dtype())?, sin.to_dtype(e.dtype())?);
         let bias = bias.to_dtype(e.dtype())?;
         let eps = self.cfg.rms_norm_eps;
-        let x = Tensor::cat(&[&ops::rms_norm(&e, &m.enorm, eps, mode)?, &ops::rms_norm(hidden, &m.hnorm, eps, mode)?], 2)?;
+        let x = Tensor::cat(
+            &[
+                &ops::rms_norm(&e, &m.enorm, eps, mode)?,
+                &ops::rms_norm(hidden, &m.hnorm, eps, mode)?,
+            ],
+            2,
+        )?;
         let x = m.eh_proj.forward(&x, mode)?;
         let c = cache.map(|c| (c, 0));
-        let x = m.layer.forward(&x, &cos, &sin, &bias, mode, c, self.absorbed(mode, t), false, None)?;
+        let x = m.layer.forward(
+            &x,
+            &cos,
+            &sin,
+            &bias,
+            mode,
+            c,
+            self.absorbed(mode, t),
+            false,
+            None,
+        )?;
         let n = ops::rms_norm(&x, &m.head_norm, eps, mode)?;
         let head = match &m.head {
-            Some(w) => Linear { weight: w.clone(), bias: None },
+            Some(w) => Linear {
+                weight: w.clone(),
+                bias: None,
+            },
             None => self.head(),
         };
         Ok((head.forward(&n, mode)?, x))

@@ -10,7 +10,11 @@ pub enum ModelError {
     #[error("unsupported architecture {0:?} (aha runs: llama, qwen2, mistral, deepseek_v3)")]
     UnknownArchitecture(String),
     #[error("{path}: tensor {name}: {message}")]
-    Tensor { path: PathBuf, name: String, message: String },
+    Tensor {
+        path: PathBuf,
+        name: String,
+        message: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -19,10 +23,16 @@ pub enum ModelError {
 
 impl ModelError {
     pub(crate) fn file(path: impl Into<PathBuf>, message: impl ToString) -> Self {
-        Self::File { path: path.into(), message: message.to_string() }
+        Self::File {
+            path: path.into(),
+            message: message.to_string(),
+        }
     }
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl ToString) -> Self {
-        Self::Config { path: path.into(), message: message.to_string() }
+        Self::Config {
+            path: path.into(),
+            message: message.to_string(),
+        }
     }
 }
 

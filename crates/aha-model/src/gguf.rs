@@ -132,10 +132,16 @@ impl<R: Read> Cursor<'_, R> {
     }
     fn bytes(&mut self, n: u64, what: &str) -> std::result::Result<Vec<u8>, String> {
         if n > self.left() {
-            return Err(format!("truncated file: {what} needs {n} bytes at offset {}, only {} left", self.pos, self.left()));
+            return Err(format!(
+                "truncated file: {what} needs {n} bytes at offset {}, only {} left",
+                self.pos,
+                self.left()
+            ));
         }
         let mut buf = vec![0u8; n as usize];
-        self.r.read_exact(&mut buf).map_err(|e| format!("reading {what} at offset {}: {e}", self.pos))?;
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|e| format!("reading {what} at offset {}: {e}", self.pos))?;
         self.pos += n;
         Ok(buf)
     }
@@ -189,7 +195,10 @@ impl<R: Read> Cursor<'_, R> {
                     t => return Err(format!("{what}: unknown array element type {t}")),
                 };
                 if n.checked_mul(min).is_none_or(|b| b > self.left()) {
-                    return Err(format!("{what}: array of {n} elements does not fit in the {} bytes left", self.left()));
+                    return Err(format!(
+                        "{what}: array of {n} elements does not fit in the {} bytes left",
+                        self.left()
+                    ));
                 }
                 let mut v = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -210,11 +219,17 @@ pub fn is_gguf_path(path: &Path) -> bool {
     if !path.is_file() {
         return false;
     }
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         return true;
     }
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && u32::from_le_bytes(magic) == MAGIC
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && u32::from_le_bytes(magic) == MAGIC
 }
 
 impl GgufFile {
@@ -231,17 +246,26 @@ impl GgufFile {
 
     fn open_with(path: &Path, check_data: bool) -> Result<Self> {
         let mut f = std::fs::File::open(path).map_err(|e| ModelError::file(path, e))?;
-        let len = f.seek(SeekFrom::End(0)).and_then(|l| f.seek(SeekFrom::Start(0)).map(|_| l)).map_err(|e| ModelError::file(path, e))?;
+        let len = f
+            .seek(SeekFrom::End(0))
+            .and_then(|l| f.seek(SeekFrom::Start(0)).map(|_| l))
+            .map_err(|e| ModelError::file(path, e))?;
         let mut r = std::io::BufReader::with_capacity(1 << 16, f);
         Self::parse(&mut r, len, path, check_data)
     }
 
     /// Parse a header from any reader positioned at the start of the file; `len` is the file size.
     pub fn parse<R: Read>(r: &mut R, len: u64, path: &Path, check_data: bool) -> Result<Self> {
-        Self::parse_inner(r, len, path, check_data).map_err(|m| ModelError::file(path, format!("invalid GGUF: {m}")))
+        Self::parse_inner(r, len, path, check_data)
+            .map_err(|m| ModelError::file(path, format!("invalid GGUF: {m}")))
     }
 
-    fn parse_inner<R: Read>(r: &mut R, len: u64, path: &Path, check_data: bool) -> std::result::Result<Self, String> {
+    fn parse_inner<R: Read>(
+        r: &mut R,
+        len: u64,
+        path: &Path,
+        check_data: bool,
+    ) -> std::result::Result<Self, String> {
         let mut c = Cursor { r, pos: 0, len };
         let magic = c.u32("magic")?;
         if magic != MAGIC {
@@ -253,8 +277,14 @@ impl GgufFile {
         let version = c.u32("version")?;
         match version {
             2 | 3 => {}
-            1 => return Err("GGUF version 1 is not supported (re-convert with a current llama.cpp)".into()),
-            v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => return Err("big-endian GGUF files are not supported".into()),
+            1 => {
+                return Err(
+                    "GGUF version 1 is not supported (re-convert with a current llama.cpp)".into(),
+                )
+            }
+            v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
+                return Err("big-endian GGUF files are not supported".into())
+            }
             v => return Err(format!("unsupported GGUF version {v}")),
         }
         let n_tensors = c.u64("tensor count")?;
@@ -262,10 +292,14 @@ impl GgufFile {
         // Each metadata entry takes at least 13 bytes (key length, type, a 1-byte value),
         // each tensor info at least 32.
         if n_kv.checked_mul(13).is_none_or(|b| b > c.left()) {
-            return Err(format!("metadata count {n_kv} does not fit in a {len}-byte file"));
+            return Err(format!(
+                "metadata count {n_kv} does not fit in a {len}-byte file"
+            ));
         }
         if n_tensors.checked_mul(32).is_none_or(|b| b > c.left()) {
-            return Err(format!("tensor count {n_tensors} does not fit in a {len}-byte file"));
+            return Err(format!(
+                "tensor count {n_tensors} does not fit in a {len}-byte file"
+            ));
         }
         let mut metadata = Vec::with_capacity(n_kv as usize);
         let mut index = HashMap::new();
@@ -289,13 +323,18 @@ impl GgufFile {
             let name = c.string(&format!("tensor name #{i}"))?;
             let nd = c.u32(&name)? as usize;
             if nd == 0 || nd > MAX_DIMS {
-                return Err(format!("tensor {name}: {nd} dimensions (1 to {MAX_DIMS} allowed)"));
+                return Err(format!(
+                    "tensor {name}: {nd} dimensions (1 to {MAX_DIMS} allowed)"
+                ));
             }
             let mut dims = Vec::with_capacity(nd);
             let mut elems: u64 = 1;
             for _ in 0..nd {
                 let d = c.u64(&name)?;
-                elems = elems.checked_mul(d).filter(|&e| e <= (1 << 48)).ok_or_else(|| format!("tensor {name}: absurd size"))?;
+                elems = elems
+                    .checked_mul(d)
+                    .filter(|&e| e <= (1 << 48))
+                    .ok_or_else(|| format!("tensor {name}: absurd size"))?;
                 dims.push(d as usize);
             }
             let tid = c.u32(&name)?;
@@ -303,16 +342,27 @@ impl GgufFile {
                 format!("tensor {name}: quantization type {} (id {tid}) is not supported; aha runs F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K", ggml_type_name(tid))
             })?;
             if dims[0] % dtype.block_size() != 0 {
-                return Err(format!("tensor {name}: row length {} is not a multiple of the {dtype:?} block size {}", dims[0], dtype.block_size()));
+                return Err(format!(
+                    "tensor {name}: row length {} is not a multiple of the {dtype:?} block size {}",
+                    dims[0],
+                    dtype.block_size()
+                ));
             }
             let offset = c.u64(&name)?;
             if offset % alignment != 0 {
-                return Err(format!("tensor {name}: offset {offset} is not a multiple of the alignment {alignment}"));
+                return Err(format!(
+                    "tensor {name}: offset {offset} is not a multiple of the alignment {alignment}"
+                ));
             }
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(format!("duplicate tensor {name:?}"));
             }
-            tensors.push(TensorInfo { name, dims, dtype, offset });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                dtype,
+                offset,
+            });
         }
         let data_offset = c.pos.div_ceil(alignment) * alignment;
         if check_data {
@@ -327,7 +377,16 @@ impl GgufFile {
                 }
             }
             // Tensors must not overlap.
-            let mut spans: Vec<(u64, u64, &str)> = tensors.iter().map(|t| (t.offset, t.offset + t.size_in_bytes() as u64, t.name.as_str())).collect();
+            let mut spans: Vec<(u64, u64, &str)> = tensors
+                .iter()
+                .map(|t| {
+                    (
+                        t.offset,
+                        t.offset + t.size_in_bytes() as u64,
+                        t.name.as_str(),
+                    )
+                })
+                .collect();
             spans.sort();
             for w in spans.windows(2) {
                 if w[1].0 < w[0].1 {
@@ -335,7 +394,17 @@ impl GgufFile {
                 }
             }
         }
-        Ok(Self { path: path.to_path_buf(), version, metadata, index, tensors, tensor_index, alignment, data_offset, file_len: len })
+        Ok(Self {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            index,
+            tensors,
+            tensor_index,
+            alignment,
+            data_offset,
+            file_len: len,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -354,7 +423,10 @@ impl GgufFile {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(self.err(format!("metadata {key} is {:?}, expected a string", v.value_type()))),
+            Some(v) => Err(self.err(format!(
+                "metadata {key} is {:?}, expected a string",
+                v.value_type()
+            ))),
         }
     }
 
@@ -375,7 +447,11 @@ impl GgufFile {
             Value::I64(x) => u64::try_from(*x).ok(),
             _ => None,
         };
-        n.map(Some).ok_or_else(|| self.err(format!("metadata {key} is {v:?}, expected a non-negative integer")))
+        n.map(Some).ok_or_else(|| {
+            self.err(format!(
+                "metadata {key} is {v:?}, expected a non-negative integer"
+            ))
+        })
     }
 
     pub fn get_float(&self, key: &str) -> Result<Option<f64>> {
@@ -397,22 +473,36 @@ impl GgufFile {
 
     /// The raw bytes of one tensor, in a buffer aligned for any block type.
     pub fn tensor_data(&self, name: &str) -> Result<AlignedBytes> {
-        let t = self.tensor_info(name).ok_or_else(|| self.err(format!("no tensor {name}")))?;
+        let t = self
+            .tensor_info(name)
+            .ok_or_else(|| self.err(format!("no tensor {name}")))?;
         let n = t.size_in_bytes();
-        let start = self.data_offset.checked_add(t.offset).ok_or_else(|| self.err("tensor offset overflows"))?;
-        if start.checked_add(n as u64).is_none_or(|e| e > self.file_len) {
-            return Err(self.err(format!("tensor {name} lies past the end of the file (truncated or partial download)")));
+        let start = self
+            .data_offset
+            .checked_add(t.offset)
+            .ok_or_else(|| self.err("tensor offset overflows"))?;
+        if start
+            .checked_add(n as u64)
+            .is_none_or(|e| e > self.file_len)
+        {
+            return Err(self.err(format!(
+                "tensor {name} lies past the end of the file (truncated or partial download)"
+            )));
         }
         let mut f = std::fs::File::open(&self.path).map_err(|e| ModelError::file(&self.path, e))?;
-        f.seek(SeekFrom::Start(start)).map_err(|e| ModelError::file(&self.path, e))?;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| ModelError::file(&self.path, e))?;
         let mut buf = AlignedBytes::zeroed(n);
-        f.read_exact(buf.as_mut()).map_err(|e| self.err(format!("reading tensor {name}: {e}")))?;
+        f.read_exact(buf.as_mut())
+            .map_err(|e| self.err(format!("reading tensor {name}: {e}")))?;
         Ok(buf)
     }
 
     /// One tensor as a candle `QTensor` (shape outermost first), quantized as stored.
     pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
-        let t = self.tensor_info(name).ok_or_else(|| self.err(format!("no tensor {name}")))?;
+        let t = self
+            .tensor_info(name)
+            .ok_or_else(|| self.err(format!("no tensor {name}")))?;
         let data = self.tensor_data(name)?;
         qtensor_from_bytes(t.dtype, data.as_ref(), &t.shape(), device)
     }
@@ -426,7 +516,10 @@ pub struct AlignedBytes {
 
 impl AlignedBytes {
     pub fn zeroed(len: usize) -> Self {
-        Self { buf: vec![0u64; len.div_ceil(8)], len }
+        Self {
+            buf: vec![0u64; len.div_ceil(8)],
+            len,
+        }
     }
     pub fn from_slice(b: &[u8]) -> Self {
         let mut s = Self::zeroed(b.len());
@@ -447,15 +540,25 @@ impl AsRef<[u8]> for AlignedBytes {
 }
 
 /// Build a QTensor from raw ggml bytes after checking the size (candle asserts, which panics).
-pub fn qtensor_from_bytes(dtype: GgmlDType, data: &[u8], shape: &[usize], device: &Device) -> Result<QTensor> {
+pub fn qtensor_from_bytes(
+    dtype: GgmlDType,
+    data: &[u8],
+    shape: &[usize],
+    device: &Device,
+) -> Result<QTensor> {
     let elems: usize = shape.iter().product();
     let row = *shape.last().unwrap_or(&0);
     if row % dtype.block_size() != 0 {
-        return Err(ModelError::Invalid(format!("row length {row} is not a multiple of the {dtype:?} block size")));
+        return Err(ModelError::Invalid(format!(
+            "row length {row} is not a multiple of the {dtype:?} block size"
+        )));
     }
     let expected = elems / dtype.block_size() * dtype.type_size();
     if data.len() != expected {
-        return Err(ModelError::Invalid(format!("{dtype:?} tensor {shape:?} needs {expected} bytes, got {}", data.len())));
+        return Err(ModelError::Invalid(format!(
+            "{dtype:?} tensor {shape:?} needs {expected} bytes, got {}",
+            data.len()
+        )));
     }
     let aligned;
     let data = if (data.as_ptr() as usize) % 8 == 0 {
@@ -464,7 +567,11 @@ pub fn qtensor_from_bytes(dtype: GgmlDType, data: &[u8], shape: &[usize], device
         aligned = AlignedBytes::from_slice(data);
         aligned.as_ref()
     };
-    let storage = candle_core::quantized::QStorage::from_data(std::borrow::Cow::Borrowed(data), device, dtype)?;
+    let storage = candle_core::quantized::QStorage::from_data(
+        std::borrow::Cow::Borrowed(data),
+        device,
+        dtype,
+    )?;
     Ok(QTensor::new(storage, shape.to_vec())?)
 }
 
@@ -508,7 +615,11 @@ fn value_type_id(v: &Value) -> u32 {
 }
 
 /// Write a GGUF v3 file: metadata in the given order, then each tensor's data aligned to 32.
-pub fn write<W: Write>(w: &mut W, metadata: &[(String, Value)], tensors: &[(String, QTensor)]) -> Result<()> {
+pub fn write<W: Write>(
+    w: &mut W,
+    metadata: &[(String, Value)],
+    tensors: &[(String, QTensor)],
+) -> Result<()> {
     write_inner(w, metadata, tensors).map_err(|e| ModelError::Invalid(format!("writing GGUF: {e}")))
 }
 
@@ -540,7 +651,11 @@ fn write_value<W: Write>(w: &mut W, v: &Value) -> std::io::Result<()> {
     }
 }
 
-fn write_inner<W: Write>(w: &mut W, metadata: &[(String, Value)], tensors: &[(String, QTensor)]) -> candle_core::Result<()> {
+fn write_inner<W: Write>(
+    w: &mut W,
+    metadata: &[(String, Value)],
+    tensors: &[(String, QTensor)],
+) -> candle_core::Result<()> {
     let align = DEFAULT_ALIGNMENT as usize;
     let mut head: Vec<u8> = Vec::new();
     head.extend_from_slice(&MAGIC.to_le_bytes());
@@ -579,8 +694,15 @@ fn write_inner<W: Write>(w: &mut W, metadata: &[(String, Value)], tensors: &[(St
 /// (quantization blocks lie within a row, so this works on quantized bytes).
 /// `to_hf`: GGUF -> HF; otherwise HF -> GGUF.
 pub fn permute_rows(data: &[u8], rows: usize, heads: usize, to_hf: bool) -> Result<Vec<u8>> {
-    if rows == 0 || heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() % rows != 0 {
-        return Err(ModelError::Invalid(format!("cannot permute {rows} rows into {heads} heads")));
+    if rows == 0
+        || heads == 0
+        || rows % heads != 0
+        || (rows / heads) % 2 != 0
+        || data.len() % rows != 0
+    {
+        return Err(ModelError::Invalid(format!(
+            "cannot permute {rows} rows into {heads} heads"
+        )));
     }
     let row_bytes = data.len() / rows;
     let hd = rows / heads;
@@ -592,7 +714,8 @@ pub fn permute_rows(data: &[u8], rows: usize, heads: usize, to_hf: bool) -> Resu
                 let gguf = h * hd + 2 * i + j;
                 let hf = h * hd + j * half + i;
                 let (src, dst) = if to_hf { (gguf, hf) } else { (hf, gguf) };
-                out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
             }
         }
     }

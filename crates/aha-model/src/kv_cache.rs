@@ -18,7 +18,9 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![LayerCache::default(); num_layers] }
+        Self {
+            layers: vec![LayerCache::default(); num_layers],
+        }
     }
 
     /// Positions cached so far (same for every layer once a forward pass completes).

@@ -59,11 +59,20 @@ pub struct ForwardInput<'a> {
 }
 
 /// Additive attention bias [b, 1, 1, t, past + t]: causal, and padding keys masked.
-pub fn attention_bias(key_mask: Option<&Tensor>, b: usize, t: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
+pub fn attention_bias(
+    key_mask: Option<&Tensor>,
+    b: usize,
+    t: usize,
+    past: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let total = past + t;
     let q_pos = Tensor::arange(past as u32, total as u32, device)?.reshape((t, 1))?;
     let k_pos = Tensor::arange(0u32, total as u32, device)?.reshape((1, total))?;
-    let mut allowed = k_pos.broadcast_le(&q_pos)?.to_dtype(DType::F32)?.reshape((1, t, total))?;
+    let mut allowed = k_pos
+        .broadcast_le(&q_pos)?
+        .to_dtype(DType::F32)?
+        .reshape((1, t, total))?;
     if let Some(mask) = key_mask {
         let (mb, mt) = mask.dims2()?;
         if (mb, mt) != (b, total) {
@@ -86,7 +95,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32, device: Device::Cpu }
+        Self {
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -112,7 +124,12 @@ impl Model {
             let g = gguf::GgufFile::open(dir)?;
             let m = quantized::QuantizedLlama::load(&g, &opts.device)?;
             let config = m.config_json(&g);
-            return Ok(Self { arch: Arch::Quantized(Box::new(m)), config, source: Some(dir.to_path_buf()), device: opts.device.clone() });
+            return Ok(Self {
+                arch: Arch::Quantized(Box::new(m)),
+                config,
+                source: Some(dir.to_path_buf()),
+                device: opts.device.clone(),
+            });
         }
         let config_path = dir.join("config.json");
         let config = config::read_config(&config_path)?;
@@ -123,9 +140,15 @@ impl Model {
     }
 
     /// Build from a parsed config and in-memory tensors. `config_path` is for error messages.
-    pub fn from_checkpoint(config: serde_json::Value, ckpt: &mut weights::Checkpoint, config_path: &Path, device: &Device) -> Result<Self> {
-        let arch_name = config::architecture(&config)
-            .ok_or_else(|| ModelError::config(config_path, "no \"model_type\" or \"architectures\" field"))?;
+    pub fn from_checkpoint(
+        config: serde_json::Value,
+        ckpt: &mut weights::Checkpoint,
+        config_path: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let arch_name = config::architecture(&config).ok_or_else(|| {
+            ModelError::config(config_path, "no \"model_type\" or \"architectures\" field")
+        })?;
         let arch = match arch_name.as_str() {
             "llama" | "qwen2" | "mistral" => {
                 let cfg = llama::LlamaConfig::from_json(&config, config_path)?;
@@ -137,11 +160,23 @@ impl Model {
             }
             other => return Err(ModelError::UnknownArchitecture(other.to_string())),
         };
-        let leftover: Vec<&String> = ckpt.names().filter(|n| *n != "lm_head.weight" && !n.contains("rotary_emb")).collect();
+        let leftover: Vec<&String> = ckpt
+            .names()
+            .filter(|n| *n != "lm_head.weight" && !n.contains("rotary_emb"))
+            .collect();
         if !leftover.is_empty() {
-            tracing::warn!("{} checkpoint tensors are not used by the model, e.g. {}", leftover.len(), leftover[0]);
+            tracing::warn!(
+                "{} checkpoint tensors are not used by the model, e.g. {}",
+                leftover.len(),
+                leftover[0]
+            );
         }
-        Ok(Self { arch, config, source: None, device: device.clone() })
+        Ok(Self {
+            arch,
+            config,
+            source: None,
+            device: device.clone(),
+        })
     }
 
     /// Logits [b, t, vocab] (or [b, 1, vocab] for `LogitsFor::Last`), f32 on CPU.
@@ -201,8 +236,14 @@ impl Model {
     /// EOS ids named by config.json (`eos_token_id`: an int or a list).
     pub fn eos_token_ids(&self) -> Vec<u32> {
         match self.config.get("eos_token_id") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|v| vec![v as u32]).unwrap_or_default()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as u32)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -211,17 +252,30 @@ impl Model {
     /// stored in the config's dtype. Tokenizer files of the source directory are copied.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::file(dir, e))?;
-        let dtype = config::stored_dtype(&self.config).as_deref().and_then(weights::parse_dtype).unwrap_or(DType::F32);
-        weights::write_file(&dir.join("model.safetensors"), &self.params().tensors(), dtype)?;
+        let dtype = config::stored_dtype(&self.config)
+            .as_deref()
+            .and_then(weights::parse_dtype)
+            .unwrap_or(DType::F32);
+        weights::write_file(
+            &dir.join("model.safetensors"),
+            &self.params().tensors(),
+            dtype,
+        )?;
         // Weights are written dequantized, so a quantization_config (block FP8) no longer applies.
         let mut config = self.config.clone();
         if let Some(obj) = config.as_object_mut() {
             obj.remove("quantization_config");
         }
-        let config_text = serde_json::to_string_pretty(&config).map_err(|e| ModelError::Invalid(e.to_string()))?;
+        let config_text = serde_json::to_string_pretty(&config)
+            .map_err(|e| ModelError::Invalid(e.to_string()))?;
         write_atomic(&dir.join("config.json"), config_text.as_bytes())?;
         if let Some(src) = &self.source {
-            for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
+            for f in [
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "generation_config.json",
+                "special_tokens_map.json",
+            ] {
                 let from = src.join(f);
                 if from.is_file() && src != dir {
                     std::fs::copy(&from, dir.join(f)).map_err(|e| ModelError::file(&from, e))?;

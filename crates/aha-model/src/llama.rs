@@ -49,24 +49,45 @@ fn default_act() -> String {
 
 impl LlamaConfig {
     pub fn from_json(raw: &serde_json::Value, path: &Path) -> Result<Self> {
-        let mut cfg: Self = serde_path_to_error::deserialize(raw.clone()).map_err(|e| ModelError::config(path, e))?;
+        let mut cfg: Self = serde_path_to_error::deserialize(raw.clone())
+            .map_err(|e| ModelError::config(path, e))?;
         cfg.rope = Some(parse_rope(raw, 10000.0).map_err(|e| ModelError::config(path, e))?);
-        let check = |ok: bool, msg: &str| if ok { Ok(()) } else { Err(ModelError::config(path, msg)) };
-        check(cfg.hidden_act == "silu", "only hidden_act \"silu\" is supported")?;
-        check(cfg.num_attention_heads > 0 && cfg.num_hidden_layers > 0 && cfg.vocab_size > 0, "sizes must be positive")?;
-        check(cfg.head_dim.is_some() || cfg.hidden_size % cfg.num_attention_heads == 0,
-            "hidden_size must be divisible by num_attention_heads")?;
-        check(cfg.num_attention_heads % cfg.kv_heads() == 0, "num_attention_heads must be a multiple of num_key_value_heads")?;
+        let check = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ModelError::config(path, msg))
+            }
+        };
+        check(
+            cfg.hidden_act == "silu",
+            "only hidden_act \"silu\" is supported",
+        )?;
+        check(
+            cfg.num_attention_heads > 0 && cfg.num_hidden_layers > 0 && cfg.vocab_size > 0,
+            "sizes must be positive",
+        )?;
+        check(
+            cfg.head_dim.is_some() || cfg.hidden_size % cfg.num_attention_heads == 0,
+            "hidden_size must be divisible by num_attention_heads",
+        )?;
+        check(
+            cfg.num_attention_heads % cfg.kv_heads() == 0,
+            "num_attention_heads must be a multiple of num_key_value_heads",
+        )?;
         check(cfg.head_dim() % 2 == 0, "head_dim must be even for rope")?;
         Ok(cfg)
     }
 
     pub fn kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads).max(1)
+        self.num_key_value_heads
+            .unwrap_or(self.num_attention_heads)
+            .max(1)
     }
 
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     fn qkv_bias(&self) -> bool {
@@ -85,7 +106,15 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor, mode: Mode, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        mode: Mode,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let split = |y: Tensor, h: usize| y.reshape((b, t, h, self.head_dim))?.transpose(1, 2);
         let q = split(self.q.forward(x, mode)?, self.heads)?;
@@ -98,7 +127,9 @@ impl Attention {
             None => (k, v),
         };
         let out = attend(&q, &k, &v, bias, self.kv_heads, mode)?;
-        let out = out.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, t, self.heads * self.head_dim))?;
         Ok(self.o.forward(&out, mode)?)
     }
 }
@@ -106,7 +137,14 @@ impl Attention {
 /// Grouped-query attention without copying keys: the n_rep query heads that share a
 /// kv head are stacked along the query axis. q [b, h, t, d], k/v [b, kv, T, d],
 /// bias [b, 1, 1, t, T] additive (0 or MASK_VALUE).
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, kv_heads: usize, mode: Mode) -> candle_core::Result<Tensor> {
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    kv_heads: usize,
+    mode: Mode,
+) -> candle_core::Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let total = k.dim(2)?;
     let n_rep = h / kv_heads;
@@ -139,10 +177,25 @@ pub struct Llama {
 impl Llama {
     pub fn load(cfg: LlamaConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<Self> {
         let mut p = Params::default();
-        let (h, hd, nh, kvh) = (cfg.hidden_size, cfg.head_dim(), cfg.num_attention_heads, cfg.kv_heads());
-        let linear = |p: &mut Params, ckpt: &mut Checkpoint, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+        let (h, hd, nh, kvh) = (
+            cfg.hidden_size,
+            cfg.head_dim(),
+            cfg.num_attention_heads,
+            cfg.kv_heads(),
+        );
+        let linear = |p: &mut Params,
+                      ckpt: &mut Checkpoint,
+                      name: &str,
+                      out: usize,
+                      inp: usize,
+                      bias: bool|
+         -> Result<Linear> {
             let weight = p.take(ckpt, &format!("{name}.weight"), (out, inp))?;
-            let bias = if bias { Some(p.take(ckpt, &format!("{name}.bias"), out)?) } else { None };
+            let bias = if bias {
+                Some(p.take(ckpt, &format!("{name}.bias"), out)?)
+            } else {
+                None
+            };
             Ok(Linear { weight, bias })
         };
         let embed = p.take(ckpt, "model.embed_tokens.weight", (cfg.vocab_size, h))?;
@@ -151,18 +204,67 @@ impl Llama {
             let pre = format!("model.layers.{i}");
             let qkv_bias = cfg.qkv_bias();
             let attn = Attention {
-                q: linear(&mut p, ckpt, &format!("{pre}.self_attn.q_proj"), nh * hd, h, qkv_bias)?,
-                k: linear(&mut p, ckpt, &format!("{pre}.self_attn.k_proj"), kvh * hd, h, qkv_bias)?,
-                v: linear(&mut p, ckpt, &format!("{pre}.self_attn.v_proj"), kvh * hd, h, qkv_bias)?,
-                o: linear(&mut p, ckpt, &format!("{pre}.self_attn.o_proj"), h, nh * hd, cfg.attention_bias)?,
+                q: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.self_attn.q_proj"),
+                    nh * hd,
+                    h,
+                    qkv_bias,
+                )?,
+                k: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.self_attn.k_proj"),
+                    kvh * hd,
+                    h,
+                    qkv_bias,
+                )?,
+                v: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.self_attn.v_proj"),
+                    kvh * hd,
+                    h,
+                    qkv_bias,
+                )?,
+                o: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.self_attn.o_proj"),
+                    h,
+                    nh * hd,
+                    cfg.attention_bias,
+                )?,
                 heads: nh,
                 kv_heads: kvh,
                 head_dim: hd,
             };
             let mlp = Mlp {
-                gate: linear(&mut p, ckpt, &format!("{pre}.mlp.gate_proj"), cfg.intermediate_size, h, cfg.mlp_bias)?,
-                up: linear(&mut p, ckpt, &format!("{pre}.mlp.up_proj"), cfg.intermediate_size, h, cfg.mlp_bias)?,
-                down: linear(&mut p, ckpt, &format!("{pre}.mlp.down_proj"), h, cfg.intermediate_size, cfg.mlp_bias)?,
+                gate: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.mlp.gate_proj"),
+                    cfg.intermediate_size,
+                    h,
+                    cfg.mlp_bias,
+                )?,
+                up: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.mlp.up_proj"),
+                    cfg.intermediate_size,
+                    h,
+                    cfg.mlp_bias,
+                )?,
+                down: linear(
+                    &mut p,
+                    ckpt,
+                    &format!("{pre}.mlp.down_proj"),
+                    h,
+                    cfg.intermediate_size,
+                    cfg.mlp_bias,
+                )?,
             };
             layers.push(Layer {
                 input_norm: p.take(ckpt, &format!("{pre}.input_layernorm.weight"), h)?,
@@ -178,9 +280,20 @@ impl Llama {
         } else {
             Some(p.take(ckpt, "lm_head.weight", (cfg.vocab_size, h))?)
         };
-        let rope_cfg = cfg.rope.clone().unwrap_or(RopeConfig { theta: 10000.0, scaling: crate::config::RopeScaling::None });
+        let rope_cfg = cfg.rope.clone().unwrap_or(RopeConfig {
+            theta: 10000.0,
+            scaling: crate::config::RopeScaling::None,
+        });
         let rope = Rope::new(&rope_cfg, hd, device)?;
-        Ok(Self { cfg, embed, layers, norm, lm_head, rope, params: p })
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            params: p,
+        })
     }
 
     pub fn params(&self) -> &Params {
@@ -194,7 +307,9 @@ impl Llama {
         let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
         let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
         let ids = input.input_ids.flatten_all()?;
-        let mut x = ops::param(&self.embed, mode).index_select(&ids, 0)?.reshape((b, t, self.cfg.hidden_size))?;
+        let mut x = ops::param(&self.embed, mode)
+            .index_select(&ids, 0)?
+            .reshape((b, t, self.cfg.hidden_size))?;
         let eps = self.cfg.rms_norm_eps;
         for (i, layer) in self.layers.iter().enumerate() {
             let n = ops::rms_norm(&x, &ops::param(&layer.input_norm, mode), eps, mode)?;
@@ -205,7 +320,10 @@ impl Llama {
         }
         let x = input.logits.select(&x)?;
         let x = ops::rms_norm(&x, &ops::param(&self.norm, mode), eps, mode)?;
-        let head = Linear { weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()), bias: None };
+        let head = Linear {
+            weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
+            bias: None,
+        };
         Ok(head.forward(&x, mode)?)
     }
 

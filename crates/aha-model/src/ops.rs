@@ -79,6 +79,7 @@ pub struct Mlp {
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
-        self.down.forward(&(gate * self.up.forward(x, mode)?)?, mode)
+        self.down
+            .forward(&(gate * self.up.forward(x, mode)?)?, mode)
     }
 }

@@ -34,7 +34,10 @@ pub struct QuantizedConfig {
 
 impl QuantizedConfig {
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
-        let arch = g.get_str("general.architecture")?.ok_or_else(|| ModelError::file(&g.path, "no general.architecture"))?.to_string();
+        let arch = g
+            .get_str("general.architecture")?
+            .ok_or_else(|| ModelError::file(&g.path, "no general.architecture"))?
+            .to_string();
         match arch.as_str() {
             "llama" | "qwen2" => {}
             "deepseek2" => {
@@ -44,14 +47,22 @@ impl QuantizedConfig {
         }
         let need = |key: &str| -> Result<usize> {
             let k = format!("{arch}.{key}");
-            g.get_uint(&k)?.map(|v| v as usize).ok_or_else(|| ModelError::file(&g.path, format!("missing metadata {k}")))
+            g.get_uint(&k)?
+                .map(|v| v as usize)
+                .ok_or_else(|| ModelError::file(&g.path, format!("missing metadata {k}")))
         };
         let hidden_size = need("embedding_length")?;
         let heads = need("attention.head_count")?;
-        let kv_heads = g.get_uint(&format!("{arch}.attention.head_count_kv"))?.map(|v| v as usize).unwrap_or(heads);
+        let kv_heads = g
+            .get_uint(&format!("{arch}.attention.head_count_kv"))?
+            .map(|v| v as usize)
+            .unwrap_or(heads);
         let vocab_size = match g.get_uint(&format!("{arch}.vocab_size"))? {
             Some(v) => v as usize,
-            None => g.tensor_info("token_embd.weight").map(|t| t.dims[1]).ok_or_else(|| ModelError::file(&g.path, "no token_embd.weight"))?,
+            None => g
+                .tensor_info("token_embd.weight")
+                .map(|t| t.dims[1])
+                .ok_or_else(|| ModelError::file(&g.path, "no token_embd.weight"))?,
         };
         let head_dim = match g.get_uint(&format!("{arch}.attention.key_length"))? {
             Some(v) => v as usize,
@@ -66,9 +77,15 @@ impl QuantizedConfig {
             heads,
             kv_heads,
             head_dim,
-            rms_norm_eps: g.get_float(&format!("{arch}.attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
-            rope_theta: g.get_float(&format!("{arch}.rope.freq_base"))?.unwrap_or(10000.0),
-            context_length: g.get_uint(&format!("{arch}.context_length"))?.unwrap_or(4096) as usize,
+            rms_norm_eps: g
+                .get_float(&format!("{arch}.attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-5),
+            rope_theta: g
+                .get_float(&format!("{arch}.rope.freq_base"))?
+                .unwrap_or(10000.0),
+            context_length: g
+                .get_uint(&format!("{arch}.context_length"))?
+                .unwrap_or(4096) as usize,
             arch,
         };
         let ok = cfg.heads > 0
@@ -80,7 +97,10 @@ impl QuantizedConfig {
             && cfg.num_layers <= 1024
             && cfg.vocab_size > 0;
         if !ok {
-            return Err(ModelError::file(&g.path, format!("inconsistent hyper-parameters {cfg:?}")));
+            return Err(ModelError::file(
+                &g.path,
+                format!("inconsistent hyper-parameters {cfg:?}"),
+            ));
         }
         Ok(cfg)
     }
@@ -147,7 +167,9 @@ impl QuantizedLlama {
             check(name, shape)?;
             g.qtensor(name, device)
         };
-        let f32t = |name: &str, shape: &[usize]| -> Result<Tensor> { Ok(qt(name, shape)?.dequantize(device)?.to_dtype(DType::F32)?) };
+        let f32t = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            Ok(qt(name, shape)?.dequantize(device)?.to_dtype(DType::F32)?)
+        };
         let bias = |name: &str, n: usize| -> Result<Option<Tensor>> {
             if g.tensor_info(name).is_some() {
                 Ok(Some(f32t(name, &[n])?))
@@ -163,7 +185,12 @@ impl QuantizedLlama {
             let bytes = permute_rows(data.as_ref(), shape[0], heads, true)?;
             qtensor_from_bytes(t.dtype, &bytes, shape, device)
         };
-        let lin = |w: QTensor, b: Option<Tensor>| -> Result<QLinear> { Ok(QLinear { w: QMatMul::from_qtensor(w)?, b }) };
+        let lin = |w: QTensor, b: Option<Tensor>| -> Result<QLinear> {
+            Ok(QLinear {
+                w: QMatMul::from_qtensor(w)?,
+                b,
+            })
+        };
         let embed = qt("token_embd.weight", &[cfg.vocab_size, h])?;
         let is_llama = cfg.arch == "llama";
         let mut layers = Vec::with_capacity(cfg.num_layers);
@@ -172,26 +199,50 @@ impl QuantizedLlama {
             let qshape = [cfg.heads * hd, h];
             let kshape = [cfg.kv_heads * hd, h];
             let (qw, kw) = if is_llama {
-                (permuted(&format!("{p}.attn_q.weight"), &qshape, cfg.heads)?, permuted(&format!("{p}.attn_k.weight"), &kshape, cfg.kv_heads)?)
+                (
+                    permuted(&format!("{p}.attn_q.weight"), &qshape, cfg.heads)?,
+                    permuted(&format!("{p}.attn_k.weight"), &kshape, cfg.kv_heads)?,
+                )
             } else {
-                (qt(&format!("{p}.attn_q.weight"), &qshape)?, qt(&format!("{p}.attn_k.weight"), &kshape)?)
+                (
+                    qt(&format!("{p}.attn_q.weight"), &qshape)?,
+                    qt(&format!("{p}.attn_k.weight"), &kshape)?,
+                )
             };
             // A llama q/k bias would need the same reordering; llama.cpp's llama has none.
             let (qb, kb) = if is_llama {
                 (None, None)
             } else {
-                (bias(&format!("{p}.attn_q.bias"), cfg.heads * hd)?, bias(&format!("{p}.attn_k.bias"), cfg.kv_heads * hd)?)
+                (
+                    bias(&format!("{p}.attn_q.bias"), cfg.heads * hd)?,
+                    bias(&format!("{p}.attn_k.bias"), cfg.kv_heads * hd)?,
+                )
             };
             layers.push(Layer {
                 attn_norm: f32t(&format!("{p}.attn_norm.weight"), &[h])?,
                 q: lin(qw, qb)?,
                 k: lin(kw, kb)?,
-                v: lin(qt(&format!("{p}.attn_v.weight"), &kshape)?, bias(&format!("{p}.attn_v.bias"), cfg.kv_heads * hd)?)?,
-                o: lin(qt(&format!("{p}.attn_output.weight"), &[h, cfg.heads * hd])?, bias(&format!("{p}.attn_output.bias"), h)?)?,
+                v: lin(
+                    qt(&format!("{p}.attn_v.weight"), &kshape)?,
+                    bias(&format!("{p}.attn_v.bias"), cfg.kv_heads * hd)?,
+                )?,
+                o: lin(
+                    qt(&format!("{p}.attn_output.weight"), &[h, cfg.heads * hd])?,
+                    bias(&format!("{p}.attn_output.bias"), h)?,
+                )?,
                 ffn_norm: f32t(&format!("{p}.ffn_norm.weight"), &[h])?,
-                gate: lin(qt(&format!("{p}.ffn_gate.weight"), &[cfg.intermediate_size, h])?, None)?,
-                up: lin(qt(&format!("{p}.ffn_up.weight"), &[cfg.intermediate_size, h])?, None)?,
-                down: lin(qt(&format!("{p}.ffn_down.weight"), &[h, cfg.intermediate_size])?, None)?,
+                gate: lin(
+                    qt(&format!("{p}.ffn_gate.weight"), &[cfg.intermediate_size, h])?,
+                    None,
+                )?,
+                up: lin(
+                    qt(&format!("{p}.ffn_up.weight"), &[cfg.intermediate_size, h])?,
+                    None,
+                )?,
+                down: lin(
+                    qt(&format!("{p}.ffn_down.weight"), &[h, cfg.intermediate_size])?,
+                    None,
+                )?,
             });
         }
         let norm = f32t("output_norm.weight", &[h])?;
@@ -201,7 +252,9 @@ impl QuantizedLlama {
         } else {
             QMatMul::from_arc(embed.clone())?
         };
-        let mut freqs: Vec<f64> = (0..hd / 2).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64)).collect();
+        let mut freqs: Vec<f64> = (0..hd / 2)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64))
+            .collect();
         // Llama 3.1-style scaling is stored as per-frequency divisors.
         if g.tensor_info("rope_freqs.weight").is_some() {
             let f: Vec<f32> = f32t("rope_freqs.weight", &[hd / 2])?.to_vec1()?;
@@ -210,13 +263,28 @@ impl QuantizedLlama {
         match g.get_str(&format!("{}.rope.scaling.type", cfg.arch))? {
             None | Some("none") => {}
             Some("linear") => {
-                let factor = g.get_float(&format!("{}.rope.scaling.factor", cfg.arch))?.unwrap_or(1.0);
+                let factor = g
+                    .get_float(&format!("{}.rope.scaling.factor", cfg.arch))?
+                    .unwrap_or(1.0);
                 freqs.iter_mut().for_each(|a| *a /= factor);
             }
-            Some(other) => return Err(ModelError::file(&g.path, format!("rope scaling {other:?} is not supported for GGUF models"))),
+            Some(other) => {
+                return Err(ModelError::file(
+                    &g.path,
+                    format!("rope scaling {other:?} is not supported for GGUF models"),
+                ))
+            }
         }
         let inv_freq = Tensor::new(freqs.iter().map(|&f| f as f32).collect::<Vec<_>>(), device)?;
-        Ok(Self { cfg, embed, layers, norm, lm_head, inv_freq, params: Params::default() })
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            params: Params::default(),
+        })
     }
 
     /// Quantized models hold no trainable parameters.
@@ -234,7 +302,10 @@ impl QuantizedLlama {
         let past = cache.as_ref().map_or(0, |c| c.len());
         let device = input.input_ids.device();
         let bias = crate::attention_bias(input.key_mask, b, t, past, device)?;
-        let pos = input.position_ids.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let pos = input
+            .position_ids
+            .to_dtype(DType::F32)?
+            .unsqueeze(D::Minus1)?;
         let angles = pos.broadcast_mul(&self.inv_freq.reshape((1, 1, ()))?)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
         let ids = input.input_ids.flatten_all()?;
@@ -267,7 +338,11 @@ impl QuantizedLlama {
     /// A config.json-like description, for `Model::config`.
     pub fn config_json(&self, g: &GgufFile) -> serde_json::Value {
         let mut eos: Vec<u64> = Vec::new();
-        for k in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        for k in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ] {
             if let Ok(Some(id)) = g.get_uint(k) {
                 if !eos.contains(&id) {
                     eos.push(id);
@@ -299,7 +374,11 @@ impl QuantizedLlama {
         for t in &g.tensors {
             *counts.entry(format!("{:?}", t.dtype)).or_default() += 1;
         }
-        counts.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(",")
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

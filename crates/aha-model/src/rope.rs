@@ -15,11 +15,18 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(cfg: &RopeConfig, head_dim: usize, device: &Device) -> Result<Self> {
-        let base: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / cfg.theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        let base: Vec<f64> = (0..head_dim / 2)
+            .map(|i| 1.0 / cfg.theta.powf(2.0 * i as f64 / head_dim as f64))
+            .collect();
         let (freqs, mscale) = match cfg.scaling {
             RopeScaling::None => (base, 1.0),
             RopeScaling::Linear { factor } => (base.iter().map(|f| f / factor).collect(), 1.0),
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
                 let old = original_max_position_embeddings as f64;
                 let low_wavelen = old / low_freq_factor;
                 let high_wavelen = old / high_freq_factor;
@@ -32,7 +39,8 @@ impl Rope {
                         } else if wavelen > low_wavelen {
                             freq / factor
                         } else {
-                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * freq / factor + smooth * freq
                         }
                     })
@@ -53,10 +61,16 @@ impl Rope {
                 let dim = head_dim as f64;
                 let old = original_max_position_embeddings as f64;
                 // The dimension index whose wavelength completes `rotations` turns over the old context.
-                let correction_dim =
-                    |rotations: f64| dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * cfg.theta.ln());
+                let correction_dim = |rotations: f64| {
+                    dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                        / (2.0 * cfg.theta.ln())
+                };
                 let (low, high) = (correction_dim(beta_fast), correction_dim(beta_slow));
-                let (low, high) = if truncate { (low.floor(), high.ceil()) } else { (low, high) };
+                let (low, high) = if truncate {
+                    (low.floor(), high.ceil())
+                } else {
+                    (low, high)
+                };
                 let (low, high) = (low.max(0.0), high.min(dim - 1.0));
                 let high = if low == high { high + 0.001 } else { high };
                 let f = base

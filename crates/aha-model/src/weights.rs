@@ -25,7 +25,10 @@ impl Checkpoint {
     }
 
     pub fn from_tensors(tensors: HashMap<String, Tensor>, origin: &Path) -> Self {
-        let tensors = tensors.into_iter().map(|(k, v)| (k, (v, origin.to_path_buf()))).collect();
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, v)| (k, (v, origin.to_path_buf())))
+            .collect();
         Self { tensors }
     }
 
@@ -40,11 +43,14 @@ impl Checkpoint {
     /// Take a tensor by name, checking its shape.
     pub fn take(&mut self, name: &str, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
-        let (t, path) = self.tensors.remove(name).ok_or_else(|| ModelError::Tensor {
-            path: PathBuf::from("checkpoint"),
-            name: name.to_string(),
-            message: "missing from the checkpoint".into(),
-        })?;
+        let (t, path) = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| ModelError::Tensor {
+                path: PathBuf::from("checkpoint"),
+                name: name.to_string(),
+                message: "missing from the checkpoint".into(),
+            })?;
         if t.shape() != &shape {
             return Err(ModelError::Tensor {
                 path,
@@ -65,12 +71,16 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| ModelError::file(&index, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::file(&index, e))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::file(&index, e))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| ModelError::file(&index, "no \"weight_map\" object"))?;
-        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
         files.sort();
         files.dedup();
         if files.is_empty() {
@@ -78,7 +88,10 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
         }
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
-    Err(ModelError::file(dir, "no model.safetensors or model.safetensors.index.json in this directory"))
+    Err(ModelError::file(
+        dir,
+        "no model.safetensors or model.safetensors.index.json in this directory",
+    ))
 }
 
 /// Read one safetensors file, converting float tensors to `dtype`.
@@ -95,7 +108,10 @@ pub fn read_file(path: &Path, dtype: DType, device: &Device) -> Result<Vec<(Stri
             // Block-FP8 weights (DeepSeek-V3) stay FP8 here: the architecture dequantizes them
             // with their `weight_scale_inv` blocks.
             safetensors::Dtype::F8_E4M3 => {
-                out.push((name, Tensor::from_raw_buffer(view.data(), DType::F8E4M3, view.shape(), device)?));
+                out.push((
+                    name,
+                    Tensor::from_raw_buffer(view.data(), DType::F8E4M3, view.shape(), device)?,
+                ));
                 continue;
             }
             other => {
@@ -106,7 +122,8 @@ pub fn read_file(path: &Path, dtype: DType, device: &Device) -> Result<Vec<(Stri
                 })
             }
         };
-        let t = Tensor::from_raw_buffer(view.data(), stored, view.shape(), device)?.to_dtype(dtype)?;
+        let t =
+            Tensor::from_raw_buffer(view.data(), stored, view.shape(), device)?.to_dtype(dtype)?;
         out.push((name, t));
     }
     Ok(out)
@@ -139,8 +156,12 @@ pub fn write_file(path: &Path, tensors: &BTreeMap<String, Tensor>, dtype: DType)
     let tmp = path.with_extension("safetensors.tmp");
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    safetensors::tensor::serialize_to_file(converted.iter().map(|(k, t)| (k.as_str(), TensorView(t))), Some(meta), &tmp)
-        .map_err(|e| ModelError::file(&tmp, e))?;
+    safetensors::tensor::serialize_to_file(
+        converted.iter().map(|(k, t)| (k.as_str(), TensorView(t))),
+        Some(meta),
+        &tmp,
+    )
+    .map_err(|e| ModelError::file(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::file(path, e))
 }
 
@@ -172,9 +193,15 @@ fn tensor_bytes(t: &Tensor) -> Vec<u8> {
         Err(_) => return Vec::new(),
     };
     match t.dtype() {
-        DType::BF16 => flat.to_vec1::<half::bf16>().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        DType::F16 => flat.to_vec1::<half::f16>().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        _ => flat.to_vec1::<f32>().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        DType::BF16 => flat
+            .to_vec1::<half::bf16>()
+            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        DType::F16 => flat
+            .to_vec1::<half::f16>()
+            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        _ => flat
+            .to_vec1::<f32>()
+            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
     }
     .unwrap_or_default()
 }
@@ -188,7 +215,12 @@ pub struct Params {
 
 impl Params {
     /// Take a tensor from the checkpoint and register it as a parameter.
-    pub fn take(&mut self, ckpt: &mut Checkpoint, name: &str, shape: impl Into<Shape>) -> Result<Tensor> {
+    pub fn take(
+        &mut self,
+        ckpt: &mut Checkpoint,
+        name: &str,
+        shape: impl Into<Shape>,
+    ) -> Result<Tensor> {
         let t = ckpt.take(name, shape)?;
         Ok(self.insert(name, t)?)
     }
@@ -222,6 +254,9 @@ impl Params {
     }
 
     pub fn tensors(&self) -> BTreeMap<String, Tensor> {
-        self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
     }
 }

@@ -10,20 +10,30 @@ use candle_core::{DType, Device, IndexOp, Tensor, D};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-const FIXTURES: [&str; 4] = ["deepseek_v3_default", "deepseek_v3_yarn", "deepseek_v3_bf16", "deepseek_v3_fp8"];
+const FIXTURES: [&str; 4] = [
+    "deepseek_v3_default",
+    "deepseek_v3_yarn",
+    "deepseek_v3_bf16",
+    "deepseek_v3_fp8",
+];
 
 /// The fixtures directory; `AHA_DEEPSEEK_FIXTURES` points the tests at fixtures generated with
 /// other seeds and sizes (scripts/ref/make_deepseek_fixtures.py --out DIR --seed N ...).
 fn dir(name: &str) -> PathBuf {
     match std::env::var_os("AHA_DEEPSEEK_FIXTURES") {
         Some(d) => PathBuf::from(d).join(name),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
     }
 }
 
 fn fixture(name: &str) -> (DeepseekV3, HashMap<String, Tensor>) {
-    let model = DeepseekV3::load_dir(&dir(name), &LoadOptions::default()).expect("load fixture model");
-    let reference = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu).expect("load reference");
+    let model =
+        DeepseekV3::load_dir(&dir(name), &LoadOptions::default()).expect("load fixture model");
+    let reference =
+        candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
+            .expect("load reference");
     (model, reference)
 }
 
@@ -32,21 +42,50 @@ fn ids(t: &Tensor) -> Tensor {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn max_abs(a: &Tensor) -> f32 {
-    a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn positions(input_ids: &Tensor) -> Tensor {
     let t = input_ids.dim(1).unwrap();
-    Tensor::arange(0u32, t as u32, &Device::Cpu).unwrap().unsqueeze(0).unwrap().broadcast_as(input_ids.dims()).unwrap().contiguous().unwrap()
+    Tensor::arange(0u32, t as u32, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+        .broadcast_as(input_ids.dims())
+        .unwrap()
+        .contiguous()
+        .unwrap()
 }
 
 fn logits(model: &DeepseekV3, input_ids: &Tensor, mode: Mode) -> Tensor {
     let pos = positions(input_ids);
-    let input = ForwardInput { input_ids, position_ids: &pos, key_mask: None, mode, logits: LogitsFor::All };
+    let input = ForwardInput {
+        input_ids,
+        position_ids: &pos,
+        key_mask: None,
+        mode,
+        logits: LogitsFor::All,
+    };
     model.forward(&input, None).unwrap()
 }
 
@@ -61,7 +100,10 @@ fn single_sequence_logits_match_in_every_mode_and_form() {
                 let got = logits(&model, &input, mode).squeeze(0).unwrap();
                 let diff = max_abs_diff(&got, &r["single_logits"]);
                 eprintln!("{name} {form:?} {mode:?}: max |logits - transformers| = {diff:.2e}");
-                assert!(diff < 1e-4, "{name} {form:?} {mode:?}: logits differ by {diff}");
+                assert!(
+                    diff < 1e-4,
+                    "{name} {form:?} {mode:?}: logits differ by {diff}"
+                );
             }
         }
     }
@@ -73,13 +115,22 @@ fn chosen_experts_match_exactly() {
         let (model, r) = fixture(name);
         let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
         let pos = positions(&input);
-        let fi = ForwardInput { input_ids: &input, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
+        let fi = ForwardInput {
+            input_ids: &input,
+            position_ids: &pos,
+            key_mask: None,
+            mode: Mode::Inference,
+            logits: LogitsFor::All,
+        };
         let chosen = model.chosen_experts(&fi).unwrap();
         let expected: Vec<&String> = r.keys().filter(|k| k.starts_with("experts.")).collect();
         assert_eq!(chosen.len(), expected.len(), "{name}: MoE layer count");
         for (layer, per_token) in chosen {
             let want: Vec<Vec<i64>> = r[&format!("experts.{layer}")].to_vec2().unwrap();
-            let got: Vec<Vec<i64>> = per_token.iter().map(|v| v.iter().map(|&e| e as i64).collect()).collect();
+            let got: Vec<Vec<i64>> = per_token
+                .iter()
+                .map(|v| v.iter().map(|&e| e as i64).collect())
+                .collect();
             assert_eq!(got, want, "{name}: experts chosen in layer {layer}");
         }
     }
@@ -92,18 +143,30 @@ fn left_padded_batch_matches_reference_and_single() {
         let batch_ids = ids(&r["batch_ids"]);
         let mask = r["batch_mask"].to_dtype(DType::U32).unwrap();
         let pos = ids(&r["batch_position_ids"]);
-        let input = ForwardInput { input_ids: &batch_ids, position_ids: &pos, key_mask: Some(&mask), mode: Mode::Inference, logits: LogitsFor::All };
+        let input = ForwardInput {
+            input_ids: &batch_ids,
+            position_ids: &pos,
+            key_mask: Some(&mask),
+            mode: Mode::Inference,
+            logits: LogitsFor::All,
+        };
         let got = model.forward(&input, None).unwrap();
         let mask_v: Vec<Vec<u32>> = mask.to_vec2().unwrap();
         for (b, row) in mask_v.iter().enumerate() {
             let start = row.iter().position(|&m| m == 1).unwrap();
             let got_b = got.i((b, start..)).unwrap();
             let diff = max_abs_diff(&got_b, &r["batch_logits"].i((b, start..)).unwrap());
-            assert!(diff < 1e-4, "{name} row {b}: batch logits differ from reference by {diff}");
+            assert!(
+                diff < 1e-4,
+                "{name} row {b}: batch logits differ from reference by {diff}"
+            );
             let alone = batch_ids.i((b..b + 1, start..)).unwrap();
             let single = logits(&model, &alone, Mode::Inference).squeeze(0).unwrap();
             let diff = max_abs_diff(&got_b, &single);
-            assert!(diff < 1e-4, "{name} row {b}: padded batch differs from single by {diff}");
+            assert!(
+                diff < 1e-4,
+                "{name} row {b}: padded batch differs from single by {diff}"
+            );
         }
     }
 }
@@ -115,10 +178,25 @@ fn greedy(model: &DeepseekV3, prompt: &Tensor, n: usize) -> (Vec<i64>, Vec<Tenso
     let (mut got, mut steps) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = seq.dim(1).unwrap();
-        let pos = Tensor::arange(past as u32, (past + t) as u32, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let input = ForwardInput { input_ids: &seq, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
+        let pos = Tensor::arange(past as u32, (past + t) as u32, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let input = ForwardInput {
+            input_ids: &seq,
+            position_ids: &pos,
+            key_mask: None,
+            mode: Mode::Inference,
+            logits: LogitsFor::Last,
+        };
         let out = model.forward(&input, Some(&mut cache)).unwrap();
-        let next = out.i((0, 0)).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        let next = out
+            .i((0, 0))
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
         steps.push(out.i((0, 0)).unwrap());
         got.push(next as i64);
         past += t;
@@ -139,9 +217,19 @@ fn greedy_tokens_with_compressed_cache_match_in_both_forms() {
         model.mla_form = MlaForm::Absorbed;
         let (absorbed, absorbed_steps) = greedy(&model, &prompt, want.len());
         assert_eq!(absorbed, want, "{name}: greedy tokens (absorbed MLA)");
-        let worst = plain_steps.iter().zip(&absorbed_steps).map(|(a, b)| max_abs_diff(a, b)).fold(0f32, f32::max);
-        eprintln!("{name}: absorbed vs plain decode logits, max diff {worst:.2e} over {} steps", want.len());
-        assert!(worst < 1e-4, "{name}: absorbed decode logits differ from plain by {worst}");
+        let worst = plain_steps
+            .iter()
+            .zip(&absorbed_steps)
+            .map(|(a, b)| max_abs_diff(a, b))
+            .fold(0f32, f32::max);
+        eprintln!(
+            "{name}: absorbed vs plain decode logits, max diff {worst:.2e} over {} steps",
+            want.len()
+        );
+        assert!(
+            worst < 1e-4,
+            "{name}: absorbed decode logits differ from plain by {worst}"
+        );
     }
 }
 
@@ -150,14 +238,29 @@ fn mla_cache_is_compressed() {
     let (model, _) = fixture("deepseek_v3_default");
     let c = &model.cfg;
     // f32: layers * (kv_lora_rank + rope) * 4 vs layers * heads * (nope + rope + v) * 4
-    assert_eq!(model.cache_bytes_per_token(), c.num_hidden_layers * (c.kv_lora_rank + c.qk_rope_head_dim) * 4);
-    assert_eq!(model.naive_cache_bytes_per_token(), c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) * 4);
+    assert_eq!(
+        model.cache_bytes_per_token(),
+        c.num_hidden_layers * (c.kv_lora_rank + c.qk_rope_head_dim) * 4
+    );
+    assert_eq!(
+        model.naive_cache_bytes_per_token(),
+        c.num_hidden_layers
+            * c.num_attention_heads
+            * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim)
+            * 4
+    );
     assert!(model.cache_bytes_per_token() * 3 < model.naive_cache_bytes_per_token());
     // The cache really holds [b, 1, T, rank] latents.
     let mut cache = aha_model::KvCache::new(model.num_layers());
     let ids = Tensor::new(&[[3u32, 4, 5]], &Device::Cpu).unwrap();
     let pos = positions(&ids);
-    let input = ForwardInput { input_ids: &ids, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
+    let input = ForwardInput {
+        input_ids: &ids,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Inference,
+        logits: LogitsFor::Last,
+    };
     model.forward(&input, Some(&mut cache)).unwrap();
     assert_eq!(cache.len(), 3);
 }
@@ -167,10 +270,16 @@ fn completion_logprobs(model: &DeepseekV3, r: &HashMap<String, Tensor>, mode: Mo
     let completion = ids(&r["lp_completion"]);
     let p = prompt.dim(0).unwrap();
     let c = completion.dim(0).unwrap();
-    let all = Tensor::cat(&[&prompt, &completion], 0).unwrap().unsqueeze(0).unwrap();
+    let all = Tensor::cat(&[&prompt, &completion], 0)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let logits = logits(model, &all, mode).squeeze(0).unwrap();
     let lp = candle_nn::ops::log_softmax(&logits.narrow(0, p - 1, c).unwrap(), D::Minus1).unwrap();
-    lp.gather(&completion.unsqueeze(1).unwrap().contiguous().unwrap(), 1).unwrap().squeeze(1).unwrap()
+    lp.gather(&completion.unsqueeze(1).unwrap().contiguous().unwrap(), 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap()
 }
 
 #[test]
@@ -188,18 +297,43 @@ fn completion_logprobs_match() {
 fn gradients_match_for_every_trainable_tensor() {
     for name in FIXTURES {
         let (model, r) = fixture(name);
-        let loss = completion_logprobs(&model, &r, Mode::Train).mean_all().unwrap().neg().unwrap();
-        let want_loss = r["loss"].to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        let loss = completion_logprobs(&model, &r, Mode::Train)
+            .mean_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        let want_loss = r["loss"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
         let got_loss = loss.to_scalar::<f32>().unwrap();
-        assert!((got_loss - want_loss).abs() < 1e-4, "{name}: loss {got_loss} vs {want_loss}");
+        assert!(
+            (got_loss - want_loss).abs() < 1e-4,
+            "{name}: loss {got_loss} vs {want_loss}"
+        );
         let grads = loss.backward().unwrap();
         let expected: Vec<&String> = r.keys().filter(|k| k.starts_with("grad.")).collect();
-        let trainable: Vec<&String> = model.params().iter().map(|(n, _)| n).filter(|n| !model.is_gradient_free(n)).collect();
-        assert_eq!(expected.len(), trainable.len(), "{name}: trainable tensor count");
+        let trainable: Vec<&String> = model
+            .params()
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !model.is_gradient_free(n))
+            .collect();
+        assert_eq!(
+            expected.len(),
+            trainable.len(),
+            "{name}: trainable tensor count"
+        );
         let mut worst = (0f32, String::new());
         for (pname, var) in model.params().iter() {
             if model.is_gradient_free(pname) {
-                assert!(grads.get(var.as_tensor()).is_none_or(|g| max_abs(g) == 0.0), "{name}: {pname} got a gradient");
+                assert!(
+                    grads.get(var.as_tensor()).is_none_or(|g| max_abs(g) == 0.0),
+                    "{name}: {pname} got a gradient"
+                );
                 continue;
             }
             let want = &r[&format!("grad.{pname}")];
@@ -214,28 +348,47 @@ fn gradients_match_for_every_trainable_tensor() {
             if rel > worst.0 {
                 worst = (rel, pname.clone());
             }
-            assert!(rel < 1e-4, "{name}: gradient of {pname} off by {rel} (relative)");
+            assert!(
+                rel < 1e-4,
+                "{name}: gradient of {pname} off by {rel} (relative)"
+            );
         }
-        eprintln!("{name}: worst relative gradient error {:.2e} ({})", worst.0, worst.1);
+        eprintln!(
+            "{name}: worst relative gradient error {:.2e} ({})",
+            worst.0, worst.1
+        );
     }
 }
 
 #[test]
 fn registered_in_model_and_fp8_dequantized_on_load() {
     let model = Model::load(&dir("deepseek_v3_fp8"), &LoadOptions::default()).unwrap();
-    let r = candle_core::safetensors::load(dir("deepseek_v3_fp8").join("reference.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(
+        dir("deepseek_v3_fp8").join("reference.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     for (n, v) in model.params().iter() {
         assert_eq!(v.dtype(), DType::F32, "{n}");
         assert!(!n.ends_with("scale_inv"), "{n}");
     }
     let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
     let pos = positions(&input);
-    let fi = ForwardInput { input_ids: &input, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
+    let fi = ForwardInput {
+        input_ids: &input,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Inference,
+        logits: LogitsFor::All,
+    };
     let got = model.forward(&fi, None).unwrap().squeeze(0).unwrap();
     let diff = max_abs_diff(&got, &r["single_logits"]);
     assert!(diff < 1e-4, "fp8 via Model: logits differ by {diff}");
     let mut cache = model.new_cache();
-    let fi = ForwardInput { logits: LogitsFor::Last, ..fi };
+    let fi = ForwardInput {
+        logits: LogitsFor::Last,
+        ..fi
+    };
     model.forward(&fi, Some(&mut cache)).unwrap();
     assert_eq!(cache.len(), input.dim(1).unwrap());
 }
@@ -259,7 +412,8 @@ fn with_mtp(name: &str, seed: u64) -> DeepseekV3 {
     let h = raw["hidden_size"].as_u64().unwrap() as usize;
     raw["num_nextn_predict_layers"] = serde_json::json!(1);
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (k, v) in candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu).unwrap() {
+    for (k, v) in candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu).unwrap()
+    {
         tensors.insert(k, v);
     }
     let last = format!("model.layers.{}.", layers - 1);
@@ -269,13 +423,19 @@ fn with_mtp(name: &str, seed: u64) -> DeepseekV3 {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n)
             .map(|_| {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 base + ((rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
             })
             .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     };
-    let copies: Vec<(String, Tensor)> = tensors.iter().filter(|(k, _)| k.starts_with(&last)).map(|(k, v)| (k.replacen(&last, &mtp, 1), v.clone())).collect();
+    let copies: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with(&last))
+        .map(|(k, v)| (k.replacen(&last, &mtp, 1), v.clone()))
+        .collect();
     for (k, v) in copies {
         let v = (&v + noise(v.dims(), 0.0)).unwrap();
         tensors.insert(k, v);
@@ -292,13 +452,30 @@ fn with_mtp(name: &str, seed: u64) -> DeepseekV3 {
 #[test]
 fn mtp_speculative_decoding_equals_plain_greedy() {
     for name in ["deepseek_v3_default", "deepseek_v3_yarn"] {
-        let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu).unwrap();
-        let want: Vec<u32> = r["greedy_tokens"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect();
-        let prompt: Vec<u32> = r["greedy_prompt"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect();
+        let r =
+            candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
+                .unwrap();
+        let want: Vec<u32> = r["greedy_tokens"]
+            .to_vec1::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
+        let prompt: Vec<u32> = r["greedy_prompt"]
+            .to_vec1::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
         let model = with_mtp(name, 7);
         assert_eq!(model.num_mtp(), 1);
-        assert!(model.is_gradient_free(&format!("model.layers.{}.eh_proj.weight", model.num_layers())));
-        let (got, stats) = model.speculative_greedy(&prompt, want.len(), Drafter::Mtp).unwrap();
+        assert!(model.is_gradient_free(&format!(
+            "model.layers.{}.eh_proj.weight",
+            model.num_layers()
+        )));
+        let (got, stats) = model
+            .speculative_greedy(&prompt, want.len(), Drafter::Mtp)
+            .unwrap();
         assert_eq!(got, want, "{name}: MTP speculative decoding vs greedy");
         eprintln!("{name}: MTP drafts {stats:?}");
         // A proposer right on every other step exercises both the accept and the reject path.
@@ -306,18 +483,41 @@ fn mtp_speculative_decoding_equals_plain_greedy() {
         let mut calls = 0usize;
         let mut oracle = |seq: &[u32]| {
             calls += 1;
-            if calls.is_multiple_of(3) { 0 } else { full.get(seq.len()).cloned().unwrap_or(0) }
+            if calls.is_multiple_of(3) {
+                0
+            } else {
+                full.get(seq.len()).cloned().unwrap_or(0)
+            }
         };
-        let (got, stats) = model.speculative_greedy(&prompt, want.len(), Drafter::Func(&mut oracle)).unwrap();
-        assert_eq!(got, want, "{name}: oracle-drafted speculative decoding vs greedy");
-        assert!(stats.accepted > 0 && stats.accepted < stats.drafted, "{name}: {stats:?}");
+        let (got, stats) = model
+            .speculative_greedy(&prompt, want.len(), Drafter::Func(&mut oracle))
+            .unwrap();
+        assert_eq!(
+            got, want,
+            "{name}: oracle-drafted speculative decoding vs greedy"
+        );
+        assert!(
+            stats.accepted > 0 && stats.accepted < stats.drafted,
+            "{name}: {stats:?}"
+        );
         assert!(stats.steps < want.len(), "{name}: {stats:?}");
     }
 }
 
-fn routed(model: &DeepseekV3, ids: &Tensor, mask: Option<&Tensor>, mode: Mode) -> aha_model::deepseek_v3::ForwardOutput {
+fn routed(
+    model: &DeepseekV3,
+    ids: &Tensor,
+    mask: Option<&Tensor>,
+    mode: Mode,
+) -> aha_model::deepseek_v3::ForwardOutput {
     let pos = positions(ids);
-    let input = ForwardInput { input_ids: ids, position_ids: &pos, key_mask: mask, mode, logits: LogitsFor::All };
+    let input = ForwardInput {
+        input_ids: ids,
+        position_ids: &pos,
+        key_mask: mask,
+        mode,
+        logits: LogitsFor::All,
+    };
     model.forward_full(&input, None, true).unwrap()
 }
 
@@ -327,18 +527,38 @@ fn expert_load_counts_real_tokens_only() {
     let batch_ids = ids(&r["batch_ids"]);
     let mask = r["batch_mask"].to_dtype(DType::U32).unwrap();
     let pos = ids(&r["batch_position_ids"]);
-    let input = ForwardInput { input_ids: &batch_ids, position_ids: &pos, key_mask: Some(&mask), mode: Mode::Inference, logits: LogitsFor::All };
+    let input = ForwardInput {
+        input_ids: &batch_ids,
+        position_ids: &pos,
+        key_mask: Some(&mask),
+        mode: Mode::Inference,
+        logits: LogitsFor::All,
+    };
     let out = model.forward_full(&input, None, true).unwrap();
-    let real: f32 = r["batch_mask"].to_dtype(DType::F32).unwrap().sum_all().unwrap().to_scalar().unwrap();
+    let real: f32 = r["batch_mask"]
+        .to_dtype(DType::F32)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     let loads = DeepseekV3::expert_load(&out.routing, Some(&mask)).unwrap();
     let (e, k) = (model.cfg.n_experts(), model.cfg.top_k() as f32);
-    assert_eq!(loads.len(), (0..model.num_layers()).filter(|&i| model.cfg.is_moe_layer(i)).count());
+    assert_eq!(
+        loads.len(),
+        (0..model.num_layers())
+            .filter(|&i| model.cfg.is_moe_layer(i))
+            .count()
+    );
     for (layer, load) in &loads {
         assert_eq!(load.len(), e);
         assert_eq!(load.iter().sum::<f32>(), real * k, "layer {layer}");
     }
     let all = DeepseekV3::expert_load(&out.routing, None).unwrap();
-    assert_eq!(all[0].1.iter().sum::<f32>(), batch_ids.elem_count() as f32 * k);
+    assert_eq!(
+        all[0].1.iter().sum::<f32>(),
+        batch_ids.elem_count() as f32 * k
+    );
 }
 
 #[test]
@@ -350,24 +570,60 @@ fn bias_balancing_evens_out_expert_load_without_touching_weights() {
     let imbalance = |m: &DeepseekV3| -> f32 {
         let out = routed(m, &batch, None, Mode::Inference);
         let loads = DeepseekV3::expert_load(&out.routing, None).unwrap();
-        loads.iter().map(|(_, l)| l.iter().cloned().fold(0f32, f32::max) / (l.iter().sum::<f32>() / l.len() as f32)).fold(0f32, f32::max)
+        loads
+            .iter()
+            .map(|(_, l)| {
+                l.iter().cloned().fold(0f32, f32::max) / (l.iter().sum::<f32>() / l.len() as f32)
+            })
+            .fold(0f32, f32::max)
     };
     let before = imbalance(&model);
     let bias_name = "model.layers.1.mlp.gate.e_score_correction_bias";
-    let b0: Vec<f32> = model.params().get(bias_name).unwrap().as_tensor().to_vec1().unwrap();
-    let gate0 = model.params().get("model.layers.1.mlp.gate.weight").unwrap().as_tensor().copy().unwrap();
+    let b0: Vec<f32> = model
+        .params()
+        .get(bias_name)
+        .unwrap()
+        .as_tensor()
+        .to_vec1()
+        .unwrap();
+    let gate0 = model
+        .params()
+        .get("model.layers.1.mlp.gate.weight")
+        .unwrap()
+        .as_tensor()
+        .copy()
+        .unwrap();
     for _ in 0..30 {
         let out = routed(&model, &batch, None, Mode::Inference);
         let loads = DeepseekV3::expert_load(&out.routing, None).unwrap();
         model.update_routing_bias(&loads, 0.01).unwrap();
     }
-    let b1: Vec<f32> = model.params().get(bias_name).unwrap().as_tensor().to_vec1().unwrap();
+    let b1: Vec<f32> = model
+        .params()
+        .get(bias_name)
+        .unwrap()
+        .as_tensor()
+        .to_vec1()
+        .unwrap();
     assert!(b0.iter().zip(&b1).all(|(a, b)| (a - b).abs() <= 0.3 + 1e-5));
     assert!(b0 != b1);
-    assert_eq!(max_abs_diff(&gate0, model.params().get("model.layers.1.mlp.gate.weight").unwrap().as_tensor()), 0.0);
+    assert_eq!(
+        max_abs_diff(
+            &gate0,
+            model
+                .params()
+                .get("model.layers.1.mlp.gate.weight")
+                .unwrap()
+                .as_tensor()
+        ),
+        0.0
+    );
     let after = imbalance(&model);
     eprintln!("max load / mean load: {before:.2} before, {after:.2} after 30 bias updates");
-    assert!(after < before, "balancing did not help: {before} -> {after}");
+    assert!(
+        after < before,
+        "balancing did not help: {before} -> {after}"
+    );
 }
 
 #[test]
@@ -406,10 +662,21 @@ fn sequence_balance_loss_value_and_gradient() {
     }
     want *= alpha / out.routing.len() as f64;
     let got = loss.to_scalar::<f32>().unwrap() as f64;
-    assert!((got - want).abs() < 1e-6 * want.abs().max(1e-3), "balance loss {got} vs {want}");
+    assert!(
+        (got - want).abs() < 1e-6 * want.abs().max(1e-3),
+        "balance loss {got} vs {want}"
+    );
     let grads = loss.backward().unwrap();
     for layer in [1, 2] {
-        let g = grads.get(model.params().get(&format!("model.layers.{layer}.mlp.gate.weight")).unwrap().as_tensor()).unwrap();
+        let g = grads
+            .get(
+                model
+                    .params()
+                    .get(&format!("model.layers.{layer}.mlp.gate.weight"))
+                    .unwrap()
+                    .as_tensor(),
+            )
+            .unwrap();
         assert!(max_abs(g) > 0.0 && max_abs(g).is_finite());
     }
 }
@@ -422,7 +689,11 @@ fn random_model(raw: serde_json::Value) -> DeepseekV3 {
     let qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim;
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let mut w = |name: String, shape: &[usize]| {
-        let std = if shape.len() == 1 { 0.0 } else { 1.0 / (shape[1] as f64).sqrt() };
+        let std = if shape.len() == 1 {
+            0.0
+        } else {
+            1.0 / (shape[1] as f64).sqrt()
+        };
         let x = if shape.len() == 1 && !name.contains("bias") {
             Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap()
         } else {
@@ -440,10 +711,25 @@ fn random_model(raw: serde_json::Value) -> DeepseekV3 {
         w(format!("{p}.self_attn.q_a_proj.weight"), &[q, h]);
         w(format!("{p}.self_attn.q_a_layernorm.weight"), &[q]);
         w(format!("{p}.self_attn.q_b_proj.weight"), &[nh * qk, q]);
-        w(format!("{p}.self_attn.kv_a_proj_with_mqa.weight"), &[cfg.kv_lora_rank + cfg.qk_rope_head_dim, h]);
-        w(format!("{p}.self_attn.kv_a_layernorm.weight"), &[cfg.kv_lora_rank]);
-        w(format!("{p}.self_attn.kv_b_proj.weight"), &[nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), cfg.kv_lora_rank]);
-        w(format!("{p}.self_attn.o_proj.weight"), &[h, nh * cfg.v_head_dim]);
+        w(
+            format!("{p}.self_attn.kv_a_proj_with_mqa.weight"),
+            &[cfg.kv_lora_rank + cfg.qk_rope_head_dim, h],
+        );
+        w(
+            format!("{p}.self_attn.kv_a_layernorm.weight"),
+            &[cfg.kv_lora_rank],
+        );
+        w(
+            format!("{p}.self_attn.kv_b_proj.weight"),
+            &[
+                nh * (cfg.qk_nope_head_dim + cfg.v_head_dim),
+                cfg.kv_lora_rank,
+            ],
+        );
+        w(
+            format!("{p}.self_attn.o_proj.weight"),
+            &[h, nh * cfg.v_head_dim],
+        );
         w(format!("{p}.input_layernorm.weight"), &[h]);
         w(format!("{p}.post_attention_layernorm.weight"), &[h]);
         let mlp = |w: &mut dyn FnMut(String, &[usize]), pre: String, inter: usize| {
@@ -458,7 +744,11 @@ fn random_model(raw: serde_json::Value) -> DeepseekV3 {
             for ei in 0..e {
                 mlp(&mut w, format!("{p}.mlp.experts.{ei}"), mi);
             }
-            mlp(&mut w, format!("{p}.mlp.shared_experts"), mi * cfg.n_shared_experts.unwrap_or(0));
+            mlp(
+                &mut w,
+                format!("{p}.mlp.shared_experts"),
+                mi * cfg.n_shared_experts.unwrap_or(0),
+            );
         } else {
             mlp(&mut w, format!("{p}.mlp"), cfg.intermediate_size);
         }
@@ -469,17 +759,42 @@ fn random_model(raw: serde_json::Value) -> DeepseekV3 {
 
 fn decode_tokens_per_s(model: &DeepseekV3, prompt_len: usize, new: usize) -> f64 {
     let mut cache = aha_model::KvCache::new(model.num_layers());
-    let prompt = Tensor::from_vec((0..prompt_len as u32).map(|i| i * 7 % 1000 + 1).collect::<Vec<_>>(), (1, prompt_len), &Device::Cpu).unwrap();
+    let prompt = Tensor::from_vec(
+        (0..prompt_len as u32)
+            .map(|i| i * 7 % 1000 + 1)
+            .collect::<Vec<_>>(),
+        (1, prompt_len),
+        &Device::Cpu,
+    )
+    .unwrap();
     let pos = positions(&prompt);
-    let input = ForwardInput { input_ids: &prompt, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
+    let input = ForwardInput {
+        input_ids: &prompt,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Inference,
+        logits: LogitsFor::Last,
+    };
     let mut out = model.forward(&input, Some(&mut cache)).unwrap();
     let start = std::time::Instant::now();
     for step in 0..new {
-        let next = out.i((0, 0)).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        let next = out
+            .i((0, 0))
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
         let ids = Tensor::new(&[[next]], &Device::Cpu).unwrap();
         let p = (prompt_len + step) as u32;
         let pos = Tensor::new(&[[p]], &Device::Cpu).unwrap();
-        let input = ForwardInput { input_ids: &ids, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
+        let input = ForwardInput {
+            input_ids: &ids,
+            position_ids: &pos,
+            key_mask: None,
+            mode: Mode::Inference,
+            logits: LogitsFor::Last,
+        };
         out = model.forward(&input, Some(&mut cache)).unwrap();
     }
     new as f64 / start.elapsed().as_secs_f64()
@@ -514,12 +829,18 @@ fn bench_moe_decode_and_mla_cache() {
         let dense = decode_tokens_per_s(&model, prompt, new);
         eprintln!("{form:?} MLA: routed experts only {sparse:.1} tok/s, all experts {dense:.1} tok/s ({:.2}x)", sparse / dense);
     }
-    eprintln!("cache bytes/token (f32, this model): MLA {} vs naive {} ({:.1}x smaller)",
-        model.cache_bytes_per_token(), model.naive_cache_bytes_per_token(),
-        model.naive_cache_bytes_per_token() as f64 / model.cache_bytes_per_token() as f64);
+    eprintln!(
+        "cache bytes/token (f32, this model): MLA {} vs naive {} ({:.1}x smaller)",
+        model.cache_bytes_per_token(),
+        model.naive_cache_bytes_per_token(),
+        model.naive_cache_bytes_per_token() as f64 / model.cache_bytes_per_token() as f64
+    );
     // DeepSeek-V3 / R1 at bf16: 61 layers, 128 heads, kv_lora_rank 512, rope 64, nope 128, v 128.
     let (mla, naive) = (61 * (512 + 64) * 2, 61 * 128 * (128 + 64 + 128) * 2);
-    eprintln!("cache bytes/token (bf16, DeepSeek-V3 671B): MLA {mla} vs naive {naive} ({:.1}x smaller)", naive as f64 / mla as f64);
+    eprintln!(
+        "cache bytes/token (bf16, DeepSeek-V3 671B): MLA {mla} vs naive {naive} ({:.1}x smaller)",
+        naive as f64 / mla as f64
+    );
 }
 
 /// YaRN inv_freq and attention factor against transformers' `_compute_yarn_parameters`
@@ -528,14 +849,62 @@ fn bench_moe_decode_and_mla_cache() {
 #[test]
 fn yarn_parameters_match_transformers() {
     let cases: [(serde_json::Value, f64, [f64; 8]); 4] = [
-        (serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "mscale": 0.707}), 1.138629436111989,
-            [1.0, 0.237170815, 0.049999997, 0.007905695, 0.0025, 0.000790569, 0.00025, 7.9057e-05]),
-        (serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "mscale_all_dim": 0.5}), 1.138629436111989,
-            [1.0, 0.237170815, 0.049999997, 0.007905695, 0.0025, 0.000790569, 0.00025, 7.9057e-05]),
-        (serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": 1.3, "beta_fast": 16.0, "beta_slow": 2.0}), 1.3,
-            [1.0, 0.197642356, 0.025, 0.007905695, 0.0025, 0.000790569, 0.00025, 7.9057e-05]),
-        (serde_json::json!({"factor": 40.0, "original_max_position_embeddings": 4096, "mscale": 1.0, "mscale_all_dim": 1.0, "truncate": false}), 1.0,
-            [1.0, 0.316227764, 0.100000001, 0.027710859, 0.005524063, 0.000722638, 2.5e-05, 7.906e-06]),
+        (
+            serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "mscale": 0.707}),
+            1.138629436111989,
+            [
+                1.0,
+                0.237170815,
+                0.049999997,
+                0.007905695,
+                0.0025,
+                0.000790569,
+                0.00025,
+                7.9057e-05,
+            ],
+        ),
+        (
+            serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "mscale_all_dim": 0.5}),
+            1.138629436111989,
+            [
+                1.0,
+                0.237170815,
+                0.049999997,
+                0.007905695,
+                0.0025,
+                0.000790569,
+                0.00025,
+                7.9057e-05,
+            ],
+        ),
+        (
+            serde_json::json!({"factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": 1.3, "beta_fast": 16.0, "beta_slow": 2.0}),
+            1.3,
+            [
+                1.0,
+                0.197642356,
+                0.025,
+                0.007905695,
+                0.0025,
+                0.000790569,
+                0.00025,
+                7.9057e-05,
+            ],
+        ),
+        (
+            serde_json::json!({"factor": 40.0, "original_max_position_embeddings": 4096, "mscale": 1.0, "mscale_all_dim": 1.0, "truncate": false}),
+            1.0,
+            [
+                1.0,
+                0.316227764,
+                0.100000001,
+                0.027710859,
+                0.005524063,
+                0.000722638,
+                2.5e-05,
+                7.906e-06,
+            ],
+        ),
     ];
     for (rope, want_factor, want_inv) in cases {
         let mut rp = rope.clone();
@@ -547,18 +916,37 @@ fn yarn_parameters_match_transformers() {
         let cfg = DeepseekV3Config::from_json(&raw, &PathBuf::from("config.json")).unwrap();
         let rope_cfg = cfg.rope.clone().unwrap();
         let r = aha_model::rope::Rope::new(&rope_cfg, 16, &Device::Cpu).unwrap();
-        let (cos, sin) = r.cos_sin(&Tensor::new(&[[0u32, 1]], &Device::Cpu).unwrap()).unwrap();
+        let (cos, sin) = r
+            .cos_sin(&Tensor::new(&[[0u32, 1]], &Device::Cpu).unwrap())
+            .unwrap();
         let cos: Vec<Vec<f32>> = cos.squeeze(0).unwrap().to_vec2().unwrap();
         let sin: Vec<Vec<f32>> = sin.squeeze(0).unwrap().to_vec2().unwrap();
-        assert!((cos[0][0] as f64 - want_factor).abs() < 1e-6, "{rope}: attention factor {} vs {want_factor}", cos[0][0]);
+        assert!(
+            (cos[0][0] as f64 - want_factor).abs() < 1e-6,
+            "{rope}: attention factor {} vs {want_factor}",
+            cos[0][0]
+        );
         for (i, &w) in want_inv.iter().enumerate() {
             let got = (sin[1][i] as f64).atan2(cos[1][i] as f64);
-            assert!((got - w).abs() < 1e-6 * w.max(1e-3) + 1e-9, "{rope}: inv_freq[{i}] {got} vs {w}");
+            assert!(
+                (got - w).abs() < 1e-6 * w.max(1e-3) + 1e-9,
+                "{rope}: inv_freq[{i}] {got} vs {w}"
+            );
         }
         // The softmax scale follows mscale_all_dim alone (yarn_apply_mscale).
-        let mad = rope.get("mscale_all_dim").and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let m = if mad != 0.0 { aha_model::rope::yarn_mscale(rope["factor"].as_f64().unwrap(), mad) } else { 1.0 };
-        assert!((cfg.softmax_scale() - m * m / 20f64.sqrt()).abs() < 1e-12, "{rope}: softmax scale");
+        let mad = rope
+            .get("mscale_all_dim")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        let m = if mad != 0.0 {
+            aha_model::rope::yarn_mscale(rope["factor"].as_f64().unwrap(), mad)
+        } else {
+            1.0
+        };
+        assert!(
+            (cfg.softmax_scale() - m * m / 20f64.sqrt()).abs() < 1e-12,
+            "{rope}: softmax scale"
+        );
     }
 }
 
@@ -568,13 +956,21 @@ fn yarn_parameters_match_transformers() {
 #[test]
 fn bf16_compute_runs_and_stays_close() {
     let name = "deepseek_v3_default";
-    let opts = LoadOptions { dtype: DType::BF16, device: Device::Cpu };
+    let opts = LoadOptions {
+        dtype: DType::BF16,
+        device: Device::Cpu,
+    };
     let mut model = DeepseekV3::load_dir(&dir(name), &opts).unwrap();
-    let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
+        .unwrap();
     let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
     for form in [MlaForm::Plain, MlaForm::Absorbed] {
         model.mla_form = form;
-        let got = logits(&model, &input, Mode::Inference).to_dtype(DType::F32).unwrap().squeeze(0).unwrap();
+        let got = logits(&model, &input, Mode::Inference)
+            .to_dtype(DType::F32)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let diff = max_abs_diff(&got, &r["single_logits"]);
         eprintln!("bf16 {form:?}: max |logits - f32 transformers| = {diff:.3}");
         assert!(diff.is_finite() && diff < 1.5, "bf16 {form:?}: {diff}");
@@ -590,15 +986,27 @@ fn bf16_compute_runs_and_stays_close() {
 fn save_and_reload_roundtrip() {
     for name in ["deepseek_v3_default", "deepseek_v3_fp8"] {
         let model = Model::load(&dir(name), &LoadOptions::default()).unwrap();
-        let out = std::env::temp_dir().join(format!("aha_ds_roundtrip_{}_{name}", std::process::id()));
+        let out =
+            std::env::temp_dir().join(format!("aha_ds_roundtrip_{}_{name}", std::process::id()));
         model.save(&out).unwrap();
         let again = Model::load(&out, &LoadOptions::default()).unwrap();
         assert_eq!(model.params().len(), again.params().len());
-        let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu).unwrap();
+        let r =
+            candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
+                .unwrap();
         let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
         let pos = positions(&input);
-        let fi = ForwardInput { input_ids: &input, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
-        let diff = max_abs_diff(&model.forward(&fi, None).unwrap(), &again.forward(&fi, None).unwrap());
+        let fi = ForwardInput {
+            input_ids: &input,
+            position_ids: &pos,
+            key_mask: None,
+            mode: Mode::Inference,
+            logits: LogitsFor::All,
+        };
+        let diff = max_abs_diff(
+            &model.forward(&fi, None).unwrap(),
+            &again.forward(&fi, None).unwrap(),
+        );
         assert_eq!(diff, 0.0, "{name}: reloaded model differs by {diff}");
         std::fs::remove_dir_all(&out).ok();
     }
@@ -611,16 +1019,25 @@ fn mtp_module_matches_transformers_and_drafts_for_greedy() {
     let name = "deepseek_v3_mtp";
     let model = DeepseekV3::load_dir(&dir(name), &LoadOptions::default()).unwrap();
     assert_eq!(model.num_mtp(), 1);
-    let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
+        .unwrap();
     let all = ids(&r["mtp_ids"]).unsqueeze(0).unwrap();
     let t = all.dim(1).unwrap();
     let pos = positions(&all);
-    let fi = ForwardInput { input_ids: &all, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
+    let fi = ForwardInput {
+        input_ids: &all,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Inference,
+        logits: LogitsFor::All,
+    };
     let out = model.forward_full(&fi, None, false).unwrap();
     let hidden = out.hidden.narrow(1, 0, t - 1).unwrap();
     let next = all.narrow(1, 1, t - 1).unwrap();
     let next_pos = pos.narrow(1, 1, t - 1).unwrap();
-    let (got, _) = model.mtp_forward(0, &hidden, &next, &next_pos, None, None).unwrap();
+    let (got, _) = model
+        .mtp_forward(0, &hidden, &next, &next_pos, None, None)
+        .unwrap();
     let diff = max_abs_diff(&got.squeeze(0).unwrap(), &r["mtp_logits"]);
     eprintln!("{name}: max |MTP logits - transformers MtpLayer| = {diff:.2e}");
     assert!(diff < 1e-4, "MTP logits differ by {diff}");
@@ -628,14 +1045,36 @@ fn mtp_module_matches_transformers_and_drafts_for_greedy() {
     let mut cache = aha_model::KvCache::new(1);
     for i in 0..t - 1 {
         let (step, _) = model
-            .mtp_forward(0, &hidden.narrow(1, i, 1).unwrap(), &next.narrow(1, i, 1).unwrap(), &next_pos.narrow(1, i, 1).unwrap(), None, Some(&mut cache))
+            .mtp_forward(
+                0,
+                &hidden.narrow(1, i, 1).unwrap(),
+                &next.narrow(1, i, 1).unwrap(),
+                &next_pos.narrow(1, i, 1).unwrap(),
+                None,
+                Some(&mut cache),
+            )
             .unwrap();
-        let diff = max_abs_diff(&step.squeeze(0).unwrap().squeeze(0).unwrap(), &r["mtp_logits"].get(i).unwrap());
+        let diff = max_abs_diff(
+            &step.squeeze(0).unwrap().squeeze(0).unwrap(),
+            &r["mtp_logits"].get(i).unwrap(),
+        );
         assert!(diff < 1e-4, "cached MTP step {i} differs by {diff}");
     }
-    let want: Vec<u32> = r["greedy_tokens"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect();
-    let prompt: Vec<u32> = r["greedy_prompt"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect();
-    let (got, stats) = model.speculative_greedy(&prompt, want.len(), Drafter::Mtp).unwrap();
+    let want: Vec<u32> = r["greedy_tokens"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as u32)
+        .collect();
+    let prompt: Vec<u32> = r["greedy_prompt"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as u32)
+        .collect();
+    let (got, stats) = model
+        .speculative_greedy(&prompt, want.len(), Drafter::Mtp)
+        .unwrap();
     assert_eq!(got, want, "MTP speculative decoding vs transformers greedy");
     eprintln!("{name}: {stats:?}");
     // Registered through Model too, with no checkpoint tensor left over.
@@ -666,12 +1105,18 @@ fn official_deepseek_r1_config_parses() {
         "transformers_version": "4.46.3", "use_cache": true, "v_head_dim": 128, "vocab_size": 129280
     }"#).unwrap();
     let cfg = DeepseekV3Config::from_json(&raw, &PathBuf::from("DeepSeek-R1/config.json")).unwrap();
-    assert_eq!(aha_model::config::architecture(&raw).as_deref(), Some("deepseek_v3"));
+    assert_eq!(
+        aha_model::config::architecture(&raw).as_deref(),
+        Some("deepseek_v3")
+    );
     assert_eq!(cfg.fp8_block(), Some((128, 128)));
     assert_eq!(cfg.num_nextn_predict_layers, Some(1));
     assert!(!cfg.is_moe_layer(2) && cfg.is_moe_layer(3) && cfg.is_moe_layer(60));
     assert_eq!((cfg.n_experts(), cfg.top_k(), cfg.groups()), (256, 8, 8));
-    assert_eq!(cfg.topk_method(), aha_model::deepseek_v3::TopkMethod::NoauxTc);
+    assert_eq!(
+        cfg.topk_method(),
+        aha_model::deepseek_v3::TopkMethod::NoauxTc
+    );
     assert!(cfg.rope_interleave.unwrap_or(true));
     let m = 0.1 * 40f64.ln() + 1.0;
     assert!((cfg.softmax_scale() - m * m / 192f64.sqrt()).abs() < 1e-12);

@@ -41,12 +41,30 @@ fn tiny_weights() -> Vec<(String, Tensor)> {
     out.push(("model.embed_tokens.weight".into(), rand(&[VOCAB, H], 1.0)));
     for i in 0..LAYERS {
         let p = format!("model.layers.{i}");
-        out.push((format!("{p}.input_layernorm.weight"), (rand(&[H], 0.1) + 1.0).unwrap()));
-        out.push((format!("{p}.post_attention_layernorm.weight"), (rand(&[H], 0.1) + 1.0).unwrap()));
-        out.push((format!("{p}.self_attn.q_proj.weight"), rand(&[HEADS * HD, H], 0.1)));
-        out.push((format!("{p}.self_attn.k_proj.weight"), rand(&[KV * HD, H], 0.1)));
-        out.push((format!("{p}.self_attn.v_proj.weight"), rand(&[KV * HD, H], 0.1)));
-        out.push((format!("{p}.self_attn.o_proj.weight"), rand(&[H, HEADS * HD], 0.1)));
+        out.push((
+            format!("{p}.input_layernorm.weight"),
+            (rand(&[H], 0.1) + 1.0).unwrap(),
+        ));
+        out.push((
+            format!("{p}.post_attention_layernorm.weight"),
+            (rand(&[H], 0.1) + 1.0).unwrap(),
+        ));
+        out.push((
+            format!("{p}.self_attn.q_proj.weight"),
+            rand(&[HEADS * HD, H], 0.1),
+        ));
+        out.push((
+            format!("{p}.self_attn.k_proj.weight"),
+            rand(&[KV * HD, H], 0.1),
+        ));
+        out.push((
+            format!("{p}.self_attn.v_proj.weight"),
+            rand(&[KV * HD, H], 0.1),
+        ));
+        out.push((
+            format!("{p}.self_attn.o_proj.weight"),
+            rand(&[H, HEADS * HD], 0.1),
+        ));
         out.push((format!("{p}.mlp.gate_proj.weight"), rand(&[FF, H], 0.1)));
         out.push((format!("{p}.mlp.up_proj.weight"), rand(&[FF, H], 0.1)));
         out.push((format!("{p}.mlp.down_proj.weight"), rand(&[H, FF], 0.07)));
@@ -56,7 +74,10 @@ fn tiny_weights() -> Vec<(String, Tensor)> {
 }
 
 fn gguf_name(hf: &str) -> String {
-    let n = hf.replace("model.embed_tokens", "token_embd").replace("model.norm", "output_norm").replace("model.layers.", "blk.");
+    let n = hf
+        .replace("model.embed_tokens", "token_embd")
+        .replace("model.norm", "output_norm")
+        .replace("model.layers.", "blk.");
     n.replace("input_layernorm", "attn_norm")
         .replace("post_attention_layernorm", "ffn_norm")
         .replace("self_attn.q_proj", "attn_q")
@@ -75,9 +96,18 @@ fn write_tiny(path: &Path, dtype: GgmlDType) {
         ("llama.block_count".into(), Value::U32(LAYERS as u32)),
         ("llama.embedding_length".into(), Value::U32(H as u32)),
         ("llama.feed_forward_length".into(), Value::U32(FF as u32)),
-        ("llama.attention.head_count".into(), Value::U32(HEADS as u32)),
-        ("llama.attention.head_count_kv".into(), Value::U32(KV as u32)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
+        (
+            "llama.attention.head_count".into(),
+            Value::U32(HEADS as u32),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            Value::U32(KV as u32),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(1e-5),
+        ),
         ("llama.rope.freq_base".into(), Value::F32(10000.0)),
         ("llama.context_length".into(), Value::U32(256)),
     ];
@@ -87,13 +117,28 @@ fn write_tiny(path: &Path, dtype: GgmlDType) {
         for (proj, heads) in [("q_proj", HEADS), ("k_proj", KV)] {
             if name.contains(proj) {
                 let rows = t.dim(0).unwrap();
-                let bytes: Vec<u8> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect();
+                let bytes: Vec<u8> = t
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect();
                 let p = gguf::permute_rows(&bytes, rows, heads, false).unwrap();
-                let v: Vec<f32> = p.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                let v: Vec<f32> = p
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
                 t = Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap();
             }
         }
-        let q = if t.rank() == 1 { QTensor::quantize(&t, GgmlDType::F32) } else { QTensor::quantize(&t, dtype) }.unwrap();
+        let q = if t.rank() == 1 {
+            QTensor::quantize(&t, GgmlDType::F32)
+        } else {
+            QTensor::quantize(&t, dtype)
+        }
+        .unwrap();
         tensors.push((gguf_name(&name), q));
     }
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -104,9 +149,26 @@ fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
     let dev = Device::Cpu;
     let t = ids.len();
     let input_ids = Tensor::new(ids, &dev).unwrap().reshape((1, t)).unwrap();
-    let pos = Tensor::arange(0u32, t as u32, &dev).unwrap().reshape((1, t)).unwrap();
-    let input = ForwardInput { input_ids: &input_ids, position_ids: &pos, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
-    model.forward(&input, None).unwrap().i(0).unwrap().to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+    let pos = Tensor::arange(0u32, t as u32, &dev)
+        .unwrap()
+        .reshape((1, t))
+        .unwrap();
+    let input = ForwardInput {
+        input_ids: &input_ids,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Inference,
+        logits: LogitsFor::All,
+    };
+    model
+        .forward(&input, None)
+        .unwrap()
+        .i(0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
 }
 
 /// The dense aha Llama on the GGUF file's dequantized weights.
@@ -120,9 +182,19 @@ fn dense_reference(path: &Path) -> Model {
         let mut t = q.dequantize(&Device::Cpu).unwrap();
         for (proj, heads) in [("q_proj", HEADS), ("k_proj", KV)] {
             if name.contains(proj) {
-                let bytes: Vec<u8> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect();
+                let bytes: Vec<u8> = t
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect();
                 let p = gguf::permute_rows(&bytes, info.shape()[0], heads, true).unwrap();
-                let v: Vec<f32> = p.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                let v: Vec<f32> = p
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
                 t = Tensor::from_vec(v, info.shape(), &Device::Cpu).unwrap();
             }
         }
@@ -162,21 +234,49 @@ fn quantized_logits_match_the_dequantized_reference_per_type() {
         let reference = dense_reference(&path);
         let (a, b) = (logits(&q, &ids), logits(&reference, &ids));
         let scale = b.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
-        let diff = a.iter().flatten().zip(b.iter().flatten()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let diff = a
+            .iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         eprintln!("{dtype:?}: max |logit diff| {diff:.5} (max |logit| {scale:.3})");
-        assert!(diff <= tol * scale, "{dtype:?}: logits differ by {diff} (max |logit| {scale})");
+        assert!(
+            diff <= tol * scale,
+            "{dtype:?}: logits differ by {diff} (max |logit| {scale})"
+        );
         // The KV-cached decode gives the same last logits as the full pass.
         let mut cache = q.new_cache();
         let dev = Device::Cpu;
         let mut last = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             let x = Tensor::new(&[id], &dev).unwrap().reshape((1, 1)).unwrap();
-            let p = Tensor::new(&[i as u32], &dev).unwrap().reshape((1, 1)).unwrap();
-            let input = ForwardInput { input_ids: &x, position_ids: &p, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
-            last = q.forward(&input, Some(&mut cache)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let p = Tensor::new(&[i as u32], &dev)
+                .unwrap()
+                .reshape((1, 1))
+                .unwrap();
+            let input = ForwardInput {
+                input_ids: &x,
+                position_ids: &p,
+                key_mask: None,
+                mode: Mode::Inference,
+                logits: LogitsFor::Last,
+            };
+            last = q
+                .forward(&input, Some(&mut cache))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
         }
-        let d = last.iter().zip(&a[ids.len() - 1]).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(d < 1e-3 * scale.max(1.0), "{dtype:?}: cached decode differs by {d}");
+        let d = last
+            .iter()
+            .zip(&a[ids.len() - 1])
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            d < 1e-3 * scale.max(1.0),
+            "{dtype:?}: cached decode differs by {d}"
+        );
     }
 }
 
@@ -188,7 +288,8 @@ fn tiny_bytes() -> Vec<u8> {
 }
 
 fn parse(b: &[u8]) -> Result<GgufFile, String> {
-    GgufFile::parse(&mut &b[..], b.len() as u64, Path::new("test.gguf"), true).map_err(|e| e.to_string())
+    GgufFile::parse(&mut &b[..], b.len() as u64, Path::new("test.gguf"), true)
+        .map_err(|e| e.to_string())
 }
 
 /// Offset of the first tensor info (just after the metadata) in a tiny file.
@@ -196,11 +297,14 @@ fn tensor_infos_start(b: &[u8]) -> usize {
     let g = parse(b).unwrap();
     let mut pos = 24;
     for (k, v) in &g.metadata {
-        pos += 8 + k.len() + 4 + match v {
-            Value::String(s) => 8 + s.len(),
-            Value::U32(_) | Value::F32(_) => 4,
-            _ => unreachable!(),
-        };
+        pos += 8
+            + k.len()
+            + 4
+            + match v {
+                Value::String(s) => 8 + s.len(),
+                Value::U32(_) | Value::F32(_) => 4,
+                _ => unreachable!(),
+            };
     }
     pos
 }
@@ -212,7 +316,11 @@ fn bad_files_are_clear_errors() {
     // Wrong magic, wrong version, big-endian.
     let mut b = good.clone();
     b[0] = b'X';
-    assert!(parse(&b).unwrap_err().contains("wrong magic"), "{}", parse(&b).unwrap_err());
+    assert!(
+        parse(&b).unwrap_err().contains("wrong magic"),
+        "{}",
+        parse(&b).unwrap_err()
+    );
     let mut b = good.clone();
     b[4..8].copy_from_slice(&7u32.to_le_bytes());
     assert!(parse(&b).unwrap_err().contains("version 7"));
@@ -223,7 +331,11 @@ fn bad_files_are_clear_errors() {
     for (at, what) in [(8, "tensor count"), (16, "metadata count")] {
         let mut b = good.clone();
         b[at..at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
-        assert!(parse(&b).unwrap_err().contains(what), "{}", parse(&b).unwrap_err());
+        assert!(
+            parse(&b).unwrap_err().contains(what),
+            "{}",
+            parse(&b).unwrap_err()
+        );
     }
     // A key claiming an absurd length.
     let mut b = good.clone();
@@ -243,10 +355,17 @@ fn bad_files_are_clear_errors() {
     }
     let mut b = good.clone();
     b[nd_at + 12..nd_at + 20].copy_from_slice(&(1u64 << 20).to_le_bytes()); // dims[1] huge
-    assert!(parse(&b).unwrap_err().contains("runs past the end"), "{}", parse(&b).unwrap_err());
+    assert!(
+        parse(&b).unwrap_err().contains("runs past the end"),
+        "{}",
+        parse(&b).unwrap_err()
+    );
     let mut b = good.clone();
     b[nd_at + 4..nd_at + 12].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
-    assert!(parse(&b).unwrap_err().contains("absurd size") || parse(&b).unwrap_err().contains("block size"));
+    assert!(
+        parse(&b).unwrap_err().contains("absurd size")
+            || parse(&b).unwrap_err().contains("block size")
+    );
     let mut b = good.clone();
     b[nd_at..nd_at + 4].copy_from_slice(&9u32.to_le_bytes());
     assert!(parse(&b).unwrap_err().contains("dimensions"));
@@ -258,7 +377,10 @@ fn bad_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("cut.gguf");
     std::fs::write(&p, &good[..good.len() / 2]).unwrap();
-    let e = Model::load(&p, &LoadOptions::default()).err().unwrap().to_string();
+    let e = Model::load(&p, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
     // The fuzz corpus seeds parse (valid or not) without panicking.
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf_header");
@@ -278,38 +400,86 @@ fn asset(rel: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("asset {} missing under CI: run scripts/fetch_assets.sh", p.display());
+        panic!(
+            "asset {} missing under CI: run scripts/fetch_assets.sh",
+            p.display()
+        );
     }
-    eprintln!("SKIP: asset {} missing (run scripts/fetch_assets.sh)", p.display());
+    eprintln!(
+        "SKIP: asset {} missing (run scripts/fetch_assets.sh)",
+        p.display()
+    );
     None
 }
 
 #[test]
 fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
-    let Some(path) = asset("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else { return };
+    let Some(path) = asset("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
     let model = Model::load(&path, &LoadOptions::default()).unwrap();
     assert_eq!(model.vocab_size(), 49152);
     assert_eq!(model.eos_token_ids(), vec![2]);
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/smollm2_llama_cpp_greedy.json");
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf/smollm2_llama_cpp_greedy.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let dev = Device::Cpu;
     for case in reference["cases"].as_array().unwrap() {
-        let ids: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let want: Vec<u32> = case["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let want_lp: Vec<f64> = case["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let ids: Vec<u32> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let want: Vec<u32> = case["greedy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let want_lp: Vec<f64> = case["logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let mut cache = model.new_cache();
         let mut toks = ids.clone();
         let mut got = Vec::new();
         let mut lps = Vec::new();
         let mut start = 0;
         for _ in 0..want.len().min(24) {
-            let x = Tensor::new(&toks[start..], &dev).unwrap().unsqueeze(0).unwrap();
-            let p = Tensor::arange(start as u32, toks.len() as u32, &dev).unwrap().unsqueeze(0).unwrap();
-            let input = ForwardInput { input_ids: &x, position_ids: &p, key_mask: None, mode: Mode::Inference, logits: LogitsFor::Last };
-            let l: Vec<f32> = model.forward(&input, Some(&mut cache)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let x = Tensor::new(&toks[start..], &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let p = Tensor::arange(start as u32, toks.len() as u32, &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let input = ForwardInput {
+                input_ids: &x,
+                position_ids: &p,
+                key_mask: None,
+                mode: Mode::Inference,
+                logits: LogitsFor::Last,
+            };
+            let l: Vec<f32> = model
+                .forward(&input, Some(&mut cache))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let max = l.iter().cloned().fold(f32::MIN, f32::max);
             let lse = l.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln() + max as f64;
-            let t = l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+            let t = l
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as u32;
             lps.push(l[t as usize] as f64 - lse);
             got.push(t);
             start = toks.len();
@@ -318,20 +488,43 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         // Teacher-forced on llama.cpp's greedy tokens: aha's log-prob of each one.
         let all: Vec<u32> = ids.iter().chain(&want).copied().collect();
-        let x = Tensor::new(all.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
-        let p = Tensor::arange(0u32, all.len() as u32, &dev).unwrap().unsqueeze(0).unwrap();
-        let input = ForwardInput { input_ids: &x, position_ids: &p, key_mask: None, mode: Mode::Inference, logits: LogitsFor::All };
+        let x = Tensor::new(all.as_slice(), &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let p = Tensor::arange(0u32, all.len() as u32, &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let input = ForwardInput {
+            input_ids: &x,
+            position_ids: &p,
+            key_mask: None,
+            mode: Mode::Inference,
+            logits: LogitsFor::All,
+        };
         let l = model.forward(&input, None).unwrap();
         let lsm = candle_nn_log_softmax(&l.i(0).unwrap());
-        let forced: Vec<f64> = want.iter().enumerate().map(|(k, &t)| lsm[ids.len() - 1 + k][t as usize] as f64).collect();
-        let lp_diff = forced.iter().zip(&want_lp).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        let forced: Vec<f64> = want
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| lsm[ids.len() - 1 + k][t as usize] as f64)
+            .collect();
+        let lp_diff = forced
+            .iter()
+            .zip(&want_lp)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
         let _ = lps;
         eprintln!(
             "{:?}: {agree} of {} greedy tokens agree with llama.cpp; teacher-forced max |logprob diff| {lp_diff:.4} over {}",
             case["prompt"], got.len(), want.len()
         );
         // The bar: 16 identical greedy tokens, or log-probs within 0.1.
-        assert!(agree >= 16 || lp_diff < 0.1, "{:?}: aha {got:?} vs llama.cpp {want:?}, logprob diff {lp_diff}", case["prompt"]);
+        assert!(
+            agree >= 16 || lp_diff < 0.1,
+            "{:?}: aha {got:?} vs llama.cpp {want:?}, logprob diff {lp_diff}",
+            case["prompt"]
+        );
     }
 }
 

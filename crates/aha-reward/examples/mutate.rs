@@ -7,11 +7,61 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 const DICT: &[&str] = &[
-    "\\frac", "\\sqrt", "{", "}", "(", ")", "[", "]", "\\{", "\\}", "^", "_", "\\boxed{", "<answer>",
-    "</answer>", "<think>", "</think>", "####", "the answer is ", "\\left(", "\\right)", "\\cdot", "\\pi",
-    "\\infty", ",", " or ", "=", "\\le", "\\cup", "\\text{", "\\begin{pmatrix}", "\\end{pmatrix}", "&",
-    "\\\\", "%", "!", "e", "i", "x", "-", ".", "1e9", "9999999999", "\u{202E}", "\0", "\u{0663}", "$",
-    "\\pm", "|", "\\binom", "\\sin", "\\log_", "°", "1,000", "\\sqrt[",
+    "\\frac",
+    "\\sqrt",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "\\{",
+    "\\}",
+    "^",
+    "_",
+    "\\boxed{",
+    "<answer>",
+    "</answer>",
+    "<think>",
+    "</think>",
+    "####",
+    "the answer is ",
+    "\\left(",
+    "\\right)",
+    "\\cdot",
+    "\\pi",
+    "\\infty",
+    ",",
+    " or ",
+    "=",
+    "\\le",
+    "\\cup",
+    "\\text{",
+    "\\begin{pmatrix}",
+    "\\end{pmatrix}",
+    "&",
+    "\\\\",
+    "%",
+    "!",
+    "e",
+    "i",
+    "x",
+    "-",
+    ".",
+    "1e9",
+    "9999999999",
+    "\u{202E}",
+    "\0",
+    "\u{0663}",
+    "$",
+    "\\pm",
+    "|",
+    "\\binom",
+    "\\sin",
+    "\\log_",
+    "°",
+    "1,000",
+    "\\sqrt[",
 ];
 
 struct Rng(u64);
@@ -86,9 +136,16 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
     let seed: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1) | 1;
-    let dir = args.get(3).cloned().unwrap_or_else(|| "crates/aha-reward/fuzz/corpus/verify".into());
+    let dir = args
+        .get(3)
+        .cloned()
+        .unwrap_or_else(|| "crates/aha-reward/fuzz/corpus/verify".into());
     let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::read(e.path()).ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
         .unwrap_or_default();
     corpus.sort();
     if corpus.is_empty() {

@@ -63,7 +63,10 @@ pub fn verify_json_line(line: &str, cfg: &ExtractConfig) -> LineOutcome {
             if let (true, Some(head)) = (fresh, line.trim_end().strip_suffix('}')) {
                 let sep = if obj.is_empty() { "" } else { "," };
                 return LineOutcome {
-                    json: format!("{head}{sep}\"verdict\":{},\"extracted\":{extracted}}}", v.correct),
+                    json: format!(
+                        "{head}{sep}\"verdict\":{},\"extracted\":{extracted}}}",
+                        v.correct
+                    ),
                     verdict: v.correct,
                     expected,
                 };
@@ -72,7 +75,10 @@ pub fn verify_json_line(line: &str, cfg: &ExtractConfig) -> LineOutcome {
             v.correct
         }
         _ => {
-            obj.insert("error".into(), Value::String("missing `gold` or `prediction`".into()));
+            obj.insert(
+                "error".into(),
+                Value::String("missing `gold` or `prediction`".into()),
+            );
             obj.insert("extracted".into(), Value::Null);
             false
         }
@@ -92,7 +98,10 @@ mod tests {
     #[test]
     fn lines() {
         let cfg = ExtractConfig::default();
-        let o = verify_json_line(r##"{"gold":"18","prediction":"so #### 18","expected":true,"id":3}"##, &cfg);
+        let o = verify_json_line(
+            r##"{"gold":"18","prediction":"so #### 18","expected":true,"id":3}"##,
+            &cfg,
+        );
         assert!(o.verdict);
         assert_eq!(o.expected, Some(true));
         let v: Value = serde_json::from_str(&o.json).unwrap_or(Value::Null);
@@ -104,7 +113,13 @@ mod tests {
         assert!(num.verdict);
         // Key order and spacing of the input survive.
         let kept = verify_json_line(r#"{"z": 1, "prediction": "7", "gold": "7"}  "#, &cfg);
-        assert!(kept.json.starts_with(r#"{"z": 1, "prediction": "7", "gold": "7","verdict":true,"extracted":{"#), "{}", kept.json);
+        assert!(
+            kept.json.starts_with(
+                r#"{"z": 1, "prediction": "7", "gold": "7","verdict":true,"extracted":{"#
+            ),
+            "{}",
+            kept.json
+        );
         let parsed: Value = serde_json::from_str(&kept.json).unwrap_or(Value::Null);
         assert_eq!(parsed["extracted"]["prediction"], "7");
         // Existing `verdict` keys are replaced, not duplicated.

@@ -8,7 +8,9 @@
 
 use crate::eval::{exact, has_inf, is_scalar, numeric, symbols, Budget};
 use crate::parse::{parse, Decimal, Node, ParseError, Rel};
-use crate::text::{canonical_text, compact, choice_letter, gold_choice, normalize_answer, split_or, split_unit};
+use crate::text::{
+    canonical_text, choice_letter, compact, gold_choice, normalize_answer, split_or, split_unit,
+};
 use num_complex::Complex64;
 use num_rational::BigRational;
 use num_traits::{ToPrimitive, Zero};
@@ -71,7 +73,13 @@ fn and_as_comma(s: &str) -> String {
         return s.to_string();
     }
     let mut t = s.to_string();
-    for pat in ["\\text{ and }", "\\text{and}", "\\text{ and}", "\\text{and }", " and "] {
+    for pat in [
+        "\\text{ and }",
+        "\\text{and}",
+        "\\text{ and}",
+        "\\text{and }",
+        " and ",
+    ] {
         t = t.replace(pat, ", ");
     }
     t
@@ -237,8 +245,7 @@ fn equiv(g: &Node, p: &Node, b: &mut Budget) -> bool {
         | (Node::Paren(gs), Node::Paren(ps))
         | (Node::Bracket(gs), Node::Bracket(ps)) => ordered(gs, ps, b),
         (Node::Matrix(gr), Node::Matrix(pr)) => {
-            gr.len() == pr.len()
-                && gr.iter().zip(pr).all(|(x, y)| ordered(x, y, b))
+            gr.len() == pr.len() && gr.iter().zip(pr).all(|(x, y)| ordered(x, y, b))
         }
         (Node::Matrix(m), Node::Paren(v) | Node::Bracket(v) | Node::List(v))
         | (Node::Paren(v) | Node::Bracket(v) | Node::List(v), Node::Matrix(m)) => {
@@ -327,7 +334,10 @@ fn decimal_form(n: &Node) -> Option<(BigRational, Decimal)> {
                         if k.abs() > 300 {
                             return None;
                         }
-                        let scale = num_traits::pow(BigRational::from_integer(10.into()), k.unsigned_abs() as usize);
+                        let scale = num_traits::pow(
+                            BigRational::from_integer(10.into()),
+                            k.unsigned_abs() as usize,
+                        );
                         let v = if k >= 0 { v * scale } else { v / scale };
                         return Some((
                             v,
@@ -435,7 +445,8 @@ fn close(x: Complex64, y: Complex64, tol: f64) -> bool {
 
 /// Deterministic pseudo-random point per (point, variable): in (0.3, 2.3), the last one near 1.
 fn point(k: usize, v: usize) -> f64 {
-    let mut z = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (v as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (v as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -458,7 +469,11 @@ fn points_agree(
 ) -> bool {
     let mut checked = 0;
     for k in 0..POINTS {
-        let env: Vec<(String, f64)> = vars.iter().enumerate().map(|(v, s)| (s.clone(), point(k, v))).collect();
+        let env: Vec<(String, f64)> = vars
+            .iter()
+            .enumerate()
+            .map(|(v, s)| (s.clone(), point(k, v)))
+            .collect();
         let (Some(x), Some(y)) = (numeric(g, &env, b), numeric(p, &env, b)) else {
             return false;
         };
@@ -491,7 +506,11 @@ fn equation_equiv(l1: &Node, r1: &Node, l2: &Node, r2: &Node, b: &mut Budget) ->
     let mut ratio: Option<Complex64> = None;
     let mut checked = 0;
     for k in 0..POINTS {
-        let env: Vec<(String, f64)> = vars.iter().enumerate().map(|(v, s)| (s.clone(), point(k, v))).collect();
+        let env: Vec<(String, f64)> = vars
+            .iter()
+            .enumerate()
+            .map(|(v, s)| (s.clone(), point(k, v)))
+            .collect();
         let (Some(x), Some(y)) = (numeric(&f1, &env, b), numeric(&f2, &env, b)) else {
             return false;
         };
@@ -549,7 +568,10 @@ mod tests {
         assert!(eq("2x+2", "2(x+1)"));
         assert!(!eq("2x+2", "2(x+2)"));
         assert!(eq("y = 2x + 1", "2y = 4x + 2"));
-        assert!(eq("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"));
+        assert!(eq(
+            "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+            "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"
+        ));
         assert!(!eq("5", "5 or 6"));
         assert!(eq("B", "\\text{(B)}"));
         assert!(eq("5\\text{ cm}", "5"));

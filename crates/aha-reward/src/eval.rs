@@ -4,8 +4,8 @@
 use crate::parse::{Const, Func, Node};
 use num_bigint::BigInt;
 use num_complex::Complex64;
-use num_rational::BigRational;
 use num_integer::Integer;
+use num_rational::BigRational;
 use num_traits::{Signed, ToPrimitive, Zero};
 
 /// Largest exact intermediate, in bits; beyond it values are "not exact".
@@ -87,8 +87,15 @@ fn rational_pow(base: &BigRational, e: &BigRational, b: &mut Budget) -> Option<B
     }
     // Powers of coprime parts stay coprime: no gcd needed.
     let k = p.unsigned_abs() as usize;
-    let (n, d) = (num_traits::pow(root.numer().clone(), k), num_traits::pow(root.denom().clone(), k));
-    Some(if p < 0 { BigRational::new(d, n) } else { BigRational::new_raw(n, d) })
+    let (n, d) = (
+        num_traits::pow(root.numer().clone(), k),
+        num_traits::pow(root.denom().clone(), k),
+    );
+    Some(if p < 0 {
+        BigRational::new(d, n)
+    } else {
+        BigRational::new_raw(n, d)
+    })
 }
 
 /// Cost in budget units of one big multiplication (quadratic); a gcd
@@ -104,7 +111,11 @@ fn big_cost(a: &BigRational, c: &BigRational) -> u64 {
 }
 
 fn fits(r: &BigRational) -> bool {
-    let limit = if r.is_integer() { MAX_BITS } else { MAX_FRACTION_BITS };
+    let limit = if r.is_integer() {
+        MAX_BITS
+    } else {
+        MAX_FRACTION_BITS
+    };
     bits(r) <= limit
 }
 
@@ -371,7 +382,12 @@ pub(crate) fn numeric(n: &Node, env: &[(String, f64)], b: &mut Budget) -> Option
     })
 }
 
-fn numeric_func(f: Func, args: &[Node], env: &[(String, f64)], b: &mut Budget) -> Option<Complex64> {
+fn numeric_func(
+    f: Func,
+    args: &[Node],
+    env: &[(String, f64)],
+    b: &mut Budget,
+) -> Option<Complex64> {
     let x = numeric(args.first()?, env, b)?;
     let real = |v: Complex64| v.im.abs() <= 1e-12 * v.re.abs().max(1.0);
     Some(match f {
@@ -499,7 +515,15 @@ mod tests {
 
     #[test]
     fn fast_rational_ops_match_num_rational() {
-        let vals = [q(3, 4), q(-5, 6), q(7, 1), q(0, 1), q(-12, 35), q(22, 7), q(1, 1000)];
+        let vals = [
+            q(3, 4),
+            q(-5, 6),
+            q(7, 1),
+            q(0, 1),
+            q(-12, 35),
+            q(22, 7),
+            q(1, 1000),
+        ];
         for a in &vals {
             for c in &vals {
                 let mut b = Budget::new();

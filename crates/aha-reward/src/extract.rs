@@ -346,10 +346,15 @@ fn whole_answer(response: &str) -> Option<String> {
     let norm = crate::text::normalize_answer(t);
     let split = crate::text::split_unit(&norm);
     // Too big to parse is still a math answer, not prose.
-    let parses = !matches!(crate::parse::parse(&split.value), Err(crate::parse::ParseError::Syntax | crate::parse::ParseError::Textual))
-        || crate::text::split_or(&norm).iter().all(|p| crate::parse::parse(p).is_ok());
+    let parses = !matches!(
+        crate::parse::parse(&split.value),
+        Err(crate::parse::ParseError::Syntax | crate::parse::ParseError::Textual)
+    ) || crate::text::split_or(&norm)
+        .iter()
+        .all(|p| crate::parse::parse(p).is_ok());
     let plain = crate::text::unwrap_text_commands(t);
-    let few_words = (1..=3).contains(&plain.split_whitespace().count()) && !plain.contains(['\\', '{', '}']);
+    let few_words =
+        (1..=3).contains(&plain.split_whitespace().count()) && !plain.contains(['\\', '{', '}']);
     (parses || few_words).then(|| t.to_string())
 }
 
@@ -433,7 +438,10 @@ mod tests {
 
     #[test]
     fn later_box_replaces_earlier() {
-        assert_eq!(ex("\\boxed{1} wait, no: \\boxed{\\frac{1}{2}}").as_deref(), Some("\\frac{1}{2}"));
+        assert_eq!(
+            ex("\\boxed{1} wait, no: \\boxed{\\frac{1}{2}}").as_deref(),
+            Some("\\frac{1}{2}")
+        );
     }
 
     #[test]
@@ -446,9 +454,16 @@ mod tests {
     fn phrases_gsm8k_and_fallback() {
         assert_eq!(ex("so\n#### 1,234").as_deref(), Some("1,234"));
         assert_eq!(ex("Thus the answer is 3.5.").as_deref(), Some("3.5"));
-        assert_eq!(ex("Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.").as_deref(), Some("\\frac{2}{3}"));
+        assert_eq!(
+            ex("Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.")
+                .as_deref(),
+            Some("\\frac{2}{3}")
+        );
         assert_eq!(ex("we get 12 then 13 apples").as_deref(), Some("13"));
-        assert_eq!(extract_answer("so we get 12 in the end", &ExtractConfig::strict()), None);
+        assert_eq!(
+            extract_answer("so we get 12 in the end", &ExtractConfig::strict()),
+            None
+        );
     }
 
     #[test]

@@ -156,9 +156,28 @@ fn func_of(name: &str) -> Option<Func> {
 }
 
 const GREEK: [&str; 22] = [
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-    "vartheta", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi", "varphi",
-    "chi", "omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "varphi",
+    "chi",
+    "omega",
 ];
 
 /// Whether commas in `s` can be thousands separators: only when every comma
@@ -830,7 +849,9 @@ impl Parser {
             Tok::Op(open @ ('(' | '[')) => {
                 let (items, close) = self.items_until(&[Tok::Op(')'), Tok::Op(']')])?;
                 let close_c = if close == Tok::Op(')') { ')' } else { ']' };
-                if items.len() == 1 && ((open == '(' && close_c == ')') || open == '[' && close_c == ']') {
+                if items.len() == 1
+                    && ((open == '(' && close_c == ')') || open == '[' && close_c == ']')
+                {
                     return items.into_iter().next().ok_or(ParseError::Syntax);
                 }
                 let mut items = items;
@@ -844,7 +865,11 @@ impl Parser {
                         hi_closed: close_c == ']',
                     });
                 }
-                Ok(if open == '(' { Node::Paren(items) } else { Node::Bracket(items) })
+                Ok(if open == '(' {
+                    Node::Paren(items)
+                } else {
+                    Node::Bracket(items)
+                })
             }
             Tok::Op('|') => {
                 self.abs_open += 1;

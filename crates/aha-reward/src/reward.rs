@@ -15,7 +15,8 @@ pub struct RewardInput<'a> {
 
 impl RewardInput<'_> {
     fn length(&self) -> usize {
-        self.num_tokens.unwrap_or_else(|| self.completion.chars().count())
+        self.num_tokens
+            .unwrap_or_else(|| self.completion.chars().count())
     }
 }
 
@@ -37,7 +38,9 @@ impl Script {
     fn of(c: char) -> Option<Script> {
         Some(match c {
             'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' => Script::Latin,
-            '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}' => Script::Han,
+            '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}' => {
+                Script::Han
+            }
             '\u{3040}'..='\u{30FF}' => Script::Kana,
             '\u{AC00}'..='\u{D7AF}' | '\u{1100}'..='\u{11FF}' => Script::Hangul,
             '\u{0400}'..='\u{04FF}' => Script::Cyrillic,
@@ -79,7 +82,9 @@ pub enum RewardFn {
     /// been prefilled by the prompt.
     R1ZeroFormat,
     /// Share of chain-of-thought words written in the target script.
-    Language { script: Script },
+    Language {
+        script: Script,
+    },
     /// Cosine length scaling (correct: short is better; wrong: long is less bad).
     Cosine {
         min_wrong: f32,
@@ -90,9 +95,15 @@ pub enum RewardFn {
     },
     /// DAPO soft overlong punishment: 0 up to `max_len - cache`, then linear
     /// down to -1 at `max_len`, -1 beyond.
-    Overlong { max_len: usize, cache: usize },
+    Overlong {
+        max_len: usize,
+        cache: usize,
+    },
     /// `max_penalty` × share of repeated word n-grams.
-    Repetition { ngram: usize, max_penalty: f32 },
+    Repetition {
+        ngram: usize,
+        max_penalty: f32,
+    },
     /// Gold is `{"numbers": [..], "target": N}`.
     Countdown,
     Arithmetic,
@@ -166,7 +177,9 @@ fn language_share(s: &str, target: Script) -> f32 {
             }
             continue;
         }
-        let Some(script) = Script::of(c) else { continue };
+        let Some(script) = Script::of(c) else {
+            continue;
+        };
         let ideographic = matches!(script, Script::Han | Script::Kana);
         if !ideographic {
             // A word is a run of letters of one script; single letters are
@@ -266,10 +279,12 @@ impl RewardFn {
                 .gold
                 .and_then(|g| Countdown::from_json(g).ok())
                 .map_or(0.0, |t| f32::from(u8::from(t.check_response(s)))),
-            RewardFn::Arithmetic => {
-                x.gold.map_or(0.0, |g| f32::from(u8::from(crate::tasks::arithmetic(s, g))))
-            }
-            RewardFn::Gsm8k => x.gold.map_or(0.0, |g| f32::from(u8::from(crate::tasks::gsm8k(s, g)))),
+            RewardFn::Arithmetic => x
+                .gold
+                .map_or(0.0, |g| f32::from(u8::from(crate::tasks::arithmetic(s, g)))),
+            RewardFn::Gsm8k => x
+                .gold
+                .map_or(0.0, |g| f32::from(u8::from(crate::tasks::gsm8k(s, g)))),
         }
     }
 
@@ -290,7 +305,11 @@ impl RewardFn {
             None => (spec, ""),
         };
         let mut kv: Vec<(&str, &str)> = Vec::new();
-        for part in params.split([',', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+        for part in params
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = part.split_once('=').ok_or_else(|| RewardError::BadParam {
                 name: name.to_string(),
                 param: part.to_string(),
@@ -300,7 +319,13 @@ impl RewardFn {
         }
         let known: &[&str] = match name {
             "language" | "lang" => &["lang", "script"],
-            "cosine" => &["max_len", "min_wrong", "max_wrong", "min_correct", "max_correct"],
+            "cosine" => &[
+                "max_len",
+                "min_wrong",
+                "max_wrong",
+                "min_correct",
+                "max_correct",
+            ],
             "overlong" => &["max_len", "cache"],
             "repetition" => &["ngram", "max_penalty"],
             _ => &[],
@@ -317,11 +342,15 @@ impl RewardFn {
         let get_f = |k: &str, d: f32| -> Result<f32, RewardError> {
             match kv.iter().find(|(key, _)| *key == k) {
                 None => Ok(d),
-                Some((_, v)) => v.parse::<f32>().ok().filter(|x| x.is_finite()).ok_or_else(|| RewardError::BadParam {
-                    name: name.into(),
-                    param: k.into(),
-                    reason: format!("`{v}` is not a number"),
-                }),
+                Some((_, v)) => v
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| RewardError::BadParam {
+                        name: name.into(),
+                        param: k.into(),
+                        reason: format!("`{v}` is not a number"),
+                    }),
             }
         };
         let get_u = |k: &str, d: usize| -> Result<usize, RewardError> {
@@ -340,7 +369,10 @@ impl RewardFn {
             "tag_count" | "tags" => RewardFn::TagCount,
             "r1_zero_format" | "r1_zero" => RewardFn::R1ZeroFormat,
             "language" | "lang" => {
-                let code = kv.iter().find(|(k, _)| *k == "lang" || *k == "script").map_or("en", |(_, v)| v);
+                let code = kv
+                    .iter()
+                    .find(|(k, _)| *k == "lang" || *k == "script")
+                    .map_or("en", |(_, v)| v);
                 let script = Script::from_code(code).ok_or_else(|| RewardError::BadParam {
                     name: name.into(),
                     param: "lang".into(),
@@ -410,19 +442,25 @@ impl Reward {
     /// default to 1.
     pub fn parse(spec: &str) -> Result<Reward, RewardError> {
         let mut terms = Vec::new();
-        for item in split_top(spec).into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+        for item in split_top(spec)
+            .into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             // The weight follows the last ':' outside parentheses.
             let close = item.rfind(')').map_or(0, |i| i + 1);
             let (fn_spec, weight) = match item[close..].rfind(':') {
                 Some(j) => {
                     let j = close + j;
                     let w = item[j + 1..].trim();
-                    let weight = w.parse::<f32>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
-                        RewardError::BadWeight {
-                            name: item[..j].trim().to_string(),
-                            weight: w.to_string(),
-                        }
-                    })?;
+                    let weight =
+                        w.parse::<f32>()
+                            .ok()
+                            .filter(|x| x.is_finite())
+                            .ok_or_else(|| RewardError::BadWeight {
+                                name: item[..j].trim().to_string(),
+                                weight: w.to_string(),
+                            })?;
                     (&item[..j], weight)
                 }
                 None => (item, 1.0),
@@ -475,19 +513,30 @@ mod tests {
         assert_eq!(f.score("<think>a</think>\n<answer>b</answer>\n", None), 1.0);
         assert_eq!(f.score("<think> </think><answer>b</answer>", None), 0.0);
         assert_eq!(f.score("x<think>a</think><answer>b</answer>", None), 0.0);
-        assert_eq!(f.score("<think>a</think><answer>b</answer><answer>c</answer>", None), 0.0);
+        assert_eq!(
+            f.score("<think>a</think><answer>b</answer><answer>c</answer>", None),
+            0.0
+        );
         assert_eq!(f.score("a</think><answer>b</answer>", None), 0.0);
-        assert_eq!(RewardFn::R1ZeroFormat.score("a</think><answer>b</answer>", None), 1.0);
+        assert_eq!(
+            RewardFn::R1ZeroFormat.score("a</think><answer>b</answer>", None),
+            1.0
+        );
         assert_eq!(RewardFn::TagCount.score("<think>a</think>", None), 0.5);
     }
 
     #[test]
     fn language_and_length() {
-        let en = RewardFn::Language { script: Script::Latin };
+        let en = RewardFn::Language {
+            script: Script::Latin,
+        };
         assert_eq!(en.score("<think>we add the numbers</think>", None), 1.0);
         let mixed = en.score("<think>we add 数字 数字</think>", None);
         assert!(mixed > 0.3 && mixed < 0.7, "{mixed}");
-        let o = RewardFn::Overlong { max_len: 100, cache: 20 };
+        let o = RewardFn::Overlong {
+            max_len: 100,
+            cache: 20,
+        };
         assert_eq!(o.score(&"a".repeat(80), None), 0.0);
         assert!((o.score(&"a".repeat(90), None) + 0.5).abs() < 1e-6);
         assert_eq!(o.score(&"a".repeat(101), None), -1.0);
@@ -497,7 +546,10 @@ mod tests {
         assert!(short > long && short <= 1.0 && long >= 0.5);
         let wrong = c.score("<answer>5</answer>", Some("4"));
         assert!((-1.0..=-0.5).contains(&wrong));
-        let r = RewardFn::Repetition { ngram: 2, max_penalty: -1.0 };
+        let r = RewardFn::Repetition {
+            ngram: 2,
+            max_penalty: -1.0,
+        };
         assert_eq!(r.score("a b c d", None), 0.0);
         assert!(r.score("a b a b a b", None) < -0.5);
     }
@@ -517,7 +569,10 @@ mod tests {
         assert!(Reward::parse("cosine(bogus=1)").is_err());
         assert!(Reward::parse("language(lang=zz)").is_err());
         let acc = Reward::parse("accuracy").unwrap_or(Reward { terms: Vec::new() });
-        let got = acc.score_batch(&["<answer>4</answer>", "<answer>5</answer>", "4"], &[Some("4"), Some("4")]);
+        let got = acc.score_batch(
+            &["<answer>4</answer>", "<answer>5</answer>", "4"],
+            &[Some("4"), Some("4")],
+        );
         assert_eq!(got, vec![1.0, 0.0, 0.0]);
     }
 }

@@ -50,7 +50,11 @@ impl Countdown {
             Some(i) => &answer[..i],
             None => answer.as_str(),
         };
-        let expr = expr.replace('\u{00D7}', "*").replace('\u{00F7}', "/").replace("\\times", "*").replace("\\div", "/");
+        let expr = expr
+            .replace('\u{00D7}', "*")
+            .replace('\u{00F7}', "/")
+            .replace("\\times", "*")
+            .replace("\\div", "/");
         self.check_expression(expr.trim())
     }
 }
@@ -118,7 +122,10 @@ impl Arith<'_> {
                 while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
                     self.i += 1;
                 }
-                let n: i64 = std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()?;
+                let n: i64 = std::str::from_utf8(&self.s[start..self.i])
+                    .ok()?
+                    .parse()
+                    .ok()?;
                 self.used.push(n);
                 Some(BigRational::from_integer(n.into()))
             }

@@ -6,8 +6,7 @@
 /// mathematical alphanumerics).
 fn unicode_digit(c: char) -> Option<char> {
     const ZEROS: [u32; 11] = [
-        0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC,
-        0x1D7F6,
+        0x0660, 0x06F0, 0x0966, 0x09E6, 0x0E50, 0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6,
     ];
     let u = c as u32;
     for z in ZEROS {
@@ -48,8 +47,11 @@ pub(crate) fn normalize_unicode(s: &str) -> String {
             '\u{FF0E}' => out.push('.'),
             '\u{FF05}' => out.push('%'),
             // Invisible formatting and bidi controls change nothing a reader sees.
-            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}' | '\u{2060}' => {}
+            '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{2060}' => {}
             '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
                 out.push(' ')
             }
@@ -99,7 +101,11 @@ pub(crate) fn normalize_answer(s: &str) -> String {
     if !t.contains(['\\', '{', '^', '~']) {
         // No LaTeX: only the trailing full stop to drop.
         let trimmed = t.trim();
-        return trimmed.strip_suffix('.').unwrap_or(trimmed).trim().to_string();
+        return trimmed
+            .strip_suffix('.')
+            .unwrap_or(trimmed)
+            .trim()
+            .to_string();
     }
     // Protect matrix row breaks `\\\\` from the control-space rule `\\ `.
     t = t.replace("\\\\", " \\cr ");
@@ -157,10 +163,22 @@ fn canonical_unit(word: &str) -> Option<String> {
     let w = word.trim().to_ascii_lowercase();
     let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '^');
     let table: &[(&[&str], &str)] = &[
-        (&["cm", "centimeter", "centimeters", "centimetre", "centimetres"], "cm"),
+        (
+            &[
+                "cm",
+                "centimeter",
+                "centimeters",
+                "centimetre",
+                "centimetres",
+            ],
+            "cm",
+        ),
         (&["mm", "millimeter", "millimeters"], "mm"),
         (&["m", "meter", "meters", "metre", "metres"], "m"),
-        (&["km", "kilometer", "kilometers", "kilometre", "kilometres"], "km"),
+        (
+            &["km", "kilometer", "kilometers", "kilometre", "kilometres"],
+            "km",
+        ),
         (&["in", "inch", "inches"], "in"),
         (&["ft", "foot", "feet"], "ft"),
         (&["yd", "yard", "yards"], "yd"),
@@ -195,7 +213,10 @@ fn canonical_unit(word: &str) -> Option<String> {
         return None;
     }
     // Unknown words: compare by a light stem so "apples" matches "apple".
-    let stem = w.strip_suffix("es").filter(|s| s.len() > 2).or_else(|| w.strip_suffix('s'));
+    let stem = w
+        .strip_suffix("es")
+        .filter(|s| s.len() > 2)
+        .or_else(|| w.strip_suffix('s'));
     Some(stem.unwrap_or(w).to_string())
 }
 
@@ -222,7 +243,13 @@ pub(crate) fn split_unit(s: &str) -> Split {
             }
         }
     }
-    let text_cmds = ["\\text{", "\\mathrm{", "\\mbox{", "\\textrm{", "\\textnormal{"];
+    let text_cmds = [
+        "\\text{",
+        "\\mathrm{",
+        "\\mbox{",
+        "\\textrm{",
+        "\\textnormal{",
+    ];
     // A trailing text command whose content is words → unit.
     if t.ends_with('}') {
         for cmd in text_cmds {
@@ -233,7 +260,9 @@ pub(crate) fn split_unit(s: &str) -> Split {
                     && head_is_quantity(head)
                     && !inner.contains('{')
                     && !inner.trim().is_empty()
-                    && inner.chars().all(|c| c.is_ascii_alphabetic() || " ^23.".contains(c))
+                    && inner
+                        .chars()
+                        .all(|c| c.is_ascii_alphabetic() || " ^23.".contains(c))
                     && inner.chars().any(|c| c.is_ascii_alphabetic())
                 {
                     let inner = inner.trim();
@@ -252,7 +281,10 @@ pub(crate) fn split_unit(s: &str) -> Split {
     let mut k = tokens.len();
     while k > 1 {
         let w = tokens[k - 1];
-        let core = w.strip_suffix("^2").or_else(|| w.strip_suffix("^3")).unwrap_or(w);
+        let core = w
+            .strip_suffix("^2")
+            .or_else(|| w.strip_suffix("^3"))
+            .unwrap_or(w);
         let long_enough = core.len() >= 2 || (!core.is_empty() && core.len() < w.len());
         if long_enough && core.chars().all(|c| c.is_ascii_alphabetic()) {
             k -= 1;
@@ -276,7 +308,10 @@ pub(crate) fn split_unit(s: &str) -> Split {
 }
 
 fn unit_of_words(words: &str) -> Option<String> {
-    let parts: Vec<String> = words.split_whitespace().filter_map(canonical_unit).collect();
+    let parts: Vec<String> = words
+        .split_whitespace()
+        .filter_map(canonical_unit)
+        .collect();
     if parts.is_empty() {
         None
     } else {
@@ -335,8 +370,17 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
 pub(crate) fn unwrap_text_commands(s: &str) -> String {
     let mut t = s.to_string();
     for cmd in [
-        "\\textbf{", "\\textit{", "\\text{", "\\mathrm{", "\\mbox{", "\\textrm{", "\\mathbf{",
-        "\\boxed{", "\\fbox{", "\\textnormal{", "\\emph{",
+        "\\textbf{",
+        "\\textit{",
+        "\\text{",
+        "\\mathrm{",
+        "\\mbox{",
+        "\\textrm{",
+        "\\mathbf{",
+        "\\boxed{",
+        "\\fbox{",
+        "\\textnormal{",
+        "\\emph{",
     ] {
         // Bounded loop: every pass removes one wrapper.
         for _ in 0..64 {

@@ -31,7 +31,12 @@ fn devset_verdicts_match_labels() {
     }
     assert!(n >= 400, "dev set has only {n} cases");
     assert!(slow.is_empty(), "slow cases: {slow:#?}");
-    assert!(wrong.is_empty(), "{} of {n} verdicts differ from labels:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {n} verdicts differ from labels:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -56,8 +61,14 @@ fn verdicts_are_thread_independent() {
     use rayon::prelude::*;
     let cfg = ExtractConfig::default();
     let lines: Vec<&str> = DEVSET.lines().collect();
-    let seq: Vec<bool> = lines.iter().map(|l| verify_json_line(l, &cfg).verdict).collect();
-    let par: Vec<bool> = lines.par_iter().map(|l| verify_json_line(l, &cfg).verdict).collect();
+    let seq: Vec<bool> = lines
+        .iter()
+        .map(|l| verify_json_line(l, &cfg).verdict)
+        .collect();
+    let par: Vec<bool> = lines
+        .par_iter()
+        .map(|l| verify_json_line(l, &cfg).verdict)
+        .collect();
     assert_eq!(seq, par);
 }
 
@@ -66,11 +77,28 @@ fn pathological_inputs_stay_cheap() {
     let nines = "9".repeat(16_000);
     let tower = vec!["2"; 300].join("^");
     let fracs = "\\frac{".repeat(1000) + "1" + &"}{2}".repeat(1000);
-    let set_a = format!("\\{{{}\\}}", (0..128).map(|i| format!("\\sqrt{{{i}}}")).collect::<Vec<_>>().join(", "));
-    let set_b = format!("\\{{{}\\}}", (0..128).rev().map(|i| format!("\\sqrt{{{i}}}")).collect::<Vec<_>>().join(", "));
+    let set_a = format!(
+        "\\{{{}\\}}",
+        (0..128)
+            .map(|i| format!("\\sqrt{{{i}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let set_b = format!(
+        "\\{{{}\\}}",
+        (0..128)
+            .rev()
+            .map(|i| format!("\\sqrt{{{i}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let cases: Vec<(String, String, bool)> = vec![
         ("3000!".into(), "2999!".into(), false),
-        ("\\binom{100000}{3000}".into(), "\\binom{100000}{2999}".into(), false),
+        (
+            "\\binom{100000}{3000}".into(),
+            "\\binom{100000}{2999}".into(),
+            false,
+        ),
         ("2^{262000}".into(), "2^{262001}".into(), false),
         (nines.clone(), nines, true),
         ("1".into(), tower, false),
@@ -83,7 +111,13 @@ fn pathological_inputs_stay_cheap() {
     for (g, p, want) in cases {
         let t = Instant::now();
         let got = aha_reward::answers_equivalent(&g, &p);
-        assert_eq!(got, want, "{} vs {}", &g[..g.len().min(40)], &p[..p.len().min(40)]);
+        assert_eq!(
+            got,
+            want,
+            "{} vs {}",
+            &g[..g.len().min(40)],
+            &p[..p.len().min(40)]
+        );
         assert!(t.elapsed() < CASE_LIMIT, "slow: {}", &p[..p.len().min(40)]);
     }
 }

@@ -56,7 +56,10 @@ struct Reader<R: Read> {
 impl<R: Read> Reader<R> {
     fn bytes(&mut self, n: u64) -> std::result::Result<Vec<u8>, String> {
         if n > self.len.saturating_sub(self.pos) {
-            return Err(format!("truncated: {n} bytes needed at offset {}, file has {}", self.pos, self.len));
+            return Err(format!(
+                "truncated: {n} bytes needed at offset {}, file has {}",
+                self.pos, self.len
+            ));
         }
         let mut b = vec![0u8; n as usize];
         self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
@@ -84,8 +87,12 @@ impl<R: Read> Reader<R> {
     }
     fn value(&mut self, ty: u32, depth: usize) -> std::result::Result<V, String> {
         Ok(match ty {
-            0 | 2 | 4 | 10 => V::Int(self.int([1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], false)?),
-            1 | 3 | 5 | 11 => V::Int(self.int([0, 1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], true)?),
+            0 | 2 | 4 | 10 => {
+                V::Int(self.int([1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], false)?)
+            }
+            1 | 3 | 5 | 11 => {
+                V::Int(self.int([0, 1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], true)?)
+            }
             6 => {
                 self.bytes(4)?;
                 V::Float
@@ -110,7 +117,9 @@ impl<R: Read> Reader<R> {
                     9 => 12,
                     t => return Err(format!("unknown array element type {t}")),
                 };
-                if n.checked_mul(min).is_none_or(|b| b > self.len.saturating_sub(self.pos)) {
+                if n.checked_mul(min)
+                    .is_none_or(|b| b > self.len.saturating_sub(self.pos))
+                {
                     return Err(format!("array of {n} elements does not fit in the file"));
                 }
                 let mut v = Vec::with_capacity(n as usize);
@@ -125,14 +134,26 @@ impl<R: Read> Reader<R> {
 }
 
 fn bad(path: &Path, message: impl ToString) -> TextError {
-    TextError::InvalidConfig { path: path.to_path_buf(), message: format!("invalid GGUF: {}", message.to_string()) }
+    TextError::InvalidConfig {
+        path: path.to_path_buf(),
+        message: format!("invalid GGUF: {}", message.to_string()),
+    }
 }
 
 impl GgufVocab {
     /// Read the tokenizer metadata of a GGUF file.
     pub fn read(path: &Path) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|source| TextError::Io { path: path.to_path_buf(), source })?;
-        let len = f.metadata().map_err(|source| TextError::Io { path: path.to_path_buf(), source })?.len();
+        let f = std::fs::File::open(path).map_err(|source| TextError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let len = f
+            .metadata()
+            .map_err(|source| TextError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
         Self::parse(std::io::BufReader::with_capacity(1 << 16, f), len).map_err(|m| bad(path, m))
     }
 
@@ -150,7 +171,9 @@ impl GgufVocab {
         let _n_tensors = r.int(8, false)?;
         let n_kv = r.int(8, false)? as u64;
         if n_kv.checked_mul(13).is_none_or(|b| b > len) {
-            return Err(format!("metadata count {n_kv} does not fit in a {len}-byte file"));
+            return Err(format!(
+                "metadata count {n_kv} does not fit in a {len}-byte file"
+            ));
         }
         let mut v = GgufVocab::default();
         for _ in 0..n_kv {
@@ -163,19 +186,39 @@ impl GgufVocab {
             };
             let strs = |x: V| -> std::result::Result<Vec<String>, String> {
                 match x {
-                    V::Arr(a) => a.into_iter().map(|e| if let V::Str(s) = e { Ok(s) } else { Err(format!("{key}: expected strings")) }).collect(),
+                    V::Arr(a) => a
+                        .into_iter()
+                        .map(|e| {
+                            if let V::Str(s) = e {
+                                Ok(s)
+                            } else {
+                                Err(format!("{key}: expected strings"))
+                            }
+                        })
+                        .collect(),
                     _ => Err(format!("{key}: expected an array")),
                 }
             };
             match key.as_str() {
-                "general.architecture" => v.architecture = if let V::Str(s) = val { Some(s) } else { None },
-                "tokenizer.ggml.model" => v.model = if let V::Str(s) = val { s } else { return Err("tokenizer.ggml.model is not a string".into()) },
+                "general.architecture" => {
+                    v.architecture = if let V::Str(s) = val { Some(s) } else { None }
+                }
+                "tokenizer.ggml.model" => {
+                    v.model = if let V::Str(s) = val {
+                        s
+                    } else {
+                        return Err("tokenizer.ggml.model is not a string".into());
+                    }
+                }
                 "tokenizer.ggml.pre" => v.pre = if let V::Str(s) = val { Some(s) } else { None },
                 "tokenizer.ggml.tokens" => v.tokens = strs(val)?,
                 "tokenizer.ggml.merges" => v.merges = strs(val)?,
                 "tokenizer.ggml.token_type" => {
                     v.token_types = match val {
-                        V::Arr(a) => a.iter().map(|e| if let V::Int(i) = e { *i as i32 } else { 1 }).collect(),
+                        V::Arr(a) => a
+                            .iter()
+                            .map(|e| if let V::Int(i) = e { *i as i32 } else { 1 })
+                            .collect(),
                         _ => return Err("tokenizer.ggml.token_type is not an array".into()),
                     }
                 }
@@ -184,9 +227,15 @@ impl GgufVocab {
                 "tokenizer.ggml.eot_token_id" => v.eot = id(&val),
                 "tokenizer.ggml.unknown_token_id" => v.unk = id(&val),
                 "tokenizer.ggml.padding_token_id" => v.pad = id(&val),
-                "tokenizer.ggml.add_bos_token" => v.add_bos = if let V::Bool(b) = val { Some(b) } else { None },
-                "tokenizer.ggml.add_eos_token" => v.add_eos = if let V::Bool(b) = val { Some(b) } else { None },
-                "tokenizer.chat_template" => v.chat_template = if let V::Str(s) = val { Some(s) } else { None },
+                "tokenizer.ggml.add_bos_token" => {
+                    v.add_bos = if let V::Bool(b) = val { Some(b) } else { None }
+                }
+                "tokenizer.ggml.add_eos_token" => {
+                    v.add_eos = if let V::Bool(b) = val { Some(b) } else { None }
+                }
+                "tokenizer.chat_template" => {
+                    v.chat_template = if let V::Str(s) = val { Some(s) } else { None }
+                }
                 _ => {}
             }
         }
@@ -194,9 +243,19 @@ impl GgufVocab {
             return Err("no tokenizer.ggml.tokens".into());
         }
         if !v.token_types.is_empty() && v.token_types.len() != v.tokens.len() {
-            return Err(format!("{} token types for {} tokens", v.token_types.len(), v.tokens.len()));
+            return Err(format!(
+                "{} token types for {} tokens",
+                v.token_types.len(),
+                v.tokens.len()
+            ));
         }
-        for (name, id) in [("bos", v.bos), ("eos", v.eos), ("eot", v.eot), ("unk", v.unk), ("pad", v.pad)] {
+        for (name, id) in [
+            ("bos", v.bos),
+            ("eos", v.eos),
+            ("eot", v.eot),
+            ("unk", v.unk),
+            ("pad", v.pad),
+        ] {
             if id.is_some_and(|i| i as usize >= v.tokens.len()) {
                 return Err(format!("{name} token id {id:?} is outside the vocabulary"));
             }
@@ -209,7 +268,12 @@ impl GgufVocab {
     }
 
     pub fn special_tokens(&self) -> SpecialTokens {
-        SpecialTokens { bos: self.token(self.bos), eos: self.token(self.eos), pad: self.token(self.pad), unk: self.token(self.unk) }
+        SpecialTokens {
+            bos: self.token(self.bos),
+            eos: self.token(self.eos),
+            pad: self.token(self.pad),
+            unk: self.token(self.unk),
+        }
     }
 
     /// The HF pre-tokenizer matching llama.cpp's `tokenizer.ggml.pre`.
@@ -239,7 +303,10 @@ impl GgufVocab {
     /// An HF `tokenizer.json` equivalent to this vocabulary.
     pub fn tokenizer_json(&self) -> std::result::Result<Value, String> {
         if self.model != "gpt2" {
-            return Err(format!("tokenizer model {:?} is not supported (aha reads the gpt2 byte-level BPE)", self.model));
+            return Err(format!(
+                "tokenizer model {:?} is not supported (aha reads the gpt2 byte-level BPE)",
+                self.model
+            ));
         }
         let (normalizer, pre) = self.pre_tokenizer()?;
         let mut vocab = serde_json::Map::with_capacity(self.tokens.len());
@@ -287,9 +354,14 @@ impl GgufVocab {
     pub fn write_hf_files(&self, dir: &Path) -> Result<()> {
         let tok = self.tokenizer_json().map_err(|m| bad(dir, m))?;
         let (cfg, model_cfg) = self.side_files();
-        for (name, v) in [("tokenizer.json", tok), ("tokenizer_config.json", cfg), ("config.json", model_cfg)] {
+        for (name, v) in [
+            ("tokenizer.json", tok),
+            ("tokenizer_config.json", cfg),
+            ("config.json", model_cfg),
+        ] {
             let p = dir.join(name);
-            std::fs::write(&p, serde_json::to_vec(&v).expect("json")).map_err(|source| TextError::Io { path: p, source })?;
+            std::fs::write(&p, serde_json::to_vec(&v).expect("json"))
+                .map_err(|source| TextError::Io { path: p, source })?;
         }
         Ok(())
     }
@@ -310,11 +382,18 @@ pub fn tokenizer_from_vocab(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer>
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir).map_err(|source| TextError::Io { path: dir.clone(), source })?;
-    let result = vocab.write_hf_files(&dir).and_then(|_| Tokenizer::from_dir(&dir));
+    std::fs::create_dir_all(&dir).map_err(|source| TextError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let result = vocab
+        .write_hf_files(&dir)
+        .and_then(|_| Tokenizer::from_dir(&dir));
     let _ = std::fs::remove_dir_all(&dir);
     result.map_err(|e| match e {
-        TextError::InvalidConfig { message, .. } | TextError::TokenizerLoad { message, .. } => bad(path, message),
+        TextError::InvalidConfig { message, .. } | TextError::TokenizerLoad { message, .. } => {
+            bad(path, message)
+        }
         other => other,
     })
 }
@@ -326,7 +405,12 @@ pub fn chat_template(path: &Path) -> Result<ChatTemplate> {
 }
 
 pub fn chat_template_from_vocab(vocab: &GgufVocab, path: &Path) -> Result<ChatTemplate> {
-    let source = vocab.chat_template.clone().ok_or_else(|| TextError::MissingChatTemplate { path: path.to_path_buf() })?;
+    let source = vocab
+        .chat_template
+        .clone()
+        .ok_or_else(|| TextError::MissingChatTemplate {
+            path: path.to_path_buf(),
+        })?;
     ChatTemplate::new(source, vocab.special_tokens())
 }
 
@@ -335,11 +419,17 @@ pub fn is_gguf_path(path: &Path) -> bool {
     if !path.is_file() {
         return false;
     }
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         return true;
     }
     let mut m = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && &m == b"GGUF"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut m))
+        .is_ok()
+        && &m == b"GGUF"
 }
 
 /// llama.cpp's name (`tokenizer.ggml.pre`) for the pre-tokenizer of an HF `tokenizer.json`.
@@ -369,14 +459,25 @@ impl GgufVocab {
     /// `tokenizer_config.json`), padded to `vocab_size` as llama.cpp's converter does.
     pub fn from_hf_dir(dir: &Path, vocab_size: usize) -> Result<Self> {
         let p = dir.join("tokenizer.json");
-        let bytes = std::fs::read(&p).map_err(|source| TextError::Io { path: p.clone(), source })?;
-        let tj: Value = serde_json::from_slice(&bytes).map_err(|source| TextError::Json { path: p.clone(), source })?;
+        let bytes = std::fs::read(&p).map_err(|source| TextError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let tj: Value = serde_json::from_slice(&bytes).map_err(|source| TextError::Json {
+            path: p.clone(),
+            source,
+        })?;
         let model = &tj["model"];
         if model["type"] != "BPE" {
-            return Err(TextError::InvalidConfig { path: p, message: "only byte-level BPE tokenizers can be written to GGUF".into() });
+            return Err(TextError::InvalidConfig {
+                path: p,
+                message: "only byte-level BPE tokenizers can be written to GGUF".into(),
+            });
         }
-        let pre = pre_tokenizer_name(&tj)
-            .ok_or_else(|| TextError::InvalidConfig { path: p.clone(), message: "unrecognised pre-tokenizer: no llama.cpp equivalent known".into() })?;
+        let pre = pre_tokenizer_name(&tj).ok_or_else(|| TextError::InvalidConfig {
+            path: p.clone(),
+            message: "unrecognised pre-tokenizer: no llama.cpp equivalent known".into(),
+        })?;
         let mut tokens: Vec<Option<String>> = Vec::new();
         let mut types: Vec<i32> = Vec::new();
         let mut put = |id: usize, t: &str, ty: i32| {
@@ -394,7 +495,11 @@ impl GgufVocab {
         }
         for a in tj["added_tokens"].as_array().into_iter().flatten() {
             let ty = if a["special"] == true { 3 } else { 4 };
-            put(a["id"].as_u64().unwrap_or(0) as usize, a["content"].as_str().unwrap_or(""), ty);
+            put(
+                a["id"].as_u64().unwrap_or(0) as usize,
+                a["content"].as_str().unwrap_or(""),
+                ty,
+            );
         }
         let n = vocab_size.max(tokens.len());
         let mut out_tokens = Vec::with_capacity(n);
@@ -417,13 +522,18 @@ impl GgufVocab {
             .flatten()
             .filter_map(|m| match m {
                 Value::String(s) => Some(s.clone()),
-                Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+                Value::Array(p) => {
+                    Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?))
+                }
                 _ => None,
             })
             .collect();
         let tok = Tokenizer::from_dir(dir)?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let cfg: Value = std::fs::read(&cfg_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+        let cfg: Value = std::fs::read(&cfg_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
         let template = match std::fs::read_to_string(dir.join("chat_template.jinja")) {
             Ok(s) => Some(s),
             Err(_) => cfg["chat_template"].as_str().map(str::to_string),
@@ -437,7 +547,9 @@ impl GgufVocab {
             token_types: out_types,
             merges,
             bos: tok.bos_token_id(),
-            eos: tok.eos_token_id().or_else(|| tok.eos_token_ids().first().copied()),
+            eos: tok
+                .eos_token_id()
+                .or_else(|| tok.eos_token_ids().first().copied()),
             eot: None,
             unk: id_of(tok.special_tokens().unk.as_deref()),
             pad: tok.pad_token_id(),

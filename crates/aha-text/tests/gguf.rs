@@ -11,20 +11,30 @@ fn repo() -> PathBuf {
 }
 
 fn asset(rel: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("AHA_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo().join(".cache/assets"));
+    let base = std::env::var_os("AHA_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/assets"));
     let p = base.join(rel);
     if p.is_file() {
         return Some(p);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("asset {} missing under CI: run scripts/fetch_assets.sh", p.display());
+        panic!(
+            "asset {} missing under CI: run scripts/fetch_assets.sh",
+            p.display()
+        );
     }
-    eprintln!("SKIP: asset {} missing (run scripts/fetch_assets.sh)", p.display());
+    eprintln!(
+        "SKIP: asset {} missing (run scripts/fetch_assets.sh)",
+        p.display()
+    );
     None
 }
 
 fn reference(name: &str) -> serde_json::Value {
-    let p = repo().join("crates/aha-model/tests/fixtures/gguf").join(name);
+    let p = repo()
+        .join("crates/aha-model/tests/fixtures/gguf")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
@@ -34,7 +44,13 @@ fn check_against_reference(gguf: &Path, reference: &serde_json::Value) {
     let mut checked = 0;
     for e in reference["texts"].as_array().unwrap() {
         let text = e["text"].as_str().unwrap();
-        let ids = |k: &str| -> Vec<u32> { e[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect() };
+        let ids = |k: &str| -> Vec<u32> {
+            e[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        };
         let ours = tok.encode(text, false).unwrap();
         let hf = ids("hf");
         // transformers' GGUF loader (5.x) misses the full-width DeepSeek bos/eos tokens of the
@@ -45,15 +61,35 @@ fn check_against_reference(gguf: &Path, reference: &serde_json::Value) {
             assert_eq!(ours, hf, "encoding of {text:?} differs from transformers'");
         }
         if e.get("llama_cpp").is_some() {
-            assert_eq!(ours, ids("llama_cpp"), "encoding of {text:?} differs from llama.cpp's");
+            assert_eq!(
+                ours,
+                ids("llama_cpp"),
+                "encoding of {text:?} differs from llama.cpp's"
+            );
         }
         // (aha's Tokenizer adds no second BOS before a text that starts with one.)
-        let mut with_bos: Vec<u32> = vocab.bos.filter(|b| vocab.add_bos == Some(true) && ours.first() != Some(b)).into_iter().collect();
+        let mut with_bos: Vec<u32> = vocab
+            .bos
+            .filter(|b| vocab.add_bos == Some(true) && ours.first() != Some(b))
+            .into_iter()
+            .collect();
         with_bos.extend(&ours);
-        if !hf_broken && !ids("hf_special").iter().any(|&i| i as usize >= vocab.tokens.len()) {
-            assert_eq!(with_bos, ids("hf_special"), "encoding of {text:?} with special tokens");
+        if !hf_broken
+            && !ids("hf_special")
+                .iter()
+                .any(|&i| i as usize >= vocab.tokens.len())
+        {
+            assert_eq!(
+                with_bos,
+                ids("hf_special"),
+                "encoding of {text:?} with special tokens"
+            );
         }
-        assert_eq!(tok.encode(text, true).unwrap(), with_bos, "encoding of {text:?} with special tokens");
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            with_bos,
+            "encoding of {text:?} with special tokens"
+        );
         // Decoding gives the text back.
         assert_eq!(tok.decode(&ours, false).unwrap(), text);
         checked += 1;
@@ -61,13 +97,21 @@ fn check_against_reference(gguf: &Path, reference: &serde_json::Value) {
     assert!(checked >= 9);
     let tmpl = chat_template(gguf).unwrap();
     let conv: Vec<ChatMessage> = serde_json::from_value(reference["conversation"].clone()).unwrap();
-    assert_eq!(tmpl.render(&conv, true).unwrap(), reference["rendered"].as_str().unwrap());
-    assert_eq!(tmpl.render(&conv[..3], false).unwrap(), reference["rendered_no_gen"].as_str().unwrap());
+    assert_eq!(
+        tmpl.render(&conv, true).unwrap(),
+        reference["rendered"].as_str().unwrap()
+    );
+    assert_eq!(
+        tmpl.render(&conv[..3], false).unwrap(),
+        reference["rendered_no_gen"].as_str().unwrap()
+    );
 }
 
 #[test]
 fn smollm2_tokenizer_and_template_match_transformers_and_llama_cpp() {
-    let Some(p) = asset("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else { return };
+    let Some(p) = asset("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
     let v = GgufVocab::read(&p).unwrap();
     assert_eq!(v.pre.as_deref(), Some("smollm"));
     assert_eq!(v.tokens.len(), 49152);
@@ -80,7 +124,9 @@ fn smollm2_tokenizer_and_template_match_transformers_and_llama_cpp() {
 #[test]
 fn r1_distill_qwen_7b_tokenizer_and_template_from_gguf_header() {
     // The first 95 MiB of the 7B GGUF: the whole header, a few tensors.
-    let Some(p) = asset("r1-distill-qwen-7b-gguf/model_part_0000") else { return };
+    let Some(p) = asset("r1-distill-qwen-7b-gguf/model_part_0000") else {
+        return;
+    };
     let v = GgufVocab::read(&p).unwrap();
     assert_eq!(v.pre.as_deref(), Some("deepseek-r1-qwen"));
     assert_eq!(v.architecture.as_deref(), Some("qwen2"));
@@ -103,7 +149,9 @@ fn bad_headers_are_clear_errors() {
     let parse = |b: &[u8]| GgufVocab::parse(b, b.len() as u64);
     assert!(parse(b"GGUX\x03\0\0\0").unwrap_err().contains("magic"));
     assert!(parse(b"GG").unwrap_err().contains("truncated"));
-    assert!(parse(&header(u64::MAX)).unwrap_err().contains("does not fit"));
+    assert!(parse(&header(u64::MAX))
+        .unwrap_err()
+        .contains("does not fit"));
     // A string claiming 2^60 bytes.
     let mut b = header(1);
     b.extend((1u64 << 60).to_le_bytes());

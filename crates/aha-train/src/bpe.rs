@@ -22,14 +22,24 @@ pub const TAG_TOKENS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>
 
 /// Train a byte-level BPE tokenizer on `texts` with at most `vocab_size` entries in the
 /// BPE model (the 5 added tokens come on top).
-pub fn train_tokenizer<I, S>(texts: I, vocab_size: usize) -> tokenizers::Result<tokenizers::Tokenizer>
+pub fn train_tokenizer<I, S>(
+    texts: I,
+    vocab_size: usize,
+) -> tokenizers::Result<tokenizers::Tokenizer>
 where
     I: Iterator<Item = S> + Send,
     S: AsRef<str> + Send,
 {
     let mut tok = tokenizers::Tokenizer::new(BPE::default());
-    let digits = Split::new(tokenizers::pre_tokenizers::split::SplitPattern::Regex(r" ?\d".into()), SplitDelimiterBehavior::Isolated, false)?;
-    let pre = Sequence::new(vec![PreTokenizerWrapper::Split(digits), PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true))]);
+    let digits = Split::new(
+        tokenizers::pre_tokenizers::split::SplitPattern::Regex(r" ?\d".into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )?;
+    let pre = Sequence::new(vec![
+        PreTokenizerWrapper::Split(digits),
+        PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
+    ]);
     tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)));
     tok.with_decoder(Some(ByteLevelDecoder::default()));
     let alphabet: std::collections::HashSet<char> = ByteLevel::alphabet().into_iter().collect();
@@ -43,7 +53,10 @@ where
     let mut trainer = TrainerWrapper::BpeTrainer(trainer);
     tok.train(&mut trainer, texts)?;
     // The tags absorb the spaces around them: " <think> 7" is two tokens, not four.
-    let tags: Vec<AddedToken> = TAG_TOKENS.iter().map(|t| AddedToken::from(*t, false).lstrip(true).rstrip(true)).collect();
+    let tags: Vec<AddedToken> = TAG_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(*t, false).lstrip(true).rstrip(true))
+        .collect();
     tok.add_tokens(&tags);
     Ok(tok)
 }
@@ -71,6 +84,9 @@ pub fn save_tokenizer(tok: &tokenizers::Tokenizer, dir: &Path) -> tokenizers::Re
         "clean_up_tokenization_spaces": false,
         "chat_template": template,
     });
-    std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&cfg)?)?;
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&cfg)?,
+    )?;
     Ok(())
 }

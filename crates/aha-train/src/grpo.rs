@@ -42,7 +42,10 @@ pub enum GrpoError {
 pub type Result<T> = std::result::Result<T, GrpoError>;
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> GrpoError {
-    GrpoError::File { path: path.to_path_buf(), message: e.to_string() }
+    GrpoError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -81,8 +84,16 @@ fn mean(xs: &[f32]) -> f32 {
 
 /// Advantages of `rewards` laid out as consecutive groups of `group_size` samples of the
 /// same prompt. `eps` guards the division (TRL uses 1e-4).
-pub fn group_advantages(rewards: &[f32], group_size: usize, norm: AdvantageNorm, eps: f32) -> Vec<f32> {
-    assert!(group_size > 0 && rewards.len() % group_size == 0, "rewards must be whole groups");
+pub fn group_advantages(
+    rewards: &[f32],
+    group_size: usize,
+    norm: AdvantageNorm,
+    eps: f32,
+) -> Vec<f32> {
+    assert!(
+        group_size > 0 && rewards.len() % group_size == 0,
+        "rewards must be whole groups"
+    );
     let batch_std = std_dev(rewards);
     let mut out = Vec::with_capacity(rewards.len());
     for g in rewards.chunks(group_size) {
@@ -100,7 +111,10 @@ pub fn group_advantages(rewards: &[f32], group_size: usize, norm: AdvantageNorm,
 /// Whether each group's rewards are all equal (such a group has zero advantages and no
 /// learning signal; DAPO's dynamic sampling drops it).
 pub fn zero_variance_groups(rewards: &[f32], group_size: usize) -> Vec<bool> {
-    rewards.chunks(group_size).map(|g| g.iter().all(|&r| (r - g[0]).abs() <= 1e-6)).collect()
+    rewards
+        .chunks(group_size)
+        .map(|g| g.iter().all(|&r| (r - g[0]).abs() <= 1e-6))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -128,17 +142,31 @@ pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 /// One forward pass over the batch laid out as `[left pad, prompt, completion, right pad]`,
 /// giving the log-prob of every completion token. `Mode::Train` keeps the graph to the
 /// parameters; `Mode::Inference` for old-policy and reference log-probs.
-pub fn completion_logprobs(model: &Model, prompts: &[&[u32]], completions: &[&[u32]], mode: Mode) -> Result<CompletionLogprobs> {
+pub fn completion_logprobs(
+    model: &Model,
+    prompts: &[&[u32]],
+    completions: &[&[u32]],
+    mode: Mode,
+) -> Result<CompletionLogprobs> {
     if prompts.len() != completions.len() || prompts.is_empty() {
-        return Err(GrpoError::Invalid("need one completion per prompt, and at least one".into()));
+        return Err(GrpoError::Invalid(
+            "need one completion per prompt, and at least one".into(),
+        ));
     }
     if prompts.iter().any(|p| p.is_empty()) {
-        return Err(GrpoError::Invalid("every prompt needs at least one token".into()));
+        return Err(GrpoError::Invalid(
+            "every prompt needs at least one token".into(),
+        ));
     }
     let device = model.device();
     let b = prompts.len();
     let p_max = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-    let c_max = completions.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+    let c_max = completions
+        .iter()
+        .map(|c| c.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let width = p_max + c_max;
     let mut ids = vec![0u32; b * width];
     let mut pos = vec![0u32; b * width];
@@ -165,11 +193,21 @@ pub fn completion_logprobs(model: &Model, prompts: &[&[u32]], completions: &[&[u
     let input_ids = Tensor::from_vec(ids, (b, width), device)?;
     let position_ids = Tensor::from_vec(pos, (b, width), device)?;
     let key_mask = Tensor::from_vec(key, (b, width), device)?;
-    let input = ForwardInput { input_ids: &input_ids, position_ids: &position_ids, key_mask: Some(&key_mask), mode, logits: LogitsFor::Tail(c_max + 1) };
+    let input = ForwardInput {
+        input_ids: &input_ids,
+        position_ids: &position_ids,
+        key_mask: Some(&key_mask),
+        mode,
+        logits: LogitsFor::Tail(c_max + 1),
+    };
     let logits = model.forward(&input, None)?.to_dtype(DType::F32)?;
     // Logits at position p_max - 1 + k predict completion token k; the tail starts at p_max - 1.
     let logits = logits.narrow(1, 0, c_max)?;
-    let logits = if mode == Mode::Inference { logits.detach() } else { logits };
+    let logits = if mode == Mode::Inference {
+        logits.detach()
+    } else {
+        logits
+    };
     let lsm = log_softmax(&logits)?;
     let targets = Tensor::from_vec(targets, (b, c_max, 1), device)?;
     let mask = Tensor::from_vec(mask, (b, c_max), device)?;
@@ -177,7 +215,11 @@ pub fn completion_logprobs(model: &Model, prompts: &[&[u32]], completions: &[&[u
     let lsm_d = lsm.detach();
     let entropy = (lsm_d.exp()? * &lsm_d)?.sum(D::Minus1)?.neg()?;
     let entropy = (entropy * &mask)?;
-    Ok(CompletionLogprobs { logprobs, entropy, mask })
+    Ok(CompletionLogprobs {
+        logprobs,
+        entropy,
+        mask,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -208,7 +250,11 @@ pub struct LossNorm {
 impl LossNorm {
     /// Normalisers of one batch with these completion lengths (masked tokens excluded).
     pub fn of(lengths: &[usize], max_tokens: usize) -> Self {
-        Self { total_seqs: lengths.len() as f64, total_tokens: lengths.iter().sum::<usize>() as f64, max_tokens: max_tokens as f64 }
+        Self {
+            total_seqs: lengths.len() as f64,
+            total_tokens: lengths.iter().sum::<usize>() as f64,
+            max_tokens: max_tokens as f64,
+        }
     }
 }
 
@@ -270,7 +316,9 @@ pub fn grpo_loss(
     let adv = advantages.detach().unsqueeze(1)?;
     let ratio = (logp - &old_logp)?.exp()?;
     let unclipped = ratio.broadcast_mul(&adv)?;
-    let clipped = ratio.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)?.broadcast_mul(&adv)?;
+    let clipped = ratio
+        .clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)?
+        .broadcast_mul(&adv)?;
     let mut per_token = unclipped.minimum(&clipped)?.neg()?;
     let mut kl_sum = 0.0;
     if let Some(r) = ref_logp {
@@ -303,7 +351,14 @@ pub fn grpo_loss(
             }
         }
     }
-    Ok(LossOutput { loss, per_token, kl_sum, clipped_low: lo, clipped_high: hi, tokens })
+    Ok(LossOutput {
+        loss,
+        per_token,
+        kl_sum,
+        clipped_low: lo,
+        clipped_high: hi,
+        tokens,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -335,7 +390,8 @@ pub struct SpecReward {
 
 impl SpecReward {
     pub fn parse(spec: &str) -> Result<Self> {
-        let reward = aha_reward::Reward::parse(spec).map_err(|e| GrpoError::Invalid(format!("reward spec {spec:?}: {e}")))?;
+        let reward = aha_reward::Reward::parse(spec)
+            .map_err(|e| GrpoError::Invalid(format!("reward spec {spec:?}: {e}")))?;
         let mut names = Vec::new();
         let (mut depth, mut start) = (0i32, 0usize);
         let mut items = Vec::new();
@@ -356,7 +412,9 @@ impl SpecReward {
             names.push(item[..end].trim().to_string());
         }
         if names.len() != reward.terms.len() {
-            names = (0..reward.terms.len()).map(|i| format!("term{i}")).collect();
+            names = (0..reward.terms.len())
+                .map(|i| format!("term{i}"))
+                .collect();
         }
         Ok(Self { names, reward })
     }
@@ -370,7 +428,11 @@ impl Rewarder for SpecReward {
         self.reward.terms.iter().map(|(_, w)| *w).collect()
     }
     fn score(&self, s: &Sample) -> Vec<f32> {
-        let x = aha_reward::RewardInput { completion: s.text, gold: s.prompt.gold.as_deref(), num_tokens: Some(s.token_ids.len()) };
+        let x = aha_reward::RewardInput {
+            completion: s.text,
+            gold: s.prompt.gold.as_deref(),
+            num_tokens: Some(s.token_ids.len()),
+        };
         self.reward.breakdown(&x)
     }
 }
@@ -479,7 +541,12 @@ impl Default for GrpoConfig {
 
 impl GrpoConfig {
     pub fn schedule(&self) -> LrSchedule {
-        LrSchedule { lr: self.lr, warmup_steps: self.warmup_steps, total_steps: self.total_steps, min_lr_ratio: self.min_lr_ratio }
+        LrSchedule {
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.total_steps,
+            min_lr_ratio: self.min_lr_ratio,
+        }
     }
 }
 
@@ -537,7 +604,15 @@ pub struct StepMetrics {
 impl StepMetrics {
     /// The metrics with the wall-clock fields zeroed (to compare runs).
     pub fn without_times(&self) -> StepMetrics {
-        StepMetrics { rollout_tokens_per_s: 0.0, train_tokens_per_s: 0.0, time_sample_s: 0.0, time_score_s: 0.0, time_train_s: 0.0, time_total_s: 0.0, ..self.clone() }
+        StepMetrics {
+            rollout_tokens_per_s: 0.0,
+            train_tokens_per_s: 0.0,
+            time_sample_s: 0.0,
+            time_score_s: 0.0,
+            time_train_s: 0.0,
+            time_total_s: 0.0,
+            ..self.clone()
+        }
     }
 }
 
@@ -580,39 +655,74 @@ pub fn copy_model(model: &Model) -> Result<Model> {
     for (name, var) in model.params().iter() {
         tensors.insert(name.clone(), var.as_tensor().detach().copy()?);
     }
-    let origin = model.source_dir().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<copy>"));
+    let origin = model
+        .source_dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("<copy>"));
     let mut ckpt = Checkpoint::from_tensors(tensors, &origin);
-    Ok(Model::from_checkpoint(model.config().clone(), &mut ckpt, &origin.join("config.json"), model.device())?)
+    Ok(Model::from_checkpoint(
+        model.config().clone(),
+        &mut ckpt,
+        &origin.join("config.json"),
+        model.device(),
+    )?)
 }
 
 /// Overwrite `dst`'s weights with `src`'s (same architecture).
 pub fn copy_weights(dst: &Model, src: &Model) -> Result<()> {
     for (name, var) in dst.params().iter() {
-        let s = src.params().get(name).ok_or_else(|| GrpoError::Invalid(format!("no parameter {name} to copy")))?;
+        let s = src
+            .params()
+            .get(name)
+            .ok_or_else(|| GrpoError::Invalid(format!("no parameter {name} to copy")))?;
         var.set(&s.as_tensor().detach().copy()?)?;
     }
     Ok(())
 }
 
 fn step_seed(seed: u64, step: u64) -> u64 {
-    seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(step.wrapping_mul(0x9E37_79B9)).wrapping_add(1)
+    seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        .wrapping_add(step.wrapping_mul(0x9E37_79B9))
+        .wrapping_add(1)
 }
 
 impl GrpoTrainer {
-    pub fn new(model: Model, tokenizer: Option<Tokenizer>, reward: Box<dyn Rewarder>, cfg: GrpoConfig) -> Result<Self> {
+    pub fn new(
+        model: Model,
+        tokenizer: Option<Tokenizer>,
+        reward: Box<dyn Rewarder>,
+        cfg: GrpoConfig,
+    ) -> Result<Self> {
         if cfg.group_size == 0 || cfg.micro_batch == 0 || cfg.num_iterations == 0 {
-            return Err(GrpoError::Invalid("group_size, micro_batch and num_iterations must be positive".into()));
+            return Err(GrpoError::Invalid(
+                "group_size, micro_batch and num_iterations must be positive".into(),
+            ));
         }
-        let reference = if cfg.beta > 0.0 { Some(copy_model(&model)?) } else { None };
+        let reference = if cfg.beta > 0.0 {
+            Some(copy_model(&model)?)
+        } else {
+            None
+        };
         let opt = AdamW::new(model.params(), cfg.adam.clone())?;
-        Ok(Self { model, reference, tokenizer, reward, cfg, opt, step: 0 })
+        Ok(Self {
+            model,
+            reference,
+            tokenizer,
+            reward,
+            cfg,
+            opt,
+            step: 0,
+        })
     }
 
     /// Sample G completions per prompt with the current policy and score them.
     pub fn sample(&self, prompts: &[Prompt]) -> Result<Rollout> {
         let g = self.cfg.group_size;
         let t0 = Instant::now();
-        let prompt_ids: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.ids.clone(), g)).collect();
+        let prompt_ids: Vec<Vec<u32>> = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.ids.clone(), g))
+            .collect();
         let opts = GenerateOptions {
             sampling: self.cfg.sampling.clone(),
             max_tokens: self.cfg.max_tokens,
@@ -621,21 +731,40 @@ impl GrpoTrainer {
             stop_strings: self.cfg.stop_strings.clone(),
             ignore_eos: false,
         };
-        let completions = aha_engine::generate(&self.model, self.tokenizer.as_ref(), &prompt_ids, &opts, |_| {})?;
+        let completions = aha_engine::generate(
+            &self.model,
+            self.tokenizer.as_ref(),
+            &prompt_ids,
+            &opts,
+            |_| {},
+        )?;
         let time_sample_s = t0.elapsed().as_secs_f32();
         let t1 = Instant::now();
         let weights = self.reward.weights();
         let mut terms = Vec::with_capacity(completions.len());
         let mut rewards = Vec::with_capacity(completions.len());
         for (i, c) in completions.iter().enumerate() {
-            let s = Sample { prompt: &prompts[i / g], token_ids: &c.token_ids, text: c.text.as_deref().unwrap_or(""), truncated: c.finish_reason == FinishReason::Length };
+            let s = Sample {
+                prompt: &prompts[i / g],
+                token_ids: &c.token_ids,
+                text: c.text.as_deref().unwrap_or(""),
+                truncated: c.finish_reason == FinishReason::Length,
+            };
             let t = self.reward.score(&s);
             rewards.push(t.iter().zip(&weights).map(|(v, w)| v * w).sum());
             terms.push(t);
         }
         let advantages = group_advantages(&rewards, g, self.cfg.advantage, self.cfg.advantage_eps);
         let time_score_s = t1.elapsed().as_secs_f32();
-        Ok(Rollout { prompt_ids, completions, rewards, terms, advantages, time_sample_s, time_score_s })
+        Ok(Rollout {
+            prompt_ids,
+            completions,
+            rewards,
+            terms,
+            advantages,
+            time_sample_s,
+            time_score_s,
+        })
     }
 
     /// One GRPO step: sample, score, optimise.
@@ -654,14 +783,21 @@ impl GrpoTrainer {
         let t0 = Instant::now();
         let g = self.cfg.group_size;
         let n = ro.completions.len();
-        let mut m = StepMetrics { step: self.step + 1, ..Default::default() };
+        let mut m = StepMetrics {
+            step: self.step + 1,
+            ..Default::default()
+        };
         // Reward statistics.
         m.reward_mean = mean(&ro.rewards);
         m.reward_std = std_dev(&ro.rewards);
         let names = self.reward.names();
         for (k, name) in names.iter().enumerate() {
             let v: Vec<f32> = ro.terms.iter().map(|t| t[k]).collect();
-            m.rewards.push(TermStat { name: name.clone(), mean: mean(&v), std: std_dev(&v) });
+            m.rewards.push(TermStat {
+                name: name.clone(),
+                mean: mean(&v),
+                std: std_dev(&v),
+            });
             let rate = v.iter().filter(|&&x| x > 0.5).count() as f32 / n.max(1) as f32;
             match name.as_str() {
                 "accuracy" | "gsm8k" | "countdown" | "arithmetic" => m.accuracy = Some(rate),
@@ -672,7 +808,11 @@ impl GrpoTrainer {
         let lens: Vec<usize> = ro.completions.iter().map(|c| c.token_ids.len()).collect();
         m.completion_len_mean = lens.iter().sum::<usize>() as f32 / n.max(1) as f32;
         m.completion_len_max = lens.iter().copied().max().unwrap_or(0);
-        let truncated: Vec<bool> = ro.completions.iter().map(|c| c.finish_reason == FinishReason::Length).collect();
+        let truncated: Vec<bool> = ro
+            .completions
+            .iter()
+            .map(|c| c.finish_reason == FinishReason::Length)
+            .collect();
         m.truncated_rate = truncated.iter().filter(|&&t| t).count() as f32 / n.max(1) as f32;
         let gen_tokens: usize = lens.iter().sum();
         m.rollout_tokens_per_s = gen_tokens as f32 / ro.time_sample_s.max(1e-9);
@@ -704,7 +844,11 @@ impl GrpoTrainer {
                     (Some(t), _) => t.clone(),
                     (None, _) => format!("{:?}", ro.completions[i].token_ids),
                 };
-                m.samples.push(SampleLog { prompt: i / g, reward: ro.rewards[i], text });
+                m.samples.push(SampleLog {
+                    prompt: i / g,
+                    reward: ro.rewards[i],
+                    text,
+                });
             }
         }
 
@@ -712,11 +856,21 @@ impl GrpoTrainer {
             let row_lens: Vec<usize> = rows.iter().map(|&i| lens[i]).collect();
             let norm = LossNorm::of(&row_lens, self.cfg.max_tokens);
             let weights = token_weights(&row_lens, self.cfg.loss_agg, &norm);
-            let chunks: Vec<Vec<usize>> = (0..rows.len()).collect::<Vec<_>>().chunks(self.cfg.micro_batch).map(|c| c.to_vec()).collect();
+            let chunks: Vec<Vec<usize>> = (0..rows.len())
+                .collect::<Vec<_>>()
+                .chunks(self.cfg.micro_batch)
+                .map(|c| c.to_vec())
+                .collect();
             let device = self.model.device().clone();
             let batch = |chunk: &[usize]| -> (Vec<&[u32]>, Vec<&[u32]>) {
-                let p = chunk.iter().map(|&k| ro.prompt_ids[rows[k]].as_slice()).collect();
-                let c = chunk.iter().map(|&k| ro.completions[rows[k]].token_ids.as_slice()).collect();
+                let p = chunk
+                    .iter()
+                    .map(|&k| ro.prompt_ids[rows[k]].as_slice())
+                    .collect();
+                let c = chunk
+                    .iter()
+                    .map(|&k| ro.completions[rows[k]].token_ids.as_slice())
+                    .collect();
                 (p, c)
             };
             // Log-probs of the sampling policy (only needed when several passes move the
@@ -726,28 +880,54 @@ impl GrpoTrainer {
             for (ci, chunk) in chunks.iter().enumerate() {
                 let (p, c) = batch(chunk);
                 if self.cfg.num_iterations > 1 {
-                    old[ci] = Some(completion_logprobs(&self.model, &p, &c, Mode::Inference)?.logprobs);
+                    old[ci] =
+                        Some(completion_logprobs(&self.model, &p, &c, Mode::Inference)?.logprobs);
                 }
                 if let Some(r) = &self.reference {
                     refs[ci] = Some(completion_logprobs(r, &p, &c, Mode::Inference)?.logprobs);
                 }
             }
-            let loss_cfg = LossConfig { eps_low: self.cfg.eps_low, eps_high: self.cfg.eps_high, beta: self.cfg.beta };
-            let (mut loss_sum, mut kl_sum, mut ent_sum, mut lo, mut hi, mut toks) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+            let loss_cfg = LossConfig {
+                eps_low: self.cfg.eps_low,
+                eps_high: self.cfg.eps_high,
+                beta: self.cfg.beta,
+            };
+            let (mut loss_sum, mut kl_sum, mut ent_sum, mut lo, mut hi, mut toks) =
+                (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
             let mut train_tokens = 0usize;
             for it in 0..self.cfg.num_iterations {
                 let mut grads = Grads::default();
                 for (ci, chunk) in chunks.iter().enumerate() {
                     let (p, c) = batch(chunk);
-                    train_tokens += p.iter().map(|x| x.len()).sum::<usize>() + c.iter().map(|x| x.len()).sum::<usize>();
+                    train_tokens += p.iter().map(|x| x.len()).sum::<usize>()
+                        + c.iter().map(|x| x.len()).sum::<usize>();
                     let out = completion_logprobs(&self.model, &p, &c, Mode::Train)?;
-                    let adv = Tensor::from_vec(chunk.iter().map(|&k| ro.advantages[rows[k]]).collect::<Vec<f32>>(), chunk.len(), &device)?;
-                    let w = Tensor::from_vec(chunk.iter().map(|&k| weights[k]).collect::<Vec<f32>>(), chunk.len(), &device)?;
+                    let adv = Tensor::from_vec(
+                        chunk
+                            .iter()
+                            .map(|&k| ro.advantages[rows[k]])
+                            .collect::<Vec<f32>>(),
+                        chunk.len(),
+                        &device,
+                    )?;
+                    let w = Tensor::from_vec(
+                        chunk.iter().map(|&k| weights[k]).collect::<Vec<f32>>(),
+                        chunk.len(),
+                        &device,
+                    )?;
                     let old_lp = match &old[ci] {
                         Some(t) => t.clone(),
                         None => out.logprobs.detach(),
                     };
-                    let lo_out = grpo_loss(&out.logprobs, &old_lp, refs[ci].as_ref(), &adv, &out.mask, &w, &loss_cfg)?;
+                    let lo_out = grpo_loss(
+                        &out.logprobs,
+                        &old_lp,
+                        refs[ci].as_ref(),
+                        &adv,
+                        &out.mask,
+                        &w,
+                        &loss_cfg,
+                    )?;
                     if it == 0 {
                         loss_sum += lo_out.loss.to_scalar::<f32>()? as f64;
                         kl_sum += lo_out.kl_sum;
@@ -802,10 +982,18 @@ impl GrpoTrainer {
         self.model.save(&tmp)?;
         self.opt.save(&tmp)?;
         if let Some(r) = &self.reference {
-            aha_model::weights::write_file(&tmp.join("reference.safetensors"), &r.params().tensors(), DType::F32)?;
+            aha_model::weights::write_file(
+                &tmp.join("reference.safetensors"),
+                &r.params().tensors(),
+                DType::F32,
+            )?;
         }
-        let state = TrainerState { step: self.step, config: self.cfg.clone() };
-        let text = serde_json::to_string_pretty(&state).map_err(|e| GrpoError::Invalid(e.to_string()))?;
+        let state = TrainerState {
+            step: self.step,
+            config: self.cfg.clone(),
+        };
+        let text =
+            serde_json::to_string_pretty(&state).map_err(|e| GrpoError::Invalid(e.to_string()))?;
         std::fs::write(tmp.join("trainer.json"), text).map_err(|e| file_err(&tmp, e))?;
         if dir.exists() {
             let old = dir.with_extension("old");
@@ -824,10 +1012,17 @@ impl GrpoTrainer {
     /// Continue from a checkpoint written by [`GrpoTrainer::save_checkpoint`]: the model is
     /// loaded from `dir`; the optimizer, the reference and the step count are restored, so the
     /// run continues exactly as if it had not stopped. `cfg` None takes the saved config.
-    pub fn resume(dir: &Path, tokenizer: Option<Tokenizer>, reward: Box<dyn Rewarder>, cfg: Option<GrpoConfig>, opts: &aha_model::LoadOptions) -> Result<Self> {
+    pub fn resume(
+        dir: &Path,
+        tokenizer: Option<Tokenizer>,
+        reward: Box<dyn Rewarder>,
+        cfg: Option<GrpoConfig>,
+        opts: &aha_model::LoadOptions,
+    ) -> Result<Self> {
         let state_path = dir.join("trainer.json");
         let text = std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, e))?;
-        let state: TrainerState = serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?;
+        let state: TrainerState =
+            serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?;
         let cfg = cfg.unwrap_or(state.config);
         let model = Model::load(dir, opts)?;
         let mut t = Self::new(model, tokenizer, reward, cfg)?;
@@ -838,7 +1033,9 @@ impl GrpoTrainer {
             if ref_path.is_file() {
                 let saved = candle_core::safetensors::load(&ref_path, &opts.device)?;
                 for (name, var) in r.params().iter() {
-                    let s = saved.get(name).ok_or_else(|| file_err(&ref_path, format!("no tensor {name}")))?;
+                    let s = saved
+                        .get(name)
+                        .ok_or_else(|| file_err(&ref_path, format!("no tensor {name}")))?;
                     var.set(&s.to_dtype(var.dtype())?)?;
                 }
             }
@@ -858,7 +1055,9 @@ pub fn sequence_logprob(model: &Model, prompt: &[u32], completion: &[u32]) -> Re
 /// A progress bar over training steps with ETA (for the CLI).
 pub fn progress_bar(steps: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(steps);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
+    ) {
         bar.set_style(style);
     }
     bar

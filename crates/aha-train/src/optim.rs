@@ -17,7 +17,10 @@ pub enum OptimError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -25,7 +28,10 @@ pub enum OptimError {
 pub type Result<T> = std::result::Result<T, OptimError>;
 
 fn io_err(path: &Path, source: std::io::Error) -> OptimError {
-    OptimError::Io { path: path.display().to_string(), source }
+    OptimError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Write via a temp file and a rename, so a crash never leaves half a file.
@@ -78,7 +84,11 @@ impl Grads {
     pub fn global_norm(&self) -> Result<f64> {
         let mut sq = 0f64;
         for g in self.grads.values() {
-            sq += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            sq += g
+                .to_dtype(DType::F32)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f32>()? as f64;
         }
         Ok(sq.sqrt())
     }
@@ -105,7 +115,11 @@ impl Grads {
     /// Whether every gradient is finite.
     pub fn all_finite(&self) -> Result<bool> {
         for g in self.grads.values() {
-            let s = g.to_dtype(DType::F32)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+            let s = g
+                .to_dtype(DType::F32)?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f32>()?;
             if !s.is_finite() {
                 return Ok(false);
             }
@@ -129,7 +143,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decay_1d: false }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decay_1d: false,
+        }
     }
 }
 
@@ -158,11 +178,23 @@ impl AdamW {
         let mut v = BTreeMap::new();
         for (name, var) in params.iter() {
             let t = var.as_tensor();
-            m.insert(name.clone(), Tensor::zeros(t.shape(), DType::F32, t.device())?);
-            v.insert(name.clone(), Tensor::zeros(t.shape(), DType::F32, t.device())?);
+            m.insert(
+                name.clone(),
+                Tensor::zeros(t.shape(), DType::F32, t.device())?,
+            );
+            v.insert(
+                name.clone(),
+                Tensor::zeros(t.shape(), DType::F32, t.device())?,
+            );
             vars.insert(name.clone(), var.clone());
         }
-        Ok(Self { cfg, step: 0, vars, m, v })
+        Ok(Self {
+            cfg,
+            step: 0,
+            vars,
+            m,
+            v,
+        })
     }
 
     /// One update with learning rate `lr`. Parameters without a gradient are left alone
@@ -174,7 +206,9 @@ impl AdamW {
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
         for (name, var) in &self.vars {
-            let Some(g) = grads.grads.get(name) else { continue };
+            let Some(g) = grads.grads.get(name) else {
+                continue;
+            };
             let g = g.to_dtype(DType::F32)?;
             let p_dtype = var.dtype();
             let mut p = var.as_tensor().detach().to_dtype(DType::F32)?;
@@ -208,7 +242,11 @@ impl AdamW {
         let tmp = dir.join("optimizer.safetensors.tmp");
         candle_core::safetensors::save(&tensors, &tmp)?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        let meta = serde_json::to_string_pretty(&AdamWMeta { step: self.step, cfg: self.cfg.clone() }).map_err(|e| OptimError::Invalid(e.to_string()))?;
+        let meta = serde_json::to_string_pretty(&AdamWMeta {
+            step: self.step,
+            cfg: self.cfg.clone(),
+        })
+        .map_err(|e| OptimError::Invalid(e.to_string()))?;
         write_atomic(&dir.join("optimizer.json"), meta.as_bytes())
     }
 
@@ -216,13 +254,23 @@ impl AdamW {
     pub fn load(&mut self, dir: &Path, device: &Device) -> Result<()> {
         let meta_path = dir.join("optimizer.json");
         let text = std::fs::read_to_string(&meta_path).map_err(|e| io_err(&meta_path, e))?;
-        let meta: AdamWMeta = serde_json::from_str(&text).map_err(|e| OptimError::Invalid(format!("{}: {e}", meta_path.display())))?;
-        let mut tensors = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)?;
+        let meta: AdamWMeta = serde_json::from_str(&text)
+            .map_err(|e| OptimError::Invalid(format!("{}: {e}", meta_path.display())))?;
+        let mut tensors =
+            candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)?;
         for name in self.vars.keys() {
-            let m = tensors.remove(&format!("m.{name}")).ok_or_else(|| OptimError::Invalid(format!("optimizer state has no moments for {name}")))?;
-            let v = tensors.remove(&format!("v.{name}")).ok_or_else(|| OptimError::Invalid(format!("optimizer state has no moments for {name}")))?;
+            let m = tensors.remove(&format!("m.{name}")).ok_or_else(|| {
+                OptimError::Invalid(format!("optimizer state has no moments for {name}"))
+            })?;
+            let v = tensors.remove(&format!("v.{name}")).ok_or_else(|| {
+                OptimError::Invalid(format!("optimizer state has no moments for {name}"))
+            })?;
             if m.dims() != self.m[name].dims() {
-                return Err(OptimError::Invalid(format!("optimizer state for {name} has shape {:?}, expected {:?}", m.dims(), self.m[name].dims())));
+                return Err(OptimError::Invalid(format!(
+                    "optimizer state for {name} has shape {:?}, expected {:?}",
+                    m.dims(),
+                    self.m[name].dims()
+                )));
             }
             self.m.insert(name.clone(), m);
             self.v.insert(name.clone(), v);
@@ -245,7 +293,12 @@ pub struct LrSchedule {
 
 impl LrSchedule {
     pub fn constant(lr: f64) -> Self {
-        Self { lr, warmup_steps: 0, total_steps: 0, min_lr_ratio: 1.0 }
+        Self {
+            lr,
+            warmup_steps: 0,
+            total_steps: 0,
+            min_lr_ratio: 1.0,
+        }
     }
 
     /// The learning rate of optimizer step `step` (1-based: the first update is step 1).
@@ -257,7 +310,9 @@ impl LrSchedule {
         if self.total_steps <= self.warmup_steps {
             return self.lr;
         }
-        let progress = ((step - self.warmup_steps) as f64 / (self.total_steps - self.warmup_steps) as f64).min(1.0);
+        let progress = ((step - self.warmup_steps) as f64
+            / (self.total_steps - self.warmup_steps) as f64)
+            .min(1.0);
         min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
@@ -270,7 +325,11 @@ mod tests {
         let mut p = Params::default();
         for (name, v) in values {
             let n = v.len();
-            p.insert(name, Tensor::from_vec(v.clone(), (1, n), &Device::Cpu).unwrap()).unwrap();
+            p.insert(
+                name,
+                Tensor::from_vec(v.clone(), (1, n), &Device::Cpu).unwrap(),
+            )
+            .unwrap();
         }
         p
     }
@@ -279,19 +338,34 @@ mod tests {
         let mut g = Grads::default();
         for (name, v) in values {
             let n = v.len();
-            g.grads.insert(name.to_string(), Tensor::from_vec(v.clone(), (1, n), &Device::Cpu).unwrap());
+            g.grads.insert(
+                name.to_string(),
+                Tensor::from_vec(v.clone(), (1, n), &Device::Cpu).unwrap(),
+            );
         }
         g
     }
 
     fn get(p: &Params, name: &str) -> Vec<f32> {
-        p.get(name).unwrap().as_tensor().flatten_all().unwrap().to_vec1().unwrap()
+        p.get(name)
+            .unwrap()
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     #[test]
     fn adamw_matches_hand_computation() {
         let p = params(&[("w", vec![1.0, -2.0])]);
-        let cfg = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1, decay_1d: false };
+        let cfg = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            decay_1d: false,
+        };
         let mut opt = AdamW::new(&p, cfg).unwrap();
         let lr = 0.01;
         // Step 1, g = [0.5, -1]: m = 0.1 g, v = 0.01 g^2, mhat = g, vhat = g^2 -> update = sign(g).
@@ -308,7 +382,10 @@ mod tests {
         }
         let got = get(&p, "w");
         for i in 0..2 {
-            assert!((got[i] as f64 - want[i]).abs() < 1e-6, "step 1: {got:?} vs {want:?}");
+            assert!(
+                (got[i] as f64 - want[i]).abs() < 1e-6,
+                "step 1: {got:?} vs {want:?}"
+            );
         }
         // Step 2, g = [0.2, 0.3].
         opt.step(&grads(&[("w", vec![0.2, 0.3])]), lr).unwrap();
@@ -323,7 +400,10 @@ mod tests {
         }
         let got = get(&p, "w");
         for i in 0..2 {
-            assert!((got[i] as f64 - want[i]).abs() < 1e-6, "step 2: {got:?} vs {want:?}");
+            assert!(
+                (got[i] as f64 - want[i]).abs() < 1e-6,
+                "step 2: {got:?} vs {want:?}"
+            );
         }
         assert_eq!(opt.step, 2);
     }
@@ -331,10 +411,21 @@ mod tests {
     #[test]
     fn no_decay_for_1d_params_by_default() {
         let mut p = Params::default();
-        p.insert("b", Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap()).unwrap();
-        let mut opt = AdamW::new(&p, AdamWConfig { weight_decay: 0.5, ..Default::default() }).unwrap();
+        p.insert("b", Tensor::new(&[1.0f32, 1.0], &Device::Cpu).unwrap())
+            .unwrap();
+        let mut opt = AdamW::new(
+            &p,
+            AdamWConfig {
+                weight_decay: 0.5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut g = Grads::default();
-        g.grads.insert("b".into(), Tensor::new(&[0.0f32, 0.0], &Device::Cpu).unwrap());
+        g.grads.insert(
+            "b".into(),
+            Tensor::new(&[0.0f32, 0.0], &Device::Cpu).unwrap(),
+        );
         opt.step(&g, 0.1).unwrap();
         assert_eq!(get(&p, "b"), vec![1.0, 1.0]);
     }
@@ -357,7 +448,8 @@ mod tests {
     #[test]
     fn accumulation_sums() {
         let mut g = grads(&[("a", vec![1.0, 2.0])]);
-        g.accumulate(grads(&[("a", vec![0.5, 0.5]), ("b", vec![1.0])])).unwrap();
+        g.accumulate(grads(&[("a", vec![0.5, 0.5]), ("b", vec![1.0])]))
+            .unwrap();
         g.scale(2.0).unwrap();
         let a: Vec<f32> = g.grads["a"].flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(a, vec![3.0, 5.0]);
@@ -366,7 +458,12 @@ mod tests {
 
     #[test]
     fn schedule_warmup_then_cosine_to_floor() {
-        let s = LrSchedule { lr: 1.0, warmup_steps: 4, total_steps: 14, min_lr_ratio: 0.1 };
+        let s = LrSchedule {
+            lr: 1.0,
+            warmup_steps: 4,
+            total_steps: 14,
+            min_lr_ratio: 0.1,
+        };
         assert!((s.at(1) - 0.25).abs() < 1e-12);
         assert!((s.at(4) - 1.0).abs() < 1e-12);
         assert!((s.at(9) - 0.55).abs() < 1e-12); // halfway: floor + (1 - floor) / 2

@@ -63,7 +63,12 @@ pub struct CorpusMix {
 
 impl Default for CorpusMix {
     fn default() -> Self {
-        Self { step_by_step: 0.3, direct: 0.45, slip: 0.1, unformatted: 0.15 }
+        Self {
+            step_by_step: 0.3,
+            direct: 0.45,
+            slip: 0.1,
+            unformatted: 0.15,
+        }
     }
 }
 
@@ -174,7 +179,15 @@ impl CorpusMix {
         let w = [self.step_by_step, self.direct, self.slip, self.unformatted].map(|x| x.max(0.0));
         let total: f32 = w.iter().sum();
         let mut u = rng.random::<f32>() * total.max(1e-9);
-        for (i, k) in [DocKind::StepByStep, DocKind::Direct, DocKind::Slip, DocKind::Unformatted].into_iter().enumerate() {
+        for (i, k) in [
+            DocKind::StepByStep,
+            DocKind::Direct,
+            DocKind::Slip,
+            DocKind::Unformatted,
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if u < w[i] {
                 return k;
             }
@@ -190,7 +203,8 @@ fn formatted(think: &str, answer: &str) -> String {
 
 /// An arithmetic chain with a slip at one step: the value there is off by 1..=3.
 fn slipped_chain(problem: &Problem, rng: &mut impl Rng) -> (Vec<String>, String) {
-    let nums: Vec<i64> = serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
+    let nums: Vec<i64> =
+        serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
     let ops: Vec<char> = serde_json::from_value::<Vec<String>>(problem.meta["ops"].clone())
         .unwrap_or_default()
         .iter()
@@ -220,10 +234,18 @@ fn slipped_chain(problem: &Problem, rng: &mut impl Rng) -> (Vec<String>, String)
 }
 
 /// The assistant's part of a document (after `Assistant:`), without the EOS token.
-pub fn completion_text(task: &Task, problem: &Problem, kind: DocKind, rng: &mut impl Rng) -> String {
+pub fn completion_text(
+    task: &Task,
+    problem: &Problem,
+    kind: DocKind,
+    rng: &mut impl Rng,
+) -> String {
     match task {
         Task::Arithmetic { .. } => {
-            let expr = problem.prompt.trim_start_matches("Compute ").trim_end_matches('.');
+            let expr = problem
+                .prompt
+                .trim_start_matches("Compute ")
+                .trim_end_matches('.');
             let worked = format!("{expr} = {}", problem.steps.join(" = "));
             let direct = format!("{expr} = {}", problem.answer);
             match kind {
@@ -236,7 +258,10 @@ pub fn completion_text(task: &Task, problem: &Problem, kind: DocKind, rng: &mut 
                 DocKind::Unformatted => {
                     let think = if rng.random::<bool>() { worked } else { direct };
                     match rng.random_range(0..3) {
-                        0 => format!(" <think> {think} </think> The answer is {}.", problem.answer),
+                        0 => format!(
+                            " <think> {think} </think> The answer is {}.",
+                            problem.answer
+                        ),
                         1 => format!(" {think}. The answer is {}.", problem.answer),
                         _ => format!(" <think> {think} <answer> {} </answer>", problem.answer),
                     }
@@ -245,11 +270,14 @@ pub fn completion_text(task: &Task, problem: &Problem, kind: DocKind, rng: &mut 
         }
         Task::Countdown { difficulty } => {
             let target = problem.meta["target"].as_i64().unwrap_or(0);
-            let numbers: Vec<i64> = serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
+            let numbers: Vec<i64> =
+                serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
             let max_value = if *difficulty <= 3 { 99 } else { 999 };
             let mut tries = Vec::new();
             for _ in 0..rng.random_range(0..=2) {
-                if let Some((steps, _, v)) = crate::tasks::random_countdown_chain(&numbers, max_value, rng) {
+                if let Some((steps, _, v)) =
+                    crate::tasks::random_countdown_chain(&numbers, max_value, rng)
+                {
                     if v != target {
                         tries.push(format!("{}, not {target}.", steps.join(", ")));
                     }
@@ -272,7 +300,10 @@ pub fn completion_text(task: &Task, problem: &Problem, kind: DocKind, rng: &mut 
                     }
                 }
                 DocKind::Unformatted => match rng.random_range(0..2) {
-                    0 => format!(" <think> {worked} </think> The answer is {}.", problem.answer),
+                    0 => format!(
+                        " <think> {worked} </think> The answer is {}.",
+                        problem.answer
+                    ),
                     _ => format!(" {direct}"),
                 },
             }
@@ -283,13 +314,23 @@ pub fn completion_text(task: &Task, problem: &Problem, kind: DocKind, rng: &mut 
 /// One full training document: prompt + completion + EOS. Difficulty is drawn from
 /// `1..=task.difficulty()` so the easy one-step cases are seen too.
 pub fn document(task: &Task, problem: &Problem, kind: DocKind, rng: &mut impl Rng) -> String {
-    format!("{}{}{}", r1_zero_prompt(&problem.prompt), completion_text(task, problem, kind, rng), bpe::EOS_TOKEN)
+    format!(
+        "{}{}{}",
+        r1_zero_prompt(&problem.prompt),
+        completion_text(task, problem, kind, rng),
+        bpe::EOS_TOKEN
+    )
 }
 
 /// An endless deterministic stream of training documents (never a held-out problem).
 pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = String> {
     let d = task.difficulty();
-    let mut streams: Vec<_> = (1..=d).map(|k| task.with_difficulty(k).train_problems(seed.wrapping_add(k as u64 * 7919))).collect();
+    let mut streams: Vec<_> = (1..=d)
+        .map(|k| {
+            task.with_difficulty(k)
+                .train_problems(seed.wrapping_add(k as u64 * 7919))
+        })
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xC0_4905);
     std::iter::repeat_with(move || {
         let k = rng.random_range(0..streams.len());
@@ -302,7 +343,11 @@ pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = Str
 // ---------------------------------------------------------------- model
 
 /// config.json of the tiny Qwen2 (tied embeddings, f32).
-pub fn model_config_json(cfg: &PretrainConfig, vocab_size: usize, eos_id: u32) -> serde_json::Value {
+pub fn model_config_json(
+    cfg: &PretrainConfig,
+    vocab_size: usize,
+    eos_id: u32,
+) -> serde_json::Value {
     serde_json::json!({
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
@@ -345,24 +390,42 @@ fn normal(shape: &[usize], std: f64, rng: &mut StdRng) -> candle_core::Result<Te
 }
 
 /// A randomly initialized model (std 0.02; output projections scaled by 1/sqrt(2 layers)).
-pub fn init_model(cfg: &PretrainConfig, vocab_size: usize, eos_id: u32, seed: u64) -> Result<Model> {
+pub fn init_model(
+    cfg: &PretrainConfig,
+    vocab_size: usize,
+    eos_id: u32,
+    seed: u64,
+) -> Result<Model> {
     if cfg.hidden_size % cfg.num_heads != 0 || cfg.num_heads % cfg.num_kv_heads.max(1) != 0 {
-        return Err(PretrainError::Invalid("hidden_size must divide by num_heads, num_heads by num_kv_heads".into()));
+        return Err(PretrainError::Invalid(
+            "hidden_size must divide by num_heads, num_heads by num_kv_heads".into(),
+        ));
     }
     let mut rng = StdRng::seed_from_u64(seed ^ 0x1417_0000);
-    let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.hidden_size / cfg.num_heads);
+    let (h, i, hd) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.hidden_size / cfg.num_heads,
+    );
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     let std = 0.02;
     let out_std = std / (2.0 * cfg.num_layers as f64).sqrt();
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert("model.embed_tokens.weight".into(), normal(&[vocab_size, h], std, &mut rng)?);
-    t.insert("model.norm.weight".into(), Tensor::ones(h, DType::F32, &Device::Cpu)?);
+    t.insert(
+        "model.embed_tokens.weight".into(),
+        normal(&[vocab_size, h], std, &mut rng)?,
+    );
+    t.insert(
+        "model.norm.weight".into(),
+        Tensor::ones(h, DType::F32, &Device::Cpu)?,
+    );
     for l in 0..cfg.num_layers {
         let p = format!("model.layers.{l}");
-        let mut put = |name: &str, shape: &[usize], s: f64, rng: &mut StdRng| -> candle_core::Result<()> {
-            t.insert(format!("{p}.{name}"), normal(shape, s, rng)?);
-            Ok(())
-        };
+        let mut put =
+            |name: &str, shape: &[usize], s: f64, rng: &mut StdRng| -> candle_core::Result<()> {
+                t.insert(format!("{p}.{name}"), normal(shape, s, rng)?);
+                Ok(())
+            };
         put("self_attn.q_proj.weight", &[q, h], std, &mut rng)?;
         put("self_attn.k_proj.weight", &[kv, h], std, &mut rng)?;
         put("self_attn.v_proj.weight", &[kv, h], std, &mut rng)?;
@@ -370,23 +433,43 @@ pub fn init_model(cfg: &PretrainConfig, vocab_size: usize, eos_id: u32, seed: u6
         put("mlp.gate_proj.weight", &[i, h], std, &mut rng)?;
         put("mlp.up_proj.weight", &[i, h], std, &mut rng)?;
         put("mlp.down_proj.weight", &[h, i], out_std, &mut rng)?;
-        for (name, n) in [("self_attn.q_proj.bias", q), ("self_attn.k_proj.bias", kv), ("self_attn.v_proj.bias", kv)] {
-            t.insert(format!("{p}.{name}"), Tensor::zeros(n, DType::F32, &Device::Cpu)?);
+        for (name, n) in [
+            ("self_attn.q_proj.bias", q),
+            ("self_attn.k_proj.bias", kv),
+            ("self_attn.v_proj.bias", kv),
+        ] {
+            t.insert(
+                format!("{p}.{name}"),
+                Tensor::zeros(n, DType::F32, &Device::Cpu)?,
+            );
         }
         for name in ["input_layernorm.weight", "post_attention_layernorm.weight"] {
-            t.insert(format!("{p}.{name}"), Tensor::ones(h, DType::F32, &Device::Cpu)?);
+            t.insert(
+                format!("{p}.{name}"),
+                Tensor::ones(h, DType::F32, &Device::Cpu)?,
+            );
         }
     }
     let config = model_config_json(cfg, vocab_size, eos_id);
     let mut ckpt = Checkpoint::from_tensors(t, Path::new("<random init>"));
-    Ok(Model::from_checkpoint(config, &mut ckpt, Path::new("<pretrain config>"), &Device::Cpu)?)
+    Ok(Model::from_checkpoint(
+        config,
+        &mut ckpt,
+        Path::new("<pretrain config>"),
+        &Device::Cpu,
+    )?)
 }
 
 // ---------------------------------------------------------------- training
 
 /// Right-pad token sequences into ids [b, t] and a loss mask [b, t - 1] over the targets.
 pub fn pad_batch(seqs: &[Vec<u32>], pad_id: u32, max_len: usize) -> Result<(Tensor, Tensor)> {
-    let t = seqs.iter().map(|s| s.len().min(max_len)).max().unwrap_or(0).max(2);
+    let t = seqs
+        .iter()
+        .map(|s| s.len().min(max_len))
+        .max()
+        .unwrap_or(0)
+        .max(2);
     let b = seqs.len();
     let mut ids = vec![pad_id; b * t];
     let mut mask = vec![0f32; b * (t - 1)];
@@ -397,7 +480,10 @@ pub fn pad_batch(seqs: &[Vec<u32>], pad_id: u32, max_len: usize) -> Result<(Tens
             mask[r * (t - 1) + j] = 1.0;
         }
     }
-    Ok((Tensor::from_vec(ids, (b, t), &Device::Cpu)?, Tensor::from_vec(mask, (b, t - 1), &Device::Cpu)?))
+    Ok((
+        Tensor::from_vec(ids, (b, t), &Device::Cpu)?,
+        Tensor::from_vec(mask, (b, t - 1), &Device::Cpu)?,
+    ))
 }
 
 /// Mean next-token cross-entropy over the masked targets (differentiable: `Mode::Train`).
@@ -405,12 +491,23 @@ pub fn lm_loss(model: &Model, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (b, t) = ids.dims2()?;
     let input = ids.narrow(1, 0, t - 1)?.contiguous()?;
     let target = ids.narrow(1, 1, t - 1)?.contiguous()?;
-    let pos = Tensor::arange(0u32, (t - 1) as u32, ids.device())?.unsqueeze(0)?.broadcast_as((b, t - 1))?.contiguous()?;
-    let fwd = ForwardInput { input_ids: &input, position_ids: &pos, key_mask: None, mode: Mode::Train, logits: LogitsFor::All };
+    let pos = Tensor::arange(0u32, (t - 1) as u32, ids.device())?
+        .unsqueeze(0)?
+        .broadcast_as((b, t - 1))?
+        .contiguous()?;
+    let fwd = ForwardInput {
+        input_ids: &input,
+        position_ids: &pos,
+        key_mask: None,
+        mode: Mode::Train,
+        logits: LogitsFor::All,
+    };
     let logits = model.forward(&fwd, None)?;
     let v = logits.dim(D::Minus1)?;
     let lp = candle_nn::ops::log_softmax(&logits.reshape((b * (t - 1), v))?, D::Minus1)?;
-    let picked = lp.gather(&target.reshape((b * (t - 1), 1))?, 1)?.reshape((b, t - 1))?;
+    let picked = lp
+        .gather(&target.reshape((b * (t - 1), 1))?, 1)?
+        .reshape((b, t - 1))?;
     let count = mask.sum_all()?.to_scalar::<f32>()?.max(1.0);
     Ok(((picked * mask)?.sum_all()? / -(count as f64))?)
 }
@@ -430,29 +527,56 @@ pub struct PretrainReport {
 
 /// Tokenizer and random model for a config, the tokenizer files written to `dir`.
 pub fn prepare(cfg: &PretrainConfig, dir: &Path) -> Result<(Model, Tokenizer)> {
-    let docs: Vec<String> = corpus(cfg.task, cfg.mix, cfg.seed ^ 0x70CE).take(cfg.tokenizer_docs).collect();
-    let hf = bpe::train_tokenizer(docs.iter(), cfg.vocab_size).map_err(|e| PretrainError::Tokenizer(e.to_string()))?;
+    let docs: Vec<String> = corpus(cfg.task, cfg.mix, cfg.seed ^ 0x70CE)
+        .take(cfg.tokenizer_docs)
+        .collect();
+    let hf = bpe::train_tokenizer(docs.iter(), cfg.vocab_size)
+        .map_err(|e| PretrainError::Tokenizer(e.to_string()))?;
     bpe::save_tokenizer(&hf, dir).map_err(|e| PretrainError::Tokenizer(e.to_string()))?;
     let vocab = hf.get_vocab_size(true);
-    let eos = hf.token_to_id(bpe::EOS_TOKEN).ok_or_else(|| PretrainError::Tokenizer("no EOS token".into()))?;
+    let eos = hf
+        .token_to_id(bpe::EOS_TOKEN)
+        .ok_or_else(|| PretrainError::Tokenizer("no EOS token".into()))?;
     let gen = serde_json::json!({"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos, "do_sample": false});
-    std::fs::write(dir.join("generation_config.json"), serde_json::to_string_pretty(&gen).unwrap_or_default())?;
+    std::fs::write(
+        dir.join("generation_config.json"),
+        serde_json::to_string_pretty(&gen).unwrap_or_default(),
+    )?;
     let tok = Tokenizer::from_dir(dir)?;
     let model = init_model(cfg, vocab, eos, cfg.seed)?;
     Ok((model, tok))
 }
 
 /// Train `model` on the corpus of `cfg` for `cfg.steps` steps. `progress`: show a bar.
-pub fn train(model: &Model, tok: &Tokenizer, cfg: &PretrainConfig, progress: bool) -> Result<PretrainReport> {
-    let eos = tok.eos_token_id().ok_or_else(|| PretrainError::Tokenizer("no EOS token".into()))?;
+pub fn train(
+    model: &Model,
+    tok: &Tokenizer,
+    cfg: &PretrainConfig,
+    progress: bool,
+) -> Result<PretrainReport> {
+    let eos = tok
+        .eos_token_id()
+        .ok_or_else(|| PretrainError::Tokenizer("no EOS token".into()))?;
     let vars: Vec<candle_core::Var> = model.params().iter().map(|(_, v)| v.clone()).collect();
-    let params = candle_nn::ParamsAdamW { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: cfg.weight_decay };
+    let params = candle_nn::ParamsAdamW {
+        lr: cfg.lr,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: cfg.weight_decay,
+    };
     let mut opt = candle_nn::AdamW::new(vars.clone(), params)?;
     let mut docs = corpus(cfg.task, cfg.mix, cfg.seed);
-    let bar = if progress { indicatif::ProgressBar::new(cfg.steps as u64) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.steps as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("pretrain {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "pretrain {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let start = Instant::now();
     let (mut tokens, mut first_loss, mut tail) = (0usize, f32::NAN, Vec::new());
@@ -467,7 +591,9 @@ pub fn train(model: &Model, tok: &Tokenizer, cfg: &PretrainConfig, progress: boo
         let loss = lm_loss(model, &ids, &mask)?;
         let lv = loss.to_scalar::<f32>()?;
         if !lv.is_finite() {
-            return Err(PretrainError::Invalid(format!("loss is {lv} at step {step}")));
+            return Err(PretrainError::Invalid(format!(
+                "loss is {lv} at step {step}"
+            )));
         }
         let mut grads = loss.backward()?;
         clip_grad_norm(&vars, &mut grads, 1.0)?;
@@ -479,7 +605,11 @@ pub fn train(model: &Model, tok: &Tokenizer, cfg: &PretrainConfig, progress: boo
         if step >= tail_from {
             tail.push(lv);
         }
-        ema = if ema.is_nan() { lv } else { 0.95 * ema + 0.05 * lv };
+        ema = if ema.is_nan() {
+            lv
+        } else {
+            0.95 * ema + 0.05 * lv
+        };
         bar.set_message(format!("loss {ema:.3}"));
         bar.inc(1);
     }
@@ -497,7 +627,11 @@ pub fn train(model: &Model, tok: &Tokenizer, cfg: &PretrainConfig, progress: boo
 }
 
 /// Scale the gradients so their global L2 norm is at most `max_norm`; returns the norm.
-pub fn clip_grad_norm(vars: &[candle_core::Var], grads: &mut candle_core::backprop::GradStore, max_norm: f64) -> Result<f64> {
+pub fn clip_grad_norm(
+    vars: &[candle_core::Var],
+    grads: &mut candle_core::backprop::GradStore,
+    max_norm: f64,
+) -> Result<f64> {
     let mut sq = 0f64;
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
@@ -523,15 +657,32 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path, progress: bool) -> Result<Pret
     let report = train(&model, &tok, cfg, progress)?;
     model.save(out)?;
     let meta = serde_json::json!({"pretrain_config": cfg, "report": report});
-    std::fs::write(out.join("aha_pretrain.json"), serde_json::to_string_pretty(&meta).unwrap_or_default())?;
+    std::fs::write(
+        out.join("aha_pretrain.json"),
+        serde_json::to_string_pretty(&meta).unwrap_or_default(),
+    )?;
     Ok(report)
 }
 
 /// The cached base for `cfg` under `cache_dir` (`base-<task>-<hash>`), pretraining it first
 /// when absent. Training goes to a temporary directory renamed into place when complete.
 pub fn ensure_base(cache_dir: &Path, cfg: &PretrainConfig) -> Result<PathBuf> {
-    let dir = cache_dir.join(format!("base-{}-{}-{}", cfg.task.name(), cfg.task.difficulty(), cfg.hash()));
-    let complete = |d: &Path| ["config.json", "model.safetensors", "tokenizer.json", "aha_pretrain.json"].iter().all(|f| d.join(f).is_file());
+    let dir = cache_dir.join(format!(
+        "base-{}-{}-{}",
+        cfg.task.name(),
+        cfg.task.difficulty(),
+        cfg.hash()
+    ));
+    let complete = |d: &Path| {
+        [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "aha_pretrain.json",
+        ]
+        .iter()
+        .all(|f| d.join(f).is_file())
+    };
     if complete(&dir) {
         return Ok(dir);
     }
@@ -565,7 +716,13 @@ pub struct EvalOptions {
 
 impl EvalOptions {
     pub fn new(task: &Task, n: usize, seed: u64) -> Self {
-        Self { n, temperature: 0.0, max_tokens: default_max_tokens(task), seed, batch_size: 64 }
+        Self {
+            n,
+            temperature: 0.0,
+            max_tokens: default_max_tokens(task),
+            seed,
+            batch_size: 64,
+        }
     }
 }
 
@@ -602,14 +759,30 @@ pub struct EvalResult {
 }
 
 /// Greedy evaluation on the first `n` held-out problems of `task`.
-pub fn evaluate(model: &Model, tok: &Tokenizer, task: &Task, n: usize, seed: u64) -> Result<EvalResult> {
+pub fn evaluate(
+    model: &Model,
+    tok: &Tokenizer,
+    task: &Task,
+    n: usize,
+    seed: u64,
+) -> Result<EvalResult> {
     evaluate_with(model, tok, task, &EvalOptions::new(task, n, seed))
 }
 
-pub fn evaluate_with(model: &Model, tok: &Tokenizer, task: &Task, opts: &EvalOptions) -> Result<EvalResult> {
+pub fn evaluate_with(
+    model: &Model,
+    tok: &Tokenizer,
+    task: &Task,
+    opts: &EvalOptions,
+) -> Result<EvalResult> {
     let problems = task.test_set(opts.n);
     let gen = GenerateOptions {
-        sampling: SamplingParams { temperature: opts.temperature, top_k: 0, top_p: 1.0, min_p: 0.0 },
+        sampling: SamplingParams {
+            temperature: opts.temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+        },
         max_tokens: opts.max_tokens,
         seed: opts.seed,
         stop_token_ids: tok.eos_token_ids().to_vec(),
@@ -618,8 +791,14 @@ pub fn evaluate_with(model: &Model, tok: &Tokenizer, task: &Task, opts: &EvalOpt
     };
     let mut samples = Vec::with_capacity(problems.len());
     for (c, chunk) in problems.chunks(opts.batch_size.max(1)).enumerate() {
-        let prompts: Vec<Vec<u32>> = chunk.iter().map(|p| tok.encode(&r1_zero_prompt(&p.prompt), false)).collect::<std::result::Result<_, _>>()?;
-        let gen = GenerateOptions { seed: opts.seed.wrapping_add(c as u64 * 1_000_003), ..gen.clone() };
+        let prompts: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| tok.encode(&r1_zero_prompt(&p.prompt), false))
+            .collect::<std::result::Result<_, _>>()?;
+        let gen = GenerateOptions {
+            seed: opts.seed.wrapping_add(c as u64 * 1_000_003),
+            ..gen.clone()
+        };
         let outs = generate(model, Some(tok), &prompts, &gen, |_| {})?;
         for (p, o) in chunk.iter().zip(outs) {
             let text = o.text.unwrap_or_default();
@@ -633,7 +812,9 @@ pub fn evaluate_with(model: &Model, tok: &Tokenizer, task: &Task, opts: &EvalOpt
         }
     }
     let n = samples.len();
-    let share = |f: &dyn Fn(&EvalSample) -> bool| samples.iter().filter(|s| f(s)).count() as f64 / n.max(1) as f64;
+    let share = |f: &dyn Fn(&EvalSample) -> bool| {
+        samples.iter().filter(|s| f(s)).count() as f64 / n.max(1) as f64
+    };
     Ok(EvalResult {
         n,
         accuracy: share(&|s| s.correct),

@@ -77,16 +77,34 @@ impl std::str::FromStr for Task {
     /// `arithmetic`, `countdown`, or with a difficulty: `arithmetic:4`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (name, diff) = match s.split_once(':') {
-            Some((n, d)) => (n.trim(), Some(d.trim().parse::<u32>().map_err(|e| format!("difficulty {d:?}: {e}"))?)),
+            Some((n, d)) => (
+                n.trim(),
+                Some(
+                    d.trim()
+                        .parse::<u32>()
+                        .map_err(|e| format!("difficulty {d:?}: {e}"))?,
+                ),
+            ),
             None => (s.trim(), None),
         };
         let task = match name.to_ascii_lowercase().as_str() {
-            "arithmetic" => Task::Arithmetic { difficulty: diff.unwrap_or(3) },
-            "countdown" => Task::Countdown { difficulty: diff.unwrap_or(2) },
-            other => return Err(format!("unknown task {other:?}: expected arithmetic or countdown")),
+            "arithmetic" => Task::Arithmetic {
+                difficulty: diff.unwrap_or(3),
+            },
+            "countdown" => Task::Countdown {
+                difficulty: diff.unwrap_or(2),
+            },
+            other => {
+                return Err(format!(
+                    "unknown task {other:?}: expected arithmetic or countdown"
+                ))
+            }
         };
         if task.difficulty() == 0 || task.difficulty() > 8 {
-            return Err(format!("difficulty must be 1..=8, got {}", task.difficulty()));
+            return Err(format!(
+                "difficulty must be 1..=8, got {}",
+                task.difficulty()
+            ));
         }
         Ok(task)
     }
@@ -152,7 +170,9 @@ impl Task {
     /// stream (so the first `n` of a larger set are the same problems). Fewer than `n` only
     /// when the held-out partition of this difficulty is smaller than `n`.
     pub fn test_set(&self, n: usize) -> Vec<Problem> {
-        let mut rng = StdRng::seed_from_u64(TEST_SEED ^ (self.difficulty() as u64) << 32 ^ fnv1a(self.name().as_bytes()));
+        let mut rng = StdRng::seed_from_u64(
+            TEST_SEED ^ (self.difficulty() as u64) << 32 ^ fnv1a(self.name().as_bytes()),
+        );
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(n);
         let mut misses = 0usize;
@@ -255,8 +275,12 @@ fn arithmetic(difficulty: u32, rng: &mut impl Rng) -> Problem {
     let k = difficulty as usize + 1;
     loop {
         let nums: Vec<i64> = (0..k).map(|_| rng.random_range(1..=max_operand)).collect();
-        let ops: Vec<char> = (0..k - 1).map(|_| ['+', '-', '*'][rng.random_range(0..3)]).collect();
-        let Some(chain) = reduction_chain(&nums, &ops, max_value) else { continue };
+        let ops: Vec<char> = (0..k - 1)
+            .map(|_| ['+', '-', '*'][rng.random_range(0..3)])
+            .collect();
+        let Some(chain) = reduction_chain(&nums, &ops, max_value) else {
+            continue;
+        };
         let value: i64 = chain.last().unwrap().parse().unwrap();
         let expr = chain[0].clone();
         return Problem {
@@ -299,7 +323,11 @@ pub fn apply_op(a: i64, op: char, b: i64, max_value: i64) -> Option<i64> {
 
 /// A left-to-right chain over `order` with `ops`: its steps ("5 * 2 = 10", ...), the
 /// parenthesized expression and the value.
-pub fn countdown_chain(order: &[i64], ops: &[char], max_value: i64) -> Option<(Vec<String>, String, i64)> {
+pub fn countdown_chain(
+    order: &[i64],
+    ops: &[char],
+    max_value: i64,
+) -> Option<(Vec<String>, String, i64)> {
     let mut acc = order[0];
     let mut expr = order[0].to_string();
     let mut steps = Vec::new();
@@ -317,12 +345,18 @@ pub fn countdown_chain(order: &[i64], ops: &[char], max_value: i64) -> Option<(V
 }
 
 /// A random chain over a random order of `numbers`: steps, expression, value.
-pub fn random_countdown_chain(numbers: &[i64], max_value: i64, rng: &mut impl Rng) -> Option<(Vec<String>, String, i64)> {
+pub fn random_countdown_chain(
+    numbers: &[i64],
+    max_value: i64,
+    rng: &mut impl Rng,
+) -> Option<(Vec<String>, String, i64)> {
     let mut order = numbers.to_vec();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.random_range(0..=i));
     }
-    let ops: Vec<char> = (0..order.len() - 1).map(|_| ['+', '-', '*', '/'][rng.random_range(0..4)]).collect();
+    let ops: Vec<char> = (0..order.len() - 1)
+        .map(|_| ['+', '-', '*', '/'][rng.random_range(0..4)])
+        .collect();
     countdown_chain(&order, &ops, max_value)
 }
 
@@ -331,14 +365,20 @@ fn countdown(difficulty: u32, rng: &mut impl Rng) -> Problem {
     let k = difficulty as usize + 1;
     loop {
         let numbers: Vec<i64> = (0..k).map(|_| rng.random_range(1..=max_operand)).collect();
-        let Some((steps, expr, target)) = random_countdown_chain(&numbers, max_value, rng) else { continue };
+        let Some((steps, expr, target)) = random_countdown_chain(&numbers, max_value, rng) else {
+            continue;
+        };
         if target < 1 || numbers.contains(&target) {
             continue;
         }
         let mut sorted = numbers.clone();
         sorted.sort_unstable();
         let gold = serde_json::json!({"numbers": numbers, "target": target});
-        let list = numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        let list = numbers
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Problem {
             prompt: format!("Using the numbers [{list}], make {target}."),
             answer: expr,

@@ -24,18 +24,30 @@ fn advantages_by_hand() {
     // Group 1: mean 0.5, unbiased std sqrt(1/3); group 2: all equal -> 0.
     let s = (1.0f32 / 3.0).sqrt() + 1e-4;
     let a = group_advantages(&r, 4, AdvantageNorm::Group, 1e-4);
-    assert_vec(&a, &[0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s, 0.0, 0.0, 0.0, 0.0], 1e-5);
+    assert_vec(
+        &a,
+        &[0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s, 0.0, 0.0, 0.0, 0.0],
+        1e-5,
+    );
     let a = group_advantages(&r, 4, AdvantageNorm::NoStd, 1e-4);
     assert_vec(&a, &[0.5, -0.5, -0.5, 0.5, 0.0, 0.0, 0.0, 0.0], 1e-6);
     // Batch std: mean 1.25, sum of squares 5.5, / 7.
     let bs = (5.5f32 / 7.0).sqrt() + 1e-4;
     let a = group_advantages(&r, 4, AdvantageNorm::Batch, 1e-4);
-    assert_vec(&a, &[0.5 / bs, -0.5 / bs, -0.5 / bs, 0.5 / bs, 0.0, 0.0, 0.0, 0.0], 1e-5);
+    assert_vec(
+        &a,
+        &[0.5 / bs, -0.5 / bs, -0.5 / bs, 0.5 / bs, 0.0, 0.0, 0.0, 0.0],
+        1e-5,
+    );
     assert_eq!(zero_variance_groups(&r, 4), vec![false, true]);
 }
 
 fn t2(v: &[&[f32]]) -> Tensor {
-    Tensor::new(v.iter().map(|r| r.to_vec()).collect::<Vec<_>>(), &Device::Cpu).unwrap()
+    Tensor::new(
+        v.iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn t1(v: &[f32]) -> Tensor {
@@ -54,15 +66,26 @@ fn clipped_ratio_loss_both_sides_by_hand() {
     let old = t2(&[&[0.0; 3], &[0.0; 3]]);
     let mask = t2(&[&[1.0; 3], &[1.0; 3]]);
     let adv = t1(&[1.0, -1.0]);
-    let cfg = LossConfig { eps_low: 0.2, eps_high: 0.28, beta: 0.0 };
+    let cfg = LossConfig {
+        eps_low: 0.2,
+        eps_high: 0.28,
+        beta: 0.0,
+    };
     let w = t1(&[1.0, 1.0]);
     let out = grpo_loss(logp.as_tensor(), &old, None, &adv, &mask, &w, &cfg).unwrap();
     // A = +1: -min(r, clip(r, 0.8, 1.28)) = -[1.28, 0.5, 1.1].
     assert_vec(&row(&out.per_token, 0), &[-1.28, -0.5, -1.1], 1e-5);
     // A = -1: -min(-r, -clip(r)) = [1.5, 0.8, 1.1].
     assert_vec(&row(&out.per_token, 1), &[1.5, 0.8, 1.1], 1e-5);
-    assert!(close(out.loss.to_scalar::<f32>().unwrap(), -1.28 - 0.5 - 1.1 + 1.5 + 0.8 + 1.1, 1e-5));
-    assert_eq!((out.clipped_low, out.clipped_high, out.tokens), (1.0, 1.0, 6.0));
+    assert!(close(
+        out.loss.to_scalar::<f32>().unwrap(),
+        -1.28 - 0.5 - 1.1 + 1.5 + 0.8 + 1.1,
+        1e-5
+    ));
+    assert_eq!(
+        (out.clipped_low, out.clipped_high, out.tokens),
+        (1.0, 1.0, 6.0)
+    );
     // Gradients: clipped tokens get none; unclipped d/dlogp = -A r.
     let grads = out.loss.backward().unwrap();
     let g = grads.get(logp.as_tensor()).unwrap();
@@ -79,15 +102,36 @@ fn k3_kl_by_hand() {
     let old = logp.as_tensor().detach();
     let mask = t2(&[&[1.0, 1.0, 1.0]]);
     let beta = 0.1;
-    let cfg = LossConfig { eps_low: 0.2, eps_high: 0.2, beta };
+    let cfg = LossConfig {
+        eps_low: 0.2,
+        eps_high: 0.2,
+        beta,
+    };
     // A = 0: only the KL term remains.
-    let out = grpo_loss(logp.as_tensor(), &old, Some(&reference), &t1(&[0.0]), &mask, &t1(&[1.0]), &cfg).unwrap();
+    let out = grpo_loss(
+        logp.as_tensor(),
+        &old,
+        Some(&reference),
+        &t1(&[0.0]),
+        &mask,
+        &t1(&[1.0]),
+        &cfg,
+    )
+    .unwrap();
     let k3 = [0.0, 1.0 - l2, l2 - 0.5];
-    assert_vec(&row(&out.per_token, 0), &[0.0, 0.1 * k3[1], 0.1 * k3[2]], 1e-6);
+    assert_vec(
+        &row(&out.per_token, 0),
+        &[0.0, 0.1 * k3[1], 0.1 * k3[2]],
+        1e-6,
+    );
     assert!(close(out.kl_sum as f32, k3[1] + k3[2], 1e-6));
     // d k3 / d logp = 1 - exp(ref - logp).
     let g = out.loss.backward().unwrap();
-    assert_vec(&row(g.get(logp.as_tensor()).unwrap(), 0), &[0.0, 0.1 * (1.0 - 2.0), 0.1 * (1.0 - 0.5)], 1e-6);
+    assert_vec(
+        &row(g.get(logp.as_tensor()).unwrap(), 0),
+        &[0.0, 0.1 * (1.0 - 2.0), 0.1 * (1.0 - 0.5)],
+        1e-6,
+    );
 }
 
 #[test]
@@ -97,14 +141,26 @@ fn aggregation_modes_by_hand() {
     let mask = t2(&[&[1.0, 1.0, 0.0, 0.0], &[1.0, 1.0, 1.0, 1.0]]);
     let zeros = t2(&[&[0.0; 4], &[0.0; 4]]);
     let adv = t1(&[1.0, 2.0]);
-    let cfg = LossConfig { eps_low: 0.2, eps_high: 0.2, beta: 0.0 };
+    let cfg = LossConfig {
+        eps_low: 0.2,
+        eps_high: 0.2,
+        beta: 0.0,
+    };
     let norm = LossNorm::of(&lens, 5);
     let loss = |agg: LossAgg| {
         let w = t1(&token_weights(&lens, agg, &norm));
-        grpo_loss(&zeros, &zeros, None, &adv, &mask, &w, &cfg).unwrap().loss.to_scalar::<f32>().unwrap()
+        grpo_loss(&zeros, &zeros, None, &adv, &mask, &w, &cfg)
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap()
     };
     // Sums: row 0 = -2, row 1 = -8.
-    assert!(close(loss(LossAgg::Sequence), (-2.0 / 2.0 + -8.0 / 4.0) / 2.0, 1e-6));
+    assert!(close(
+        loss(LossAgg::Sequence),
+        (-2.0 / 2.0 + -8.0 / 4.0) / 2.0,
+        1e-6
+    ));
     assert!(close(loss(LossAgg::Token), -10.0 / 6.0, 1e-6));
     assert!(close(loss(LossAgg::Constant), -10.0 / (2.0 * 5.0), 1e-6));
     // Micro-batches with whole-batch normalisers sum to the batch loss.
@@ -114,7 +170,16 @@ fn aggregation_modes_by_hand() {
         for i in 0..2 {
             let m = mask.narrow(0, i, 1).unwrap();
             let z = zeros.narrow(0, i, 1).unwrap();
-            let out = grpo_loss(&z, &z, None, &adv.narrow(0, i, 1).unwrap(), &m, &t1(&[w[i]]), &cfg).unwrap();
+            let out = grpo_loss(
+                &z,
+                &z,
+                None,
+                &adv.narrow(0, i, 1).unwrap(),
+                &m,
+                &t1(&[w[i]]),
+                &cfg,
+            )
+            .unwrap();
             sum += out.loss.to_scalar::<f32>().unwrap();
         }
         assert!(close(sum, loss(agg), 1e-6), "{agg:?}");
@@ -122,7 +187,9 @@ fn aggregation_modes_by_hand() {
 }
 
 fn fixture(name: &str) -> Model {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../aha-model/tests/fixtures").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../aha-model/tests/fixtures")
+        .join(name);
     Model::load(&dir, &LoadOptions::default()).unwrap()
 }
 
@@ -145,7 +212,9 @@ fn batched_completion_logprobs_match_single_sequences() {
         assert_vec(&row(&inf.logprobs, i)[..completions[i].len()], want, 1e-4);
         assert!(got[completions[i].len()..].iter().all(|&x| x == 0.0));
         let ent = row(&batch.entropy, i);
-        assert!(ent[..completions[i].len()].iter().all(|&e| e > 0.0 && e <= (256f32).ln() + 1e-4));
+        assert!(ent[..completions[i].len()]
+            .iter()
+            .all(|&e| e > 0.0 && e <= (256f32).ln() + 1e-4));
     }
 }
 
@@ -155,45 +224,100 @@ fn loss_gradients_are_finite_and_reach_every_parameter() {
     let p: Vec<&[u32]> = vec![&[1, 2, 3], &[4, 5]];
     let c: Vec<&[u32]> = vec![&[7, 8, 9], &[10]];
     let out = completion_logprobs(&model, &p, &c, Mode::Train).unwrap();
-    let reference = completion_logprobs(&model, &p, &c, Mode::Inference).unwrap().logprobs;
-    let cfg = LossConfig { eps_low: 0.2, eps_high: 0.28, beta: 0.04 };
+    let reference = completion_logprobs(&model, &p, &c, Mode::Inference)
+        .unwrap()
+        .logprobs;
+    let cfg = LossConfig {
+        eps_low: 0.2,
+        eps_high: 0.28,
+        beta: 0.04,
+    };
     let lens = [3usize, 1];
-    let w = t1(&token_weights(&lens, LossAgg::Sequence, &LossNorm::of(&lens, 4)));
-    let lo = grpo_loss(&out.logprobs, &out.logprobs.detach(), Some(&reference), &t1(&[1.0, -1.0]), &out.mask, &w, &cfg).unwrap();
+    let w = t1(&token_weights(
+        &lens,
+        LossAgg::Sequence,
+        &LossNorm::of(&lens, 4),
+    ));
+    let lo = grpo_loss(
+        &out.logprobs,
+        &out.logprobs.detach(),
+        Some(&reference),
+        &t1(&[1.0, -1.0]),
+        &out.mask,
+        &w,
+        &cfg,
+    )
+    .unwrap();
     assert!(lo.loss.to_scalar::<f32>().unwrap().is_finite());
     let store = lo.loss.backward().unwrap();
     let grads = Grads::from_store(model.params(), &store).unwrap();
-    assert_eq!(grads.len(), model.params().len(), "every parameter gets a gradient");
+    assert_eq!(
+        grads.len(),
+        model.params().len(),
+        "every parameter gets a gradient"
+    );
     assert!(grads.all_finite().unwrap());
     assert!(grads.global_norm().unwrap() > 0.0);
 }
 
 /// Reward: share of completion tokens below 128.
 fn low_token_reward() -> Box<dyn Rewarder> {
-    Box::new(FnReward { name: "low".into(), f: |s: &Sample| s.token_ids.iter().filter(|&&t| t < 128).count() as f32 / s.token_ids.len().max(1) as f32 })
+    Box::new(FnReward {
+        name: "low".into(),
+        f: |s: &Sample| {
+            s.token_ids.iter().filter(|&&t| t < 128).count() as f32
+                / s.token_ids.len().max(1) as f32
+        },
+    })
 }
 
 fn tiny_config() -> GrpoConfig {
-    GrpoConfig { group_size: 8, max_tokens: 6, lr: 1e-3, beta: 0.0, micro_batch: 5, seed: 7, ..Default::default() }
+    GrpoConfig {
+        group_size: 8,
+        max_tokens: 6,
+        lr: 1e-3,
+        beta: 0.0,
+        micro_batch: 5,
+        seed: 7,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn one_step_raises_logprob_of_rewarded_completion() {
     let model = fixture("qwen2_tied");
     let mut trainer = GrpoTrainer::new(model, None, low_token_reward(), tiny_config()).unwrap();
-    let prompts = vec![Prompt { ids: vec![1, 2, 3], gold: None }, Prompt { ids: vec![40, 41], gold: None }];
+    let prompts = vec![
+        Prompt {
+            ids: vec![1, 2, 3],
+            gold: None,
+        },
+        Prompt {
+            ids: vec![40, 41],
+            gold: None,
+        },
+    ];
     let ro = trainer.sample(&prompts).unwrap();
     assert_eq!(ro.completions.len(), 16);
-    let best = (0..16).max_by(|&a, &b| ro.advantages[a].total_cmp(&ro.advantages[b])).unwrap();
-    let worst = (0..16).min_by(|&a, &b| ro.advantages[a].total_cmp(&ro.advantages[b])).unwrap();
+    let best = (0..16)
+        .max_by(|&a, &b| ro.advantages[a].total_cmp(&ro.advantages[b]))
+        .unwrap();
+    let worst = (0..16)
+        .min_by(|&a, &b| ro.advantages[a].total_cmp(&ro.advantages[b]))
+        .unwrap();
     assert!(ro.advantages[best] > 0.0 && ro.advantages[worst] < 0.0);
-    let lp = |t: &GrpoTrainer, i: usize| sequence_logprob(&t.model, &ro.prompt_ids[i], &ro.completions[i].token_ids).unwrap();
+    let lp = |t: &GrpoTrainer, i: usize| {
+        sequence_logprob(&t.model, &ro.prompt_ids[i], &ro.completions[i].token_ids).unwrap()
+    };
     let (best0, worst0) = (lp(&trainer, best), lp(&trainer, worst));
     let m = trainer.train(&ro).unwrap();
     let (best1, worst1) = (lp(&trainer, best), lp(&trainer, worst));
     eprintln!("best {best0} -> {best1}, worst {worst0} -> {worst1}; metrics {m:?}");
     assert!(best1 > best0, "rewarded completion: {best0} -> {best1}");
-    assert!(worst1 < worst0, "penalised completion: {worst0} -> {worst1}");
+    assert!(
+        worst1 < worst0,
+        "penalised completion: {worst0} -> {worst1}"
+    );
     assert!(m.grad_norm > 0.0 && m.grad_norm.is_finite());
     assert!(m.entropy > 0.0);
     assert_eq!(m.step, 1);
@@ -205,13 +329,29 @@ fn one_step_raises_logprob_of_rewarded_completion() {
 #[test]
 fn several_passes_clip_and_kl_is_reported() {
     let model = fixture("qwen2_tied");
-    let cfg = GrpoConfig { num_iterations: 3, beta: 0.04, lr: 3e-3, eps_high: 0.28, loss_agg: LossAgg::Token, ..tiny_config() };
+    let cfg = GrpoConfig {
+        num_iterations: 3,
+        beta: 0.04,
+        lr: 3e-3,
+        eps_high: 0.28,
+        loss_agg: LossAgg::Token,
+        ..tiny_config()
+    };
     let mut trainer = GrpoTrainer::new(model, None, low_token_reward(), cfg).unwrap();
     assert!(trainer.reference.is_some());
-    let prompts = vec![Prompt { ids: vec![1, 2, 3], gold: None }];
+    let prompts = vec![Prompt {
+        ids: vec![1, 2, 3],
+        gold: None,
+    }];
     let m1 = trainer.step(&prompts).unwrap();
-    assert!(m1.kl.abs() < 1e-5, "the first step's policy is the reference: {m1:?}");
-    assert!(m1.clip_frac > 0.0, "three passes at a high lr move ratios out of the clip range: {m1:?}");
+    assert!(
+        m1.kl.abs() < 1e-5,
+        "the first step's policy is the reference: {m1:?}"
+    );
+    assert!(
+        m1.clip_frac > 0.0,
+        "three passes at a high lr move ratios out of the clip range: {m1:?}"
+    );
     let m2 = trainer.step(&prompts).unwrap();
     assert!(m2.kl > 0.0 && m2.kl.is_finite(), "{m2:?}");
     assert_eq!(trainer.opt.step, 6);
@@ -219,11 +359,28 @@ fn several_passes_clip_and_kl_is_reported() {
 
 #[test]
 fn resume_continues_exactly() {
-    let cfg = GrpoConfig { beta: 0.04, ref_reset_every: 2, num_iterations: 2, ..tiny_config() };
-    let prompts = vec![Prompt { ids: vec![1, 2, 3], gold: None }, Prompt { ids: vec![40, 41], gold: None }];
+    let cfg = GrpoConfig {
+        beta: 0.04,
+        ref_reset_every: 2,
+        num_iterations: 2,
+        ..tiny_config()
+    };
+    let prompts = vec![
+        Prompt {
+            ids: vec![1, 2, 3],
+            gold: None,
+        },
+        Prompt {
+            ids: vec![40, 41],
+            gold: None,
+        },
+    ];
     // Straight through: 3 steps.
-    let mut a = GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg.clone()).unwrap();
-    let ma: Vec<StepMetrics> = (0..3).map(|_| a.step(&prompts).unwrap().without_times()).collect();
+    let mut a =
+        GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg.clone()).unwrap();
+    let ma: Vec<StepMetrics> = (0..3)
+        .map(|_| a.step(&prompts).unwrap().without_times())
+        .collect();
     // Killed after step 1, resumed from its checkpoint.
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("checkpoint");
@@ -232,15 +389,33 @@ fn resume_continues_exactly() {
     b.save_checkpoint(&ckpt).unwrap();
     drop(b);
     assert!(ckpt.join("config.json").is_file() && ckpt.join("model.safetensors").is_file());
-    let mut c = GrpoTrainer::resume(&ckpt, None, low_token_reward(), None, &LoadOptions::default()).unwrap();
+    let mut c = GrpoTrainer::resume(
+        &ckpt,
+        None,
+        low_token_reward(),
+        None,
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(c.step, 1);
-    let mc: Vec<StepMetrics> = (0..2).map(|_| c.step(&prompts).unwrap().without_times()).collect();
+    let mc: Vec<StepMetrics> = (0..2)
+        .map(|_| c.step(&prompts).unwrap().without_times())
+        .collect();
     assert_eq!(ma[0], mb1);
     assert_eq!(ma[1], mc[0]);
     assert_eq!(ma[2], mc[1]);
     for (name, v) in a.model.params().iter() {
         let w = c.model.params().get(name).unwrap();
-        let d = (v.as_tensor() - w.as_tensor()).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let d = (v.as_tensor() - w.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0, "{name}");
     }
 }

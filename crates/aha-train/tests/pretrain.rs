@@ -13,40 +13,71 @@ fn tokenizer_splits_digits_and_keeps_tags() {
     let (_model, tok) = pretrain::prepare(&cfg, dir.path()).unwrap();
     let text = " <think> 17 + 5 = 22 </think> <answer> 22 </answer><|endoftext|>";
     let ids = tok.encode(text, false).unwrap();
-    let tags: Vec<u32> = ["<think>", "</think>", "<answer>", "</answer>"].iter().map(|t| tok.token_to_id(t).unwrap()).collect();
+    let tags: Vec<u32> = ["<think>", "</think>", "<answer>", "</answer>"]
+        .iter()
+        .map(|t| tok.token_to_id(t).unwrap())
+        .collect();
     for t in &tags {
         assert!(ids.contains(t), "tag tokens are single tokens");
     }
     for id in &ids {
         let piece = tok.id_to_token(*id).unwrap();
-        assert!(piece.chars().filter(|c| c.is_ascii_digit()).count() <= 1, "{piece:?} holds several digits");
+        assert!(
+            piece.chars().filter(|c| c.is_ascii_digit()).count() <= 1,
+            "{piece:?} holds several digits"
+        );
     }
-    assert_eq!(tok.eos_token_ids(), &[tok.token_to_id("<|endoftext|>").unwrap()]);
+    assert_eq!(
+        tok.eos_token_ids(),
+        &[tok.token_to_id("<|endoftext|>").unwrap()]
+    );
     assert!(tok.is_eos(*ids.last().unwrap()));
     // Decoding keeps the tags (which swallowed their spaces) and drops the special EOS.
-    assert_eq!(tok.decode(&ids, true).unwrap(), "<think>17 + 5 = 22</think><answer>22</answer>");
+    assert_eq!(
+        tok.decode(&ids, true).unwrap(),
+        "<think>17 + 5 = 22</think><answer>22</answer>"
+    );
     let prompt = r1_zero_prompt("Compute 1 + 2.");
-    assert_eq!(tok.decode(&tok.encode(&prompt, false).unwrap(), true).unwrap(), prompt);
+    assert_eq!(
+        tok.decode(&tok.encode(&prompt, false).unwrap(), true)
+            .unwrap(),
+        prompt
+    );
 }
 
 #[test]
 fn a_few_steps_lower_the_loss_and_the_model_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("base");
-    let cfg = PretrainConfig { steps: 16, ..PretrainConfig::tiny(Task::Arithmetic { difficulty: 2 }) };
+    let cfg = PretrainConfig {
+        steps: 16,
+        ..PretrainConfig::tiny(Task::Arithmetic { difficulty: 2 })
+    };
     let report = pretrain::pretrain(&cfg, &out, false).unwrap();
-    assert!(report.final_loss < report.first_loss - 0.5, "loss {} -> {}", report.first_loss, report.final_loss);
+    assert!(
+        report.final_loss < report.first_loss - 0.5,
+        "loss {} -> {}",
+        report.first_loss,
+        report.final_loss
+    );
     assert!(report.tokens > 0 && report.params > 0);
 
     let model = Model::load(&out, &LoadOptions::default()).unwrap();
     let tok = Tokenizer::from_dir(&out).unwrap();
     assert_eq!(model.vocab_size(), tok.vocab_size());
-    let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let cfg_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg_json["model_type"], "qwen2");
     // The loss on a fresh batch with the reloaded weights is the trained one, not a random init's.
-    let docs: Vec<Vec<u32>> = pretrain::corpus(cfg.task, cfg.mix, 99).take(4).map(|d| tok.encode(&d, false).unwrap()).collect();
+    let docs: Vec<Vec<u32>> = pretrain::corpus(cfg.task, cfg.mix, 99)
+        .take(4)
+        .map(|d| tok.encode(&d, false).unwrap())
+        .collect();
     let (ids, mask) = pad_batch(&docs, tok.eos_token_id().unwrap(), 256).unwrap();
-    let loss = lm_loss(&model, &ids, &mask).unwrap().to_scalar::<f32>().unwrap();
+    let loss = lm_loss(&model, &ids, &mask)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(loss < report.first_loss - 0.5, "reloaded loss {loss}");
 
     let r = pretrain::evaluate(&model, &tok, &cfg.task, 6, 0).unwrap();
@@ -58,20 +89,46 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
 #[test]
 fn ensure_base_reuses_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = PretrainConfig { steps: 2, ..PretrainConfig::tiny(Task::Countdown { difficulty: 2 }) };
+    let cfg = PretrainConfig {
+        steps: 2,
+        ..PretrainConfig::tiny(Task::Countdown { difficulty: 2 })
+    };
     let a = ensure_base(dir.path(), &cfg).unwrap();
-    let stamp = std::fs::metadata(a.join("model.safetensors")).unwrap().modified().unwrap();
+    let stamp = std::fs::metadata(a.join("model.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let b = ensure_base(dir.path(), &cfg).unwrap();
     assert_eq!(a, b);
-    assert_eq!(stamp, std::fs::metadata(b.join("model.safetensors")).unwrap().modified().unwrap(), "not retrained");
-    let other = ensure_base(dir.path(), &PretrainConfig { seed: 1, ..cfg.clone() }).unwrap();
+    assert_eq!(
+        stamp,
+        std::fs::metadata(b.join("model.safetensors"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        "not retrained"
+    );
+    let other = ensure_base(
+        dir.path(),
+        &PretrainConfig {
+            seed: 1,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
     assert_ne!(a, other, "another config, another base");
     assert!(Model::load(&other, &LoadOptions::default()).is_ok());
 }
 
 #[test]
 fn learning_rate_schedule() {
-    let cfg = PretrainConfig { steps: 100, warmup_steps: 10, lr: 1e-3, min_lr_ratio: 0.1, ..PretrainConfig::default() };
+    let cfg = PretrainConfig {
+        steps: 100,
+        warmup_steps: 10,
+        lr: 1e-3,
+        min_lr_ratio: 0.1,
+        ..PretrainConfig::default()
+    };
     assert!((cfg.lr_at(0) - 1e-4).abs() < 1e-12);
     assert!((cfg.lr_at(9) - 1e-3).abs() < 1e-12);
     assert!((cfg.lr_at(10) - 1e-3).abs() < 1e-9);

@@ -24,7 +24,11 @@ fn generators_are_deterministic_per_seed() {
         assert_eq!(a, b, "{t}");
         assert_ne!(a, c, "{t}: other seeds give other problems");
         assert_eq!(t.test_set(30), t.test_set(30), "{t}");
-        assert_eq!(t.test_set(20)[..], t.test_set(40)[..20], "{t}: a smaller test set is a prefix");
+        assert_eq!(
+            t.test_set(20)[..],
+            t.test_set(40)[..20],
+            "{t}: a smaller test set is a prefix"
+        );
     }
 }
 
@@ -33,13 +37,24 @@ fn held_out_sets_are_disjoint_from_training() {
     for t in tasks() {
         let test = t.test_set(200);
         let keys: HashSet<_> = test.iter().map(|p| p.key.clone()).collect();
-        assert_eq!(keys.len(), test.len(), "{t}: held-out problems are distinct");
+        assert_eq!(
+            keys.len(),
+            test.len(),
+            "{t}: held-out problems are distinct"
+        );
         // Arithmetic at difficulty 1 has only a few hundred problems in all.
         let want = if t.difficulty() == 1 { 20 } else { 100 };
-        assert!(test.len() >= want, "{t}: only {} held-out problems", test.len());
+        assert!(
+            test.len() >= want,
+            "{t}: only {} held-out problems",
+            test.len()
+        );
         for seed in 0..3 {
             for p in t.train_problems(seed).take(3000) {
-                assert!(!Task::is_held_out(&p), "{t}: training yielded a held-out problem");
+                assert!(
+                    !Task::is_held_out(&p),
+                    "{t}: training yielded a held-out problem"
+                );
                 assert!(!keys.contains(&p.key), "{t}: {} is in both", p.prompt);
             }
         }
@@ -52,7 +67,11 @@ fn arithmetic_difficulty_and_example() {
     for d in 1..=5u32 {
         let t = Task::Arithmetic { difficulty: d };
         let p = t.sample(&mut rng);
-        let operands = p.prompt.split_whitespace().filter(|w| w.trim_end_matches('.').parse::<i64>().is_ok()).count();
+        let operands = p
+            .prompt
+            .split_whitespace()
+            .filter(|w| w.trim_end_matches('.').parse::<i64>().is_ok())
+            .count();
         assert_eq!(operands, d as usize + 1, "{p:?}");
         assert_eq!(p.steps.len(), d as usize, "one rewrite per operation");
         assert_eq!(p.steps.last().unwrap(), &p.answer);
@@ -68,16 +87,32 @@ fn arithmetic_difficulty_and_example() {
 #[test]
 fn verifier_accepts_answers_and_rejects_perturbed_ones() {
     for t in tasks() {
-        for p in t.test_set(100).iter().chain(t.train_problems(1).take(100).collect::<Vec<_>>().iter()) {
-            let good = format!("<think> {} </think> <answer> {} </answer>", p.steps.join(", "), p.answer);
+        for p in t
+            .test_set(100)
+            .iter()
+            .chain(t.train_problems(1).take(100).collect::<Vec<_>>().iter())
+        {
+            let good = format!(
+                "<think> {} </think> <answer> {} </answer>",
+                p.steps.join(", "),
+                p.answer
+            );
             assert!(t.check(p, &good), "{t}: {p:?}");
             assert!(is_well_formatted(&good));
             let bad = match t {
-                Task::Arithmetic { .. } => format!("<think> x </think> <answer> {} </answer>", p.answer.parse::<i64>().unwrap() + 1),
-                Task::Countdown { .. } => format!("<think> x </think> <answer> {} + 1 </answer>", p.answer),
+                Task::Arithmetic { .. } => format!(
+                    "<think> x </think> <answer> {} </answer>",
+                    p.answer.parse::<i64>().unwrap() + 1
+                ),
+                Task::Countdown { .. } => {
+                    format!("<think> x </think> <answer> {} + 1 </answer>", p.answer)
+                }
             };
             assert!(!t.check(p, &bad), "{t}: accepted {bad} for {p:?}");
-            assert!(!t.check(p, "<think> no idea </think> <answer> </answer>"), "{t}");
+            assert!(
+                !t.check(p, "<think> no idea </think> <answer> </answer>"),
+                "{t}"
+            );
         }
     }
     // A countdown answer with a number used twice or missing is wrong even if the value fits.
@@ -90,17 +125,26 @@ fn verifier_accepts_answers_and_rejects_perturbed_ones() {
 #[test]
 fn corpus_documents_have_the_intended_kinds() {
     let mut rng = StdRng::seed_from_u64(5);
-    for t in [Task::Arithmetic { difficulty: 3 }, Task::Countdown { difficulty: 2 }] {
+    for t in [
+        Task::Arithmetic { difficulty: 3 },
+        Task::Countdown { difficulty: 2 },
+    ] {
         for p in t.train_problems(2).take(200) {
             let cot = completion_text(&t, &p, DocKind::StepByStep, &mut rng);
             assert!(is_well_formatted(&cot) && t.check(&p, &cot), "{cot}");
             let direct = completion_text(&t, &p, DocKind::Direct, &mut rng);
-            assert!(is_well_formatted(&direct) && t.check(&p, &direct), "{direct}");
+            assert!(
+                is_well_formatted(&direct) && t.check(&p, &direct),
+                "{direct}"
+            );
             assert!(direct.len() <= cot.len());
             let slip = completion_text(&t, &p, DocKind::Slip, &mut rng);
             assert!(is_well_formatted(&slip), "{slip}");
             if matches!(t, Task::Arithmetic { .. }) {
-                assert!(!t.check(&p, &slip), "a slip leads to a wrong answer: {slip}");
+                assert!(
+                    !t.check(&p, &slip),
+                    "a slip leads to a wrong answer: {slip}"
+                );
             }
             let bad = completion_text(&t, &p, DocKind::Unformatted, &mut rng);
             assert!(!is_well_formatted(&bad), "{bad}");

@@ -44,14 +44,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 fn bench_generate(a: GenerateBench) -> Result<()> {
     let loaded = common::load(&a.model)?;
-    let path = a.prompts.clone().unwrap_or_else(|| a.model.join("prompts.json"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let prompts: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of id lists", path.display()))?;
-    let opts = GenerateOptions { sampling: SamplingParams::greedy(), max_tokens: a.new_tokens, ignore_eos: true, ..Default::default() };
+    let path = a
+        .prompts
+        .clone()
+        .unwrap_or_else(|| a.model.join("prompts.json"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let prompts: Vec<Vec<u32>> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON list of id lists", path.display()))?;
+    let opts = GenerateOptions {
+        sampling: SamplingParams::greedy(),
+        max_tokens: a.new_tokens,
+        ignore_eos: true,
+        ..Default::default()
+    };
     let threads = std::env::var("RAYON_NUM_THREADS").ok();
     for &b in &a.batch {
         if b > prompts.len() {
-            anyhow::bail!("batch {b} needs {b} prompts, {} has {}", path.display(), prompts.len());
+            anyhow::bail!(
+                "batch {b} needs {b} prompts, {} has {}",
+                path.display(),
+                prompts.len()
+            );
         }
         let batch = &prompts[..b];
         generate(&loaded.model, None, batch, &opts, |_| {})?;
@@ -60,7 +74,11 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
             let t = Instant::now();
             let out = generate(&loaded.model, None, batch, &opts, |_| {})?;
             let n: usize = out.iter().map(|c| c.token_ids.len()).sum();
-            anyhow::ensure!(n == b * a.new_tokens, "generated {n} tokens, expected {}", b * a.new_tokens);
+            anyhow::ensure!(
+                n == b * a.new_tokens,
+                "generated {n} tokens, expected {}",
+                b * a.new_tokens
+            );
             best = best.min(t.elapsed().as_secs_f64());
         }
         println!(

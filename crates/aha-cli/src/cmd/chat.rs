@@ -37,7 +37,11 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let template = common::chat_template(&args.model)?;
     let color = std::io::stdout().is_terminal();
     let (dim, reset) = if color { (DIM, RESET) } else { ("", "") };
-    let mut history: Vec<ChatMessage> = args.system.iter().map(|s| ChatMessage::system(s.as_str())).collect();
+    let mut history: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage::system(s.as_str()))
+        .collect();
     eprintln!("aha chat: type a message; /reset clears the conversation, /exit or Ctrl-D quits.");
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
@@ -64,7 +68,11 @@ pub fn run(args: ChatArgs) -> Result<()> {
         let ids = tok.encode(&prompt, false)?;
         let mut parser = StreamingReasoningParser::for_prompt(&prompt);
         let opts = GenerateOptions {
-            sampling: SamplingParams { temperature: args.temperature, top_p: args.top_p, ..Default::default() },
+            sampling: SamplingParams {
+                temperature: args.temperature,
+                top_p: args.top_p,
+                ..Default::default()
+            },
             max_tokens: args.max_tokens,
             seed: args.seed.wrapping_add(turn),
             stop_token_ids: loaded.eos_ids(),
@@ -84,7 +92,10 @@ pub fn run(args: ChatArgs) -> Result<()> {
             }
             let _ = out.flush();
         };
-        let completion = generate(&loaded.model, Some(tok), &[ids], &opts, |e| print_delta(parser.push(e.text), &mut out))?.remove(0);
+        let completion = generate(&loaded.model, Some(tok), &[ids], &opts, |e| {
+            print_delta(parser.push(e.text), &mut out)
+        })?
+        .remove(0);
         print_delta(parser.finish(), &mut out);
         writeln!(out, "{reset}")?;
         history.push(ChatMessage::assistant(completion.text.unwrap_or_default()));

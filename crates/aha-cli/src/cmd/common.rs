@@ -15,12 +15,19 @@ pub fn load(path: &Path) -> Result<Loaded> {
     if !path.exists() {
         anyhow::bail!("{}: no such model directory", path.display());
     }
-    let model = Model::load(path, &LoadOptions::default()).with_context(|| format!("loading model {}", path.display()))?;
+    let model = Model::load(path, &LoadOptions::default())
+        .with_context(|| format!("loading model {}", path.display()))?;
     // A .gguf file carries its tokenizer (and chat template) in its metadata.
     let tokenizer = if aha_text::gguf::is_gguf_path(path) {
-        Some(aha_text::gguf::tokenizer(path).with_context(|| format!("loading the tokenizer of {}", path.display()))?)
+        Some(
+            aha_text::gguf::tokenizer(path)
+                .with_context(|| format!("loading the tokenizer of {}", path.display()))?,
+        )
     } else if path.join("tokenizer.json").is_file() {
-        Some(Tokenizer::from_dir(path).with_context(|| format!("loading tokenizer from {}", path.display()))?)
+        Some(
+            Tokenizer::from_dir(path)
+                .with_context(|| format!("loading tokenizer from {}", path.display()))?,
+        )
     } else {
         None
     };
@@ -30,14 +37,18 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// The chat template of a model directory or of a .gguf file's metadata.
 pub fn chat_template(path: &Path) -> Result<aha_text::ChatTemplate> {
     if aha_text::gguf::is_gguf_path(path) {
-        return aha_text::gguf::chat_template(path).with_context(|| format!("reading the chat template of {}", path.display()));
+        return aha_text::gguf::chat_template(path)
+            .with_context(|| format!("reading the chat template of {}", path.display()));
     }
-    aha_text::ChatTemplate::from_dir(path).with_context(|| format!("reading the chat template of {}", path.display()))
+    aha_text::ChatTemplate::from_dir(path)
+        .with_context(|| format!("reading the chat template of {}", path.display()))
 }
 
 impl Loaded {
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer.as_ref().context("this model directory has no tokenizer.json: pass token ids with --ids instead")
+        self.tokenizer.as_ref().context(
+            "this model directory has no tokenizer.json: pass token ids with --ids instead",
+        )
     }
 
     /// EOS ids: the tokenizer's (generation_config, config, tokenizer_config) or else config.json's.
@@ -55,7 +66,12 @@ pub struct Ids(pub Vec<u32>);
 
 /// "1,2,3" -> [1, 2, 3].
 pub fn parse_ids(s: &str) -> Result<Ids, String> {
-    let ids: Result<Vec<u32>, _> = s.split(',').map(|p| p.trim()).filter(|p| !p.is_empty()).map(str::parse::<u32>).collect();
+    let ids: Result<Vec<u32>, _> = s
+        .split(',')
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(str::parse::<u32>)
+        .collect();
     match ids {
         Ok(v) if v.is_empty() => Err("expected comma-separated token ids, got none".into()),
         Ok(v) => Ok(Ids(v)),

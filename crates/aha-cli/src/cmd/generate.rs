@@ -53,11 +53,18 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let loaded = common::load(&args.model)?;
     let prompts: Vec<Vec<u32>> = if args.ids.is_empty() {
         let tok = loaded.tokenizer()?;
-        let template = if args.chat { Some(common::chat_template(&args.model)?) } else { None };
+        let template = if args.chat {
+            Some(common::chat_template(&args.model)?)
+        } else {
+            None
+        };
         args.prompt
             .iter()
             .map(|p| match &template {
-                Some(t) => Ok(tok.encode(&t.render(&[aha_text::ChatMessage::user(p.as_str())], true)?, false)?),
+                Some(t) => Ok(tok.encode(
+                    &t.render(&[aha_text::ChatMessage::user(p.as_str())], true)?,
+                    false,
+                )?),
                 None => Ok(tok.encode(p, true)?),
             })
             .collect::<Result<_>>()?
@@ -65,7 +72,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         args.ids.iter().map(|i| i.0.clone()).collect()
     };
     let opts = GenerateOptions {
-        sampling: SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, min_p: args.min_p },
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+        },
         max_tokens: args.max_tokens,
         seed: args.seed,
         stop_token_ids: loaded.eos_ids(),
@@ -75,19 +87,28 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // A single prompt streams to the terminal as it is generated.
     let stream = !args.json && prompts.len() == 1 && loaded.tokenizer.is_some();
     let mut stdout = std::io::stdout();
-    let completions = generate(&loaded.model, loaded.tokenizer.as_ref(), &prompts, &opts, |e| {
-        if stream {
-            let _ = write!(stdout, "{}", e.text);
-            let _ = stdout.flush();
-        }
-    })?;
+    let completions = generate(
+        &loaded.model,
+        loaded.tokenizer.as_ref(),
+        &prompts,
+        &opts,
+        |e| {
+            if stream {
+                let _ = write!(stdout, "{}", e.text);
+                let _ = stdout.flush();
+            }
+        },
+    )?;
     if stream {
         println!();
         return Ok(());
     }
     for (i, c) in completions.iter().enumerate() {
         if args.json {
-            println!("{}", serde_json::json!({"token_ids": c.token_ids, "text": c.text, "finish_reason": c.finish_reason}));
+            println!(
+                "{}",
+                serde_json::json!({"token_ids": c.token_ids, "text": c.text, "finish_reason": c.finish_reason})
+            );
         } else {
             match &c.text {
                 Some(t) => println!("[{i}] {t}"),

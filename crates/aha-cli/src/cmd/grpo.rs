@@ -1,7 +1,9 @@
 //! `aha grpo`: train a policy with GRPO on a JSONL dataset with rule-based rewards.
 
 use super::common;
-use aha_train::grpo::{AdvantageNorm, GrpoConfig, GrpoTrainer, LossAgg, Prompt, SpecReward, StepMetrics};
+use aha_train::grpo::{
+    AdvantageNorm, GrpoConfig, GrpoTrainer, LossAgg, Prompt, SpecReward, StepMetrics,
+};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::{BufRead, Write};
@@ -124,17 +126,24 @@ struct Row {
 }
 
 fn read_dataset(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
+    let f =
+        std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
     let mut rows = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        let get = |keys: &[&str]| keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string));
-        let question = get(&["question", "prompt", "problem"]).with_context(|| format!("{}:{}: no \"question\"", path.display(), i + 1))?;
-        let answer = get(&["answer", "gold", "solution"]).with_context(|| format!("{}:{}: no \"answer\"", path.display(), i + 1))?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let get = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string))
+        };
+        let question = get(&["question", "prompt", "problem"])
+            .with_context(|| format!("{}:{}: no \"question\"", path.display(), i + 1))?;
+        let answer = get(&["answer", "gold", "solution"])
+            .with_context(|| format!("{}:{}: no \"answer\"", path.display(), i + 1))?;
         rows.push(Row { question, answer });
         if limit.is_some_and(|n| rows.len() >= n) {
             break;
@@ -185,24 +194,37 @@ fn print_step(m: &StepMetrics, steps: u64) {
         m.rollout_tokens_per_s, m.train_tokens_per_s, m.time_sample_s, m.time_score_s, m.time_train_s
     );
     for s in &m.samples {
-        eprintln!("--- sample (prompt {}, reward {:.2}) ---\n{}\n---", s.prompt, s.reward, s.text);
+        eprintln!(
+            "--- sample (prompt {}, reward {:.2}) ---\n{}\n---",
+            s.prompt, s.reward, s.text
+        );
     }
 }
 
 pub fn run(args: GrpoArgs) -> Result<()> {
     let rows = read_dataset(&args.dataset, args.limit)?;
     let ckpt = args.out.join("checkpoint");
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let reward = || -> Result<Box<dyn aha_train::grpo::Rewarder>> { Ok(Box::new(SpecReward::parse(&args.reward)?)) };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let reward = || -> Result<Box<dyn aha_train::grpo::Rewarder>> {
+        Ok(Box::new(SpecReward::parse(&args.reward)?))
+    };
     let cfg = GrpoConfig {
         group_size: args.group_size,
-        sampling: aha_engine::SamplingParams { temperature: args.temperature, top_p: args.top_p, ..Default::default() },
+        sampling: aha_engine::SamplingParams {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            ..Default::default()
+        },
         max_tokens: args.max_tokens,
         lr: args.lr,
         warmup_steps: args.warmup_steps,
         total_steps: args.steps,
         min_lr_ratio: args.min_lr_ratio,
-        adam: aha_train::optim::AdamWConfig { weight_decay: args.weight_decay, ..Default::default() },
+        adam: aha_train::optim::AdamWConfig {
+            weight_decay: args.weight_decay,
+            ..Default::default()
+        },
         max_grad_norm: args.max_grad_norm,
         beta: args.beta,
         eps_low: args.eps_low,
@@ -229,7 +251,10 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     };
     let loaded = common::load(&args.model)?;
     let eos = loaded.eos_ids();
-    let tokenizer = loaded.tokenizer.clone().context("aha grpo needs a tokenizer.json in the model directory")?;
+    let tokenizer = loaded
+        .tokenizer
+        .clone()
+        .context("aha grpo needs a tokenizer.json in the model directory")?;
     let mut cfg = cfg;
     cfg.stop_token_ids = eos;
     let mut trainer = if args.resume {
@@ -237,7 +262,13 @@ pub fn run(args: GrpoArgs) -> Result<()> {
             anyhow::bail!("--resume: no checkpoint at {}", ckpt.display());
         }
         drop(loaded);
-        let t = GrpoTrainer::resume(&ckpt, Some(tokenizer.clone()), reward()?, Some(cfg), &aha_model::LoadOptions::default())?;
+        let t = GrpoTrainer::resume(
+            &ckpt,
+            Some(tokenizer.clone()),
+            reward()?,
+            Some(cfg),
+            &aha_model::LoadOptions::default(),
+        )?;
         eprintln!("resumed from {} at step {}", ckpt.display(), t.step);
         t
     } else {
@@ -248,7 +279,12 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     let kept: Vec<String> = if args.resume && metrics_path.is_file() {
         std::fs::read_to_string(&metrics_path)?
             .lines()
-            .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s <= trainer.step))
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                    .is_some_and(|s| s <= trainer.step)
+            })
             .map(str::to_string)
             .collect()
     } else {
@@ -265,7 +301,10 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     let render = |q: &str| -> Result<Vec<u32>> {
         let text = match args.template {
             Template::R1Zero => R1_ZERO_TEMPLATE.replace("{prompt}", q),
-            Template::Chat => chat.as_ref().unwrap().render(&[aha_text::ChatMessage::user(q)], true)?,
+            Template::Chat => chat
+                .as_ref()
+                .unwrap()
+                .render(&[aha_text::ChatMessage::user(q)], true)?,
             Template::None => q.to_string(),
         };
         Ok(tokenizer.encode(&text, args.template != Template::Chat)?)
@@ -274,14 +313,24 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     bar.set_position(trainer.step);
     while trainer.step < args.steps {
         let idx = batch_indices(rows.len(), args.batch_prompts, args.seed, trainer.step);
-        let prompts: Vec<Prompt> = idx.iter().map(|&i| Ok(Prompt { ids: render(&rows[i].question)?, gold: Some(rows[i].answer.clone()) })).collect::<Result<_>>()?;
+        let prompts: Vec<Prompt> = idx
+            .iter()
+            .map(|&i| {
+                Ok(Prompt {
+                    ids: render(&rows[i].question)?,
+                    gold: Some(rows[i].answer.clone()),
+                })
+            })
+            .collect::<Result<_>>()?;
         let m = trainer.step(&prompts)?;
         writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
         metrics_file.flush()?;
         bar.suspend(|| print_step(&m, args.steps));
         bar.set_position(trainer.step);
         bar.set_message(format!("reward {:.3}", m.reward_mean));
-        if (args.save_every > 0 && trainer.step % args.save_every == 0) || trainer.step == args.steps {
+        if (args.save_every > 0 && trainer.step % args.save_every == 0)
+            || trainer.step == args.steps
+        {
             trainer.save_checkpoint(&ckpt)?;
         }
     }

@@ -43,20 +43,34 @@ pub fn run(args: LogprobsArgs) -> Result<()> {
     if let Some(path) = &args.dump_logits {
         let mut map = std::collections::HashMap::new();
         map.insert("logits".to_string(), logits.contiguous()?);
-        candle_core::safetensors::save(&map, path).with_context(|| format!("writing {}", path.display()))?;
+        candle_core::safetensors::save(&map, path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let nll: f64 = scored.iter().map(|&l| -(l as f64)).sum();
-    let perplexity = if scored.is_empty() { None } else { Some((nll / scored.len() as f64).exp()) };
+    let perplexity = if scored.is_empty() {
+        None
+    } else {
+        Some((nll / scored.len() as f64).exp())
+    };
     if args.json {
-        let lps: Vec<Option<f32>> = std::iter::once(None).chain(scored.iter().map(|&l| Some(l))).collect();
-        println!("{}", serde_json::json!({"token_ids": ids, "logprobs": lps, "perplexity": perplexity}));
+        let lps: Vec<Option<f32>> = std::iter::once(None)
+            .chain(scored.iter().map(|&l| Some(l)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"token_ids": ids, "logprobs": lps, "perplexity": perplexity})
+        );
         return Ok(());
     }
     let tok = loaded.tokenizer.as_ref();
     println!("{:>5}  {:>8}  {:>10}  token", "pos", "id", "logprob");
     for (i, &id) in ids.iter().enumerate() {
         let piece = tok.and_then(|t| t.id_to_token(id)).unwrap_or_default();
-        let lp = if i == 0 { "-".to_string() } else { format!("{:.4}", scored[i - 1]) };
+        let lp = if i == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.4}", scored[i - 1])
+        };
         println!("{i:>5}  {id:>8}  {lp:>10}  {piece:?}");
     }
     if let Some(p) = perplexity {

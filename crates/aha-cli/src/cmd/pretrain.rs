@@ -52,7 +52,11 @@ pub struct PretrainArgs {
 }
 
 pub fn run(args: PretrainArgs) -> Result<()> {
-    let mut cfg = PretrainConfig { task: args.task, seed: args.seed, ..PretrainConfig::default() };
+    let mut cfg = PretrainConfig {
+        task: args.task,
+        seed: args.seed,
+        ..PretrainConfig::default()
+    };
     if let Some(s) = args.steps {
         cfg.steps = s;
         cfg.warmup_steps = cfg.warmup_steps.min(s / 5 + 1);
@@ -67,15 +71,28 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         cfg.hidden_size = h;
         cfg.intermediate_size = 3 * h;
         cfg.num_heads = (h / 32).max(1);
-        cfg.num_kv_heads = if cfg.num_heads % 2 == 0 { cfg.num_heads / 2 } else { cfg.num_heads };
+        cfg.num_kv_heads = if cfg.num_heads % 2 == 0 {
+            cfg.num_heads / 2
+        } else {
+            cfg.num_heads
+        };
     }
     if let Some(v) = args.vocab {
         cfg.vocab_size = v;
     }
     if let Some(m) = &args.mix {
-        let w: Vec<f32> = m.split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().context("--mix")?;
+        let w: Vec<f32> = m
+            .split(',')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .context("--mix")?;
         anyhow::ensure!(w.len() == 4, "--mix takes four shares");
-        cfg.mix = aha_train::pretrain::CorpusMix { step_by_step: w[0], direct: w[1], slip: w[2], unformatted: w[3] };
+        cfg.mix = aha_train::pretrain::CorpusMix {
+            step_by_step: w[0],
+            direct: w[1],
+            slip: w[2],
+            unformatted: w[3],
+        };
     }
     if let Some(l) = args.layers {
         cfg.num_layers = l;
@@ -84,11 +101,22 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    eprintln!("pretraining a base for {} into {} ({} steps x {} documents)", cfg.task, args.out.display(), cfg.steps, cfg.batch_size);
+    eprintln!(
+        "pretraining a base for {} into {} ({} steps x {} documents)",
+        cfg.task,
+        args.out.display(),
+        cfg.steps,
+        cfg.batch_size
+    );
     let report = pretrain::pretrain(&cfg, &args.out, true).context("pretraining")?;
     println!(
         "pretrained {} parameters (vocab {}) in {:.1}s: {} tokens, loss {:.3} -> {:.3}",
-        report.params, report.vocab_size, report.seconds, report.tokens, report.first_loss, report.final_loss
+        report.params,
+        report.vocab_size,
+        report.seconds,
+        report.tokens,
+        report.first_loss,
+        report.final_loss
     );
     if args.eval_n == 0 {
         return Ok(());
@@ -100,7 +128,10 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         temps.push(args.eval_temperature);
     }
     for t in temps {
-        let opts = EvalOptions { temperature: t, ..EvalOptions::new(&cfg.task, args.eval_n, args.seed) };
+        let opts = EvalOptions {
+            temperature: t,
+            ..EvalOptions::new(&cfg.task, args.eval_n, args.seed)
+        };
         let start = std::time::Instant::now();
         let r = pretrain::evaluate_with(&model, &tok, &cfg.task, &opts)?;
         println!(
@@ -114,7 +145,13 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         for s in r.samples.iter().take(args.show) {
-            println!("  {} ->{} [{}{}]", s.prompt, s.completion, if s.correct { "correct" } else { "wrong" }, if s.formatted { ", formatted" } else { "" });
+            println!(
+                "  {} ->{} [{}{}]",
+                s.prompt,
+                s.completion,
+                if s.correct { "correct" } else { "wrong" },
+                if s.formatted { ", formatted" } else { "" }
+            );
         }
     }
     Ok(())

@@ -62,7 +62,8 @@ fn file_type(t: GgmlDType) -> u32 {
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    let qtype = quantized::parse_quant_type(&args.qtype).with_context(|| format!("unknown --type {}", args.qtype))?;
+    let qtype = quantized::parse_quant_type(&args.qtype)
+        .with_context(|| format!("unknown --type {}", args.qtype))?;
     let dir = &args.model;
     let cfg_path = dir.join("config.json");
     let cfg = config::read_config(&cfg_path)?;
@@ -71,15 +72,27 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         bail!("aha quantize writes llama and qwen2 models; this one is {arch}");
     }
     let cfg_model = aha_model::llama::LlamaConfig::from_json(&cfg, &cfg_path)?;
-    let (h, nh, kvh, hd) = (cfg_model.hidden_size, cfg_model.num_attention_heads, cfg_model.kv_heads(), cfg_model.head_dim());
-    let rope = cfg.get("rope_theta").and_then(|v| v.as_f64()).or_else(|| cfg.pointer("/rope_parameters/rope_theta").and_then(|v| v.as_f64()));
+    let (h, nh, kvh, hd) = (
+        cfg_model.hidden_size,
+        cfg_model.num_attention_heads,
+        cfg_model.kv_heads(),
+        cfg_model.head_dim(),
+    );
+    let rope = cfg.get("rope_theta").and_then(|v| v.as_f64()).or_else(|| {
+        cfg.pointer("/rope_parameters/rope_theta")
+            .and_then(|v| v.as_f64())
+    });
     if cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
         eprintln!("warning: rope_scaling is not written to the GGUF file");
     }
-    let vocab = GgufVocab::from_hf_dir(dir, cfg_model.vocab_size).context("reading the tokenizer")?;
+    let vocab =
+        GgufVocab::from_hf_dir(dir, cfg_model.vocab_size).context("reading the tokenizer")?;
     let u32v = |x: usize| Value::U32(x as u32);
     let a = |k: &str| format!("{arch}.{k}");
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.clone())),
         ("general.name".into(), Value::String(name)),
@@ -94,17 +107,55 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         (a("attention.key_length"), u32v(hd)),
         (a("attention.value_length"), u32v(hd)),
         (a("rope.dimension_count"), u32v(hd)),
-        (a("rope.freq_base"), Value::F32(rope.unwrap_or(10000.0) as f32)),
-        (a("attention.layer_norm_rms_epsilon"), Value::F32(cfg_model.rms_norm_eps as f32)),
+        (
+            a("rope.freq_base"),
+            Value::F32(rope.unwrap_or(10000.0) as f32),
+        ),
+        (
+            a("attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg_model.rms_norm_eps as f32),
+        ),
         (a("vocab_size"), u32v(cfg_model.vocab_size)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre".into(), Value::String(vocab.pre.clone().unwrap_or_default())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(vocab.tokens.iter().map(|t| Value::String(t.clone())).collect())),
-        ("tokenizer.ggml.token_type".into(), Value::Array(vocab.token_types.iter().map(|&t| Value::I32(t)).collect())),
-        ("tokenizer.ggml.merges".into(), Value::Array(vocab.merges.iter().map(|t| Value::String(t.clone())).collect())),
-        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(vocab.add_bos.unwrap_or(false))),
+        (
+            "tokenizer.ggml.pre".into(),
+            Value::String(vocab.pre.clone().unwrap_or_default()),
+        ),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(
+                vocab
+                    .tokens
+                    .iter()
+                    .map(|t| Value::String(t.clone()))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(vocab.token_types.iter().map(|&t| Value::I32(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(
+                vocab
+                    .merges
+                    .iter()
+                    .map(|t| Value::String(t.clone()))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.add_bos_token".into(),
+            Value::Bool(vocab.add_bos.unwrap_or(false)),
+        ),
     ];
-    for (k, v) in [("bos", vocab.bos), ("eos", vocab.eos), ("unknown", vocab.unk), ("padding", vocab.pad)] {
+    for (k, v) in [
+        ("bos", vocab.bos),
+        ("eos", vocab.eos),
+        ("unknown", vocab.unk),
+        ("padding", vocab.pad),
+    ] {
         if let Some(id) = v {
             meta.push((format!("tokenizer.ggml.{k}_token_id"), Value::U32(id)));
         }
@@ -115,48 +166,145 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 
     let mut ckpt = Checkpoint::read_dir(dir, DType::F32, &Device::Cpu)?;
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    let mut push = |ckpt: &mut Checkpoint, hf: &str, gg: &str, shape: Vec<usize>, permute_heads: Option<usize>| -> Result<()> {
+    let mut push = |ckpt: &mut Checkpoint,
+                    hf: &str,
+                    gg: &str,
+                    shape: Vec<usize>,
+                    permute_heads: Option<usize>|
+     -> Result<()> {
         let mut t: Tensor = ckpt.take(hf, shape.clone())?;
         if let Some(heads) = permute_heads {
-            let bytes: Vec<u8> = t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let bytes: Vec<u8> = t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
             let p = gguf::permute_rows(&bytes, shape[0], heads, false)?;
-            let v: Vec<f32> = p.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let v: Vec<f32> = p
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             t = Tensor::from_vec(v, shape.clone(), &Device::Cpu)?;
         }
-        let dt = if shape.len() == 1 { GgmlDType::F32 } else { fallback(qtype, *shape.last().unwrap()) };
+        let dt = if shape.len() == 1 {
+            GgmlDType::F32
+        } else {
+            fallback(qtype, *shape.last().unwrap())
+        };
         tensors.push((gg.to_string(), QTensor::quantize(&t, dt)?));
         Ok(())
     };
     let llama = arch == "llama";
     let v = cfg_model.vocab_size;
-    push(&mut ckpt, "model.embed_tokens.weight", "token_embd.weight", vec![v, h], None)?;
+    push(
+        &mut ckpt,
+        "model.embed_tokens.weight",
+        "token_embd.weight",
+        vec![v, h],
+        None,
+    )?;
     for i in 0..cfg_model.num_hidden_layers {
         let (p, b) = (format!("model.layers.{i}"), format!("blk.{i}"));
         let ff = cfg_model.intermediate_size;
-        push(&mut ckpt, &format!("{p}.input_layernorm.weight"), &format!("{b}.attn_norm.weight"), vec![h], None)?;
-        push(&mut ckpt, &format!("{p}.self_attn.q_proj.weight"), &format!("{b}.attn_q.weight"), vec![nh * hd, h], llama.then_some(nh))?;
-        push(&mut ckpt, &format!("{p}.self_attn.k_proj.weight"), &format!("{b}.attn_k.weight"), vec![kvh * hd, h], llama.then_some(kvh))?;
-        push(&mut ckpt, &format!("{p}.self_attn.v_proj.weight"), &format!("{b}.attn_v.weight"), vec![kvh * hd, h], None)?;
-        push(&mut ckpt, &format!("{p}.self_attn.o_proj.weight"), &format!("{b}.attn_output.weight"), vec![h, nh * hd], None)?;
+        push(
+            &mut ckpt,
+            &format!("{p}.input_layernorm.weight"),
+            &format!("{b}.attn_norm.weight"),
+            vec![h],
+            None,
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.self_attn.q_proj.weight"),
+            &format!("{b}.attn_q.weight"),
+            vec![nh * hd, h],
+            llama.then_some(nh),
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.self_attn.k_proj.weight"),
+            &format!("{b}.attn_k.weight"),
+            vec![kvh * hd, h],
+            llama.then_some(kvh),
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.self_attn.v_proj.weight"),
+            &format!("{b}.attn_v.weight"),
+            vec![kvh * hd, h],
+            None,
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.self_attn.o_proj.weight"),
+            &format!("{b}.attn_output.weight"),
+            vec![h, nh * hd],
+            None,
+        )?;
         if !llama {
             for (x, n) in [("q", nh * hd), ("k", kvh * hd), ("v", kvh * hd)] {
-                push(&mut ckpt, &format!("{p}.self_attn.{x}_proj.bias"), &format!("{b}.attn_{x}.bias"), vec![n], None)?;
+                push(
+                    &mut ckpt,
+                    &format!("{p}.self_attn.{x}_proj.bias"),
+                    &format!("{b}.attn_{x}.bias"),
+                    vec![n],
+                    None,
+                )?;
             }
         } else if cfg_model.attention_bias {
             bail!("llama models with attention biases are not supported by aha quantize");
         }
-        push(&mut ckpt, &format!("{p}.post_attention_layernorm.weight"), &format!("{b}.ffn_norm.weight"), vec![h], None)?;
-        push(&mut ckpt, &format!("{p}.mlp.gate_proj.weight"), &format!("{b}.ffn_gate.weight"), vec![ff, h], None)?;
-        push(&mut ckpt, &format!("{p}.mlp.up_proj.weight"), &format!("{b}.ffn_up.weight"), vec![ff, h], None)?;
-        push(&mut ckpt, &format!("{p}.mlp.down_proj.weight"), &format!("{b}.ffn_down.weight"), vec![h, ff], None)?;
+        push(
+            &mut ckpt,
+            &format!("{p}.post_attention_layernorm.weight"),
+            &format!("{b}.ffn_norm.weight"),
+            vec![h],
+            None,
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.mlp.gate_proj.weight"),
+            &format!("{b}.ffn_gate.weight"),
+            vec![ff, h],
+            None,
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.mlp.up_proj.weight"),
+            &format!("{b}.ffn_up.weight"),
+            vec![ff, h],
+            None,
+        )?;
+        push(
+            &mut ckpt,
+            &format!("{p}.mlp.down_proj.weight"),
+            &format!("{b}.ffn_down.weight"),
+            vec![h, ff],
+            None,
+        )?;
     }
-    push(&mut ckpt, "model.norm.weight", "output_norm.weight", vec![h], None)?;
+    push(
+        &mut ckpt,
+        "model.norm.weight",
+        "output_norm.weight",
+        vec![h],
+        None,
+    )?;
     if !cfg_model.tie_word_embeddings {
-        push(&mut ckpt, "lm_head.weight", "output.weight", vec![v, h], None)?;
+        push(
+            &mut ckpt,
+            "lm_head.weight",
+            "output.weight",
+            vec![v, h],
+            None,
+        )?;
     }
     let tmp = args.out.with_extension("gguf.tmp");
     {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
         gguf::write(&mut f, &meta, &tensors)?;
         std::io::Write::flush(&mut f)?;
     }
@@ -165,6 +313,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     for (_, t) in &tensors {
         *counts.entry(format!("{:?}", t.dtype())).or_default() += 1;
     }
-    eprintln!("wrote {} ({} tensors: {counts:?})", args.out.display(), tensors.len());
+    eprintln!(
+        "wrote {} ({} tensors: {counts:?})",
+        args.out.display(),
+        tensors.len()
+    );
     Ok(())
 }

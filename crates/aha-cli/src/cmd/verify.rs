@@ -59,7 +59,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
 }
 
-fn run_jsonl(path: &str, output: Option<&str>, threads: usize, cfg: &ExtractConfig) -> anyhow::Result<()> {
+fn run_jsonl(
+    path: &str,
+    output: Option<&str>,
+    threads: usize,
+    cfg: &ExtractConfig,
+) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

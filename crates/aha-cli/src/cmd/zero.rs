@@ -72,7 +72,10 @@ impl Rewarder for TaskReward {
     fn score(&self, s: &Sample) -> Vec<f32> {
         let gold = s.prompt.gold.as_deref().unwrap_or("");
         let correct = check(self.task, gold, s.text);
-        vec![correct as u8 as f32, tasks::is_well_formatted(s.text) as u8 as f32]
+        vec![
+            correct as u8 as f32,
+            tasks::is_well_formatted(s.text) as u8 as f32,
+        ]
     }
 }
 
@@ -80,7 +83,9 @@ impl Rewarder for TaskReward {
 fn check(task: Task, gold: &str, response: &str) -> bool {
     match task {
         Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, gold),
-        Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold).map(|c| c.check_response(response)).unwrap_or(false),
+        Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold)
+            .map(|c| c.check_response(response))
+            .unwrap_or(false),
     }
 }
 
@@ -90,11 +95,21 @@ fn eval_json(e: &EvalResult) -> serde_json::Value {
 
 pub fn run(args: ZeroArgs) -> Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    eprintln!("aha zero: R1-Zero on {} (seed {}), output in {}", args.task, args.seed, args.out.display());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    eprintln!(
+        "aha zero: R1-Zero on {} (seed {}), output in {}",
+        args.task,
+        args.seed,
+        args.out.display()
+    );
 
     // 1. The base model.
-    let pcfg = PretrainConfig { task: args.task, seed: args.seed, ..PretrainConfig::default() };
+    let pcfg = PretrainConfig {
+        task: args.task,
+        seed: args.seed,
+        ..PretrainConfig::default()
+    };
     let base_dir = match &args.base {
         Some(dir) => dir.clone(),
         None => pretrain::ensure_base(&args.cache, &pcfg).context("pretraining the base model")?,
@@ -105,13 +120,23 @@ pub fn run(args: ZeroArgs) -> Result<()> {
 
     // 2. Evaluate the base.
     let base = pretrain::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
-    eprintln!("base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens", 100.0 * base.accuracy, 100.0 * base.format_rate, base.mean_length);
+    eprintln!(
+        "base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens",
+        100.0 * base.accuracy,
+        100.0 * base.format_rate,
+        base.mean_length
+    );
 
     // 3. GRPO with rule-based rewards only.
     let cfg = GrpoConfig {
         group_size: args.group_size,
-        sampling: SamplingParams { temperature: 1.0, ..Default::default() },
-        max_tokens: args.max_tokens.unwrap_or_else(|| pretrain::default_max_tokens(&args.task)),
+        sampling: SamplingParams {
+            temperature: 1.0,
+            ..Default::default()
+        },
+        max_tokens: args
+            .max_tokens
+            .unwrap_or_else(|| pretrain::default_max_tokens(&args.task)),
         stop_token_ids: tok.eos_token_ids().to_vec(),
         lr: args.lr,
         total_steps: args.steps,
@@ -122,17 +147,26 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         samples_count: 2,
         ..GrpoConfig::default()
     };
-    let reward = TaskReward { task: args.task, format_weight: 0.5 };
+    let reward = TaskReward {
+        task: args.task,
+        format_weight: 0.5,
+    };
     let mut trainer = GrpoTrainer::new(model, Some(tok.clone()), Box::new(reward), cfg)?;
     let mut problems = args.task.train_problems(args.seed.wrapping_add(1));
     let metrics_path = args.out.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path).with_context(|| format!("creating {}", metrics_path.display()))?;
+    let mut metrics_file = std::fs::File::create(&metrics_path)
+        .with_context(|| format!("creating {}", metrics_path.display()))?;
     let mut history: Vec<StepMetrics> = Vec::new();
     let bar = aha_train::grpo::progress_bar(args.steps);
     for step in 0..args.steps {
         let prompts: Vec<Prompt> = (&mut problems)
             .take(args.batch_prompts)
-            .map(|p| Ok(Prompt { ids: tok.encode(&tasks::r1_zero_prompt(&p.prompt), false)?, gold: Some(p.gold) }))
+            .map(|p| {
+                Ok(Prompt {
+                    ids: tok.encode(&tasks::r1_zero_prompt(&p.prompt), false)?,
+                    gold: Some(p.gold),
+                })
+            })
             .collect::<Result<_>>()?;
         let m = trainer.step(&prompts)?;
         writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
@@ -146,7 +180,12 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         bar.inc(1);
         if args.show_every > 0 && (step + 1) % args.show_every == 0 {
             for s in m.samples.iter().take(1) {
-                bar.println(format!("step {}: reward {:.2}\n{}", step + 1, s.reward, s.text.trim()));
+                bar.println(format!(
+                    "step {}: reward {:.2}\n{}",
+                    step + 1,
+                    s.reward,
+                    s.text.trim()
+                ));
             }
         }
         history.push(m);
@@ -157,7 +196,12 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     let final_eval = pretrain::evaluate(trainer.model(), &tok, &args.task, args.eval_n, args.seed)?;
     let model_dir = args.out.join("model");
     trainer.model().save(&model_dir)?;
-    tok.inner().save(model_dir.join("tokenizer.json").to_string_lossy().as_ref(), false).map_err(|e| anyhow::anyhow!("saving tokenizer: {e}"))?;
+    tok.inner()
+        .save(
+            model_dir.join("tokenizer.json").to_string_lossy().as_ref(),
+            false,
+        )
+        .map_err(|e| anyhow::anyhow!("saving tokenizer: {e}"))?;
     for f in ["tokenizer_config.json", "generation_config.json"] {
         if base_dir.join(f).is_file() {
             std::fs::copy(base_dir.join(f), model_dir.join(f))?;
@@ -173,27 +217,70 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         "wall_seconds": wall,
         "seed": args.seed,
     });
-    aha_model::write_atomic(&args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    aha_model::write_atomic(
+        &args.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
 
     println!("\n{:<16} {:>10} {:>10}", "", "base", "after GRPO");
-    println!("{:<16} {:>9.1}% {:>9.1}%", "accuracy", 100.0 * base.accuracy, 100.0 * final_eval.accuracy);
-    println!("{:<16} {:>9.1}% {:>9.1}%", "format", 100.0 * base.format_rate, 100.0 * final_eval.format_rate);
-    println!("{:<16} {:>10.1} {:>10.1}", "mean length", base.mean_length, final_eval.mean_length);
-    println!("\n{} GRPO steps in {:.0} s total; metrics, plots, model and summary.json in {}", args.steps, wall, args.out.display());
+    println!(
+        "{:<16} {:>9.1}% {:>9.1}%",
+        "accuracy",
+        100.0 * base.accuracy,
+        100.0 * final_eval.accuracy
+    );
+    println!(
+        "{:<16} {:>9.1}% {:>9.1}%",
+        "format",
+        100.0 * base.format_rate,
+        100.0 * final_eval.format_rate
+    );
+    println!(
+        "{:<16} {:>10.1} {:>10.1}",
+        "mean length", base.mean_length, final_eval.mean_length
+    );
+    println!(
+        "\n{} GRPO steps in {:.0} s total; metrics, plots, model and summary.json in {}",
+        args.steps,
+        wall,
+        args.out.display()
+    );
     Ok(())
 }
 
 /// Reward, accuracy, response length and KL over steps, as PNGs.
 fn plot_history(out: &Path, h: &[StepMetrics]) {
-    let series = |f: &dyn Fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> { h.iter().map(|m| (m.step as f64, f(m))).collect() };
+    let series = |f: &dyn Fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> {
+        h.iter().map(|m| (m.step as f64, f(m))).collect()
+    };
     let charts: Vec<(&str, &str, &str, Vec<(&str, Vec<(f64, f64)>)>)> = vec![
-        ("reward.png", "Mean reward", "reward", vec![("reward", series(&|m| m.reward_mean as f64))]),
-        ("accuracy.png", "Training accuracy and format rate", "share of samples", vec![
-            ("accuracy", series(&|m| m.accuracy.unwrap_or(0.0) as f64)),
-            ("format", series(&|m| m.format_rate.unwrap_or(0.0) as f64)),
-        ]),
-        ("length.png", "Mean response length", "tokens", vec![("mean length", series(&|m| m.completion_len_mean as f64))]),
-        ("kl.png", "KL to the reference", "k3 KL", vec![("kl", series(&|m| m.kl as f64))]),
+        (
+            "reward.png",
+            "Mean reward",
+            "reward",
+            vec![("reward", series(&|m| m.reward_mean as f64))],
+        ),
+        (
+            "accuracy.png",
+            "Training accuracy and format rate",
+            "share of samples",
+            vec![
+                ("accuracy", series(&|m| m.accuracy.unwrap_or(0.0) as f64)),
+                ("format", series(&|m| m.format_rate.unwrap_or(0.0) as f64)),
+            ],
+        ),
+        (
+            "length.png",
+            "Mean response length",
+            "tokens",
+            vec![("mean length", series(&|m| m.completion_len_mean as f64))],
+        ),
+        (
+            "kl.png",
+            "KL to the reference",
+            "k3 KL",
+            vec![("kl", series(&|m| m.kl as f64))],
+        ),
     ];
     for (file, title, y, s) in charts {
         if let Err(e) = line_chart(&out.join(file), title, y, &s) {
