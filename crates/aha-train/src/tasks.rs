@@ -190,9 +190,14 @@ impl Task {
 
     /// Whether a full response solves the problem (aha-reward's task checker).
     pub fn check(&self, problem: &Problem, response: &str) -> bool {
+        self.check_gold(&problem.gold, response)
+    }
+
+    /// Whether a full response matches a problem's `gold` string (see [`Problem::gold`]).
+    pub fn check_gold(&self, gold: &str, response: &str) -> bool {
         match self {
-            Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, &problem.gold),
-            Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(&problem.gold)
+            Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, gold),
+            Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold)
                 .map(|c| c.check_response(response))
                 .unwrap_or(false),
         }

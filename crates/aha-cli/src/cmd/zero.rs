@@ -71,21 +71,11 @@ impl Rewarder for TaskReward {
     }
     fn score(&self, s: &Sample) -> Vec<f32> {
         let gold = s.prompt.gold.as_deref().unwrap_or("");
-        let correct = check(self.task, gold, s.text);
+        let correct = self.task.check_gold(gold, s.text);
         vec![
             correct as u8 as f32,
             tasks::is_well_formatted(s.text) as u8 as f32,
         ]
-    }
-}
-
-/// The task's verifier on a gold string (as `Task::check` does for a whole problem).
-fn check(task: Task, gold: &str, response: &str) -> bool {
-    match task {
-        Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, gold),
-        Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold)
-            .map(|c| c.check_response(response))
-            .unwrap_or(false),
     }
 }
 
