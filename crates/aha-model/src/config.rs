@@ -157,6 +157,14 @@ pub fn stored_dtype(raw: &serde_json::Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Deserialize an architecture's config, naming the offending field in errors.
+pub(crate) fn parse_fields<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::Value,
+    path: &Path,
+) -> Result<T> {
+    serde_path_to_error::deserialize(raw.clone()).map_err(|e| ModelError::config(path, e))
+}
+
 /// Read and parse `config.json`, naming the file in every error.
 pub fn read_config(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::file(path, e))?;

@@ -49,8 +49,7 @@ fn default_act() -> String {
 
 impl LlamaConfig {
     pub fn from_json(raw: &serde_json::Value, path: &Path) -> Result<Self> {
-        let mut cfg: Self = serde_path_to_error::deserialize(raw.clone())
-            .map_err(|e| ModelError::config(path, e))?;
+        let mut cfg: Self = crate::config::parse_fields(raw, path)?;
         cfg.rope = Some(parse_rope(raw, 10000.0).map_err(|e| ModelError::config(path, e))?);
         let check = |ok: bool, msg: &str| {
             if ok {
