@@ -46,27 +46,30 @@ fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(base.join(f).is_file(), "pretrain wrote no {f}");
     }
-    aha(&[
-        "--threads",
-        "2",
-        "zero",
-        "--base",
-        base_s,
-        "--task",
-        "arithmetic:1",
-        "--steps",
-        "2",
-        "--batch-prompts",
-        "2",
-        "--group-size",
-        "2",
-        "--max-tokens",
-        "16",
-        "--eval-n",
-        "4",
-        "--out",
-        run_s,
-    ]);
+    let zero = |out: &str| {
+        aha(&[
+            "--threads",
+            "2",
+            "zero",
+            "--base",
+            base_s,
+            "--task",
+            "arithmetic:1",
+            "--steps",
+            "2",
+            "--batch-prompts",
+            "2",
+            "--group-size",
+            "2",
+            "--max-tokens",
+            "16",
+            "--eval-n",
+            "4",
+            "--out",
+            out,
+        ])
+    };
+    zero(run_s);
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics
         .lines()
@@ -93,5 +96,30 @@ fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {
         for p in ["reward.png", "accuracy.png", "length.png", "kl.png"] {
             assert_eq!(&std::fs::read(run.join(p)).unwrap()[..4], b"\x89PNG", "{p}");
         }
+    }
+
+    // The same seed gives the same run: identical summary (but for the wall time) and
+    // identical per-step metrics (but for the timings).
+    let again = dir.path().join("again");
+    zero(again.to_str().unwrap());
+    let strip = |v: &mut serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|k, _| {
+                !(k.starts_with("time_") || k.ends_with("_per_s") || k == "wall_seconds")
+            });
+        }
+    };
+    for f in ["summary.json", "metrics.jsonl"] {
+        let parse = |d: &std::path::Path| -> Vec<serde_json::Value> {
+            let text = std::fs::read_to_string(d.join(f)).unwrap();
+            let mut vals: Vec<serde_json::Value> = if f.ends_with(".jsonl") {
+                text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+            } else {
+                vec![serde_json::from_str(&text).unwrap()]
+            };
+            vals.iter_mut().for_each(strip);
+            vals
+        };
+        assert_eq!(parse(&run), parse(&again), "{f} differs between two runs with seed 0");
     }
 }

@@ -59,15 +59,21 @@ pub struct CorpusMix {
     pub slip: f32,
     /// Worked or direct, but with broken tags (no answer tags, or no tags at all).
     pub unformatted: f32,
+    /// Plain text outside the template: a run of single operations and their results
+    /// (`3 + 8 = 11. 11 - 7 = 4. ...`), the facts a worked solution is made of, densely.
+    pub drill: f32,
 }
 
 impl Default for CorpusMix {
+    /// Among the template documents, answering at once is the habit (about 57%) and working
+    /// step by step the exception (about 33%); the drills teach the single steps.
     fn default() -> Self {
         Self {
-            step_by_step: 0.3,
-            direct: 0.45,
-            slip: 0.1,
-            unformatted: 0.15,
+            step_by_step: 0.2,
+            direct: 0.4,
+            slip: 0.03,
+            unformatted: 0.07,
+            drill: 0.3,
         }
     }
 }
@@ -99,8 +105,8 @@ pub struct PretrainConfig {
 }
 
 impl Default for PretrainConfig {
-    /// Sized for about 3 minutes on 2 CPU cores (measured: 800 steps of 16 documents,
-    /// ~400k tokens, 180 s in a dev build on a shared, heavily loaded 2-core machine).
+    /// Sized for a few minutes on 2 CPU cores (measured in a release build: 3000 steps of 16
+    /// documents, 1.8M tokens, 310 s on one thread of a shared 2-core machine).
     fn default() -> Self {
         Self {
             task: Task::Arithmetic { difficulty: 2 },
@@ -111,7 +117,7 @@ impl Default for PretrainConfig {
             num_heads: 2,
             num_kv_heads: 1,
             max_position_embeddings: 512,
-            steps: 1600,
+            steps: 3000,
             batch_size: 16,
             lr: 5e-3,
             warmup_steps: 50,
@@ -172,26 +178,33 @@ pub enum DocKind {
     Direct,
     Slip,
     Unformatted,
+    Drill,
 }
 
 impl CorpusMix {
     pub fn draw(&self, rng: &mut impl Rng) -> DocKind {
-        let w = [self.step_by_step, self.direct, self.slip, self.unformatted].map(|x| x.max(0.0));
-        let total: f32 = w.iter().sum();
-        let mut u = rng.random::<f32>() * total.max(1e-9);
-        for (i, k) in [
+        const KINDS: [DocKind; 5] = [
             DocKind::StepByStep,
             DocKind::Direct,
             DocKind::Slip,
             DocKind::Unformatted,
+            DocKind::Drill,
+        ];
+        let w = [
+            self.step_by_step,
+            self.direct,
+            self.slip,
+            self.unformatted,
+            self.drill,
         ]
-        .into_iter()
-        .enumerate()
-        {
-            if u < w[i] {
+        .map(|x| x.max(0.0));
+        let total: f32 = w.iter().sum();
+        let mut u = rng.random::<f32>() * total.max(1e-9);
+        for (k, w) in KINDS.into_iter().zip(w) {
+            if u < w {
                 return k;
             }
-            u -= w[i];
+            u -= w;
         }
         DocKind::StepByStep
     }
@@ -247,7 +260,9 @@ pub fn completion_text(
                 .trim_start_matches("Compute ")
                 .trim_end_matches('.');
             let worked = format!("{expr} = {}", problem.steps.join(" = "));
-            let direct = format!("{expr} = {}", problem.answer);
+            // The direct answer opens differently from a worked one, so that which kind of
+            // answer to give is one early token choice a policy can learn.
+            let direct = format!("The answer is {}.", problem.answer);
             match kind {
                 DocKind::StepByStep => formatted(&worked, &problem.answer),
                 DocKind::Direct => formatted(&direct, &problem.answer),
@@ -255,6 +270,7 @@ pub fn completion_text(
                     let (chain, answer) = slipped_chain(problem, rng);
                     formatted(&chain.join(" = "), &answer)
                 }
+                DocKind::Drill => facts(problem).join(". "),
                 DocKind::Unformatted => {
                     let think = if rng.random::<bool>() { worked } else { direct };
                     match rng.random_range(0..3) {
@@ -299,6 +315,7 @@ pub fn completion_text(
                         None => formatted(&worked, &problem.answer),
                     }
                 }
+                DocKind::Drill => problem.steps.join(". "),
                 DocKind::Unformatted => match rng.random_range(0..2) {
                     0 => format!(
                         " <think> {worked} </think> The answer is {}.",
@@ -311,9 +328,12 @@ pub fn completion_text(
     }
 }
 
-/// One full training document: prompt + completion + EOS. Difficulty is drawn from
-/// `1..=task.difficulty()` so the easy one-step cases are seen too.
+/// One full training document: prompt + completion + EOS, or for a drill a few problems'
+/// single steps as plain text + EOS.
 pub fn document(task: &Task, problem: &Problem, kind: DocKind, rng: &mut impl Rng) -> String {
+    if kind == DocKind::Drill {
+        return format!("{}.{}", completion_text(task, problem, kind, rng), bpe::EOS_TOKEN);
+    }
     format!(
         "{}{}{}",
         r1_zero_prompt(&problem.prompt),
@@ -321,6 +341,29 @@ pub fn document(task: &Task, problem: &Problem, kind: DocKind, rng: &mut impl Rn
         bpe::EOS_TOKEN
     )
 }
+
+/// The single operations of an arithmetic problem's worked solution, in order
+/// (`["5 * 3 = 15", "7 + 15 = 22", "22 - 4 = 18"]` for `7 + 5 * 3 - 4`).
+pub fn facts(problem: &Problem) -> Vec<String> {
+    let mut nums: Vec<i64> =
+        serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
+    let mut ops: Vec<char> = serde_json::from_value::<Vec<String>>(problem.meta["ops"].clone())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.chars().next())
+        .collect();
+    let mut out = Vec::with_capacity(ops.len());
+    while !ops.is_empty() && nums.len() == ops.len() + 1 {
+        let i = ops.iter().position(|&o| o == '*').unwrap_or(0);
+        let (a, op, b) = (nums[i], ops[i], nums[i + 1]);
+        crate::tasks::reduce_once(&mut nums, &mut ops);
+        out.push(format!("{a} {op} {b} = {}", nums[i]));
+    }
+    out
+}
+
+/// Problems whose steps make one drill document.
+const DRILL_PROBLEMS: usize = 4;
 
 /// An endless deterministic stream of training documents (never a held-out problem).
 pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = String> {
@@ -333,9 +376,20 @@ pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = Str
         .collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xC0_4905);
     std::iter::repeat_with(move || {
+        let kind = mix.draw(&mut rng);
+        if kind == DocKind::Drill {
+            // Several problems' steps in one document, from the hardest level (its steps
+            // include every easier level's kinds of steps).
+            let steps: Vec<String> = (0..DRILL_PROBLEMS)
+                .map(|_| {
+                    let p = streams[d as usize - 1].next().expect("endless");
+                    completion_text(&task, &p, kind, &mut rng)
+                })
+                .collect();
+            return format!("{}.{}", steps.join(". "), bpe::EOS_TOKEN);
+        }
         let k = rng.random_range(0..streams.len());
         let p = streams[k].next().expect("endless");
-        let kind = mix.draw(&mut rng);
         document(&task.with_difficulty(k as u32 + 1), &p, kind, &mut rng)
     })
 }

@@ -151,3 +151,37 @@ fn corpus_documents_have_the_intended_kinds() {
         }
     }
 }
+
+#[test]
+fn drills_are_the_steps_of_worked_solutions() {
+    use aha_train::pretrain::{corpus, facts, CorpusMix};
+    let t = Task::Arithmetic { difficulty: 3 };
+    for p in t.train_problems(4).take(100) {
+        let f = facts(&p);
+        assert_eq!(f.len(), p.steps.len());
+        // Every fact is true, and the last one gives the answer.
+        for fact in &f {
+            let w: Vec<&str> = fact.split_whitespace().collect();
+            let (a, b, c): (i64, i64, i64) =
+                (w[0].parse().unwrap(), w[2].parse().unwrap(), w[4].parse().unwrap());
+            let v = match w[1] {
+                "+" => a + b,
+                "-" => a - b,
+                _ => a * b,
+            };
+            assert_eq!(v, c, "{fact} in {:?}", p.prompt);
+        }
+        assert!(f.last().unwrap().ends_with(&format!("= {}", p.answer)));
+    }
+    let only_drills = CorpusMix {
+        step_by_step: 0.0,
+        direct: 0.0,
+        slip: 0.0,
+        unformatted: 0.0,
+        drill: 1.0,
+    };
+    for doc in corpus(t, only_drills, 3).take(20) {
+        assert!(!doc.contains("Assistant") && doc.ends_with("<|endoftext|>"), "{doc}");
+        assert!(doc.matches(" = ").count() >= 4, "several problems' steps: {doc}");
+    }
+}

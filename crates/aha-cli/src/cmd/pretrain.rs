@@ -34,7 +34,7 @@ pub struct PretrainArgs {
     /// BPE vocabulary size.
     #[arg(long)]
     vocab: Option<usize>,
-    /// Corpus mix as shares step_by_step,direct,slip,unformatted, e.g. 0.3,0.45,0.1,0.15.
+    /// Corpus mix as shares step_by_step,direct,slip,unformatted,drill, e.g. 0.2,0.4,0.03,0.07,0.3.
     #[arg(long)]
     mix: Option<String>,
     /// Held-out problems to evaluate on at the end (0: skip).
@@ -86,12 +86,13 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             .map(|x| x.trim().parse::<f32>())
             .collect::<Result<_, _>>()
             .context("--mix")?;
-        anyhow::ensure!(w.len() == 4, "--mix takes four shares");
+        anyhow::ensure!(w.len() == 5, "--mix takes five shares");
         cfg.mix = aha_train::pretrain::CorpusMix {
             step_by_step: w[0],
             direct: w[1],
             slip: w[2],
             unformatted: w[3],
+            drill: w[4],
         };
     }
     if let Some(l) = args.layers {

@@ -21,18 +21,22 @@ pub struct ZeroArgs {
     /// Output directory: metrics.jsonl, plots, final model, summary.json.
     #[arg(long, default_value = "runs/zero")]
     out: PathBuf,
-    /// Built-in task, optionally with a difficulty: arithmetic, arithmetic:3, countdown:2.
-    #[arg(long, default_value = "arithmetic")]
+    /// Built-in task, optionally with a difficulty: arithmetic (= arithmetic:2), arithmetic:3,
+    /// countdown:2.
+    #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// GRPO steps.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 100)]
     steps: u64,
     /// Prompts per step; each gets --group-size samples.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     batch_prompts: usize,
+    /// Samples per prompt (G): advantages are normalised within each group.
     #[arg(long, default_value_t = 8)]
     group_size: usize,
-    #[arg(long, default_value_t = 2e-3)]
+    /// Peak learning rate (AdamW, warmup then cosine decay). Much higher collapses the
+    /// policy (measured: 2e-3 drove accuracy to 0 within 20 steps).
+    #[arg(long, default_value_t = 3e-4)]
     lr: f64,
     /// KL coefficient against the base (R1 used 0.001; 0 keeps no reference model).
     #[arg(long, default_value_t = 0.0)]
