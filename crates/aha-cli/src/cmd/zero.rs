@@ -203,11 +203,28 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     }
     plot_history(&args.out, &history);
     let wall = started.elapsed().as_secs_f64();
+    // Training samples' reward and length at the start and at the end of the run.
+    let window = |from_end: bool, f: &dyn Fn(&StepMetrics) -> f64| -> f64 {
+        let k = history.len().min(10).max(1);
+        let part = if from_end {
+            &history[history.len().saturating_sub(k)..]
+        } else {
+            &history[..k.min(history.len())]
+        };
+        part.iter().map(f).sum::<f64>() / part.len().max(1) as f64
+    };
+    let len = |m: &StepMetrics| m.completion_len_mean as f64;
+    let rew = |m: &StepMetrics| m.reward_mean as f64;
+    let training = json!({
+        "first_10_steps": {"reward": window(false, &rew), "mean_length": window(false, &len)},
+        "last_10_steps": {"reward": window(true, &rew), "mean_length": window(true, &len)},
+    });
     let summary = json!({
         "task": args.task.to_string(),
         "base": eval_json(&base),
         "final": eval_json(&final_eval),
         "steps": args.steps,
+        "training": training,
         "wall_seconds": wall,
         "seed": args.seed,
     });
@@ -232,6 +249,12 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     println!(
         "{:<16} {:>10.1} {:>10.1}",
         "mean length", base.mean_length, final_eval.mean_length
+    );
+    println!(
+        "{:<16} {:>10.1} {:>10.1}   (training samples, first vs last 10 steps)",
+        "sampled length",
+        window(false, &len),
+        window(true, &len)
     );
     println!(
         "\n{} GRPO steps in {:.0} s total; metrics, plots, model and summary.json in {}",

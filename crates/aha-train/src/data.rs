@@ -1,0 +1,162 @@
+//! Prompt datasets: rows of named text fields from JSONL (one JSON object per line) or from
+//! Parquet files as Hugging Face datasets store them (e.g. `train-00000-of-00001.parquet`).
+
+use serde_json::{Map, Value};
+use std::io::BufRead;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not a JSON object: {msg}")]
+    Json {
+        path: String,
+        line: usize,
+        msg: String,
+    },
+    #[error("{path}: not a readable Parquet file: {msg}")]
+    Parquet { path: String, msg: String },
+    #[error("{path}: row {row}: no {wanted} field (looked for {keys:?})")]
+    MissingField {
+        path: String,
+        row: usize,
+        wanted: &'static str,
+        keys: Vec<&'static str>,
+    },
+    #[error("{path}: no rows")]
+    Empty { path: String },
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+/// One row: its fields, strings and numbers (nested values kept as JSON).
+pub type Record = Map<String, Value>;
+
+/// Read up to `limit` rows of a `.jsonl` / `.json` (JSON lines) or `.parquet` file.
+pub fn read_records(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
+    let name = path.display().to_string();
+    let is_parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let rows = if is_parquet {
+        read_parquet(path, limit)?
+    } else {
+        read_jsonl(path, limit)?
+    };
+    if rows.is_empty() {
+        return Err(DataError::Empty { path: name });
+    }
+    Ok(rows)
+}
+
+fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
+    let name = path.display().to_string();
+    let io = |source| DataError::Io {
+        path: name.clone(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        if limit.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(&line) {
+            Ok(Value::Object(m)) => rows.push(m),
+            Ok(_) => {
+                return Err(DataError::Json {
+                    path: name,
+                    line: i + 1,
+                    msg: "a JSON value that is not an object".into(),
+                })
+            }
+            Err(e) => {
+                return Err(DataError::Json {
+                    path: name,
+                    line: i + 1,
+                    msg: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let name = path.display().to_string();
+    let bad = |e: parquet::errors::ParquetError| DataError::Parquet {
+        path: name.clone(),
+        msg: e.to_string(),
+    };
+    let f = std::fs::File::open(path).map_err(|source| DataError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(f).map_err(bad)?;
+    let mut rows = Vec::new();
+    for row in reader.get_row_iter(None).map_err(bad)? {
+        if limit.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
+        let row = row.map_err(bad)?;
+        let mut m = Map::new();
+        for (k, v) in row.get_column_iter() {
+            let value = match v {
+                Field::Str(s) => Value::String(s.clone()),
+                Field::Null => Value::Null,
+                Field::Bool(b) => Value::Bool(*b),
+                Field::Int(x) => Value::from(*x),
+                Field::Long(x) => Value::from(*x),
+                Field::Float(x) => Value::from(*x as f64),
+                Field::Double(x) => Value::from(*x),
+                // Anything else (lists, structs, dates, bytes) as the crate displays it.
+                other => Value::String(other.to_string()),
+            };
+            m.insert(k.clone(), value);
+        }
+        rows.push(m);
+    }
+    Ok(rows)
+}
+
+/// A question and its reference answer, from the first present field of each list
+/// (GSM8K: `question` / `answer`; MATH-style: `problem` / `solution`; also `prompt` / `gold`).
+pub fn question_answer(
+    rows: &[Record],
+    path: &Path,
+) -> Result<Vec<(String, String)>> {
+    const Q: [&str; 3] = ["question", "prompt", "problem"];
+    const A: [&str; 4] = ["answer", "gold", "solution", "ground_truth"];
+    let text = |r: &Record, keys: &[&'static str]| {
+        keys.iter().find_map(|k| match r.get(*k)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let missing = |wanted, keys: &[&'static str]| DataError::MissingField {
+                path: path.display().to_string(),
+                row: i + 1,
+                wanted,
+                keys: keys.to_vec(),
+            };
+            Ok((
+                text(r, &Q).ok_or_else(|| missing("question", &Q))?,
+                text(r, &A).ok_or_else(|| missing("answer", &A))?,
+            ))
+        })
+        .collect()
+}
