@@ -756,7 +756,7 @@ impl Loader<'_> {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
     }
 
     fn mlp(&mut self, pre: &str, h: usize, inter: usize) -> Result<Mlp> {
@@ -1058,10 +1058,10 @@ impl DeepseekV3 {
     }
 
     fn head(&self) -> Linear {
-        Linear {
-            weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
-            bias: None,
-        }
+        Linear::new(
+            self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
+            None,
+        )
     }
 
     /// The experts chosen per token in each MoE layer (inference): (layer, [b*t][top_k] sorted).
@@ -1358,10 +1358,7 @@ impl DeepseekV3 {
         )?;
         let n = ops::rms_norm(&x, &m.head_norm, eps, mode)?;
         let head = match &m.head {
-            Some(w) => Linear {
-                weight: w.clone(),
-                bias: None,
-            },
+            Some(w) => Linear::new(w.clone(), None),
             None => self.head(),
         };
         Ok((head.forward(&n, mode)?, x))

@@ -15,6 +15,8 @@ pub enum ModelError {
         name: String,
         message: String,
     },
+    #[error("{path}: LoRA adapter: {message}")]
+    Adapter { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]

@@ -8,7 +8,9 @@ mod error;
 pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
+pub mod lora;
 pub mod ops;
+pub mod qkernels;
 pub mod quantized;
 pub mod rope;
 pub mod weights;
@@ -16,6 +18,7 @@ pub mod weights;
 pub use candle_core::{DType, Device, Tensor};
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
+pub use lora::LoraConfig;
 pub use ops::Mode;
 pub use weights::Params;
 
@@ -139,6 +142,24 @@ impl Model {
         Ok(model)
     }
 
+    /// Like [`Model::load`], but a `.gguf` file is dequantized into a dense f32 Llama/Qwen2
+    /// model (trainable, and able to carry a LoRA adapter) instead of running quantized.
+    pub fn load_dense(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        if !gguf::is_gguf_path(path) {
+            return Self::load(path, opts);
+        }
+        let g = gguf::GgufFile::open(path)?;
+        let (config, tensors) = quantized::dense_checkpoint(&g, &opts.device)?;
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.to_dtype(opts.dtype)?)))
+            .collect::<Result<_>>()?;
+        let mut ckpt = weights::Checkpoint::from_tensors(tensors, path);
+        let mut model = Self::from_checkpoint(config, &mut ckpt, path, &opts.device)?;
+        model.source = Some(path.to_path_buf());
+        Ok(model)
+    }
+
     /// Build from a parsed config and in-memory tensors. `config_path` is for error messages.
     pub fn from_checkpoint(
         config: serde_json::Value,
@@ -204,6 +225,131 @@ impl Model {
         }
     }
 
+    /// The parameters an optimizer should update: the LoRA A/B tensors when an adapter is
+    /// attached (the base weights are frozen), else every parameter.
+    pub fn trainable_params(&self) -> &Params {
+        match &self.arch {
+            Arch::Llama(m) => match m.adapter() {
+                Some(a) => a.params(),
+                None => m.params(),
+            },
+            _ => self.params(),
+        }
+    }
+
+    fn arch_name(&self) -> &'static str {
+        match &self.arch {
+            Arch::Llama(_) => "llama/qwen2",
+            Arch::DeepseekV3(_) => "deepseek_v3",
+            Arch::Quantized(_) => "quantized GGUF",
+        }
+    }
+
+    fn llama_mut(&mut self) -> Result<&mut llama::Llama> {
+        let name = self.arch_name();
+        match &mut self.arch {
+            Arch::Llama(m) => Ok(m),
+            _ => Err(ModelError::Invalid(format!(
+                "LoRA is not supported for the {name} architecture (aha adapts dense llama/qwen2 models; \
+                 load a .gguf file dense to adapt it)"
+            ))),
+        }
+    }
+
+    /// Attach fresh LoRA adapters (PEFT's init: A random from `seed`, B zero, so the model's
+    /// outputs do not change); from now on only the adapters train.
+    pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
+        let mut cfg = cfg.clone();
+        if cfg.base_model_name_or_path.is_none() {
+            cfg.base_model_name_or_path = self.source_name();
+        }
+        self.llama_mut()?.add_adapter(&cfg, seed)
+    }
+
+    /// Attach the PEFT LoRA adapter saved in `dir` (`adapter_config.json` +
+    /// `adapter_model.safetensors`).
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<()> {
+        self.llama_mut()?;
+        let dtype = self
+            .params()
+            .iter()
+            .next()
+            .map_or(DType::F32, |(_, v)| v.dtype());
+        let (cfg, tensors) = lora::read_adapter(dir, dtype, &self.device)?;
+        let path = dir.join(lora::WEIGHTS_FILE);
+        self.llama_mut()?.load_adapter(&cfg, tensors, &path)
+    }
+
+    /// The attached LoRA adapter, if any.
+    pub fn adapter(&self) -> Option<&lora::Adapter> {
+        match &self.arch {
+            Arch::Llama(m) => m.adapter(),
+            _ => None,
+        }
+    }
+
+    /// Write the attached adapter in the PEFT format into `dir`.
+    pub fn save_adapter(&self, dir: &Path) -> Result<()> {
+        self.adapter()
+            .ok_or_else(|| ModelError::Invalid("the model has no LoRA adapter to save".into()))?
+            .save(dir)
+    }
+
+    /// Fold the adapter into the base weights (W += alpha/r B A) and drop it: the model
+    /// computes the same, with no adapter and every weight trainable again.
+    pub fn merge_adapter(&mut self) -> Result<()> {
+        match &mut self.arch {
+            Arch::Llama(m) => m.merge_adapter(),
+            _ => Ok(()),
+        }
+    }
+
+    /// A copy to serve as a frozen reference: every trainable parameter copied; with an
+    /// adapter, the frozen base weights are shared instead of copied.
+    pub fn snapshot(&self) -> Result<Model> {
+        let arch = match &self.arch {
+            Arch::Llama(m) => Arch::Llama(m.fork()?),
+            Arch::DeepseekV3(_) => {
+                let mut tensors = std::collections::HashMap::new();
+                for (name, var) in self.params().iter() {
+                    tensors.insert(name.clone(), var.as_tensor().detach().copy()?);
+                }
+                let origin = self
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("<copy>"));
+                let mut ckpt = weights::Checkpoint::from_tensors(tensors, &origin);
+                let m = Self::from_checkpoint(
+                    self.config.clone(),
+                    &mut ckpt,
+                    &origin.join("config.json"),
+                    &self.device,
+                )?;
+                m.arch
+            }
+            Arch::Quantized(_) => {
+                return Err(ModelError::Invalid(
+                    "a quantized GGUF model cannot be copied for training (load it dense)".into(),
+                ))
+            }
+        };
+        Ok(Model {
+            arch,
+            config: self.config.clone(),
+            source: self.source.clone(),
+            device: self.device.clone(),
+        })
+    }
+
+    fn source_name(&self) -> Option<String> {
+        self.source.as_ref().map(|p| {
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        })
+    }
+
     pub fn vocab_size(&self) -> usize {
         match &self.arch {
             Arch::Llama(m) => m.cfg.vocab_size,
@@ -249,18 +395,20 @@ impl Model {
     }
 
     /// Write config.json and model.safetensors so that transformers loads them; weights are
-    /// stored in the config's dtype. Tokenizer files of the source directory are copied.
+    /// stored in the config's dtype. Tokenizer files of the source directory are copied. With
+    /// a LoRA adapter the weights are written merged (W + alpha/r B A); see
+    /// [`Model::save_adapter`] for the adapter alone.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::file(dir, e))?;
         let dtype = config::stored_dtype(&self.config)
             .as_deref()
             .and_then(weights::parse_dtype)
             .unwrap_or(DType::F32);
-        weights::write_file(
-            &dir.join("model.safetensors"),
-            &self.params().tensors(),
-            dtype,
-        )?;
+        let tensors = match &self.arch {
+            Arch::Llama(m) if m.adapter().is_some() => m.merged_tensors()?,
+            _ => self.params().tensors(),
+        };
+        weights::write_file(&dir.join("model.safetensors"), &tensors, dtype)?;
         // Weights are written dequantized, so a quantization_config (block FP8) no longer applies.
         let mut config = self.config.clone();
         if let Some(obj) = config.as_object_mut() {

@@ -9,12 +9,14 @@
 use crate::config::{parse_rope, RopeConfig};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
+use crate::lora::{self, Adapter, LoraConfig};
 use crate::ops::{self, Linear, Mlp, Mode};
 use crate::rope::Rope;
 use crate::weights::{Checkpoint, Params};
 use crate::ForwardInput;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// `config.json` of `LlamaForCausalLM` / `Qwen2ForCausalLM`; field names as HF's.
@@ -94,6 +96,7 @@ impl LlamaConfig {
     }
 }
 
+#[derive(Clone)]
 struct Attention {
     q: Linear,
     k: Linear,
@@ -155,6 +158,7 @@ pub fn attend(
     probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d))
 }
 
+#[derive(Clone)]
 struct Layer {
     input_norm: Tensor,
     attn: Attention,
@@ -162,6 +166,7 @@ struct Layer {
     mlp: Mlp,
 }
 
+#[derive(Clone)]
 pub struct Llama {
     pub cfg: LlamaConfig,
     embed: Tensor,
@@ -171,6 +176,8 @@ pub struct Llama {
     lm_head: Option<Tensor>,
     rope: Rope,
     params: Params,
+    /// LoRA adapters on some of the linear layers; the base weights are frozen while present.
+    adapter: Option<Adapter>,
 }
 
 impl Llama {
@@ -195,7 +202,7 @@ impl Llama {
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Ok(Linear::new(weight, bias))
         };
         let embed = p.take(ckpt, "model.embed_tokens.weight", (cfg.vocab_size, h))?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -292,6 +299,7 @@ impl Llama {
             lm_head,
             rope,
             params: p,
+            adapter: None,
         })
     }
 
@@ -301,28 +309,32 @@ impl Llama {
 
     pub fn forward(&self, input: &ForwardInput, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let mode = input.mode;
+        // With an adapter the base weights are constants (no gradient) even when training.
+        let frozen = self.adapter.is_some();
+        let base = if frozen { Mode::Inference } else { mode };
         let (b, t) = input.input_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
         let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
         let ids = input.input_ids.flatten_all()?;
-        let mut x = ops::param(&self.embed, mode)
+        let mut x = ops::param(&self.embed, base)
             .index_select(&ids, 0)?
             .reshape((b, t, self.cfg.hidden_size))?;
         let eps = self.cfg.rms_norm_eps;
         for (i, layer) in self.layers.iter().enumerate() {
-            let n = ops::rms_norm(&x, &ops::param(&layer.input_norm, mode), eps, mode)?;
+            let n = ops::rms_norm(&x, &ops::param(&layer.input_norm, base), eps, mode)?;
             let c = cache.as_deref_mut().map(|c| (c, i));
             x = (x + layer.attn.forward(&n, &cos, &sin, &bias, mode, c)?)?;
-            let n = ops::rms_norm(&x, &ops::param(&layer.post_norm, mode), eps, mode)?;
+            let n = ops::rms_norm(&x, &ops::param(&layer.post_norm, base), eps, mode)?;
             x = (x + layer.mlp.forward(&n, mode)?)?;
         }
         let x = input.logits.select(&x)?;
-        let x = ops::rms_norm(&x, &ops::param(&self.norm, mode), eps, mode)?;
-        let head = Linear {
-            weight: self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
-            bias: None,
-        };
+        let x = ops::rms_norm(&x, &ops::param(&self.norm, base), eps, mode)?;
+        let mut head = Linear::new(
+            self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
+            None,
+        );
+        head.frozen = frozen;
         Ok(head.forward(&x, mode)?)
     }
 
@@ -332,5 +344,154 @@ impl Llama {
 
     pub fn num_layers(&self) -> usize {
         self.cfg.num_hidden_layers
+    }
+
+    /// Every adaptable linear layer with its module path (`model.layers.0.self_attn.q_proj`).
+    fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let pre = format!("model.layers.{i}");
+            let a = &mut l.attn;
+            out.push((format!("{pre}.self_attn.q_proj"), &mut a.q));
+            out.push((format!("{pre}.self_attn.k_proj"), &mut a.k));
+            out.push((format!("{pre}.self_attn.v_proj"), &mut a.v));
+            out.push((format!("{pre}.self_attn.o_proj"), &mut a.o));
+            let m = &mut l.mlp;
+            out.push((format!("{pre}.mlp.gate_proj"), &mut m.gate));
+            out.push((format!("{pre}.mlp.up_proj"), &mut m.up));
+            out.push((format!("{pre}.mlp.down_proj"), &mut m.down));
+        }
+        out
+    }
+
+    fn linears(&self) -> Vec<(String, &Linear)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, l) in self.layers.iter().enumerate() {
+            let pre = format!("model.layers.{i}");
+            let a = &l.attn;
+            out.push((format!("{pre}.self_attn.q_proj"), &a.q));
+            out.push((format!("{pre}.self_attn.k_proj"), &a.k));
+            out.push((format!("{pre}.self_attn.v_proj"), &a.v));
+            out.push((format!("{pre}.self_attn.o_proj"), &a.o));
+            let m = &l.mlp;
+            out.push((format!("{pre}.mlp.gate_proj"), &m.gate));
+            out.push((format!("{pre}.mlp.up_proj"), &m.up));
+            out.push((format!("{pre}.mlp.down_proj"), &m.down));
+        }
+        out
+    }
+
+    /// The LoRA adapter, if one is attached.
+    pub fn adapter(&self) -> Option<&Adapter> {
+        self.adapter.as_ref()
+    }
+
+    /// Attach fresh adapters (A random, B zero: the model computes what it computed before).
+    pub fn add_adapter(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
+        self.check_no_adapter()?;
+        let adapter = Adapter::attach_new(self.linears_mut(), cfg, seed)?;
+        self.set_adapter(adapter);
+        Ok(())
+    }
+
+    /// Attach adapters from tensors by their PEFT names (`path` for error messages).
+    pub fn load_adapter(
+        &mut self,
+        cfg: &LoraConfig,
+        tensors: HashMap<String, Tensor>,
+        path: &Path,
+    ) -> Result<()> {
+        self.check_no_adapter()?;
+        let adapter = Adapter::attach_loaded(self.linears_mut(), cfg, tensors, path)?;
+        self.set_adapter(adapter);
+        Ok(())
+    }
+
+    fn check_no_adapter(&self) -> Result<()> {
+        if self.adapter.is_some() {
+            return Err(ModelError::Invalid(
+                "the model already has a LoRA adapter (merge it first)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_adapter(&mut self, adapter: Adapter) {
+        for (_, l) in self.linears_mut() {
+            l.frozen = true;
+        }
+        self.adapter = Some(adapter);
+    }
+
+    /// Fold the adapter into the base weights (W += scale B A) and drop it.
+    pub fn merge_adapter(&mut self) -> Result<()> {
+        let Some(_) = self.adapter.take() else {
+            return Ok(());
+        };
+        let merged = lora::merged_weights(&self.linears())?;
+        for (name, w) in merged {
+            let var = self
+                .params
+                .get(&name)
+                .ok_or_else(|| ModelError::Invalid(format!("merge: no base parameter {name}")))?;
+            var.set(&w)?;
+        }
+        for (_, l) in self.linears_mut() {
+            l.lora = None;
+            l.frozen = false;
+        }
+        Ok(())
+    }
+
+    /// Base weights with the adapter folded in, by HF name (for saving a merged model); the
+    /// model itself is unchanged.
+    pub fn merged_tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut tensors = self.params.tensors();
+        for (name, w) in lora::merged_weights(&self.linears())? {
+            tensors.insert(name, w);
+        }
+        Ok(tensors)
+    }
+
+    /// A copy that shares the (frozen) base weights and owns a deep copy of the adapter; a
+    /// full deep copy without an adapter.
+    pub fn fork(&self) -> Result<Self> {
+        let mut m = self.clone();
+        match &self.adapter {
+            Some(a) => {
+                let cfg = a.config.clone();
+                m.adapter = Some(Adapter::fork(m.linears_mut(), cfg)?);
+            }
+            None => {
+                let mut p = Params::default();
+                let mut copies = HashMap::new();
+                for (name, var) in self.params.iter() {
+                    let t = p.insert(name, var.as_tensor().detach().copy()?)?;
+                    copies.insert(var.as_tensor().id(), t);
+                }
+                let remap = |t: &mut Tensor| {
+                    if let Some(c) = copies.get(&t.id()) {
+                        *t = c.clone();
+                    }
+                };
+                remap(&mut m.embed);
+                remap(&mut m.norm);
+                if let Some(h) = m.lm_head.as_mut() {
+                    remap(h);
+                }
+                for l in m.layers.iter_mut() {
+                    remap(&mut l.input_norm);
+                    remap(&mut l.post_norm);
+                }
+                for (_, l) in m.linears_mut() {
+                    remap(&mut l.weight);
+                    if let Some(b) = l.bias.as_mut() {
+                        remap(b);
+                    }
+                }
+                m.params = p;
+            }
+        }
+        Ok(m)
     }
 }

@@ -1,7 +1,7 @@
 //! The op set by mode: fused kernels for inference, differentiable compositions for training.
 //! (candle's fused rms_norm, softmax_last_dim and rope have no backward pass.)
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -44,27 +44,216 @@ pub fn param(w: &Tensor, mode: Mode) -> Tensor {
     }
 }
 
-/// y = x W^T (+ b) for x [.., in], as one matmul over the flattened leading dims.
+/// A low-rank adapter (LoRA) on a [`Linear`]: adds `scale * (x A^T) B^T` to its output,
+/// with `a` [r, in] and `b` [out, r].
+#[derive(Debug, Clone)]
+pub struct LoraWeights {
+    pub a: Tensor,
+    pub b: Tensor,
+    /// lora_alpha / r (or / sqrt(r) with rsLoRA).
+    pub scale: f64,
+}
+
+/// y = x W^T (+ b) (+ scale (x A^T) B^T with an adapter) for x [.., in], as one matmul over
+/// the flattened leading dims.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// A LoRA adapter added to the output.
+    pub lora: Option<LoraWeights>,
+    /// The weight and bias get no gradient even in `Mode::Train` (the frozen base model of
+    /// LoRA training): the backward pass computes only the input's gradient.
+    pub frozen: bool,
 }
 
 impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            bias,
+            lora: None,
+            frozen: false,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (lead, in_dim) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim[0]))?;
-        let w = param(&self.weight, mode);
-        let mut y = x2.matmul(&w.t()?)?;
+        let base_mode = if self.frozen { Mode::Inference } else { mode };
+        let mut y = match &self.lora {
+            Some(l) if self.frozen && fused_lora_ok(&x2, &self.weight, l) => {
+                lora_matmul_t(&x2, &self.weight, l, mode)?
+            }
+            lora => {
+                let y = if self.frozen && mode == Mode::Train {
+                    frozen_matmul_t(&x2, &self.weight)?
+                } else {
+                    x2.matmul(&param(&self.weight, base_mode).t()?)?
+                };
+                match lora {
+                    Some(l) => (y + lora_delta(&x2, l, mode)?)?,
+                    None => y,
+                }
+            }
+        };
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(&param(b, mode))?;
+            y = y.broadcast_add(&param(b, base_mode))?;
         }
         let mut out = lead.to_vec();
         out.push(y.dim(1)?);
         y.reshape(out)
+    }
+}
+
+/// `scale (x A^T) B^T` with plain ops (other dtypes and devices).
+fn lora_delta(x: &Tensor, l: &LoraWeights, mode: Mode) -> Result<Tensor> {
+    let a = param(&l.a, mode);
+    let b = param(&l.b, mode);
+    (x.matmul(&a.t()?)? * l.scale)?.matmul(&b.t()?)
+}
+
+fn f32_cpu(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+fn fused_lora_ok(x: &Tensor, w: &Tensor, l: &LoraWeights) -> bool {
+    f32_cpu(x) && f32_cpu(w) && f32_cpu(&l.a) && f32_cpu(&l.b)
+}
+
+/// `x W^T + scale (x A^T) B^T` for x [m, k], a frozen W [n, k], A [r, k], B [n, r], as one
+/// op: the autograd graph gets one node per adapted layer (not five [m, n] intermediates),
+/// and the backward pass computes the gradients of x, A and B only. f32 on CPU.
+fn lora_matmul_t(x: &Tensor, w: &Tensor, l: &LoraWeights, mode: Mode) -> Result<Tensor> {
+    let op = LoraMatmul {
+        w: w.detach(),
+        scale: l.scale,
+    };
+    let (x, a, b) = (x.contiguous()?, l.a.contiguous()?, l.b.contiguous()?);
+    match mode {
+        Mode::Train => x.apply_op3(&a, &b, op),
+        Mode::Inference => x.apply_op3_no_bwd(&a, &b, &op),
+    }
+}
+
+struct LoraMatmul {
+    /// Detached [n, k].
+    w: Tensor,
+    scale: f64,
+}
+
+impl candle_core::CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul-t"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &candle_core::CpuStorage,
+        xl: &candle_core::Layout,
+        a_s: &candle_core::CpuStorage,
+        al: &candle_core::Layout,
+        b_s: &candle_core::CpuStorage,
+        bl: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::CpuStorage;
+        let (m, k) = xl.shape().dims2()?;
+        let (n, k2) = self.w.dims2()?;
+        let (r, k3) = al.shape().dims2()?;
+        let (n2, r2) = bl.shape().dims2()?;
+        if k != k2 || k != k3 || n != n2 || r != r2 {
+            candle_core::bail!(
+                "lora matmul: x [{m}, {k}], w [{n}, {k2}], a [{r}, {k3}], b [{n2}, {r2}]"
+            );
+        }
+        let wt = self.w.t()?;
+        let (ws, wl) = wt.storage_and_layout();
+        let candle_core::Storage::Cpu(wc) = &*ws else {
+            candle_core::bail!("lora matmul: weight is not on the CPU");
+        };
+        let y = xs.matmul(wc, (1, m, n, k), xl, wl)?;
+        let xa = xs.matmul(a_s, (1, m, r, k), xl, &al.transpose(0, 1)?)?;
+        let d = xa.matmul(
+            b_s,
+            (1, m, n, r),
+            &candle_core::Layout::contiguous((m, r)),
+            &bl.transpose(0, 1)?,
+        )?;
+        let (CpuStorage::F32(mut y), CpuStorage::F32(d)) = (y, d) else {
+            candle_core::bail!("lora matmul: f32 only");
+        };
+        let s = self.scale as f32;
+        y.iter_mut().zip(&d).for_each(|(y, d)| *y += s * d);
+        Ok((CpuStorage::F32(y), candle_core::Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x, a, b, g) = (x.detach(), a.detach(), b.detach(), g.detach());
+        // With d = g B [m, r]: dx = g W + s d A, dA = s d^T x, dB = s g^T (x A^T).
+        let gb = g.matmul(&b)?;
+        let dx = (g.matmul(&self.w)? + (gb.matmul(&a)? * self.scale)?)?;
+        let da = (gb.t()?.matmul(&x)? * self.scale)?;
+        let xa = x.matmul(&a.t()?)?;
+        let db = (g.t()?.matmul(&xa)? * self.scale)?;
+        Ok((Some(dx), Some(da), Some(db)))
+    }
+}
+
+/// x W^T for x [m, k] and a frozen weight W [n, k]: differentiable in x only. candle's
+/// matmul backward always computes the gradient of both operands; this op skips the
+/// weight's (half the backward matmul work of a frozen layer, and no [n, k] gradient kept
+/// in the store). f32 on CPU; other dtypes and devices fall back to a detached matmul.
+pub fn frozen_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let w = w.detach();
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return x.matmul(&w.t()?);
+    }
+    x.contiguous()?
+        .apply_op1_arc(std::sync::Arc::new(Box::new(FrozenMatmul { w })))
+}
+
+struct FrozenMatmul {
+    /// Detached [n, k].
+    w: Tensor,
+}
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul-t"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (m, k) = layout.shape().dims2()?;
+        let (n, k2) = self.w.dims2()?;
+        if k != k2 {
+            candle_core::bail!("frozen matmul: x is [{m}, {k}], w is [{n}, {k2}]");
+        }
+        let wt = self.w.t()?;
+        let (ws, wl) = wt.storage_and_layout();
+        let candle_core::Storage::Cpu(wc) = &*ws else {
+            candle_core::bail!("frozen matmul: weight is not on the CPU");
+        };
+        let out = storage.matmul(wc, (1, m, n, k), layout, wl)?;
+        Ok((out, candle_core::Shape::from((m, n))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.matmul(&self.w)?))
     }
 }
 
@@ -81,5 +270,99 @@ impl Mlp {
         let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
         self.down
             .forward(&(gate * self.up.forward(x, mode)?)?, mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn var(shape: (usize, usize), seed: u64) -> Var {
+        let n = shape.0 * shape.1;
+        let mut z = seed;
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                z = z
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect();
+        Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// The fused LoRA and frozen-weight ops against the same maths in plain candle ops:
+    /// outputs and the gradients of x, A and B; the weight gets none.
+    #[test]
+    fn fused_ops_match_plain_ops_and_their_gradients() {
+        let (x, w, a, b) = (
+            var((5, 6), 1),
+            var((4, 6), 2),
+            var((3, 6), 3),
+            var((4, 3), 4),
+        );
+        let l = LoraWeights {
+            a: a.as_tensor().clone(),
+            b: b.as_tensor().clone(),
+            scale: 1.5,
+        };
+        let up = var((4, 1), 5); // a non-uniform loss weighting
+        let loss = |y: &Tensor| {
+            y.sqr()
+                .unwrap()
+                .matmul(up.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let fused = lora_matmul_t(x.as_tensor(), w.as_tensor(), &l, Mode::Train).unwrap();
+        let plain = (x
+            .as_tensor()
+            .matmul(&w.as_tensor().detach().t().unwrap())
+            .unwrap()
+            + lora_delta(x.as_tensor(), &l, Mode::Train).unwrap())
+        .unwrap();
+        assert!(diff(&fused, &plain) < 1e-6);
+        let inf = lora_matmul_t(x.as_tensor(), w.as_tensor(), &l, Mode::Inference).unwrap();
+        assert!(diff(&inf, &plain) < 1e-6);
+        let (gf, gp) = (
+            loss(&fused).backward().unwrap(),
+            loss(&plain).backward().unwrap(),
+        );
+        for (name, v) in [("x", &x), ("a", &a), ("b", &b)] {
+            let (f, p) = (
+                gf.get(v.as_tensor()).unwrap(),
+                gp.get(v.as_tensor()).unwrap(),
+            );
+            assert!(diff(f, p) < 1e-5, "{name}: {}", diff(f, p));
+        }
+        assert!(gf.get(w.as_tensor()).is_none());
+        let frozen = frozen_matmul_t(x.as_tensor(), w.as_tensor()).unwrap();
+        let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+        assert!(diff(&frozen, &plain) < 1e-6);
+        let (gf, gp) = (
+            loss(&frozen).backward().unwrap(),
+            loss(&plain).backward().unwrap(),
+        );
+        let (f, p) = (
+            gf.get(x.as_tensor()).unwrap(),
+            gp.get(x.as_tensor()).unwrap(),
+        );
+        assert!(diff(f, p) < 1e-5);
+        assert!(gf.get(w.as_tensor()).is_none() && gp.get(w.as_tensor()).is_some());
     }
 }

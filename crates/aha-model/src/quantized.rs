@@ -9,10 +9,11 @@ use crate::error::{ModelError, Result};
 use crate::gguf::{permute_rows, qtensor_from_bytes, GgufFile};
 use crate::kv_cache::KvCache;
 use crate::ops::{self, Mode};
+use crate::qkernels::QMat;
 use crate::rope::Rope;
 use crate::weights::Params;
 use crate::ForwardInput;
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use std::sync::Arc;
 
@@ -107,7 +108,7 @@ impl QuantizedConfig {
 }
 
 struct QLinear {
-    w: QMatMul,
+    w: QMat,
     b: Option<Tensor>,
 }
 
@@ -138,7 +139,7 @@ pub struct QuantizedLlama {
     embed: Arc<QTensor>,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: QMat,
     /// [head_dim / 2] inverse rope frequencies.
     inv_freq: Tensor,
     params: Params,
@@ -187,7 +188,7 @@ impl QuantizedLlama {
         };
         let lin = |w: QTensor, b: Option<Tensor>| -> Result<QLinear> {
             Ok(QLinear {
-                w: QMatMul::from_qtensor(w)?,
+                w: QMat::from_qtensor(w)?,
                 b,
             })
         };
@@ -248,9 +249,9 @@ impl QuantizedLlama {
         let norm = f32t("output_norm.weight", &[h])?;
         let embed = Arc::new(embed);
         let lm_head = if g.tensor_info("output.weight").is_some() {
-            QMatMul::from_qtensor(qt("output.weight", &[cfg.vocab_size, h])?)?
+            QMat::from_qtensor(qt("output.weight", &[cfg.vocab_size, h])?)?
         } else {
-            QMatMul::from_arc(embed.clone())?
+            QMat::from_arc(embed.clone())?
         };
         let mut freqs: Vec<f64> = (0..hd / 2)
             .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64))
@@ -380,6 +381,203 @@ impl QuantizedLlama {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// A GGUF Llama/Qwen2 model as a dense f32 checkpoint: an HF `config.json` and every weight
+/// dequantized under its HF name (llama's q/k rows reordered back to HF's rope layout), for
+/// [`crate::Model::load_dense`] (training, LoRA) and `aha convert`.
+pub fn dense_checkpoint(
+    g: &GgufFile,
+    device: &Device,
+) -> Result<(serde_json::Value, std::collections::HashMap<String, Tensor>)> {
+    let cfg = QuantizedConfig::from_gguf(g)?;
+    let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+    if g.tensor_info("rope_freqs.weight").is_some() {
+        return Err(ModelError::file(
+            &g.path,
+            "rope_freqs (Llama 3.1 rope scaling) is not supported when loading a GGUF file dense",
+        ));
+    }
+    let rope_scaling = match g.get_str(&format!("{}.rope.scaling.type", cfg.arch))? {
+        None | Some("none") => serde_json::Value::Null,
+        Some("linear") => serde_json::json!({
+            "rope_type": "linear",
+            "factor": g.get_float(&format!("{}.rope.scaling.factor", cfg.arch))?.unwrap_or(1.0),
+        }),
+        Some(other) => {
+            return Err(ModelError::file(
+                &g.path,
+                format!("rope scaling {other:?} is not supported for GGUF models"),
+            ))
+        }
+    };
+    let is_llama = cfg.arch == "llama";
+    let mut out = std::collections::HashMap::new();
+    let mut put =
+        |gguf_name: &str, hf_name: String, shape: &[usize], heads: Option<usize>| -> Result<()> {
+            let t = g.tensor_info(gguf_name).ok_or_else(|| ModelError::Tensor {
+                path: g.path.clone(),
+                name: gguf_name.into(),
+                message: "missing from the GGUF file".into(),
+            })?;
+            if t.shape() != shape {
+                return Err(ModelError::Tensor {
+                    path: g.path.clone(),
+                    name: gguf_name.into(),
+                    message: format!("has shape {:?}, expected {shape:?}", t.shape()),
+                });
+            }
+            let q = match heads {
+                Some(heads) => {
+                    let data = g.tensor_data(gguf_name)?;
+                    let bytes = permute_rows(data.as_ref(), shape[0], heads, true)?;
+                    qtensor_from_bytes(t.dtype, &bytes, shape, device)?
+                }
+                None => g.qtensor(gguf_name, device)?,
+            };
+            out.insert(hf_name, q.dequantize(device)?.to_dtype(DType::F32)?);
+            Ok(())
+        };
+    put(
+        "token_embd.weight",
+        "model.embed_tokens.weight".into(),
+        &[cfg.vocab_size, h],
+        None,
+    )?;
+    for i in 0..cfg.num_layers {
+        let (p, hf) = (format!("blk.{i}"), format!("model.layers.{i}"));
+        let qshape = [cfg.heads * hd, h];
+        let kshape = [cfg.kv_heads * hd, h];
+        let perm = |heads: usize| if is_llama { Some(heads) } else { None };
+        put(
+            &format!("{p}.attn_norm.weight"),
+            format!("{hf}.input_layernorm.weight"),
+            &[h],
+            None,
+        )?;
+        put(
+            &format!("{p}.attn_q.weight"),
+            format!("{hf}.self_attn.q_proj.weight"),
+            &qshape,
+            perm(cfg.heads),
+        )?;
+        put(
+            &format!("{p}.attn_k.weight"),
+            format!("{hf}.self_attn.k_proj.weight"),
+            &kshape,
+            perm(cfg.kv_heads),
+        )?;
+        put(
+            &format!("{p}.attn_v.weight"),
+            format!("{hf}.self_attn.v_proj.weight"),
+            &kshape,
+            None,
+        )?;
+        put(
+            &format!("{p}.attn_output.weight"),
+            format!("{hf}.self_attn.o_proj.weight"),
+            &[h, cfg.heads * hd],
+            None,
+        )?;
+        if !is_llama {
+            // Qwen2 always has q/k/v biases.
+            put(
+                &format!("{p}.attn_q.bias"),
+                format!("{hf}.self_attn.q_proj.bias"),
+                &[cfg.heads * hd],
+                None,
+            )?;
+            put(
+                &format!("{p}.attn_k.bias"),
+                format!("{hf}.self_attn.k_proj.bias"),
+                &[cfg.kv_heads * hd],
+                None,
+            )?;
+            put(
+                &format!("{p}.attn_v.bias"),
+                format!("{hf}.self_attn.v_proj.bias"),
+                &[cfg.kv_heads * hd],
+                None,
+            )?;
+        }
+        put(
+            &format!("{p}.ffn_norm.weight"),
+            format!("{hf}.post_attention_layernorm.weight"),
+            &[h],
+            None,
+        )?;
+        put(
+            &format!("{p}.ffn_gate.weight"),
+            format!("{hf}.mlp.gate_proj.weight"),
+            &[cfg.intermediate_size, h],
+            None,
+        )?;
+        put(
+            &format!("{p}.ffn_up.weight"),
+            format!("{hf}.mlp.up_proj.weight"),
+            &[cfg.intermediate_size, h],
+            None,
+        )?;
+        put(
+            &format!("{p}.ffn_down.weight"),
+            format!("{hf}.mlp.down_proj.weight"),
+            &[h, cfg.intermediate_size],
+            None,
+        )?;
+    }
+    put("output_norm.weight", "model.norm.weight".into(), &[h], None)?;
+    let tied = g.tensor_info("output.weight").is_none();
+    if !tied {
+        put(
+            "output.weight",
+            "lm_head.weight".into(),
+            &[cfg.vocab_size, h],
+            None,
+        )?;
+    }
+    let mut eos: Vec<u64> = Vec::new();
+    for k in [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ] {
+        if let Ok(Some(id)) = g.get_uint(k) {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+    }
+    let c = &cfg;
+    // GGUF stores these as f32: write 1e-5, not 9.999999747378752e-6.
+    let short = |v: f64| format!("{}", v as f32).parse::<f64>().unwrap_or(v);
+    let arch_class = if is_llama {
+        "LlamaForCausalLM"
+    } else {
+        "Qwen2ForCausalLM"
+    };
+    let config = serde_json::json!({
+        "architectures": [arch_class],
+        "model_type": c.arch,
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.heads,
+        "num_key_value_heads": c.kv_heads,
+        "head_dim": c.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": short(c.rms_norm_eps),
+        "rope_theta": short(c.rope_theta),
+        "rope_scaling": rope_scaling,
+        "max_position_embeddings": c.context_length,
+        "tie_word_embeddings": tied,
+        "attention_bias": false,
+        "mlp_bias": false,
+        "bos_token_id": g.get_uint("tokenizer.ggml.bos_token_id").ok().flatten(),
+        "eos_token_id": eos,
+        "torch_dtype": "float32",
+    });
+    Ok((config, out))
 }
 
 /// Dequantize a whole GGUF model's weights to f32 HF-named tensors (for reference tests).

@@ -280,6 +280,42 @@ fn quantized_logits_match_the_dequantized_reference_per_type() {
     }
 }
 
+/// `Model::load_dense` dequantizes a GGUF file into the dense Llama: the same weights (q/k
+/// rows back in HF order) as the reference, so the same logits, and a model that trains
+/// and saves as an HF directory.
+#[test]
+fn dense_load_is_the_dequantized_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = (0..12).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_1] {
+        let path = dir.path().join(format!("tiny-{dtype:?}.gguf"));
+        write_tiny(&path, dtype);
+        let dense = Model::load_dense(&path, &LoadOptions::default()).unwrap();
+        assert_eq!(dense.params().len(), 2 + LAYERS * 9);
+        assert_eq!(dense.config()["tie_word_embeddings"], true);
+        let (a, b) = (logits(&dense, &ids), logits(&dense_reference(&path), &ids));
+        let diff = a
+            .iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff < 1e-4, "{dtype:?}: dense load differs by {diff}");
+        let out = dir.path().join(format!("hf-{dtype:?}"));
+        dense.save(&out).unwrap();
+        let again = Model::load(&out, &LoadOptions::default()).unwrap();
+        assert_eq!(logits(&again, &ids), a);
+    }
+    // A model directory loads as before.
+    let hf = dir.path().join("hf-Q8_0");
+    assert_eq!(
+        Model::load_dense(&hf, &LoadOptions::default())
+            .unwrap()
+            .params()
+            .len(),
+        2 + LAYERS * 9
+    );
+}
+
 fn tiny_bytes() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.gguf");
