@@ -35,6 +35,8 @@ enum Command {
     Pretrain(cmd::pretrain::PretrainArgs),
     /// Write a Llama/Qwen2 model directory as a quantized GGUF file (q8_0, q4_k, f16, ...).
     Quantize(cmd::quantize::QuantizeArgs),
+    /// Write a .gguf file (dequantized) or a model plus a LoRA adapter (merged) as an HF directory.
+    Convert(cmd::convert::ConvertArgs),
     /// Measure throughput (JSON lines, for side-by-side benchmarks).
     Bench(cmd::bench::BenchArgs),
     /// Check model answers against gold answers with aha's rule-based math verifier.
@@ -62,6 +64,7 @@ fn main() {
         Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };
     if let Err(e) = result {

@@ -113,13 +113,19 @@ fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {
         let parse = |d: &std::path::Path| -> Vec<serde_json::Value> {
             let text = std::fs::read_to_string(d.join(f)).unwrap();
             let mut vals: Vec<serde_json::Value> = if f.ends_with(".jsonl") {
-                text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect()
             } else {
                 vec![serde_json::from_str(&text).unwrap()]
             };
             vals.iter_mut().for_each(strip);
             vals
         };
-        assert_eq!(parse(&run), parse(&again), "{f} differs between two runs with seed 0");
+        assert_eq!(
+            parse(&run),
+            parse(&again),
+            "{f} differs between two runs with seed 0"
+        );
     }
 }

@@ -14,12 +14,10 @@
 
 use crate::optim::{AdamW, AdamWConfig, Grads, LrSchedule, OptimError};
 use aha_engine::{Completion, FinishReason, GenerateOptions, SamplingParams};
-use aha_model::weights::Checkpoint;
 use aha_model::{ForwardInput, LogitsFor, Mode, Model, ModelError};
 use aha_text::Tokenizer;
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -649,30 +647,18 @@ pub struct GrpoTrainer {
     pub step: u64,
 }
 
-/// A frozen deep copy of a model's weights.
+/// A frozen copy of a model to serve as the reference: its trainable weights copied (with a
+/// LoRA adapter, the frozen base weights are shared and the adapter copied).
 pub fn copy_model(model: &Model) -> Result<Model> {
-    let mut tensors = HashMap::new();
-    for (name, var) in model.params().iter() {
-        tensors.insert(name.clone(), var.as_tensor().detach().copy()?);
-    }
-    let origin = model
-        .source_dir()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("<copy>"));
-    let mut ckpt = Checkpoint::from_tensors(tensors, &origin);
-    Ok(Model::from_checkpoint(
-        model.config().clone(),
-        &mut ckpt,
-        &origin.join("config.json"),
-        model.device(),
-    )?)
+    Ok(model.snapshot()?)
 }
 
-/// Overwrite `dst`'s weights with `src`'s (same architecture).
+/// Overwrite `dst`'s trainable weights with `src`'s (same architecture; with LoRA, the
+/// adapters).
 pub fn copy_weights(dst: &Model, src: &Model) -> Result<()> {
-    for (name, var) in dst.params().iter() {
+    for (name, var) in dst.trainable_params().iter() {
         let s = src
-            .params()
+            .trainable_params()
             .get(name)
             .ok_or_else(|| GrpoError::Invalid(format!("no parameter {name} to copy")))?;
         var.set(&s.as_tensor().detach().copy()?)?;
@@ -703,7 +689,7 @@ impl GrpoTrainer {
         } else {
             None
         };
-        let opt = AdamW::new(model.params(), cfg.adam.clone())?;
+        let opt = AdamW::new(model.trainable_params(), cfg.adam.clone())?;
         Ok(Self {
             model,
             reference,
@@ -940,7 +926,7 @@ impl GrpoTrainer {
                         hi += lo_out.clipped_high;
                     }
                     let store = lo_out.loss.backward()?;
-                    grads.accumulate(Grads::from_store(self.model.params(), &store)?)?;
+                    grads.accumulate(Grads::from_store(self.model.trainable_params(), &store)?)?;
                 }
                 let gn = grads.clip_global_norm(self.cfg.max_grad_norm)?;
                 m.grad_norm = gn as f32;
@@ -971,20 +957,26 @@ impl GrpoTrainer {
         Ok(m)
     }
 
-    /// Write a checkpoint: an HF model directory (config, weights, tokenizer files) plus
-    /// `optimizer.*`, `trainer.json` and, with a reference model, `reference.safetensors`.
-    /// Written to `DIR.tmp` and renamed, so `dir` is always complete.
+    /// Write a checkpoint: an HF model directory (config, weights, tokenizer files), or with
+    /// LoRA the adapter in the PEFT format (`adapter_config.json`,
+    /// `adapter_model.safetensors`), plus `optimizer.*`, `trainer.json` and, with a reference
+    /// model, `reference.safetensors` (its trainable weights). Written to `DIR.tmp` and
+    /// renamed, so `dir` is always complete.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let tmp = dir.with_extension("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
         }
-        self.model.save(&tmp)?;
+        if self.model.adapter().is_some() {
+            self.model.save_adapter(&tmp)?;
+        } else {
+            self.model.save(&tmp)?;
+        }
         self.opt.save(&tmp)?;
         if let Some(r) = &self.reference {
             aha_model::weights::write_file(
                 &tmp.join("reference.safetensors"),
-                &r.params().tensors(),
+                &r.trainable_params().tensors(),
                 DType::F32,
             )?;
         }
@@ -1010,8 +1002,10 @@ impl GrpoTrainer {
     }
 
     /// Continue from a checkpoint written by [`GrpoTrainer::save_checkpoint`]: the model is
-    /// loaded from `dir`; the optimizer, the reference and the step count are restored, so the
-    /// run continues exactly as if it had not stopped. `cfg` None takes the saved config.
+    /// loaded from `dir` (a LoRA checkpoint: the base named by its adapter config's
+    /// `base_model_name_or_path`, with the adapter); the optimizer, the reference and the
+    /// step count are restored, so the run continues exactly as if it had not stopped. `cfg`
+    /// None takes the saved config.
     pub fn resume(
         dir: &Path,
         tokenizer: Option<Tokenizer>,
@@ -1019,20 +1013,46 @@ impl GrpoTrainer {
         cfg: Option<GrpoConfig>,
         opts: &aha_model::LoadOptions,
     ) -> Result<Self> {
+        let model = if dir.join(aha_model::lora::CONFIG_FILE).is_file() {
+            let lc = aha_model::LoraConfig::read(dir)?;
+            let base = lc.base_model_name_or_path.ok_or_else(|| {
+                file_err(
+                    dir,
+                    "the adapter config names no base model (base_model_name_or_path)",
+                )
+            })?;
+            let mut m = Model::load_dense(Path::new(&base), opts)?;
+            m.load_adapter(dir)?;
+            m
+        } else {
+            Model::load(dir, opts)?
+        };
+        Self::resume_with(dir, model, tokenizer, reward, cfg, &opts.device)
+    }
+
+    /// [`GrpoTrainer::resume`] with the policy already loaded (for LoRA: the base model with
+    /// the checkpoint's adapter attached).
+    pub fn resume_with(
+        dir: &Path,
+        model: Model,
+        tokenizer: Option<Tokenizer>,
+        reward: Box<dyn Rewarder>,
+        cfg: Option<GrpoConfig>,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let state_path = dir.join("trainer.json");
         let text = std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, e))?;
         let state: TrainerState =
             serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?;
         let cfg = cfg.unwrap_or(state.config);
-        let model = Model::load(dir, opts)?;
         let mut t = Self::new(model, tokenizer, reward, cfg)?;
-        t.opt.load(dir, &opts.device)?;
+        t.opt.load(dir, device)?;
         t.opt.cfg = t.cfg.adam.clone();
         let ref_path = dir.join("reference.safetensors");
         if let Some(r) = &t.reference {
             if ref_path.is_file() {
-                let saved = candle_core::safetensors::load(&ref_path, &opts.device)?;
-                for (name, var) in r.params().iter() {
+                let saved = candle_core::safetensors::load(&ref_path, device)?;
+                for (name, var) in r.trainable_params().iter() {
                     let s = saved
                         .get(name)
                         .ok_or_else(|| file_err(&ref_path, format!("no tensor {name}")))?;

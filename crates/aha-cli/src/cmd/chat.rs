@@ -11,9 +11,12 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ChatArgs {
-    /// Model directory with tokenizer.json and a chat template.
+    /// Model directory with tokenizer.json and a chat template, or a .gguf file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter directory to chat with (a .gguf model is then dequantized to f32).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// An optional system message.
     #[arg(long)]
     system: Option<String>,
@@ -32,7 +35,7 @@ const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let loaded = common::load(&args.model)?;
+    let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
     let tok = loaded.tokenizer()?;
     let template = common::chat_template(&args.model)?;
     let color = std::io::stdout().is_terminal();

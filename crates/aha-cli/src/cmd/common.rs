@@ -12,11 +12,27 @@ pub struct Loaded {
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
+    load_with(path, None, false)
+}
+
+/// Load a model with a PEFT LoRA adapter attached (`adapter`), or dense (`dense`: a .gguf
+/// file dequantized to a trainable f32 model, as an adapter needs too).
+pub fn load_with(path: &Path, adapter: Option<&Path>, dense: bool) -> Result<Loaded> {
     if !path.exists() {
         anyhow::bail!("{}: no such model directory", path.display());
     }
-    let model = Model::load(path, &LoadOptions::default())
-        .with_context(|| format!("loading model {}", path.display()))?;
+    let opts = LoadOptions::default();
+    let mut model = if dense || adapter.is_some() {
+        Model::load_dense(path, &opts)
+    } else {
+        Model::load(path, &opts)
+    }
+    .with_context(|| format!("loading model {}", path.display()))?;
+    if let Some(dir) = adapter {
+        model
+            .load_adapter(dir)
+            .with_context(|| format!("loading the LoRA adapter {}", dir.display()))?;
+    }
     // A .gguf file carries its tokenizer (and chat template) in its metadata.
     let tokenizer = if aha_text::gguf::is_gguf_path(path) {
         Some(
@@ -32,6 +48,22 @@ pub fn load(path: &Path) -> Result<Loaded> {
         None
     };
     Ok(Loaded { model, tokenizer })
+}
+
+/// Write `model` as a Hugging Face directory (merged, if it carries an adapter); a model
+/// loaded from a .gguf file gets the file's tokenizer and chat template as
+/// tokenizer.json / tokenizer_config.json.
+pub fn save_hf(model: &Model, source: &Path, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if aha_text::gguf::is_gguf_path(source) {
+        // Before Model::save, which writes the full config.json over the one this writes.
+        aha_text::gguf::GgufVocab::read(source)
+            .and_then(|v| v.write_hf_files(dir))
+            .with_context(|| format!("writing the tokenizer of {}", source.display()))?;
+    }
+    model
+        .save(dir)
+        .with_context(|| format!("saving the model to {}", dir.display()))
 }
 
 /// The chat template of a model directory or of a .gguf file's metadata.

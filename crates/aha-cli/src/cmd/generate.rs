@@ -9,9 +9,14 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Model directory (config.json, safetensors, optionally tokenizer.json).
+    /// Model directory (config.json, safetensors, optionally tokenizer.json) or .gguf file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) to run
+    /// the model with, e.g. OUT/final of `aha grpo --lora-r 8`. A .gguf model is then
+    /// dequantized to f32.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Prompt text (needs a tokenizer in the model directory). Repeat for a batch.
     #[arg(long, conflicts_with = "ids")]
     prompt: Vec<String>,
@@ -50,7 +55,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if args.prompt.is_empty() && args.ids.is_empty() {
         anyhow::bail!("give a prompt with --prompt TEXT or --ids 1,2,3");
     }
-    let loaded = common::load(&args.model)?;
+    let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
     let prompts: Vec<Vec<u32>> = if args.ids.is_empty() {
         let tok = loaded.tokenizer()?;
         let template = if args.chat {

@@ -1,4 +1,4 @@
-//! `aha grpo`: train a policy with GRPO on a JSONL dataset with rule-based rewards.
+//! `aha grpo`: train a policy with GRPO on a JSONL or Parquet dataset with rule-based rewards.
 
 use super::common;
 use aha_train::grpo::{
@@ -6,7 +6,7 @@ use aha_train::grpo::{
 };
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const R1_ZERO_TEMPLATE: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:";
@@ -37,10 +37,12 @@ pub enum AggArg {
 
 #[derive(Args)]
 pub struct GrpoArgs {
-    /// Model directory (config.json, safetensors, tokenizer.json).
+    /// Model directory (config.json, safetensors, tokenizer.json) or a .gguf file (loaded
+    /// dense: dequantized to f32).
     #[arg(long)]
     model: PathBuf,
-    /// JSONL dataset: GSM8K's {"question", "answer"} (also "prompt"/"problem", "gold"/"solution").
+    /// Dataset: JSONL, or Parquet as Hugging Face datasets store it; GSM8K's
+    /// {"question", "answer"} (also "prompt"/"problem", "gold"/"solution"/"ground_truth").
     #[arg(long)]
     dataset: PathBuf,
     /// Reward spec: comma-separated names with optional weights, e.g. accuracy,format:0.5.
@@ -103,7 +105,28 @@ pub struct GrpoArgs {
     ref_reset_every: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output directory: metrics.jsonl, checkpoint/ (latest), final/.
+    /// LoRA rank: train low-rank adapters on the linear layers instead of every weight (the
+    /// base model stays frozen; optimizer state only for the adapters). 0: full fine-tuning.
+    #[arg(long, default_value_t = 0)]
+    lora_r: usize,
+    /// LoRA alpha: the adapters' output is scaled by alpha / r. Default: 2 x r.
+    #[arg(long)]
+    lora_alpha: Option<f64>,
+    /// Linear layers that get LoRA adapters (comma-separated; of q_proj, k_proj, v_proj,
+    /// o_proj, gate_proj, up_proj, down_proj).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    lora_targets: Vec<String>,
+    /// With LoRA: also write the model with the adapter merged in, as an HF directory, to
+    /// OUT/merged.
+    #[arg(long)]
+    merge: bool,
+    /// Output directory: metrics.jsonl, checkpoint/ (latest: the model, or with LoRA the PEFT
+    /// adapter, plus optimizer and trainer state), final/ (the model, or with LoRA the PEFT
+    /// adapter: adapter_config.json, adapter_model.safetensors), merged/ (--merge).
     #[arg(long, default_value = "grpo-out")]
     out: PathBuf,
     /// Checkpoint every N steps.
@@ -126,33 +149,11 @@ struct Row {
 }
 
 fn read_dataset(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
-    let f =
-        std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
-    let mut rows = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        let get = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string))
-        };
-        let question = get(&["question", "prompt", "problem"])
-            .with_context(|| format!("{}:{}: no \"question\"", path.display(), i + 1))?;
-        let answer = get(&["answer", "gold", "solution"])
-            .with_context(|| format!("{}:{}: no \"answer\"", path.display(), i + 1))?;
-        rows.push(Row { question, answer });
-        if limit.is_some_and(|n| rows.len() >= n) {
-            break;
-        }
-    }
-    if rows.is_empty() {
-        anyhow::bail!("{}: no rows", path.display());
-    }
-    Ok(rows)
+    let records = aha_train::data::read_records(path, limit)?;
+    Ok(aha_train::data::question_answer(&records, path)?
+        .into_iter()
+        .map(|(question, answer)| Row { question, answer })
+        .collect())
 }
 
 /// The dataset indices of step `step`: epochs of seeded permutations, so any step's batch
@@ -202,6 +203,10 @@ fn print_step(m: &StepMetrics, steps: u64) {
 }
 
 pub fn run(args: GrpoArgs) -> Result<()> {
+    let lora = args.lora_r > 0;
+    if args.merge && !lora {
+        anyhow::bail!("--merge needs LoRA (--lora-r N); without it OUT/final is the whole model");
+    }
     let rows = read_dataset(&args.dataset, args.limit)?;
     let ckpt = args.out.join("checkpoint");
     std::fs::create_dir_all(&args.out)
@@ -249,7 +254,8 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         samples_count: 2,
         ..Default::default()
     };
-    let loaded = common::load(&args.model)?;
+    // Dense: a .gguf file is dequantized, since a quantized model cannot train.
+    let loaded = common::load_with(&args.model, None, true)?;
     let eos = loaded.eos_ids();
     let tokenizer = loaded
         .tokenizer
@@ -257,23 +263,71 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         .context("aha grpo needs a tokenizer.json in the model directory")?;
     let mut cfg = cfg;
     cfg.stop_token_ids = eos;
+    let has_adapter = ckpt.join(aha_model::lora::CONFIG_FILE).is_file();
     let mut trainer = if args.resume {
         if !ckpt.join("trainer.json").is_file() {
             anyhow::bail!("--resume: no checkpoint at {}", ckpt.display());
         }
-        drop(loaded);
-        let t = GrpoTrainer::resume(
-            &ckpt,
-            Some(tokenizer.clone()),
-            reward()?,
-            Some(cfg),
-            &aha_model::LoadOptions::default(),
-        )?;
+        if lora != has_adapter {
+            anyhow::bail!(
+                "--resume: the checkpoint at {} {} a LoRA adapter; resume with{} --lora-r",
+                ckpt.display(),
+                if has_adapter {
+                    "holds"
+                } else {
+                    "does not hold"
+                },
+                if has_adapter { "" } else { "out" }
+            );
+        }
+        let t = if lora {
+            // The base from --model, the adapter from the checkpoint.
+            let mut model = loaded.model;
+            model
+                .load_adapter(&ckpt)
+                .with_context(|| format!("loading the adapter of {}", ckpt.display()))?;
+            GrpoTrainer::resume_with(
+                &ckpt,
+                model,
+                Some(tokenizer.clone()),
+                reward()?,
+                Some(cfg),
+                &aha_model::Device::Cpu,
+            )?
+        } else {
+            drop(loaded);
+            GrpoTrainer::resume(
+                &ckpt,
+                Some(tokenizer.clone()),
+                reward()?,
+                Some(cfg),
+                &aha_model::LoadOptions::default(),
+            )?
+        };
         eprintln!("resumed from {} at step {}", ckpt.display(), t.step);
         t
     } else {
-        GrpoTrainer::new(loaded.model, Some(tokenizer.clone()), reward()?, cfg)?
+        let mut model = loaded.model;
+        if lora {
+            let targets: Vec<&str> = args.lora_targets.iter().map(|s| s.trim()).collect();
+            let alpha = args.lora_alpha.unwrap_or(2.0 * args.lora_r as f64);
+            let lc = aha_model::LoraConfig::new(args.lora_r, alpha, &targets);
+            model
+                .add_lora(&lc, args.seed)
+                .context("adding LoRA adapters")?;
+        }
+        GrpoTrainer::new(model, Some(tokenizer.clone()), reward()?, cfg)?
     };
+    if let Some(a) = trainer.model.adapter() {
+        eprintln!(
+            "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
+            a.config.r,
+            a.config.lora_alpha,
+            a.modules().len(),
+            a.params().count(),
+            trainer.model.params().count()
+        );
+    }
     // metrics.jsonl: keep the lines of the steps already done (a resumed run rewrites the rest).
     let metrics_path = args.out.join("metrics.jsonl");
     let kept: Vec<String> = if args.resume && metrics_path.is_file() {
@@ -295,7 +349,7 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         writeln!(metrics_file, "{l}")?;
     }
     let chat = match args.template {
-        Template::Chat => Some(aha_text::ChatTemplate::from_dir(&args.model)?),
+        Template::Chat => Some(common::chat_template(&args.model)?),
         _ => None,
     };
     let render = |q: &str| -> Result<Vec<u32>> {
@@ -335,7 +389,20 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         }
     }
     bar.finish();
-    eprintln!("done: checkpoint in {}", ckpt.display());
+    let fin = args.out.join("final");
+    if trainer.model.adapter().is_some() {
+        trainer.model.save_adapter(&fin)?;
+        eprintln!("done: LoRA adapter (PEFT format) in {}", fin.display());
+        if args.merge {
+            let merged = args.out.join("merged");
+            common::save_hf(&trainer.model, &args.model, &merged)?;
+            eprintln!("merged model in {}", merged.display());
+        }
+    } else {
+        common::save_hf(&trainer.model, &args.model, &fin)?;
+        eprintln!("done: model in {}", fin.display());
+    }
+    eprintln!("checkpoint in {}", ckpt.display());
     Ok(())
 }
 

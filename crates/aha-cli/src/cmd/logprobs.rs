@@ -7,9 +7,13 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct LogprobsArgs {
-    /// Model directory.
+    /// Model directory or .gguf file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) to score
+    /// with. A .gguf model is then dequantized to f32.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Text to score (tokenized with special tokens, e.g. BOS).
     #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
     text: Option<String>,
@@ -25,7 +29,7 @@ pub struct LogprobsArgs {
 }
 
 pub fn run(args: LogprobsArgs) -> Result<()> {
-    let loaded = common::load(&args.model)?;
+    let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
     let ids = match (&args.ids, &args.text) {
         (Some(ids), _) => ids.0.clone(),
         (None, Some(text)) => loaded.tokenizer()?.encode(text, true)?,

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod chat;
 pub mod common;
+pub mod convert;
 pub mod generate;
 pub mod grpo;
 pub mod logprobs;
