@@ -135,7 +135,7 @@ impl PretrainConfig {
     pub fn tiny(task: Task) -> Self {
         Self {
             task,
-            vocab_size: 300,
+            vocab_size: 512,
             hidden_size: 32,
             intermediate_size: 64,
             num_layers: 2,
@@ -332,7 +332,11 @@ pub fn completion_text(
 /// single steps as plain text + EOS.
 pub fn document(task: &Task, problem: &Problem, kind: DocKind, rng: &mut impl Rng) -> String {
     if kind == DocKind::Drill {
-        return format!("{}.{}", completion_text(task, problem, kind, rng), bpe::EOS_TOKEN);
+        return format!(
+            "{}.{}",
+            completion_text(task, problem, kind, rng),
+            bpe::EOS_TOKEN
+        );
     }
     format!(
         "{}{}{}",
