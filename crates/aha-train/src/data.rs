@@ -131,10 +131,7 @@ fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
 
 /// A question and its reference answer, from the first present field of each list
 /// (GSM8K: `question` / `answer`; MATH-style: `problem` / `solution`; also `prompt` / `gold`).
-pub fn question_answer(
-    rows: &[Record],
-    path: &Path,
-) -> Result<Vec<(String, String)>> {
+pub fn question_answer(rows: &[Record], path: &Path) -> Result<Vec<(String, String)>> {
     const Q: [&str; 3] = ["question", "prompt", "problem"];
     const A: [&str; 4] = ["answer", "gold", "solution", "ground_truth"];
     let text = |r: &Record, keys: &[&'static str]| {

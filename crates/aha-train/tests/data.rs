@@ -18,7 +18,10 @@ fn parquet_and_jsonl_give_the_same_rows() {
     assert_eq!(pq, js);
     let qa = question_answer(&pq, &fixture("qa.parquet")).unwrap();
     assert!(qa[0].0.starts_with("Tom has 1 apples") && qa[0].1.ends_with("#### 5"));
-    assert_eq!(read_records(&fixture("qa.parquet"), Some(2)).unwrap().len(), 2);
+    assert_eq!(
+        read_records(&fixture("qa.parquet"), Some(2)).unwrap().len(),
+        2
+    );
 }
 
 #[test]

@@ -162,8 +162,11 @@ fn drills_are_the_steps_of_worked_solutions() {
         // Every fact is true, and the last one gives the answer.
         for fact in &f {
             let w: Vec<&str> = fact.split_whitespace().collect();
-            let (a, b, c): (i64, i64, i64) =
-                (w[0].parse().unwrap(), w[2].parse().unwrap(), w[4].parse().unwrap());
+            let (a, b, c): (i64, i64, i64) = (
+                w[0].parse().unwrap(),
+                w[2].parse().unwrap(),
+                w[4].parse().unwrap(),
+            );
             let v = match w[1] {
                 "+" => a + b,
                 "-" => a - b,
@@ -181,7 +184,13 @@ fn drills_are_the_steps_of_worked_solutions() {
         drill: 1.0,
     };
     for doc in corpus(t, only_drills, 3).take(20) {
-        assert!(!doc.contains("Assistant") && doc.ends_with("<|endoftext|>"), "{doc}");
-        assert!(doc.matches(" = ").count() >= 4, "several problems' steps: {doc}");
+        assert!(
+            !doc.contains("Assistant") && doc.ends_with("<|endoftext|>"),
+            "{doc}"
+        );
+        assert!(
+            doc.matches(" = ").count() >= 4,
+            "several problems' steps: {doc}"
+        );
     }
 }
