@@ -770,6 +770,9 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Prompts generated together.
     pub batch_size: usize,
+    /// Force the completion to open as this kind of answer ([`forced_opening`]): measures
+    /// how well the model does in each mode, whichever it would choose.
+    pub forced: Option<DocKind>,
 }
 
 impl EvalOptions {
@@ -780,8 +783,50 @@ impl EvalOptions {
             max_tokens: default_max_tokens(task),
             seed,
             batch_size: 64,
+            forced: None,
         }
     }
+}
+
+/// The opening that commits a completion to one kind of answer, for arithmetic: a worked
+/// solution restates the expression (`<think> 7 + 5 * 3 =`), a direct one opens with
+/// `<think> The answer is`. None for other kinds and tasks.
+pub fn forced_opening(task: &Task, problem: &Problem, kind: DocKind) -> Option<String> {
+    let Task::Arithmetic { .. } = task else {
+        return None;
+    };
+    let expr = problem
+        .prompt
+        .trim_start_matches("Compute ")
+        .trim_end_matches('.');
+    match kind {
+        DocKind::StepByStep => Some(format!(" <think> {expr} =")),
+        DocKind::Direct => Some(" <think> The answer is".to_string()),
+        _ => None,
+    }
+}
+
+/// Greedy accuracy on the first `n` held-out problems when forced to work step by step, and
+/// when forced to answer at once: what GRPO can find in a model. None for tasks without
+/// forced openings.
+pub fn mode_accuracies(
+    model: &Model,
+    tok: &Tokenizer,
+    task: &Task,
+    n: usize,
+    seed: u64,
+) -> Result<Option<(f64, f64)>> {
+    if !matches!(task, Task::Arithmetic { .. }) {
+        return Ok(None);
+    }
+    let acc = |kind| -> Result<f64> {
+        let opts = EvalOptions {
+            forced: Some(kind),
+            ..EvalOptions::new(task, n, seed)
+        };
+        Ok(evaluate_with(model, tok, task, &opts)?.accuracy)
+    };
+    Ok(Some((acc(DocKind::StepByStep)?, acc(DocKind::Direct)?)))
 }
 
 /// Enough tokens for a worked solution at the task's difficulty.
@@ -847,19 +892,29 @@ pub fn evaluate_with(
         stop_strings: Vec::new(),
         ignore_eos: false,
     };
+    let opening = |p: &Problem| -> Result<String> {
+        match opts.forced {
+            None => Ok(String::new()),
+            Some(kind) => forced_opening(task, p, kind).ok_or_else(|| {
+                PretrainError::Invalid(format!("no forced {kind:?} opening for {task:?}"))
+            }),
+        }
+    };
     let mut samples = Vec::with_capacity(problems.len());
     for (c, chunk) in problems.chunks(opts.batch_size.max(1)).enumerate() {
+        let openings: Vec<String> = chunk.iter().map(opening).collect::<Result<_>>()?;
         let prompts: Vec<Vec<u32>> = chunk
             .iter()
-            .map(|p| tok.encode(&r1_zero_prompt(&p.prompt), false))
+            .zip(&openings)
+            .map(|(p, o)| tok.encode(&format!("{}{o}", r1_zero_prompt(&p.prompt)), false))
             .collect::<std::result::Result<_, _>>()?;
         let gen = GenerateOptions {
             seed: opts.seed.wrapping_add(c as u64 * 1_000_003),
             ..gen.clone()
         };
         let outs = generate(model, Some(tok), &prompts, &gen, |_| {})?;
-        for (p, o) in chunk.iter().zip(outs) {
-            let text = o.text.unwrap_or_default();
+        for ((p, o), opening) in chunk.iter().zip(outs).zip(&openings) {
+            let text = format!("{opening}{}", o.text.unwrap_or_default());
             samples.push(EvalSample {
                 prompt: p.prompt.clone(),
                 correct: task.check(p, &text),

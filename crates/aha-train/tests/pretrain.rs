@@ -3,7 +3,9 @@
 
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
-use aha_train::pretrain::{self, ensure_base, lm_loss, pad_batch, PretrainConfig};
+use aha_train::pretrain::{
+    self, ensure_base, lm_loss, pad_batch, DocKind, EvalOptions, PretrainConfig,
+};
 use aha_train::tasks::{r1_zero_prompt, Task};
 
 #[test]
@@ -93,6 +95,34 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
     assert_eq!(r.n, 6);
     assert!(r.mean_length > 0.0);
     assert!((0.0..=1.0).contains(&r.accuracy) && (0.0..=1.0).contains(&r.format_rate));
+
+    // Forced openings: every completion is scored with the opening it was made to start with.
+    let problems = cfg.task.test_set(6);
+    for kind in [DocKind::StepByStep, DocKind::Direct] {
+        let opts = EvalOptions {
+            forced: Some(kind),
+            ..EvalOptions::new(&cfg.task, 6, 0)
+        };
+        let r = pretrain::evaluate_with(&model, &tok, &cfg.task, &opts).unwrap();
+        for (s, p) in r.samples.iter().zip(&problems) {
+            let opening = pretrain::forced_opening(&cfg.task, p, kind).unwrap();
+            assert!(s.completion.starts_with(&opening), "{:?}", s.completion);
+        }
+    }
+    let expr_opening =
+        pretrain::forced_opening(&cfg.task, &problems[0], DocKind::StepByStep).unwrap();
+    let expr = problems[0]
+        .prompt
+        .trim_start_matches("Compute ")
+        .trim_end_matches('.');
+    assert_eq!(expr_opening, format!(" <think> {expr} ="));
+    let countdown = Task::Countdown { difficulty: 2 };
+    assert!(
+        pretrain::forced_opening(&countdown, &countdown.test_set(1)[0], DocKind::Direct).is_none()
+    );
+    assert!(pretrain::mode_accuracies(&model, &tok, &countdown, 2, 0)
+        .unwrap()
+        .is_none());
 }
 
 #[test]

@@ -155,5 +155,16 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             );
         }
     }
+    // What GRPO can find: how well the base does when it works step by step, and when it
+    // answers at once (greedy, with the completion's opening forced).
+    if let Some((steps, direct)) =
+        pretrain::mode_accuracies(&model, &tok, &cfg.task, args.eval_n, args.seed)?
+    {
+        println!(
+            "base forced to work step by step: accuracy {:.1}%; forced to answer at once: {:.1}% (greedy)",
+            100.0 * steps,
+            100.0 * direct
+        );
+    }
     Ok(())
 }

@@ -83,8 +83,15 @@ impl Rewarder for TaskReward {
     }
 }
 
-fn eval_json(e: &EvalResult) -> serde_json::Value {
-    json!({"accuracy": e.accuracy, "format_rate": e.format_rate, "mean_length": e.mean_length, "n": e.n})
+/// An evaluation for summary.json; with `modes`, also the accuracy when forced to work step
+/// by step and when forced to answer at once.
+fn eval_json(e: &EvalResult, modes: Option<(f64, f64)>) -> serde_json::Value {
+    let mut v = json!({"accuracy": e.accuracy, "format_rate": e.format_rate, "mean_length": e.mean_length, "n": e.n});
+    if let Some((steps, direct)) = modes {
+        v["accuracy_if_worked"] = json!(steps);
+        v["accuracy_if_direct"] = json!(direct);
+    }
+    v
 }
 
 pub fn run(args: ZeroArgs) -> Result<()> {
@@ -114,11 +121,17 @@ pub fn run(args: ZeroArgs) -> Result<()> {
 
     // 2. Evaluate the base.
     let base = pretrain::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
+    let base_modes = pretrain::mode_accuracies(&model, &tok, &args.task, args.eval_n, args.seed)?;
     eprintln!(
-        "base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens",
+        "base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens{}",
         100.0 * base.accuracy,
         100.0 * base.format_rate,
-        base.mean_length
+        base.mean_length,
+        base_modes.map_or(String::new(), |(s, d)| format!(
+            "; forced to work step by step {:.1}%, to answer at once {:.1}%",
+            100.0 * s,
+            100.0 * d
+        ))
     );
 
     // 3. GRPO with rule-based rewards only.
@@ -188,6 +201,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
 
     // 4. Evaluate the trained policy and keep everything.
     let final_eval = pretrain::evaluate(trainer.model(), &tok, &args.task, args.eval_n, args.seed)?;
+    let final_modes =
+        pretrain::mode_accuracies(trainer.model(), &tok, &args.task, args.eval_n, args.seed)?;
     let model_dir = args.out.join("model");
     trainer.model().save(&model_dir)?;
     tok.inner()
@@ -221,8 +236,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     });
     let summary = json!({
         "task": args.task.to_string(),
-        "base": eval_json(&base),
-        "final": eval_json(&final_eval),
+        "base": eval_json(&base, base_modes),
+        "final": eval_json(&final_eval, final_modes),
         "steps": args.steps,
         "training": training,
         "wall_seconds": wall,
@@ -240,6 +255,20 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         100.0 * base.accuracy,
         100.0 * final_eval.accuracy
     );
+    if let (Some(b), Some(f)) = (base_modes, final_modes) {
+        println!(
+            "{:<16} {:>9.1}% {:>9.1}%   (forced to work step by step)",
+            "  if worked",
+            100.0 * b.0,
+            100.0 * f.0
+        );
+        println!(
+            "{:<16} {:>9.1}% {:>9.1}%   (forced to answer at once)",
+            "  if direct",
+            100.0 * b.1,
+            100.0 * f.1
+        );
+    }
     println!(
         "{:<16} {:>9.1}% {:>9.1}%",
         "format",
