@@ -173,9 +173,36 @@ fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
 
 /// The dense aha Llama on the GGUF file's dequantized weights.
 fn dense_reference(path: &Path) -> Model {
+    dense_reference_with(path, LAYERS, FF)
+}
+
+/// HF names of a tiny llama's weights.
+fn weight_names(layers: usize) -> Vec<String> {
+    let mut names = vec!["model.embed_tokens.weight".to_string()];
+    for i in 0..layers {
+        for w in [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ] {
+            names.push(format!("model.layers.{i}.{w}.weight"));
+        }
+    }
+    names.push("model.norm.weight".into());
+    names
+}
+
+/// [`dense_reference`] for a tiny llama with `layers` blocks and an MLP of `ff`.
+fn dense_reference_with(path: &Path, layers: usize, ff: usize) -> Model {
     let g = GgufFile::open(path).unwrap();
     let mut tensors = HashMap::new();
-    for (name, _) in tiny_weights() {
+    for name in weight_names(layers) {
         let gname = gguf_name(&name);
         let info = g.tensor_info(&gname).unwrap().clone();
         let q = g.qtensor(&gname, &Device::Cpu).unwrap();
@@ -200,8 +227,8 @@ fn dense_reference(path: &Path) -> Model {
         }
         tensors.insert(name, t);
     }
-    let config = serde_json::json!({"model_type": "llama", "vocab_size": VOCAB, "hidden_size": H, "intermediate_size": FF,
-        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV, "max_position_embeddings": 256,
+    let config = serde_json::json!({"model_type": "llama", "vocab_size": VOCAB, "hidden_size": H, "intermediate_size": ff,
+        "num_hidden_layers": layers, "num_attention_heads": HEADS, "num_key_value_heads": KV, "max_position_embeddings": 256,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true});
     let mut ckpt = Checkpoint::from_tensors(tensors, path);
     Model::from_checkpoint(config, &mut ckpt, path, &Device::Cpu).unwrap()
@@ -276,6 +303,75 @@ fn quantized_logits_match_the_dequantized_reference_per_type() {
         assert!(
             d < 1e-3 * scale.max(1.0),
             "{dtype:?}: cached decode differs by {d}"
+        );
+    }
+}
+
+/// Files quantized by llama.cpp's own quantizer (`scripts/gguf/make_llama_cpp_fixtures.py`,
+/// committed): aha decodes their blocks as gguf-py does, and its quantized forward matches
+/// the dense model on the dequantized weights.
+#[test]
+fn llama_cpp_quantized_fixtures_match_their_dequantized_reference() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_quants");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("dequantized.json")).unwrap())
+            .unwrap();
+    let ids: Vec<u32> = (0..24).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+    let files = stats.as_object().unwrap();
+    assert_eq!(files.len(), 10);
+    for (file, tensors) in files {
+        let path = dir.join(file);
+        // Block decoding: candle's dequantization of llama.cpp's bytes equals gguf-py's.
+        let g = GgufFile::open(&path).unwrap();
+        for (name, want) in tensors.as_object().unwrap() {
+            let v: Vec<f64> = g
+                .qtensor(name, &Device::Cpu)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            let sum_sq: f64 = v.iter().map(|x| x * x).sum();
+            let want_sq = want["sum_sq"].as_f64().unwrap();
+            assert!(
+                (sum_sq - want_sq).abs() <= 1e-4 * want_sq,
+                "{file} {name}: sum of squares {sum_sq} vs gguf-py's {want_sq}"
+            );
+            let sum: f64 = v.iter().sum();
+            assert!(
+                (sum - want["sum"].as_f64().unwrap()).abs() <= 1e-4 * want_sq.sqrt().max(1.0),
+                "{file} {name}: sum {sum} vs gguf-py's {}",
+                want["sum"]
+            );
+            for (k, w) in want["first"].as_array().unwrap().iter().enumerate() {
+                let w = w.as_f64().unwrap();
+                assert!(
+                    (v[k] - w).abs() <= 1e-6 + 1e-5 * w.abs(),
+                    "{file} {name}[{k}]"
+                );
+            }
+        }
+        // The quantized forward against the dense one on the dequantized weights; the
+        // tolerances are those of the aha-written files above.
+        let tol = if file.contains("Q2_K") { 0.05 } else { 0.04 };
+        let q = Model::load(&path, &LoadOptions::default()).unwrap();
+        let reference = dense_reference_with(&path, 1, 256);
+        let (a, b) = (logits(&q, &ids), logits(&reference, &ids));
+        let scale = b.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = a
+            .iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        eprintln!("{file}: max |logit diff| {diff:.5} (max |logit| {scale:.3})");
+        assert!(
+            diff <= tol * scale,
+            "{file}: logits differ by {diff} (max |logit| {scale})"
         );
     }
 }
