@@ -331,6 +331,9 @@ impl GgufFile {
             let mut elems: u64 = 1;
             for _ in 0..nd {
                 let d = c.u64(&name)?;
+                if d == 0 {
+                    return Err(format!("tensor {name}: a dimension is 0"));
+                }
                 elems = elems
                     .checked_mul(d)
                     .filter(|&e| e <= (1 << 48))
@@ -366,7 +369,12 @@ impl GgufFile {
         }
         let data_offset = c.pos.div_ceil(alignment) * alignment;
         if check_data {
-            let data_len = len.saturating_sub(data_offset);
+            if !tensors.is_empty() && data_offset > len {
+                return Err(format!(
+                    "the tensor data would start at byte {data_offset}, past the end of the file ({len} bytes): truncated file"
+                ));
+            }
+            let data_len = len - data_offset.min(len);
             for t in &tensors {
                 let end = t.offset.checked_add(t.size_in_bytes() as u64);
                 if end.is_none_or(|e| e > data_len) {
@@ -546,7 +554,10 @@ pub fn qtensor_from_bytes(
     shape: &[usize],
     device: &Device,
 ) -> Result<QTensor> {
-    let elems: usize = shape.iter().product();
+    let elems = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| ModelError::Invalid(format!("tensor shape {shape:?} is absurd")))?;
     let row = *shape.last().unwrap_or(&0);
     if row % dtype.block_size() != 0 {
         return Err(ModelError::Invalid(format!(
