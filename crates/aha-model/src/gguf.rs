@@ -189,7 +189,7 @@ impl<R: Read> Cursor<'_, R> {
                 let min = match elem {
                     0 | 1 | 7 => 1,
                     2 | 3 => 2,
-                    4 | 5 | 6 => 4,
+                    4..=6 => 4,
                     8 | 10 | 11 | 12 => 8,
                     9 => 12,
                     t => return Err(format!("{what}: unknown array element type {t}")),
@@ -559,7 +559,7 @@ pub fn qtensor_from_bytes(
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| ModelError::Invalid(format!("tensor shape {shape:?} is absurd")))?;
     let row = *shape.last().unwrap_or(&0);
-    if row % dtype.block_size() != 0 {
+    if !row.is_multiple_of(dtype.block_size()) {
         return Err(ModelError::Invalid(format!(
             "row length {row} is not a multiple of the {dtype:?} block size"
         )));
@@ -572,7 +572,7 @@ pub fn qtensor_from_bytes(
         )));
     }
     let aligned;
-    let data = if (data.as_ptr() as usize) % 8 == 0 {
+    let data = if (data.as_ptr() as usize).is_multiple_of(8) {
         data
     } else {
         aligned = AlignedBytes::from_slice(data);
@@ -707,9 +707,9 @@ fn write_inner<W: Write>(
 pub fn permute_rows(data: &[u8], rows: usize, heads: usize, to_hf: bool) -> Result<Vec<u8>> {
     if rows == 0
         || heads == 0
-        || rows % heads != 0
-        || (rows / heads) % 2 != 0
-        || data.len() % rows != 0
+        || !rows.is_multiple_of(heads)
+        || !(rows / heads).is_multiple_of(2)
+        || !data.len().is_multiple_of(rows)
     {
         return Err(ModelError::Invalid(format!(
             "cannot permute {rows} rows into {heads} heads"

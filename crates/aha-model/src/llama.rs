@@ -69,14 +69,17 @@ impl LlamaConfig {
             "sizes must be positive",
         )?;
         check(
-            cfg.head_dim.is_some() || cfg.hidden_size % cfg.num_attention_heads == 0,
+            cfg.head_dim.is_some() || cfg.hidden_size.is_multiple_of(cfg.num_attention_heads),
             "hidden_size must be divisible by num_attention_heads",
         )?;
         check(
-            cfg.num_attention_heads % cfg.kv_heads() == 0,
+            cfg.num_attention_heads.is_multiple_of(cfg.kv_heads()),
             "num_attention_heads must be a multiple of num_key_value_heads",
         )?;
-        check(cfg.head_dim() % 2 == 0, "head_dim must be even for rope")?;
+        check(
+            cfg.head_dim().is_multiple_of(2),
+            "head_dim must be even for rope",
+        )?;
         Ok(cfg)
     }
 

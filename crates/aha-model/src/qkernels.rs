@@ -74,7 +74,7 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 impl QWeight {
     /// Repack raw GGUF blocks of a row-major `[n, k]` matrix (`k` a multiple of 32).
     pub fn from_raw(kind: Kind, bytes: &[u8], n: usize, k: usize) -> Result<Self> {
-        if k % QK != 0 {
+        if !k.is_multiple_of(QK) {
             candle_core::bail!("qkernels: row length {k} is not a multiple of {QK}");
         }
         let nblocks = n * (k / QK);
@@ -121,7 +121,7 @@ impl QWeight {
             return Ok(None);
         };
         let dims = t.shape().dims();
-        if dims.len() != 2 || dims[1] % QK != 0 || !t.device().is_cpu() {
+        if dims.len() != 2 || !dims[1].is_multiple_of(QK) || !t.device().is_cpu() {
             return Ok(None);
         }
         let data = t.data()?;

@@ -91,9 +91,9 @@ impl QuantizedConfig {
         };
         let ok = cfg.heads > 0
             && cfg.kv_heads > 0
-            && cfg.heads % cfg.kv_heads == 0
+            && cfg.heads.is_multiple_of(cfg.kv_heads)
             && cfg.head_dim > 0
-            && cfg.head_dim % 2 == 0
+            && cfg.head_dim.is_multiple_of(2)
             && cfg.num_layers > 0
             && cfg.num_layers <= 1024
             && cfg.vocab_size > 0;

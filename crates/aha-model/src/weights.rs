@@ -222,7 +222,7 @@ impl Params {
         shape: impl Into<Shape>,
     ) -> Result<Tensor> {
         let t = ckpt.take(name, shape)?;
-        Ok(self.insert(name, t)?)
+        self.insert(name, t)
     }
 
     pub fn insert(&mut self, name: &str, t: Tensor) -> Result<Tensor> {

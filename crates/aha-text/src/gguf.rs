@@ -112,7 +112,7 @@ impl<R: Read> Reader<R> {
                 let min: u64 = match elem {
                     0 | 1 | 7 => 1,
                     2 | 3 => 2,
-                    4 | 5 | 6 => 4,
+                    4..=6 => 4,
                     8 | 10 | 11 | 12 => 8,
                     9 => 12,
                     t => return Err(format!("unknown array element type {t}")),

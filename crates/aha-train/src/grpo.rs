@@ -89,7 +89,7 @@ pub fn group_advantages(
     eps: f32,
 ) -> Vec<f32> {
     assert!(
-        group_size > 0 && rewards.len() % group_size == 0,
+        group_size > 0 && rewards.len().is_multiple_of(group_size),
         "rewards must be whole groups"
     );
     let batch_std = std_dev(rewards);
@@ -824,7 +824,7 @@ impl GrpoTrainer {
             m.groups_filtered = zero_var.iter().filter(|&&z| z).count();
         }
         m.lr = self.cfg.schedule().at(self.opt.step + 1);
-        if self.cfg.samples_every > 0 && (self.step + 1) % self.cfg.samples_every == 0 {
+        if self.cfg.samples_every > 0 && (self.step + 1).is_multiple_of(self.cfg.samples_every) {
             for i in 0..n.min(self.cfg.samples_count) {
                 let text = match (&ro.completions[i].text, &self.tokenizer) {
                     (Some(t), _) => t.clone(),
@@ -947,7 +947,7 @@ impl GrpoTrainer {
             m.train_tokens_per_s = train_tokens as f32 / m.time_train_s.max(1e-9);
         }
         self.step += 1;
-        if self.cfg.ref_reset_every > 0 && self.step % self.cfg.ref_reset_every == 0 {
+        if self.cfg.ref_reset_every > 0 && self.step.is_multiple_of(self.cfg.ref_reset_every) {
             if let Some(r) = &self.reference {
                 copy_weights(r, &self.model)?;
             }

@@ -455,7 +455,9 @@ pub fn init_model(
     eos_id: u32,
     seed: u64,
 ) -> Result<Model> {
-    if cfg.hidden_size % cfg.num_heads != 0 || cfg.num_heads % cfg.num_kv_heads.max(1) != 0 {
+    if !cfg.hidden_size.is_multiple_of(cfg.num_heads)
+        || !cfg.num_heads.is_multiple_of(cfg.num_kv_heads.max(1))
+    {
         return Err(PretrainError::Invalid(
             "hidden_size must divide by num_heads, num_heads by num_kv_heads".into(),
         ));

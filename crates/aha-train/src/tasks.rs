@@ -151,7 +151,7 @@ impl Task {
 
     /// Whether a problem belongs to the held-out partition.
     pub fn is_held_out(problem: &Problem) -> bool {
-        fnv1a(problem.key.as_bytes()) % HELD_OUT_MODULUS == 0
+        fnv1a(problem.key.as_bytes()).is_multiple_of(HELD_OUT_MODULUS)
     }
 
     /// Unlimited training problems for a seed: deterministic, never held-out.

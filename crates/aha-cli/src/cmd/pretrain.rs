@@ -71,7 +71,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         cfg.hidden_size = h;
         cfg.intermediate_size = 3 * h;
         cfg.num_heads = (h / 32).max(1);
-        cfg.num_kv_heads = if cfg.num_heads % 2 == 0 {
+        cfg.num_kv_heads = if cfg.num_heads.is_multiple_of(2) {
             cfg.num_heads / 2
         } else {
             cfg.num_heads

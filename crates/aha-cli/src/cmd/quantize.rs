@@ -24,7 +24,7 @@ pub struct QuantizeArgs {
 
 /// llama.cpp's fallback for rows not a multiple of 256 (k-quants need whole super-blocks).
 fn fallback(t: GgmlDType, row: usize) -> GgmlDType {
-    if row % t.block_size() == 0 {
+    if row.is_multiple_of(t.block_size()) {
         return t;
     }
     let f = match t {
@@ -34,7 +34,7 @@ fn fallback(t: GgmlDType, row: usize) -> GgmlDType {
         GgmlDType::Q6K => GgmlDType::Q8_0,
         _ => GgmlDType::F16,
     };
-    if row % f.block_size() == 0 {
+    if row.is_multiple_of(f.block_size()) {
         f
     } else {
         GgmlDType::F16
