@@ -73,7 +73,8 @@ fn main() {
         // candle's kernels size their pools from this variable; set it before any runs.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let result = match cli.command {
+    let command = cli.command;
+    let run = move || match command {
         Command::Zero(args) => cmd::zero::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Logprobs(args) => cmd::logprobs::run(args),
@@ -84,6 +85,12 @@ fn main() {
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+    };
+    // Run the command on one of rayon's threads, so that parallel kernels split work with
+    // the thread that asks for them instead of handing it over and sleeping until it is done.
+    let result = match rayon::ThreadPoolBuilder::new().stack_size(64 << 20).build() {
+        Ok(pool) => pool.install(run),
+        Err(_) => run(),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

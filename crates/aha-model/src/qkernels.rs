@@ -161,7 +161,7 @@ impl QWeight {
         let min_rows = if m == 1 { 32 } else { 8 };
         let chunk = n.div_ceil(threads * 4).max(min_rows).min(n);
         if m == 1 {
-            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+            for_chunks(y, chunk, threads, |c, out| {
                 let j0 = c * chunk;
                 for (jj, o) in out.iter_mut().enumerate() {
                     let mut r = [0f32; 1];
@@ -173,51 +173,49 @@ impl QWeight {
         }
         // Transposed output: chunk c of W's rows writes yt[j * m + i] for its rows j.
         let mut yt = vec![0f32; n * m];
-        yt.par_chunks_mut(chunk * m)
-            .enumerate()
-            .for_each(|(c, out)| {
-                let j0 = c * chunk;
-                let rows = out.len() / m;
-                // Activation tiles that stay in cache while the chunk's weight rows pass.
-                const MT: usize = 32;
-                for i0 in (0..m).step_by(MT) {
-                    let i1 = (i0 + MT).min(m);
-                    for jj in 0..rows {
-                        let o = &mut out[jj * m..(jj + 1) * m];
-                        let mut i = i0;
-                        while i < i1 {
-                            let left = i1 - i;
-                            let j = j0 + jj;
-                            match left {
-                                1 => {
-                                    let mut r = [0f32; 1];
-                                    self.row_dot::<1>(j, &act, i, &mut r, simd);
-                                    o[i..i + 1].copy_from_slice(&r);
-                                    i += 1;
-                                }
-                                2 => {
-                                    let mut r = [0f32; 2];
-                                    self.row_dot::<2>(j, &act, i, &mut r, simd);
-                                    o[i..i + 2].copy_from_slice(&r);
-                                    i += 2;
-                                }
-                                3 => {
-                                    let mut r = [0f32; 3];
-                                    self.row_dot::<3>(j, &act, i, &mut r, simd);
-                                    o[i..i + 3].copy_from_slice(&r);
-                                    i += 3;
-                                }
-                                _ => {
-                                    let mut r = [0f32; 4];
-                                    self.row_dot::<4>(j, &act, i, &mut r, simd);
-                                    o[i..i + 4].copy_from_slice(&r);
-                                    i += 4;
-                                }
+        for_chunks(&mut yt, chunk * m, threads, |c, out| {
+            let j0 = c * chunk;
+            let rows = out.len() / m;
+            // Activation tiles that stay in cache while the chunk's weight rows pass.
+            const MT: usize = 32;
+            for i0 in (0..m).step_by(MT) {
+                let i1 = (i0 + MT).min(m);
+                for jj in 0..rows {
+                    let o = &mut out[jj * m..(jj + 1) * m];
+                    let mut i = i0;
+                    while i < i1 {
+                        let left = i1 - i;
+                        let j = j0 + jj;
+                        match left {
+                            1 => {
+                                let mut r = [0f32; 1];
+                                self.row_dot::<1>(j, &act, i, &mut r, simd);
+                                o[i..i + 1].copy_from_slice(&r);
+                                i += 1;
+                            }
+                            2 => {
+                                let mut r = [0f32; 2];
+                                self.row_dot::<2>(j, &act, i, &mut r, simd);
+                                o[i..i + 2].copy_from_slice(&r);
+                                i += 2;
+                            }
+                            3 => {
+                                let mut r = [0f32; 3];
+                                self.row_dot::<3>(j, &act, i, &mut r, simd);
+                                o[i..i + 3].copy_from_slice(&r);
+                                i += 3;
+                            }
+                            _ => {
+                                let mut r = [0f32; 4];
+                                self.row_dot::<4>(j, &act, i, &mut r, simd);
+                                o[i..i + 4].copy_from_slice(&r);
+                                i += 4;
                             }
                         }
                     }
                 }
-            });
+            }
+        });
         for (j, col) in yt.chunks_exact(m).enumerate() {
             for (i, v) in col.iter().enumerate() {
                 y[i * n + j] = *v;
@@ -280,7 +278,7 @@ impl Q8Rows {
         let one = |(xr, (cr, sr)): (&[f32], (&mut [i8], &mut [[f32; 2]]))| {
             quantize_row(xr, cr, sr);
         };
-        if m >= 8 {
+        if m >= 8 && rayon::current_num_threads() > 1 {
             x.par_chunks(k)
                 .zip(codes.par_chunks_mut(k).zip(scales.par_chunks_mut(nb)))
                 .for_each(one);
@@ -299,6 +297,24 @@ impl Q8Rows {
     fn scales(&self, i: usize) -> &[[f32; 2]] {
         let nb = self.k / QK;
         &self.scales[i * nb..(i + 1) * nb]
+    }
+}
+
+/// `f(chunk index, chunk)` over `y` in chunks of `chunk`: on rayon's threads, or in the
+/// calling thread when there is one thread (handing each matmul to a pool thread and
+/// waiting for it cost ~40% of single-threaded decode in context switches).
+fn for_chunks<F>(y: &mut [f32], chunk: usize, threads: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    if threads <= 1 {
+        y.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, out)| f(c, out));
+    } else {
+        y.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, out)| f(c, out));
     }
 }
 
