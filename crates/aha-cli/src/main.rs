@@ -53,7 +53,8 @@ fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, -1); // -1: never trim
+        // -1: never give freed memory back to the system.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         // One arena: a worker thread's own arena cannot grow past 64 MB without mmap, which
         // brought the page faults back for commands run on rayon's threads.
         libc::mallopt(libc::M_ARENA_MAX, 1);
