@@ -7,6 +7,8 @@ use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model, ModelError};
 use candle_core::{DType, Device, Tensor, D};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+mod common;
+use common::{max_abs, max_abs_diff};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -72,30 +74,6 @@ fn loss(model: &Model, ids: &Tensor) -> Tensor {
         .mean_all()
         .unwrap()
         .neg()
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
         .unwrap()
 }
 

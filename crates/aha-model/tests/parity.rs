@@ -6,6 +6,8 @@ use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use std::collections::HashMap;
 use std::path::PathBuf;
+mod common;
+use common::{max_abs, max_abs_diff};
 
 const FIXTURES: [&str; 4] = ["qwen2_tied", "qwen2_untied", "llama3_rope", "qwen2_bf16"];
 
@@ -21,30 +23,6 @@ fn fixture(name: &str) -> (Model, HashMap<String, Tensor>) {
 
 fn ids(t: &Tensor) -> Tensor {
     t.to_dtype(DType::U32).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn logits(model: &Model, input_ids: &Tensor, mode: Mode) -> Tensor {

@@ -1,11 +1,12 @@
 //! GRPO: the loss against hand-computed values, log-probs of padded batches, and trainer
 //! steps on a tiny fixture model (learning signal, gradients, exact resume).
 
-use aha_model::{LoadOptions, Mode, Model};
+use aha_model::{LoadOptions, Mode};
 use aha_train::grpo::*;
+mod common;
 use aha_train::optim::Grads;
 use candle_core::{Device, Tensor, Var};
-use std::path::PathBuf;
+use common::{fixture, low_token_reward, two_prompts};
 
 fn close(a: f32, b: f32, tol: f32) -> bool {
     (a - b).abs() <= tol
@@ -186,13 +187,6 @@ fn aggregation_modes_by_hand() {
     }
 }
 
-fn fixture(name: &str) -> Model {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../aha-model/tests/fixtures")
-        .join(name);
-    Model::load(&dir, &LoadOptions::default()).unwrap()
-}
-
 #[test]
 fn batched_completion_logprobs_match_single_sequences() {
     let model = fixture("qwen2_tied");
@@ -260,17 +254,6 @@ fn loss_gradients_are_finite_and_reach_every_parameter() {
     assert!(grads.global_norm().unwrap() > 0.0);
 }
 
-/// Reward: share of completion tokens below 128.
-fn low_token_reward() -> Box<dyn Rewarder> {
-    Box::new(FnReward {
-        name: "low".into(),
-        f: |s: &Sample| {
-            s.token_ids.iter().filter(|&&t| t < 128).count() as f32
-                / s.token_ids.len().max(1) as f32
-        },
-    })
-}
-
 fn tiny_config() -> GrpoConfig {
     GrpoConfig {
         group_size: 8,
@@ -287,16 +270,7 @@ fn tiny_config() -> GrpoConfig {
 fn one_step_raises_logprob_of_rewarded_completion() {
     let model = fixture("qwen2_tied");
     let mut trainer = GrpoTrainer::new(model, None, low_token_reward(), tiny_config()).unwrap();
-    let prompts = vec![
-        Prompt {
-            ids: vec![1, 2, 3],
-            gold: None,
-        },
-        Prompt {
-            ids: vec![40, 41],
-            gold: None,
-        },
-    ];
+    let prompts = two_prompts();
     let ro = trainer.sample(&prompts).unwrap();
     assert_eq!(ro.completions.len(), 16);
     let best = (0..16)
@@ -365,16 +339,7 @@ fn resume_continues_exactly() {
         num_iterations: 2,
         ..tiny_config()
     };
-    let prompts = vec![
-        Prompt {
-            ids: vec![1, 2, 3],
-            gold: None,
-        },
-        Prompt {
-            ids: vec![40, 41],
-            gold: None,
-        },
-    ];
+    let prompts = two_prompts();
     // Straight through: 3 steps.
     let mut a =
         GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg.clone()).unwrap();

@@ -3,28 +3,14 @@
 
 use aha_model::{lora, LoadOptions, LoraConfig, Model};
 use aha_train::grpo::*;
-use std::path::PathBuf;
-
-fn base_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../aha-model/tests/fixtures/qwen2_tied")
-}
+mod common;
+use common::{fixture, low_token_reward, max_abs_diff, two_prompts};
 
 fn lora_model() -> Model {
-    let mut m = Model::load(&base_dir(), &LoadOptions::default()).unwrap();
+    let mut m = fixture("qwen2_tied");
     m.add_lora(&LoraConfig::new(4, 8.0, &lora::LLAMA_TARGETS), 3)
         .unwrap();
     m
-}
-
-/// Reward: share of completion tokens below 128.
-fn low_token_reward() -> Box<dyn Rewarder> {
-    Box::new(FnReward {
-        name: "low".into(),
-        f: |s: &Sample| {
-            s.token_ids.iter().filter(|&&t| t < 128).count() as f32
-                / s.token_ids.len().max(1) as f32
-        },
-    })
 }
 
 fn cfg() -> GrpoConfig {
@@ -41,32 +27,6 @@ fn cfg() -> GrpoConfig {
     }
 }
 
-fn prompts() -> Vec<Prompt> {
-    vec![
-        Prompt {
-            ids: vec![1, 2, 3],
-            gold: None,
-        },
-        Prompt {
-            ids: vec![40, 41],
-            gold: None,
-        },
-    ]
-}
-
-fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn lora_step_trains_only_the_adapters_and_learns() {
     let mut t = GrpoTrainer::new(lora_model(), None, low_token_reward(), cfg()).unwrap();
@@ -81,7 +41,7 @@ fn lora_step_trains_only_the_adapters_and_learns() {
         .into_iter()
         .map(|(n, v)| (n, v.copy().unwrap()))
         .collect();
-    let ro = t.sample(&prompts()).unwrap();
+    let ro = t.sample(&two_prompts()).unwrap();
     let best = (0..16)
         .max_by(|&a, &b| ro.advantages[a].total_cmp(&ro.advantages[b]))
         .unwrap();
@@ -104,7 +64,7 @@ fn lora_step_trains_only_the_adapters_and_learns() {
     for (name, w) in &base {
         let now = t.model.params().get(name).unwrap();
         assert_eq!(
-            max_diff(now.as_tensor(), w),
+            max_abs_diff(now.as_tensor(), w),
             0.0,
             "base weight {name} moved"
         );
@@ -112,7 +72,7 @@ fn lora_step_trains_only_the_adapters_and_learns() {
     let mut moved = 0;
     for (name, w) in &adapters0 {
         let now = t.model.trainable_params().get(name).unwrap();
-        if max_diff(now.as_tensor(), w) > 0.0 {
+        if max_abs_diff(now.as_tensor(), w) > 0.0 {
             moved += 1;
         }
     }
@@ -123,7 +83,7 @@ fn lora_step_trains_only_the_adapters_and_learns() {
 
 #[test]
 fn lora_checkpoint_is_a_peft_adapter_and_resume_is_exact() {
-    let prompts = prompts();
+    let prompts = two_prompts();
     let mut a = GrpoTrainer::new(lora_model(), None, low_token_reward(), cfg()).unwrap();
     let ma: Vec<StepMetrics> = (0..3)
         .map(|_| a.step(&prompts).unwrap().without_times())
@@ -159,10 +119,10 @@ fn lora_checkpoint_is_a_peft_adapter_and_resume_is_exact() {
     assert_eq!(ma[2], mc[1]);
     for (name, v) in a.model.trainable_params().iter() {
         let w = c.model.trainable_params().get(name).unwrap();
-        assert_eq!(max_diff(v.as_tensor(), w.as_tensor()), 0.0, "{name}");
+        assert_eq!(max_abs_diff(v.as_tensor(), w.as_tensor()), 0.0, "{name}");
     }
     // The same through resume_with and an explicitly loaded base.
-    let mut m = Model::load(&base_dir(), &LoadOptions::default()).unwrap();
+    let mut m = fixture("qwen2_tied");
     m.load_adapter(&ckpt).unwrap();
     let mut d = GrpoTrainer::resume_with(
         &ckpt,
