@@ -149,25 +149,7 @@ impl QuantizedLlama {
     pub fn load(g: &GgufFile, device: &Device) -> Result<Self> {
         let cfg = QuantizedConfig::from_gguf(g)?;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-        let check = |name: &str, shape: &[usize]| -> Result<()> {
-            let t = g.tensor_info(name).ok_or_else(|| ModelError::Tensor {
-                path: g.path.clone(),
-                name: name.into(),
-                message: "missing from the GGUF file".into(),
-            })?;
-            if t.shape() != shape {
-                return Err(ModelError::Tensor {
-                    path: g.path.clone(),
-                    name: name.into(),
-                    message: format!("has shape {:?}, expected {shape:?}", t.shape()),
-                });
-            }
-            Ok(())
-        };
-        let qt = |name: &str, shape: &[usize]| -> Result<QTensor> {
-            check(name, shape)?;
-            g.qtensor(name, device)
-        };
+        let qt = |name: &str, shape: &[usize]| checked_qtensor(g, name, shape, None, device);
         let f32t = |name: &str, shape: &[usize]| -> Result<Tensor> {
             Ok(qt(name, shape)?.dequantize(device)?.to_dtype(DType::F32)?)
         };
@@ -178,13 +160,8 @@ impl QuantizedLlama {
                 Ok(None)
             }
         };
-        // llama's q/k rows are interleaved per head for llama.cpp's rope; reorder to HF's.
-        let permuted = |name: &str, shape: &[usize], heads: usize| -> Result<QTensor> {
-            check(name, shape)?;
-            let t = g.tensor_info(name).expect("checked");
-            let data = g.tensor_data(name)?;
-            let bytes = permute_rows(data.as_ref(), shape[0], heads, true)?;
-            qtensor_from_bytes(t.dtype, &bytes, shape, device)
+        let permuted = |name: &str, shape: &[usize], heads: usize| {
+            checked_qtensor(g, name, shape, Some(heads), device)
         };
         let lin = |w: QTensor, b: Option<Tensor>| -> Result<QLinear> {
             Ok(QLinear {
@@ -383,6 +360,38 @@ impl QuantizedLlama {
     }
 }
 
+/// A tensor of the file with the expected shape, or a clear error. With `permute_heads`, a
+/// llama q/k weight: its rows are interleaved per head for llama.cpp's rope and are put back
+/// in HF's order.
+fn checked_qtensor(
+    g: &GgufFile,
+    name: &str,
+    shape: &[usize],
+    permute_heads: Option<usize>,
+    device: &Device,
+) -> Result<QTensor> {
+    let t = g.tensor_info(name).ok_or_else(|| ModelError::Tensor {
+        path: g.path.clone(),
+        name: name.into(),
+        message: "missing from the GGUF file".into(),
+    })?;
+    if t.shape() != shape {
+        return Err(ModelError::Tensor {
+            path: g.path.clone(),
+            name: name.into(),
+            message: format!("has shape {:?}, expected {shape:?}", t.shape()),
+        });
+    }
+    match permute_heads {
+        Some(heads) => {
+            let data = g.tensor_data(name)?;
+            let bytes = permute_rows(data.as_ref(), shape[0], heads, true)?;
+            qtensor_from_bytes(t.dtype, &bytes, shape, device)
+        }
+        None => g.qtensor(name, device),
+    }
+}
+
 /// A GGUF Llama/Qwen2 model as a dense f32 checkpoint: an HF `config.json` and every weight
 /// dequantized under its HF name (llama's q/k rows reordered back to HF's rope layout), for
 /// [`crate::Model::load_dense`] (training, LoRA) and `aha convert`.
@@ -415,26 +424,7 @@ pub fn dense_checkpoint(
     let mut out = std::collections::HashMap::new();
     let mut put =
         |gguf_name: &str, hf_name: String, shape: &[usize], heads: Option<usize>| -> Result<()> {
-            let t = g.tensor_info(gguf_name).ok_or_else(|| ModelError::Tensor {
-                path: g.path.clone(),
-                name: gguf_name.into(),
-                message: "missing from the GGUF file".into(),
-            })?;
-            if t.shape() != shape {
-                return Err(ModelError::Tensor {
-                    path: g.path.clone(),
-                    name: gguf_name.into(),
-                    message: format!("has shape {:?}, expected {shape:?}", t.shape()),
-                });
-            }
-            let q = match heads {
-                Some(heads) => {
-                    let data = g.tensor_data(gguf_name)?;
-                    let bytes = permute_rows(data.as_ref(), shape[0], heads, true)?;
-                    qtensor_from_bytes(t.dtype, &bytes, shape, device)?
-                }
-                None => g.qtensor(gguf_name, device)?,
-            };
+            let q = checked_qtensor(g, gguf_name, shape, heads, device)?;
             out.insert(hf_name, q.dequantize(device)?.to_dtype(DType::F32)?);
             Ok(())
         };
