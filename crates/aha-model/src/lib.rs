@@ -6,6 +6,7 @@ pub mod config;
 pub mod deepseek_v3;
 mod error;
 pub mod gguf;
+pub mod gguf_deepseek2;
 pub mod kv_cache;
 pub mod llama;
 pub mod lora;
@@ -121,10 +122,15 @@ pub struct Model {
 }
 
 impl Model {
-    /// Load a Hugging Face model directory (config.json + safetensors).
+    /// Load a Hugging Face model directory (config.json + safetensors), or a `.gguf` file:
+    /// llama/qwen2 run quantized; deepseek2 (DeepSeek-V2/V3/R1) is dequantized to a dense f32
+    /// DeepSeek-V3 model on load, as [`Model::load_dense`].
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         if gguf::is_gguf_path(dir) {
             let g = gguf::GgufFile::open(dir)?;
+            if gguf_deepseek2::is_deepseek2(&g)? {
+                return Self::load_dense(dir, opts);
+            }
             let m = quantized::QuantizedLlama::load(&g, &opts.device)?;
             let config = m.config_json(&g);
             return Ok(Self {
@@ -143,13 +149,18 @@ impl Model {
     }
 
     /// Like [`Model::load`], but a `.gguf` file is dequantized into a dense f32 Llama/Qwen2
-    /// model (trainable, and able to carry a LoRA adapter) instead of running quantized.
+    /// model (trainable, and able to carry a LoRA adapter) instead of running quantized; a
+    /// deepseek2 file into a dense f32 DeepSeek-V3 model.
     pub fn load_dense(path: &Path, opts: &LoadOptions) -> Result<Self> {
         if !gguf::is_gguf_path(path) {
             return Self::load(path, opts);
         }
         let g = gguf::GgufFile::open(path)?;
-        let (config, tensors) = quantized::dense_checkpoint(&g, &opts.device)?;
+        let (config, tensors) = if gguf_deepseek2::is_deepseek2(&g)? {
+            gguf_deepseek2::dense_checkpoint(&g, &opts.device)?
+        } else {
+            quantized::dense_checkpoint(&g, &opts.device)?
+        };
         let tensors = tensors
             .into_iter()
             .map(|(k, v)| Ok((k, v.to_dtype(opts.dtype)?)))

@@ -42,7 +42,7 @@ impl QuantizedConfig {
         match arch.as_str() {
             "llama" | "qwen2" => {}
             "deepseek2" => {
-                return Err(ModelError::file(&g.path, "GGUF architecture deepseek2 (DeepSeek-V2/V3/R1 MLA+MoE) is not runnable quantized yet; aha runs llama and qwen2 GGUF files"))
+                return Err(ModelError::file(&g.path, "GGUF architecture deepseek2 (DeepSeek-V2/V3/R1 MLA+MoE) does not run quantized; Model::load / Model::load_dense load it dense (dequantized to f32, gguf_deepseek2::dense_checkpoint)"))
             }
             other => return Err(ModelError::UnknownArchitecture(format!("{other} (GGUF)"))),
         }
@@ -363,7 +363,7 @@ impl QuantizedLlama {
 /// A tensor of the file with the expected shape, or a clear error. With `permute_heads`, a
 /// llama q/k weight: its rows are interleaved per head for llama.cpp's rope and are put back
 /// in HF's order.
-fn checked_qtensor(
+pub(crate) fn checked_qtensor(
     g: &GgufFile,
     name: &str,
     shape: &[usize],
