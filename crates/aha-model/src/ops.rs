@@ -26,12 +26,99 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
 
 pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     match mode {
-        Mode::Inference => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
+        Mode::Inference => {
+            let x = x.contiguous()?;
+            if x.dtype() == DType::F32 && x.device().is_cpu() {
+                x.apply_op1_no_bwd(&SoftmaxLastDim)
+            } else {
+                candle_nn::ops::softmax_last_dim(&x)
+            }
+        }
         Mode::Train => {
             let max = x.max_keepdim(D::Minus1)?.detach();
             let e = x.broadcast_sub(&max)?.exp()?;
             e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
         }
+    }
+}
+
+/// Inference softmax over the last dim of a contiguous f32 CPU tensor. Unlike libm's
+/// `expf` per element (which takes a slow error-reporting path for every masked score that
+/// underflows), it uses a branch-free exp the compiler vectorizes, and gives exact zeros
+/// below e^-87.
+struct SoftmaxLastDim;
+
+impl candle_core::CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "aha-softmax-last-dim"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(v) = storage else {
+            candle_core::bail!("softmax: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("softmax: input not contiguous");
+        };
+        let d = layout.dims().last().copied().unwrap_or(1).max(1);
+        let v = &v[start..end];
+        let mut out = vec![0f32; v.len()];
+        out.par_chunks_mut(d)
+            .zip(v.par_chunks(d))
+            .with_min_len(64)
+            .for_each(|(o, x)| softmax_row(x, o));
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+fn softmax_row(x: &[f32], out: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = exp_nonpositive(v - max);
+    }
+    // Eight running sums, so that the loop vectorizes.
+    let mut lanes = [0f32; 8];
+    let mut chunks = out.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// e^z for z <= 0 (0 below -87, NaN stays NaN), within a few ulp: z = n ln2 + r with
+/// |r| <= ln2 / 2, a degree-6 polynomial for e^r, and 2^n put into the exponent bits.
+#[inline(always)]
+fn exp_nonpositive(z: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: x + ROUND - ROUND rounds to an integer
+    let zc = z.max(-87.0);
+    let n = (zc * LOG2E + ROUND) - ROUND;
+    let r = (zc - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let e = p * scale;
+    if z >= -87.0 {
+        e
+    } else if z.is_nan() {
+        z
+    } else {
+        0.0
     }
 }
 
@@ -277,6 +364,45 @@ impl Mlp {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    #[test]
+    fn fast_exp_is_within_a_few_ulp() {
+        let mut worst = 0f32;
+        for i in 0..=200_000 {
+            let z = -90.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_nonpositive(z), z.exp());
+            if z < -87.0 {
+                assert_eq!(got, 0.0, "{z}");
+            } else {
+                worst = worst.max((got - want).abs() / want);
+            }
+        }
+        assert!(worst < 5e-7, "max relative error {worst}");
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+    }
+
+    #[test]
+    fn softmax_matches_candles_with_masked_scores() {
+        let dev = Device::Cpu;
+        let x = var((37, 129), 3).as_tensor().clone();
+        // A causal-style mask: the upper part of each row at MASK_VALUE.
+        let mask: Vec<f32> = (0..37 * 129)
+            .map(|i| {
+                if i % 129 > 60 + i / 129 {
+                    MASK_VALUE as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let x = (x * 8.0).unwrap() + Tensor::from_vec(mask, (37, 129), &dev).unwrap();
+        let x = x.unwrap();
+        let got = softmax(&x, Mode::Inference).unwrap();
+        let want = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        let d = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+    }
 
     fn var(shape: (usize, usize), seed: u64) -> Var {
         let n = shape.0 * shape.1;

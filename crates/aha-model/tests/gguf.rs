@@ -300,8 +300,13 @@ fn quantized_logits_match_the_dequantized_reference_per_type() {
             .iter()
             .zip(&a[ids.len() - 1])
             .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        eprintln!("{dtype:?}: cached decode vs full pass {d:.5}");
+        // Quantized types quantize activations to 8 bits: the tiny f32 difference between
+        // attention over a cache and one pass can flip one code's rounding (then the cache
+        // carries it on). Measured: bitwise equal, or ~0.4% of the largest logit after a flip.
+        let cache_tol = if dtype.block_size() > 1 { 1e-2 } else { 1e-3 };
         assert!(
-            d < 1e-3 * scale.max(1.0),
+            d < cache_tol * scale.max(1.0),
             "{dtype:?}: cached decode differs by {d}"
         );
     }
@@ -552,6 +557,9 @@ fn asset(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// The reference is llama.cpp with an f32 KV cache, as aha's (`llama_cpp_greedy.py`). With
+/// llama.cpp's default f16 cache its own greedy tokens part from the f32-cache ones on two of
+/// the three prompts (at near-ties, after 15 and 27 tokens).
 #[test]
 fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
     let Some(path) = asset("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else {

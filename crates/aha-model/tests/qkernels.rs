@@ -1,4 +1,4 @@
-//! aha's Q4_1/Q5_0/Q5_1 matmul kernels against candle: its `QMatMul` on the same blocks
+//! aha's quantized matmul kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) against candle: its `QMatMul` on the same blocks
 //! (tight: both quantize the activations to 8 bits) and the f32 matmul of the dequantized
 //! weights (looser); the scalar fallback against the SIMD path.
 
@@ -25,14 +25,67 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-const TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
+const TYPES: [GgmlDType; 8] = [
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+];
+
+/// (k, n) shapes: rows a multiple of the type's block.
+fn shapes(dtype: GgmlDType) -> Vec<(usize, usize)> {
+    if dtype.block_size() == 256 {
+        vec![
+            (512, 67),
+            (1536, 130),
+            (256, 5),
+            (256, 1),
+            (256, 96),
+            (256, 512),
+            (512, 256),
+        ]
+    } else {
+        vec![(576, 67), (1536, 130), (64, 5), (576, 1)]
+    }
+}
+
+/// The repacked blocks hold exactly the weights candle decodes from the GGUF blocks.
+#[test]
+fn repacking_keeps_every_weight() {
+    let dev = Device::Cpu;
+    for (t, dtype) in TYPES.into_iter().enumerate() {
+        let (k, n) = shapes(dtype)[1];
+        let w: Vec<f32> = rand_vec(n * k, 50 + t as u64)
+            .iter()
+            .map(|v| v * 2.0 + 0.3)
+            .collect();
+        let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).unwrap(), dtype).unwrap();
+        let want = q
+            .dequantize(&dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = QWeight::from_qtensor(&q)
+            .unwrap()
+            .expect("handled type")
+            .dequantize();
+        let err = rel_err(&got, &want);
+        assert!(err < 1e-6, "{dtype:?}: repacked weights differ by {err}");
+    }
+}
 
 #[test]
 fn matches_candle_on_all_types_and_shapes() {
     let dev = Device::Cpu;
     let mut seed = 1;
     for dtype in TYPES {
-        for (k, n) in [(576, 67), (1536, 130), (64, 5), (576, 1)] {
+        for (k, n) in shapes(dtype) {
             for m in [1usize, 7, 33] {
                 seed += 1;
                 // Weights with an offset, so the min/offset term matters.
@@ -71,9 +124,20 @@ fn matches_candle_on_all_types_and_shapes() {
                 let e_candle_exact = rel_err(&candle, &exact);
                 let e_scalar = rel_err(&ys, &y);
                 eprintln!("{what}: vs candle {e_candle:.2e}, vs f32 {e_exact:.2e} (candle {e_candle_exact:.2e})");
-                assert!(e_candle < 5e-3, "{what}: vs candle QMatMul {e_candle}");
+                // candle quantizes activations for the k-quants in blocks of 256 (Q8_K),
+                // aha in blocks of 32 for all types: further apart, both near the f32 result.
+                let tol_candle = if dtype.block_size() == 256 {
+                    2e-2
+                } else {
+                    5e-3
+                };
                 assert!(
-                    e_exact < 1e-2,
+                    e_candle < tol_candle,
+                    "{what}: vs candle QMatMul {e_candle}"
+                );
+                // (A single output can be a near-cancelling sum: then no worse than candle.)
+                assert!(
+                    e_exact < 1e-2f32.max(1.5 * e_candle_exact),
                     "{what}: vs dequantized f32 {e_exact} (candle's own: {e_candle_exact})"
                 );
                 assert!(e_scalar < 1e-5, "{what}: scalar vs simd {e_scalar}");
@@ -93,8 +157,13 @@ fn matches_candle_on_all_types_and_shapes() {
 #[test]
 fn other_types_stay_with_candle() {
     let dev = Device::Cpu;
-    let wt = Tensor::from_vec(rand_vec(64 * 8, 7), (8, 64), &dev).unwrap();
-    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::F32] {
+    let wt = Tensor::from_vec(rand_vec(256 * 8, 7), (8, 256), &dev).unwrap();
+    for dtype in [
+        GgmlDType::Q2K,
+        GgmlDType::Q3K,
+        GgmlDType::F16,
+        GgmlDType::F32,
+    ] {
         let q = QTensor::quantize(&wt, dtype).unwrap();
         assert!(QWeight::from_qtensor(&q).unwrap().is_none());
         assert!(matches!(QMat::from_qtensor(q).unwrap(), QMat::Candle(_)));
@@ -104,13 +173,39 @@ fn other_types_stay_with_candle() {
 #[test]
 fn zero_rows_give_zero() {
     let dev = Device::Cpu;
-    let wt = Tensor::from_vec(rand_vec(64 * 9, 3), (9, 64), &dev).unwrap();
+    let wt = Tensor::from_vec(rand_vec(256 * 9, 3), (9, 256), &dev).unwrap();
     for dtype in TYPES {
         let qw = QWeight::from_qtensor(&QTensor::quantize(&wt, dtype).unwrap())
             .unwrap()
             .unwrap();
         let mut y = vec![1f32; 2 * 9];
-        qw.matmul(&[0f32; 128], 2, &mut y);
+        qw.matmul(&[0f32; 512], 2, &mut y);
         assert!(y.iter().all(|v| *v == 0.0), "{dtype:?}: {y:?}");
+    }
+}
+
+/// A row's result does not depend on the other rows in the call (prefill = cached decode).
+#[test]
+fn rows_are_independent_of_the_batch() {
+    let dev = Device::Cpu;
+    for (t, dtype) in TYPES.into_iter().enumerate() {
+        for (k, n) in shapes(dtype) {
+            let w = rand_vec(n * k, 90 + t as u64);
+            let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).unwrap(), dtype).unwrap();
+            let qw = QWeight::from_qtensor(&q).unwrap().unwrap();
+            let m = 24;
+            let x = rand_vec(m * k, 7 + t as u64);
+            let mut all = vec![0f32; m * n];
+            qw.matmul(&x, m, &mut all);
+            for i in 0..m {
+                let mut one = vec![0f32; n];
+                qw.matmul(&x[i * k..(i + 1) * k], 1, &mut one);
+                assert_eq!(
+                    one,
+                    all[i * n..(i + 1) * n],
+                    "{dtype:?} k={k} n={n} row {i}"
+                );
+            }
+        }
     }
 }
