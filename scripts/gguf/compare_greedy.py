@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Greedy tokens of aha vs llama.cpp on the same GGUF file (three fixed chat prompts).
 
-usage: compare_greedy.py AHA_BIN MODEL.gguf [N_NEW]
+usage: compare_greedy.py AHA_BIN MODEL.gguf [N_NEW] [--prompts=FILE.json]
 Prints, per prompt, how many leading greedy tokens agree.
 """
 import json, subprocess, sys, tempfile, os
 
-aha, model = sys.argv[1], sys.argv[2]
-n = sys.argv[3] if len(sys.argv) > 3 else "32"
+flags = [a for a in sys.argv[1:] if a.startswith("--")]
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+aha, model = args[0], args[1]
+n = args[2] if len(args) > 2 else "32"
 here = os.path.dirname(os.path.abspath(__file__))
 ref = tempfile.mktemp(suffix=".json")
-subprocess.run([sys.executable, os.path.join(here, "llama_cpp_greedy.py"), model, ref, n], check=True, capture_output=True)
+subprocess.run([sys.executable, os.path.join(here, "llama_cpp_greedy.py"), model, ref, n, *flags], check=True, capture_output=True)
 cases = json.load(open(ref))["cases"]
 args = [aha, "generate", "--model", model, "--max-tokens", n, "--ignore-eos", "--json"]
 for c in cases:

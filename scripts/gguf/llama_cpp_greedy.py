@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Greedy tokens and per-token log-probs from llama.cpp (llama-cpp-python) for fixed prompts.
 
-usage: llama_cpp_greedy.py MODEL.gguf OUT.json [N_NEW] [--f16-cache]
+usage: llama_cpp_greedy.py MODEL.gguf OUT.json [N_NEW] [--f16-cache] [--prompts=FILE.json]
+FILE.json: a list of user messages (default: three chat prompts).
 The KV cache is f32 (as aha's) unless --f16-cache (llama.cpp's default, which rounds keys,
 values and queries to f16 in attention). The prompts are rendered with the model's chat template and tokenized by llama.cpp; the
 ids are stored so aha's test feeds exactly the same tokens.
@@ -20,6 +21,10 @@ PROMPTS = [
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     f16_cache = "--f16-cache" in sys.argv
+    prompts = PROMPTS
+    for a in sys.argv[1:]:
+        if a.startswith("--prompts="):
+            prompts = json.load(open(a.split("=", 1)[1]))
     path, out = args[0], args[1]
     n_new = int(args[2]) if len(args) > 2 else 32
     kv = llama_cpp.GGML_TYPE_F16 if f16_cache else llama_cpp.GGML_TYPE_F32
@@ -30,7 +35,7 @@ def main():
 
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     res = {"model": path.split("/")[-1], "kv_cache": "f16" if f16_cache else "f32", "cases": []}
-    for p in PROMPTS:
+    for p in prompts:
         text = env.from_string(tmpl).render(messages=[{"role": "user", "content": p}], add_generation_prompt=True) if tmpl else p
         ids = llm.tokenize(text.encode(), add_bos=False, special=True)
         llm.reset()

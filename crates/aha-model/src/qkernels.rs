@@ -9,8 +9,9 @@
 //!   nibbles hold code j (low) and code j + 16 (high); the 5-bit types add 32 high bits.
 //! - *signed*: i8 codes with an f32 scale per 32 weights (Q8_0) or per 16 (Q6_K).
 //!
-//! Each call quantizes every activation row once to 8-bit blocks of 32 (an f32 scale, 32 i8
-//! codes and `scale * Σ codes` for the offset term), then takes integer dot products: AVX2
+//! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
+//! type (Q8_0, Q8_1 or Q8_K: see [`Flavor`]), kept as blocks of 32 (a scale, 32 i8 codes and
+//! `scale * Σ codes` for the offset term), then takes integer dot products: AVX2
 //! (`maddubs`: unsigned times signed bytes; signed weights go through `sign` first) when
 //! the CPU has it, a portable scalar loop otherwise. Work is split over the rows of W with
 //! rayon (the CLI's `--threads` sets the pool); for several activation rows each unpacked
@@ -345,7 +346,7 @@ impl QWeight {
         if m == 0 || n == 0 {
             return;
         }
-        let act = Q8Rows::quantize(x, m, k);
+        let act = Q8Rows::quantize(x, m, k, self.kind.flavor());
         let threads = rayon::current_num_threads().max(1);
         // Enough chunks to balance the threads, none so small that scheduling dominates.
         let min_rows = if m == 1 { 32 } else { 8 };
@@ -475,12 +476,12 @@ struct Q8Rows {
 }
 
 impl Q8Rows {
-    fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+    fn quantize(x: &[f32], m: usize, k: usize, flavor: Flavor) -> Self {
         let nb = k / QK;
         let mut codes = vec![0i8; m * k];
         let mut scales = vec![[0f32; 2]; m * nb];
         let one = |(xr, (cr, sr)): (&[f32], (&mut [i8], &mut [[f32; 2]]))| {
-            quantize_row(xr, cr, sr);
+            quantize_row(xr, cr, sr, flavor);
         };
         if m >= 8 && rayon::current_num_threads() > 1 {
             x.par_chunks(k)
@@ -527,7 +528,67 @@ where
     }
 }
 
-fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]]) {
+/// How activations are quantized: as llama.cpp quantizes them for the weight type, so that
+/// results track llama.cpp's and not only the exact product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// Q8_0 (for Q4_0, Q5_0, Q8_0): an f16 scale per 32, integer sums exact.
+    Q8_0,
+    /// Q8_1 (for Q4_1, Q5_1): an f16 scale and an f16 `scale * Σ codes` per 32.
+    Q8_1,
+    /// Q8_K (for the k-quants): an f32 scale per 256, integer sums exact.
+    Q8K,
+}
+
+impl Kind {
+    fn flavor(self) -> Flavor {
+        match self {
+            Self::Q4_0 | Self::Q5_0 | Self::Q8_0 => Flavor::Q8_0,
+            Self::Q4_1 | Self::Q5_1 => Flavor::Q8_1,
+            Self::Q4K | Self::Q5K | Self::Q6K => Flavor::Q8K,
+        }
+    }
+}
+
+/// Adding and subtracting 1.5 * 2^23 rounds to nearest, ties to even, as `round_ties_even`
+/// does (and llama.cpp), without a libm call per element (for |v| < 2^22).
+#[inline(always)]
+fn round(v: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    (v + ROUND) - ROUND
+}
+
+fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Flavor) {
+    let r16 = |v: f32| f16::from_f32(v).to_f32();
+    if flavor == Flavor::Q8K {
+        // Per 256: the scale from the largest-magnitude value with its sign, codes <= 127.
+        for ((xb, cb), sb) in x
+            .chunks_exact(256)
+            .zip(codes.chunks_exact_mut(256))
+            .zip(scales.chunks_exact_mut(256 / QK))
+        {
+            let max = xb
+                .iter()
+                .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+            if max == 0.0 {
+                cb.fill(0);
+                sb.fill([0.0; 2]);
+                continue;
+            }
+            let iscale = -127.0 / max;
+            let d = 1.0 / iscale;
+            for ((xs, cs), s) in xb.chunks_exact(QK).zip(cb.chunks_exact_mut(QK)).zip(sb) {
+                let mut sum = 0i32;
+                for (c, v) in cs.iter_mut().zip(xs) {
+                    let q = (round(iscale * v) as i32).min(127);
+                    sum += q;
+                    *c = q as i8;
+                }
+                *s = [d, d * sum as f32];
+            }
+        }
+        return;
+    }
     for ((xb, cb), s) in x
         .chunks_exact(QK)
         .zip(codes.chunks_exact_mut(QK))
@@ -537,18 +598,15 @@ fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]]) {
         let d = amax / 127.0;
         let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
-        // Adding and subtracting 1.5 * 2^23 rounds to nearest, ties to even, as
-        // `round_ties_even` does, but without a libm call per element (|v * inv| <= 127).
-        const ROUND: f32 = 12_582_912.0;
         for (c, v) in cb.iter_mut().zip(xb) {
-            let q = ((v * inv + ROUND) - ROUND) as i32;
+            let q = round(v * inv) as i32;
             sum += q;
             *c = q as i8;
         }
-        // Stored at f16 precision, as GGUF's Q8_1 activation blocks are (so that results
-        // track llama.cpp's, not only the exact product).
-        let r = |v: f32| f16::from_f32(v).to_f32();
-        *s = [r(d), r(d * sum as f32)];
+        *s = match flavor {
+            Flavor::Q8_1 => [r16(d), r16(d * sum as f32)],
+            _ => [r16(d), r16(d) * sum as f32],
+        };
     }
 }
 

@@ -451,6 +451,17 @@ pub fn pre_tokenizer_name(tokenizer_json: &Value) -> Option<&'static str> {
     if text.contains(r"[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|") {
         return Some("qwen2");
     }
+    // aha's own tiny BPE (aha-train's bpe.rs): whole numbers split off, then GPT-2's
+    // byte-level regex, which already keeps ` ?\p{N}+` together: the same pieces on ASCII.
+    if let Some([split, byte_level]) = pre["pretokenizers"].as_array().map(Vec::as_slice) {
+        if split["type"] == "Split"
+            && split["pattern"]["Regex"] == " ?\\d+"
+            && byte_level["type"] == "ByteLevel"
+            && byte_level["use_regex"] != false
+        {
+            return Some("gpt-2");
+        }
+    }
     None
 }
 
@@ -557,5 +568,30 @@ impl GgufVocab {
             add_eos: Some(cfg["add_eos_token"] == true),
             chat_template: template,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pre_tokenizer_name;
+    use serde_json::json;
+
+    #[test]
+    fn pre_tokenizer_names() {
+        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "use_regex": true});
+        let aha_tiny = json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": " ?\\d+"}, "behavior": "Isolated", "invert": false},
+            byte_level.clone(),
+        ]}});
+        assert_eq!(pre_tokenizer_name(&aha_tiny), Some("gpt-2"));
+        assert_eq!(
+            pre_tokenizer_name(&json!({"pre_tokenizer": byte_level})),
+            Some("gpt-2")
+        );
+        let other_split = json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "use_regex": true},
+        ]}});
+        assert_eq!(pre_tokenizer_name(&other_split), None);
     }
 }
