@@ -534,7 +534,10 @@ impl AlignedBytes {
         s.as_mut().copy_from_slice(b);
         s
     }
-    pub fn as_mut(&mut self) -> &mut [u8] {
+}
+
+impl AsMut<[u8]> for AlignedBytes {
+    fn as_mut(&mut self) -> &mut [u8] {
         // SAFETY: u64 storage of at least `len` bytes; u8 has no alignment or validity requirements.
         unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut u8, self.len) }
     }

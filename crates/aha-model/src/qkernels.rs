@@ -480,17 +480,14 @@ impl Q8Rows {
         let nb = k / QK;
         let mut codes = vec![0i8; m * k];
         let mut scales = vec![[0f32; 2]; m * nb];
-        let one = |(xr, (cr, sr)): (&[f32], (&mut [i8], &mut [[f32; 2]]))| {
-            quantize_row(xr, cr, sr, flavor);
-        };
         if m >= 8 && rayon::current_num_threads() > 1 {
             x.par_chunks(k)
                 .zip(codes.par_chunks_mut(k).zip(scales.par_chunks_mut(nb)))
-                .for_each(one);
+                .for_each(|(xr, (cr, sr))| quantize_row(xr, cr, sr, flavor));
         } else {
             x.chunks(k)
                 .zip(codes.chunks_mut(k).zip(scales.chunks_mut(nb)))
-                .for_each(one);
+                .for_each(|(xr, (cr, sr))| quantize_row(xr, cr, sr, flavor));
         }
         Self {
             m,

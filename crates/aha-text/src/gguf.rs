@@ -519,7 +519,7 @@ impl GgufVocab {
             match tokens.get(i).cloned().flatten() {
                 Some(t) => {
                     out_tokens.push(t);
-                    out_types.push(types[i]);
+                    out_types.push(types.get(i).copied().unwrap_or(1));
                 }
                 None => {
                     out_tokens.push(format!("[PAD{i}]"));
