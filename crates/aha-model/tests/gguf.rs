@@ -6,7 +6,7 @@ use aha_model::gguf::{self, GgufFile, Value};
 use aha_model::weights::Checkpoint;
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model, Tensor};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, IndexOp};
+use candle_core::{DType, Device};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -145,30 +145,38 @@ fn write_tiny(path: &Path, dtype: GgmlDType) {
     gguf::write(&mut f, &meta, &tensors).unwrap();
 }
 
-fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
+/// The model's logits for `ids` at positions `start..`, batch 1: `[t, vocab]` for
+/// `LogitsFor::All`, `[1, vocab]` for `Last`.
+fn forward_ids(
+    model: &Model,
+    ids: &[u32],
+    start: usize,
+    cache: Option<&mut aha_model::KvCache>,
+    which: LogitsFor,
+) -> Vec<Vec<f32>> {
     let dev = Device::Cpu;
-    let t = ids.len();
-    let input_ids = Tensor::new(ids, &dev).unwrap().reshape((1, t)).unwrap();
-    let pos = Tensor::arange(0u32, t as u32, &dev)
+    let x = Tensor::new(ids, &dev).unwrap().unsqueeze(0).unwrap();
+    let p = Tensor::arange(start as u32, (start + ids.len()) as u32, &dev)
         .unwrap()
-        .reshape((1, t))
+        .unsqueeze(0)
         .unwrap();
     let input = ForwardInput {
-        input_ids: &input_ids,
-        position_ids: &pos,
+        input_ids: &x,
+        position_ids: &p,
         key_mask: None,
         mode: Mode::Inference,
-        logits: LogitsFor::All,
+        logits: which,
     };
-    model
-        .forward(&input, None)
-        .unwrap()
-        .i(0)
-        .unwrap()
-        .to_dtype(DType::F32)
+    let l = model.forward(&input, cache).unwrap();
+    let l = l.to_dtype(DType::F32).unwrap();
+    l.reshape(((), l.dim(candle_core::D::Minus1).unwrap()))
         .unwrap()
         .to_vec2()
         .unwrap()
+}
+
+fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
+    forward_ids(model, ids, 0, None, LogitsFor::All)
 }
 
 /// The dense aha Llama on the GGUF file's dequantized weights.
@@ -273,28 +281,9 @@ fn quantized_logits_match_the_dequantized_reference_per_type() {
         );
         // The KV-cached decode gives the same last logits as the full pass.
         let mut cache = q.new_cache();
-        let dev = Device::Cpu;
         let mut last = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
-            let x = Tensor::new(&[id], &dev).unwrap().reshape((1, 1)).unwrap();
-            let p = Tensor::new(&[i as u32], &dev)
-                .unwrap()
-                .reshape((1, 1))
-                .unwrap();
-            let input = ForwardInput {
-                input_ids: &x,
-                position_ids: &p,
-                key_mask: None,
-                mode: Mode::Inference,
-                logits: LogitsFor::Last,
-            };
-            last = q
-                .forward(&input, Some(&mut cache))
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            last = forward_ids(&q, &[id], i, Some(&mut cache), LogitsFor::Last).remove(0);
         }
         let d = last
             .iter()
@@ -572,7 +561,6 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
         .join("tests/fixtures/gguf/smollm2_llama_cpp_greedy.json");
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
-    let dev = Device::Cpu;
     for case in reference["cases"].as_array().unwrap() {
         let ids: Vec<u32> = case["prompt_ids"]
             .as_array()
@@ -596,23 +584,7 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         // Teacher-forced on llama.cpp's greedy tokens: aha's log-prob of each one.
         let all: Vec<u32> = ids.iter().chain(&want).copied().collect();
-        let x = Tensor::new(all.as_slice(), &dev)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let p = Tensor::arange(0u32, all.len() as u32, &dev)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let input = ForwardInput {
-            input_ids: &x,
-            position_ids: &p,
-            key_mask: None,
-            mode: Mode::Inference,
-            logits: LogitsFor::All,
-        };
-        let l = model.forward(&input, None).unwrap();
-        let lsm = candle_nn_log_softmax(&l.i(0).unwrap());
+        let lsm = log_softmax(&logits(&model, &all));
         let forced: Vec<f64> = want
             .iter()
             .enumerate()
@@ -637,33 +609,18 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
 
 /// `n` greedy tokens after `ids`, decoding with the KV cache.
 fn greedy(model: &Model, ids: &[u32], n: usize) -> Vec<u32> {
-    let dev = Device::Cpu;
     let mut cache = model.new_cache();
     let mut toks = ids.to_vec();
     let mut start = 0;
     for _ in 0..n {
-        let x = Tensor::new(&toks[start..], &dev)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let p = Tensor::arange(start as u32, toks.len() as u32, &dev)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let input = ForwardInput {
-            input_ids: &x,
-            position_ids: &p,
-            key_mask: None,
-            mode: Mode::Inference,
-            logits: LogitsFor::Last,
-        };
-        let l: Vec<f32> = model
-            .forward(&input, Some(&mut cache))
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let l = forward_ids(
+            model,
+            &toks[start..],
+            start,
+            Some(&mut cache),
+            LogitsFor::Last,
+        )
+        .remove(0);
         let t = l
             .iter()
             .enumerate()
@@ -709,9 +666,8 @@ fn aha_quantized_files_give_llama_cpps_greedy_tokens() {
     }
 }
 
-fn candle_nn_log_softmax(l: &Tensor) -> Vec<Vec<f32>> {
-    let rows: Vec<Vec<f32>> = l.to_dtype(DType::F32).unwrap().to_vec2().unwrap();
-    rows.into_iter()
+fn log_softmax(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    rows.iter()
         .map(|r| {
             let m = r.iter().cloned().fold(f32::MIN, f32::max);
             let lse = r.iter().map(|v| ((v - m) as f64).exp()).sum::<f64>().ln() as f32 + m;
