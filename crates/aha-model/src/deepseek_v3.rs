@@ -18,6 +18,7 @@ use crate::config::{parse_rope, RopeConfig, RopeScaling};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::ops::{self, Linear, Mlp, Mode};
+use crate::qkernels::QMat;
 use crate::rope::{yarn_mscale, Rope};
 use crate::weights::{Checkpoint, Params};
 use crate::{ForwardInput, LogitsFor};
@@ -670,7 +671,10 @@ pub struct DeepseekV3 {
     lm_head: Option<Tensor>,
     mtp: Vec<Mtp>,
     rope: Rope,
+    /// The dense weights (quantized ones are not parameters).
     params: Params,
+    /// Linear layers that run on a quantized weight (a GGUF file's blocks).
+    quantized_linears: usize,
     /// Which MLA form forward passes use.
     pub mla_form: MlaForm,
     /// Run every routed expert on every token (weights 0 where not chosen): the dense baseline
@@ -725,6 +729,9 @@ struct Loader<'a> {
     ckpt: &'a mut Checkpoint,
     dtype: DType,
     block: Option<(usize, usize)>,
+    device: Device,
+    /// Linear layers built on a quantized weight.
+    quantized: usize,
 }
 
 impl Loader<'_> {
@@ -749,14 +756,38 @@ impl Loader<'_> {
         self.p.insert(name, t)
     }
 
+    /// A linear layer: on the checkpoint's quantized weight when it holds one (inference
+    /// only; not a parameter), else on a dense one.
     fn linear(&mut self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let weight = self.take(&format!("{name}.weight"), (out, inp))?;
+        let wname = format!("{name}.weight");
+        let quantized = self.ckpt.take_quantized(&wname, (out, inp))?;
         let bias = if bias {
             Some(self.take(&format!("{name}.bias"), out)?)
         } else {
             None
         };
-        Ok(Linear::new(weight, bias))
+        match quantized {
+            Some(q) => {
+                self.quantized += 1;
+                Ok(Linear::quantized(
+                    QMat::from_qtensor(q)?,
+                    (out, inp),
+                    self.dtype,
+                    &self.device,
+                    bias,
+                )?)
+            }
+            None => Ok(Linear::new(self.take(&wname, (out, inp))?, bias)),
+        }
+    }
+
+    /// A linear layer whose weight is also used as a matrix (kv_b in the absorbed MLA form):
+    /// always dense.
+    fn dense_linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        Ok(Linear::new(
+            self.take(&format!("{name}.weight"), (out, inp))?,
+            None,
+        ))
     }
 
     fn mlp(&mut self, pre: &str, h: usize, inter: usize) -> Result<Mlp> {
@@ -792,11 +823,10 @@ impl Loader<'_> {
                 ab,
             )?,
             kv_norm: self.take(&format!("{pre}.self_attn.kv_a_layernorm.weight"), r)?,
-            kv_b: self.linear(
+            kv_b: self.dense_linear(
                 &format!("{pre}.self_attn.kv_b_proj"),
                 nh * (cfg.qk_nope_head_dim + cfg.v_head_dim),
                 r,
-                false,
             )?,
             o: self.linear(
                 &format!("{pre}.self_attn.o_proj"),
@@ -881,6 +911,8 @@ impl DeepseekV3 {
             ckpt,
             dtype: embed.dtype(),
             block: cfg.fp8_block(),
+            device: device.clone(),
+            quantized: 0,
         };
         let embed = l.p.insert("model.embed_tokens.weight", embed)?;
         let scale = cfg.softmax_scale();
@@ -945,6 +977,7 @@ impl DeepseekV3 {
             mtp,
             rope,
             params: l.p,
+            quantized_linears: l.quantized,
             mla_form: MlaForm::Auto,
             compute_all_experts: false,
         })
@@ -965,6 +998,12 @@ impl DeepseekV3 {
 
     pub fn num_layers(&self) -> usize {
         self.cfg.num_hidden_layers
+    }
+
+    /// How many linear layers hold their weight quantized (0 for a dense model): such a
+    /// model runs inference only, and its [`Self::params`] lack those weights.
+    pub fn quantized_linears(&self) -> usize {
+        self.quantized_linears
     }
 
     pub fn num_mtp(&self) -> usize {

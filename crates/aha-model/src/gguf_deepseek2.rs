@@ -1,7 +1,9 @@
-//! DeepSeek-V2/V3/R1 GGUF files (llama.cpp's `deepseek2` architecture) as a dense
-//! DeepSeek-V3 checkpoint: an HF `config.json` and every weight dequantized to f32 under the
-//! name [`crate::deepseek_v3`] loads. [`crate::Model::load`] and [`crate::Model::load_dense`]
-//! run such a file this way (there is no quantized MLA/MoE path).
+//! DeepSeek-V2/V3/R1 GGUF files (llama.cpp's `deepseek2` architecture) as a DeepSeek-V3
+//! checkpoint: an HF `config.json` and the weights under the names [`crate::deepseek_v3`]
+//! loads. [`crate::Model::load_dense`] dequantizes every weight to f32
+//! ([`dense_checkpoint`]); [`crate::Model::load`] keeps the block-quantized projections
+//! (attention, dense MLP, experts) quantized and runs them with [`crate::qkernels`]
+//! ([`quantized_checkpoint`]), everything else dense.
 //!
 //! What llama.cpp's converter (`convert_hf_to_gguf.py`, `DeepseekV2Model`) writes, and how it
 //! maps back:
@@ -26,8 +28,9 @@
 //!   converter drops it for DeepSeek-V3).
 
 use crate::error::{ModelError, Result};
-use crate::gguf::GgufFile;
+use crate::gguf::{qtensor_from_bytes, GgufFile};
 use crate::quantized::checked_qtensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 
@@ -281,6 +284,37 @@ pub fn dense_checkpoint(
     g: &GgufFile,
     device: &Device,
 ) -> Result<(serde_json::Value, HashMap<String, Tensor>)> {
+    let (config, dense, _) = checkpoint(g, device, false)?;
+    Ok((config, dense))
+}
+
+/// Weights kept in their GGUF blocks, by HF name.
+pub type QuantizedTensors = HashMap<String, QTensor>;
+
+/// As [`dense_checkpoint`], but the projections that run as plain matmuls (q / q_a / q_b,
+/// kv_a, o, the dense MLP, every routed and shared expert, the MTP eh_proj) stay quantized
+/// when the file stores them in a block type (anything but F32 / F16 / BF16) whose block
+/// size divides their rows; they come in the second map (an expert cut out of its stacked
+/// `ffn_*_exps` tensor), everything else dequantized in the first. Tensors that are rebuilt
+/// (kv_b from `attn_k_b` / `attn_v_b`), norms, the router, embeddings and heads are dense.
+pub fn quantized_checkpoint(
+    g: &GgufFile,
+    device: &Device,
+) -> Result<(serde_json::Value, HashMap<String, Tensor>, QuantizedTensors)> {
+    checkpoint(g, device, true)
+}
+
+/// Whether a weight of this type and row length can run as a quantized matmul.
+fn keeps_quantized(dtype: GgmlDType, row: usize) -> bool {
+    !matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+        && row.is_multiple_of(dtype.block_size())
+}
+
+fn checkpoint(
+    g: &GgufFile,
+    device: &Device,
+    keep_quantized: bool,
+) -> Result<(serde_json::Value, HashMap<String, Tensor>, QuantizedTensors)> {
     if !is_deepseek2(g)? {
         return Err(meta_err(g, "not a deepseek2 GGUF file"));
     }
@@ -303,9 +337,52 @@ pub fn dense_checkpoint(
     let qk = hp.nope + hp.rope;
     let moe = hp.experts > 0;
     let mut out: HashMap<String, Tensor> = HashMap::new();
+    let mut quant: QuantizedTensors = HashMap::new();
     let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
         let q = checked_qtensor(g, name, shape, None, device)?;
         Ok(q.dequantize(device)?.to_dtype(DType::F32)?)
+    };
+    // A 2-D projection weight: kept quantized when it can be, else dequantized.
+    let lin = |out: &mut HashMap<String, Tensor>,
+               quant: &mut QuantizedTensors,
+               name: &str,
+               hf_name: String,
+               shape: &[usize]|
+     -> Result<()> {
+        let q = checked_qtensor(g, name, shape, None, device)?;
+        if keep_quantized && keeps_quantized(q.dtype(), shape[1]) {
+            quant.insert(hf_name, q);
+        } else {
+            out.insert(hf_name, q.dequantize(device)?.to_dtype(DType::F32)?);
+        }
+        Ok(())
+    };
+    // Stacked experts [e, rows, cols] (`rows_from..+rows` of each): per-expert QTensors cut
+    // from the raw blocks (each expert's slab is contiguous), or None to dequantize.
+    let experts_q = |name: &str,
+                     shape: &[usize],
+                     rows_from: usize,
+                     rows: usize|
+     -> Result<Option<Vec<QTensor>>> {
+        let (e, all_rows, cols) = (shape[0], shape[1], shape[2]);
+        let dtype = match g.tensor_info(name) {
+            Some(t) if keep_quantized && t.shape() == shape && keeps_quantized(t.dtype, cols) => {
+                t.dtype
+            }
+            // Dense, or an error from the dense path.
+            _ => return Ok(None),
+        };
+        let data = g.tensor_data(name)?;
+        let row_bytes = cols / dtype.block_size() * dtype.type_size();
+        let slab = all_rows * row_bytes;
+        (0..e)
+            .map(|x| {
+                let start = x * slab + rows_from * row_bytes;
+                let bytes = &data.as_ref()[start..start + rows * row_bytes];
+                qtensor_from_bytes(dtype, bytes, &[rows, cols], device)
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     };
     out.insert(
         "model.embed_tokens.weight".into(),
@@ -344,10 +421,25 @@ pub fn dense_checkpoint(
             );
             Ok(())
         };
+        let putq = |out: &mut HashMap<String, Tensor>,
+                    quant: &mut QuantizedTensors,
+                    suffix: &str,
+                    hf_suffix: &str,
+                    shape: &[usize]|
+         -> Result<()> {
+            lin(
+                out,
+                quant,
+                &format!("{p}.{suffix}"),
+                format!("{hf}.{hf_suffix}"),
+                shape,
+            )
+        };
         put(&mut out, "attn_norm.weight", "input_layernorm.weight", &[h])?;
         if hp.q_rank > 0 {
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "attn_q_a.weight",
                 "self_attn.q_a_proj.weight",
                 &[hp.q_rank, h],
@@ -358,22 +450,25 @@ pub fn dense_checkpoint(
                 "self_attn.q_a_layernorm.weight",
                 &[hp.q_rank],
             )?;
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "attn_q_b.weight",
                 "self_attn.q_b_proj.weight",
                 &[nh * qk, hp.q_rank],
             )?;
         } else {
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "attn_q.weight",
                 "self_attn.q_proj.weight",
                 &[nh * qk, h],
             )?;
         }
-        put(
+        putq(
             &mut out,
+            &mut quant,
             "attn_kv_a_mqa.weight",
             "self_attn.kv_a_proj_with_mqa.weight",
             &[hp.kv_rank + hp.rope, h],
@@ -401,8 +496,9 @@ pub fn dense_checkpoint(
                 &[nh * (hp.nope + hp.v), hp.kv_rank],
             )?;
         }
-        put(
+        putq(
             &mut out,
+            &mut quant,
             "attn_output.weight",
             "self_attn.o_proj.weight",
             &[h, nh * hp.v],
@@ -414,20 +510,23 @@ pub fn dense_checkpoint(
             &[h],
         )?;
         if !moe || (i < hp.dense_lead && i < trunk) {
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "ffn_gate.weight",
                 "mlp.gate_proj.weight",
                 &[hp.inter, h],
             )?;
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "ffn_up.weight",
                 "mlp.up_proj.weight",
                 &[hp.inter, h],
             )?;
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "ffn_down.weight",
                 "mlp.down_proj.weight",
                 &[h, hp.inter],
@@ -443,42 +542,80 @@ pub fn dense_checkpoint(
                     &[e],
                 )?;
             }
-            let (gate, up) = if g
+            let fused = g
                 .tensor_info(&format!("{p}.ffn_gate_up_exps.weight"))
-                .is_some()
-            {
-                let gu = get(&format!("{p}.ffn_gate_up_exps.weight"), &[e, 2 * mi, h])?;
-                (gu.narrow(1, 0, mi)?, gu.narrow(1, mi, mi)?)
+                .is_some();
+            let (gate_name, up_name, down_name) = (
+                format!("{p}.ffn_gate_exps.weight"),
+                format!("{p}.ffn_up_exps.weight"),
+                format!("{p}.ffn_down_exps.weight"),
+            );
+            let gu_name = format!("{p}.ffn_gate_up_exps.weight");
+            let q = if fused {
+                (
+                    experts_q(&gu_name, &[e, 2 * mi, h], 0, mi)?,
+                    experts_q(&gu_name, &[e, 2 * mi, h], mi, mi)?,
+                )
             } else {
                 (
-                    get(&format!("{p}.ffn_gate_exps.weight"), &[e, mi, h])?,
-                    get(&format!("{p}.ffn_up_exps.weight"), &[e, mi, h])?,
+                    experts_q(&gate_name, &[e, mi, h], 0, mi)?,
+                    experts_q(&up_name, &[e, mi, h], 0, mi)?,
                 )
             };
-            let down = get(&format!("{p}.ffn_down_exps.weight"), &[e, h, mi])?;
+            let q_down = experts_q(&down_name, &[e, h, mi], 0, h)?;
+            let quantized = [q.0, q.1, q_down];
+            let (gate, up) = if quantized[0].is_some() && quantized[1].is_some() {
+                (None, None)
+            } else if fused {
+                let gu = get(&gu_name, &[e, 2 * mi, h])?;
+                (Some(gu.narrow(1, 0, mi)?), Some(gu.narrow(1, mi, mi)?))
+            } else {
+                (
+                    Some(get(&gate_name, &[e, mi, h])?),
+                    Some(get(&up_name, &[e, mi, h])?),
+                )
+            };
+            let down = match &quantized[2] {
+                Some(_) => None,
+                None => Some(get(&down_name, &[e, h, mi])?),
+            };
+            let dense = [gate, up, down];
+            let mut quantized = quantized.map(|q| q.map(|v| v.into_iter()));
             for x in 0..e {
-                let one = |t: &Tensor| -> Result<Tensor> { Ok(t.get(x)?.contiguous()?) };
                 let pre = format!("{hf}.mlp.experts.{x}");
-                out.insert(format!("{pre}.gate_proj.weight"), one(&gate)?);
-                out.insert(format!("{pre}.up_proj.weight"), one(&up)?);
-                out.insert(format!("{pre}.down_proj.weight"), one(&down)?);
+                for (k, proj) in ["gate_proj", "up_proj", "down_proj"].iter().enumerate() {
+                    let name = format!("{pre}.{proj}.weight");
+                    match (&mut quantized[k], &dense[k]) {
+                        (Some(it), _) => {
+                            let q = it.next().expect("one QTensor per expert");
+                            quant.insert(name, q);
+                        }
+                        (None, Some(t)) => {
+                            out.insert(name, t.get(x)?.contiguous()?);
+                        }
+                        (None, None) => unreachable!("gate/up/down are dense when not quantized"),
+                    }
+                }
             }
             if hp.shared > 0 {
                 let si = mi * hp.shared;
-                put(
+                putq(
                     &mut out,
+                    &mut quant,
                     "ffn_gate_shexp.weight",
                     "mlp.shared_experts.gate_proj.weight",
                     &[si, h],
                 )?;
-                put(
+                putq(
                     &mut out,
+                    &mut quant,
                     "ffn_up_shexp.weight",
                     "mlp.shared_experts.up_proj.weight",
                     &[si, h],
                 )?;
-                put(
+                putq(
                     &mut out,
+                    &mut quant,
                     "ffn_down_shexp.weight",
                     "mlp.shared_experts.down_proj.weight",
                     &[h, si],
@@ -486,8 +623,9 @@ pub fn dense_checkpoint(
             }
         }
         if i >= trunk {
-            put(
+            putq(
                 &mut out,
+                &mut quant,
                 "nextn.eh_proj.weight",
                 "eh_proj.weight",
                 &[h, 2 * h],
@@ -587,5 +725,5 @@ pub fn dense_checkpoint(
         "eos_token_id": eos,
         "torch_dtype": "float32",
     });
-    Ok((config, out))
+    Ok((config, out, quant))
 }

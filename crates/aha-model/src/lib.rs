@@ -107,7 +107,7 @@ impl Default for LoadOptions {
 }
 
 enum Arch {
-    Llama(llama::Llama),
+    Llama(Box<llama::Llama>),
     DeepseekV3(Box<deepseek_v3::DeepseekV3>),
     Quantized(Box<quantized::QuantizedLlama>),
 }
@@ -123,13 +123,24 @@ pub struct Model {
 
 impl Model {
     /// Load a Hugging Face model directory (config.json + safetensors), or a `.gguf` file:
-    /// llama/qwen2 run quantized; deepseek2 (DeepSeek-V2/V3/R1) is dequantized to a dense f32
-    /// DeepSeek-V3 model on load, as [`Model::load_dense`].
+    /// llama/qwen2 run quantized; deepseek2 (DeepSeek-V2/V3/R1) loads as a DeepSeek-V3 model
+    /// whose block-quantized projections stay quantized (see
+    /// [`deepseek_v3::DeepseekV3::quantized_linears`]; inference only), the rest dense f32.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         if gguf::is_gguf_path(dir) {
             let g = gguf::GgufFile::open(dir)?;
             if gguf_deepseek2::is_deepseek2(&g)? {
-                return Self::load_dense(dir, opts);
+                let (config, dense, quantized) =
+                    gguf_deepseek2::quantized_checkpoint(&g, &opts.device)?;
+                let dense = dense
+                    .into_iter()
+                    .map(|(k, v)| Ok((k, v.to_dtype(opts.dtype)?)))
+                    .collect::<Result<_>>()?;
+                let mut ckpt =
+                    weights::Checkpoint::from_tensors(dense, dir).with_quantized(quantized, dir);
+                let mut model = Self::from_checkpoint(config, &mut ckpt, dir, &opts.device)?;
+                model.source = Some(dir.to_path_buf());
+                return Ok(model);
             }
             let m = quantized::QuantizedLlama::load(&g, &opts.device)?;
             let config = m.config_json(&g);
@@ -184,7 +195,7 @@ impl Model {
         let arch = match arch_name.as_str() {
             "llama" | "qwen2" | "mistral" => {
                 let cfg = llama::LlamaConfig::from_json(&config, config_path)?;
-                Arch::Llama(llama::Llama::load(cfg, ckpt, device)?)
+                Arch::Llama(Box::new(llama::Llama::load(cfg, ckpt, device)?))
             }
             "deepseek_v3" => {
                 let cfg = deepseek_v3::DeepseekV3Config::from_json(&config, config_path)?;
@@ -318,8 +329,9 @@ impl Model {
     /// A copy to serve as a frozen reference: every trainable parameter copied; with an
     /// adapter, the frozen base weights are shared instead of copied.
     pub fn snapshot(&self) -> Result<Model> {
+        self.check_dense("copied for training")?;
         let arch = match &self.arch {
-            Arch::Llama(m) => Arch::Llama(m.fork()?),
+            Arch::Llama(m) => Arch::Llama(Box::new(m.fork()?)),
             Arch::DeepseekV3(_) => {
                 let mut tensors = std::collections::HashMap::new();
                 for (name, var) in self.params().iter() {
@@ -350,6 +362,19 @@ impl Model {
             source: self.source.clone(),
             device: self.device.clone(),
         })
+    }
+
+    /// An error when some weights are held quantized outside [`Model::params`] (a deepseek2
+    /// GGUF loaded by [`Model::load`]).
+    fn check_dense(&self, what: &str) -> Result<()> {
+        match &self.arch {
+            Arch::DeepseekV3(m) if m.quantized_linears() > 0 => Err(ModelError::Invalid(format!(
+                "this DeepSeek model holds {} linear layers quantized (a GGUF file) and cannot be \
+                 {what}: load the GGUF file dense (Model::load_dense) to train, copy or save it",
+                m.quantized_linears()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn source_name(&self) -> Option<String> {
@@ -410,6 +435,7 @@ impl Model {
     /// a LoRA adapter the weights are written merged (W + alpha/r B A); see
     /// [`Model::save_adapter`] for the adapter alone.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.check_dense("saved")?;
         std::fs::create_dir_all(dir).map_err(|e| ModelError::file(dir, e))?;
         let dtype = config::stored_dtype(&self.config)
             .as_deref()

@@ -1,7 +1,9 @@
 //! The op set by mode: fused kernels for inference, differentiable compositions for training.
 //! (candle's fused rms_norm, softmax_last_dim and rope have no backward pass.)
 
-use candle_core::{DType, Result, Tensor, D};
+use crate::qkernels::QMat;
+use candle_core::{DType, Module, Result, Tensor, D};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -152,6 +154,10 @@ pub struct Linear {
     /// The weight and bias get no gradient even in `Mode::Train` (the frozen base model of
     /// LoRA training): the backward pass computes only the input's gradient.
     pub frozen: bool,
+    /// The weight held in its GGUF blocks, run by [`QMat`] (inference only, no adapter). Then
+    /// `weight` holds no values: one zero broadcast to [out, in], for the shape, dtype and
+    /// device only.
+    pub quantized: Option<Arc<QMat>>,
 }
 
 impl Linear {
@@ -161,7 +167,25 @@ impl Linear {
             bias,
             lora: None,
             frozen: false,
+            quantized: None,
         }
+    }
+
+    /// A linear layer on a quantized [out, in] weight (inference only).
+    pub fn quantized(
+        w: QMat,
+        (out, inp): (usize, usize),
+        dtype: DType,
+        device: &candle_core::Device,
+        bias: Option<Tensor>,
+    ) -> Result<Self> {
+        Ok(Self {
+            weight: Tensor::zeros((), dtype, device)?.broadcast_as((out, inp))?,
+            bias,
+            lora: None,
+            frozen: false,
+            quantized: Some(Arc::new(w)),
+        })
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -170,21 +194,13 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim[0]))?;
         let base_mode = if self.frozen { Mode::Inference } else { mode };
-        let mut y = match &self.lora {
-            Some(l) if self.frozen && fused_lora_ok(&x2, &self.weight, l) => {
-                lora_matmul_t(&x2, &self.weight, l, mode)?
-            }
-            lora => {
-                let y = if self.frozen && mode == Mode::Train {
-                    frozen_matmul_t(&x2, &self.weight)?
-                } else {
-                    x2.matmul(&param(&self.weight, base_mode).t()?)?
-                };
-                match lora {
-                    Some(l) => (y + lora_delta(&x2, l, mode)?)?,
-                    None => y,
-                }
-            }
+        let mut y = match (&self.quantized, &self.lora) {
+            (Some(q), None) if mode == Mode::Inference => q.forward(&x2)?,
+            (Some(_), _) => candle_core::bail!(
+                "a weight held quantized (GGUF) runs inference only, without an adapter: load \
+                 the GGUF file dense (Model::load_dense) to train or adapt it"
+            ),
+            (None, lora) => self.dense_forward(&x2, lora.as_ref(), mode, base_mode)?,
         };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&param(b, base_mode))?;
@@ -192,6 +208,31 @@ impl Linear {
         let mut out = lead.to_vec();
         out.push(y.dim(1)?);
         y.reshape(out)
+    }
+
+    fn dense_forward(
+        &self,
+        x2: &Tensor,
+        lora: Option<&LoraWeights>,
+        mode: Mode,
+        base_mode: Mode,
+    ) -> Result<Tensor> {
+        Ok(match lora {
+            Some(l) if self.frozen && fused_lora_ok(x2, &self.weight, l) => {
+                lora_matmul_t(x2, &self.weight, l, mode)?
+            }
+            lora => {
+                let y = if self.frozen && mode == Mode::Train {
+                    frozen_matmul_t(x2, &self.weight)?
+                } else {
+                    x2.matmul(&param(&self.weight, base_mode).t()?)?
+                };
+                match lora {
+                    Some(l) => (y + lora_delta(x2, l, mode)?)?,
+                    None => y,
+                }
+            }
+        })
     }
 }
 

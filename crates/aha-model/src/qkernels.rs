@@ -828,6 +828,15 @@ pub enum QMat {
     Fast(QWeight),
 }
 
+impl std::fmt::Debug for QMat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Candle(w) => write!(f, "QMat::Candle({w:?})"),
+            Self::Fast(w) => write!(f, "QMat::Fast({:?} [{}, {}])", w.kind, w.n, w.k),
+        }
+    }
+}
+
 fn fast_enabled() -> bool {
     std::env::var("AHA_QKERNELS").map_or(true, |v| v != "0")
 }

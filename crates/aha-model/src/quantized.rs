@@ -42,7 +42,7 @@ impl QuantizedConfig {
         match arch.as_str() {
             "llama" | "qwen2" => {}
             "deepseek2" => {
-                return Err(ModelError::file(&g.path, "GGUF architecture deepseek2 (DeepSeek-V2/V3/R1 MLA+MoE) does not run quantized; Model::load / Model::load_dense load it dense (dequantized to f32, gguf_deepseek2::dense_checkpoint)"))
+                return Err(ModelError::file(&g.path, "GGUF architecture deepseek2 (DeepSeek-V2/V3/R1 MLA+MoE) is not a llama/qwen2 model; Model::load runs it as DeepSeek-V3 (gguf_deepseek2)"))
             }
             other => return Err(ModelError::UnknownArchitecture(format!("{other} (GGUF)"))),
         }

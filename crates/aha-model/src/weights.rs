@@ -2,13 +2,16 @@
 //! `model.safetensors.index.json`, stored as f32, bf16 or f16.
 
 use crate::error::{ModelError, Result};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// All tensors of a checkpoint, read into memory in the compute dtype.
+/// All tensors of a checkpoint, read into memory in the compute dtype; a GGUF checkpoint may
+/// also hold weights still in their quantized blocks (see [`Checkpoint::with_quantized`]).
 pub struct Checkpoint {
     tensors: HashMap<String, (Tensor, PathBuf)>,
+    quantized: HashMap<String, (QTensor, PathBuf)>,
 }
 
 impl Checkpoint {
@@ -21,7 +24,10 @@ impl Checkpoint {
                 tensors.insert(name, (t, file.clone()));
             }
         }
-        Ok(Self { tensors })
+        Ok(Self {
+            tensors,
+            quantized: HashMap::new(),
+        })
     }
 
     pub fn from_tensors(tensors: HashMap<String, Tensor>, origin: &Path) -> Self {
@@ -29,20 +35,66 @@ impl Checkpoint {
             .into_iter()
             .map(|(k, v)| (k, (v, origin.to_path_buf())))
             .collect();
-        Self { tensors }
+        Self {
+            tensors,
+            quantized: HashMap::new(),
+        }
+    }
+
+    /// Add weights kept quantized (by name): the model's linear layers that can run them
+    /// take them with [`Checkpoint::take_quantized`]; [`Checkpoint::take`] dequantizes them
+    /// (to f32) for anything else.
+    pub fn with_quantized(mut self, tensors: HashMap<String, QTensor>, origin: &Path) -> Self {
+        self.quantized.extend(
+            tensors
+                .into_iter()
+                .map(|(k, v)| (k, (v, origin.to_path_buf()))),
+        );
+        self
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(name) || self.quantized.contains_key(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.tensors.keys()
+        self.tensors.keys().chain(self.quantized.keys())
     }
 
-    /// Take a tensor by name, checking its shape.
+    /// Take a tensor held quantized by name (None when it is dense or absent), checking its
+    /// shape.
+    pub fn take_quantized(
+        &mut self,
+        name: &str,
+        shape: impl Into<Shape>,
+    ) -> Result<Option<QTensor>> {
+        let shape = shape.into();
+        let Some((t, path)) = self.quantized.remove(name) else {
+            return Ok(None);
+        };
+        if t.shape() != &shape {
+            return Err(ModelError::Tensor {
+                path,
+                name: name.to_string(),
+                message: format!(
+                    "has shape {:?}, expected {:?}",
+                    t.shape().dims(),
+                    shape.dims()
+                ),
+            });
+        }
+        Ok(Some(t))
+    }
+
+    /// Take a tensor by name, checking its shape (one held quantized comes dequantized, in
+    /// f32).
     pub fn take(&mut self, name: &str, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
+        if !self.tensors.contains_key(name) {
+            if let Some(q) = self.take_quantized(name, shape.clone())? {
+                return Ok(q.dequantize(&q.device())?);
+            }
+        }
         let (t, path) = self
             .tensors
             .remove(name)
