@@ -438,6 +438,20 @@ impl GgufFile {
         }
     }
 
+    /// The end-of-sequence ids llama.cpp stops on (eos, eot, eom), without repeats; keys that
+    /// are absent or not integers are skipped.
+    pub fn eos_token_ids(&self) -> Vec<u64> {
+        let mut eos = Vec::new();
+        for k in ["eos", "eot", "eom"] {
+            if let Ok(Some(id)) = self.get_uint(&format!("tokenizer.ggml.{k}_token_id")) {
+                if !eos.contains(&id) {
+                    eos.push(id);
+                }
+            }
+        }
+        eos
+    }
+
     /// An integer value of any width, as u64 (negative values are an error).
     pub fn get_uint(&self, key: &str) -> Result<Option<u64>> {
         let v = match self.get(key) {

@@ -670,18 +670,7 @@ fn checkpoint(
     } else {
         "greedy"
     };
-    let mut eos: Vec<u64> = Vec::new();
-    for k in [
-        "tokenizer.ggml.eos_token_id",
-        "tokenizer.ggml.eot_token_id",
-        "tokenizer.ggml.eom_token_id",
-    ] {
-        if let Ok(Some(id)) = g.get_uint(k) {
-            if !eos.contains(&id) {
-                eos.push(id);
-            }
-        }
-    }
+    let eos = g.eos_token_ids();
     let f = |k: &str| g.get_float(&format!("{ARCH}.{k}"));
     let config = serde_json::json!({
         "architectures": ["DeepseekV3ForCausalLM"],

@@ -315,18 +315,7 @@ impl QuantizedLlama {
 
     /// A config.json-like description, for `Model::config`.
     pub fn config_json(&self, g: &GgufFile) -> serde_json::Value {
-        let mut eos: Vec<u64> = Vec::new();
-        for k in [
-            "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.eot_token_id",
-            "tokenizer.ggml.eom_token_id",
-        ] {
-            if let Ok(Some(id)) = g.get_uint(k) {
-                if !eos.contains(&id) {
-                    eos.push(id);
-                }
-            }
-        }
+        let eos = g.eos_token_ids();
         let c = &self.cfg;
         serde_json::json!({
             "model_type": c.arch,
@@ -525,18 +514,7 @@ pub fn dense_checkpoint(
             None,
         )?;
     }
-    let mut eos: Vec<u64> = Vec::new();
-    for k in [
-        "tokenizer.ggml.eos_token_id",
-        "tokenizer.ggml.eot_token_id",
-        "tokenizer.ggml.eom_token_id",
-    ] {
-        if let Ok(Some(id)) = g.get_uint(k) {
-            if !eos.contains(&id) {
-                eos.push(id);
-            }
-        }
-    }
+    let eos = g.eos_token_ids();
     let c = &cfg;
     // GGUF stores these as f32: write 1e-5, not 9.999999747378752e-6.
     let short = |v: f64| format!("{}", v as f32).parse::<f64>().unwrap_or(v);

@@ -43,6 +43,26 @@ fn logits(model: &Model, ids: &[u32]) -> Tensor {
     model.forward(&input, None).unwrap().squeeze(0).unwrap()
 }
 
+/// Last-position logits of one-token steps through the KV cache (absorbed MLA), stacked.
+fn stepped_logits(model: &Model, ids: &[u32]) -> Tensor {
+    let mut cache = model.new_cache();
+    let mut last = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let input_ids = Tensor::new(&[[id]], &Device::Cpu).unwrap();
+        let pos = Tensor::new(&[[i as u32]], &Device::Cpu).unwrap();
+        let input = ForwardInput {
+            input_ids: &input_ids,
+            position_ids: &pos,
+            key_mask: None,
+            mode: Mode::Inference,
+            logits: LogitsFor::Last,
+        };
+        let l = model.forward(&input, Some(&mut cache)).unwrap();
+        last.push(l.squeeze(0).unwrap());
+    }
+    Tensor::cat(&last, 0).unwrap()
+}
+
 fn load(path: &Path) -> Model {
     Model::load(path, &LoadOptions::default())
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
@@ -61,27 +81,7 @@ fn gguf_logits_equal_the_hf_fixture_logits() {
     eprintln!("deepseek2 GGUF vs HF fixture: max |logits diff| = {diff:.2e}");
     assert!(diff < 1e-5, "max |logits diff| = {diff}");
     // Decoding with the KV cache (absorbed MLA for one-token steps) agrees too.
-    let mut cache = model.new_cache();
-    let mut last = Vec::new();
-    for (i, &id) in IDS.iter().enumerate() {
-        let input_ids = Tensor::new(&[[id]], &Device::Cpu).unwrap();
-        let pos = Tensor::new(&[[i as u32]], &Device::Cpu).unwrap();
-        let input = ForwardInput {
-            input_ids: &input_ids,
-            position_ids: &pos,
-            key_mask: None,
-            mode: Mode::Inference,
-            logits: LogitsFor::Last,
-        };
-        last.push(
-            model
-                .forward(&input, Some(&mut cache))
-                .unwrap()
-                .squeeze(0)
-                .unwrap(),
-        );
-    }
-    let stepped = Tensor::cat(&last, 0).unwrap();
+    let stepped = stepped_logits(&model, &IDS);
     let diff = max_abs_diff(&stepped, &got);
     eprintln!("deepseek2 GGUF: cached decode vs full forward: {diff:.2e}");
     assert!(diff < 1e-4, "cached decode differs by {diff}");
@@ -697,27 +697,8 @@ fn q8_0_and_q4_k_projections_run_quantized() {
         assert!(rel < tol, "{label}: relative logits diff {rel}");
         // Cached decoding (absorbed MLA, kv_b dense) agrees with the full forward.
         let full = logits(&model, &IDS[..4]);
-        let mut cache = model.new_cache();
-        let mut last = Vec::new();
-        for (i, &id) in IDS[..4].iter().enumerate() {
-            let input_ids = Tensor::new(&[[id]], &Device::Cpu).unwrap();
-            let pos = Tensor::new(&[[i as u32]], &Device::Cpu).unwrap();
-            let input = ForwardInput {
-                input_ids: &input_ids,
-                position_ids: &pos,
-                key_mask: None,
-                mode: Mode::Inference,
-                logits: LogitsFor::Last,
-            };
-            last.push(
-                model
-                    .forward(&input, Some(&mut cache))
-                    .unwrap()
-                    .squeeze(0)
-                    .unwrap(),
-            );
-        }
-        let d = max_abs_diff(&Tensor::cat(&last, 0).unwrap(), &full) / max_abs(&full);
+        let stepped = stepped_logits(&model, &IDS[..4]);
+        let d = max_abs_diff(&stepped, &full) / max_abs(&full);
         eprintln!("wide {label}: cached decode vs full forward: {d:.2e}");
         assert!(d < 1e-4, "{label}: cached decode differs by {d}");
         if label == "Q4_K" {
