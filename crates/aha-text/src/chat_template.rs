@@ -52,6 +52,10 @@ impl std::fmt::Debug for ChatTemplate {
     }
 }
 
+/// Template instructions one render may execute: far more than any real chat template needs
+/// for a long conversation (a few seconds of rendering), far less than a hang.
+const TEMPLATE_FUEL: u64 = 20_000_000;
+
 impl ChatTemplate {
     /// Load the template of a model directory: `chat_template.jinja` if
     /// present (newer HF layout, it takes precedence), else `chat_template`
@@ -109,6 +113,9 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", tojson);
         env.add_function("strftime_now", strftime_now);
+        // Templates come with model files (GGUF, tokenizer_config.json): bound the work one
+        // render may do, so that a hostile template errors instead of hanging.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| to_text_error(&source_name, &e))?;
         Ok(Self {
@@ -389,7 +396,20 @@ fn write_py_json(
 
 #[cfg(test)]
 mod tests {
-    use super::format_utc;
+    use super::{format_utc, ChatMessage, ChatTemplate, SpecialTokens};
+
+    #[test]
+    fn a_runaway_template_errors_instead_of_hanging() {
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            SpecialTokens::default(),
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let err = t.render(&[ChatMessage::user("hi")], true).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+        assert!(start.elapsed().as_secs() < 30);
+    }
 
     #[test]
     fn utc_formatting() {
