@@ -10,12 +10,13 @@
 //! - *signed*: i8 codes with an f32 scale per 32 weights (Q8_0) or per 16 (Q6_K).
 //!
 //! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
-//! type (Q8_0, Q8_1 or Q8_K: see [`Flavor`]), kept as blocks of 32 (a scale, 32 i8 codes and
+//! type (Q8_0, Q8_1 or Q8_K), kept as blocks of 32 (a scale, 32 i8 codes and
 //! `scale * Σ codes` for the offset term), then takes integer dot products: AVX2
 //! (`maddubs`: unsigned times signed bytes; signed weights go through `sign` first) when
-//! the CPU has it, a portable scalar loop otherwise. Work is split over the rows of W with
-//! rayon (the CLI's `--threads` sets the pool); for several activation rows each unpacked
-//! weight block is used for up to four rows at once.
+//! the CPU has it, a portable scalar loop otherwise. Work is split with rayon (the CLI's
+//! `--threads` sets the pool): over chunks of W's rows for one activation row, over (tile of
+//! 32 activation rows x chunk of W's rows) tasks for several, each unpacked weight block
+//! then serving up to four activation rows at once.
 //!
 //! [`QMat`] wraps this next to candle's `QMatMul` (used for every other type, and for all
 //! types when `AHA_QKERNELS=0`).
