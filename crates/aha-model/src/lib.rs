@@ -132,15 +132,7 @@ impl Model {
             if gguf_deepseek2::is_deepseek2(&g)? {
                 let (config, dense, quantized) =
                     gguf_deepseek2::quantized_checkpoint(&g, &opts.device)?;
-                let dense = dense
-                    .into_iter()
-                    .map(|(k, v)| Ok((k, v.to_dtype(opts.dtype)?)))
-                    .collect::<Result<_>>()?;
-                let mut ckpt =
-                    weights::Checkpoint::from_tensors(dense, dir).with_quantized(quantized, dir);
-                let mut model = Self::from_checkpoint(config, &mut ckpt, dir, &opts.device)?;
-                model.source = Some(dir.to_path_buf());
-                return Ok(model);
+                return Self::from_gguf_tensors(config, dense, quantized, dir, opts);
             }
             let m = quantized::QuantizedLlama::load(&g, &opts.device)?;
             let config = m.config_json(&g);
@@ -172,11 +164,24 @@ impl Model {
         } else {
             quantized::dense_checkpoint(&g, &opts.device)?
         };
-        let tensors = tensors
+        Self::from_gguf_tensors(config, tensors, Default::default(), path, opts)
+    }
+
+    /// A model from a GGUF file's HF-named tensors: dense ones (converted to the compute
+    /// dtype) and quantized ones that the architecture may keep quantized.
+    fn from_gguf_tensors(
+        config: serde_json::Value,
+        dense: std::collections::HashMap<String, Tensor>,
+        quantized: std::collections::HashMap<String, candle_core::quantized::QTensor>,
+        path: &Path,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let dense = dense
             .into_iter()
             .map(|(k, v)| Ok((k, v.to_dtype(opts.dtype)?)))
             .collect::<Result<_>>()?;
-        let mut ckpt = weights::Checkpoint::from_tensors(tensors, path);
+        let mut ckpt =
+            weights::Checkpoint::from_tensors(dense, path).with_quantized(quantized, path);
         let mut model = Self::from_checkpoint(config, &mut ckpt, path, &opts.device)?;
         model.source = Some(path.to_path_buf());
         Ok(model)

@@ -1,6 +1,9 @@
 //! Bad files give clear errors naming the file and the problem, never a panic.
 
+mod common;
+
 use aha_model::{LoadOptions, Model};
+use common::max_abs_diff;
 use std::path::{Path, PathBuf};
 
 fn fixture_dir() -> PathBuf {
@@ -170,16 +173,7 @@ fn sharded_checkpoint_and_save_roundtrip() {
     let saved = Model::load(out.path(), &LoadOptions::default()).unwrap();
     for (name, var) in original.params().iter() {
         let other = saved.params().get(name).unwrap();
-        let diff = (var.as_tensor() - other.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(var.as_tensor(), other.as_tensor());
         assert_eq!(diff, 0.0, "{name}");
     }
     assert_eq!(saved.params().len(), original.params().len());

@@ -6,7 +6,7 @@ use aha_train::grpo::*;
 mod common;
 use aha_train::optim::Grads;
 use candle_core::{Device, Tensor, Var};
-use common::{fixture, low_token_reward, two_prompts};
+use common::{fixture, low_token_reward, max_abs_diff, two_prompts};
 
 fn close(a: f32, b: f32, tol: f32) -> bool {
     (a - b).abs() <= tol
@@ -371,16 +371,7 @@ fn resume_continues_exactly() {
     assert_eq!(ma[2], mc[1]);
     for (name, v) in a.model.params().iter() {
         let w = c.model.params().get(name).unwrap();
-        let d = (v.as_tensor() - w.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(v.as_tensor(), w.as_tensor());
         assert_eq!(d, 0.0, "{name}");
     }
 }
