@@ -2,6 +2,7 @@
 //! verifiable tasks, and pretraining of a tiny base model.
 
 pub mod bpe;
+pub mod corpus;
 pub mod data;
 pub mod grpo;
 pub mod optim;

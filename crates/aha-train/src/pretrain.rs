@@ -1,13 +1,8 @@
 //! Pretraining a tiny base model from scratch on a generated corpus for a built-in task.
 //!
-//! The corpus is documents in the R1-Zero template: the prompt, then the assistant's turn.
-//! To get a base model that only partly follows the template and is often wrong (as a real
-//! base model is for R1-Zero), the documents mix several kinds (see [`CorpusMix`]):
-//! worked solutions that reduce the problem step by step (mostly right when imitated),
-//! answers given at once (right in the data, but a tiny model cannot compute them in one
-//! step, so imitating them is mostly wrong), worked solutions with a slip, and documents
-//! that break the tag format. GRPO then has a better mode to find and reinforce: step by
-//! step, well formatted, longer.
+//! The corpus ([`crate::corpus`]) is documents in the R1-Zero template written so that the
+//! base behaves like the base models of the R1 paper: it follows the format only sometimes,
+//! mostly answers at once although it computes better step by step, and mixes languages.
 //!
 //! The model is a small Qwen2 (dense) built from random init as an ordinary aha [`Model`],
 //! trained with next-token cross-entropy, AdamW, warmup and cosine decay, and saved as a
@@ -15,6 +10,7 @@
 //! tokenizer_config.json, generation_config.json).
 
 use crate::bpe;
+use crate::corpus::{corpus, forced_opening, CorpusMix, DocKind};
 use crate::tasks::{fnv1a, is_well_formatted, r1_zero_prompt, Problem, Task};
 use aha_engine::{generate, GenerateOptions, SamplingParams};
 use aha_model::weights::Checkpoint;
@@ -47,36 +43,6 @@ pub enum PretrainError {
 }
 
 pub type Result<T> = std::result::Result<T, PretrainError>;
-
-/// Shares of the document kinds in the corpus (normalized when drawn).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CorpusMix {
-    /// Worked, correct, well formatted.
-    pub step_by_step: f32,
-    /// The answer at once (correct in the data), well formatted.
-    pub direct: f32,
-    /// Worked, with an arithmetic slip that carries to a wrong answer, well formatted.
-    pub slip: f32,
-    /// Worked or direct, but with broken tags (no answer tags, or no tags at all).
-    pub unformatted: f32,
-    /// Plain text outside the template: a run of single operations and their results
-    /// (`3 + 8 = 11. 11 - 7 = 4. ...`), the facts a worked solution is made of, densely.
-    pub drill: f32,
-}
-
-impl Default for CorpusMix {
-    /// Among the template documents, answering at once is the habit (about 57%) and working
-    /// step by step the exception (about 33%); the drills teach the single steps.
-    fn default() -> Self {
-        Self {
-            step_by_step: 0.2,
-            direct: 0.4,
-            slip: 0.03,
-            unformatted: 0.07,
-            drill: 0.3,
-        }
-    }
-}
 
 /// Everything that determines a pretrained base (its hash keys the cache of [`ensure_base`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,235 +134,6 @@ impl PretrainConfig {
         let min = self.lr * self.min_lr_ratio;
         min + 0.5 * (self.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
-}
-
-// ---------------------------------------------------------------- corpus
-
-/// Which kind of document to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocKind {
-    StepByStep,
-    Direct,
-    Slip,
-    Unformatted,
-    Drill,
-}
-
-impl CorpusMix {
-    pub fn draw(&self, rng: &mut impl Rng) -> DocKind {
-        const KINDS: [DocKind; 5] = [
-            DocKind::StepByStep,
-            DocKind::Direct,
-            DocKind::Slip,
-            DocKind::Unformatted,
-            DocKind::Drill,
-        ];
-        let w = [
-            self.step_by_step,
-            self.direct,
-            self.slip,
-            self.unformatted,
-            self.drill,
-        ]
-        .map(|x| x.max(0.0));
-        let total: f32 = w.iter().sum();
-        let mut u = rng.random::<f32>() * total.max(1e-9);
-        for (k, w) in KINDS.into_iter().zip(w) {
-            if u < w {
-                return k;
-            }
-            u -= w;
-        }
-        DocKind::StepByStep
-    }
-}
-
-fn formatted(think: &str, answer: &str) -> String {
-    format!(" <think> {think} </think> <answer> {answer} </answer>")
-}
-
-/// An arithmetic chain with a slip at one step: the value there is off by 1..=3.
-fn slipped_chain(problem: &Problem, rng: &mut impl Rng) -> (Vec<String>, String) {
-    let nums: Vec<i64> =
-        serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
-    let ops: Vec<char> = serde_json::from_value::<Vec<String>>(problem.meta["ops"].clone())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|s| s.chars().next())
-        .collect();
-    if ops.is_empty() {
-        return (vec![problem.steps.join(" = ")], problem.answer.clone());
-    }
-    let (mut n, mut o) = (nums.clone(), ops.clone());
-    let at = rng.random_range(0..ops.len());
-    let mut chain = vec![crate::tasks::render_expression(&n, &o)];
-    let mut step = 0;
-    while !o.is_empty() {
-        let i = crate::tasks::reduce_once(&mut n, &mut o);
-        if step == at {
-            let delta = rng.random_range(1..=3) * if rng.random::<bool>() { 1 } else { -1 };
-            n[i] = (n[i] + delta).max(0);
-            if n[i].to_string() == problem.steps.get(step).cloned().unwrap_or_default() {
-                n[i] += 1;
-            }
-        }
-        chain.push(crate::tasks::render_expression(&n, &o));
-        step += 1;
-    }
-    let answer = chain.last().cloned().unwrap_or_default();
-    (chain, answer)
-}
-
-/// The assistant's part of a document (after `Assistant:`), without the EOS token.
-pub fn completion_text(
-    task: &Task,
-    problem: &Problem,
-    kind: DocKind,
-    rng: &mut impl Rng,
-) -> String {
-    match task {
-        Task::Arithmetic { .. } => {
-            let expr = problem
-                .prompt
-                .trim_start_matches("Compute ")
-                .trim_end_matches('.');
-            let worked = format!("{expr} = {}", problem.steps.join(" = "));
-            // The direct answer opens differently from a worked one, so that which kind of
-            // answer to give is one early token choice a policy can learn.
-            let direct = format!("The answer is {}.", problem.answer);
-            match kind {
-                DocKind::StepByStep => formatted(&worked, &problem.answer),
-                DocKind::Direct => formatted(&direct, &problem.answer),
-                DocKind::Slip => {
-                    let (chain, answer) = slipped_chain(problem, rng);
-                    formatted(&chain.join(" = "), &answer)
-                }
-                DocKind::Drill => facts(problem).join(". "),
-                DocKind::Unformatted => {
-                    let think = if rng.random::<bool>() { worked } else { direct };
-                    match rng.random_range(0..3) {
-                        0 => format!(
-                            " <think> {think} </think> The answer is {}.",
-                            problem.answer
-                        ),
-                        1 => format!(" {think}. The answer is {}.", problem.answer),
-                        _ => format!(" <think> {think} <answer> {} </answer>", problem.answer),
-                    }
-                }
-            }
-        }
-        Task::Countdown { difficulty } => {
-            let target = problem.meta["target"].as_i64().unwrap_or(0);
-            let numbers: Vec<i64> =
-                serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
-            let max_value = if *difficulty <= 3 { 99 } else { 999 };
-            let mut tries = Vec::new();
-            for _ in 0..rng.random_range(0..=2) {
-                if let Some((steps, _, v)) =
-                    crate::tasks::random_countdown_chain(&numbers, max_value, rng)
-                {
-                    if v != target {
-                        tries.push(format!("{}, not {target}.", steps.join(", ")));
-                    }
-                }
-            }
-            tries.push(format!("{}. It works.", problem.steps.join(", ")));
-            let worked = tries.join(" ");
-            let direct = format!("{} = {target}.", problem.answer);
-            match kind {
-                DocKind::StepByStep => formatted(&worked, &problem.answer),
-                DocKind::Direct => formatted(&direct, &problem.answer),
-                DocKind::Slip => {
-                    // A wrong expression presented as a solution.
-                    let wrong = crate::tasks::random_countdown_chain(&numbers, max_value, rng)
-                        .filter(|(_, _, v)| *v != target)
-                        .map(|(steps, expr, _)| (format!("{}. It works.", steps.join(", ")), expr));
-                    match wrong {
-                        Some((think, expr)) => formatted(&think, &expr),
-                        None => formatted(&worked, &problem.answer),
-                    }
-                }
-                DocKind::Drill => problem.steps.join(". "),
-                DocKind::Unformatted => match rng.random_range(0..2) {
-                    0 => format!(
-                        " <think> {worked} </think> The answer is {}.",
-                        problem.answer
-                    ),
-                    _ => format!(" {direct}"),
-                },
-            }
-        }
-    }
-}
-
-/// One full training document: prompt + completion + EOS, or for a drill a few problems'
-/// single steps as plain text + EOS.
-pub fn document(task: &Task, problem: &Problem, kind: DocKind, rng: &mut impl Rng) -> String {
-    if kind == DocKind::Drill {
-        return format!(
-            "{}.{}",
-            completion_text(task, problem, kind, rng),
-            bpe::EOS_TOKEN
-        );
-    }
-    format!(
-        "{}{}{}",
-        r1_zero_prompt(&problem.prompt),
-        completion_text(task, problem, kind, rng),
-        bpe::EOS_TOKEN
-    )
-}
-
-/// The single operations of an arithmetic problem's worked solution, in order
-/// (`["5 * 3 = 15", "7 + 15 = 22", "22 - 4 = 18"]` for `7 + 5 * 3 - 4`).
-pub fn facts(problem: &Problem) -> Vec<String> {
-    let mut nums: Vec<i64> =
-        serde_json::from_value(problem.meta["numbers"].clone()).unwrap_or_default();
-    let mut ops: Vec<char> = serde_json::from_value::<Vec<String>>(problem.meta["ops"].clone())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|s| s.chars().next())
-        .collect();
-    let mut out = Vec::with_capacity(ops.len());
-    while !ops.is_empty() && nums.len() == ops.len() + 1 {
-        let i = ops.iter().position(|&o| o == '*').unwrap_or(0);
-        let (a, op, b) = (nums[i], ops[i], nums[i + 1]);
-        crate::tasks::reduce_once(&mut nums, &mut ops);
-        out.push(format!("{a} {op} {b} = {}", nums[i]));
-    }
-    out
-}
-
-/// Problems whose steps make one drill document.
-const DRILL_PROBLEMS: usize = 4;
-
-/// An endless deterministic stream of training documents (never a held-out problem).
-pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = String> {
-    let d = task.difficulty();
-    let mut streams: Vec<_> = (1..=d)
-        .map(|k| {
-            task.with_difficulty(k)
-                .train_problems(seed.wrapping_add(k as u64 * 7919))
-        })
-        .collect();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xC0_4905);
-    std::iter::repeat_with(move || {
-        let kind = mix.draw(&mut rng);
-        if kind == DocKind::Drill {
-            // Several problems' steps in one document, from the hardest level (its steps
-            // include every easier level's kinds of steps).
-            let steps: Vec<String> = (0..DRILL_PROBLEMS)
-                .map(|_| {
-                    let p = streams[d as usize - 1].next().expect("endless");
-                    completion_text(&task, &p, kind, &mut rng)
-                })
-                .collect();
-            return format!("{}.{}", steps.join(". "), bpe::EOS_TOKEN);
-        }
-        let k = rng.random_range(0..streams.len());
-        let p = streams[k].next().expect("endless");
-        document(&task.with_difficulty(k as u32 + 1), &p, kind, &mut rng)
-    })
 }
 
 // ---------------------------------------------------------------- model
@@ -788,24 +525,6 @@ impl EvalOptions {
             batch_size: 64,
             forced: None,
         }
-    }
-}
-
-/// The opening that commits a completion to one kind of answer, for arithmetic: a worked
-/// solution restates the expression (`<think> 7 + 5 * 3 =`), a direct one opens with
-/// `<think> The answer is`. None for other kinds and tasks.
-pub fn forced_opening(task: &Task, problem: &Problem, kind: DocKind) -> Option<String> {
-    let Task::Arithmetic { .. } = task else {
-        return None;
-    };
-    let expr = problem
-        .prompt
-        .trim_start_matches("Compute ")
-        .trim_end_matches('.');
-    match kind {
-        DocKind::StepByStep => Some(format!(" <think> {expr} =")),
-        DocKind::Direct => Some(" <think> The answer is".to_string()),
-        _ => None,
     }
 }
 

@@ -194,14 +194,28 @@ impl Task {
     }
 
     /// Whether a full response matches a problem's `gold` string (see [`Problem::gold`]).
+    /// The built-in tasks use the R1-Zero template, so the answer is the content of the last
+    /// complete `<answer> .. </answer>` block and nothing else: a response without one (or
+    /// cut off inside it) is wrong whatever numbers it contains.
     pub fn check_gold(&self, gold: &str, response: &str) -> bool {
+        let Some(answer) = answer_block(response) else {
+            return false;
+        };
+        let answer = format!("<answer>{answer}</answer>");
         match self {
-            Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(response, gold),
+            Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(&answer, gold),
             Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold)
-                .map(|c| c.check_response(response))
+                .map(|c| c.check_response(&answer))
                 .unwrap_or(false),
         }
     }
+}
+
+/// The content of the last complete `<answer> .. </answer>` block.
+pub fn answer_block(response: &str) -> Option<&str> {
+    let close = response.rfind("</answer>")?;
+    let open = response[..close].rfind("<answer>")?;
+    Some(&response[open + "<answer>".len()..close])
 }
 
 /// Strict R1-Zero format: `[<think>] reasoning </think> <answer> answer </answer>` and

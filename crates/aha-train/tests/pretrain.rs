@@ -4,8 +4,9 @@
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
 use aha_train::pretrain::{
-    self, ensure_base, lm_loss, pad_batch, DocKind, EvalOptions, PretrainConfig,
+    self, ensure_base, lm_loss, pad_batch, EvalOptions, PretrainConfig,
 };
+use aha_train::corpus::DocKind;
 use aha_train::tasks::{r1_zero_prompt, Task};
 
 #[test]
@@ -80,7 +81,7 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg_json["model_type"], "qwen2");
     // The loss on a fresh batch with the reloaded weights is the trained one, not a random init's.
-    let docs: Vec<Vec<u32>> = pretrain::corpus(cfg.task, cfg.mix, 99)
+    let docs: Vec<Vec<u32>> = aha_train::corpus::corpus(cfg.task, cfg.mix, 99)
         .take(4)
         .map(|d| tok.encode(&d, false).unwrap())
         .collect();
@@ -105,20 +106,20 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
         };
         let r = pretrain::evaluate_with(&model, &tok, &cfg.task, &opts).unwrap();
         for (s, p) in r.samples.iter().zip(&problems) {
-            let opening = pretrain::forced_opening(&cfg.task, p, kind).unwrap();
+            let opening = aha_train::corpus::forced_opening(&cfg.task, p, kind).unwrap();
             assert!(s.completion.starts_with(&opening), "{:?}", s.completion);
         }
     }
     let expr_opening =
-        pretrain::forced_opening(&cfg.task, &problems[0], DocKind::StepByStep).unwrap();
+        aha_train::corpus::forced_opening(&cfg.task, &problems[0], DocKind::StepByStep).unwrap();
     let expr = problems[0]
         .prompt
         .trim_start_matches("Compute ")
         .trim_end_matches('.');
-    assert_eq!(expr_opening, format!(" <think> {expr} ="));
+    assert_eq!(expr_opening, format!(" <think> {expr} is"));
     let countdown = Task::Countdown { difficulty: 2 };
     assert!(
-        pretrain::forced_opening(&countdown, &countdown.test_set(1)[0], DocKind::Direct).is_none()
+        aha_train::corpus::forced_opening(&countdown, &countdown.test_set(1)[0], DocKind::Direct).is_none()
     );
     assert!(pretrain::mode_accuracies(&model, &tok, &countdown, 2, 0)
         .unwrap()

@@ -1,6 +1,6 @@
 //! Built-in tasks: deterministic generators, disjoint held-out sets, verifiers.
 
-use aha_train::pretrain::{completion_text, DocKind};
+use aha_train::corpus::{completion_text, DocKind, Format, Lang, Style};
 use aha_train::tasks::{is_well_formatted, r1_zero_prompt, Task};
 use rand::{rngs::StdRng, SeedableRng};
 use std::collections::HashSet;
@@ -130,15 +130,15 @@ fn corpus_documents_have_the_intended_kinds() {
         Task::Countdown { difficulty: 2 },
     ] {
         for p in t.train_problems(2).take(200) {
-            let cot = completion_text(&t, &p, DocKind::StepByStep, &mut rng);
+            let cot = completion_text(&t, &p, Style::plain(DocKind::StepByStep), &mut rng);
             assert!(is_well_formatted(&cot) && t.check(&p, &cot), "{cot}");
-            let direct = completion_text(&t, &p, DocKind::Direct, &mut rng);
+            let direct = completion_text(&t, &p, Style::plain(DocKind::Direct), &mut rng);
             assert!(
                 is_well_formatted(&direct) && t.check(&p, &direct),
                 "{direct}"
             );
             assert!(direct.len() <= cot.len());
-            let slip = completion_text(&t, &p, DocKind::Slip, &mut rng);
+            let slip = completion_text(&t, &p, Style::plain(DocKind::Slip), &mut rng);
             assert!(is_well_formatted(&slip), "{slip}");
             if matches!(t, Task::Arithmetic { .. }) {
                 assert!(
@@ -146,18 +146,57 @@ fn corpus_documents_have_the_intended_kinds() {
                     "a slip leads to a wrong answer: {slip}"
                 );
             }
-            let bad = completion_text(&t, &p, DocKind::Unformatted, &mut rng);
-            assert!(!is_well_formatted(&bad), "{bad}");
+            for format in [Format::NoAnswerTags, Format::NoTags, Format::NoThinkClose] {
+                let style = Style {
+                    format,
+                    ..Style::plain(DocKind::StepByStep)
+                };
+                let bad = completion_text(&t, &p, style, &mut rng);
+                assert!(!is_well_formatted(&bad), "{bad}");
+                // The built-in tasks take the answer from the answer block only.
+                assert_eq!(t.check(&p, &bad), format == Format::NoThinkClose, "{bad}");
+            }
         }
     }
 }
 
 #[test]
-fn drills_are_the_steps_of_worked_solutions() {
-    use aha_train::pretrain::{corpus, facts, CorpusMix};
+fn worked_solutions_come_in_two_languages() {
+    let english = aha_reward::RewardFn::Language {
+        script: aha_reward::Script::Latin,
+    };
     let t = Task::Arithmetic { difficulty: 3 };
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut mixed_shares = Vec::new();
+    for p in t.train_problems(3).take(100) {
+        let style = |lang| Style {
+            lang,
+            ..Style::plain(DocKind::StepByStep)
+        };
+        let en = completion_text(&t, &p, style(Lang::English), &mut rng);
+        let second = completion_text(&t, &p, style(Lang::Second), &mut rng);
+        let mixed = completion_text(&t, &p, style(Lang::Mixed), &mut rng);
+        for doc in [&en, &second, &mixed] {
+            assert!(is_well_formatted(doc) && t.check(&p, doc), "{doc}");
+        }
+        assert_eq!(english.score(&en, None), 1.0, "{en}");
+        assert_eq!(english.score(&second, None), 0.0, "{second}");
+        mixed_shares.push(english.score(&mixed, None));
+        // The same steps, only the words differ.
+        let digits = |s: &str| s.split_whitespace().filter(|w| w.parse::<i64>().is_ok()).count();
+        assert_eq!(digits(&en), digits(&second));
+    }
+    let mean = mixed_shares.iter().sum::<f32>() / mixed_shares.len() as f32;
+    assert!((0.3..0.7).contains(&mean), "mixed documents mix: {mean}");
+}
+
+#[test]
+fn drills_are_the_steps_of_worked_solutions() {
+    use aha_train::corpus::{corpus, facts, CorpusMix};
+    let t = Task::Arithmetic { difficulty: 3 };
+    let mut rng = StdRng::seed_from_u64(4);
     for p in t.train_problems(4).take(100) {
-        let f = facts(&p);
+        let f = facts(&p, Lang::English, &mut rng);
         assert_eq!(f.len(), p.steps.len());
         // Every fact is true, and the last one gives the answer.
         for fact in &f {
@@ -174,14 +213,16 @@ fn drills_are_the_steps_of_worked_solutions() {
             };
             assert_eq!(v, c, "{fact} in {:?}", p.prompt);
         }
-        assert!(f.last().unwrap().ends_with(&format!("= {}", p.answer)));
+        assert!(f.last().unwrap().ends_with(&format!("is {}", p.answer)));
     }
     let only_drills = CorpusMix {
         step_by_step: 0.0,
         direct: 0.0,
         slip: 0.0,
-        unformatted: 0.0,
         drill: 1.0,
+        second_language: 0.0,
+        mixed_language: 0.0,
+        ..CorpusMix::default()
     };
     for doc in corpus(t, only_drills, 3).take(20) {
         assert!(
@@ -189,7 +230,7 @@ fn drills_are_the_steps_of_worked_solutions() {
             "{doc}"
         );
         assert!(
-            doc.matches(" = ").count() >= 4,
+            doc.matches(" is ").count() >= 4,
             "several problems' steps: {doc}"
         );
     }

@@ -34,7 +34,9 @@ pub struct PretrainArgs {
     /// BPE vocabulary size.
     #[arg(long)]
     vocab: Option<usize>,
-    /// Corpus mix as shares step_by_step,direct,slip,unformatted,drill, e.g. 0.2,0.4,0.03,0.07,0.3.
+    /// Corpus mix as key=value shares over the default, e.g.
+    /// `formatted=0.5,mixed_language=0` (keys: step_by_step, direct, slip, drill, formatted,
+    /// second_language, mixed_language).
     #[arg(long)]
     mix: Option<String>,
     /// Held-out problems to evaluate on at the end (0: skip).
@@ -81,19 +83,23 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         cfg.vocab_size = v;
     }
     if let Some(m) = &args.mix {
-        let w: Vec<f32> = m
-            .split(',')
-            .map(|x| x.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .context("--mix")?;
-        anyhow::ensure!(w.len() == 5, "--mix takes five shares");
-        cfg.mix = aha_train::pretrain::CorpusMix {
-            step_by_step: w[0],
-            direct: w[1],
-            slip: w[2],
-            unformatted: w[3],
-            drill: w[4],
-        };
+        // key=value pairs over the default mix.
+        let mut mix = serde_json::to_value(cfg.mix)?;
+        for pair in m.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("--mix: {pair:?} is not key=value"))?;
+            let v: f32 = v.trim().parse().with_context(|| format!("--mix {k}"))?;
+            anyhow::ensure!(
+                mix.get(k.trim()).is_some(),
+                "--mix: unknown share {k:?} (known: {})",
+                mix.as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            );
+            mix[k.trim()] = serde_json::json!(v);
+        }
+        cfg.mix = serde_json::from_value(mix)?;
     }
     if let Some(l) = args.layers {
         cfg.num_layers = l;
