@@ -5,6 +5,10 @@
 //! the last `\boxed{}`/`\fbox{}`, a GSM8K `#### N` line, an "answer is" /
 //! "final answer:" phrase, and optionally the last number. The latest answer
 //! wins because models revise themselves.
+//!
+//! Rewards use [`ExtractConfig::reward`], which is stricter under the think/answer
+//! template (see [`ExtractConfig::template`]): a completion cut inside its reasoning must
+//! not score by the last number of that reasoning.
 //! All scans are linear in the input, so megabyte responses stay cheap.
 
 use serde::Serialize;
@@ -22,6 +26,13 @@ pub struct ExtractConfig {
     pub phrases: bool,
     /// Fall back to the last number in the response.
     pub last_number: bool,
+    /// Under the think/answer template (the response contains `<think>`, `</think>` or
+    /// `<answer>`), the answer is the content of the last complete `<answer>…</answer>`
+    /// block after the reasoning (after the last `</think>`), or else the last `\boxed{}`
+    /// after the reasoning; nothing else. A response cut inside its reasoning (`<think>`
+    /// never closed) or inside its last answer block (`<answer>` never closed) has no
+    /// answer. Responses without these tags are read by the other rules as usual.
+    pub template: bool,
 }
 
 impl Default for ExtractConfig {
@@ -32,6 +43,7 @@ impl Default for ExtractConfig {
             gsm8k: true,
             phrases: true,
             last_number: true,
+            template: false,
         }
     }
 }
@@ -44,6 +56,64 @@ impl ExtractConfig {
             ..Self::default()
         }
     }
+
+    /// For rewards: the default rules for free-form responses, the strict
+    /// [`ExtractConfig::template`] rule for responses in the think/answer template.
+    pub fn reward() -> Self {
+        Self {
+            template: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether a response uses the think/answer template.
+pub(crate) fn uses_template(response: &str) -> bool {
+    response.contains("<think>") || response.contains("</think>") || response.contains("<answer>")
+}
+
+/// The answer of a response in the think/answer template (see [`ExtractConfig::template`]).
+fn template_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> {
+    let after = match response.rfind("</think>") {
+        Some(i) => &response[i + "</think>".len()..],
+        // Reasoning opened and never closed: cut before any answer.
+        None if response.contains("<think>") => return None,
+        None => response,
+    };
+    if let Some(open) = after.rfind("<answer>") {
+        let body = &after[open + "<answer>".len()..];
+        // The last block never closed: the final answer was cut.
+        let close = body.find("</answer>")?;
+        return answer_block(&body[..close], cfg);
+    }
+    if !cfg.boxed {
+        return None;
+    }
+    let boxed_only = ExtractConfig {
+        answer_tag: false,
+        boxed: true,
+        gsm8k: false,
+        phrases: false,
+        last_number: false,
+        template: false,
+    };
+    extract_in(after, &boxed_only, false)
+}
+
+/// The answer inside an `<answer>` block: a box or phrase in it, or the whole content; an
+/// empty block commits to nothing.
+fn answer_block(body: &str, cfg: &ExtractConfig) -> Option<Extracted> {
+    if body.trim().is_empty() {
+        return None;
+    }
+    let answer = match extract_in(body, cfg, false) {
+        Some(e) => e.answer,
+        None => cap(body),
+    };
+    Some(Extracted {
+        answer,
+        source: Source::AnswerTag,
+    })
 }
 
 /// Where an extracted answer came from.
@@ -276,6 +346,9 @@ pub fn is_hedged(answer: &str) -> bool {
 /// Extracts the final answer of a response; `None` when nothing qualifies.
 pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> {
     let think_end = response.rfind("</think>").map(|i| i + "</think>".len());
+    if cfg.template && uses_template(response) {
+        return template_answer(response, cfg);
+    }
     if cfg.answer_tag {
         let search_from = think_end.unwrap_or(0);
         let tail = &response[search_from..];
@@ -289,24 +362,9 @@ pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> 
                 Some(j) => &body[..j],
                 None => body,
             };
-            // An empty answer block commits to nothing; do not dig an
-            // answer out of the reasoning instead.
-            if body.trim().is_empty() {
-                return None;
-            }
-            {
-                let inner = extract_in(body, cfg, false);
-                return Some(match inner {
-                    Some(e) => Extracted {
-                        answer: e.answer,
-                        source: Source::AnswerTag,
-                    },
-                    None => Extracted {
-                        answer: cap(body),
-                        source: Source::AnswerTag,
-                    },
-                });
-            }
+            // An empty answer block commits to nothing; do not dig an answer out of the
+            // reasoning instead.
+            return answer_block(body, cfg);
         }
     }
     if let Some(end) = think_end {

@@ -71,7 +71,9 @@ impl Script {
 /// A single reward function. Construct directly or with [`RewardFn::parse`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum RewardFn {
-    /// 1 when the final answer matches the gold answer, else 0.
+    /// 1 when the final answer matches the gold answer, else 0. The answer is read with
+    /// [`crate::ExtractConfig::reward`]: under the think/answer template only the last
+    /// complete `<answer>` block (or a final box) after the reasoning counts.
     Accuracy,
     /// 1 for exactly one non-empty `<think>` block followed by one non-empty
     /// `<answer>` block and nothing else but whitespace, else 0.
@@ -108,6 +110,11 @@ pub enum RewardFn {
     Countdown,
     Arithmetic,
     Gsm8k,
+}
+
+/// Whether `s` answers `gold`, reading the answer as rewards do.
+fn reward_verdict(gold: &str, s: &str) -> bool {
+    crate::verify_with(gold, s, &crate::ExtractConfig::reward()).correct
 }
 
 fn tag_once(s: &str, tag: &str) -> Option<usize> {
@@ -231,7 +238,7 @@ impl RewardFn {
         let s = x.completion;
         match self {
             RewardFn::Accuracy => match x.gold {
-                Some(g) => f32::from(u8::from(crate::verify(g, s).correct)),
+                Some(g) => f32::from(u8::from(reward_verdict(g, s))),
                 None => 0.0,
             },
             RewardFn::Format => strict_format(s, true),
@@ -252,7 +259,7 @@ impl RewardFn {
                 max_correct,
                 max_len,
             } => {
-                let correct = x.gold.is_some_and(|g| crate::verify(g, s).correct);
+                let correct = x.gold.is_some_and(|g| reward_verdict(g, s));
                 let progress = (x.length() as f32 / (*max_len).max(1) as f32).min(1.0);
                 let cosine = (progress * std::f32::consts::PI).cos();
                 // Wrong answers: the range is flipped so longer is less negative.

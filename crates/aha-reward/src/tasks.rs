@@ -1,7 +1,7 @@
 //! Checkers for the built-in tasks: countdown, arithmetic, GSM8K.
 
 use crate::error::RewardError;
-use crate::extract::{extract_answer, ExtractConfig};
+use crate::extract::{extract_answer, uses_template, ExtractConfig};
 use num_rational::BigRational;
 use num_traits::Zero;
 use serde::Deserialize;
@@ -40,12 +40,20 @@ impl Countdown {
         used == given && v == BigRational::from_integer(self.target.into())
     }
 
-    /// Checks a full response: the `<answer>` content (or the last line),
-    /// with a trailing `= target` allowed.
+    /// Checks a full response: the `<answer>` content (or, for a response not in the
+    /// think/answer template, the last line), with a trailing `= target` allowed. Under the
+    /// template only a complete answer block (or a final box) after the reasoning counts
+    /// ([`ExtractConfig::template`]).
     pub fn check_response(&self, response: &str) -> bool {
-        let answer = extract_answer(response, &ExtractConfig::strict())
-            .map(|e| e.answer)
-            .unwrap_or_else(|| response.lines().last().unwrap_or("").to_string());
+        let cfg = ExtractConfig {
+            last_number: false,
+            ..ExtractConfig::reward()
+        };
+        let answer = match extract_answer(response, &cfg) {
+            Some(e) => e.answer,
+            None if uses_template(response) => return false,
+            None => response.lines().last().unwrap_or("").to_string(),
+        };
         let expr = match answer.rfind('=') {
             Some(i) => &answer[..i],
             None => answer.as_str(),
@@ -134,15 +142,17 @@ impl Arith<'_> {
     }
 }
 
-/// Arithmetic task: the response's final answer equals `gold` exactly.
+/// Arithmetic task: the response's final answer equals `gold` exactly. The answer is
+/// read as rewards read it ([`ExtractConfig::reward`]).
 pub fn arithmetic(response: &str, gold: &str) -> bool {
-    crate::verify(gold, response).correct
+    crate::verify_with(gold, response, &ExtractConfig::reward()).correct
 }
 
 /// GSM8K: the response's final answer equals the number after `####` in the
-/// reference solution (or `gold` itself when it is just a number).
+/// reference solution (or `gold` itself when it is just a number). The answer is read
+/// as rewards read it ([`ExtractConfig::reward`]).
 pub fn gsm8k(response: &str, gold_solution: &str) -> bool {
-    crate::verify(gold_solution, response).correct
+    crate::verify_with(gold_solution, response, &ExtractConfig::reward()).correct
 }
 
 #[cfg(test)]

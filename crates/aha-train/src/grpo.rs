@@ -1,12 +1,12 @@
 //! GRPO (Group Relative Policy Optimization), the reinforcement learning of DeepSeek-R1-Zero,
 //! with the variants that followed it: Dr. GRPO (no std division, constant normaliser), DAPO
-//! (clip-higher, token-level aggregation, dynamic filtering of all-equal groups, overlong
-//! masking).
+//! (clip-higher, token-level aggregation, overlong masking; groups with all-equal rewards can
+//! be dropped, which is not DAPO's dynamic sampling: see [`GrpoConfig::drop_zero_std_groups`]).
 //!
 //! The pieces, each usable alone:
 //! * [`group_advantages`]: rewards -> advantages within each group of G samples.
 //! * [`completion_logprobs`]: per-token log-probs (and entropy) of completions given their
-//!   prompts, for a whole batch in one forward pass.
+//!   prompts, for a whole batch in one forward pass ([`completion_logits`]: the logits).
 //! * [`token_weights`] + [`grpo_loss`]: the clipped-ratio objective with a k3 KL penalty and
 //!   the three loss aggregations.
 //! * [`GrpoTrainer`]: sampling with the engine, rewards, several optimisation passes per
@@ -107,7 +107,7 @@ pub fn group_advantages(
 }
 
 /// Whether each group's rewards are all equal (such a group has zero advantages and no
-/// learning signal; DAPO's dynamic sampling drops it).
+/// learning signal).
 pub fn zero_variance_groups(rewards: &[f32], group_size: usize) -> Vec<bool> {
     rewards
         .chunks(group_size)
@@ -137,15 +137,25 @@ pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
     shifted.broadcast_sub(&lse)
 }
 
+/// The logits that predict each completion token, from one forward pass over the batch.
+pub struct CompletionLogits {
+    /// [b, c, vocab] f32: row r, position k predicts completion token k of row r.
+    pub logits: Tensor,
+    /// [b, c, 1] u32: the completion tokens (0 at padding).
+    pub targets: Tensor,
+    /// [b, c] f32, 1 at real completion tokens.
+    pub mask: Tensor,
+}
+
 /// One forward pass over the batch laid out as `[left pad, prompt, completion, right pad]`,
-/// giving the log-prob of every completion token. `Mode::Train` keeps the graph to the
-/// parameters; `Mode::Inference` for old-policy and reference log-probs.
-pub fn completion_logprobs(
+/// keeping the logits at the positions that predict completion tokens. `Mode::Train` keeps
+/// the graph to the parameters; `Mode::Inference` detaches.
+pub fn completion_logits(
     model: &Model,
     prompts: &[&[u32]],
     completions: &[&[u32]],
     mode: Mode,
-) -> Result<CompletionLogprobs> {
+) -> Result<CompletionLogits> {
     if prompts.len() != completions.len() || prompts.is_empty() {
         return Err(GrpoError::Invalid(
             "need one completion per prompt, and at least one".into(),
@@ -206,9 +216,44 @@ pub fn completion_logprobs(
     } else {
         logits
     };
+    Ok(CompletionLogits {
+        logits,
+        targets: Tensor::from_vec(targets, (b, c_max, 1), device)?,
+        mask: Tensor::from_vec(mask, (b, c_max), device)?,
+    })
+}
+
+/// [`completion_logprobs_at`] at temperature 1: the model's own distribution.
+pub fn completion_logprobs(
+    model: &Model,
+    prompts: &[&[u32]],
+    completions: &[&[u32]],
+    mode: Mode,
+) -> Result<CompletionLogprobs> {
+    completion_logprobs_at(model, prompts, completions, mode, 1.0)
+}
+
+/// Per-token log-probs and entropies of completions under softmax(logits / temperature),
+/// the distribution the sampler draws from at that temperature (top-p/top-k truncation
+/// aside, as in TRL). `temperature <= 0` (greedy) scores at 1.
+pub fn completion_logprobs_at(
+    model: &Model,
+    prompts: &[&[u32]],
+    completions: &[&[u32]],
+    mode: Mode,
+    temperature: f32,
+) -> Result<CompletionLogprobs> {
+    let CompletionLogits {
+        logits,
+        targets,
+        mask,
+    } = completion_logits(model, prompts, completions, mode)?;
+    let logits = if temperature > 0.0 && temperature != 1.0 {
+        (logits / temperature as f64)?
+    } else {
+        logits
+    };
     let lsm = log_softmax(&logits)?;
-    let targets = Tensor::from_vec(targets, (b, c_max, 1), device)?;
-    let mask = Tensor::from_vec(mask, (b, c_max), device)?;
     let logprobs = (lsm.gather(&targets, 2)?.squeeze(2)? * &mask)?;
     let lsm_d = lsm.detach();
     let entropy = (lsm_d.exp()? * &lsm_d)?.sum(D::Minus1)?.neg()?;
@@ -236,8 +281,13 @@ pub enum LossAgg {
     Constant,
 }
 
-/// The normalisers of the whole batch (over all micro-batches), so that the micro-batch
-/// losses sum to the batch loss and accumulated gradients equal the full-batch gradient.
+/// The normalisers of the whole sampled batch (over all micro-batches), so that the
+/// micro-batch losses sum to the batch loss and accumulated gradients equal the full-batch
+/// gradient. They count every row of the batch, also rows that get no loss (masked as
+/// truncated, in dropped groups): a row leaving the loss never raises the weight of the
+/// others. This is TRL's convention for the sequence mean and for Dr. GRPO's constant (a
+/// masked row adds 0 to the mean over all rows); for token-level aggregation TRL drops a
+/// masked row's tokens from its count, which we do not, for the same reason.
 #[derive(Debug, Clone, Copy)]
 pub struct LossNorm {
     pub total_seqs: f64,
@@ -246,7 +296,7 @@ pub struct LossNorm {
 }
 
 impl LossNorm {
-    /// Normalisers of one batch with these completion lengths (masked tokens excluded).
+    /// Normalisers of one batch with these completion lengths (every row of the batch).
     pub fn of(lengths: &[usize], max_tokens: usize) -> Self {
         Self {
             total_seqs: lengths.len() as f64,
@@ -475,8 +525,12 @@ pub struct GrpoConfig {
     pub stop_token_ids: Vec<u32>,
     pub stop_strings: Vec<String>,
     pub lr: f64,
+    /// Warmup length in GRPO steps.
     pub warmup_steps: u64,
-    /// Total steps of the cosine schedule (0: constant learning rate after warmup).
+    /// Total GRPO steps of the cosine schedule (0: constant learning rate after warmup).
+    /// The schedule is indexed by GRPO step, not by optimizer step: all `num_iterations`
+    /// passes over a step's batch use that step's learning rate, so the cosine ends at the
+    /// last step whatever the number of passes.
     pub total_steps: u64,
     pub min_lr_ratio: f64,
     pub adam: AdamWConfig,
@@ -495,8 +549,13 @@ pub struct GrpoConfig {
     pub micro_batch: usize,
     /// Give truncated completions (no EOS within max_tokens) no loss.
     pub mask_truncated: bool,
-    /// Drop groups whose rewards are all equal.
-    pub filter_zero_std: bool,
+    /// Skip the groups whose rewards are all equal. Their advantages are 0, so with the
+    /// whole-batch normalisers ([`LossNorm`]) this saves their forward and backward passes
+    /// and changes the update only through the KL term (their rows get no KL penalty). It is
+    /// not DAPO's dynamic sampling, which samples more prompts until the batch is full of
+    /// groups with a signal: the batch here just has fewer rows that train.
+    #[serde(alias = "filter_zero_std")]
+    pub drop_zero_std_groups: bool,
     /// Reset the reference to the current policy every N steps (0: never).
     pub ref_reset_every: u64,
     pub seed: u64,
@@ -528,7 +587,7 @@ impl Default for GrpoConfig {
             num_iterations: 1,
             micro_batch: 8,
             mask_truncated: false,
-            filter_zero_std: false,
+            drop_zero_std_groups: false,
             ref_reset_every: 0,
             seed: 0,
             samples_every: 0,
@@ -538,6 +597,17 @@ impl Default for GrpoConfig {
 }
 
 impl GrpoConfig {
+    /// The temperature of the trainer's log-probs: the sampling temperature (logits / T,
+    /// as the sampler and TRL do), 1 for greedy sampling (T = 0).
+    pub fn logprob_temperature(&self) -> f32 {
+        let t = self.sampling.temperature;
+        if t > 0.0 {
+            t
+        } else {
+            1.0
+        }
+    }
+
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule {
             lr: self.lr,
@@ -577,8 +647,8 @@ pub struct StepMetrics {
     pub completion_len_mean: f32,
     pub completion_len_max: usize,
     pub truncated_rate: f32,
-    /// Groups dropped for all-equal rewards (when filtering).
-    pub groups_filtered: usize,
+    /// Groups skipped for all-equal rewards (with `drop_zero_std_groups`).
+    pub groups_dropped: usize,
     pub loss: f32,
     /// Mean k3 KL to the reference per token (0 without a reference).
     pub kl: f32,
@@ -753,12 +823,31 @@ impl GrpoTrainer {
         })
     }
 
-    /// One GRPO step: sample, score, optimise.
     /// The policy being trained.
     pub fn model(&self) -> &Model {
         &self.model
     }
 
+    /// Log-probs of completions under `model` (the policy, or the reference) at the sampling
+    /// temperature ([`GrpoConfig::logprob_temperature`]): the ratio, the KL and the entropy
+    /// are all about the distribution the completions were sampled from.
+    pub fn logprobs(
+        &self,
+        model: &Model,
+        prompts: &[&[u32]],
+        completions: &[&[u32]],
+        mode: Mode,
+    ) -> Result<CompletionLogprobs> {
+        completion_logprobs_at(
+            model,
+            prompts,
+            completions,
+            mode,
+            self.cfg.logprob_temperature(),
+        )
+    }
+
+    /// One GRPO step: sample, score, optimise.
     pub fn step(&mut self, prompts: &[Prompt]) -> Result<StepMetrics> {
         let rollout = self.sample(prompts)?;
         self.train(&rollout)
@@ -809,7 +898,7 @@ impl GrpoTrainer {
         let zero_var = zero_variance_groups(&ro.rewards, g);
         let mut rows: Vec<usize> = Vec::new();
         for i in 0..n {
-            if self.cfg.filter_zero_std && zero_var[i / g] {
+            if self.cfg.drop_zero_std_groups && zero_var[i / g] {
                 continue;
             }
             if self.cfg.mask_truncated && truncated[i] {
@@ -820,10 +909,12 @@ impl GrpoTrainer {
             }
             rows.push(i);
         }
-        if self.cfg.filter_zero_std {
-            m.groups_filtered = zero_var.iter().filter(|&&z| z).count();
+        if self.cfg.drop_zero_std_groups {
+            m.groups_dropped = zero_var.iter().filter(|&&z| z).count();
         }
-        m.lr = self.cfg.schedule().at(self.opt.step + 1);
+        // By GRPO step (see `GrpoConfig::total_steps`): every pass of this step uses it.
+        let lr = self.cfg.schedule().at(self.step + 1);
+        m.lr = lr;
         if self.cfg.samples_every > 0 && (self.step + 1).is_multiple_of(self.cfg.samples_every) {
             for i in 0..n.min(self.cfg.samples_count) {
                 let text = match (&ro.completions[i].text, &self.tokenizer) {
@@ -840,7 +931,8 @@ impl GrpoTrainer {
 
         if !rows.is_empty() {
             let row_lens: Vec<usize> = rows.iter().map(|&i| lens[i]).collect();
-            let norm = LossNorm::of(&row_lens, self.cfg.max_tokens);
+            // Over all rows, also those that get no loss (see `LossNorm`).
+            let norm = LossNorm::of(&lens, self.cfg.max_tokens);
             let weights = token_weights(&row_lens, self.cfg.loss_agg, &norm);
             let chunks: Vec<Vec<usize>> = (0..rows.len())
                 .collect::<Vec<_>>()
@@ -866,11 +958,13 @@ impl GrpoTrainer {
             for (ci, chunk) in chunks.iter().enumerate() {
                 let (p, c) = batch(chunk);
                 if self.cfg.num_iterations > 1 {
-                    old[ci] =
-                        Some(completion_logprobs(&self.model, &p, &c, Mode::Inference)?.logprobs);
+                    old[ci] = Some(
+                        self.logprobs(&self.model, &p, &c, Mode::Inference)?
+                            .logprobs,
+                    );
                 }
                 if let Some(r) = &self.reference {
-                    refs[ci] = Some(completion_logprobs(r, &p, &c, Mode::Inference)?.logprobs);
+                    refs[ci] = Some(self.logprobs(r, &p, &c, Mode::Inference)?.logprobs);
                 }
             }
             let loss_cfg = LossConfig {
@@ -887,7 +981,7 @@ impl GrpoTrainer {
                     let (p, c) = batch(chunk);
                     train_tokens += p.iter().map(|x| x.len()).sum::<usize>()
                         + c.iter().map(|x| x.len()).sum::<usize>();
-                    let out = completion_logprobs(&self.model, &p, &c, Mode::Train)?;
+                    let out = self.logprobs(&self.model, &p, &c, Mode::Train)?;
                     let adv = Tensor::from_vec(
                         chunk
                             .iter()
@@ -930,10 +1024,6 @@ impl GrpoTrainer {
                 }
                 let gn = grads.clip_global_norm(self.cfg.max_grad_norm)?;
                 m.grad_norm = gn as f32;
-                let lr = self.cfg.schedule().at(self.opt.step + 1);
-                if it == 0 {
-                    m.lr = lr;
-                }
                 self.opt.step(&grads, lr)?;
             }
             let toks_d = toks.max(1.0);
@@ -960,8 +1050,10 @@ impl GrpoTrainer {
     /// Write a checkpoint: an HF model directory (config, weights, tokenizer files), or with
     /// LoRA the adapter in the PEFT format (`adapter_config.json`,
     /// `adapter_model.safetensors`), plus `optimizer.*`, `trainer.json` and, with a reference
-    /// model, `reference.safetensors` (its trainable weights). Written to `DIR.tmp` and
-    /// renamed, so `dir` is always complete.
+    /// model, `reference.safetensors` (its trainable weights). A model whose config stores
+    /// bf16/f16 weights also gets [`MASTER_WEIGHTS`], its trainable weights in f32, which
+    /// resume loads over the rounded ones. Written to `DIR.tmp` and renamed, so `dir` is
+    /// always complete.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let tmp = dir.with_extension("tmp");
         if tmp.exists() {
@@ -971,6 +1063,19 @@ impl GrpoTrainer {
             self.model.save_adapter(&tmp)?;
         } else {
             self.model.save(&tmp)?;
+            // `save` writes the config's dtype (bf16/f16 rounds the f32 masters): keep the
+            // masters too, so resume is exact.
+            let stored = aha_model::config::stored_dtype(self.model.config())
+                .as_deref()
+                .and_then(aha_model::weights::parse_dtype)
+                .unwrap_or(DType::F32);
+            if stored != DType::F32 {
+                aha_model::weights::write_file(
+                    &tmp.join(MASTER_WEIGHTS),
+                    &self.model.trainable_params().tensors(),
+                    DType::F32,
+                )?;
+            }
         }
         self.opt.save(&tmp)?;
         if let Some(r) = &self.reference {
@@ -1045,24 +1150,37 @@ impl GrpoTrainer {
         let state: TrainerState =
             serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?;
         let cfg = cfg.unwrap_or(state.config);
+        let master = dir.join(MASTER_WEIGHTS);
+        if master.is_file() && model.adapter().is_none() {
+            load_into(model.trainable_params(), &master, device)?;
+        }
         let mut t = Self::new(model, tokenizer, reward, cfg)?;
         t.opt.load(dir, device)?;
         t.opt.cfg = t.cfg.adam.clone();
         let ref_path = dir.join("reference.safetensors");
         if let Some(r) = &t.reference {
             if ref_path.is_file() {
-                let saved = candle_core::safetensors::load(&ref_path, device)?;
-                for (name, var) in r.trainable_params().iter() {
-                    let s = saved
-                        .get(name)
-                        .ok_or_else(|| file_err(&ref_path, format!("no tensor {name}")))?;
-                    var.set(&s.to_dtype(var.dtype())?)?;
-                }
+                load_into(r.trainable_params(), &ref_path, device)?;
             }
         }
         t.step = state.step;
         Ok(t)
     }
+}
+
+/// The f32 master weights of a checkpoint whose model is stored in bf16/f16.
+pub const MASTER_WEIGHTS: &str = "master_weights.safetensors";
+
+/// Set every parameter of `params` from the tensor of the same name in `path`.
+fn load_into(params: &aha_model::Params, path: &Path, device: &candle_core::Device) -> Result<()> {
+    let saved = candle_core::safetensors::load(path, device)?;
+    for (name, var) in params.iter() {
+        let s = saved
+            .get(name)
+            .ok_or_else(|| file_err(path, format!("no tensor {name}")))?;
+        var.set(&s.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// Sum of the per-token log-probs of one completion under `model` (a convenience for tests

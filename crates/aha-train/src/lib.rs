@@ -1,9 +1,10 @@
-//! Training for aha: the optimizer, GRPO (R1-Zero's reinforcement learning), the built-in
-//! verifiable tasks, and pretraining of a tiny base model.
+//! Training for aha: the optimizer, GRPO (R1-Zero's reinforcement learning), logit-level
+//! distillation, the built-in verifiable tasks, and pretraining of a tiny base model.
 
 pub mod bpe;
 pub mod corpus;
 pub mod data;
+pub mod distill;
 pub mod grpo;
 pub mod optim;
 pub mod pretrain;

@@ -375,3 +375,219 @@ fn resume_continues_exactly() {
         assert_eq!(d, 0.0, "{name}");
     }
 }
+
+#[test]
+fn lr_schedule_follows_grpo_steps_whatever_the_passes() {
+    // Warmup 1 step, cosine over 4 GRPO steps: every pass of a step uses that step's lr, so
+    // the schedule is the same with 1 or 3 passes and reaches its floor at the last step.
+    let lrs = |passes: usize| {
+        let cfg = GrpoConfig {
+            num_iterations: passes,
+            warmup_steps: 1,
+            total_steps: 4,
+            min_lr_ratio: 0.1,
+            ..tiny_config()
+        };
+        let sched = cfg.schedule();
+        let mut t = GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg).unwrap();
+        let got: Vec<f64> = (0..4).map(|_| t.step(&two_prompts()).unwrap().lr).collect();
+        assert_eq!(t.opt.step, 4 * passes as u64);
+        (got, sched)
+    };
+    let (one, sched) = lrs(1);
+    let (three, _) = lrs(3);
+    let want: Vec<f64> = (1..=4).map(|s| sched.at(s)).collect();
+    assert_eq!(one, want);
+    assert_eq!(three, want, "the lr of each GRPO step, not of each pass");
+    assert!((three[3] - 1e-3 * 0.1).abs() < 1e-15, "ends at the floor");
+    assert!(
+        three[2] > 1e-3 * 0.1 + 1e-6,
+        "not at the floor before the end"
+    );
+}
+
+/// Per-token log-probs and entropies of `completion` after `prompt` under softmax(logits / T),
+/// computed in f64 from the engine's unpadded logits.
+fn tempered_reference(
+    model: &aha_model::Model,
+    prompt: &[u32],
+    completion: &[u32],
+    t: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let full: Vec<u32> = prompt.iter().chain(completion).copied().collect();
+    let logits: Vec<Vec<f32>> = aha_engine::full_logits(model, &full)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let (mut lps, mut ents) = (Vec::new(), Vec::new());
+    for (k, &tok) in completion.iter().enumerate() {
+        let z: Vec<f64> = logits[prompt.len() - 1 + k]
+            .iter()
+            .map(|&x| x as f64 / t)
+            .collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+        lps.push(z[tok as usize] - lse);
+        ents.push(-z.iter().map(|x| (x - lse).exp() * (x - lse)).sum::<f64>());
+    }
+    (lps, ents)
+}
+
+#[test]
+fn logprobs_use_the_sampling_temperature() {
+    let cfg = GrpoConfig {
+        sampling: aha_engine::SamplingParams {
+            temperature: 0.7,
+            ..Default::default()
+        },
+        ..tiny_config()
+    };
+    let mut trainer =
+        GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg).unwrap();
+    let ro = trainer.sample(&two_prompts()).unwrap();
+    // The trainer's log-probs (policy, old policy and reference all go through this).
+    let p: Vec<&[u32]> = ro.prompt_ids.iter().map(|v| v.as_slice()).collect();
+    let c: Vec<&[u32]> = ro
+        .completions
+        .iter()
+        .map(|c| c.token_ids.as_slice())
+        .collect();
+    let old = trainer
+        .logprobs(&trainer.model, &p, &c, Mode::Inference)
+        .unwrap();
+    let (mut ent_sum, mut toks) = (0f64, 0usize);
+    for i in 0..p.len() {
+        let (want_lp, want_ent) = tempered_reference(&trainer.model, p[i], c[i], 0.7);
+        let got = row(&old.logprobs, i);
+        for (g, w) in got.iter().zip(&want_lp) {
+            assert!(
+                (*g as f64 - w).abs() < 1e-4,
+                "row {i}: {got:?} vs {want_lp:?}"
+            );
+        }
+        ent_sum += want_ent.iter().sum::<f64>();
+        toks += want_ent.len();
+    }
+    // The entropy the step reports is the tempered one too.
+    let m = trainer.train(&ro).unwrap();
+    let want = ent_sum / toks as f64;
+    assert!(
+        (m.entropy as f64 - want).abs() < 1e-4,
+        "entropy {} vs softmax(logits / 0.7): {want}",
+        m.entropy
+    );
+    // Greedy sampling (T = 0) scores at T = 1.
+    trainer.cfg.sampling.temperature = 0.0;
+    let greedy = trainer
+        .logprobs(&trainer.model, &p[..1], &c[..1], Mode::Inference)
+        .unwrap();
+    let (want_lp, _) = tempered_reference(&trainer.model, p[0], c[0], 1.0);
+    for (g, w) in row(&greedy.logprobs, 0).iter().zip(&want_lp) {
+        assert!((*g as f64 - w).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn resume_is_exact_for_a_bf16_stored_model() {
+    // qwen2_bf16 stores its weights in bf16; training runs on f32 masters, which the
+    // checkpoint must keep (the exported model.safetensors stays bf16).
+    let cfg = GrpoConfig {
+        beta: 0.04,
+        num_iterations: 2,
+        ..tiny_config()
+    };
+    let prompts = two_prompts();
+    let mut a =
+        GrpoTrainer::new(fixture("qwen2_bf16"), None, low_token_reward(), cfg.clone()).unwrap();
+    let ma: Vec<StepMetrics> = (0..2)
+        .map(|_| a.step(&prompts).unwrap().without_times())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("checkpoint");
+    let mut b = GrpoTrainer::new(fixture("qwen2_bf16"), None, low_token_reward(), cfg).unwrap();
+    assert_eq!(b.step(&prompts).unwrap().without_times(), ma[0]);
+    b.save_checkpoint(&ckpt).unwrap();
+    drop(b);
+    let stored =
+        candle_core::safetensors::load(ckpt.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(stored
+        .values()
+        .all(|t| t.dtype() == candle_core::DType::BF16));
+    let mut c = GrpoTrainer::resume(
+        &ckpt,
+        None,
+        low_token_reward(),
+        None,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(c.step(&prompts).unwrap().without_times(), ma[1]);
+    for (name, v) in a.model.params().iter() {
+        let w = c.model.params().get(name).unwrap();
+        assert_eq!(max_abs_diff(v.as_tensor(), w.as_tensor()), 0.0, "{name}");
+    }
+}
+
+fn handmade_rollout(second: &[f32], second_truncated: bool) -> Rollout {
+    use aha_engine::{Completion, FinishReason};
+    let done = |ids: &[u32], truncated: bool| Completion {
+        token_ids: ids.to_vec(),
+        text: None,
+        finish_reason: if truncated {
+            FinishReason::Length
+        } else {
+            FinishReason::Stop
+        },
+    };
+    let rewards = vec![1.0, 0.0, second[0], second[1]];
+    Rollout {
+        prompt_ids: vec![vec![1, 2, 3], vec![1, 2, 3], vec![40, 41], vec![40, 41]],
+        completions: vec![
+            done(&[10, 11], false),
+            done(&[12, 13, 14, 15], false),
+            done(&[20, 21, 22], second_truncated),
+            done(&[23, 24, 25], second_truncated),
+        ],
+        terms: rewards.iter().map(|&r| vec![r]).collect(),
+        advantages: group_advantages(&rewards, 2, AdvantageNorm::Group, 1e-4),
+        rewards,
+        time_sample_s: 0.0,
+        time_score_s: 0.0,
+    }
+}
+
+#[test]
+fn masked_and_dropped_rows_stay_in_the_normaliser() {
+    // A batch of two groups of 2; the second group gives no signal: all-equal rewards (zero
+    // advantages), masked as truncated, or dropped. In every case the first group's update
+    // must be the same: rows leaving the loss do not raise the weight of the others.
+    for agg in [LossAgg::Sequence, LossAgg::Token, LossAgg::Constant] {
+        let run = |ro: &Rollout, mask_truncated: bool, drop: bool| {
+            let cfg = GrpoConfig {
+                group_size: 2,
+                loss_agg: agg,
+                mask_truncated,
+                drop_zero_std_groups: drop,
+                max_grad_norm: 0.0,
+                ..tiny_config()
+            };
+            let mut t =
+                GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg).unwrap();
+            t.train(ro).unwrap()
+        };
+        let base = run(&handmade_rollout(&[0.5, 0.5], false), false, false);
+        let masked = run(&handmade_rollout(&[0.2, 0.9], true), true, false);
+        let dropped = run(&handmade_rollout(&[0.5, 0.5], false), false, true);
+        assert!(base.grad_norm > 0.0);
+        for (what, m) in [("masked", &masked), ("dropped", &dropped)] {
+            assert!(
+                (m.grad_norm - base.grad_norm).abs() <= 1e-5 * base.grad_norm,
+                "{agg:?} {what}: grad norm {} vs {}",
+                m.grad_norm,
+                base.grad_norm
+            );
+            assert!((m.loss - base.loss).abs() <= 1e-6, "{agg:?} {what}");
+        }
+        assert_eq!(dropped.groups_dropped, 1);
+    }
+}

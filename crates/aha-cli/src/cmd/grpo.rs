@@ -58,8 +58,12 @@ pub struct GrpoArgs {
     /// Prompts per step.
     #[arg(long, default_value_t = 2)]
     batch_prompts: usize,
+    /// Peak learning rate; after warmup it follows a cosine over --steps down to
+    /// --min-lr-ratio x lr. The schedule counts GRPO steps: all --num-iterations passes of a
+    /// step use that step's learning rate.
     #[arg(long, default_value_t = 1e-6)]
     lr: f64,
+    /// Linear warmup length, in GRPO steps.
     #[arg(long, default_value_t = 0)]
     warmup_steps: u64,
     /// Floor of the cosine decay, as a fraction of --lr.
@@ -94,12 +98,15 @@ pub struct GrpoArgs {
     temperature: f32,
     #[arg(long, default_value_t = 1.0)]
     top_p: f32,
-    /// No loss on completions cut at --max-tokens.
+    /// No loss on completions cut at --max-tokens (they stay in the loss normaliser, so the
+    /// other rows keep their weight).
     #[arg(long)]
     mask_truncated: bool,
-    /// Drop groups whose rewards are all equal.
+    /// Skip the groups whose rewards are all equal (zero advantages): saves their compute;
+    /// with --beta > 0 their rows also get no KL penalty. Not DAPO's dynamic sampling: no
+    /// extra prompts are sampled to refill the batch.
     #[arg(long)]
-    filter_zero_std: bool,
+    drop_zero_std_groups: bool,
     /// Reset the reference model to the policy every N steps (0: never).
     #[arg(long, default_value_t = 0)]
     ref_reset_every: u64,
@@ -247,7 +254,7 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         num_iterations: args.num_iterations,
         micro_batch: args.micro_batch,
         mask_truncated: args.mask_truncated,
-        filter_zero_std: args.filter_zero_std,
+        drop_zero_std_groups: args.drop_zero_std_groups,
         ref_reset_every: args.ref_reset_every,
         seed: args.seed,
         samples_every: args.samples_every,
