@@ -3,7 +3,9 @@
 
 pub mod bpe;
 pub mod data;
+pub mod eval;
 pub mod grpo;
 pub mod optim;
 pub mod pretrain;
+pub mod sample;
 pub mod tasks;
