@@ -258,7 +258,9 @@ pub fn score_completion(
 pub struct GenConfig {
     /// Samples per problem (k).
     pub samples: usize,
+    #[serde(serialize_with = "ser_f32")]
     pub temperature: f32,
+    #[serde(serialize_with = "ser_f32")]
     pub top_p: f32,
     pub max_tokens: usize,
     pub seed: u64,
@@ -440,9 +442,17 @@ impl Serialize for PassAt<'_> {
 
 impl Serialize for Results {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut stderr = serde_json::Map::new();
-        stderr.insert("pass@1".into(), self.stderr_pass1.into());
-        stderr.insert("cons@k".into(), self.stderr_cons.into());
+        #[derive(Serialize)]
+        struct Stderr {
+            #[serde(rename = "pass@1")]
+            pass1: f64,
+            #[serde(rename = "cons@k")]
+            cons: f64,
+        }
+        let stderr = Stderr {
+            pass1: self.stderr_pass1,
+            cons: self.stderr_cons,
+        };
         let mut m = s.serialize_map(Some(11))?;
         m.serialize_entry("pass@1", &self.pass1)?;
         m.serialize_entry("cons@k", &self.cons)?;
@@ -608,6 +618,11 @@ impl Default for EvalConfig {
             progress: false,
         }
     }
+}
+
+/// An f32 as the f64 with the same shortest decimal (0.6, not 0.6000000238418579).
+fn ser_f32<S: Serializer>(x: &f32, ser: S) -> std::result::Result<S::Ok, S::Error> {
+    ser.serialize_f64(x.to_string().parse().unwrap_or(f64::from(*x)))
 }
 
 pub(crate) fn ser_script<S: Serializer>(
