@@ -41,6 +41,10 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Check model answers against gold answers with aha's rule-based math verifier.
     Verify(cmd::verify::VerifyArgs),
+    /// Evaluate a model as the R1 paper does: k samples per problem, pass@1, cons@k, pass@k.
+    Eval(cmd::eval::EvalArgs),
+    /// Rejection sampling: k completions per prompt, scored and filtered (correct, readable).
+    Sample(cmd::sample::SampleArgs),
 }
 
 /// glibc serves every large allocation (a step's logits are hundreds of MB) with a fresh mmap
@@ -89,6 +93,8 @@ fn main() {
         Command::Quantize(args) => cmd::quantize::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Sample(args) => cmd::sample::run(args),
     };
     // Run the command on one of rayon's threads, so that parallel kernels split work with
     // the thread that asks for them instead of handing it over and sleeping until it is done.

@@ -9,7 +9,7 @@ use aha_model::{ForwardInput, LogitsFor, Mode, Model, Tensor};
 use aha_text::Tokenizer;
 use candle_core::{DType, IndexOp};
 use rand::{rngs::StdRng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -52,7 +52,7 @@ impl Default for GenerateOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
     /// An EOS token or a stop string.
@@ -88,13 +88,66 @@ struct Sequence {
     finish: Option<FinishReason>,
 }
 
-/// Generate a completion for each prompt, batched together.
+/// Generate a completion for each prompt, batched together (`generate_n` with n = 1).
 pub fn generate(
     model: &Model,
     tokenizer: Option<&Tokenizer>,
     prompts: &[Vec<u32>],
     opts: &GenerateOptions,
+    on_token: impl FnMut(TokenEvent),
+) -> Result<Vec<Completion>> {
+    generate_n(model, tokenizer, prompts, 1, opts, on_token)
+}
+
+/// Generate `n` completions per prompt, prompt-major: output `i * n + j` is sample j of
+/// prompt i (and `TokenEvent::index` is that output index). Each distinct prompt is
+/// prefilled once and its KV cache rows are copied to all its samples. Output row r samples
+/// with an RNG seeded from (seed, r), so `generate_n(p, n)` equals `generate` on each prompt
+/// repeated n times, and a row's tokens do not depend on the rest of the batch.
+pub fn generate_n(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompts: &[Vec<u32>],
+    n: usize,
+    opts: &GenerateOptions,
+    on_token: impl FnMut(TokenEvent),
+) -> Result<Vec<Completion>> {
+    decode(
+        model,
+        tokenizer,
+        prompts,
+        n,
+        opts,
+        on_token,
+        |input, cache| model.forward(input, Some(cache)),
+    )
+}
+
+/// Distinct prompts (first occurrence order) and, per output row, its distinct prompt.
+fn distinct_rows(prompts: &[Vec<u32>], n: usize) -> (Vec<&[u32]>, Vec<u32>) {
+    let mut uniq: Vec<&[u32]> = Vec::new();
+    let mut seen: std::collections::HashMap<&[u32], u32> = std::collections::HashMap::new();
+    let mut rows = Vec::with_capacity(prompts.len() * n);
+    for p in prompts {
+        let u = *seen.entry(p.as_slice()).or_insert_with(|| {
+            uniq.push(p.as_slice());
+            (uniq.len() - 1) as u32
+        });
+        rows.extend(std::iter::repeat_n(u, n));
+    }
+    (uniq, rows)
+}
+
+/// The one decode loop behind `generate` and `generate_n`; `forward` is the model call
+/// (a parameter so that tests can watch the batches it receives).
+fn decode(
+    model: &Model,
+    tokenizer: Option<&Tokenizer>,
+    prompts: &[Vec<u32>],
+    n: usize,
+    opts: &GenerateOptions,
     mut on_token: impl FnMut(TokenEvent),
+    mut forward: impl FnMut(&ForwardInput, &mut aha_model::KvCache) -> aha_model::Result<Tensor>,
 ) -> Result<Vec<Completion>> {
     if prompts.iter().any(|p| p.is_empty()) {
         return Err(EngineError::Invalid(
@@ -111,10 +164,8 @@ pub fn generate(
         return Err(EngineError::Invalid("stop strings need a tokenizer".into()));
     }
     let device = model.device().clone();
-    let mut seqs: Vec<Sequence> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Sequence {
+    let mut seqs: Vec<Sequence> = (0..prompts.len() * n)
+        .map(|i| Sequence {
             index: i,
             tokens: Vec::new(),
             rng: StdRng::seed_from_u64(
@@ -124,11 +175,11 @@ pub fn generate(
             ),
             decoder: tokenizer.map(|t| t.incremental_decoder(true)),
             text: String::new(),
-            next_pos: p.len() as u32,
+            next_pos: prompts[i / n].len() as u32,
             finish: None,
         })
         .collect();
-    if opts.max_tokens == 0 {
+    if opts.max_tokens == 0 || seqs.is_empty() {
         return Ok(seqs
             .into_iter()
             .map(|s| Completion {
@@ -139,13 +190,14 @@ pub fn generate(
             .collect());
     }
 
-    // Prefill: left-pad to the longest prompt.
-    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let b = prompts.len();
+    // Prefill the distinct prompts, left-padded to the longest.
+    let (uniq, row_of) = distinct_rows(prompts, n);
+    let width = uniq.iter().map(|p| p.len()).max().unwrap_or(0);
+    let b = uniq.len();
     let mut ids = vec![0u32; b * width];
     let mut mask = vec![0u8; b * width];
     let mut pos = vec![0u32; b * width];
-    for (r, p) in prompts.iter().enumerate() {
+    for (r, p) in uniq.iter().enumerate() {
         let pad = width - p.len();
         for (j, &t) in p.iter().enumerate() {
             ids[r * width + pad + j] = t;
@@ -164,10 +216,17 @@ pub fn generate(
         mode: Mode::Inference,
         logits: LogitsFor::Last,
     };
-    let mut logits = model.forward(&input, Some(&mut cache))?;
+    let mut logits = forward(&input, &mut cache)?;
+    // Copy each distinct prompt's cache rows (and last logits) to its output rows.
+    if row_of.len() != b {
+        let rows = Tensor::new(row_of.as_slice(), &device)?;
+        cache.select_rows(&rows)?;
+        key_mask = key_mask.index_select(&rows, 0)?;
+        logits = logits.index_select(&rows, 0)?;
+    }
 
     // `active[i]` is the index into `seqs` of batch row i.
-    let mut active: Vec<usize> = (0..b).collect();
+    let mut active: Vec<usize> = (0..seqs.len()).collect();
     let eos: Vec<u32> = if opts.ignore_eos {
         Vec::new()
     } else {
@@ -234,7 +293,7 @@ pub fn generate(
             mode: Mode::Inference,
             logits: LogitsFor::Last,
         };
-        logits = model.forward(&input, Some(&mut cache))?;
+        logits = forward(&input, &mut cache)?;
     }
     Ok(seqs
         .into_iter()
@@ -306,7 +365,58 @@ fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::find_stop;
+    use super::*;
+
+    fn tiny_model() -> Model {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../aha-model/tests/fixtures/qwen2_tied");
+        Model::load(&dir, &aha_model::LoadOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn distinct_rows_map_outputs_to_first_occurrences() {
+        let p = vec![vec![1, 2], vec![3], vec![1, 2]];
+        let (uniq, rows) = distinct_rows(&p, 2);
+        assert_eq!(uniq, vec![&[1u32, 2][..], &[3][..]]);
+        assert_eq!(rows, vec![0, 0, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn each_distinct_prompt_is_prefilled_once() {
+        let model = tiny_model();
+        let prompts = vec![vec![5, 6, 7], vec![9, 8], vec![5, 6, 7]];
+        let opts = GenerateOptions {
+            sampling: SamplingParams {
+                temperature: 1.0,
+                ..Default::default()
+            },
+            max_tokens: 4,
+            ignore_eos: true,
+            ..Default::default()
+        };
+        // (batch, positions) of every forward call.
+        let mut calls: Vec<(usize, usize)> = Vec::new();
+        let watched = decode(
+            &model,
+            None,
+            &prompts,
+            3,
+            &opts,
+            |_| {},
+            |input, cache| {
+                calls.push(input.input_ids.dims2().unwrap());
+                model.forward(input, Some(cache))
+            },
+        )
+        .unwrap();
+        // One prefill of the 2 distinct prompts, then one-token steps for all 9 rows.
+        assert_eq!(calls[0], (2, 3));
+        assert_eq!(calls[1..], vec![(9, 1); 3]);
+        let plain = generate_n(&model, None, &prompts, 3, &opts, |_| {}).unwrap();
+        for (a, b) in watched.iter().zip(&plain) {
+            assert_eq!(a.token_ids, b.token_ids);
+        }
+    }
 
     #[test]
     fn stop_strings_found_across_deltas() {

@@ -1,6 +1,6 @@
 //! The engine against transformers' greedy tokens, and batching invariants.
 
-use aha_engine::{generate, score, FinishReason, GenerateOptions, SamplingParams};
+use aha_engine::{generate, generate_n, score, FinishReason, GenerateOptions, SamplingParams};
 use aha_model::{LoadOptions, Model};
 use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
@@ -137,4 +137,65 @@ fn bad_prompts_are_errors() {
     let (model, _) = fixture("qwen2_tied");
     assert!(generate(&model, None, &[vec![]], &greedy(3), |_| {}).is_err());
     assert!(generate(&model, None, &[vec![100000]], &greedy(3), |_| {}).is_err());
+}
+
+fn sampled(seed: u64) -> GenerateOptions {
+    GenerateOptions {
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_p: 0.95,
+            ..Default::default()
+        },
+        max_tokens: 10,
+        seed,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn generate_n_equals_generate_on_repeated_prompts() {
+    let (model, r) = fixture("qwen2_tied");
+    let prompt = ids(&r["greedy_prompt"]);
+    let prompts = vec![prompt.clone(), vec![4, 5], (1..12).collect()];
+    let n = 3;
+    let repeated: Vec<Vec<u32>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), n))
+        .collect();
+    for opts in [greedy(12), sampled(11)] {
+        let shared = generate_n(&model, None, &prompts, n, &opts, |_| {}).unwrap();
+        let plain = generate(&model, None, &repeated, &opts, |_| {}).unwrap();
+        assert_eq!(shared.len(), prompts.len() * n);
+        for (i, (a, b)) in shared.iter().zip(&plain).enumerate() {
+            assert_eq!(a.token_ids, b.token_ids, "output {i}");
+            assert_eq!(a.finish_reason, b.finish_reason);
+        }
+    }
+    // Greedy samples of one prompt are all the transformers reference.
+    let want = ids(&r["greedy_tokens"]);
+    let g = generate_n(&model, None, &[prompt], 4, &greedy(20), |_| {}).unwrap();
+    assert!(g.iter().all(|c| c.token_ids == want));
+}
+
+#[test]
+fn generate_n_sampling_is_deterministic_and_samples_differ() {
+    let (model, _) = fixture("qwen2_untied");
+    let prompts = vec![vec![1, 2, 3], vec![9, 8]];
+    let a = generate_n(&model, None, &prompts, 4, &sampled(3), |_| {}).unwrap();
+    let b = generate_n(&model, None, &prompts, 4, &sampled(3), |_| {}).unwrap();
+    let ta: Vec<_> = a.iter().map(|c| c.token_ids.clone()).collect();
+    let tb: Vec<_> = b.iter().map(|c| c.token_ids.clone()).collect();
+    assert_eq!(ta, tb);
+    // The k samples of a prompt are not copies of each other.
+    assert!(ta[..4].iter().any(|t| t != &ta[0]));
+    // Streamed events carry the output index.
+    let mut streamed = vec![Vec::new(); 8];
+    generate_n(&model, None, &prompts, 4, &sampled(3), |e| {
+        streamed[e.index].push(e.token)
+    })
+    .unwrap();
+    assert_eq!(streamed, ta);
+    assert!(generate_n(&model, None, &prompts, 0, &sampled(3), |_| {})
+        .unwrap()
+        .is_empty());
 }
