@@ -7,5 +7,6 @@ pub mod grpo;
 pub mod logprobs;
 pub mod pretrain;
 pub mod quantize;
+pub mod sft;
 pub mod verify;
 pub mod zero;
