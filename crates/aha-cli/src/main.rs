@@ -31,6 +31,8 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Train a policy with GRPO on a dataset with rule-based rewards.
     Grpo(cmd::grpo::GrpoArgs),
+    /// Supervised fine-tuning (full or LoRA) on chat, prompt/completion or GSM8K data.
+    Sft(cmd::sft::SftArgs),
     /// Pretrain a tiny base model from scratch on the built-in tasks' corpus.
     Pretrain(cmd::pretrain::PretrainArgs),
     /// Write a Llama/Qwen2 model directory as a quantized GGUF file (q8_0, q4_k, f16, ...).
@@ -88,6 +90,7 @@ fn main() {
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Chat(args) => cmd::chat::run(args),
         Command::Grpo(args) => cmd::grpo::run(args),
+        Command::Sft(args) => cmd::sft::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),

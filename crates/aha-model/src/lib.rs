@@ -55,14 +55,17 @@ pub struct ForwardInput<'a> {
     pub input_ids: &'a Tensor,
     /// [b, t] position of each token in its own sequence (any integer dtype).
     pub position_ids: &'a Tensor,
-    /// [b, past + t] 1 for real tokens, 0 for padding, over the cached and new positions.
+    /// [b, past + t] 1 for real tokens, 0 for padding, over the cached and new positions;
+    /// or [b, t, past + t]: which keys each query may see (on top of causality), e.g. a
+    /// block-diagonal mask for several sequences packed into one row.
     /// None: every position is real.
     pub key_mask: Option<&'a Tensor>,
     pub mode: Mode,
     pub logits: LogitsFor,
 }
 
-/// Additive attention bias [b, 1, 1, t, past + t]: causal, and padding keys masked.
+/// Additive attention bias [b, 1, 1, t, past + t]: causal, and the keys that `key_mask`
+/// (see [`ForwardInput::key_mask`]: [b, past + t] or [b, t, past + t]) rules out masked.
 pub fn attention_bias(
     key_mask: Option<&Tensor>,
     b: usize,
@@ -78,11 +81,14 @@ pub fn attention_bias(
         .to_dtype(DType::F32)?
         .reshape((1, t, total))?;
     if let Some(mask) = key_mask {
-        let (mb, mt) = mask.dims2()?;
-        if (mb, mt) != (b, total) {
-            candle_core::bail!("key mask is [{mb}, {mt}], expected [{b}, {total}]");
-        }
-        allowed = allowed.broadcast_mul(&mask.to_dtype(DType::F32)?.reshape((b, 1, total))?)?;
+        let mask = match mask.dims() {
+            &[mb, mt] if (mb, mt) == (b, total) => mask.reshape((b, 1, total))?,
+            &[mb, mq, mt] if (mb, mq, mt) == (b, t, total) => mask.clone(),
+            dims => candle_core::bail!(
+                "key mask is {dims:?}, expected [{b}, {total}] or [{b}, {t}, {total}]"
+            ),
+        };
+        allowed = allowed.broadcast_mul(&mask.to_dtype(DType::F32)?)?;
     } else {
         allowed = allowed.broadcast_as((b, t, total))?.contiguous()?;
     }

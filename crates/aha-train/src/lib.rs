@@ -1,5 +1,6 @@
-//! Training for aha: the optimizer, GRPO (R1-Zero's reinforcement learning), logit-level
-//! distillation, the built-in verifiable tasks, and pretraining of a tiny base model.
+//! Training for aha: the optimizer and the shared training loop, supervised fine-tuning,
+//! GRPO (R1-Zero's reinforcement learning), logit-level distillation, rejection sampling and
+//! evaluation, the built-in verifiable tasks, and pretraining of a tiny base model.
 
 pub mod bpe;
 pub mod corpus;
@@ -10,4 +11,6 @@ pub mod grpo;
 pub mod optim;
 pub mod pretrain;
 pub mod sample;
+pub mod sft;
 pub mod tasks;
+pub mod trainer;

@@ -9,5 +9,6 @@ pub mod logprobs;
 pub mod pretrain;
 pub mod quantize;
 pub mod sample;
+pub mod sft;
 pub mod verify;
 pub mod zero;

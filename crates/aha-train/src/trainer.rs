@@ -1,0 +1,410 @@
+//! The training loop every objective shares: an optimizer step over micro-batches with exact
+//! gradient accumulation, global-norm clipping, the learning-rate schedule, atomic
+//! checkpoints with exact resume, a metrics sink and the data order.
+//!
+//! An [`Objective`] says what one micro-batch's loss is, already normalised for the whole
+//! optimizer step (e.g. NLL summed over the micro-batch's trained tokens divided by the
+//! trained tokens of the step), so the micro-batch gradients simply add up to the gradient
+//! of the full batch whatever the micro-batching. [`Trainer::step`] does the rest.
+//!
+//! A checkpoint directory holds the trainable weights (a Hugging Face model directory, or
+//! with LoRA the adapter in the PEFT format), the optimizer state (`optimizer.*`), f32 master
+//! weights when the model is stored in a lower precision (`master.safetensors`, so that
+//! resuming never rounds them), and `trainer.json`: the step and the objective's own state
+//! (its config, its data position). It is written to `DIR.tmp` and renamed into place, so a
+//! crash never leaves a half-written checkpoint.
+
+use crate::optim::{AdamW, AdamWConfig, Grads, LrSchedule, OptimError};
+use aha_model::{DType, Model, ModelError};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The progress bar with ETA that training commands show.
+pub use crate::grpo::progress_bar;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Statistics of a step by name; each objective's values add up over micro-batches (sums
+/// and counts, not means).
+pub type Stats = BTreeMap<String, f64>;
+
+/// What one micro-batch contributes to a step.
+pub struct MicroLoss {
+    /// Scalar loss, normalised for the whole step: the micro-batch losses of a step sum to
+    /// the step's loss.
+    pub loss: Tensor,
+    pub stats: Stats,
+}
+
+/// A training objective: the loss of one micro-batch.
+pub trait Objective {
+    type Batch;
+    fn micro_loss(&self, model: &Model, batch: &Self::Batch) -> Result<MicroLoss>;
+}
+
+/// Optimizer, schedule and clipping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// Total optimizer steps of the cosine decay (0: constant after warmup).
+    pub total_steps: u64,
+    /// Floor of the cosine decay as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    pub adam: AdamWConfig,
+    /// Global gradient-norm bound (0: no clipping).
+    pub max_grad_norm: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-4,
+            warmup_steps: 0,
+            total_steps: 0,
+            min_lr_ratio: 0.0,
+            adam: AdamWConfig::default(),
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+impl OptimConfig {
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule {
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.total_steps,
+            min_lr_ratio: self.min_lr_ratio,
+        }
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepOutput {
+    /// Steps done after this one.
+    pub step: u64,
+    /// The step's loss (sum of the micro-batch losses).
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub stats: Stats,
+    pub time_s: f64,
+}
+
+/// A model, its optimizer and the step count.
+pub struct Trainer {
+    pub model: Model,
+    pub opt: AdamW,
+    pub cfg: OptimConfig,
+    /// Optimizer steps done.
+    pub step: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrainerFile {
+    step: u64,
+    /// The objective's state: its config, its data position.
+    state: serde_json::Value,
+}
+
+/// The file of f32 master weights, written when the model's stored dtype is not f32.
+const MASTER_FILE: &str = "master.safetensors";
+const STATE_FILE: &str = "trainer.json";
+
+impl Trainer {
+    /// Optimizer over the model's trainable parameters (the adapters, with LoRA).
+    pub fn new(model: Model, cfg: OptimConfig) -> Result<Self> {
+        let opt = AdamW::new(model.trainable_params(), cfg.adam.clone())?;
+        Ok(Self {
+            model,
+            opt,
+            cfg,
+            step: 0,
+        })
+    }
+
+    /// The summed gradients of the micro-batches of one step, the step's loss and stats.
+    pub fn gradients<O: Objective>(
+        &self,
+        objective: &O,
+        micro: &[O::Batch],
+    ) -> Result<(Grads, f64, Stats)> {
+        let mut grads = Grads::default();
+        let mut loss = 0f64;
+        let mut stats = Stats::new();
+        for batch in micro {
+            let out = objective.micro_loss(&self.model, batch)?;
+            loss += out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            for (k, v) in out.stats {
+                *stats.entry(k).or_insert(0.0) += v;
+            }
+            let store = out.loss.backward()?;
+            grads.accumulate(Grads::from_store(self.model.trainable_params(), &store)?)?;
+        }
+        Ok((grads, loss, stats))
+    }
+
+    /// Clip `grads`, take the scheduled learning rate and update: returns (pre-clip norm, lr).
+    pub fn apply(&mut self, mut grads: Grads) -> Result<(f64, f64)> {
+        let norm = grads.clip_global_norm(self.cfg.max_grad_norm)?;
+        let lr = self.cfg.schedule().at(self.opt.step + 1);
+        self.opt.step(&grads, lr)?;
+        self.step += 1;
+        Ok((norm, lr))
+    }
+
+    /// One optimizer step over the micro-batches.
+    pub fn step<O: Objective>(&mut self, objective: &O, micro: &[O::Batch]) -> Result<StepOutput> {
+        let t0 = Instant::now();
+        let (grads, loss, stats) = self.gradients(objective, micro)?;
+        let (grad_norm, lr) = self.apply(grads)?;
+        Ok(StepOutput {
+            step: self.step,
+            loss,
+            grad_norm,
+            lr,
+            stats,
+            time_s: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Write a checkpoint (see the module doc) with the objective's `state`.
+    pub fn save_checkpoint(&self, dir: &Path, state: &serde_json::Value) -> Result<()> {
+        let tmp = dir.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+        }
+        if self.model.adapter().is_some() {
+            self.model.save_adapter(&tmp)?;
+        } else {
+            self.model.save(&tmp)?;
+            let stored = aha_model::config::stored_dtype(self.model.config())
+                .as_deref()
+                .and_then(aha_model::weights::parse_dtype)
+                .unwrap_or(DType::F32);
+            if stored != DType::F32 {
+                aha_model::weights::write_file(
+                    &tmp.join(MASTER_FILE),
+                    &self.model.trainable_params().tensors(),
+                    DType::F32,
+                )?;
+            }
+        }
+        self.opt.save(&tmp)?;
+        let text = serde_json::to_string_pretty(&TrainerFile {
+            step: self.step,
+            state: state.clone(),
+        })
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        std::fs::write(tmp.join(STATE_FILE), text).map_err(|e| file_err(&tmp, e))?;
+        replace_dir(&tmp, dir)
+    }
+
+    /// Continue from a checkpoint written by [`Trainer::save_checkpoint`]. `model` is the
+    /// model as the run started it: for LoRA the base model *without* an adapter (the
+    /// checkpoint's adapter is attached), else the model whose trainable weights the
+    /// checkpoint's overwrite. Returns the trainer (step and optimizer restored) and the
+    /// objective's saved state.
+    pub fn resume(
+        dir: &Path,
+        mut model: Model,
+        cfg: OptimConfig,
+    ) -> Result<(Self, serde_json::Value)> {
+        let (step, state) = read_state(dir)?;
+        let has_adapter = dir.join(aha_model::lora::CONFIG_FILE).is_file();
+        if has_adapter {
+            if model.adapter().is_some() {
+                return Err(TrainError::Invalid(
+                    "resume: pass the base model without an adapter; the checkpoint's adapter \
+                     is attached"
+                        .into(),
+                ));
+            }
+            model.load_adapter(dir)?;
+        } else {
+            if model.adapter().is_some() {
+                return Err(file_err(
+                    dir,
+                    "the checkpoint holds a whole model, not a LoRA adapter",
+                ));
+            }
+            let master = dir.join(MASTER_FILE);
+            let path = if master.is_file() {
+                master
+            } else {
+                dir.join("model.safetensors")
+            };
+            let saved: BTreeMap<String, Tensor> =
+                aha_model::weights::read_file(&path, DType::F32, model.device())?
+                    .into_iter()
+                    .collect();
+            for (name, var) in model.trainable_params().iter() {
+                let t = saved
+                    .get(name)
+                    .ok_or_else(|| file_err(&path, format!("no tensor {name}")))?;
+                if t.dims() != var.dims() {
+                    return Err(file_err(
+                        &path,
+                        format!("{name} has shape {:?}, expected {:?}", t.dims(), var.dims()),
+                    ));
+                }
+                var.set(&t.to_dtype(var.dtype())?)?;
+            }
+        }
+        let mut t = Self::new(model, cfg)?;
+        let device = t.model.device().clone();
+        t.opt.load(dir, &device)?;
+        t.opt.cfg = t.cfg.adam.clone();
+        t.step = step;
+        Ok((t, state))
+    }
+}
+
+/// The step and objective state of a checkpoint's `trainer.json`.
+pub fn read_state(dir: &Path) -> Result<(u64, serde_json::Value)> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let f: TrainerFile = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+    Ok((f.step, f.state))
+}
+
+/// Put the complete directory `tmp` at `dir`, replacing what was there.
+fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let old = dir.with_extension("old");
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
+        }
+        std::fs::rename(dir, &old).map_err(|e| file_err(dir, e))?;
+        std::fs::rename(tmp, dir).map_err(|e| file_err(dir, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
+    } else {
+        std::fs::rename(tmp, dir).map_err(|e| file_err(dir, e))?;
+    }
+    Ok(())
+}
+
+/// `metrics.jsonl`: one JSON object per line, each with a `step` field.
+pub struct MetricsSink {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl MetricsSink {
+    /// Create `path`; with `keep_until` (a resumed run) the lines of steps up to it are kept
+    /// and the rest dropped, so the resumed run rewrites them.
+    pub fn open(path: &Path, keep_until: Option<u64>) -> Result<Self> {
+        let kept: Vec<String> = match keep_until {
+            Some(step) if path.is_file() => std::fs::read_to_string(path)
+                .map_err(|e| file_err(path, e))?
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                        .is_some_and(|s| s <= step)
+                })
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut file = std::fs::File::create(path).map_err(|e| file_err(path, e))?;
+        for l in &kept {
+            writeln!(file, "{l}").map_err(|e| file_err(path, e))?;
+        }
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Append one line (flushed, so a killed run keeps it).
+    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let line = serde_json::to_string(record).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        writeln!(self.file, "{line}").map_err(|e| file_err(&self.path, e))?;
+        self.file.flush().map_err(|e| file_err(&self.path, e))
+    }
+}
+
+/// splitmix64: a fixed mixer, so the data order does not depend on a crate's RNG version.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The order of `n` items in epoch `epoch`: a seeded permutation that depends on nothing
+/// else, so a resumed run knows any step's data without replaying the steps before it.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut perm: Vec<usize> = (0..n).collect();
+    let mut state = mix(seed ^ mix(epoch));
+    for i in (1..n).rev() {
+        state = mix(state);
+        perm.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    perm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(50, 7, 0);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_eq!(a, epoch_order(50, 7, 0));
+        assert_ne!(a, epoch_order(50, 7, 1));
+        assert_ne!(a, epoch_order(50, 8, 0));
+    }
+
+    #[test]
+    fn metrics_sink_keeps_the_steps_before_a_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
+        let mut m = MetricsSink::open(&p, None).unwrap();
+        for step in 1..=4u64 {
+            m.write(&serde_json::json!({ "step": step })).unwrap();
+        }
+        drop(m);
+        let mut m = MetricsSink::open(&p, Some(2)).unwrap();
+        m.write(&serde_json::json!({ "step": 3, "again": true }))
+            .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].contains("again"));
+    }
+}
