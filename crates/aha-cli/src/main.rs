@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// The main job: R1-Zero end to end on a built-in task (pretrain a tiny base, GRPO, evaluate).
     Zero(cmd::zero::ZeroArgs),
+    /// The whole R1 recipe on a built-in task: base, R1-Zero, cold start, reasoning RL,
+    /// rejection sampling + SFT, R1, and distillation into a smaller student vs RL alone.
+    Pipeline(cmd::pipeline::PipelineArgs),
     /// Generate completions for one or more prompts (batched).
     Generate(cmd::generate::GenerateArgs),
     /// Score a sequence: the log-probability of each token given the ones before it.
@@ -86,6 +89,7 @@ fn main() {
     let command = cli.command;
     let run = move || match command {
         Command::Zero(args) => cmd::zero::run(args),
+        Command::Pipeline(args) => cmd::pipeline::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Chat(args) => cmd::chat::run(args),

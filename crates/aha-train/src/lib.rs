@@ -9,6 +9,7 @@ pub mod distill;
 pub mod eval;
 pub mod grpo;
 pub mod optim;
+pub mod pipeline;
 pub mod pretrain;
 pub mod sample;
 pub mod sft;

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod generate;
 pub mod grpo;
 pub mod logprobs;
+pub mod pipeline;
 pub mod pretrain;
 pub mod quantize;
 pub mod sample;

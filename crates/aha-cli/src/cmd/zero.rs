@@ -3,16 +3,15 @@
 //! and write metrics, plots, the final model and a summary.
 
 use crate::plot::line_chart;
-use aha_engine::SamplingParams;
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
-use aha_train::grpo::{GrpoConfig, GrpoTrainer, Prompt, Rewarder, Sample, StepMetrics};
+use aha_train::grpo::StepMetrics;
+use aha_train::pipeline::{run_rl, RlConfig};
 use aha_train::pretrain::{self, EvalResult, PretrainConfig};
-use aha_train::tasks::{self, Task};
+use aha_train::tasks::Task;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -58,29 +57,6 @@ pub struct ZeroArgs {
     /// Print a few sampled completions every N steps (0: never).
     #[arg(long, default_value_t = 20)]
     show_every: u64,
-}
-
-/// Accuracy (the task's verifier) and the strict R1-Zero format, as two reward terms.
-struct TaskReward {
-    task: Task,
-    format_weight: f32,
-}
-
-impl Rewarder for TaskReward {
-    fn names(&self) -> Vec<String> {
-        vec!["accuracy".into(), "format".into()]
-    }
-    fn weights(&self) -> Vec<f32> {
-        vec![1.0, self.format_weight]
-    }
-    fn score(&self, s: &Sample) -> Vec<f32> {
-        let gold = s.prompt.gold.as_deref().unwrap_or("");
-        let correct = self.task.check_gold(gold, s.text);
-        vec![
-            correct as u8 as f32,
-            tasks::is_well_formatted(s.text) as u8 as f32,
-        ]
-    }
 }
 
 /// An evaluation for summary.json; with `modes`, also the accuracy when forced to work step
@@ -135,49 +111,17 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     );
 
     // 3. GRPO with rule-based rewards only.
-    let cfg = GrpoConfig {
+    let rl = RlConfig {
+        steps: args.steps,
+        batch_prompts: args.batch_prompts,
         group_size: args.group_size,
-        sampling: SamplingParams {
-            temperature: 1.0,
-            ..Default::default()
-        },
-        max_tokens: args
-            .max_tokens
-            .unwrap_or_else(|| pretrain::default_max_tokens(&args.task)),
-        stop_token_ids: tok.eos_token_ids().to_vec(),
         lr: args.lr,
-        total_steps: args.steps,
         beta: args.beta,
-        seed: args.seed,
-        micro_batch: args.batch_prompts * args.group_size,
-        samples_every: args.show_every,
-        samples_count: 2,
-        ..GrpoConfig::default()
+        max_tokens: args.max_tokens,
+        ..RlConfig::default()
     };
-    let reward = TaskReward {
-        task: args.task,
-        format_weight: 0.5,
-    };
-    let mut trainer = GrpoTrainer::new(model, Some(tok.clone()), Box::new(reward), cfg)?;
-    let mut problems = args.task.train_problems(args.seed.wrapping_add(1));
-    let metrics_path = args.out.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path)
-        .with_context(|| format!("creating {}", metrics_path.display()))?;
-    let mut history: Vec<StepMetrics> = Vec::new();
     let bar = aha_train::grpo::progress_bar(args.steps);
-    for step in 0..args.steps {
-        let prompts: Vec<Prompt> = (&mut problems)
-            .take(args.batch_prompts)
-            .map(|p| {
-                Ok(Prompt {
-                    ids: tok.encode(&tasks::r1_zero_prompt(&p.prompt), false)?,
-                    gold: Some(p.gold),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let m = trainer.step(&prompts)?;
-        writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
-        metrics_file.flush()?;
+    let (policy, history) = run_rl(model, &tok, args.task, &rl, args.seed, &args.out, |m| {
         bar.set_message(format!(
             "reward {:.2} acc {:.0}% len {:.0}",
             m.reward_mean,
@@ -185,26 +129,25 @@ pub fn run(args: ZeroArgs) -> Result<()> {
             m.completion_len_mean
         ));
         bar.inc(1);
-        if args.show_every > 0 && (step + 1) % args.show_every == 0 {
+        if args.show_every > 0 && m.step % args.show_every == 0 {
             for s in m.samples.iter().take(1) {
                 bar.println(format!(
                     "step {}: reward {:.2}\n{}",
-                    step + 1,
+                    m.step,
                     s.reward,
                     s.text.trim()
                 ));
             }
         }
-        history.push(m);
-    }
+    })?;
     bar.finish_and_clear();
 
     // 4. Evaluate the trained policy and keep everything.
-    let final_eval = pretrain::evaluate(trainer.model(), &tok, &args.task, args.eval_n, args.seed)?;
+    let final_eval = pretrain::evaluate((&policy), &tok, &args.task, args.eval_n, args.seed)?;
     let final_modes =
-        pretrain::mode_accuracies(trainer.model(), &tok, &args.task, args.eval_n, args.seed)?;
+        pretrain::mode_accuracies((&policy), &tok, &args.task, args.eval_n, args.seed)?;
     let model_dir = args.out.join("model");
-    trainer.model().save(&model_dir)?;
+    (&policy).save(&model_dir)?;
     tok.inner()
         .save(
             model_dir.join("tokenizer.json").to_string_lossy().as_ref(),

@@ -1,0 +1,193 @@
+//! `aha pipeline`: the whole DeepSeek-R1 recipe on a built-in task (base, R1-Zero, cold
+//! start, reasoning RL, rejection sampling + SFT, R1, and distillation into a smaller student
+//! against RL alone), each stage evaluated the same way; a table and `summary.json` at the end.
+
+use crate::plot::line_chart;
+use aha_train::grpo::StepMetrics;
+use aha_train::pipeline::{self, Observer, PipelineConfig, StageSummary};
+use aha_train::tasks::Task;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Output directory: one folder per stage (model, metrics, eval samples and results),
+    /// plots, config.json and summary.json.
+    #[arg(long, default_value = "runs/pipeline")]
+    out: PathBuf,
+    /// Built-in task, optionally with a difficulty.
+    #[arg(long, default_value = "arithmetic:2")]
+    task: Task,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Held-out problems every stage is evaluated on.
+    #[arg(long, default_value_t = 200)]
+    eval_n: usize,
+    /// Samples per held-out problem (pass@1 is their mean, cons@k their majority vote).
+    #[arg(long, default_value_t = 4)]
+    eval_k: usize,
+    /// Scale every stage's RL steps by this factor (e.g. 0.1 for a quick smoke run).
+    #[arg(long, default_value_t = 1.0)]
+    rl_scale: f64,
+    /// Where pretrained bases are cached (reused across runs).
+    #[arg(long, env = "AHA_CACHE", default_value = ".cache/aha")]
+    cache: PathBuf,
+    /// Print the configuration as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Progress bars per RL stage, and the RL metrics kept for the plots.
+struct Cli {
+    bar: Option<indicatif::ProgressBar>,
+    rl: BTreeMap<String, Vec<StepMetrics>>,
+}
+
+impl Observer for Cli {
+    fn stage_started(&mut self, name: &str, what: &str) {
+        eprintln!("== {name}: {what}");
+    }
+    fn rl_step(&mut self, stage: &str, m: &StepMetrics, total: u64) {
+        let bar = self
+            .bar
+            .get_or_insert_with(|| aha_train::grpo::progress_bar(total));
+        bar.set_message(format!(
+            "reward {:.2} acc {:.0}% format {:.0}% len {:.1}",
+            m.reward_mean,
+            100.0 * m.accuracy.unwrap_or(0.0),
+            100.0 * m.format_rate.unwrap_or(0.0),
+            m.completion_len_mean
+        ));
+        bar.inc(1);
+        self.rl.entry(stage.to_string()).or_default().push(m.clone());
+    }
+    fn stage_done(&mut self, s: &StageSummary, dir: &Path) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(h) = self.rl.get(&s.name) {
+            plot_rl(dir, h);
+        }
+        eprintln!(
+            "   {}: pass@1 {:.1}%  cons@{} {:.1}%  format {:.0}%  language {:.2}  length {:.1}  ({:.0} s)",
+            s.name,
+            100.0 * s.pass1,
+            s.k,
+            100.0 * s.cons,
+            100.0 * s.format_rate,
+            s.language_consistency,
+            s.mean_length,
+            s.wall_seconds
+        );
+    }
+}
+
+pub fn run(args: PipelineArgs) -> Result<()> {
+    let mut cfg = PipelineConfig {
+        task: args.task,
+        seed: args.seed,
+        eval_n: args.eval_n,
+        eval_k: args.eval_k,
+        ..PipelineConfig::default()
+    };
+    anyhow::ensure!(args.rl_scale > 0.0, "--rl-scale must be positive");
+    for rl in [
+        &mut cfg.zero,
+        &mut cfg.reasoning_rl,
+        &mut cfg.r1,
+        &mut cfg.student_rl,
+    ] {
+        rl.steps = ((rl.steps as f64 * args.rl_scale).round() as u64).max(1);
+    }
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let mut obs = Cli {
+        bar: None,
+        rl: BTreeMap::new(),
+    };
+    let summary = pipeline::run(&cfg, &args.out, &args.cache, &mut obs)
+        .context("running the R1 recipe")?;
+    plot_lengths(&args.out, &obs.rl);
+
+    println!(
+        "\n{:<18} {:>7} {:>7} {:>7} {:>9} {:>7} {:>9} {:>7}",
+        "stage", "pass@1", "cons@k", "format", "language", "length", "params", "time"
+    );
+    for s in &summary.stages {
+        println!(
+            "{:<18} {:>6.1}% {:>6.1}% {:>6.0}% {:>9.2} {:>7.1} {:>9} {:>6.0}s",
+            s.name,
+            100.0 * s.pass1,
+            100.0 * s.cons,
+            100.0 * s.format_rate,
+            s.language_consistency,
+            s.mean_length,
+            s.params,
+            s.wall_seconds
+        );
+    }
+    println!(
+        "\n{} held-out problems x {} samples (T=0.6, top-p 0.95) per stage; {:.0} s in all; summary.json in {}",
+        cfg.eval_n,
+        cfg.eval_k,
+        summary.wall_seconds,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn series(h: &[StepMetrics], f: impl Fn(&StepMetrics) -> f64) -> Vec<(f64, f64)> {
+    h.iter().map(|m| (m.step as f64, f(m))).collect()
+}
+
+/// Reward, accuracy/format and length of one RL stage.
+fn plot_rl(dir: &Path, h: &[StepMetrics]) {
+    let charts: [(&str, &str, &str, Vec<(&str, Vec<(f64, f64)>)>); 3] = [
+        (
+            "reward.png",
+            "Mean reward",
+            "reward",
+            vec![("reward", series(h, |m| m.reward_mean as f64))],
+        ),
+        (
+            "accuracy.png",
+            "Training accuracy and format rate",
+            "share of samples",
+            vec![
+                ("accuracy", series(h, |m| m.accuracy.unwrap_or(0.0) as f64)),
+                ("format", series(h, |m| m.format_rate.unwrap_or(0.0) as f64)),
+            ],
+        ),
+        (
+            "length.png",
+            "Mean response length",
+            "tokens",
+            vec![("mean length", series(h, |m| m.completion_len_mean as f64))],
+        ),
+    ];
+    for (file, title, y, s) in charts {
+        if let Err(e) = line_chart(&dir.join(file), title, y, &s) {
+            eprintln!("warning: {file} not drawn: {e:#}");
+        }
+    }
+}
+
+/// Response length over every RL stage, one line each.
+fn plot_lengths(out: &Path, rl: &BTreeMap<String, Vec<StepMetrics>>) {
+    let lines: Vec<(&str, Vec<(f64, f64)>)> = rl
+        .iter()
+        .map(|(name, h)| (name.as_str(), series(h, |m| m.completion_len_mean as f64)))
+        .collect();
+    if let Err(e) = line_chart(
+        &out.join("length.png"),
+        "Response length during the RL stages",
+        "tokens",
+        &lines,
+    ) {
+        eprintln!("warning: length.png not drawn: {e:#}");
+    }
+}
