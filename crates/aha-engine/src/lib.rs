@@ -1,5 +1,6 @@
 //! Batched generation: left-padded prompts, a KV cache, per-sequence sampling and
-//! stopping rules; finished sequences leave the batch so they stop costing compute.
+//! stopping rules; finished sequences leave the batch so they stop costing compute. Several
+//! samples of one prompt share its prefill: its KV cache rows are copied, not recomputed.
 
 mod sampling;
 
@@ -70,8 +71,9 @@ pub struct Completion {
     pub finish_reason: FinishReason,
 }
 
-/// One streamed token: which prompt it belongs to, the id, and the new text if decoding.
+/// One streamed token: which output it belongs to, the id, and the new text if decoding.
 pub struct TokenEvent<'a> {
+    /// The output index (`generate`: the prompt's; `generate_n`: `prompt * n + sample`).
     pub index: usize,
     pub token: u32,
     pub text: &'a str,
@@ -88,7 +90,8 @@ struct Sequence {
     finish: Option<FinishReason>,
 }
 
-/// Generate a completion for each prompt, batched together (`generate_n` with n = 1).
+/// Generate a completion for each prompt, batched together (`generate_n` with n = 1, so a
+/// prompt given several times is prefilled once too).
 pub fn generate(
     model: &Model,
     tokenizer: Option<&Tokenizer>,

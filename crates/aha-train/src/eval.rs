@@ -208,6 +208,7 @@ pub fn final_answer(response: &str) -> Option<String> {
         gsm8k: false,
         phrases: false,
         last_number: false,
+        template: false,
     };
     if let Some(e) = extract_answer(response, &boxed_only).filter(|e| e.source == Source::Boxed) {
         return Some(e.answer);
@@ -562,9 +563,10 @@ pub fn results_from_samples(
     let (mut pass1, mut cons) = (Vec::new(), Vec::new());
     let mut pass_at: Vec<Vec<f64>> = vec![Vec::new(); k];
     for id in &order {
-        let rs = by_problem
-            .get_mut(id)
-            .ok_or_else(|| EvalError::Invalid(format!("{id}")))?;
+        // Every id in `order` was inserted into `by_problem` with it.
+        let Some(rs) = by_problem.get_mut(id) else {
+            continue;
+        };
         if rs.len() != k {
             return Err(EvalError::Invalid(format!(
                 "problem {id:?} has {} samples, the first problem {k}",
