@@ -70,7 +70,8 @@ pub fn generalized_jsd(
     beta: f64,
     temperature: f64,
 ) -> Result<Tensor> {
-    if !(0.0..=1.0).contains(&beta) || !(temperature > 0.0 && temperature.is_finite()) {
+    let valid = (0.0..=1.0).contains(&beta) && temperature > 0.0 && temperature.is_finite();
+    if !valid {
         return Err(GrpoError::Invalid(format!(
             "distillation needs 0 <= beta <= 1 and temperature > 0, got beta {beta}, temperature {temperature}"
         )));

@@ -191,15 +191,14 @@ fn moe_teacher_scores_the_same_positions_as_the_dense_student() {
             .to_vec2()
             .unwrap();
         let per_token: Vec<f32> = out.per_token.get(i).unwrap().to_vec1().unwrap();
-        for k in 0..c[i].len() {
+        for (k, &got) in per_token.iter().enumerate().take(c[i].len()) {
             let pos = p[i].len() - 1 + k;
             let zs: Vec<f64> = ls[pos].iter().map(|&x| x as f64).collect();
             let zt: Vec<f64> = lt[pos].iter().map(|&x| x as f64).collect();
             let want = jsd64(&zs, &zt, 0.0, 1.0);
             assert!(
-                (per_token[k] as f64 - want).abs() < 1e-4,
-                "row {i} token {k}: {} vs {want}",
-                per_token[k]
+                (got as f64 - want).abs() < 1e-4,
+                "row {i} token {k}: {got} vs {want}"
             );
             sum += want;
             n += 1;

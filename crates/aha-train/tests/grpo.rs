@@ -168,7 +168,7 @@ fn aggregation_modes_by_hand() {
     for agg in [LossAgg::Sequence, LossAgg::Token, LossAgg::Constant] {
         let w = token_weights(&lens, agg, &norm);
         let mut sum = 0.0;
-        for i in 0..2 {
+        for (i, &wi) in w.iter().enumerate() {
             let m = mask.narrow(0, i, 1).unwrap();
             let z = zeros.narrow(0, i, 1).unwrap();
             let out = grpo_loss(
@@ -177,7 +177,7 @@ fn aggregation_modes_by_hand() {
                 None,
                 &adv.narrow(0, i, 1).unwrap(),
                 &m,
-                &t1(&[w[i]]),
+                &t1(&[wi]),
                 &cfg,
             )
             .unwrap();
