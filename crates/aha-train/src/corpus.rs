@@ -41,7 +41,7 @@ pub struct CorpusMix {
 }
 
 impl Default for CorpusMix {
-    /// Answering at once is the habit and working step by step the exception; 35% of the
+    /// Answering at once is the habit and working step by step the exception; 30% of the
     /// template documents are well formatted, so that a base sampled at T=0.6 is mostly not;
     /// 40% of documents are English only.
     fn default() -> Self {
@@ -50,7 +50,7 @@ impl Default for CorpusMix {
             direct: 0.44,
             slip: 0.04,
             drill: 0.3,
-            formatted: 0.35,
+            formatted: 0.3,
             second_language: 0.3,
             mixed_language: 0.3,
         }

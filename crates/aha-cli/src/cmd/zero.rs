@@ -143,11 +143,11 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     bar.finish_and_clear();
 
     // 4. Evaluate the trained policy and keep everything.
-    let final_eval = pretrain::evaluate((&policy), &tok, &args.task, args.eval_n, args.seed)?;
+    let final_eval = pretrain::evaluate(&policy, &tok, &args.task, args.eval_n, args.seed)?;
     let final_modes =
-        pretrain::mode_accuracies((&policy), &tok, &args.task, args.eval_n, args.seed)?;
+        pretrain::mode_accuracies(&policy, &tok, &args.task, args.eval_n, args.seed)?;
     let model_dir = args.out.join("model");
-    (&policy).save(&model_dir)?;
+    policy.save(&model_dir)?;
     tok.inner()
         .save(
             model_dir.join("tokenizer.json").to_string_lossy().as_ref(),
