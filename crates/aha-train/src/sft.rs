@@ -198,7 +198,7 @@ pub fn gsm8k_completion(answer: &str) -> String {
 /// How a sample becomes text.
 pub enum Template {
     /// A chat template (the model's own, or one read from a file).
-    Chat(ChatTemplate),
+    Chat(Box<ChatTemplate>),
     /// `tasks::r1_zero_prompt(prompt)` + completion + EOS.
     R1Zero,
 }

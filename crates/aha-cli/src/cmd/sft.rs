@@ -106,15 +106,15 @@ pub struct SftArgs {
 
 fn template(args: &SftArgs, tok: &aha_text::Tokenizer) -> Result<Template> {
     Ok(match args.template.as_str() {
-        "chat" => Template::Chat(common::chat_template(&args.model)?),
+        "chat" => Template::Chat(Box::new(common::chat_template(&args.model)?)),
         "r1-zero" => Template::R1Zero,
         path => {
             let source = std::fs::read_to_string(path)
                 .with_context(|| format!("--template: reading the template file {path}"))?;
-            Template::Chat(
+            Template::Chat(Box::new(
                 aha_text::ChatTemplate::new(source, tok.special_tokens().clone())
                     .with_context(|| format!("--template: compiling {path}"))?,
-            )
+            ))
         }
     })
 }
