@@ -260,10 +260,14 @@ pub fn run(args: SftArgs) -> Result<()> {
         .iter()
         .map(|(s, l)| format!("{s}:{l:.4}"))
         .collect();
+    let evals = if evals.is_empty() {
+        String::new()
+    } else {
+        format!("; held-out loss by step {}", evals.join(" "))
+    };
     eprintln!(
-        "final train loss {:.4}; held-out loss by step {}; {:.0} s",
+        "final train loss {:.4}{evals}; {:.0} s",
         report.final_loss.unwrap_or(f64::NAN),
-        evals.join(" "),
         report.wall_s
     );
     Ok(())
