@@ -38,12 +38,10 @@ fn block_diagonal_mask_matches_separate_sequences() {
     let b = [42u32, 7, 200];
     let seg = [0u32, 0, 0, 0, 1, 1, 1];
     let t = seg.len();
-    let mut allowed = vec![0f32; t * t];
-    for q in 0..t {
-        for k in 0..t {
-            allowed[q * t + k] = (seg[q] == seg[k]) as u8 as f32;
-        }
-    }
+    let allowed: Vec<f32> = seg
+        .iter()
+        .flat_map(|q| seg.iter().map(move |k| (q == k) as u8 as f32))
+        .collect();
     let mask = Tensor::from_vec(allowed, (1, t, t), m.device()).unwrap();
     let packed_ids: Vec<u32> = a.iter().chain(&b).copied().collect();
     for mode in [Mode::Inference, Mode::Train] {

@@ -198,7 +198,7 @@ pub fn gsm8k_completion(answer: &str) -> String {
 /// How a sample becomes text.
 pub enum Template {
     /// A chat template (the model's own, or one read from a file).
-    Chat(ChatTemplate),
+    Chat(Box<ChatTemplate>),
     /// `tasks::r1_zero_prompt(prompt)` + completion + EOS.
     R1Zero,
 }
@@ -557,8 +557,7 @@ fn rows_logprobs(model: &Model, rows: &[Row], mode: Mode) -> Result<(Tensor, Ten
                 pos[k] = j as u32;
             }
         }
-        for j in first..len {
-            let l = row.labels[j];
+        for (j, &l) in row.labels.iter().enumerate().skip(first) {
             if l == IGNORE {
                 continue;
             }
@@ -576,11 +575,10 @@ fn rows_logprobs(model: &Model, rows: &[Row], mode: Mode) -> Result<(Tensor, Ten
     let key_mask = if packed {
         let mut allowed = vec![0u8; b * width * width];
         for (r, row) in rows.iter().enumerate() {
-            let len = row.ids.len();
-            for q in 0..len {
+            for (q, sq) in row.segments.iter().enumerate() {
                 let base = (r * width + q) * width;
-                for k in 0..len {
-                    allowed[base + k] = (row.segments[q] == row.segments[k]) as u8;
+                for (k, sk) in row.segments.iter().enumerate() {
+                    allowed[base + k] = (sq == sk) as u8;
                 }
             }
         }
@@ -629,8 +627,8 @@ pub fn example_logprobs(
         for (r, row) in chunk.iter().enumerate() {
             for &(e, off) in &row.members {
                 let ex = &examples[e];
-                for j in 1..ex.labels.len() {
-                    if ex.labels[j] != IGNORE {
+                for (j, &l) in ex.labels.iter().enumerate().skip(1) {
+                    if l != IGNORE {
                         out[e].push(logp[r][off + j - first]);
                     }
                 }

@@ -106,15 +106,15 @@ pub struct SftArgs {
 
 fn template(args: &SftArgs, tok: &aha_text::Tokenizer) -> Result<Template> {
     Ok(match args.template.as_str() {
-        "chat" => Template::Chat(common::chat_template(&args.model)?),
+        "chat" => Template::Chat(Box::new(common::chat_template(&args.model)?)),
         "r1-zero" => Template::R1Zero,
         path => {
             let source = std::fs::read_to_string(path)
                 .with_context(|| format!("--template: reading the template file {path}"))?;
-            Template::Chat(
+            Template::Chat(Box::new(
                 aha_text::ChatTemplate::new(source, tok.special_tokens().clone())
                     .with_context(|| format!("--template: compiling {path}"))?,
-            )
+            ))
         }
     })
 }
@@ -260,10 +260,14 @@ pub fn run(args: SftArgs) -> Result<()> {
         .iter()
         .map(|(s, l)| format!("{s}:{l:.4}"))
         .collect();
+    let evals = if evals.is_empty() {
+        String::new()
+    } else {
+        format!("; held-out loss by step {}", evals.join(" "))
+    };
     eprintln!(
-        "final train loss {:.4}; held-out loss by step {}; {:.0} s",
+        "final train loss {:.4}{evals}; {:.0} s",
         report.final_loss.unwrap_or(f64::NAN),
-        evals.join(" "),
         report.wall_s
     );
     Ok(())
