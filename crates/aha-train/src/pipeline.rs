@@ -330,6 +330,9 @@ pub struct StageSummary {
     pub language_consistency: f64,
     pub mean_length: f64,
     pub params: usize,
+    /// SFT stages: the examples trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples: Option<usize>,
     /// Time to make this stage's model (its own training and data, not the stages before).
     pub wall_seconds: f64,
 }
@@ -352,6 +355,7 @@ pub trait Observer {
     fn stage_started(&mut self, _name: &str, _what: &str) {}
     fn rl_step(&mut self, _stage: &str, _m: &StepMetrics, _total: u64) {}
     fn stage_done(&mut self, _stage: &StageSummary, _dir: &Path) {}
+    fn warning(&mut self, _message: &str) {}
 }
 
 /// Runs silently.
@@ -364,6 +368,8 @@ struct Run<'a> {
     tok: Tokenizer,
     test: ProblemSet,
     summary: Summary,
+    /// Examples of the SFT stage being made, for its summary.
+    examples: Option<usize>,
     obs: &'a mut dyn Observer,
 }
 
@@ -398,6 +404,7 @@ impl Run<'_> {
             language_consistency: r.language_consistency,
             mean_length: r.mean_length,
             params: model.params().count(),
+            examples: self.examples.take(),
             wall_seconds: wall,
         };
         self.obs.stage_done(&s, &dir);
@@ -484,13 +491,18 @@ impl Run<'_> {
         pairs: &[(String, String)],
         cfg: &SftConfig,
     ) -> Result<Model> {
-        if pairs.is_empty() {
-            return Err(PipelineError::Invalid(format!(
-                "{name}: rejection sampling kept no completion to train on"
-            )));
-        }
         let dir = self.out.join(name);
         let model = Model::load(base_dir, &LoadOptions::default())?;
+        self.examples = Some(pairs.len());
+        if pairs.is_empty() {
+            // Nothing verified to learn from (a model too weak to sample one right, readable
+            // answer): the stage keeps its starting model, and the summary says so.
+            self.obs.warning(&format!(
+                "{name}: rejection sampling kept no completion; the stage keeps its start model"
+            ));
+            save_model(&model, &self.tok, &dir.join("model"))?;
+            return Ok(model);
+        }
         let examples = sft::examples_from_pairs(&self.tok, pairs)?;
         let (model, _) = sft::train(model, &examples, &[], cfg, &dir, false)?;
         save_model(&model, &self.tok, &dir.join("model"))?;
@@ -563,6 +575,7 @@ pub fn run(
             seed,
             wall_seconds: 0.0,
         },
+        examples: None,
         obs,
     };
     run.eval("base", &base, t.elapsed().as_secs_f64())?;

@@ -63,6 +63,9 @@ impl Observer for Cli {
         bar.inc(1);
         self.rl.entry(stage.to_string()).or_default().push(m.clone());
     }
+    fn warning(&mut self, message: &str) {
+        eprintln!("warning: {message}");
+    }
     fn stage_done(&mut self, s: &StageSummary, dir: &Path) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
