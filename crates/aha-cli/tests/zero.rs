@@ -85,6 +85,11 @@ fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {
         let acc = summary[k]["accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc));
         assert!(summary[k]["format_rate"].is_number() && summary[k]["mean_length"].is_number());
+        for m in ["pass@1", "cons@k", "format_rate_sampled"] {
+            let v = summary[k][m].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{k} {m} {v}");
+        }
+        assert!(run.join(format!("eval-{k}/samples.jsonl")).is_file());
     }
     assert!(summary["wall_seconds"].as_f64().unwrap() > 0.0);
     assert!(

@@ -455,7 +455,10 @@ impl Run<'_> {
             ..SampleConfig::default()
         };
         // A fresh file each run: the pipeline's stages are deterministic, not resumed.
-        for p in [path.to_path_buf(), sample::side_path(path, "progress.jsonl")] {
+        for p in [
+            path.to_path_buf(),
+            sample::side_path(path, "progress.jsonl"),
+        ] {
             if p.exists() {
                 std::fs::remove_file(&p).map_err(io_err(&p))?;
             }
@@ -631,8 +634,10 @@ pub fn run(
 
     // 7. Distillation into a smaller student, against the student with RL alone.
     let t = Instant::now();
-    run.obs
-        .stage_started("student_distilled", "pretraining the student, R1's traces, SFT");
+    run.obs.stage_started(
+        "student_distilled",
+        "pretraining the student, R1's traces, SFT",
+    );
     let student_cfg = PretrainConfig {
         task,
         seed,
@@ -653,7 +658,12 @@ pub fn run(
     run.eval("student_distilled", &distilled, distill_s)?;
     drop(distilled);
     let student = Model::load(&student_dir, &LoadOptions::default())?;
-    run.rl("student_rl", student, &cfg.student_rl, seed.wrapping_add(606))?;
+    run.rl(
+        "student_rl",
+        student,
+        &cfg.student_rl,
+        seed.wrapping_add(606),
+    )?;
     let _ = student_pretrain_s;
 
     run.summary.wall_seconds = started.elapsed().as_secs_f64();

@@ -3,10 +3,8 @@
 
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
-use aha_train::pretrain::{
-    self, ensure_base, lm_loss, pad_batch, EvalOptions, PretrainConfig,
-};
 use aha_train::corpus::DocKind;
+use aha_train::pretrain::{self, ensure_base, lm_loss, pad_batch, EvalOptions, PretrainConfig};
 use aha_train::tasks::{r1_zero_prompt, Task};
 
 #[test]
@@ -118,9 +116,12 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
         .trim_end_matches('.');
     assert_eq!(expr_opening, format!(" <think> {expr} is"));
     let countdown = Task::Countdown { difficulty: 2 };
-    assert!(
-        aha_train::corpus::forced_opening(&countdown, &countdown.test_set(1)[0], DocKind::Direct).is_none()
-    );
+    assert!(aha_train::corpus::forced_opening(
+        &countdown,
+        &countdown.test_set(1)[0],
+        DocKind::Direct
+    )
+    .is_none());
     assert!(pretrain::mode_accuracies(&model, &tok, &countdown, 2, 0)
         .unwrap()
         .is_none());

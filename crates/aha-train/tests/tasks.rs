@@ -183,7 +183,11 @@ fn worked_solutions_come_in_two_languages() {
         assert_eq!(english.score(&second, None), 0.0, "{second}");
         mixed_shares.push(english.score(&mixed, None));
         // The same steps, only the words differ.
-        let digits = |s: &str| s.split_whitespace().filter(|w| w.parse::<i64>().is_ok()).count();
+        let digits = |s: &str| {
+            s.split_whitespace()
+                .filter(|w| w.parse::<i64>().is_ok())
+                .count()
+        };
         assert_eq!(digits(&en), digits(&second));
     }
     let mean = mixed_shares.iter().sum::<f32>() / mixed_shares.len() as f32;

@@ -61,7 +61,10 @@ impl Observer for Cli {
             m.completion_len_mean
         ));
         bar.inc(1);
-        self.rl.entry(stage.to_string()).or_default().push(m.clone());
+        self.rl
+            .entry(stage.to_string())
+            .or_default()
+            .push(m.clone());
     }
     fn warning(&mut self, message: &str) {
         eprintln!("warning: {message}");
@@ -112,8 +115,8 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         bar: None,
         rl: BTreeMap::new(),
     };
-    let summary = pipeline::run(&cfg, &args.out, &args.cache, &mut obs)
-        .context("running the R1 recipe")?;
+    let summary =
+        pipeline::run(&cfg, &args.out, &args.cache, &mut obs).context("running the R1 recipe")?;
     plot_lengths(&args.out, &obs.rl);
 
     println!(

@@ -5,6 +5,7 @@
 use crate::plot::line_chart;
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
+use aha_train::eval::{self, EvalConfig, GenConfig, ProblemSet, PromptStyle, Results};
 use aha_train::grpo::StepMetrics;
 use aha_train::pipeline::{run_rl, RlConfig};
 use aha_train::pretrain::{self, EvalResult, PretrainConfig};
@@ -46,6 +47,10 @@ pub struct ZeroArgs {
     /// Held-out problems evaluated before and after.
     #[arg(long, default_value_t = 200)]
     eval_n: usize,
+    /// Samples per held-out problem for pass@1 and cons@k (T=0.6, top-p 0.95, as the R1
+    /// paper); the accuracies labelled greedy decode once.
+    #[arg(long, default_value_t = 4)]
+    eval_k: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Start from this base model directory instead of pretraining (or reusing) the built-in one.
@@ -67,6 +72,43 @@ fn eval_json(e: &EvalResult, modes: Option<(f64, f64)>) -> serde_json::Value {
         v["accuracy_if_worked"] = json!(steps);
         v["accuracy_if_direct"] = json!(direct);
     }
+    v
+}
+
+/// The R1 paper's protocol on the held-out set: k samples at T=0.6, top-p 0.95; samples and
+/// results written under `dir`.
+fn paper_eval(model: &Model, tok: &Tokenizer, args: &ZeroArgs, dir: &Path) -> Result<Results> {
+    let cfg = EvalConfig {
+        gen: GenConfig {
+            samples: args.eval_k,
+            max_tokens: args
+                .max_tokens
+                .unwrap_or_else(|| pretrain::default_max_tokens(&args.task)),
+            seed: args.seed,
+            ..GenConfig::default()
+        },
+        ..EvalConfig::default()
+    };
+    let set = ProblemSet::task_test(args.task, args.eval_n);
+    let report = eval::evaluate(
+        model,
+        tok,
+        &set,
+        &PromptStyle::R1Zero,
+        &cfg,
+        json!({}),
+        Some(dir),
+    )?;
+    Ok(report.results)
+}
+
+/// pass@1, cons@k and the sampled format rate into an evaluation's summary entry.
+fn with_paper(mut v: serde_json::Value, r: &Results) -> serde_json::Value {
+    v["pass@1"] = json!(r.pass_at.first().copied().unwrap_or(0.0));
+    v["cons@k"] = json!(r.cons);
+    v["k"] = json!(r.k);
+    v["format_rate_sampled"] = json!(r.format_rate);
+    v["language_consistency"] = json!(r.language_consistency);
     v
 }
 
@@ -98,6 +140,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     // 2. Evaluate the base.
     let base = pretrain::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
     let base_modes = pretrain::mode_accuracies(&model, &tok, &args.task, args.eval_n, args.seed)?;
+    let base_paper = paper_eval(&model, &tok, &args, &args.out.join("eval-base"))?;
     eprintln!(
         "base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens{}",
         100.0 * base.accuracy,
@@ -144,8 +187,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
 
     // 4. Evaluate the trained policy and keep everything.
     let final_eval = pretrain::evaluate(&policy, &tok, &args.task, args.eval_n, args.seed)?;
-    let final_modes =
-        pretrain::mode_accuracies(&policy, &tok, &args.task, args.eval_n, args.seed)?;
+    let final_modes = pretrain::mode_accuracies(&policy, &tok, &args.task, args.eval_n, args.seed)?;
+    let final_paper = paper_eval(&policy, &tok, &args, &args.out.join("eval-final"))?;
     let model_dir = args.out.join("model");
     policy.save(&model_dir)?;
     tok.inner()
@@ -179,8 +222,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     });
     let summary = json!({
         "task": args.task.to_string(),
-        "base": eval_json(&base, base_modes),
-        "final": eval_json(&final_eval, final_modes),
+        "base": with_paper(eval_json(&base, base_modes), &base_paper),
+        "final": with_paper(eval_json(&final_eval, final_modes), &final_paper),
         "steps": args.steps,
         "training": training,
         "wall_seconds": wall,
@@ -193,7 +236,30 @@ pub fn run(args: ZeroArgs) -> Result<()> {
 
     println!("\n{:<16} {:>10} {:>10}", "", "base", "after GRPO");
     println!(
+        "{:<16} {:>9.1}% {:>9.1}%   ({} samples per problem, T=0.6, top-p 0.95)",
+        "pass@1",
+        100.0 * base_paper.pass_at.first().copied().unwrap_or(0.0),
+        100.0 * final_paper.pass_at.first().copied().unwrap_or(0.0),
+        args.eval_k
+    );
+    println!(
         "{:<16} {:>9.1}% {:>9.1}%",
+        format!("cons@{}", args.eval_k),
+        100.0 * base_paper.cons,
+        100.0 * final_paper.cons
+    );
+    println!(
+        "{:<16} {:>9.1}% {:>9.1}%",
+        "format (T=0.6)",
+        100.0 * base_paper.format_rate,
+        100.0 * final_paper.format_rate
+    );
+    println!(
+        "{:<16} {:>10.2} {:>10.2}   (share of the reasoning in English)",
+        "language", base_paper.language_consistency, final_paper.language_consistency
+    );
+    println!(
+        "{:<16} {:>9.1}% {:>9.1}%   (greedy)",
         "accuracy",
         100.0 * base.accuracy,
         100.0 * final_eval.accuracy
