@@ -133,6 +133,18 @@ fn distill_sequence_and_logit_into_a_smaller_student() {
     assert_eq!(m.len(), 4);
     assert_eq!(report["report"]["steps"], 4);
     assert!(m.iter().all(|l| l["loss"].as_f64().unwrap().is_finite()));
+    // Resuming the finished run samples and trains nothing new.
+    let out = run(&seq, &student, &["--mode", "sequence", "--resume"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(metrics(&seq).len(), 4);
+    assert_eq!(
+        std::fs::read_to_string(seq.join("teacher_samples.jsonl")).unwrap(),
+        samples
+    );
     // The trained student loads and generates.
     ok(&[
         "generate",

@@ -116,6 +116,10 @@ pub struct DistillArgs {
         default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     )]
     lora_targets: Vec<String>,
+    /// Continue a killed run from OUT/checkpoint (the teacher's samples resume from
+    /// OUT/teacher_samples.jsonl); the result equals a run that never stopped. Same flags.
+    #[arg(long)]
+    resume: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Target language or script of the teacher samples' language score.
@@ -124,6 +128,10 @@ pub struct DistillArgs {
 }
 
 pub fn run(args: DistillArgs) -> Result<()> {
+    let ckpt = args.out.join("checkpoint");
+    if args.resume && !ckpt.join("trainer.json").is_file() {
+        anyhow::bail!("--resume: no checkpoint at {}", ckpt.display());
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let student_loaded = common::load_with(&args.student, None, true)?;
@@ -228,7 +236,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
         build.rows, build.examples, build.truncated, args.max_len
     );
     let mut student = student_loaded.model;
-    if args.lora_r > 0 {
+    // A resumed LoRA run gets the checkpoint's adapter instead.
+    if args.lora_r > 0 && !args.resume {
         common::add_lora(
             &mut student,
             args.lora_r,
@@ -252,7 +261,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
                 progress: true,
                 ..Default::default()
             };
-            let (m, r) = sft::train(student, &examples, &[], &cfg, &args.out, false)?;
+            let (m, r) = sft::train(student, &examples, &[], &cfg, &args.out, args.resume)?;
             eprintln!(
                 "SFT on the teacher's samples: loss {:.4}, {} steps, {:.0} s",
                 r.final_loss.unwrap_or(f64::NAN),
@@ -286,6 +295,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
                 top_p: args.top_p,
                 save_every: args.save_every,
                 progress: true,
+                resume: args.resume,
                 ..Default::default()
             };
             let (m, r) =
