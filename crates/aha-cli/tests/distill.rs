@@ -178,6 +178,37 @@ fn distill_sequence_and_logit_into_a_smaller_student() {
     assert!(logit.join("final/model.safetensors").is_file());
     assert!(logit.join("loss.png").is_file());
 
+    // Logit level on a dataset's own completions (rendered with the student's chat
+    // template), scored by the teacher as they are: no teacher samples.
+    let data = dir.path().join("data.jsonl");
+    let row = r#"{"prompt": "Compute 1 + 2.", "completion": "<think> 1 + 2 = 3 </think> <answer> 3 </answer>"}"#;
+    std::fs::write(&data, format!("{row}\n{row}\n{row}\n")).unwrap();
+    let from_data = dir.path().join("from_data");
+    ok(&[
+        "--threads",
+        "2",
+        "distill",
+        "--teacher",
+        teacher.to_str().unwrap(),
+        "--student",
+        student.to_str().unwrap(),
+        "--out",
+        from_data.to_str().unwrap(),
+        "--dataset",
+        data.to_str().unwrap(),
+        "--mode",
+        "logit",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+    ]);
+    assert!(!from_data.join("teacher_samples.jsonl").exists());
+    let m = metrics(&from_data);
+    assert_eq!(m.len(), 4, "3 rows in batches of 2, 2 epochs");
+    assert!(m.iter().all(|l| l["source"] == "dataset"));
+    assert!(from_data.join("final/tokenizer.json").is_file());
+
     // Another tokenizer: a clear error before any training.
     pretrain(&other, "32", "1", "200");
     let bad = dir.path().join("bad");
