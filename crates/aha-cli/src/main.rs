@@ -36,6 +36,9 @@ enum Command {
     Grpo(cmd::grpo::GrpoArgs),
     /// Supervised fine-tuning (full or LoRA) on chat, prompt/completion or GSM8K data.
     Sft(cmd::sft::SftArgs),
+    /// Distil a teacher into a student sharing its tokenizer: SFT on the teacher's samples
+    /// (sequence level) or matching its next-token distributions (logit level, JSD).
+    Distill(cmd::distill::DistillArgs),
     /// Pretrain a tiny base model from scratch on the built-in tasks' corpus.
     Pretrain(cmd::pretrain::PretrainArgs),
     /// Write a Llama/Qwen2 model directory as a quantized GGUF file (q8_0, q4_k, f16, ...).
@@ -95,6 +98,7 @@ fn main() {
         Command::Chat(args) => cmd::chat::run(args),
         Command::Grpo(args) => cmd::grpo::run(args),
         Command::Sft(args) => cmd::sft::run(args),
+        Command::Distill(args) => cmd::distill::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),

@@ -285,3 +285,248 @@ fn on_policy_fraction() {
     assert!(got.iter().all(|g| !g.is_empty() && g.len() <= 5));
     assert!(batch_completions(0.0, &mut rng, &student, None, &p, &c[..1], &opts).is_err());
 }
+
+fn objective_grads(
+    student: Model,
+    teacher: &Model,
+    micro_batch: usize,
+) -> (aha_train::optim::Grads, f64, f64) {
+    use aha_train::trainer::{OptimConfig, Trainer};
+    let (p, c) = batch();
+    let t = Trainer::new(student, OptimConfig::default()).unwrap();
+    let obj = LogitObjective {
+        teacher,
+        cfg: DistillConfig::default(),
+    };
+    let micro = LogitBatch::split(&p, &c, micro_batch);
+    assert_eq!(micro.len(), p.len().div_ceil(micro_batch));
+    let (g, loss, stats) = t.gradients(&obj, &micro).unwrap();
+    (g, loss, stats["tokens"])
+}
+
+#[test]
+fn logit_objective_accumulates_exactly() {
+    let teacher = teacher();
+    let (full, loss_full, tokens) = objective_grads(fixture("qwen2_tied"), &teacher, 3);
+    assert_eq!(tokens, 9.0);
+    // The step loss is the mean divergence over all completion tokens, as distill_loss has it.
+    let (p, c) = batch();
+    let pr: Vec<&[u32]> = p.iter().map(|v| v.as_slice()).collect();
+    let cr: Vec<&[u32]> = c.iter().map(|v| v.as_slice()).collect();
+    let student = fixture("qwen2_tied");
+    let reference = distill_loss(&student, &teacher, &pr, &cr, &DistillConfig::default())
+        .unwrap()
+        .loss
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    assert!(
+        (loss_full - reference).abs() < 1e-5,
+        "{loss_full} vs {reference}"
+    );
+    let scale = full.global_norm().unwrap() as f32;
+    assert!(scale > 1e-4, "the gradient is not trivially zero");
+    for mb in [1, 2] {
+        let (g, loss, _) = objective_grads(fixture("qwen2_tied"), &teacher, mb);
+        assert!(
+            (loss - loss_full).abs() < 1e-5,
+            "micro-batch {mb}: {loss} vs {loss_full}"
+        );
+        assert_eq!(g.len(), full.len());
+        let d = g
+            .grads
+            .iter()
+            .map(|(k, x)| common::max_abs_diff(x, &full.grads[k]))
+            .fold(0.0, f32::max);
+        assert!(d < 1e-5 * scale.max(1.0), "micro-batch {mb}: {d}");
+    }
+    // Rows of unequal length: a mean of per-micro-batch means would differ from the
+    // per-token mean, so the check above separates the two.
+    let per_row: Vec<f64> = (0..3)
+        .map(|i| {
+            distill_loss(
+                &student,
+                &teacher,
+                &pr[i..=i],
+                &cr[i..=i],
+                &DistillConfig::default(),
+            )
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap() as f64
+        })
+        .collect();
+    let row_mean = per_row.iter().sum::<f64>() / 3.0;
+    assert!(
+        (row_mean - loss_full).abs() > 1e-4,
+        "{row_mean} vs {loss_full}"
+    );
+}
+
+#[test]
+fn train_logit_moe_teacher_into_dense_student() {
+    let teacher = teacher();
+    let (p, c) = batch();
+    let data: Vec<(Vec<u32>, Vec<u32>)> = p.into_iter().zip(c).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogitConfig {
+        epochs: 8,
+        batch_size: 3,
+        micro_batch: 2,
+        lr: Some(1e-2),
+        warmup_ratio: 0.0,
+        save_every: 4,
+        ..Default::default()
+    };
+    let (_, report) = train_logit(
+        fixture("qwen2_tied"),
+        &teacher,
+        None,
+        &data,
+        &cfg,
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(report.steps, 8);
+    assert_eq!(report.on_policy_steps, 0);
+    let (first, last) = (report.first_loss.unwrap(), report.final_loss.unwrap());
+    assert!(
+        last < 0.5 * first,
+        "the divergence should fall: {first} -> {last}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    assert!(lines
+        .iter()
+        .all(|l| l["source"] == "dataset" && l["tokens"] == 9.0));
+    assert!(dir.path().join("config.json").is_file());
+    let (step, _) = aha_train::trainer::read_state(&dir.path().join("checkpoint")).unwrap();
+    assert_eq!(step, 8);
+
+    // On-policy: every step's completions come from the student, scored by the teacher.
+    let on = LogitConfig {
+        lambda: 1.0,
+        epochs: 2,
+        max_tokens: 4,
+        ..cfg.clone()
+    };
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_, r) = train_logit(
+        fixture("qwen2_tied"),
+        &teacher,
+        None,
+        &data,
+        &on,
+        dir2.path(),
+    )
+    .unwrap();
+    assert_eq!(r.on_policy_steps, 2);
+    assert!(r.final_loss.unwrap().is_finite() && r.trained_tokens > 0.0);
+    // Bad settings are errors.
+    let bad = LogitConfig { lambda: 1.5, ..cfg };
+    assert!(train_logit(
+        fixture("qwen2_tied"),
+        &teacher,
+        None,
+        &data,
+        &bad,
+        dir2.path()
+    )
+    .is_err());
+}
+
+#[test]
+fn pairs_from_sft_examples() {
+    use aha_train::sft::{Example, IGNORE};
+    let ex = Example {
+        input_ids: vec![5, 6, 7, 8, 9, 10],
+        labels: vec![IGNORE, IGNORE, 7, 8, 9, IGNORE],
+    };
+    assert_eq!(pair_from_example(&ex), Some((vec![5, 6], vec![7, 8, 9])));
+    let none = Example {
+        input_ids: vec![5, 6],
+        labels: vec![IGNORE, IGNORE],
+    };
+    assert_eq!(pair_from_example(&none), None);
+}
+
+#[test]
+fn train_logit_resumes_exactly() {
+    let teacher = teacher();
+    let (p, c) = batch();
+    let data: Vec<(Vec<u32>, Vec<u32>)> = p.into_iter().zip(c).collect();
+    // Batches of 2 over 3 sequences, half the steps on-policy: data order, draws and the
+    // student's samples all have to line up after the restart.
+    let cfg = LogitConfig {
+        epochs: 3,
+        batch_size: 2,
+        micro_batch: 1,
+        lr: Some(1e-2),
+        lambda: 0.5,
+        max_tokens: 3,
+        save_every: 3,
+        ..Default::default()
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (a, ra) = train_logit(
+        fixture("qwen2_tied"),
+        &teacher,
+        None,
+        &data,
+        &cfg,
+        whole.path(),
+    )
+    .unwrap();
+    assert_eq!(ra.steps, 6);
+    assert!(ra.on_policy_steps > 0 && ra.on_policy_steps < 6, "{ra:?}");
+    let split = tempfile::tempdir().unwrap();
+    let first = LogitConfig {
+        stop_after: Some(3),
+        ..cfg.clone()
+    };
+    train_logit(
+        fixture("qwen2_tied"),
+        &teacher,
+        None,
+        &data,
+        &first,
+        split.path(),
+    )
+    .unwrap();
+    let again = LogitConfig {
+        resume: true,
+        ..cfg
+    };
+    let (b, rb) = train_logit(
+        fixture("qwen2_tied"),
+        &teacher,
+        None,
+        &data,
+        &again,
+        split.path(),
+    )
+    .unwrap();
+    assert_eq!(rb.resumed_from, Some(3));
+    for (name, t) in a.params().tensors() {
+        let u = &b.params().tensors()[&name];
+        assert_eq!(common::max_abs_diff(&t, u), 0.0, "{name}");
+    }
+    let read = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    let strip = |s: String| -> Vec<(u64, String, String)> {
+        s.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["step"].as_u64().unwrap(),
+                    v["loss"].to_string(),
+                    v["source"].to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(read(whole.path())), strip(read(split.path())));
+}

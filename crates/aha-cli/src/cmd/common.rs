@@ -110,3 +110,27 @@ pub fn parse_ids(s: &str) -> Result<Ids, String> {
         Err(e) => Err(format!("expected comma-separated token ids ({e})")),
     }
 }
+
+/// Attach fresh LoRA adapters of rank `r` (alpha default 2r) to `targets`, and say so.
+pub fn add_lora(
+    model: &mut Model,
+    r: usize,
+    alpha: Option<f64>,
+    targets: &[String],
+    seed: u64,
+) -> Result<()> {
+    let targets: Vec<&str> = targets.iter().map(|s| s.trim()).collect();
+    let lc = aha_model::LoraConfig::new(r, alpha.unwrap_or(2.0 * r as f64), &targets);
+    model.add_lora(&lc, seed).context("adding LoRA adapters")?;
+    if let Some(a) = model.adapter() {
+        eprintln!(
+            "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
+            a.config.r,
+            a.config.lora_alpha,
+            a.modules().len(),
+            a.params().count(),
+            model.params().count()
+        );
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod convert;
+pub mod distill;
 pub mod eval;
 pub mod generate;
 pub mod grpo;

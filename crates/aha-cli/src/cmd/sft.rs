@@ -119,7 +119,8 @@ fn template(args: &SftArgs, tok: &aha_text::Tokenizer) -> Result<Template> {
     })
 }
 
-fn plot_loss(out: &Path) -> Result<()> {
+/// OUT/loss.png from OUT/metrics.jsonl: the `loss` of each step and any `eval_loss`.
+pub fn plot_loss(out: &Path, title: &str, y_label: &str) -> Result<()> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl"))?;
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     for line in text.lines() {
@@ -136,7 +137,7 @@ fn plot_loss(out: &Path) -> Result<()> {
     if !eval.is_empty() {
         series.push(("held-out", eval));
     }
-    line_chart(&out.join("loss.png"), "SFT loss", "NLL per token", &series)
+    line_chart(&out.join("loss.png"), title, y_label, &series)
 }
 
 pub fn run(args: SftArgs) -> Result<()> {
@@ -211,22 +212,13 @@ pub fn run(args: SftArgs) -> Result<()> {
             );
         }
     } else if lora {
-        let targets: Vec<&str> = args.lora_targets.iter().map(|s| s.trim()).collect();
-        let alpha = args.lora_alpha.unwrap_or(2.0 * args.lora_r as f64);
-        let lc = aha_model::LoraConfig::new(args.lora_r, alpha, &targets);
-        model
-            .add_lora(&lc, args.seed)
-            .context("adding LoRA adapters")?;
-        if let Some(a) = model.adapter() {
-            eprintln!(
-                "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
-                a.config.r,
-                a.config.lora_alpha,
-                a.modules().len(),
-                a.params().count(),
-                model.params().count()
-            );
-        }
+        common::add_lora(
+            &mut model,
+            args.lora_r,
+            args.lora_alpha,
+            &args.lora_targets,
+            args.seed,
+        )?;
     }
     eprintln!(
         "{} training and {} held-out examples, {} steps",
@@ -239,7 +231,7 @@ pub fn run(args: SftArgs) -> Result<()> {
         args.out.join("report.json"),
         serde_json::to_string_pretty(&serde_json::json!({ "report": report, "data": stats }))?,
     )?;
-    if let Err(e) = plot_loss(&args.out) {
+    if let Err(e) = plot_loss(&args.out, "SFT loss", "NLL per token") {
         eprintln!("no loss.png: {e:#}");
     }
     let fin = args.out.join("final");
