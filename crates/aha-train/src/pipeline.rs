@@ -252,12 +252,11 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         let base = PretrainConfig::default();
+        // Half the layers of the base (123k parameters against 222k). A narrower student
+        // (hidden 32, 2 layers, 39k) could not copy the worked chains it was taught (pass@1
+        // 26% distilled, 62% with RL alone, which found direct answers).
         let student = PretrainConfig {
-            hidden_size: 32,
-            intermediate_size: 96,
             num_layers: 2,
-            num_heads: 1,
-            num_kv_heads: 1,
             ..PretrainConfig::default()
         };
         let sft = SftConfig {
