@@ -31,10 +31,18 @@ pub enum GrpoError {
     Engine(#[from] aha_engine::EngineError),
     #[error(transparent)]
     Optim(#[from] OptimError),
+    #[error(transparent)]
+    Train(#[from] Box<crate::trainer::TrainError>),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<crate::trainer::TrainError> for GrpoError {
+    fn from(e: crate::trainer::TrainError) -> Self {
+        GrpoError::Train(Box::new(e))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, GrpoError>;
@@ -1056,28 +1064,7 @@ impl GrpoTrainer {
     /// always complete.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let tmp = dir.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
-        }
-        if self.model.adapter().is_some() {
-            self.model.save_adapter(&tmp)?;
-        } else {
-            self.model.save(&tmp)?;
-            // `save` writes the config's dtype (bf16/f16 rounds the f32 masters): keep the
-            // masters too, so resume is exact.
-            let stored = aha_model::config::stored_dtype(self.model.config())
-                .as_deref()
-                .and_then(aha_model::weights::parse_dtype)
-                .unwrap_or(DType::F32);
-            if stored != DType::F32 {
-                aha_model::weights::write_file(
-                    &tmp.join(MASTER_WEIGHTS),
-                    &self.model.trainable_params().tensors(),
-                    DType::F32,
-                )?;
-            }
-        }
-        self.opt.save(&tmp)?;
+        crate::trainer::write_weights(&self.model, &self.opt, &tmp)?;
         if let Some(r) = &self.reference {
             aha_model::weights::write_file(
                 &tmp.join("reference.safetensors"),
@@ -1092,17 +1079,7 @@ impl GrpoTrainer {
         let text =
             serde_json::to_string_pretty(&state).map_err(|e| GrpoError::Invalid(e.to_string()))?;
         std::fs::write(tmp.join("trainer.json"), text).map_err(|e| file_err(&tmp, e))?;
-        if dir.exists() {
-            let old = dir.with_extension("old");
-            if old.exists() {
-                std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
-            }
-            std::fs::rename(dir, &old).map_err(|e| file_err(dir, e))?;
-            std::fs::rename(&tmp, dir).map_err(|e| file_err(dir, e))?;
-            std::fs::remove_dir_all(&old).map_err(|e| file_err(&old, e))?;
-        } else {
-            std::fs::rename(&tmp, dir).map_err(|e| file_err(dir, e))?;
-        }
+        crate::trainer::replace_dir(&tmp, dir)?;
         Ok(())
     }
 
@@ -1169,7 +1146,7 @@ impl GrpoTrainer {
 }
 
 /// The f32 master weights of a checkpoint whose model is stored in bf16/f16.
-pub const MASTER_WEIGHTS: &str = "master_weights.safetensors";
+pub const MASTER_WEIGHTS: &str = crate::trainer::MASTER_FILE;
 
 /// Set every parameter of `params` from the tensor of the same name in `path`.
 fn load_into(params: &aha_model::Params, path: &Path, device: &candle_core::Device) -> Result<()> {

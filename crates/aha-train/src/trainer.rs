@@ -137,7 +137,7 @@ struct TrainerFile {
 }
 
 /// The file of f32 master weights, written when the model's stored dtype is not f32.
-const MASTER_FILE: &str = "master.safetensors";
+pub const MASTER_FILE: &str = "master.safetensors";
 const STATE_FILE: &str = "trainer.json";
 
 impl Trainer {
@@ -200,26 +200,7 @@ impl Trainer {
     /// Write a checkpoint (see the module doc) with the objective's `state`.
     pub fn save_checkpoint(&self, dir: &Path, state: &serde_json::Value) -> Result<()> {
         let tmp = dir.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
-        }
-        if self.model.adapter().is_some() {
-            self.model.save_adapter(&tmp)?;
-        } else {
-            self.model.save(&tmp)?;
-            let stored = aha_model::config::stored_dtype(self.model.config())
-                .as_deref()
-                .and_then(aha_model::weights::parse_dtype)
-                .unwrap_or(DType::F32);
-            if stored != DType::F32 {
-                aha_model::weights::write_file(
-                    &tmp.join(MASTER_FILE),
-                    &self.model.trainable_params().tensors(),
-                    DType::F32,
-                )?;
-            }
-        }
-        self.opt.save(&tmp)?;
+        write_weights(&self.model, &self.opt, &tmp)?;
         let text = serde_json::to_string_pretty(&TrainerFile {
             step: self.step,
             state: state.clone(),
@@ -297,8 +278,36 @@ pub fn read_state(dir: &Path) -> Result<(u64, serde_json::Value)> {
     Ok((f.step, f.state))
 }
 
+/// Into a fresh `tmp`: the model (an HF directory, or with LoRA the PEFT adapter), its f32
+/// masters when the config stores a lower precision ([`MASTER_FILE`]: `save` rounds to the
+/// stored dtype, and resume must be exact), and the optimizer state. Every trainer's
+/// checkpoint starts with this; [`replace_dir`] then puts it in place.
+pub(crate) fn write_weights(model: &Model, opt: &AdamW, tmp: &Path) -> Result<()> {
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp).map_err(|e| file_err(tmp, e))?;
+    }
+    if model.adapter().is_some() {
+        model.save_adapter(tmp)?;
+    } else {
+        model.save(tmp)?;
+        let stored = aha_model::config::stored_dtype(model.config())
+            .as_deref()
+            .and_then(aha_model::weights::parse_dtype)
+            .unwrap_or(DType::F32);
+        if stored != DType::F32 {
+            aha_model::weights::write_file(
+                &tmp.join(MASTER_FILE),
+                &model.trainable_params().tensors(),
+                DType::F32,
+            )?;
+        }
+    }
+    opt.save(tmp)?;
+    Ok(())
+}
+
 /// Put the complete directory `tmp` at `dir`, replacing what was there.
-fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
         let old = dir.with_extension("old");
         if old.exists() {
