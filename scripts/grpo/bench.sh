@@ -7,7 +7,7 @@ set -euo pipefail
 AHA=${1:-target/debug/aha}
 MAXT=${2:-64}
 W=/tmp/aha-grpo
-DATA=/work/shared/data/gsm8k/train.jsonl
+DATA=../shared/data/gsm8k/train.jsonl
 mkdir -p $W
 [ -f $W/tiny-qwen2/config.json ] || python3 scripts/grpo/make_tiny_qwen2.py $W/tiny-qwen2
 for MB in 16 4; do  # micro-batches: the same update (gradients accumulated exactly), less memory

@@ -7,7 +7,7 @@ one of many styles, either correct or perturbed; labels follow from the
 construction. The verifier never saw these cases while it was written.
 
 Usage:
-  python3 scripts/verify/heldout.py [--gsm8k /work/shared/data/gsm8k/test.jsonl]
+  python3 scripts/verify/heldout.py [--gsm8k ../shared/data/gsm8k/test.jsonl]
       [--aha target/release/aha] [--per-problem 4] [--seed 0]
 Exit status 1 when agreement is below --min-agreement (default 0.99).
 """
@@ -97,7 +97,7 @@ def build(gsm8k_path, per_problem, seed):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gsm8k", default="/work/shared/data/gsm8k/test.jsonl")
+    ap.add_argument("--gsm8k", default="../shared/data/gsm8k/test.jsonl")
     ap.add_argument("--aha", default=os.environ.get("AHA_BIN", "target/release/aha"))
     ap.add_argument("--per-problem", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
