@@ -15,7 +15,6 @@
 //!   tokens so that gradient accumulation is exact.
 
 use crate::grpo::{completion_logits, log_softmax, GrpoError};
-use crate::optim::AdamWConfig;
 use crate::sft::{Example, IGNORE};
 use crate::trainer::{
     epoch_order, file_err, progress_bar, MetricsSink, MicroLoss, Objective, OptimConfig, Stats,
@@ -517,17 +516,14 @@ pub fn train_logit(
         .lr
         .unwrap_or_else(|| crate::sft::default_lr(student.params().count(), lora));
     let total = cfg.total_steps(data.len());
-    let optim = OptimConfig {
+    let optim = OptimConfig::cosine(
         lr,
-        warmup_steps: (total as f64 * cfg.warmup_ratio).round() as u64,
-        total_steps: total,
-        min_lr_ratio: cfg.min_lr_ratio,
-        adam: AdamWConfig {
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-        max_grad_norm: cfg.max_grad_norm,
-    };
+        total,
+        cfg.warmup_ratio,
+        cfg.min_lr_ratio,
+        cfg.weight_decay,
+        cfg.max_grad_norm,
+    );
     let state = serde_json::json!({ "config": cfg, "lr": lr, "sequences": data.len() });
     let config_text = serde_json::to_string_pretty(&serde_json::json!({
         "distill": state,

@@ -42,7 +42,6 @@
 
 use crate::data::Record;
 use crate::grpo::log_softmax;
-use crate::optim::AdamWConfig;
 use crate::trainer::{
     epoch_order, file_err, progress_bar, MetricsSink, MicroLoss, Objective, OptimConfig, Result,
     Stats, TrainError, Trainer,
@@ -880,17 +879,14 @@ pub fn train(
         .lr
         .unwrap_or_else(|| default_lr(model.params().count(), lora));
     let total = cfg.total_steps(train.len());
-    let optim = OptimConfig {
+    let optim = OptimConfig::cosine(
         lr,
-        warmup_steps: (total as f64 * cfg.warmup_ratio).round() as u64,
-        total_steps: total,
-        min_lr_ratio: cfg.min_lr_ratio,
-        adam: AdamWConfig {
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-        max_grad_norm: cfg.max_grad_norm,
-    };
+        total,
+        cfg.warmup_ratio,
+        cfg.min_lr_ratio,
+        cfg.weight_decay,
+        cfg.max_grad_norm,
+    );
     let state = RunState {
         config: cfg.clone(),
         lr,

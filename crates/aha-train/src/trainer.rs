@@ -96,6 +96,29 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
+    /// AdamW over `total_steps` with a linear warmup over `warmup_ratio` of them, then cosine
+    /// decay to `min_lr_ratio * lr` (the SFT and distillation runs' schedule).
+    pub fn cosine(
+        lr: f64,
+        total_steps: u64,
+        warmup_ratio: f64,
+        min_lr_ratio: f64,
+        weight_decay: f64,
+        max_grad_norm: f64,
+    ) -> Self {
+        Self {
+            lr,
+            warmup_steps: (total_steps as f64 * warmup_ratio).round() as u64,
+            total_steps,
+            min_lr_ratio,
+            adam: AdamWConfig {
+                weight_decay,
+                ..Default::default()
+            },
+            max_grad_norm,
+        }
+    }
+
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule {
             lr: self.lr,

@@ -140,7 +140,11 @@ fn close(a: &Value, b: &Value, what: &str) {
     let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
     // Language scores are f32 in the records (written at their shortest decimal), so their
     // mean agrees to f32 precision only.
-    let tol = if what.starts_with("language") { 1e-6 } else { 1e-9 };
+    let tol = if what.starts_with("language") {
+        1e-6
+    } else {
+        1e-9
+    };
     assert!((a - b).abs() < tol, "{what}: {a} vs {b}");
 }
 
