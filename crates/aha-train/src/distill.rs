@@ -14,14 +14,14 @@
 //!   loop (metrics, checkpoints), the loss normalised over each optimizer step's completion
 //!   tokens so that gradient accumulation is exact.
 
-use crate::grpo::{completion_logits, log_softmax, GrpoError};
+use crate::grpo::{completion_logits, log_softmax};
 use crate::sft::{Example, IGNORE};
 use crate::trainer::{
     epoch_order, file_err, progress_bar, MetricsSink, MicroLoss, Objective, OptimConfig, Stats,
-    TrainError, Trainer,
+    Trainer,
 };
 use aha_engine::{GenerateOptions, SamplingParams};
-use aha_model::{Mode, Model, ModelError};
+use aha_model::{Mode, Model};
 use aha_text::Tokenizer;
 use candle_core::{Tensor, D};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -29,38 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DistillError {
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Engine(#[from] aha_engine::EngineError),
-    /// From the shared scoring pass ([`completion_logits`]).
-    #[error(transparent)]
-    Grpo(#[from] GrpoError),
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub type Result<T> = std::result::Result<T, DistillError>;
-
-/// The trainer loop speaks [`TrainError`]; keep the structured variants it has.
-impl From<DistillError> for TrainError {
-    fn from(e: DistillError) -> Self {
-        match e {
-            DistillError::Candle(e) => TrainError::Candle(e),
-            DistillError::Model(e) => TrainError::Model(e),
-            DistillError::Train(e) => e,
-            DistillError::Grpo(GrpoError::Candle(e)) => TrainError::Candle(e),
-            DistillError::Grpo(GrpoError::Model(e)) => TrainError::Model(e),
-            e => TrainError::Invalid(e.to_string()),
-        }
-    }
-}
+pub use crate::error::{Result, TrainError};
 
 /// The divergence and its temperature.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -113,7 +82,7 @@ pub fn generalized_jsd(
 ) -> Result<Tensor> {
     let valid = (0.0..=1.0).contains(&beta) && temperature > 0.0 && temperature.is_finite();
     if !valid {
-        return Err(DistillError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "distillation needs 0 <= beta <= 1 and temperature > 0, got beta {beta}, temperature {temperature}"
         )));
     }
@@ -126,7 +95,7 @@ pub fn generalized_jsd(
     let s = student_logits.narrow(last, 0, v)?;
     let t = teacher_logits.detach().narrow(last, 0, v)?;
     if s.dims()[..last] != t.dims()[..last] {
-        return Err(DistillError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "student logits {:?} and teacher logits {:?} cover different positions",
             student_logits.dims(),
             teacher_logits.dims()
@@ -239,7 +208,7 @@ pub fn batch_completions(
     opts: &GenerateOptions,
 ) -> Result<(Source, Vec<Vec<u32>>)> {
     if prompts.len() != dataset_completions.len() {
-        return Err(DistillError::Invalid(
+        return Err(TrainError::Invalid(
             "need one dataset completion per prompt".into(),
         ));
     }
@@ -264,7 +233,7 @@ pub fn batch_completions(
 pub fn check_same_tokenizer(teacher: &Tokenizer, student: &Tokenizer) -> Result<()> {
     let (vt, vs) = (teacher.vocab_size(), student.vocab_size());
     if vt != vs {
-        return Err(DistillError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "teacher and student need the same tokenizer: the teacher's has {vt} tokens, \
              the student's {vs}"
         )));
@@ -272,7 +241,7 @@ pub fn check_same_tokenizer(teacher: &Tokenizer, student: &Tokenizer) -> Result<
     for id in 0..vt as u32 {
         let (a, b) = (teacher.id_to_token(id), student.id_to_token(id));
         if a != b {
-            return Err(DistillError::Invalid(format!(
+            return Err(TrainError::Invalid(format!(
                 "teacher and student need the same tokenizer: id {id} is {a:?} for the \
                  teacher and {b:?} for the student"
             )));
@@ -483,7 +452,7 @@ pub fn train_logit(
     out_dir: &Path,
 ) -> Result<(Model, LogitReport)> {
     let t_start = Instant::now();
-    let invalid = |m: &str| DistillError::Invalid(m.to_string());
+    let invalid = |m: &str| TrainError::Invalid(m.to_string());
     if data.is_empty() {
         return Err(invalid("no distillation data"));
     }
@@ -496,7 +465,7 @@ pub fn train_logit(
         ));
     }
     if !(0.0..=1.0).contains(&cfg.lambda) {
-        return Err(DistillError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "the on-policy fraction lambda must lie in [0, 1], got {}",
             cfg.lambda
         )));
@@ -529,7 +498,7 @@ pub fn train_logit(
         "distill": state,
         "optimizer": optim,
     }))
-    .map_err(|e| DistillError::Invalid(e.to_string()))?;
+    .map_err(|e| TrainError::Invalid(e.to_string()))?;
     crate::optim::write_atomic(&out_dir.join("config.json"), config_text.as_bytes())
         .map_err(TrainError::from)?;
     let eos = match tok {
@@ -540,13 +509,13 @@ pub fn train_logit(
         let (t, saved) = Trainer::resume(&ckpt, student, optim)?;
         let n = saved.get("sequences").and_then(|v| v.as_u64());
         if n != Some(data.len() as u64) {
-            return Err(DistillError::Train(file_err(
+            return Err(file_err(
                 &ckpt,
                 format!(
                     "the checkpoint trained on {n:?} sequences, this run has {}",
                     data.len()
                 ),
-            )));
+            ));
         }
         t
     } else {

@@ -9,6 +9,8 @@
 //! are computed, so [`rescore`] rebuilds `results.json` from `samples.jsonl` (and the echoed
 //! `config.json`) byte for byte.
 
+pub mod greedy;
+
 use crate::data;
 use crate::tasks::{r1_zero_prompt, Problem, Task};
 use aha_engine::{generate_n, FinishReason, GenerateOptions, SamplingParams};
@@ -678,7 +680,7 @@ pub fn evaluate(
         }
     }
     let bar = if cfg.progress {
-        crate::grpo::progress_bar(set.problems.len() as u64)
+        crate::trainer::progress_bar(set.problems.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };

@@ -12,47 +12,18 @@
 //! * [`GrpoTrainer`]: sampling with the engine, rewards, several optimisation passes per
 //!   batch, AdamW, checkpoints and exact resume.
 
-use crate::optim::{AdamW, AdamWConfig, Grads, LrSchedule, OptimError};
+use crate::optim::{AdamWConfig, LrSchedule};
+use crate::trainer::{MicroLoss, Objective, OptimConfig, Stats, Trainer};
 use aha_engine::{Completion, FinishReason, GenerateOptions, SamplingParams};
-use aha_model::{ForwardInput, LogitsFor, Mode, Model, ModelError};
+use aha_model::{ForwardInput, LogitsFor, Mode, Model};
 use aha_text::Tokenizer;
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-#[derive(Debug, thiserror::Error)]
-pub enum GrpoError {
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Engine(#[from] aha_engine::EngineError),
-    #[error(transparent)]
-    Optim(#[from] OptimError),
-    #[error(transparent)]
-    Train(#[from] Box<crate::trainer::TrainError>),
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl From<crate::trainer::TrainError> for GrpoError {
-    fn from(e: crate::trainer::TrainError) -> Self {
-        GrpoError::Train(Box::new(e))
-    }
-}
-
-pub type Result<T> = std::result::Result<T, GrpoError>;
-
-fn file_err(path: &Path, e: impl std::fmt::Display) -> GrpoError {
-    GrpoError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
+use crate::error::file_err;
+pub use crate::error::{Result, TrainError};
 
 // ---------------------------------------------------------------------------------------
 // Advantages
@@ -165,12 +136,12 @@ pub fn completion_logits(
     mode: Mode,
 ) -> Result<CompletionLogits> {
     if prompts.len() != completions.len() || prompts.is_empty() {
-        return Err(GrpoError::Invalid(
+        return Err(TrainError::Invalid(
             "need one completion per prompt, and at least one".into(),
         ));
     }
     if prompts.iter().any(|p| p.is_empty()) {
-        return Err(GrpoError::Invalid(
+        return Err(TrainError::Invalid(
             "every prompt needs at least one token".into(),
         ));
     }
@@ -447,7 +418,7 @@ pub struct SpecReward {
 impl SpecReward {
     pub fn parse(spec: &str) -> Result<Self> {
         let reward = aha_reward::Reward::parse(spec)
-            .map_err(|e| GrpoError::Invalid(format!("reward spec {spec:?}: {e}")))?;
+            .map_err(|e| TrainError::Invalid(format!("reward spec {spec:?}: {e}")))?;
         let mut names = Vec::new();
         let (mut depth, mut start) = (0i32, 0usize);
         let mut items = Vec::new();
@@ -616,13 +587,21 @@ impl GrpoConfig {
         }
     }
 
-    pub fn schedule(&self) -> LrSchedule {
-        LrSchedule {
+    /// The trainer's optimizer settings. Its schedule is not used: GRPO takes the learning
+    /// rate of [`GrpoConfig::schedule`] by GRPO step.
+    pub fn optim(&self) -> OptimConfig {
+        OptimConfig {
             lr: self.lr,
             warmup_steps: self.warmup_steps,
             total_steps: self.total_steps,
             min_lr_ratio: self.min_lr_ratio,
+            adam: self.adam.clone(),
+            max_grad_norm: self.max_grad_norm,
         }
+    }
+
+    pub fn schedule(&self) -> LrSchedule {
+        self.optim().schedule()
     }
 }
 
@@ -706,23 +685,97 @@ pub struct Rollout {
     pub time_score_s: f32,
 }
 
-/// Saved with each checkpoint.
+/// The objective's state saved with each checkpoint (the optimizer-step count is the
+/// trainer's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainerState {
+    /// GRPO steps done.
     pub step: u64,
     pub config: GrpoConfig,
 }
 
+/// GRPO on the shared [`Trainer`]: rollouts from the engine, scored by the rewarder; each
+/// step's batch then trains for `num_iterations` optimizer steps of the [`GrpoObjective`].
 pub struct GrpoTrainer {
-    pub model: Model,
+    /// The policy, its optimizer and the optimizer-step count.
+    pub trainer: Trainer,
     /// The frozen reference (only when beta > 0).
     pub reference: Option<Model>,
     pub tokenizer: Option<Tokenizer>,
     pub reward: Box<dyn Rewarder>,
     pub cfg: GrpoConfig,
-    pub opt: AdamW,
     /// GRPO steps done.
     pub step: u64,
+}
+
+/// One micro-batch of a GRPO update: sampled rows with their advantages and loss weights,
+/// and the log-probs of the sampling policy and of the reference when they are needed.
+pub struct GrpoBatch {
+    pub prompts: Vec<Vec<u32>>,
+    pub completions: Vec<Vec<u32>>,
+    /// [b] advantages.
+    pub advantages: Tensor,
+    /// [b] per-token loss weights of each row ([`token_weights`]).
+    pub weights: Tensor,
+    /// [b, c] log-probs of the policy that sampled (None: the current policy, detached).
+    pub old: Option<Tensor>,
+    /// [b, c] log-probs of the reference (None: no KL term).
+    pub reference: Option<Tensor>,
+}
+
+/// The clipped-ratio GRPO loss with a k3 KL penalty ([`grpo_loss`]) of one micro-batch,
+/// with log-probs at the sampling temperature.
+pub struct GrpoObjective {
+    pub loss: LossConfig,
+    pub temperature: f32,
+}
+
+impl Objective for GrpoObjective {
+    type Batch = GrpoBatch;
+
+    fn micro_loss(&self, model: &Model, b: &GrpoBatch) -> Result<MicroLoss> {
+        let out = completion_logprobs_at(
+            model,
+            &slices(&b.prompts),
+            &slices(&b.completions),
+            Mode::Train,
+            self.temperature,
+        )?;
+        let old = match &b.old {
+            Some(t) => t.clone(),
+            None => out.logprobs.detach(),
+        };
+        let l = grpo_loss(
+            &out.logprobs,
+            &old,
+            b.reference.as_ref(),
+            &b.advantages,
+            &out.mask,
+            &b.weights,
+            &self.loss,
+        )?;
+        let tokens: usize = b.prompts.iter().map(|x| x.len()).sum::<usize>()
+            + b.completions.iter().map(|x| x.len()).sum::<usize>();
+        let stats = Stats::from([
+            ("kl_sum".to_string(), l.kl_sum),
+            (
+                "entropy_sum".to_string(),
+                out.entropy.sum_all()?.to_scalar::<f32>()? as f64,
+            ),
+            ("clipped_low".to_string(), l.clipped_low),
+            ("clipped_high".to_string(), l.clipped_high),
+            ("tokens".to_string(), l.tokens),
+            ("forwarded_tokens".to_string(), tokens as f64),
+        ]);
+        Ok(MicroLoss {
+            loss: l.loss,
+            stats,
+        })
+    }
+}
+
+fn slices(rows: &[Vec<u32>]) -> Vec<&[u32]> {
+    rows.iter().map(Vec::as_slice).collect()
 }
 
 /// A frozen copy of a model to serve as the reference: its trainable weights copied (with a
@@ -738,7 +791,7 @@ pub fn copy_weights(dst: &Model, src: &Model) -> Result<()> {
         let s = src
             .trainable_params()
             .get(name)
-            .ok_or_else(|| GrpoError::Invalid(format!("no parameter {name} to copy")))?;
+            .ok_or_else(|| TrainError::Invalid(format!("no parameter {name} to copy")))?;
         var.set(&s.as_tensor().detach().copy()?)?;
     }
     Ok(())
@@ -750,6 +803,8 @@ fn step_seed(seed: u64, step: u64) -> u64 {
         .wrapping_add(1)
 }
 
+const REFERENCE_FILE: &str = "reference.safetensors";
+
 impl GrpoTrainer {
     pub fn new(
         model: Model,
@@ -757,26 +812,44 @@ impl GrpoTrainer {
         reward: Box<dyn Rewarder>,
         cfg: GrpoConfig,
     ) -> Result<Self> {
+        let trainer = Trainer::new(model, cfg.optim())?;
+        Self::with_trainer(trainer, tokenizer, reward, cfg)
+    }
+
+    fn with_trainer(
+        trainer: Trainer,
+        tokenizer: Option<Tokenizer>,
+        reward: Box<dyn Rewarder>,
+        cfg: GrpoConfig,
+    ) -> Result<Self> {
         if cfg.group_size == 0 || cfg.micro_batch == 0 || cfg.num_iterations == 0 {
-            return Err(GrpoError::Invalid(
+            return Err(TrainError::Invalid(
                 "group_size, micro_batch and num_iterations must be positive".into(),
             ));
         }
         let reference = if cfg.beta > 0.0 {
-            Some(copy_model(&model)?)
+            Some(copy_model(&trainer.model)?)
         } else {
             None
         };
-        let opt = AdamW::new(model.trainable_params(), cfg.adam.clone())?;
         Ok(Self {
-            model,
+            trainer,
             reference,
             tokenizer,
             reward,
             cfg,
-            opt,
             step: 0,
         })
+    }
+
+    /// The policy being trained.
+    pub fn model(&self) -> &Model {
+        &self.trainer.model
+    }
+
+    /// The policy, ending training.
+    pub fn into_model(self) -> Model {
+        self.trainer.model
     }
 
     /// Sample G completions per prompt with the current policy and score them.
@@ -796,7 +869,7 @@ impl GrpoTrainer {
             ignore_eos: false,
         };
         let completions = aha_engine::generate(
-            &self.model,
+            self.model(),
             self.tokenizer.as_ref(),
             &prompt_ids,
             &opts,
@@ -829,11 +902,6 @@ impl GrpoTrainer {
             time_sample_s,
             time_score_s,
         })
-    }
-
-    /// The policy being trained.
-    pub fn model(&self) -> &Model {
-        &self.model
     }
 
     /// Log-probs of completions under `model` (the policy, or the reference) at the sampling
@@ -904,19 +972,13 @@ impl GrpoTrainer {
 
         // Rows that train.
         let zero_var = zero_variance_groups(&ro.rewards, g);
-        let mut rows: Vec<usize> = Vec::new();
-        for i in 0..n {
-            if self.cfg.drop_zero_std_groups && zero_var[i / g] {
-                continue;
-            }
-            if self.cfg.mask_truncated && truncated[i] {
-                continue;
-            }
-            if lens[i] == 0 {
-                continue;
-            }
-            rows.push(i);
-        }
+        let rows: Vec<usize> = (0..n)
+            .filter(|&i| {
+                !(self.cfg.drop_zero_std_groups && zero_var[i / g]
+                    || self.cfg.mask_truncated && truncated[i]
+                    || lens[i] == 0)
+            })
+            .collect();
         if self.cfg.drop_zero_std_groups {
             m.groups_dropped = zero_var.iter().filter(|&&z| z).count();
         }
@@ -925,9 +987,9 @@ impl GrpoTrainer {
         m.lr = lr;
         if self.cfg.samples_every > 0 && (self.step + 1).is_multiple_of(self.cfg.samples_every) {
             for i in 0..n.min(self.cfg.samples_count) {
-                let text = match (&ro.completions[i].text, &self.tokenizer) {
-                    (Some(t), _) => t.clone(),
-                    (None, _) => format!("{:?}", ro.completions[i].token_ids),
+                let text = match &ro.completions[i].text {
+                    Some(t) => t.clone(),
+                    None => format!("{:?}", ro.completions[i].token_ids),
                 };
                 m.samples.push(SampleLog {
                     prompt: i / g,
@@ -938,116 +1000,41 @@ impl GrpoTrainer {
         }
 
         if !rows.is_empty() {
-            let row_lens: Vec<usize> = rows.iter().map(|&i| lens[i]).collect();
-            // Over all rows, also those that get no loss (see `LossNorm`).
-            let norm = LossNorm::of(&lens, self.cfg.max_tokens);
-            let weights = token_weights(&row_lens, self.cfg.loss_agg, &norm);
-            let chunks: Vec<Vec<usize>> = (0..rows.len())
-                .collect::<Vec<_>>()
-                .chunks(self.cfg.micro_batch)
-                .map(|c| c.to_vec())
-                .collect();
-            let device = self.model.device().clone();
-            let batch = |chunk: &[usize]| -> (Vec<&[u32]>, Vec<&[u32]>) {
-                let p = chunk
-                    .iter()
-                    .map(|&k| ro.prompt_ids[rows[k]].as_slice())
-                    .collect();
-                let c = chunk
-                    .iter()
-                    .map(|&k| ro.completions[rows[k]].token_ids.as_slice())
-                    .collect();
-                (p, c)
+            let micro = self.micro_batches(ro, &rows, &lens)?;
+            let objective = GrpoObjective {
+                loss: LossConfig {
+                    eps_low: self.cfg.eps_low,
+                    eps_high: self.cfg.eps_high,
+                    beta: self.cfg.beta,
+                },
+                temperature: self.cfg.logprob_temperature(),
             };
-            // Log-probs of the sampling policy (only needed when several passes move the
-            // weights away from it) and of the reference.
-            let mut old: Vec<Option<Tensor>> = vec![None; chunks.len()];
-            let mut refs: Vec<Option<Tensor>> = vec![None; chunks.len()];
-            for (ci, chunk) in chunks.iter().enumerate() {
-                let (p, c) = batch(chunk);
-                if self.cfg.num_iterations > 1 {
-                    old[ci] = Some(
-                        self.logprobs(&self.model, &p, &c, Mode::Inference)?
-                            .logprobs,
-                    );
-                }
-                if let Some(r) = &self.reference {
-                    refs[ci] = Some(self.logprobs(r, &p, &c, Mode::Inference)?.logprobs);
-                }
-            }
-            let loss_cfg = LossConfig {
-                eps_low: self.cfg.eps_low,
-                eps_high: self.cfg.eps_high,
-                beta: self.cfg.beta,
-            };
-            let (mut loss_sum, mut kl_sum, mut ent_sum, mut lo, mut hi, mut toks) =
-                (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-            let mut train_tokens = 0usize;
+            let mut forwarded = 0f64;
             for it in 0..self.cfg.num_iterations {
-                let mut grads = Grads::default();
-                for (ci, chunk) in chunks.iter().enumerate() {
-                    let (p, c) = batch(chunk);
-                    train_tokens += p.iter().map(|x| x.len()).sum::<usize>()
-                        + c.iter().map(|x| x.len()).sum::<usize>();
-                    let out = self.logprobs(&self.model, &p, &c, Mode::Train)?;
-                    let adv = Tensor::from_vec(
-                        chunk
-                            .iter()
-                            .map(|&k| ro.advantages[rows[k]])
-                            .collect::<Vec<f32>>(),
-                        chunk.len(),
-                        &device,
-                    )?;
-                    let w = Tensor::from_vec(
-                        chunk.iter().map(|&k| weights[k]).collect::<Vec<f32>>(),
-                        chunk.len(),
-                        &device,
-                    )?;
-                    let old_lp = match &old[ci] {
-                        Some(t) => t.clone(),
-                        None => out.logprobs.detach(),
-                    };
-                    let lo_out = grpo_loss(
-                        &out.logprobs,
-                        &old_lp,
-                        refs[ci].as_ref(),
-                        &adv,
-                        &out.mask,
-                        &w,
-                        &loss_cfg,
-                    )?;
-                    if it == 0 {
-                        loss_sum += lo_out.loss.to_scalar::<f32>()? as f64;
-                        kl_sum += lo_out.kl_sum;
-                        ent_sum += out.entropy.sum_all()?.to_scalar::<f32>()? as f64;
-                        toks += lo_out.tokens;
-                    }
-                    if it == self.cfg.num_iterations - 1 {
-                        // Clipping only happens once the policy has moved: report the last pass.
-                        lo += lo_out.clipped_low;
-                        hi += lo_out.clipped_high;
-                    }
-                    let store = lo_out.loss.backward()?;
-                    grads.accumulate(Grads::from_store(self.model.trainable_params(), &store)?)?;
+                let (grads, loss, stats) = self.trainer.gradients(&objective, &micro)?;
+                let stat = |k: &str| stats.get(k).copied().unwrap_or(0.0);
+                forwarded += stat("forwarded_tokens");
+                let toks = stat("tokens").max(1.0);
+                if it == 0 {
+                    m.loss = loss as f32;
+                    m.kl = (stat("kl_sum") / toks) as f32;
+                    m.entropy = (stat("entropy_sum") / toks) as f32;
                 }
-                let gn = grads.clip_global_norm(self.cfg.max_grad_norm)?;
-                m.grad_norm = gn as f32;
-                self.opt.step(&grads, lr)?;
+                if it == self.cfg.num_iterations - 1 {
+                    // Clipping only happens once the policy has moved: report the last pass.
+                    m.clip_low_frac = (stat("clipped_low") / toks) as f32;
+                    m.clip_high_frac = (stat("clipped_high") / toks) as f32;
+                    m.clip_frac = m.clip_low_frac + m.clip_high_frac;
+                }
+                m.grad_norm = self.trainer.apply_at(grads, lr)? as f32;
             }
-            let toks_d = toks.max(1.0);
-            m.loss = loss_sum as f32;
-            m.kl = (kl_sum / toks_d) as f32;
-            m.entropy = (ent_sum / toks_d) as f32;
-            m.clip_low_frac = (lo / toks_d) as f32;
-            m.clip_high_frac = (hi / toks_d) as f32;
-            m.clip_frac = m.clip_low_frac + m.clip_high_frac;
             m.time_train_s = t0.elapsed().as_secs_f32();
-            m.train_tokens_per_s = train_tokens as f32 / m.time_train_s.max(1e-9);
+            m.train_tokens_per_s = forwarded as f32 / m.time_train_s.max(1e-9);
         }
         self.step += 1;
         if self.cfg.ref_reset_every > 0 && self.step.is_multiple_of(self.cfg.ref_reset_every) {
             if let Some(r) = &self.reference {
-                copy_weights(r, &self.model)?;
+                copy_weights(r, self.model())?;
             }
         }
         m.time_train_s = t0.elapsed().as_secs_f32();
@@ -1055,38 +1042,84 @@ impl GrpoTrainer {
         Ok(m)
     }
 
-    /// Write a checkpoint: an HF model directory (config, weights, tokenizer files), or with
-    /// LoRA the adapter in the PEFT format (`adapter_config.json`,
-    /// `adapter_model.safetensors`), plus `optimizer.*`, `trainer.json` and, with a reference
-    /// model, `reference.safetensors` (its trainable weights). A model whose config stores
-    /// bf16/f16 weights also gets [`MASTER_WEIGHTS`], its trainable weights in f32, which
-    /// resume loads over the rounded ones. Written to `DIR.tmp` and renamed, so `dir` is
-    /// always complete.
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.with_extension("tmp");
-        crate::trainer::write_weights(&self.model, &self.opt, &tmp)?;
-        if let Some(r) = &self.reference {
-            aha_model::weights::write_file(
-                &tmp.join("reference.safetensors"),
-                &r.trainable_params().tensors(),
-                DType::F32,
-            )?;
+    /// The training rows of a rollout cut into micro-batches, with the log-probs of the
+    /// sampling policy (needed only when several passes move the weights away from it) and
+    /// of the reference. Loss weights use normalisers over all rows (see [`LossNorm`]).
+    fn micro_batches(
+        &self,
+        ro: &Rollout,
+        rows: &[usize],
+        lens: &[usize],
+    ) -> Result<Vec<GrpoBatch>> {
+        let device = self.model().device().clone();
+        let row_lens: Vec<usize> = rows.iter().map(|&i| lens[i]).collect();
+        let norm = LossNorm::of(lens, self.cfg.max_tokens);
+        let weights = token_weights(&row_lens, self.cfg.loss_agg, &norm);
+        let mut out = Vec::new();
+        for chunk in (0..rows.len())
+            .collect::<Vec<_>>()
+            .chunks(self.cfg.micro_batch)
+        {
+            let prompts: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&k| ro.prompt_ids[rows[k]].clone())
+                .collect();
+            let completions: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&k| ro.completions[rows[k]].token_ids.clone())
+                .collect();
+            let (p, c) = (slices(&prompts), slices(&completions));
+            let old = if self.cfg.num_iterations > 1 {
+                Some(
+                    self.logprobs(self.model(), &p, &c, Mode::Inference)?
+                        .logprobs,
+                )
+            } else {
+                None
+            };
+            let reference = match &self.reference {
+                Some(r) => Some(self.logprobs(r, &p, &c, Mode::Inference)?.logprobs),
+                None => None,
+            };
+            let advantages: Vec<f32> = chunk.iter().map(|&k| ro.advantages[rows[k]]).collect();
+            let w: Vec<f32> = chunk.iter().map(|&k| weights[k]).collect();
+            out.push(GrpoBatch {
+                advantages: Tensor::from_vec(advantages, chunk.len(), &device)?,
+                weights: Tensor::from_vec(w, chunk.len(), &device)?,
+                prompts,
+                completions,
+                old,
+                reference,
+            });
         }
+        Ok(out)
+    }
+
+    /// Write a checkpoint: the trainer's ([`Trainer::save_checkpoint`]: the model or the
+    /// PEFT adapter, f32 masters for a model stored in lower precision, the optimizer, and
+    /// `trainer.json` with the GRPO step and config), plus the reference model's trainable
+    /// weights (`reference.safetensors`) when there is one.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let state = TrainerState {
             step: self.step,
             config: self.cfg.clone(),
         };
-        let text =
-            serde_json::to_string_pretty(&state).map_err(|e| GrpoError::Invalid(e.to_string()))?;
-        std::fs::write(tmp.join("trainer.json"), text).map_err(|e| file_err(&tmp, e))?;
-        crate::trainer::replace_dir(&tmp, dir)?;
-        Ok(())
+        let state = serde_json::to_value(&state).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        self.trainer.save_checkpoint_with(dir, &state, |tmp| {
+            if let Some(r) = &self.reference {
+                aha_model::weights::write_file(
+                    &tmp.join(REFERENCE_FILE),
+                    &r.trainable_params().tensors(),
+                    DType::F32,
+                )?;
+            }
+            Ok(())
+        })
     }
 
-    /// Continue from a checkpoint written by [`GrpoTrainer::save_checkpoint`]: the model is
-    /// loaded from `dir` (a LoRA checkpoint: the base named by its adapter config's
-    /// `base_model_name_or_path`, with the adapter); the optimizer, the reference and the
-    /// step count are restored, so the run continues exactly as if it had not stopped. `cfg`
+    /// Continue from a checkpoint written by [`GrpoTrainer::save_checkpoint`], so the run
+    /// goes on exactly as if it had not stopped. The model is loaded from `dir` (a LoRA
+    /// checkpoint: the base named by its adapter config's `base_model_name_or_path`). `cfg`
     /// None takes the saved config.
     pub fn resume(
         dir: &Path,
@@ -1103,41 +1136,32 @@ impl GrpoTrainer {
                     "the adapter config names no base model (base_model_name_or_path)",
                 )
             })?;
-            let mut m = Model::load_dense(Path::new(&base), opts)?;
-            m.load_adapter(dir)?;
-            m
+            Model::load_dense(Path::new(&base), opts)?
         } else {
             Model::load(dir, opts)?
         };
-        Self::resume_with(dir, model, tokenizer, reward, cfg, &opts.device)
+        Self::resume_with(dir, model, tokenizer, reward, cfg)
     }
 
-    /// [`GrpoTrainer::resume`] with the policy already loaded (for LoRA: the base model with
-    /// the checkpoint's adapter attached).
+    /// [`GrpoTrainer::resume`] with the model as the run started it: for LoRA the base model
+    /// without an adapter (the checkpoint's is attached).
     pub fn resume_with(
         dir: &Path,
         model: Model,
         tokenizer: Option<Tokenizer>,
         reward: Box<dyn Rewarder>,
         cfg: Option<GrpoConfig>,
-        device: &candle_core::Device,
     ) -> Result<Self> {
-        let state_path = dir.join("trainer.json");
-        let text = std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, e))?;
+        let (_, state) = crate::trainer::read_state(dir)?;
         let state: TrainerState =
-            serde_json::from_str(&text).map_err(|e| file_err(&state_path, e))?;
+            serde_json::from_value(state).map_err(|e| file_err(&dir.join("trainer.json"), e))?;
         let cfg = cfg.unwrap_or(state.config);
-        let master = dir.join(MASTER_WEIGHTS);
-        if master.is_file() && model.adapter().is_none() {
-            load_into(model.trainable_params(), &master, device)?;
-        }
-        let mut t = Self::new(model, tokenizer, reward, cfg)?;
-        t.opt.load(dir, device)?;
-        t.opt.cfg = t.cfg.adam.clone();
-        let ref_path = dir.join("reference.safetensors");
+        let (trainer, _) = Trainer::resume(dir, model, cfg.optim())?;
+        let mut t = Self::with_trainer(trainer, tokenizer, reward, cfg)?;
+        let ref_path = dir.join(REFERENCE_FILE);
         if let Some(r) = &t.reference {
             if ref_path.is_file() {
-                load_into(r.trainable_params(), &ref_path, device)?;
+                load_into(r.trainable_params(), &ref_path)?;
             }
         }
         t.step = state.step;
@@ -1145,12 +1169,14 @@ impl GrpoTrainer {
     }
 }
 
-/// The f32 master weights of a checkpoint whose model is stored in bf16/f16.
-pub const MASTER_WEIGHTS: &str = crate::trainer::MASTER_FILE;
-
 /// Set every parameter of `params` from the tensor of the same name in `path`.
-fn load_into(params: &aha_model::Params, path: &Path, device: &candle_core::Device) -> Result<()> {
-    let saved = candle_core::safetensors::load(path, device)?;
+fn load_into(params: &aha_model::Params, path: &Path) -> Result<()> {
+    let device = params
+        .iter()
+        .next()
+        .map(|(_, v)| v.device().clone())
+        .unwrap_or(candle_core::Device::Cpu);
+    let saved = candle_core::safetensors::load(path, &device)?;
     for (name, var) in params.iter() {
         let s = saved
             .get(name)
@@ -1167,13 +1193,4 @@ pub fn sequence_logprob(model: &Model, prompt: &[u32], completion: &[u32]) -> Re
     Ok(out.logprobs.sum_all()?.to_scalar::<f32>()?)
 }
 
-/// A progress bar over training steps with ETA (for the CLI).
-pub fn progress_bar(steps: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(steps);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
+pub use crate::trainer::progress_bar;

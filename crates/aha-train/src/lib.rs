@@ -6,6 +6,7 @@ pub mod bpe;
 pub mod corpus;
 pub mod data;
 pub mod distill;
+pub mod error;
 pub mod eval;
 pub mod grpo;
 pub mod optim;
@@ -15,3 +16,5 @@ pub mod sample;
 pub mod sft;
 pub mod tasks;
 pub mod trainer;
+
+pub use error::{Result, TrainError};

@@ -34,10 +34,6 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
-    Pretrain(#[from] pretrain::PretrainError),
-    #[error(transparent)]
-    Grpo(#[from] crate::grpo::GrpoError),
-    #[error(transparent)]
     Eval(#[from] eval::EvalError),
     #[error(transparent)]
     Train(#[from] crate::trainer::TrainError),
@@ -165,7 +161,7 @@ pub fn run_rl(
         },
         max_tokens: cfg
             .max_tokens
-            .unwrap_or_else(|| pretrain::default_max_tokens(&task)),
+            .unwrap_or_else(|| crate::tasks::default_max_tokens(&task)),
         stop_token_ids: tok.eos_token_ids().to_vec(),
         lr: cfg.lr,
         total_steps: cfg.steps,
@@ -204,7 +200,7 @@ pub fn run_rl(
         on_step(&m);
         history.push(m);
     }
-    Ok((trainer.model, history))
+    Ok((trainer.into_model(), history))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,7 +373,7 @@ impl Run<'_> {
         let ecfg = EvalConfig {
             gen: GenConfig {
                 samples: self.cfg.eval_k,
-                max_tokens: pretrain::default_max_tokens(&self.cfg.task),
+                max_tokens: crate::tasks::default_max_tokens(&self.cfg.task),
                 seed: self.cfg.seed,
                 ..GenConfig::default()
             },
@@ -441,7 +437,7 @@ impl Run<'_> {
                 samples: data.samples,
                 temperature: data.temperature,
                 top_p: 1.0,
-                max_tokens: pretrain::default_max_tokens(&task),
+                max_tokens: crate::tasks::default_max_tokens(&task),
                 seed,
                 ..GenConfig::default()
             },

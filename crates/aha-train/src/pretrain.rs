@@ -10,39 +10,26 @@
 //! tokenizer_config.json, generation_config.json).
 
 use crate::bpe;
-use crate::corpus::{corpus, forced_opening, CorpusMix, DocKind};
-use crate::tasks::{fnv1a, is_well_formatted, r1_zero_prompt, Problem, Task};
-use aha_engine::{generate, GenerateOptions, SamplingParams};
+use crate::corpus::{corpus, CorpusMix};
+use crate::optim::AdamWConfig;
+use crate::sft::{step_batches, Example, Nll};
+use crate::tasks::{fnv1a, Task};
+use crate::trainer::{progress_bar, OptimConfig, Trainer};
 use aha_model::weights::Checkpoint;
-use aha_model::{ForwardInput, LogitsFor, Mode, Model};
+use aha_model::Model;
 use aha_text::Tokenizer;
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::Optimizer;
+use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PretrainError {
-    #[error(transparent)]
-    Model(#[from] aha_model::ModelError),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Engine(#[from] aha_engine::EngineError),
-    #[error(transparent)]
-    Text(#[from] aha_text::TextError),
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Invalid(String),
-}
+pub use crate::error::{Result, TrainError};
 
-pub type Result<T> = std::result::Result<T, PretrainError>;
+/// Bumped when pretraining's results change for the same config (v2: the shared trainer).
+const TRAIN_CODE_VERSION: &str = "v2";
+use crate::error::io_err;
 
 /// Everything that determines a pretrained base (its hash keys the cache of [`ensure_base`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,19 +107,9 @@ impl PretrainConfig {
 
     /// Stable hex hash of the config.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
+        // With the version of the training code, so a change to it retrains cached bases.
+        let json = serde_json::to_string(self).unwrap_or_default() + TRAIN_CODE_VERSION;
         format!("{:016x}", fnv1a(json.as_bytes()))
-    }
-
-    /// Learning rate at a step: linear warmup, then cosine down to `min_lr_ratio * lr`.
-    pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup_steps {
-            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
-        }
-        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
-        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
-        let min = self.lr * self.min_lr_ratio;
-        min + 0.5 * (self.lr - min) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
@@ -195,7 +172,7 @@ pub fn init_model(
     if !cfg.hidden_size.is_multiple_of(cfg.num_heads)
         || !cfg.num_heads.is_multiple_of(cfg.num_kv_heads.max(1))
     {
-        return Err(PretrainError::Invalid(
+        return Err(TrainError::Invalid(
             "hidden_size must divide by num_heads, num_heads by num_kv_heads".into(),
         ));
     }
@@ -260,56 +237,6 @@ pub fn init_model(
 
 // ---------------------------------------------------------------- training
 
-/// Right-pad token sequences into ids [b, t] and a loss mask [b, t - 1] over the targets.
-pub fn pad_batch(seqs: &[Vec<u32>], pad_id: u32, max_len: usize) -> Result<(Tensor, Tensor)> {
-    let t = seqs
-        .iter()
-        .map(|s| s.len().min(max_len))
-        .max()
-        .unwrap_or(0)
-        .max(2);
-    let b = seqs.len();
-    let mut ids = vec![pad_id; b * t];
-    let mut mask = vec![0f32; b * (t - 1)];
-    for (r, s) in seqs.iter().enumerate() {
-        let s = &s[..s.len().min(max_len)];
-        ids[r * t..r * t + s.len()].copy_from_slice(s);
-        for j in 0..s.len().saturating_sub(1) {
-            mask[r * (t - 1) + j] = 1.0;
-        }
-    }
-    Ok((
-        Tensor::from_vec(ids, (b, t), &Device::Cpu)?,
-        Tensor::from_vec(mask, (b, t - 1), &Device::Cpu)?,
-    ))
-}
-
-/// Mean next-token cross-entropy over the masked targets (differentiable: `Mode::Train`).
-pub fn lm_loss(model: &Model, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let (b, t) = ids.dims2()?;
-    let input = ids.narrow(1, 0, t - 1)?.contiguous()?;
-    let target = ids.narrow(1, 1, t - 1)?.contiguous()?;
-    let pos = Tensor::arange(0u32, (t - 1) as u32, ids.device())?
-        .unsqueeze(0)?
-        .broadcast_as((b, t - 1))?
-        .contiguous()?;
-    let fwd = ForwardInput {
-        input_ids: &input,
-        position_ids: &pos,
-        key_mask: None,
-        mode: Mode::Train,
-        logits: LogitsFor::All,
-    };
-    let logits = model.forward(&fwd, None)?;
-    let v = logits.dim(D::Minus1)?;
-    let lp = candle_nn::ops::log_softmax(&logits.reshape((b * (t - 1), v))?, D::Minus1)?;
-    let picked = lp
-        .gather(&target.reshape((b * (t - 1), 1))?, 1)?
-        .reshape((b, t - 1))?;
-    let count = mask.sum_all()?.to_scalar::<f32>()?.max(1.0);
-    Ok(((picked * mask)?.sum_all()? / -(count as f64))?)
-}
-
 /// What a pretraining run did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PretrainReport {
@@ -329,136 +256,129 @@ pub fn prepare(cfg: &PretrainConfig, dir: &Path) -> Result<(Model, Tokenizer)> {
         .take(cfg.tokenizer_docs)
         .collect();
     let hf = bpe::train_tokenizer(docs.iter(), cfg.vocab_size)
-        .map_err(|e| PretrainError::Tokenizer(e.to_string()))?;
-    bpe::save_tokenizer(&hf, dir).map_err(|e| PretrainError::Tokenizer(e.to_string()))?;
+        .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+    bpe::save_tokenizer(&hf, dir).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
     let vocab = hf.get_vocab_size(true);
     let eos = hf
         .token_to_id(bpe::EOS_TOKEN)
-        .ok_or_else(|| PretrainError::Tokenizer("no EOS token".into()))?;
+        .ok_or_else(|| TrainError::Tokenizer("no EOS token".into()))?;
     let gen = serde_json::json!({"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos, "do_sample": false});
+    let path = dir.join("generation_config.json");
     std::fs::write(
-        dir.join("generation_config.json"),
+        &path,
         serde_json::to_string_pretty(&gen).unwrap_or_default(),
-    )?;
+    )
+    .map_err(io_err(&path))?;
     let tok = Tokenizer::from_dir(dir)?;
     let model = init_model(cfg, vocab, eos, cfg.seed)?;
     Ok((model, tok))
 }
 
-/// Train `model` on the corpus of `cfg` for `cfg.steps` steps. `progress`: show a bar.
+/// The optimizer of a pretraining run: AdamW (β2 0.95, weight decay on every tensor),
+/// linear warmup then cosine decay, clipping at 1.
+fn optim_config(cfg: &PretrainConfig) -> OptimConfig {
+    OptimConfig {
+        lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps as u64,
+        total_steps: cfg.steps as u64,
+        min_lr_ratio: cfg.min_lr_ratio,
+        adam: AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: cfg.weight_decay,
+            decay_1d: true,
+        },
+        max_grad_norm: 1.0,
+    }
+}
+
+/// Train `model` on the corpus of `cfg` for `cfg.steps` steps of next-token prediction on
+/// every token (the shared [`Trainer`] with the [`Nll`] objective); returns the model.
+/// `progress`: show a bar.
 pub fn train(
-    model: &Model,
+    model: Model,
     tok: &Tokenizer,
     cfg: &PretrainConfig,
     progress: bool,
-) -> Result<PretrainReport> {
-    let eos = tok
-        .eos_token_id()
-        .ok_or_else(|| PretrainError::Tokenizer("no EOS token".into()))?;
-    let vars: Vec<candle_core::Var> = model.params().iter().map(|(_, v)| v.clone()).collect();
-    let params = candle_nn::ParamsAdamW {
-        lr: cfg.lr,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: cfg.weight_decay,
-    };
-    let mut opt = candle_nn::AdamW::new(vars.clone(), params)?;
+) -> Result<(Model, PretrainReport)> {
+    let mut trainer = Trainer::new(model, optim_config(cfg))?;
     let mut docs = corpus(cfg.task, cfg.mix, cfg.seed);
     let bar = if progress {
-        indicatif::ProgressBar::new(cfg.steps as u64)
+        progress_bar(cfg.steps as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "pretrain {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let start = Instant::now();
-    let (mut tokens, mut first_loss, mut tail) = (0usize, f32::NAN, Vec::new());
+    let (mut tokens, mut first_loss, mut tail) = (0usize, f64::NAN, Vec::new());
     let tail_from = cfg.steps - (cfg.steps / 10).max(1).min(cfg.steps);
-    let mut ema = f32::NAN;
+    let mut ema = f64::NAN;
+    let all: Vec<usize> = (0..cfg.batch_size).collect();
     for step in 0..cfg.steps {
-        let seqs: Vec<Vec<u32>> = (0..cfg.batch_size)
-            .map(|_| tok.encode(&docs.next().expect("endless corpus"), false))
-            .collect::<std::result::Result<_, _>>()?;
-        tokens += seqs.iter().map(Vec::len).sum::<usize>();
-        let (ids, mask) = pad_batch(&seqs, eos, cfg.max_position_embeddings)?;
-        let loss = lm_loss(model, &ids, &mask)?;
-        let lv = loss.to_scalar::<f32>()?;
-        if !lv.is_finite() {
-            return Err(PretrainError::Invalid(format!(
-                "loss is {lv} at step {step}"
+        let mut examples = Vec::with_capacity(cfg.batch_size);
+        for _ in 0..cfg.batch_size {
+            let doc = docs.next().unwrap_or_default();
+            let input_ids = tok.encode(&doc, false)?;
+            let labels = input_ids.iter().map(|&t| t as i64).collect();
+            examples.push(Example { input_ids, labels });
+        }
+        tokens += examples.iter().map(|e| e.input_ids.len()).sum::<usize>();
+        let micro = step_batches(
+            &examples,
+            &all,
+            false,
+            cfg.max_position_embeddings,
+            cfg.batch_size,
+        );
+        let out = trainer.step(&Nll, &micro)?;
+        if !out.loss.is_finite() {
+            return Err(TrainError::Invalid(format!(
+                "loss is {} at step {step}",
+                out.loss
             )));
         }
-        let mut grads = loss.backward()?;
-        clip_grad_norm(&vars, &mut grads, 1.0)?;
-        opt.set_learning_rate(cfg.lr_at(step));
-        opt.step(&grads)?;
         if step == 0 {
-            first_loss = lv;
+            first_loss = out.loss;
         }
         if step >= tail_from {
-            tail.push(lv);
+            tail.push(out.loss);
         }
         ema = if ema.is_nan() {
-            lv
+            out.loss
         } else {
-            0.95 * ema + 0.05 * lv
+            0.95 * ema + 0.05 * out.loss
         };
         bar.set_message(format!("loss {ema:.3}"));
         bar.inc(1);
     }
     bar.finish();
-    let final_loss = tail.iter().sum::<f32>() / tail.len().max(1) as f32;
-    Ok(PretrainReport {
+    let final_loss = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
+    let model = trainer.model;
+    let report = PretrainReport {
         steps: cfg.steps,
-        first_loss,
-        final_loss,
+        first_loss: first_loss as f32,
+        final_loss: final_loss as f32,
         seconds: start.elapsed().as_secs_f64(),
         tokens,
         params: model.params().count(),
         vocab_size: model.vocab_size(),
-    })
-}
-
-/// Scale the gradients so their global L2 norm is at most `max_norm`; returns the norm.
-pub fn clip_grad_norm(
-    vars: &[candle_core::Var],
-    grads: &mut candle_core::backprop::GradStore,
-    max_norm: f64,
-) -> Result<f64> {
-    let mut sq = 0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = sq.sqrt();
-    if norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * scale)?);
-            }
-        }
-    }
-    Ok(norm)
+    };
+    Ok((model, report))
 }
 
 /// Pretrain a base model into `out` (tokenizer, config, weights). Returns the report.
 pub fn pretrain(cfg: &PretrainConfig, out: &Path, progress: bool) -> Result<PretrainReport> {
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     let (model, tok) = prepare(cfg, out)?;
-    let report = train(&model, &tok, cfg, progress)?;
+    let (model, report) = train(model, &tok, cfg, progress)?;
     model.save(out)?;
     let meta = serde_json::json!({"pretrain_config": cfg, "report": report});
+    let path = out.join("aha_pretrain.json");
     std::fs::write(
-        out.join("aha_pretrain.json"),
+        &path,
         serde_json::to_string_pretty(&meta).unwrap_or_default(),
-    )?;
+    )
+    .map_err(io_err(&path))?;
     Ok(report)
 }
 
@@ -484,178 +404,15 @@ pub fn ensure_base(cache_dir: &Path, cfg: &PretrainConfig) -> Result<PathBuf> {
     if complete(&dir) {
         return Ok(dir);
     }
-    std::fs::create_dir_all(cache_dir)?;
+    std::fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
     let tmp = cache_dir.join(format!(".tmp-{}-{}", cfg.hash(), std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     pretrain(cfg, &tmp, true)?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
     }
-    std::fs::rename(&tmp, &dir)?;
+    std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
     Ok(dir)
-}
-
-// ---------------------------------------------------------------- evaluation
-
-/// How to evaluate.
-#[derive(Debug, Clone)]
-pub struct EvalOptions {
-    /// Held-out problems (the first `n` of the task's test set).
-    pub n: usize,
-    /// 0: greedy.
-    pub temperature: f32,
-    pub max_tokens: usize,
-    pub seed: u64,
-    /// Prompts generated together.
-    pub batch_size: usize,
-    /// Force the completion to open as this kind of answer ([`forced_opening`]): measures
-    /// how well the model does in each mode, whichever it would choose.
-    pub forced: Option<DocKind>,
-}
-
-impl EvalOptions {
-    pub fn new(task: &Task, n: usize, seed: u64) -> Self {
-        Self {
-            n,
-            temperature: 0.0,
-            max_tokens: default_max_tokens(task),
-            seed,
-            batch_size: 64,
-            forced: None,
-        }
-    }
-}
-
-/// Greedy accuracy on the first `n` held-out problems when forced to work step by step, and
-/// when forced to answer at once: what GRPO can find in a model. None for tasks without
-/// forced openings.
-pub fn mode_accuracies(
-    model: &Model,
-    tok: &Tokenizer,
-    task: &Task,
-    n: usize,
-    seed: u64,
-) -> Result<Option<(f64, f64)>> {
-    if !matches!(task, Task::Arithmetic { .. }) {
-        return Ok(None);
-    }
-    let acc = |kind| -> Result<f64> {
-        let opts = EvalOptions {
-            forced: Some(kind),
-            ..EvalOptions::new(task, n, seed)
-        };
-        Ok(evaluate_with(model, tok, task, &opts)?.accuracy)
-    };
-    Ok(Some((acc(DocKind::StepByStep)?, acc(DocKind::Direct)?)))
-}
-
-/// Enough tokens for a worked solution at the task's difficulty.
-pub fn default_max_tokens(task: &Task) -> usize {
-    match task {
-        Task::Arithmetic { difficulty } => 48 + 24 * *difficulty as usize,
-        Task::Countdown { difficulty } => 64 + 48 * *difficulty as usize,
-    }
-}
-
-/// One evaluated problem.
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalSample {
-    pub prompt: String,
-    pub completion: String,
-    pub correct: bool,
-    pub formatted: bool,
-    pub tokens: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalResult {
-    pub n: usize,
-    /// Share of problems the task verifier accepts.
-    pub accuracy: f64,
-    /// Share of completions in the strict R1-Zero format.
-    pub format_rate: f64,
-    /// Share both correct and well formatted.
-    pub strict_accuracy: f64,
-    /// Mean completion length in tokens.
-    pub mean_length: f64,
-    pub samples: Vec<EvalSample>,
-}
-
-/// Greedy evaluation on the first `n` held-out problems of `task`.
-pub fn evaluate(
-    model: &Model,
-    tok: &Tokenizer,
-    task: &Task,
-    n: usize,
-    seed: u64,
-) -> Result<EvalResult> {
-    evaluate_with(model, tok, task, &EvalOptions::new(task, n, seed))
-}
-
-pub fn evaluate_with(
-    model: &Model,
-    tok: &Tokenizer,
-    task: &Task,
-    opts: &EvalOptions,
-) -> Result<EvalResult> {
-    let problems = task.test_set(opts.n);
-    let gen = GenerateOptions {
-        sampling: SamplingParams {
-            temperature: opts.temperature,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-        },
-        max_tokens: opts.max_tokens,
-        seed: opts.seed,
-        stop_token_ids: tok.eos_token_ids().to_vec(),
-        stop_strings: Vec::new(),
-        ignore_eos: false,
-    };
-    let opening = |p: &Problem| -> Result<String> {
-        match opts.forced {
-            None => Ok(String::new()),
-            Some(kind) => forced_opening(task, p, kind).ok_or_else(|| {
-                PretrainError::Invalid(format!("no forced {kind:?} opening for {task:?}"))
-            }),
-        }
-    };
-    let mut samples = Vec::with_capacity(problems.len());
-    for (c, chunk) in problems.chunks(opts.batch_size.max(1)).enumerate() {
-        let openings: Vec<String> = chunk.iter().map(opening).collect::<Result<_>>()?;
-        let prompts: Vec<Vec<u32>> = chunk
-            .iter()
-            .zip(&openings)
-            .map(|(p, o)| tok.encode(&format!("{}{o}", r1_zero_prompt(&p.prompt)), false))
-            .collect::<std::result::Result<_, _>>()?;
-        let gen = GenerateOptions {
-            seed: opts.seed.wrapping_add(c as u64 * 1_000_003),
-            ..gen.clone()
-        };
-        let outs = generate(model, Some(tok), &prompts, &gen, |_| {})?;
-        for ((p, o), opening) in chunk.iter().zip(outs).zip(&openings) {
-            let text = format!("{opening}{}", o.text.unwrap_or_default());
-            samples.push(EvalSample {
-                prompt: p.prompt.clone(),
-                correct: task.check(p, &text),
-                formatted: is_well_formatted(&text),
-                tokens: o.token_ids.len(),
-                completion: text,
-            });
-        }
-    }
-    let n = samples.len();
-    let share = |f: &dyn Fn(&EvalSample) -> bool| {
-        samples.iter().filter(|s| f(s)).count() as f64 / n.max(1) as f64
-    };
-    Ok(EvalResult {
-        n,
-        accuracy: share(&|s| s.correct),
-        format_rate: share(&|s| s.formatted),
-        strict_accuracy: share(&|s| s.correct && s.formatted),
-        mean_length: samples.iter().map(|s| s.tokens as f64).sum::<f64>() / n.max(1) as f64,
-        samples,
-    })
 }

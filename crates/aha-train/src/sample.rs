@@ -477,7 +477,7 @@ pub fn rejection_sample(
         finished.insert(p.problem_id.clone());
     }
     let bar = if cfg.progress {
-        crate::grpo::progress_bar(set.problems.len() as u64)
+        crate::trainer::progress_bar(set.problems.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };

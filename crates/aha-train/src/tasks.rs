@@ -411,6 +411,14 @@ fn countdown(difficulty: u32, rng: &mut impl Rng) -> Problem {
     }
 }
 
+/// Enough tokens for a worked solution at the task's difficulty.
+pub fn default_max_tokens(task: &Task) -> usize {
+    match task {
+        Task::Arithmetic { difficulty } => 48 + 24 * *difficulty as usize,
+        Task::Countdown { difficulty } => 64 + 48 * *difficulty as usize,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,8 @@
 //! (its config, its data position). It is written to `DIR.tmp` and renamed into place, so a
 //! crash never leaves a half-written checkpoint.
 
-use crate::optim::{AdamW, AdamWConfig, Grads, LrSchedule, OptimError};
-use aha_model::{DType, Model, ModelError};
+use crate::optim::{AdamW, AdamWConfig, Grads, LrSchedule};
+use aha_model::{DType, Model};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,30 +23,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The progress bar with ETA that training commands show.
-pub use crate::grpo::progress_bar;
+pub(crate) use crate::error::file_err;
+pub use crate::error::{Result, TrainError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Optim(#[from] OptimError),
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub type Result<T> = std::result::Result<T, TrainError>;
-
-pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+/// A progress bar over training steps with ETA (hidden when stderr is not a terminal).
+pub fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
+    ) {
+        bar.set_style(style);
     }
+    bar
 }
 
 /// Statistics of a step by name; each objective's values add up over micro-batches (sums
@@ -197,12 +185,19 @@ impl Trainer {
     }
 
     /// Clip `grads`, take the scheduled learning rate and update: returns (pre-clip norm, lr).
-    pub fn apply(&mut self, mut grads: Grads) -> Result<(f64, f64)> {
-        let norm = grads.clip_global_norm(self.cfg.max_grad_norm)?;
+    pub fn apply(&mut self, grads: Grads) -> Result<(f64, f64)> {
         let lr = self.cfg.schedule().at(self.opt.step + 1);
+        Ok((self.apply_at(grads, lr)?, lr))
+    }
+
+    /// Clip `grads` and update at learning rate `lr` (for objectives whose schedule is not
+    /// indexed by optimizer step, as GRPO's several passes per batch); returns the pre-clip
+    /// norm.
+    pub fn apply_at(&mut self, mut grads: Grads, lr: f64) -> Result<f64> {
+        let norm = grads.clip_global_norm(self.cfg.max_grad_norm)?;
         self.opt.step(&grads, lr)?;
         self.step += 1;
-        Ok((norm, lr))
+        Ok(norm)
     }
 
     /// One optimizer step over the micro-batches.
@@ -222,8 +217,20 @@ impl Trainer {
 
     /// Write a checkpoint (see the module doc) with the objective's `state`.
     pub fn save_checkpoint(&self, dir: &Path, state: &serde_json::Value) -> Result<()> {
+        self.save_checkpoint_with(dir, state, |_| Ok(()))
+    }
+
+    /// [`Trainer::save_checkpoint`], with `extra` writing the objective's own files (GRPO's
+    /// reference model) into the directory before it is put in place.
+    pub fn save_checkpoint_with(
+        &self,
+        dir: &Path,
+        state: &serde_json::Value,
+        extra: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<()> {
         let tmp = dir.with_extension("tmp");
         write_weights(&self.model, &self.opt, &tmp)?;
+        extra(&tmp)?;
         let text = serde_json::to_string_pretty(&TrainerFile {
             step: self.step,
             state: state.clone(),

@@ -281,7 +281,7 @@ fn one_step_raises_logprob_of_rewarded_completion() {
         .unwrap();
     assert!(ro.advantages[best] > 0.0 && ro.advantages[worst] < 0.0);
     let lp = |t: &GrpoTrainer, i: usize| {
-        sequence_logprob(&t.model, &ro.prompt_ids[i], &ro.completions[i].token_ids).unwrap()
+        sequence_logprob(t.model(), &ro.prompt_ids[i], &ro.completions[i].token_ids).unwrap()
     };
     let (best0, worst0) = (lp(&trainer, best), lp(&trainer, worst));
     let m = trainer.train(&ro).unwrap();
@@ -328,7 +328,7 @@ fn several_passes_clip_and_kl_is_reported() {
     );
     let m2 = trainer.step(&prompts).unwrap();
     assert!(m2.kl > 0.0 && m2.kl.is_finite(), "{m2:?}");
-    assert_eq!(trainer.opt.step, 6);
+    assert_eq!(trainer.trainer.opt.step, 6);
 }
 
 #[test]
@@ -369,8 +369,8 @@ fn resume_continues_exactly() {
     assert_eq!(ma[0], mb1);
     assert_eq!(ma[1], mc[0]);
     assert_eq!(ma[2], mc[1]);
-    for (name, v) in a.model.params().iter() {
-        let w = c.model.params().get(name).unwrap();
+    for (name, v) in a.model().params().iter() {
+        let w = c.model().params().get(name).unwrap();
         let d = max_abs_diff(v.as_tensor(), w.as_tensor());
         assert_eq!(d, 0.0, "{name}");
     }
@@ -391,7 +391,7 @@ fn lr_schedule_follows_grpo_steps_whatever_the_passes() {
         let sched = cfg.schedule();
         let mut t = GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg).unwrap();
         let got: Vec<f64> = (0..4).map(|_| t.step(&two_prompts()).unwrap().lr).collect();
-        assert_eq!(t.opt.step, 4 * passes as u64);
+        assert_eq!(t.trainer.opt.step, 4 * passes as u64);
         (got, sched)
     };
     let (one, sched) = lrs(1);
@@ -453,11 +453,11 @@ fn logprobs_use_the_sampling_temperature() {
         .map(|c| c.token_ids.as_slice())
         .collect();
     let old = trainer
-        .logprobs(&trainer.model, &p, &c, Mode::Inference)
+        .logprobs(trainer.model(), &p, &c, Mode::Inference)
         .unwrap();
     let (mut ent_sum, mut toks) = (0f64, 0usize);
     for i in 0..p.len() {
-        let (want_lp, want_ent) = tempered_reference(&trainer.model, p[i], c[i], 0.7);
+        let (want_lp, want_ent) = tempered_reference(trainer.model(), p[i], c[i], 0.7);
         let got = row(&old.logprobs, i);
         for (g, w) in got.iter().zip(&want_lp) {
             assert!(
@@ -479,9 +479,9 @@ fn logprobs_use_the_sampling_temperature() {
     // Greedy sampling (T = 0) scores at T = 1.
     trainer.cfg.sampling.temperature = 0.0;
     let greedy = trainer
-        .logprobs(&trainer.model, &p[..1], &c[..1], Mode::Inference)
+        .logprobs(trainer.model(), &p[..1], &c[..1], Mode::Inference)
         .unwrap();
-    let (want_lp, _) = tempered_reference(&trainer.model, p[0], c[0], 1.0);
+    let (want_lp, _) = tempered_reference(trainer.model(), p[0], c[0], 1.0);
     for (g, w) in row(&greedy.logprobs, 0).iter().zip(&want_lp) {
         assert!((*g as f64 - w).abs() < 1e-4);
     }
@@ -522,8 +522,8 @@ fn resume_is_exact_for_a_bf16_stored_model() {
     )
     .unwrap();
     assert_eq!(c.step(&prompts).unwrap().without_times(), ma[1]);
-    for (name, v) in a.model.params().iter() {
-        let w = c.model.params().get(name).unwrap();
+    for (name, v) in a.model().params().iter() {
+        let w = c.model().params().get(name).unwrap();
         assert_eq!(max_abs_diff(v.as_tensor(), w.as_tensor()), 0.0, "{name}");
     }
 }

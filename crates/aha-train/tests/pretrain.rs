@@ -4,7 +4,9 @@
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
 use aha_train::corpus::DocKind;
-use aha_train::pretrain::{self, ensure_base, lm_loss, pad_batch, EvalOptions, PretrainConfig};
+use aha_train::eval::greedy::{self, EvalOptions};
+use aha_train::pretrain::{self, ensure_base, PretrainConfig};
+use aha_train::sft::{self, Example, SftConfig};
 use aha_train::tasks::{r1_zero_prompt, Task};
 
 #[test]
@@ -79,18 +81,21 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg_json["model_type"], "qwen2");
     // The loss on a fresh batch with the reloaded weights is the trained one, not a random init's.
-    let docs: Vec<Vec<u32>> = aha_train::corpus::corpus(cfg.task, cfg.mix, 99)
+    let docs: Vec<Example> = aha_train::corpus::corpus(cfg.task, cfg.mix, 99)
         .take(4)
-        .map(|d| tok.encode(&d, false).unwrap())
+        .map(|d| {
+            let input_ids = tok.encode(&d, false).unwrap();
+            let labels = input_ids.iter().map(|&t| t as i64).collect();
+            Example { input_ids, labels }
+        })
         .collect();
-    let (ids, mask) = pad_batch(&docs, tok.eos_token_id().unwrap(), 256).unwrap();
-    let loss = lm_loss(&model, &ids, &mask)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(loss < report.first_loss - 0.5, "reloaded loss {loss}");
+    let loss = sft::evaluate(&model, &docs, &SftConfig::default()).unwrap();
+    assert!(
+        loss < report.first_loss as f64 - 0.5,
+        "reloaded loss {loss}"
+    );
 
-    let r = pretrain::evaluate(&model, &tok, &cfg.task, 6, 0).unwrap();
+    let r = greedy::evaluate(&model, &tok, &cfg.task, 6, 0).unwrap();
     assert_eq!(r.n, 6);
     assert!(r.mean_length > 0.0);
     assert!((0.0..=1.0).contains(&r.accuracy) && (0.0..=1.0).contains(&r.format_rate));
@@ -102,7 +107,7 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
             forced: Some(kind),
             ..EvalOptions::new(&cfg.task, 6, 0)
         };
-        let r = pretrain::evaluate_with(&model, &tok, &cfg.task, &opts).unwrap();
+        let r = greedy::evaluate_with(&model, &tok, &cfg.task, &opts).unwrap();
         for (s, p) in r.samples.iter().zip(&problems) {
             let opening = aha_train::corpus::forced_opening(&cfg.task, p, kind).unwrap();
             assert!(s.completion.starts_with(&opening), "{:?}", s.completion);
@@ -122,7 +127,7 @@ fn a_few_steps_lower_the_loss_and_the_model_reloads() {
         DocKind::Direct
     )
     .is_none());
-    assert!(pretrain::mode_accuracies(&model, &tok, &countdown, 2, 0)
+    assert!(greedy::mode_accuracies(&model, &tok, &countdown, 2, 0)
         .unwrap()
         .is_none());
 }
@@ -159,20 +164,4 @@ fn ensure_base_reuses_the_cache() {
     .unwrap();
     assert_ne!(a, other, "another config, another base");
     assert!(Model::load(&other, &LoadOptions::default()).is_ok());
-}
-
-#[test]
-fn learning_rate_schedule() {
-    let cfg = PretrainConfig {
-        steps: 100,
-        warmup_steps: 10,
-        lr: 1e-3,
-        min_lr_ratio: 0.1,
-        ..PretrainConfig::default()
-    };
-    assert!((cfg.lr_at(0) - 1e-4).abs() < 1e-12);
-    assert!((cfg.lr_at(9) - 1e-3).abs() < 1e-12);
-    assert!((cfg.lr_at(10) - 1e-3).abs() < 1e-9);
-    assert!((cfg.lr_at(99) - 1e-4).abs() < 1e-5);
-    assert!(cfg.lr_at(50) < cfg.lr_at(20));
 }

@@ -17,6 +17,28 @@ pub struct BenchArgs {
 enum BenchKind {
     /// Batched generation throughput (greedy, EOS ignored).
     Generate(GenerateBench),
+    /// Full fine-tuning throughput: SFT optimizer steps (forward, backward, AdamW) on fixed
+    /// token data, in trained tokens per second, and the process's peak memory.
+    Sft(SftBench),
+}
+
+#[derive(Args)]
+struct SftBench {
+    #[arg(long)]
+    model: PathBuf,
+    /// JSON list of {"input_ids": [...], "labels": [...]} (label -100: no loss), as
+    /// `scripts/ref/bench_sft_torch.py` writes it. Default: <model>/sft_data.json.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Examples per optimizer step.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Examples per forward/backward pass.
+    #[arg(long, default_value_t = 4)]
+    micro_batch: usize,
+    /// Timed optimizer steps, after one warm-up step.
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
 }
 
 #[derive(Args)]
@@ -39,6 +61,7 @@ struct GenerateBench {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchKind::Generate(a) => bench_generate(a),
+        BenchKind::Sft(a) => bench_sft(a),
     }
 }
 
@@ -88,4 +111,88 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct SftRow {
+    input_ids: Vec<u32>,
+    labels: Vec<i64>,
+}
+
+fn bench_sft(a: SftBench) -> Result<()> {
+    use aha_train::sft::{step_batches, Example, Nll};
+    use aha_train::trainer::{OptimConfig, Trainer};
+    let loaded = common::load(&a.model)?;
+    let path = a
+        .data
+        .clone()
+        .unwrap_or_else(|| a.model.join("sft_data.json"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<SftRow> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON list of {{input_ids, labels}}",
+            path.display()
+        )
+    })?;
+    let examples: Vec<Example> = rows
+        .into_iter()
+        .map(|r| Example {
+            input_ids: r.input_ids,
+            labels: r.labels,
+        })
+        .collect();
+    let need = a.batch_size * (a.steps + 1);
+    anyhow::ensure!(
+        examples.len() >= need,
+        "{} has {} examples; {} steps of {} (plus a warm-up) need {need}",
+        path.display(),
+        examples.len(),
+        a.steps,
+        a.batch_size
+    );
+    let max_len = examples
+        .iter()
+        .map(|e| e.input_ids.len())
+        .max()
+        .unwrap_or(1);
+    let mut trainer = Trainer::new(
+        loaded.model,
+        OptimConfig::cosine(1e-5, 0, 0.0, 1.0, 0.0, 1.0),
+    )?;
+    let mut times = Vec::new();
+    let mut trained = 0usize;
+    for step in 0..=a.steps {
+        let idx: Vec<usize> = (step * a.batch_size..(step + 1) * a.batch_size).collect();
+        let micro = step_batches(&examples, &idx, false, max_len, a.micro_batch);
+        let t = Instant::now();
+        let out = trainer.step(&Nll, &micro)?;
+        let dt = t.elapsed().as_secs_f64();
+        anyhow::ensure!(out.loss.is_finite(), "loss {} at step {step}", out.loss);
+        if step > 0 {
+            times.push(dt);
+            trained += idx
+                .iter()
+                .map(|&i| examples[i].trained_tokens())
+                .sum::<usize>();
+        }
+    }
+    let seconds: f64 = times.iter().sum();
+    println!(
+        "{}",
+        serde_json::json!({"impl": "aha", "batch_size": a.batch_size, "micro_batch": a.micro_batch,
+            "seq_len": max_len, "steps": a.steps, "step_seconds": times,
+            "trained_tokens_per_s": trained as f64 / seconds,
+            "peak_rss_mb": peak_rss_mb(),
+            "threads": std::env::var("RAYON_NUM_THREADS").ok()})
+    );
+    Ok(())
+}
+
+/// The process's peak resident memory (VmHWM), in MB; None where /proc does not say.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

@@ -288,7 +288,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
                 warmup_ratio: args.warmup_ratio,
                 seed: args.seed,
                 max_tokens: args.max_tokens.unwrap_or(match &args.task {
-                    Some(t) => aha_train::pretrain::default_max_tokens(t),
+                    Some(t) => aha_train::tasks::default_max_tokens(t),
                     None => 512,
                 }),
                 gen_temperature: args.temperature,

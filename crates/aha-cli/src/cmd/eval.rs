@@ -100,7 +100,7 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
                 ProblemSet::task_test(*task, a.n)
             },
             TemplateArg::R1Zero,
-            aha_train::pretrain::default_max_tokens(task),
+            aha_train::tasks::default_max_tokens(task),
         ),
         (None, Some(path)) => (
             ProblemSet::from_file(path, Some(a.n))?,

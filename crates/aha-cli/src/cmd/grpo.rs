@@ -289,18 +289,14 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         }
         let t = if lora {
             // The base from --model, the adapter from the checkpoint.
-            let mut model = loaded.model;
-            model
-                .load_adapter(&ckpt)
-                .with_context(|| format!("loading the adapter of {}", ckpt.display()))?;
             GrpoTrainer::resume_with(
                 &ckpt,
-                model,
+                loaded.model,
                 Some(tokenizer.clone()),
                 reward()?,
                 Some(cfg),
-                &aha_model::Device::Cpu,
-            )?
+            )
+            .with_context(|| format!("resuming from {}", ckpt.display()))?
         } else {
             drop(loaded);
             GrpoTrainer::resume(
@@ -325,14 +321,14 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         }
         GrpoTrainer::new(model, Some(tokenizer.clone()), reward()?, cfg)?
     };
-    if let Some(a) = trainer.model.adapter() {
+    if let Some(a) = trainer.model().adapter() {
         eprintln!(
             "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
             a.config.r,
             a.config.lora_alpha,
             a.modules().len(),
             a.params().count(),
-            trainer.model.params().count()
+            trainer.model().params().count()
         );
     }
     // metrics.jsonl: keep the lines of the steps already done (a resumed run rewrites the rest).
@@ -370,7 +366,7 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         };
         Ok(tokenizer.encode(&text, args.template != Template::Chat)?)
     };
-    let bar = aha_train::grpo::progress_bar(args.steps);
+    let bar = aha_train::trainer::progress_bar(args.steps);
     bar.set_position(trainer.step);
     while trainer.step < args.steps {
         let idx = batch_indices(rows.len(), args.batch_prompts, args.seed, trainer.step);
@@ -397,16 +393,16 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     }
     bar.finish();
     let fin = args.out.join("final");
-    if trainer.model.adapter().is_some() {
-        trainer.model.save_adapter(&fin)?;
+    if trainer.model().adapter().is_some() {
+        trainer.model().save_adapter(&fin)?;
         eprintln!("done: LoRA adapter (PEFT format) in {}", fin.display());
         if args.merge {
             let merged = args.out.join("merged");
-            common::save_hf(&trainer.model, &args.model, &merged)?;
+            common::save_hf(trainer.model(), &args.model, &merged)?;
             eprintln!("merged model in {}", merged.display());
         }
     } else {
-        common::save_hf(&trainer.model, &args.model, &fin)?;
+        common::save_hf(trainer.model(), &args.model, &fin)?;
         eprintln!("done: model in {}", fin.display());
     }
     eprintln!("checkpoint in {}", ckpt.display());

@@ -52,7 +52,7 @@ impl Observer for Cli {
     fn rl_step(&mut self, stage: &str, m: &StepMetrics, total: u64) {
         let bar = self
             .bar
-            .get_or_insert_with(|| aha_train::grpo::progress_bar(total));
+            .get_or_insert_with(|| aha_train::trainer::progress_bar(total));
         bar.set_message(format!(
             "reward {:.2} acc {:.0}% format {:.0}% len {:.1}",
             m.reward_mean,

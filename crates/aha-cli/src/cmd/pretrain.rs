@@ -1,7 +1,8 @@
 //! `aha pretrain`: train a tiny base model from scratch on a built-in task's corpus, then
 //! evaluate it on the task's held-out problems.
 
-use aha_train::pretrain::{self, EvalOptions, PretrainConfig};
+use aha_train::eval::greedy::{self, EvalOptions};
+use aha_train::pretrain::{self, PretrainConfig};
 use aha_train::tasks::Task;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -140,7 +141,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             ..EvalOptions::new(&cfg.task, args.eval_n, args.seed)
         };
         let start = std::time::Instant::now();
-        let r = pretrain::evaluate_with(&model, &tok, &cfg.task, &opts)?;
+        let r = greedy::evaluate_with(&model, &tok, &cfg.task, &opts)?;
         println!(
             "base on {} held-out {} problems (temperature {t}): accuracy {:.1}%, format {:.1}%, correct+formatted {:.1}%, mean length {:.1} tokens ({:.1}s)",
             r.n,
@@ -164,7 +165,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     // What GRPO can find: how well the base does when it works step by step, and when it
     // answers at once (greedy, with the completion's opening forced).
     if let Some((steps, direct)) =
-        pretrain::mode_accuracies(&model, &tok, &cfg.task, args.eval_n, args.seed)?
+        greedy::mode_accuracies(&model, &tok, &cfg.task, args.eval_n, args.seed)?
     {
         println!(
             "base forced to work step by step: accuracy {:.1}%; forced to answer at once: {:.1}% (greedy)",

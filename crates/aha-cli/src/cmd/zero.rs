@@ -5,10 +5,11 @@
 use crate::plot::line_chart;
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
+use aha_train::eval::greedy::{self, EvalResult};
 use aha_train::eval::{self, EvalConfig, GenConfig, ProblemSet, PromptStyle, Results};
 use aha_train::grpo::StepMetrics;
 use aha_train::pipeline::{run_rl, RlConfig};
-use aha_train::pretrain::{self, EvalResult, PretrainConfig};
+use aha_train::pretrain::{self, PretrainConfig};
 use aha_train::tasks::Task;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -83,7 +84,7 @@ fn paper_eval(model: &Model, tok: &Tokenizer, args: &ZeroArgs, dir: &Path) -> Re
             samples: args.eval_k,
             max_tokens: args
                 .max_tokens
-                .unwrap_or_else(|| pretrain::default_max_tokens(&args.task)),
+                .unwrap_or_else(|| aha_train::tasks::default_max_tokens(&args.task)),
             seed: args.seed,
             ..GenConfig::default()
         },
@@ -138,8 +139,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     let tok = Tokenizer::from_dir(&base_dir)?;
 
     // 2. Evaluate the base.
-    let base = pretrain::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
-    let base_modes = pretrain::mode_accuracies(&model, &tok, &args.task, args.eval_n, args.seed)?;
+    let base = greedy::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
+    let base_modes = greedy::mode_accuracies(&model, &tok, &args.task, args.eval_n, args.seed)?;
     let base_paper = paper_eval(&model, &tok, &args, &args.out.join("eval-base"))?;
     eprintln!(
         "base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens{}",
@@ -163,7 +164,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         ..RlConfig::default()
     };
-    let bar = aha_train::grpo::progress_bar(args.steps);
+    let bar = aha_train::trainer::progress_bar(args.steps);
     let (policy, history) = run_rl(model, &tok, args.task, &rl, args.seed, &args.out, |m| {
         bar.set_message(format!(
             "reward {:.2} acc {:.0}% len {:.0}",
@@ -186,8 +187,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     bar.finish_and_clear();
 
     // 4. Evaluate the trained policy and keep everything.
-    let final_eval = pretrain::evaluate(&policy, &tok, &args.task, args.eval_n, args.seed)?;
-    let final_modes = pretrain::mode_accuracies(&policy, &tok, &args.task, args.eval_n, args.seed)?;
+    let final_eval = greedy::evaluate(&policy, &tok, &args.task, args.eval_n, args.seed)?;
+    let final_modes = greedy::mode_accuracies(&policy, &tok, &args.task, args.eval_n, args.seed)?;
     let final_paper = paper_eval(&policy, &tok, &args, &args.out.join("eval-final"))?;
     let model_dir = args.out.join("model");
     policy.save(&model_dir)?;
