@@ -499,7 +499,7 @@ pub fn train_logit(
         "optimizer": optim,
     }))
     .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    crate::optim::write_atomic(&out_dir.join("config.json"), config_text.as_bytes())
+    aha_model::write_atomic(&out_dir.join("config.json"), config_text.as_bytes())
         .map_err(TrainError::from)?;
     let eos = match tok {
         Some(t) if !t.eos_token_ids().is_empty() => t.eos_token_ids().to_vec(),

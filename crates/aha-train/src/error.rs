@@ -1,5 +1,6 @@
 //! The one error type of aha's training code: the trainer loop, its objectives (NLL, GRPO,
-//! distillation) and pretraining all fail the same ways.
+//! distillation), pretraining, evaluation, rejection sampling and the pipeline all fail the
+//! same ways.
 
 use std::path::{Path, PathBuf};
 
@@ -15,14 +16,22 @@ pub enum TrainError {
     Text(#[from] aha_text::TextError),
     #[error(transparent)]
     Optim(#[from] crate::optim::OptimError),
-    #[error("{path}: {source}")]
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", path.display())]
     File { path: PathBuf, message: String },
+    #[error("{}:{line}: {msg}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("{0}")]

@@ -23,39 +23,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    #[error(transparent)]
-    Model(#[from] aha_model::ModelError),
-    #[error(transparent)]
-    Engine(#[from] aha_engine::EngineError),
-    #[error(transparent)]
-    Text(#[from] aha_text::TextError),
-    #[error(transparent)]
-    Data(#[from] data::DataError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {msg}")]
-    Json {
-        path: String,
-        line: usize,
-        msg: String,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub type Result<T> = std::result::Result<T, EvalError>;
-
-pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
-    move |source| EvalError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+pub(crate) use crate::error::io_err;
+pub use crate::error::{Result, TrainError};
 
 /// How a completion is judged correct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +105,7 @@ impl ProblemSet {
                 _ => i.to_string(),
             };
             if !seen.insert(id.clone()) {
-                return Err(EvalError::Invalid(format!(
+                return Err(TrainError::Invalid(format!(
                     "{}: row {}: id {id:?} appears twice",
                     path.display(),
                     i + 1
@@ -570,7 +539,7 @@ pub fn results_from_samples(
             continue;
         };
         if rs.len() != k {
-            return Err(EvalError::Invalid(format!(
+            return Err(TrainError::Invalid(format!(
                 "problem {id:?} has {} samples, the first problem {k}",
                 rs.len()
             )));
@@ -659,12 +628,12 @@ pub fn evaluate(
     out: Option<&Path>,
 ) -> Result<EvalReport> {
     if cfg.gen.samples == 0 {
-        return Err(EvalError::Invalid(
+        return Err(TrainError::Invalid(
             "samples per problem must be at least 1".into(),
         ));
     }
     if set.problems.is_empty() {
-        return Err(EvalError::Invalid(format!("{}: no problems", set.source)));
+        return Err(TrainError::Invalid(format!("{}: no problems", set.source)));
     }
     let mut config = serde_json::json!({
         "source": set.source,
@@ -751,8 +720,8 @@ pub(crate) fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Ve
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).map_err(|e| EvalError::Json {
-            path: path.display().to_string(),
+        out.push(serde_json::from_str(&line).map_err(|e| TrainError::Json {
+            path: path.to_path_buf(),
             line: i + 1,
             msg: e.to_string(),
         })?);
@@ -767,8 +736,8 @@ pub fn rescore(dir: &Path) -> Result<Results> {
     let config_path = dir.join(CONFIG_FILE);
     let config = if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
-        serde_json::from_str(&text).map_err(|e| EvalError::Json {
-            path: config_path.display().to_string(),
+        serde_json::from_str(&text).map_err(|e| TrainError::Json {
+            path: config_path.clone(),
             line: e.line(),
             msg: e.to_string(),
         })?

@@ -16,6 +16,8 @@ use std::path::Path;
 pub enum OptimError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Model(#[from] aha_model::ModelError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -32,13 +34,6 @@ fn io_err(path: &Path, source: std::io::Error) -> OptimError {
         path: path.display().to_string(),
         source,
     }
-}
-
-/// Write via a temp file and a rename, so a crash never leaves half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
 }
 
 /// Gradients by parameter name (f32, the parameter's shape).
@@ -247,7 +242,10 @@ impl AdamW {
             cfg: self.cfg.clone(),
         })
         .map_err(|e| OptimError::Invalid(e.to_string()))?;
-        write_atomic(&dir.join("optimizer.json"), meta.as_bytes())
+        Ok(aha_model::write_atomic(
+            &dir.join("optimizer.json"),
+            meta.as_bytes(),
+        )?)
     }
 
     /// Restore moments and step saved by [`AdamW::save`] for the same parameters.

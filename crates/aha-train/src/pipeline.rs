@@ -28,36 +28,11 @@ use aha_text::Tokenizer;
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Eval(#[from] eval::EvalError),
-    #[error(transparent)]
-    Train(#[from] crate::trainer::TrainError),
-    #[error(transparent)]
-    Model(#[from] aha_model::ModelError),
-    #[error(transparent)]
-    Text(#[from] aha_text::TextError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub type Result<T> = std::result::Result<T, PipelineError>;
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
-    move |source| PipelineError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
+use crate::error::io_err;
+pub use crate::error::{Result, TrainError};
 
 // ---------------------------------------------------------------------------------------
 // RL on a built-in task
@@ -193,7 +168,7 @@ pub fn run_rl(
             })
             .collect::<Result<_>>()?;
         let m = trainer.step(&prompts)?;
-        let line = serde_json::to_string(&m).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        let line = serde_json::to_string(&m).map_err(|e| TrainError::Invalid(e.to_string()))?;
         writeln!(file, "{line}")
             .and_then(|_| file.flush())
             .map_err(io_err(&path))?;
@@ -514,7 +489,7 @@ fn save_model(model: &Model, tok: &Tokenizer, dir: &Path) -> Result<()> {
     let path = dir.join("tokenizer.json");
     tok.inner()
         .save(path.to_string_lossy().as_ref(), false)
-        .map_err(|e| PipelineError::Invalid(format!("{}: {e}", path.display())))?;
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
     Ok(())
 }
 
@@ -547,7 +522,7 @@ pub fn run(
     let started = Instant::now();
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let cfg_text =
-        serde_json::to_string_pretty(cfg).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        serde_json::to_string_pretty(cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
     aha_model::write_atomic(&out.join("config.json"), cfg_text.as_bytes())?;
     let seed = cfg.seed;
     let task = cfg.task;
@@ -661,7 +636,7 @@ pub fn run(
 
     run.summary.wall_seconds = started.elapsed().as_secs_f64();
     let text = serde_json::to_string_pretty(&run.summary)
-        .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
     aha_model::write_atomic(&out.join("summary.json"), text.as_bytes())?;
     Ok(run.summary)
 }

@@ -20,8 +20,8 @@
 //! the same lines as an uninterrupted one. Resume with the same settings.
 
 use crate::eval::{
-    generate_chunk, io_err, read_jsonl, to_line, EvalError, GenConfig, ProblemSet, PromptStyle,
-    Result,
+    generate_chunk, io_err, read_jsonl, to_line, GenConfig, ProblemSet, PromptStyle, Result,
+    TrainError,
 };
 use aha_engine::FinishReason;
 use aha_model::Model;
@@ -362,7 +362,7 @@ fn open_output(path: &Path) -> Result<(Output, Vec<PromptProgress>, Vec<SampleLi
             good_len += n as u64;
         }
     } else if path.metadata().is_ok_and(|m| m.len() > 0) {
-        return Err(EvalError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "{} exists but {} does not, so it cannot be resumed: remove it or choose another output",
             path.display(),
             progress_path.display()
@@ -382,7 +382,7 @@ fn open_output(path: &Path) -> Result<(Output, Vec<PromptProgress>, Vec<SampleLi
     let mut progress = open(&progress_path)?;
     let have = out.metadata().map_err(io_err(path))?.len();
     if have < out_len {
-        return Err(EvalError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "{} is shorter ({have} bytes) than {} records ({out_len}): the files do not belong together",
             path.display(),
             progress_path.display()
@@ -452,13 +452,13 @@ pub fn rejection_sample(
     out: Option<&Path>,
 ) -> Result<SampleReport> {
     if cfg.gen.samples == 0 {
-        return Err(EvalError::Invalid(
+        return Err(TrainError::Invalid(
             "samples per prompt must be at least 1".into(),
         ));
     }
     if let Some((lo, hi)) = cfg.filters.pass_rate {
         if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-            return Err(EvalError::Invalid(format!(
+            return Err(TrainError::Invalid(format!(
                 "pass-rate window [{lo}, {hi}] must satisfy 0 <= min <= max <= 1"
             )));
         }

@@ -917,7 +917,7 @@ pub fn train(
         "eval_examples": eval.len(),
     }))
     .map_err(|e| invalid(e.to_string()))?;
-    crate::optim::write_atomic(&out_dir.join("config.json"), config_text.as_bytes())?;
+    aha_model::write_atomic(&out_dir.join("config.json"), config_text.as_bytes())?;
     let mut metrics = MetricsSink::open(&out_dir.join("metrics.jsonl"), resumed_from)?;
     let mut report = SftReport {
         steps: total,

@@ -111,26 +111,52 @@ pub fn parse_ids(s: &str) -> Result<Ids, String> {
     }
 }
 
-/// Attach fresh LoRA adapters of rank `r` (alpha default 2r) to `targets`, and say so.
-pub fn add_lora(
-    model: &mut Model,
-    r: usize,
-    alpha: Option<f64>,
-    targets: &[String],
-    seed: u64,
-) -> Result<()> {
-    let targets: Vec<&str> = targets.iter().map(|s| s.trim()).collect();
-    let lc = aha_model::LoraConfig::new(r, alpha.unwrap_or(2.0 * r as f64), &targets);
-    model.add_lora(&lc, seed).context("adding LoRA adapters")?;
-    if let Some(a) = model.adapter() {
-        eprintln!(
-            "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
-            a.config.r,
-            a.config.lora_alpha,
-            a.modules().len(),
-            a.params().count(),
-            model.params().count()
-        );
+/// The LoRA flags of the training commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoraArgs {
+    /// LoRA rank: train low-rank adapters on the linear layers instead of every weight (the
+    /// base model stays frozen; optimizer state only for the adapters). 0: full fine-tuning.
+    #[arg(long, default_value_t = 0)]
+    pub lora_r: usize,
+    /// LoRA alpha: the adapters' output is scaled by alpha / r. Default: 2 x r.
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Linear layers that get LoRA adapters (comma-separated; of q_proj, k_proj, v_proj,
+    /// o_proj, gate_proj, up_proj, down_proj).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    pub lora_targets: Vec<String>,
+}
+
+impl LoraArgs {
+    pub fn enabled(&self) -> bool {
+        self.lora_r > 0
     }
-    Ok(())
+
+    pub fn config(&self) -> aha_model::LoraConfig {
+        let targets: Vec<&str> = self.lora_targets.iter().map(|s| s.trim()).collect();
+        let alpha = self.lora_alpha.unwrap_or(2.0 * self.lora_r as f64);
+        aha_model::LoraConfig::new(self.lora_r, alpha, &targets)
+    }
+
+    /// Attach fresh adapters to `model` (seeded) and say what trains.
+    pub fn add_to(&self, model: &mut Model, seed: u64) -> Result<()> {
+        model
+            .add_lora(&self.config(), seed)
+            .context("adding LoRA adapters")?;
+        if let Some(a) = model.adapter() {
+            eprintln!(
+                "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
+                a.config.r,
+                a.config.lora_alpha,
+                a.modules().len(),
+                a.params().count(),
+                model.params().count()
+            );
+        }
+        Ok(())
+    }
 }

@@ -103,19 +103,8 @@ pub struct DistillArgs {
     /// Checkpoint every N steps (and at the end; 0: never).
     #[arg(long, default_value_t = 50)]
     save_every: u64,
-    /// LoRA rank for the student (0: train every weight). final/ holds the merged model.
-    #[arg(long, default_value_t = 0)]
-    lora_r: usize,
-    /// LoRA alpha (adapter output scaled by alpha / r). Default: 2 x r.
-    #[arg(long)]
-    lora_alpha: Option<f64>,
-    /// Linear layers that get LoRA adapters (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    )]
-    lora_targets: Vec<String>,
+    #[command(flatten)]
+    lora: common::LoraArgs,
     /// Continue a killed run from OUT/checkpoint (the teacher's samples resume from
     /// OUT/teacher_samples.jsonl); the result equals a run that never stopped. Same flags.
     #[arg(long)]
@@ -237,14 +226,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
     );
     let mut student = student_loaded.model;
     // A resumed LoRA run gets the checkpoint's adapter instead.
-    if args.lora_r > 0 && !args.resume {
-        common::add_lora(
-            &mut student,
-            args.lora_r,
-            args.lora_alpha,
-            &args.lora_targets,
-            args.seed,
-        )?;
+    if args.lora.enabled() && !args.resume {
+        args.lora.add_to(&mut student, args.seed)?;
     }
     let (model, report) = match args.mode {
         Mode::Sequence => {

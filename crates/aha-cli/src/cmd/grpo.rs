@@ -6,7 +6,6 @@ use aha_train::grpo::{
 };
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const R1_ZERO_TEMPLATE: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:";
@@ -112,21 +111,8 @@ pub struct GrpoArgs {
     ref_reset_every: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// LoRA rank: train low-rank adapters on the linear layers instead of every weight (the
-    /// base model stays frozen; optimizer state only for the adapters). 0: full fine-tuning.
-    #[arg(long, default_value_t = 0)]
-    lora_r: usize,
-    /// LoRA alpha: the adapters' output is scaled by alpha / r. Default: 2 x r.
-    #[arg(long)]
-    lora_alpha: Option<f64>,
-    /// Linear layers that get LoRA adapters (comma-separated; of q_proj, k_proj, v_proj,
-    /// o_proj, gate_proj, up_proj, down_proj).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    )]
-    lora_targets: Vec<String>,
+    #[command(flatten)]
+    lora: common::LoraArgs,
     /// With LoRA: also write the model with the adapter merged in, as an HF directory, to
     /// OUT/merged.
     #[arg(long)]
@@ -210,7 +196,7 @@ fn print_step(m: &StepMetrics, steps: u64) {
 }
 
 pub fn run(args: GrpoArgs) -> Result<()> {
-    let lora = args.lora_r > 0;
+    let lora = args.lora.enabled();
     if args.merge && !lora {
         anyhow::bail!("--merge needs LoRA (--lora-r N); without it OUT/final is the whole model");
     }
@@ -312,45 +298,15 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     } else {
         let mut model = loaded.model;
         if lora {
-            let targets: Vec<&str> = args.lora_targets.iter().map(|s| s.trim()).collect();
-            let alpha = args.lora_alpha.unwrap_or(2.0 * args.lora_r as f64);
-            let lc = aha_model::LoraConfig::new(args.lora_r, alpha, &targets);
-            model
-                .add_lora(&lc, args.seed)
-                .context("adding LoRA adapters")?;
+            args.lora.add_to(&mut model, args.seed)?;
         }
         GrpoTrainer::new(model, Some(tokenizer.clone()), reward()?, cfg)?
     };
-    if let Some(a) = trainer.model().adapter() {
-        eprintln!(
-            "LoRA r={} alpha={} on {} layers: {} trainable parameters, base model ({}) frozen",
-            a.config.r,
-            a.config.lora_alpha,
-            a.modules().len(),
-            a.params().count(),
-            trainer.model().params().count()
-        );
-    }
-    // metrics.jsonl: keep the lines of the steps already done (a resumed run rewrites the rest).
-    let metrics_path = args.out.join("metrics.jsonl");
-    let kept: Vec<String> = if args.resume && metrics_path.is_file() {
-        std::fs::read_to_string(&metrics_path)?
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                    .is_some_and(|s| s <= trainer.step)
-            })
-            .map(str::to_string)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut metrics_file = std::fs::File::create(&metrics_path)?;
-    for l in &kept {
-        writeln!(metrics_file, "{l}")?;
-    }
+    // A resumed run keeps the lines of the steps already done and rewrites the rest.
+    let mut metrics = aha_train::trainer::MetricsSink::open(
+        &args.out.join("metrics.jsonl"),
+        args.resume.then_some(trainer.step),
+    )?;
     let chat = match args.template {
         Template::Chat => Some(common::chat_template(&args.model)?),
         _ => None,
@@ -380,8 +336,7 @@ pub fn run(args: GrpoArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?;
         let m = trainer.step(&prompts)?;
-        writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
-        metrics_file.flush()?;
+        metrics.write(&m)?;
         bar.suspend(|| print_step(&m, args.steps));
         bar.set_position(trainer.step);
         bar.set_message(format!("reward {:.3}", m.reward_mean));

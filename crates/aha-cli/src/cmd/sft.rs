@@ -83,21 +83,8 @@ pub struct SftArgs {
     /// Use only the first N dataset rows.
     #[arg(long)]
     limit: Option<usize>,
-    /// LoRA rank: train low-rank adapters on the linear layers instead of every weight (the
-    /// base model stays frozen; optimizer state only for the adapters). 0: full fine-tuning.
-    #[arg(long, default_value_t = 0)]
-    lora_r: usize,
-    /// LoRA alpha: the adapters' output is scaled by alpha / r. Default: 2 x r.
-    #[arg(long)]
-    lora_alpha: Option<f64>,
-    /// Linear layers that get LoRA adapters (comma-separated; of q_proj, k_proj, v_proj,
-    /// o_proj, gate_proj, up_proj, down_proj).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    )]
-    lora_targets: Vec<String>,
+    #[command(flatten)]
+    lora: common::LoraArgs,
     /// With LoRA: also write the model with the adapter merged in, as an HF directory, to
     /// OUT/merged.
     #[arg(long)]
@@ -141,7 +128,7 @@ pub fn plot_loss(out: &Path, title: &str, y_label: &str) -> Result<()> {
 }
 
 pub fn run(args: SftArgs) -> Result<()> {
-    let lora = args.lora_r > 0;
+    let lora = args.lora.enabled();
     if args.merge && !lora {
         anyhow::bail!("--merge needs LoRA (--lora-r N); without it OUT/final is the whole model");
     }
@@ -212,13 +199,7 @@ pub fn run(args: SftArgs) -> Result<()> {
             );
         }
     } else if lora {
-        common::add_lora(
-            &mut model,
-            args.lora_r,
-            args.lora_alpha,
-            &args.lora_targets,
-            args.seed,
-        )?;
+        args.lora.add_to(&mut model, args.seed)?;
     }
     eprintln!(
         "{} training and {} held-out examples, {} steps",
