@@ -76,7 +76,6 @@ fn key_mask_of_the_wrong_shape_is_an_error() {
             },
             None,
         )
-        .err()
-        .expect("a [1, 2, 3] mask for 3 tokens is rejected");
+        .expect_err("a [1, 2, 3] mask for 3 tokens is rejected");
     assert!(err.to_string().contains("key mask"), "{err}");
 }

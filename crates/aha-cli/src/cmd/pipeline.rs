@@ -74,7 +74,7 @@ impl Observer for Cli {
             bar.finish_and_clear();
         }
         if let Some(h) = self.rl.get(&s.name) {
-            plot_rl(dir, h);
+            super::zero::plot_history(dir, h);
         }
         eprintln!(
             "   {}: pass@1 {:.1}%  cons@{} {:.1}%  format {:.0}%  language {:.2}  length {:.1}  ({:.0} s)",
@@ -148,38 +148,6 @@ pub fn run(args: PipelineArgs) -> Result<()> {
 
 fn series(h: &[StepMetrics], f: impl Fn(&StepMetrics) -> f64) -> Vec<(f64, f64)> {
     h.iter().map(|m| (m.step as f64, f(m))).collect()
-}
-
-/// Reward, accuracy/format and length of one RL stage.
-fn plot_rl(dir: &Path, h: &[StepMetrics]) {
-    let charts: [(&str, &str, &str, Vec<(&str, Vec<(f64, f64)>)>); 3] = [
-        (
-            "reward.png",
-            "Mean reward",
-            "reward",
-            vec![("reward", series(h, |m| m.reward_mean as f64))],
-        ),
-        (
-            "accuracy.png",
-            "Training accuracy and format rate",
-            "share of samples",
-            vec![
-                ("accuracy", series(h, |m| m.accuracy.unwrap_or(0.0) as f64)),
-                ("format", series(h, |m| m.format_rate.unwrap_or(0.0) as f64)),
-            ],
-        ),
-        (
-            "length.png",
-            "Mean response length",
-            "tokens",
-            vec![("mean length", series(h, |m| m.completion_len_mean as f64))],
-        ),
-    ];
-    for (file, title, y, s) in charts {
-        if let Err(e) = line_chart(&dir.join(file), title, y, &s) {
-            eprintln!("warning: {file} not drawn: {e:#}");
-        }
-    }
 }
 
 /// Response length over every RL stage, one line each.

@@ -207,7 +207,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     let wall = started.elapsed().as_secs_f64();
     // Training samples' reward and length at the start and at the end of the run.
     let window = |from_end: bool, f: &dyn Fn(&StepMetrics) -> f64| -> f64 {
-        let k = history.len().min(10).max(1);
+        let k = history.len().clamp(1, 10);
         let part = if from_end {
             &history[history.len().saturating_sub(k)..]
         } else {
@@ -304,12 +304,15 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reward, accuracy, response length and KL over steps, as PNGs.
-fn plot_history(out: &Path, h: &[StepMetrics]) {
+/// A chart: file name, title, y label, and named lines of (step, value).
+type Chart<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, Vec<(f64, f64)>)>);
+
+/// Reward, accuracy, response length and KL over the steps of an RL run, as PNGs in `out`.
+pub(crate) fn plot_history(out: &Path, h: &[StepMetrics]) {
     let series = |f: &dyn Fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> {
         h.iter().map(|m| (m.step as f64, f(m))).collect()
     };
-    let charts: Vec<(&str, &str, &str, Vec<(&str, Vec<(f64, f64)>)>)> = vec![
+    let charts: Vec<Chart> = vec![
         (
             "reward.png",
             "Mean reward",
