@@ -23,16 +23,73 @@ const POINTS: usize = 6;
 
 /// Whether `pred` (an extracted answer) is equivalent to `gold` (an answer).
 pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
-    let g = and_as_comma(&normalize_answer(gold));
-    let p = and_as_comma(&normalize_answer(pred));
+    let g = prepare(gold);
+    let p = prepare(pred);
     if p.is_empty() || g.is_empty() {
         return false;
     }
     if let Some(c) = gold_choice(&g) {
-        return choice_letter(&p) == Some(c);
+        // "(A) or (B)" offers two letters: a hedge is never right.
+        return split_or(&p).len() == 1 && choice_letter(&p) == Some(c);
     }
-    let g_alts = split_or(&g);
-    let p_alts = split_or(&p);
+    // Clock times are not arithmetic: 12:00 and 1:00 differ.
+    match (clock_time(&g), clock_time(&p)) {
+        (Some(a), Some(b)) => return a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1),
+        (Some(_), None) | (None, Some(_)) => return false,
+        _ => {}
+    }
+    if equivalent_forms(&g, &p) {
+        return true;
+    }
+    // Labelled answers (`(p,q)=(3,2)`, `AB=4, CD=5`, `x = 2 + 3 = 5`): the value
+    // after the last `=`, when the other side states a bare value.
+    let (gl, pl) = (strip_labels(&g), strip_labels(&p));
+    let (g_eq, p_eq) = (has_top_eq(&g), has_top_eq(&p));
+    let relabelled = match (g_eq, p_eq) {
+        (true, false) => gl.map(|x| (x, p.clone())),
+        (false, true) => pl.map(|x| (g.clone(), x)),
+        // Both stated with `=`: a chain keeps its first and last parts.
+        (true, true) => match (chain_ends(&g), chain_ends(&p)) {
+            (None, None) => None,
+            (a, b) => Some((
+                a.unwrap_or_else(|| g.clone()),
+                b.unwrap_or_else(|| p.clone()),
+            )),
+        },
+        (false, false) => None,
+    };
+    if let Some((a, b)) = relabelled {
+        if equivalent_forms(&a, &b) {
+            return true;
+        }
+    }
+    // A decimal comma (`2,74`) read as a point, against a single value only.
+    if !g.contains(',') {
+        if let Some(x) = decimal_comma(&p) {
+            return equivalent_forms(&g, &x);
+        }
+    }
+    if !p.contains(',') {
+        if let Some(x) = decimal_comma(&g) {
+            return equivalent_forms(&x, &p);
+        }
+    }
+    false
+}
+
+/// Normalised form: delimiters and spacing removed, "and" as a comma, number
+/// words as digits.
+fn prepare(s: &str) -> String {
+    let t = and_as_comma(&normalize_answer(s));
+    match number_words(&t) {
+        Some(n) => n.to_string(),
+        None => t,
+    }
+}
+
+fn equivalent_forms(g: &str, p: &str) -> bool {
+    let g_alts = split_or(g);
+    let p_alts = split_or(p);
     // Hedging between values is never right, unless gold itself lists them.
     let hedged = p_alts.len() > 1 && g_alts.len() == 1;
     let (g, p) = (g_alts.join(", "), p_alts.join(", "));
@@ -67,6 +124,232 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
     }
 }
 
+/// `h:mm` with an optional am/pm: ((hours, minutes), pm?).
+fn clock_time(s: &str) -> Option<((u32, u32), Option<bool>)> {
+    let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
+    let t = t.trim();
+    let (h, rest) = t.split_once(':')?;
+    let h = h.trim();
+    if h.is_empty() || h.len() > 2 || !h.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let mdig = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if mdig != 2 {
+        return None;
+    }
+    let suffix: String = rest[2..]
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '.')
+        .collect();
+    let pm = match suffix.as_str() {
+        "" => None,
+        "am" => Some(false),
+        "pm" => Some(true),
+        _ => return None,
+    };
+    Some(((h.parse().ok()?, rest[..2].parse().ok()?), pm))
+}
+
+/// Top-level parts of `s` split at `sep`, outside brackets and braces.
+fn split_top(s: &str, sep: u8) -> Vec<&str> {
+    let b = s.as_bytes();
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ if c == sep && depth == 0 && !(i > 0 && b[i - 1] == b'\\') => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// Whether `s` has an `=` outside brackets (`\le`-style relations excluded).
+fn has_top_eq(s: &str) -> bool {
+    split_top(s, b',')
+        .iter()
+        .any(|part| split_top(part, b'=').len() > 1)
+}
+
+/// A label before `=`: names, not a computation (`(p,q)`, `|AB|`, `f(x)`,
+/// `S_{ABC}`, `A:B`, `P(3)`), so nothing on its left can be a value.
+fn is_label(s: &str) -> bool {
+    let t = s.trim();
+    if t.is_empty() || !t.chars().any(|c| c.is_alphabetic()) {
+        return false;
+    }
+    // Drop subscripts and the arguments of a named function.
+    let mut out = String::new();
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'_' {
+            i += 1;
+            if b.get(i) == Some(&b'{') {
+                let mut d = 0;
+                while i < b.len() {
+                    if b[i] == b'{' {
+                        d += 1;
+                    } else if b[i] == b'}' {
+                        d -= 1;
+                        if d == 0 {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'(' && i > 0 && b[i - 1].is_ascii_alphabetic() {
+            match t[i..].find(')') {
+                Some(j) => {
+                    i += j + 1;
+                    continue;
+                }
+                None => return false,
+            }
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    !out.bytes()
+        .any(|c| c.is_ascii_digit() || c == b'+' || c == b'-' || c == b'.')
+}
+
+/// Removes labels from every comma-separated part: `AB=4, CD=5` → `4, 5`;
+/// `x = 2 + 3 = 5` → `5`. `None` when some part has no label to remove.
+fn strip_labels(s: &str) -> Option<String> {
+    let parts = split_top(s, b',');
+    let mut out = Vec::with_capacity(parts.len());
+    let mut changed = false;
+    for part in parts {
+        let segs = split_top(part, b'=');
+        if segs.len() == 1 {
+            out.push(part.trim().to_string());
+            continue;
+        }
+        let last = segs[segs.len() - 1].trim();
+        if last.is_empty() || !(is_label(segs[0]) || segs.len() > 2) {
+            return None;
+        }
+        out.push(last.to_string());
+        changed = true;
+    }
+    changed.then(|| out.join(", "))
+}
+
+/// `x = 5 + 5 + 1 = 11` → `x = 11`: a chain of equalities states its last value.
+fn chain_ends(s: &str) -> Option<String> {
+    let parts = split_top(s, b',');
+    let mut changed = false;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let segs = split_top(part, b'=');
+        if segs.len() > 2 {
+            changed = true;
+            out.push(format!(
+                "{} = {}",
+                segs[0].trim(),
+                segs[segs.len() - 1].trim()
+            ));
+        } else {
+            out.push(part.trim().to_string());
+        }
+    }
+    changed.then(|| out.join(", "))
+}
+
+/// `2,74` read with a decimal comma → `2.74`. Three digits after the comma
+/// read as a thousands group (`1,000`) unless the integer part is 0.
+fn decimal_comma(s: &str) -> Option<String> {
+    let t = compact(s);
+    let body = t.strip_prefix('-').unwrap_or(&t);
+    let (int, frac) = body.split_once(',')?;
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+    if !digits(int) || !digits(frac) || (frac.len() == 3 && int != "0") {
+        return None;
+    }
+    Some(t.replacen(',', ".", 1))
+}
+
+/// English number words ("forty-two", "negative five", "one million"): the value.
+fn number_words(s: &str) -> Option<i128> {
+    let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
+    if !t
+        .bytes()
+        .all(|c| c.is_ascii_alphabetic() || c == b' ' || c == b'-' || c == b'.')
+    {
+        return None;
+    }
+    let t = t.replace('-', " ");
+    let mut words = t.split_whitespace().peekable();
+    let neg = matches!(words.peek(), Some(&"negative") | Some(&"minus"));
+    if neg {
+        words.next();
+    }
+    let (mut total, mut cur, mut any) = (0i128, 0i128, false);
+    for w in words {
+        let w = w.trim_end_matches('.');
+        let small = [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ];
+        let tens = [
+            "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+        ];
+        if let Some(k) = small.iter().position(|x| *x == w) {
+            cur += k as i128;
+        } else if let Some(k) = tens.iter().position(|x| *x == w) {
+            cur += 20 + 10 * k as i128;
+        } else if w == "hundred" {
+            cur = cur.max(1) * 100;
+        } else if let Some(m) = match w {
+            "thousand" => Some(1_000),
+            "million" => Some(1_000_000),
+            "billion" => Some(1_000_000_000),
+            _ => None,
+        } {
+            total += cur.max(1) * m;
+            cur = 0;
+        } else if w == "and" || w == "a" {
+            continue;
+        } else {
+            return None;
+        }
+        any = true;
+    }
+    any.then_some(if neg { -(total + cur) } else { total + cur })
+}
+
 /// "3 and 5" lists two values, like "3, 5".
 fn and_as_comma(s: &str) -> String {
     if !s.contains("and") {
@@ -81,6 +364,10 @@ fn and_as_comma(s: &str) -> String {
         " and ",
     ] {
         t = t.replace(pat, ", ");
+    }
+    // "19, 46, and 82": the comma before "and" is the same separator.
+    while t.contains(", ,") || t.contains(",,") {
+        t = t.replace(", ,", ",").replace(",,", ",");
     }
     t
 }
@@ -152,7 +439,34 @@ fn inf(neg: bool) -> Node {
 
 /// `x > 3` → (3, ∞); `1 < x \le 2` → (1, 2]; `5 \ge x` → (-∞, 5].
 fn inequality_interval(items: &[Node], ops: &[Rel]) -> Option<Node> {
-    let is_var = |n: &Node| matches!(n, Node::Sym(_));
+    // `-x \le -3` is `x \ge 3`: move the sign across.
+    if let ([Node::Neg(x), c], [op]) | ([c, Node::Neg(x)], [op]) = (items, ops) {
+        if is_unknown(x) && !is_unknown(c) {
+            let neg_c = Node::Neg(Box::new(c.clone()));
+            let flipped = flip(*op)?;
+            let (a, b) = if matches!(items[0], Node::Neg(_)) {
+                ((**x).clone(), neg_c)
+            } else {
+                (neg_c, (**x).clone())
+            };
+            return inequality_interval(&[a, b], &[flipped]);
+        }
+    }
+    // `|x| < 3` is `-3 < x < 3`.
+    if let ([Node::Func(crate::parse::Func::Abs, args), c], [op @ (Rel::Lt | Rel::Le)]) =
+        (items, ops)
+    {
+        if args.len() == 1 && is_unknown(&args[0]) && !is_unknown(c) {
+            let closed = *op == Rel::Le;
+            return Some(Node::Interval {
+                lo: Box::new(Node::Neg(Box::new(c.clone()))),
+                hi: Box::new(c.clone()),
+                lo_closed: closed,
+                hi_closed: closed,
+            });
+        }
+    }
+    let is_var = is_unknown;
     let mk = |lo: Node, hi: Node, lc: bool, hc: bool| Node::Interval {
         lo: Box::new(lo),
         hi: Box::new(hi),
@@ -190,6 +504,18 @@ fn inequality_interval(items: &[Node], ops: &[Rel]) -> Option<Node> {
             }
         }
         _ => None,
+    }
+}
+
+/// The unknown of a one-variable inequality: a variable, or a function value
+/// written `f(x)` (parsed as a product of symbols).
+fn is_unknown(n: &Node) -> bool {
+    match n {
+        Node::Sym(_) => true,
+        Node::Mul(xs) => {
+            matches!(&xs[..], [Node::Sym(f), Node::Sym(_)] if ["f", "g", "h"].contains(&f.as_str()))
+        }
+        _ => false,
     }
 }
 
