@@ -87,7 +87,7 @@ ITEMS = [
     ("unit", "150", ["150 \\text{ square units}", "150\\text{ cm}^2", "150 square feet"], ["15 \\text{ square units}"]),
     ("unit", "12", ["12\\text{ cm}", "12 \\mbox{ meters}", "\\$12"], ["12\\text{ cm}^2 + 1", "21\\text{ cm}"]),
     ("unit", "90^\\circ", ["90", "90°", "90 \\text{ degrees}"], ["180^\\circ", "9^\\circ"]),
-    ("unit", "3.5", ["3.5\\text{ hours}", "3.5 \\mathrm{h}", "3\\frac{1}{2} \\text{ hours}"], ["3.5\\text{ minutes}", "5.3\\text{ hours}"]),
+    ("unit", "3.5\\text{ hours}", ["3.5\\text{ hours}", "3.5 \\mathrm{h}", "3\\frac{1}{2} \\text{ hours}"], ["3.5\\text{ minutes}", "5.3\\text{ hours}"]),
     ("unit", "40", ["40 \\text{ miles per hour}", "40\\text{ mph}"], ["4 \\text{ mph}"]),
     # Symbolic equivalence.
     ("symbolic", "3n+1", ["1+3n", "n\\cdot 3 + 1", "3(n+\\frac13)"], ["3n-1", "n+3"]),

@@ -32,12 +32,6 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
         // "(A) or (B)" offers two letters: a hedge is never right.
         return split_or(&p).len() == 1 && choice_letter(&p) == Some(c);
     }
-    // Clock times are not arithmetic: 12:00 and 1:00 differ.
-    match (clock_time(&g), clock_time(&p)) {
-        (Some(a), Some(b)) => return a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1),
-        (Some(_), None) | (None, Some(_)) => return false,
-        _ => {}
-    }
     if equivalent_forms(&g, &p) {
         return true;
     }
@@ -88,6 +82,12 @@ fn prepare(s: &str) -> String {
 }
 
 fn equivalent_forms(g: &str, p: &str) -> bool {
+    // Clock times are not arithmetic: 12:00 and 1:00 differ.
+    match (clock_time(g), clock_time(p)) {
+        (Some(a), Some(b)) => return a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1),
+        (Some(_), None) | (None, Some(_)) => return false,
+        _ => {}
+    }
     let g_alts = split_or(g);
     let p_alts = split_or(p);
     // Hedging between values is never right, unless gold itself lists them.
@@ -227,26 +227,66 @@ fn is_label(s: &str) -> bool {
         .any(|c| c.is_ascii_digit() || c == b'+' || c == b'-' || c == b'.')
 }
 
+/// A computation with no unknowns (`\\frac{1}{2} + 3`): `2 + 3 = 5` states 5.
+fn is_constant(s: &str) -> bool {
+    match parse(s) {
+        Ok(n) => {
+            let mut vars = Vec::new();
+            symbols(&n, &mut vars);
+            vars.is_empty() && is_scalar(&n)
+        }
+        Err(_) => false,
+    }
+}
+
 /// Removes labels from every comma-separated part: `AB=4, CD=5` → `4, 5`;
 /// `x = 2 + 3 = 5` → `5`. `None` when some part has no label to remove.
 fn strip_labels(s: &str) -> Option<String> {
+    // `p=5,q=2;p=7,q=2`: groups of named values are tuples.
+    let groups = split_top(s, b';');
+    if groups.len() > 1 {
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let st = strip_labels(g)?;
+            out.push(if st.starts_with('(') {
+                st
+            } else {
+                format!("({st})")
+            });
+        }
+        return Some(out.join(", "));
+    }
     let parts = split_top(s, b',');
     let mut out = Vec::with_capacity(parts.len());
-    let mut changed = false;
-    for part in parts {
+    let mut labels: Vec<String> = Vec::new();
+    for part in &parts {
         let segs = split_top(part, b'=');
         if segs.len() == 1 {
             out.push(part.trim().to_string());
             continue;
         }
         let last = segs[segs.len() - 1].trim();
-        if last.is_empty() || !(is_label(segs[0]) || segs.len() > 2) {
+        if last.is_empty()
+            || !(is_label(segs[0]) || segs.len() > 2 || (is_constant(segs[0]) && is_constant(last)))
+        {
             return None;
         }
         out.push(last.to_string());
-        changed = true;
+        labels.push(compact(segs[0]));
     }
-    changed.then(|| out.join(", "))
+    if labels.is_empty() {
+        return None;
+    }
+    let joined = out.join(", ");
+    // Values under different names (`a = 7, b = 3`) are in a fixed order: a
+    // tuple; the same name repeated (`x = 1, x = 2`) lists solutions.
+    let named = parts.len() > 1
+        && labels.len() == parts.len()
+        && labels
+            .iter()
+            .enumerate()
+            .all(|(i, l)| !labels[..i].contains(l));
+    Some(if named { format!("({joined})") } else { joined })
 }
 
 /// `x = 5 + 5 + 1 = 11` → `x = 11`: a chain of equalities states its last value.
@@ -284,7 +324,7 @@ fn decimal_comma(s: &str) -> Option<String> {
 }
 
 /// English number words ("forty-two", "negative five", "one million"): the value.
-fn number_words(s: &str) -> Option<i128> {
+pub(crate) fn number_words(s: &str) -> Option<i128> {
     let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
     if !t
         .bytes()
@@ -466,6 +506,24 @@ fn inequality_interval(items: &[Node], ops: &[Rel]) -> Option<Node> {
             });
         }
     }
+    // `1 \le |z| \le 2` is [-2, -1] ∪ [1, 2].
+    if let ([a, Node::Func(crate::parse::Func::Abs, args), c], [o1, o2]) = (items, ops) {
+        let lower = |o: &Rel| matches!(o, Rel::Lt | Rel::Le);
+        if args.len() == 1 && is_unknown(&args[0]) && lower(o1) && lower(o2) {
+            let neg = |n: &Node| Node::Neg(Box::new(n.clone()));
+            let (ac, cc) = (*o1 == Rel::Le, *o2 == Rel::Le);
+            let iv = |lo: Node, hi: Node, lc: bool, hc: bool| Node::Interval {
+                lo: Box::new(lo),
+                hi: Box::new(hi),
+                lo_closed: lc,
+                hi_closed: hc,
+            };
+            return Some(Node::Union(vec![
+                iv(neg(c), neg(a), cc, ac),
+                iv(a.clone(), c.clone(), ac, cc),
+            ]));
+        }
+    }
     let is_var = is_unknown;
     let mk = |lo: Node, hi: Node, lc: bool, hc: bool| Node::Interval {
         lo: Box::new(lo),
@@ -529,6 +587,20 @@ fn flip(op: Rel) -> Option<Rel> {
     })
 }
 
+/// Whether a list gives each value under its own name (`a = 7, b = 3`).
+fn named_values(xs: &[Node]) -> bool {
+    let names: Vec<&str> = xs
+        .iter()
+        .filter_map(|x| var_equation(x).map(|(v, _)| v))
+        .collect();
+    names.len() == xs.len()
+        && names.len() > 1
+        && names
+            .iter()
+            .enumerate()
+            .all(|(i, v)| !names[..i].contains(v))
+}
+
 /// `v = rhs` with a single variable on one side.
 fn var_equation(n: &Node) -> Option<(&str, &Node)> {
     if let Node::Relation(items, ops) = n {
@@ -563,6 +635,10 @@ fn equiv(g: &Node, p: &Node, b: &mut Budget) -> bool {
                 return gi.iter().zip(pi).all(|(x, y)| equiv(x, y, b));
             }
             false
+        }
+        (Node::List(gs), Node::List(ps)) if named_values(gs) != named_values(ps) => {
+            // `a = 7, b = 3` against `7, 3`: named values keep their order.
+            ordered(gs, ps, b)
         }
         (Node::Set(gs) | Node::List(gs), Node::Set(ps) | Node::List(ps)) => unordered(gs, ps, b),
         (Node::Union(gs), Node::Union(ps)) => unordered(gs, ps, b),
@@ -628,6 +704,24 @@ fn ordered(gs: &[Node], ps: &[Node], b: &mut Budget) -> bool {
 /// Multiset equality by greedy matching (equivalence is transitive, so greedy
 /// is enough).
 fn unordered(gs: &[Node], ps: &[Node], b: &mut Budget) -> bool {
+    // A value listed twice is still one element of the answer set.
+    let dedup = |xs: &[Node]| -> Vec<Node> {
+        let mut out: Vec<Node> = Vec::with_capacity(xs.len());
+        for x in xs.iter().take(MAX_ITEMS + 1) {
+            if !out.contains(x) {
+                out.push(x.clone());
+            }
+        }
+        out
+    };
+    let (gd, pd);
+    let (gs, ps) = if gs.len() != ps.len() && gs.len() <= MAX_ITEMS && ps.len() <= MAX_ITEMS {
+        gd = dedup(gs);
+        pd = dedup(ps);
+        (&gd[..], &pd[..])
+    } else {
+        (gs, ps)
+    };
     if gs.len() != ps.len() || gs.len() > MAX_ITEMS {
         return gs.len() == ps.len() && gs == ps;
     }

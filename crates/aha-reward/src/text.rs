@@ -189,6 +189,15 @@ pub(crate) fn normalize_answer(s: &str) -> String {
     for r in ["\\mathbb{R}", "\\mathbb R", "\\R "] {
         t = t.replace(r, "(-\\infty, \\infty)");
     }
+    if let Some(i) = t.find("\\approx") {
+        // `x = 1/3 \approx 0.33`: the approximation after an exact value is a
+        // remark; `x \approx 11` alone states 11.
+        t = if t[..i].contains('=') {
+            t[..i].to_string()
+        } else {
+            t.replacen("\\approx", "=", 1)
+        };
+    }
     if t.contains("\\overline") {
         t = repeating_decimals(&t);
     }
@@ -205,6 +214,7 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         ("\\dbinom", "\\binom"),
         ("\\tbinom", "\\binom"),
         ("{,}", ","),
+        ("{, }", ","),
         ("\\%", "%"),
         ("\\degree", "^\\circ"),
         ("^{\\circ}", "^\\circ"),
@@ -507,7 +517,8 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
         let t = s.trim();
         return vec![t.to_string()];
     }
-    let mut t = s.replace("\\lor", " or ");
+    // `(11,7)or(7,11)`: an "or" between brackets needs no spaces.
+    let mut t = s.replace("\\lor", " or ").replace(")or(", ") or (");
     for cmd in ["\\text{", "\\textrm{", "\\mbox{", "\\mathrm{"] {
         for inner in ["or", " or", "or ", " or "] {
             t = t.replace(&format!("{cmd}{inner}}}"), " or ");
