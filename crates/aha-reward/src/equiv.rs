@@ -1030,3 +1030,80 @@ mod ambiguity_tests {
         assert!(eq("3, 5", "5 \\text{ and } 3"));
     }
 }
+
+#[cfg(test)]
+mod issue16_tests {
+    use super::answers_equivalent as eq;
+
+    #[test]
+    fn relations_and_intervals() {
+        assert!(eq("x \\geq 3", "-x \\le -3"));
+        assert!(!eq("x \\geq 3", "-x \\ge -3"));
+        assert!(eq("(0,1)", "0<f(x)<1"));
+        assert!(eq("(-3, 3)", "|x| < 3"));
+        assert!(!eq("[-3, 3]", "|x| < 3"));
+        assert!(eq("x \\neq 5", "x != 5"));
+        assert!(eq("(-\\infty, \\infty)", "\\mathbb{R}"));
+        assert!(eq(
+            "1\\leq|z|\\leq \\frac{3}{2}",
+            "\\left[-\\frac{3}{2}, -1\\right] \\cup \\left[1, \\frac{3}{2}\\right]"
+        ));
+    }
+
+    #[test]
+    fn labels_and_chains() {
+        assert!(eq("(3,2)", "(p,q)=(3,2)"));
+        assert!(!eq("(3,2)", "(p,q)=(2,3)"));
+        assert!(eq("4, 5", "AB=4, CD=5"));
+        assert!(eq("7, 3", "a = 7, b = 3"));
+        assert!(!eq("7, 3", "a = 3, b = 7"));
+        assert!(eq("5", "x = 2 + 3 = 5"));
+        assert!(!eq("5", "x = 2 + 3 = 6"));
+        // An equation to solve is not its right-hand side.
+        assert!(!eq("5", "2x + 3 = 5"));
+        assert!(!eq("7 = 11a+c", "11a+c"));
+        assert!(!eq("x = 5", "y = 5"));
+        assert!(eq("(5,2),(7,2)", "p=5,q=2;p=7,q=2"));
+    }
+
+    #[test]
+    fn number_formats() {
+        assert!(eq("11111", "11,\\! 111"));
+        assert!(eq("16386.20", "\\$16,\\!386.20"));
+        assert!(eq("2.74", "2,74"));
+        assert!(eq("0.111", "0,111"));
+        assert!(!eq("1", "1,000"));
+        assert!(eq("42", "forty-two"));
+        assert!(eq("-5", "negative five"));
+        assert!(!eq("42", "forty-three"));
+        assert!(eq("\\frac{1}{3}", "0.\\overline{3}"));
+        assert!(eq("\\frac{1}{6}", "0.1\\overline{6}"));
+        assert!(!eq("\\frac{1}{3}", "0.\\overline{6}"));
+        assert!(eq("-\\frac{1}{2}", "\\frac{1}{-2}"));
+    }
+
+    #[test]
+    fn unicode_and_symbolic() {
+        assert!(eq("2\\sqrt{3}", "√12"));
+        assert!(eq("x^2+1", "x²+1"));
+        assert!(!eq("x^2+1", "x³+1"));
+        assert!(eq("\\frac{3}{4}", "¾"));
+        assert!(eq("5", "🎉 5 🎉"));
+        assert!(eq("\\sin 2x", "2\\sin x \\cos x"));
+        assert!(!eq("\\sin 2x", "2\\sin x"));
+        assert!(eq("\\cos 2\\theta", "1 - 2\\sin^2\\theta"));
+    }
+
+    #[test]
+    fn times_choices_and_hedges() {
+        assert!(!eq("12:00", "1:00"));
+        assert!(eq("12:00", "12:00"));
+        assert!(eq("3:45", "3:45\\text{ pm}"));
+        assert!(!eq("3:45", "345"));
+        assert!(eq("A", "The correct option is A."));
+        assert!(eq("A", "choice \\textbf{(A) } 12"));
+        assert!(!eq("A", "(A) or (B)"));
+        assert!(!eq("D", "A and D"));
+        assert!(eq("(11,7)or(7,11)", "(7,11),(11,7)"));
+    }
+}

@@ -785,3 +785,81 @@ mod tests {
         assert_eq!(ex("\\boxed{}"), None);
     }
 }
+
+#[cfg(test)]
+mod issue16_tests {
+    use super::*;
+
+    fn ex(s: &str) -> Option<String> {
+        extract_answer(s, &ExtractConfig::default()).map(|e| e.answer)
+    }
+
+    #[test]
+    fn display_math_and_prose() {
+        assert_eq!(
+            ex("So the answer is\n\\[\n\\frac{3}{4}\n\\]\nas claimed.").as_deref(),
+            Some("\\frac{3}{4}")
+        );
+        assert_eq!(ex("The final answer is:\n$$ 12 $$").as_deref(), Some("12"));
+        assert_eq!(
+            ex("Final Answer: The largest $n$ is 34.").as_deref(),
+            Some("34")
+        );
+        assert_eq!(ex("**Answer**\n\n$$\n7\n$$").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn box_runs() {
+        assert_eq!(
+            ex("so $x = \\boxed{3}$ and $x = \\boxed{5}$.").as_deref(),
+            Some("3, 5")
+        );
+        assert_eq!(
+            ex("\\boxed{1}, \\boxed{2}, and \\boxed{3}").as_deref(),
+            Some("1, 2, 3")
+        );
+        // Prose between boxes: the last one is the answer.
+        assert_eq!(
+            ex("First $a = \\boxed{3}$. Using it in part two, the total is $\\boxed{7}$.")
+                .as_deref(),
+            Some("7")
+        );
+        let hedge = ex("either \\boxed{2} or \\boxed{3}").unwrap_or_default();
+        assert!(is_hedged(&hedge), "{hedge}");
+    }
+
+    #[test]
+    fn revisions_and_leftovers() {
+        assert_eq!(
+            ex("So $\\boxed{5}$. But re-reading the problem, the final answer is $7$.").as_deref(),
+            Some("7")
+        );
+        // A phrase after the box that states no value does not revise it.
+        assert_eq!(
+            ex("\\boxed{5}. This answer is reasonable because it is small.").as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            ex("#### 12<|endoftext|>Human: is it 13?").as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            ex("The answer is $\\boxed{4}$.<|im_end|>\n<|im_start|>user\nand \\boxed{9}?")
+                .as_deref(),
+            Some("4")
+        );
+    }
+
+    #[test]
+    fn last_math_span() {
+        assert_eq!(
+            ex("Therefore $x \\geq 5$ is the solution.").as_deref(),
+            Some("x \\geq 5")
+        );
+        // A bare number after the last span is later, so it wins.
+        assert_eq!(
+            ex("Let $x$ be the count; we get 12 apples").as_deref(),
+            Some("12")
+        );
+    }
+}

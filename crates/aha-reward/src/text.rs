@@ -622,7 +622,14 @@ fn choice_in_sentence(t: &str) -> Option<char> {
             }
         }
     };
-    for kw in ["option", "choice", "answer is", "answer:"] {
+    for kw in [
+        "option is",
+        "choice is",
+        "option",
+        "choice",
+        "answer is",
+        "answer:",
+    ] {
         let mut from = 0;
         while let Some(i) = lower[from..].find(kw) {
             let at = from + i + kw.len();
