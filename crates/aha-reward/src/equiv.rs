@@ -126,6 +126,9 @@ fn equivalent_forms(g: &str, p: &str) -> bool {
 
 /// `h:mm` with an optional am/pm: ((hours, minutes), pm?).
 fn clock_time(s: &str) -> Option<((u32, u32), Option<bool>)> {
+    if !s.contains(':') {
+        return None;
+    }
     let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
     let t = t.trim();
     let (h, rest) = t.split_once(':')?;
@@ -325,6 +328,13 @@ fn decimal_comma(s: &str) -> Option<String> {
 
 /// English number words ("forty-two", "negative five", "one million"): the value.
 pub(crate) fn number_words(s: &str) -> Option<i128> {
+    // Cheap rejections first: this runs on every answer.
+    if s.len() > 200
+        || s.bytes().any(|c| c.is_ascii_digit())
+        || !s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '\\')
+    {
+        return None;
+    }
     let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
     if !t
         .bytes()
@@ -464,8 +474,66 @@ fn canon(n: Node) -> Node {
             }
             inequality_interval(&items, &ops).unwrap_or(Node::Relation(items, ops))
         }
+        Node::Add(xs) if xs.len() > 1 && xs.iter().all(|x| matches!(x, Node::Matrix(_))) => {
+            matrix_sum(&xs).unwrap_or(Node::Add(xs))
+        }
+        // Each product copies its factors' entries: a few factors only.
+        Node::Mul(xs)
+            if (2..=4).contains(&xs.len()) && xs.iter().all(|x| matches!(x, Node::Matrix(_))) =>
+        {
+            matrix_product(&xs).unwrap_or(Node::Mul(xs))
+        }
         other => other,
     }
+}
+
+/// Element-wise sum of same-shape matrices, as expression nodes.
+fn matrix_sum(xs: &[Node]) -> Option<Node> {
+    let mut acc: Vec<Vec<Node>> = match &xs[0] {
+        Node::Matrix(m) => m.clone(),
+        _ => return None,
+    };
+    for x in &xs[1..] {
+        let Node::Matrix(m) = x else { return None };
+        if m.len() != acc.len() || m.iter().zip(&acc).any(|(a, b)| a.len() != b.len()) {
+            return None;
+        }
+        for (ra, rm) in acc.iter_mut().zip(m) {
+            for (a, b) in ra.iter_mut().zip(rm) {
+                *a = Node::Add(vec![a.clone(), b.clone()]);
+            }
+        }
+    }
+    Some(Node::Matrix(acc))
+}
+
+/// Product of conforming matrices, as expression nodes (small sizes only).
+fn matrix_product(xs: &[Node]) -> Option<Node> {
+    let mut acc: Vec<Vec<Node>> = match &xs[0] {
+        Node::Matrix(m) => m.clone(),
+        _ => return None,
+    };
+    for x in &xs[1..] {
+        let Node::Matrix(m) = x else { return None };
+        let (n, k, p) = (acc.len(), m.len(), m.first()?.len());
+        if acc.iter().any(|r| r.len() != k) || n * k * p > 1024 {
+            return None;
+        }
+        acc = (0..n)
+            .map(|i| {
+                (0..p)
+                    .map(|j| {
+                        Node::Add(
+                            (0..k)
+                                .map(|t| Node::Mul(vec![acc[i][t].clone(), m[t][j].clone()]))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+    }
+    Some(Node::Matrix(acc))
 }
 
 fn inf(neg: bool) -> Node {
@@ -1105,5 +1173,49 @@ mod issue16_tests {
         assert!(!eq("A", "(A) or (B)"));
         assert!(!eq("D", "A and D"));
         assert!(eq("(11,7)or(7,11)", "(7,11),(11,7)"));
+    }
+}
+
+#[cfg(test)]
+mod matrix_arithmetic_tests {
+    use super::answers_equivalent as eq;
+
+    #[test]
+    fn sums_and_products() {
+        let a = "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}";
+        let b = "\\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}";
+        assert!(eq(
+            "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
+            &format!("{a} + {b}")
+        ));
+        assert!(!eq(
+            "\\begin{pmatrix}6 & 8 \\\\ 10 & 13\\end{pmatrix}",
+            &format!("{a} + {b}")
+        ));
+        assert!(eq(
+            "\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
+            &format!("{a} {b}")
+        ));
+        // A long chain of products is not expanded (its size would explode).
+        let chain = vec![a; 40].join(" ");
+        let t = std::time::Instant::now();
+        assert!(!eq("1", &chain));
+        assert!(t.elapsed() < std::time::Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod number_word_tests {
+    use super::number_words;
+
+    #[test]
+    fn words() {
+        assert_eq!(number_words("sixty-six"), Some(66));
+        assert_eq!(number_words("thirty"), Some(30));
+        assert_eq!(number_words("\\text{fifty}"), Some(50));
+        assert_eq!(number_words("one thousand two hundred fifty"), Some(1250));
+        assert_eq!(number_words("minus six"), Some(-6));
+        assert_eq!(number_words("Monday"), None);
+        assert_eq!(number_words("a"), None);
     }
 }

@@ -317,14 +317,10 @@ fn connector(gap: &str) -> Option<bool> {
 }
 
 fn gsm8k_answer(s: &str) -> Option<String> {
-    gsm8k_answer_at(s).map(|(a, _)| a)
-}
-
-fn gsm8k_answer_at(s: &str) -> Option<(String, usize)> {
     let i = s.rfind("####")?;
     let rest = s[i + 4..].trim_start_matches('#');
     let line = rest.lines().next().unwrap_or("").trim();
-    (!line.is_empty()).then(|| (line.to_string(), i))
+    (!line.is_empty()).then(|| line.to_string())
 }
 
 const PHRASES: [&str; 12] = [
@@ -341,13 +337,6 @@ const PHRASES: [&str; 12] = [
     "答案是",
     "答案：",
 ];
-
-/// The answer after the last answer phrase, and where the phrase starts.
-fn phrase_answer_at(s: &str) -> Option<(String, usize)> {
-    let lower = s.to_ascii_lowercase();
-    let at = PHRASES.iter().filter_map(|p| lower.rfind(p)).max()?;
-    phrase_answer(s).map(|a| (a, at))
-}
 
 fn phrase_answer(s: &str) -> Option<String> {
     // ASCII lowering keeps byte offsets, so indexes carry over to `s`.
@@ -605,20 +594,20 @@ fn extract_in(s: &str, cfg: &ExtractConfig, allow_last_number: bool) -> Option<E
     // A later committed answer revises a box ("\\boxed{5} ... re-reading the
     // problem, the final answer is 7"): a GSM8K line or an answer phrase after
     // the box wins when it states a value.
-    let box_end = boxed.as_ref().map(|b| b.2);
+    // Only the text after the box can revise it; searching just there keeps
+    // responses with a box as cheap as before.
+    let tail = &s[boxed.as_ref().map_or(0, |b| b.2)..];
     if cfg.gsm8k {
-        if let Some((a, at)) = gsm8k_answer_at(s) {
-            if box_end.is_none_or(|e| at > e) {
-                return Some(Extracted {
-                    answer: cap(&a),
-                    source: Source::Gsm8k,
-                });
-            }
+        if let Some(a) = gsm8k_answer(tail) {
+            return Some(Extracted {
+                answer: cap(&a),
+                source: Source::Gsm8k,
+            });
         }
     }
     if cfg.phrases {
-        if let Some((a, at)) = phrase_answer_at(s) {
-            if box_end.is_none_or(|e| at > e && states_value(&a)) {
+        if let Some(a) = phrase_answer(tail) {
+            if boxed.is_none() || states_value(&a) {
                 return Some(Extracted {
                     answer: cap(&a),
                     source: Source::Phrase,
