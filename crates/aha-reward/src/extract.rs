@@ -310,10 +310,24 @@ fn connector(gap: &str) -> Option<bool> {
         g = head[..cut].trim().to_string();
     }
     let words: Vec<&str> = g.split_whitespace().collect();
-    if words.len() > 1 || words.iter().any(|w| *w != "and" && *w != "or") {
+    let joins = |w: &&str| *w == "and" || *w == "or";
+    // Beside "and"/"or", one word may name the unit of the value before it
+    // (`\\boxed{1} papers and \\boxed{2} bins`).
+    let other: Vec<&&str> = words.iter().filter(|w| !joins(w)).collect();
+    let ok = match words.len() {
+        0 => true,
+        1 => other.is_empty(),
+        2 => {
+            other.len() == 1
+                && joins(&words[1])
+                && other[0].chars().all(|c| c.is_ascii_alphabetic())
+        }
+        _ => false,
+    };
+    if !ok {
         return None;
     }
-    Some(words.first() == Some(&"or"))
+    Some(words.contains(&"or"))
 }
 
 fn gsm8k_answer(s: &str) -> Option<String> {
@@ -355,13 +369,31 @@ fn phrase_answer(s: &str) -> Option<String> {
     if let Some((b, _)) = last_boxed_prefix(rest) {
         return Some(b);
     }
+    // Quotes around the answer (`"$12$ and $13$"`) are not part of it.
     let rest = rest.trim_start();
+    let rest = rest.strip_prefix("\\\"").unwrap_or(rest);
+    let rest = rest.trim_start_matches(['"', '\'', '`']);
     if let Some(body) = rest.strip_prefix('$') {
+        let double = body.starts_with('$');
         let body = body.strip_prefix('$').unwrap_or(body);
         // The closing `$` is the first one not escaped as `\$`.
         let b = body.as_bytes();
         if let Some(j) = (0..b.len()).find(|&j| b[j] == b'$' && (j == 0 || b[j - 1] != b'\\')) {
-            return Some(body[..j].to_string());
+            let mut answer = body[..j].to_string();
+            // `$12$ and $13$`: spans joined by connectors give several values.
+            let mut after = &body[j + 1 + usize::from(double)..];
+            for _ in 0..16 {
+                let Some(k) = after.find('$') else { break };
+                let Some(is_or) = connector(&after[..k]) else {
+                    break;
+                };
+                let next = &after[k + 1..];
+                let Some(e) = next.find('$') else { break };
+                answer.push_str(if is_or { " or " } else { ", " });
+                answer.push_str(&next[..e]);
+                after = &next[e + 1..];
+            }
+            return Some(answer);
         }
     }
     for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
@@ -815,6 +847,24 @@ mod issue16_tests {
         );
         let hedge = ex("either \\boxed{2} or \\boxed{3}").unwrap_or_default();
         assert!(is_hedged(&hedge), "{hedge}");
+    }
+
+    #[test]
+    fn joined_spans_and_unit_words() {
+        assert_eq!(
+            ex("Final Answer: The final answer is \\\"$12 $ and $13 $\\\". I hope it is correct.")
+                .as_deref(),
+            Some("12 , 13")
+        );
+        assert_eq!(
+            ex("\\boxed{1} papers and \\boxed{2} bins").as_deref(),
+            Some("1, 2")
+        );
+        // Two words between boxes are prose: the last box alone.
+        assert_eq!(
+            ex("\\boxed{1} is wrong and \\boxed{2}").as_deref(),
+            Some("2")
+        );
     }
 
     #[test]
