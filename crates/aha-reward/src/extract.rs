@@ -381,7 +381,12 @@ fn phrase_answer(s: &str) -> Option<String> {
         if let Some(j) = (0..b.len()).find(|&j| b[j] == b'$' && (j == 0 || b[j - 1] != b'\\')) {
             let mut answer = body[..j].to_string();
             // `$12$ and $13$`: spans joined by connectors give several values.
-            let mut after = &body[j + 1 + usize::from(double)..];
+            let close = if double && b.get(j + 1) == Some(&b'$') {
+                2
+            } else {
+                1
+            };
+            let mut after = body.get(j + close..).unwrap_or("");
             for _ in 0..16 {
                 let Some(k) = after.find('$') else { break };
                 let Some(is_or) = connector(&after[..k]) else {
@@ -860,6 +865,9 @@ mod issue16_tests {
             ex("\\boxed{1} papers and \\boxed{2} bins").as_deref(),
             Some("1, 2")
         );
+        // Found by cargo-fuzz: `$$` opened, a single `$` closing before a
+        // multi-byte character.
+        assert_eq!(ex("the answer is $$5$\u{FFFD}").as_deref(), Some("5"));
         // Two words between boxes are prose: the last box alone.
         assert_eq!(
             ex("\\boxed{1} is wrong and \\boxed{2}").as_deref(),

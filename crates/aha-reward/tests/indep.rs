@@ -89,7 +89,7 @@ fn mathverify_suite_accuracy() {
     let s = score(SUITE);
     assert!(s.n >= 250, "only {} cases", s.n);
     let acc = s.right as f64 / s.n as f64;
-    // Below 0.98: the remaining misses are listed in docs/benchmarks.md (`\\sum`
+    // Below 0.98: the remaining misses are listed in docs/benchmarks.md (`\sum`
     // notation, boxes separated by prose, doubly escaped golds, deliberate differences).
     assert!(
         acc >= 0.96,
