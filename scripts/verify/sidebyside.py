@@ -105,6 +105,9 @@ def main():
     ap.add_argument("--bench", default=os.environ.get("AHA_BENCH", "target/release/examples/bench"))
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--no-big", action="store_true", help="skip the megabyte responses")
+    ap.add_argument("--mv-cache", default="",
+                    help="JSON file keeping math-verify's verdicts and times for this set (reused when present)")
+    ap.add_argument("--misses", type=int, default=20, help="aha misses to print")
     args = ap.parse_args()
     rows = [json.loads(l) for l in open(args.devset) if l.strip()]
     if not args.no_big:
@@ -113,8 +116,15 @@ def main():
         rows = rows[: args.limit]
 
     aha_v, aha_t, aha_summary, _ = run_aha(rows, args.bench)
-    mv_v, mv_t = run_math_verify(rows, "default")
-    or_v, or_t = run_math_verify(rows, "open-r1")
+    if args.mv_cache and os.path.exists(args.mv_cache):
+        c = json.load(open(args.mv_cache))
+        mv_v, mv_t, or_v, or_t = c["mv_v"], c["mv_t"], c["or_v"], c["or_t"]
+        assert len(mv_v) == len(rows), "stale --mv-cache"
+    else:
+        mv_v, mv_t = run_math_verify(rows, "default")
+        or_v, or_t = run_math_verify(rows, "open-r1")
+        if args.mv_cache:
+            json.dump({"mv_v": mv_v, "mv_t": mv_t, "or_v": or_v, "or_t": or_t}, open(args.mv_cache, "w"))
 
     systems = [("aha", aha_v, aha_t), ("math-verify default", mv_v, mv_t), ("math-verify open-r1", or_v, or_t)]
     cats = collections.OrderedDict()
@@ -141,6 +151,12 @@ def main():
         if idx:
             cells = [f"{sum(v[i] == rows[i]['expected'] for i in idx) / len(idx):.3f}" for _, v, _ in systems]
             print(f"| kind={kind} | {len(idx)} | " + " | ".join(cells) + " |")
+    neg = [i for i, r in enumerate(rows) if not r["expected"]]
+    pos = [i for i, r in enumerate(rows) if r["expected"]]
+    cells = [f"{sum(v[i] for i in neg) / max(len(neg), 1):.3f}" for _, v, _ in systems]
+    print(f"| false accepts (of {len(neg)} wrong) | | " + " | ".join(cells) + " |")
+    cells = [f"{sum(not v[i] for i in pos) / max(len(pos), 1):.3f}" for _, v, _ in systems]
+    print(f"| false rejects (of {len(pos)} right) | | " + " | ".join(cells) + " |")
     print()
     print("| system | total s (1 thread) | cases/s | slowest case ms | cases > 50 ms |")
     print("|---|---|---|---|---|")
@@ -153,7 +169,8 @@ def main():
     print(f"aha bench: {aha_summary}")
     wrong = [(rows[i]["category"], rows[i]["gold"][:40], rows[i]["prediction"][-60:], rows[i]["expected"])
              for i in range(len(rows)) if aha_v[i] != rows[i]["expected"]]
-    for w in wrong[:20]:
+    print(f"aha misses: {len(wrong)}")
+    for w in wrong[:args.misses]:
         print("aha miss:", w)
 
 

@@ -23,16 +23,73 @@ const POINTS: usize = 6;
 
 /// Whether `pred` (an extracted answer) is equivalent to `gold` (an answer).
 pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
-    let g = and_as_comma(&normalize_answer(gold));
-    let p = and_as_comma(&normalize_answer(pred));
+    let g = prepare(gold);
+    let p = prepare(pred);
     if p.is_empty() || g.is_empty() {
         return false;
     }
     if let Some(c) = gold_choice(&g) {
-        return choice_letter(&p) == Some(c);
+        // "(A) or (B)" offers two letters: a hedge is never right.
+        return split_or(&p).len() == 1 && choice_letter(&p) == Some(c);
     }
-    let g_alts = split_or(&g);
-    let p_alts = split_or(&p);
+    if equivalent_forms(&g, &p) {
+        return true;
+    }
+    // Labelled answers (`(p,q)=(3,2)`, `AB=4, CD=5`, `x = 2 + 3 = 5`): the value
+    // after the last `=`, when the other side states a bare value.
+    let (gl, pl) = (strip_labels(&g), strip_labels(&p));
+    let (g_eq, p_eq) = (has_top_eq(&g), has_top_eq(&p));
+    let relabelled = match (g_eq, p_eq) {
+        (true, false) => gl.map(|x| (x, p.clone())),
+        (false, true) => pl.map(|x| (g.clone(), x)),
+        // Both stated with `=`: a chain keeps its first and last parts.
+        (true, true) => match (chain_ends(&g), chain_ends(&p)) {
+            (None, None) => None,
+            (a, b) => Some((
+                a.unwrap_or_else(|| g.clone()),
+                b.unwrap_or_else(|| p.clone()),
+            )),
+        },
+        (false, false) => None,
+    };
+    if let Some((a, b)) = relabelled {
+        if equivalent_forms(&a, &b) {
+            return true;
+        }
+    }
+    // A decimal comma (`2,74`) read as a point, against a single value only.
+    if !g.contains(',') {
+        if let Some(x) = decimal_comma(&p) {
+            return equivalent_forms(&g, &x);
+        }
+    }
+    if !p.contains(',') {
+        if let Some(x) = decimal_comma(&g) {
+            return equivalent_forms(&x, &p);
+        }
+    }
+    false
+}
+
+/// Normalised form: delimiters and spacing removed, "and" as a comma, number
+/// words as digits.
+fn prepare(s: &str) -> String {
+    let t = and_as_comma(&normalize_answer(s));
+    match number_words(&t) {
+        Some(n) => n.to_string(),
+        None => t,
+    }
+}
+
+fn equivalent_forms(g: &str, p: &str) -> bool {
+    // Clock times are not arithmetic: 12:00 and 1:00 differ.
+    match (clock_time(g), clock_time(p)) {
+        (Some(a), Some(b)) => return a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1),
+        (Some(_), None) | (None, Some(_)) => return false,
+        _ => {}
+    }
+    let g_alts = split_or(g);
+    let p_alts = split_or(p);
     // Hedging between values is never right, unless gold itself lists them.
     let hedged = p_alts.len() > 1 && g_alts.len() == 1;
     let (g, p) = (g_alts.join(", "), p_alts.join(", "));
@@ -67,6 +124,282 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
     }
 }
 
+/// `h:mm` with an optional am/pm: ((hours, minutes), pm?).
+fn clock_time(s: &str) -> Option<((u32, u32), Option<bool>)> {
+    if !s.contains(':') {
+        return None;
+    }
+    let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
+    let t = t.trim();
+    let (h, rest) = t.split_once(':')?;
+    let h = h.trim();
+    if h.is_empty() || h.len() > 2 || !h.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let mdig = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if mdig != 2 {
+        return None;
+    }
+    let suffix: String = rest[2..]
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '.')
+        .collect();
+    let pm = match suffix.as_str() {
+        "" => None,
+        "am" => Some(false),
+        "pm" => Some(true),
+        _ => return None,
+    };
+    Some(((h.parse().ok()?, rest[..2].parse().ok()?), pm))
+}
+
+/// Top-level parts of `s` split at `sep`, outside brackets and braces.
+fn split_top(s: &str, sep: u8) -> Vec<&str> {
+    let b = s.as_bytes();
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ if c == sep && depth == 0 && !(i > 0 && b[i - 1] == b'\\') => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// Whether `s` has an `=` outside brackets (`\le`-style relations excluded).
+fn has_top_eq(s: &str) -> bool {
+    split_top(s, b',')
+        .iter()
+        .any(|part| split_top(part, b'=').len() > 1)
+}
+
+/// A label before `=`: names, not a computation (`(p,q)`, `|AB|`, `f(x)`,
+/// `S_{ABC}`, `A:B`, `P(3)`), so nothing on its left can be a value.
+fn is_label(s: &str) -> bool {
+    let t = s.trim();
+    if t.is_empty() || !t.chars().any(|c| c.is_alphabetic()) {
+        return false;
+    }
+    // Drop subscripts and the arguments of a named function.
+    let mut out = String::new();
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'_' {
+            i += 1;
+            if b.get(i) == Some(&b'{') {
+                let mut d = 0;
+                while i < b.len() {
+                    if b[i] == b'{' {
+                        d += 1;
+                    } else if b[i] == b'}' {
+                        d -= 1;
+                        if d == 0 {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'(' && i > 0 && b[i - 1].is_ascii_alphabetic() {
+            match t[i..].find(')') {
+                Some(j) => {
+                    i += j + 1;
+                    continue;
+                }
+                None => return false,
+            }
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    !out.bytes()
+        .any(|c| c.is_ascii_digit() || c == b'+' || c == b'-' || c == b'.')
+}
+
+/// A computation with no unknowns (`\\frac{1}{2} + 3`): `2 + 3 = 5` states 5.
+fn is_constant(s: &str) -> bool {
+    match parse(s) {
+        Ok(n) => {
+            let mut vars = Vec::new();
+            symbols(&n, &mut vars);
+            vars.is_empty() && is_scalar(&n)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Removes labels from every comma-separated part: `AB=4, CD=5` → `4, 5`;
+/// `x = 2 + 3 = 5` → `5`. `None` when some part has no label to remove.
+fn strip_labels(s: &str) -> Option<String> {
+    // `p=5,q=2;p=7,q=2`: groups of named values are tuples.
+    let groups = split_top(s, b';');
+    if groups.len() > 1 {
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let st = strip_labels(g)?;
+            out.push(if st.starts_with('(') {
+                st
+            } else {
+                format!("({st})")
+            });
+        }
+        return Some(out.join(", "));
+    }
+    let parts = split_top(s, b',');
+    let mut out = Vec::with_capacity(parts.len());
+    let mut labels: Vec<String> = Vec::new();
+    for part in &parts {
+        let segs = split_top(part, b'=');
+        if segs.len() == 1 {
+            out.push(part.trim().to_string());
+            continue;
+        }
+        let last = segs[segs.len() - 1].trim();
+        if last.is_empty()
+            || !(is_label(segs[0]) || segs.len() > 2 || (is_constant(segs[0]) && is_constant(last)))
+        {
+            return None;
+        }
+        out.push(last.to_string());
+        labels.push(compact(segs[0]));
+    }
+    if labels.is_empty() {
+        return None;
+    }
+    let joined = out.join(", ");
+    // Values under different names (`a = 7, b = 3`) are in a fixed order: a
+    // tuple; the same name repeated (`x = 1, x = 2`) lists solutions.
+    let named = parts.len() > 1
+        && labels.len() == parts.len()
+        && labels
+            .iter()
+            .enumerate()
+            .all(|(i, l)| !labels[..i].contains(l));
+    Some(if named { format!("({joined})") } else { joined })
+}
+
+/// `x = 5 + 5 + 1 = 11` → `x = 11`: a chain of equalities states its last value.
+fn chain_ends(s: &str) -> Option<String> {
+    let parts = split_top(s, b',');
+    let mut changed = false;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let segs = split_top(part, b'=');
+        if segs.len() > 2 {
+            changed = true;
+            out.push(format!(
+                "{} = {}",
+                segs[0].trim(),
+                segs[segs.len() - 1].trim()
+            ));
+        } else {
+            out.push(part.trim().to_string());
+        }
+    }
+    changed.then(|| out.join(", "))
+}
+
+/// `2,74` read with a decimal comma → `2.74`. Three digits after the comma
+/// read as a thousands group (`1,000`) unless the integer part is 0.
+fn decimal_comma(s: &str) -> Option<String> {
+    let t = compact(s);
+    let body = t.strip_prefix('-').unwrap_or(&t);
+    let (int, frac) = body.split_once(',')?;
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+    if !digits(int) || !digits(frac) || (frac.len() == 3 && int != "0") {
+        return None;
+    }
+    Some(t.replacen(',', ".", 1))
+}
+
+/// English number words ("forty-two", "negative five", "one million"): the value.
+pub(crate) fn number_words(s: &str) -> Option<i128> {
+    // Cheap rejections first: this runs on every answer.
+    if s.len() > 200
+        || s.bytes().any(|c| c.is_ascii_digit())
+        || !s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '\\')
+    {
+        return None;
+    }
+    let t = crate::text::unwrap_text_commands(s).to_ascii_lowercase();
+    if !t
+        .bytes()
+        .all(|c| c.is_ascii_alphabetic() || c == b' ' || c == b'-' || c == b'.')
+    {
+        return None;
+    }
+    let t = t.replace('-', " ");
+    let mut words = t.split_whitespace().peekable();
+    let neg = matches!(words.peek(), Some(&"negative") | Some(&"minus"));
+    if neg {
+        words.next();
+    }
+    let (mut total, mut cur, mut any) = (0i128, 0i128, false);
+    for w in words {
+        let w = w.trim_end_matches('.');
+        let small = [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ];
+        let tens = [
+            "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+        ];
+        if let Some(k) = small.iter().position(|x| *x == w) {
+            cur += k as i128;
+        } else if let Some(k) = tens.iter().position(|x| *x == w) {
+            cur += 20 + 10 * k as i128;
+        } else if w == "hundred" {
+            cur = cur.max(1) * 100;
+        } else if let Some(m) = match w {
+            "thousand" => Some(1_000),
+            "million" => Some(1_000_000),
+            "billion" => Some(1_000_000_000),
+            _ => None,
+        } {
+            total += cur.max(1) * m;
+            cur = 0;
+        } else if w == "and" || w == "a" {
+            continue;
+        } else {
+            return None;
+        }
+        any = true;
+    }
+    any.then_some(if neg { -(total + cur) } else { total + cur })
+}
+
 /// "3 and 5" lists two values, like "3, 5".
 fn and_as_comma(s: &str) -> String {
     if !s.contains("and") {
@@ -81,6 +414,10 @@ fn and_as_comma(s: &str) -> String {
         " and ",
     ] {
         t = t.replace(pat, ", ");
+    }
+    // "19, 46, and 82": the comma before "and" is the same separator.
+    while t.contains(", ,") || t.contains(",,") {
+        t = t.replace(", ,", ",").replace(",,", ",");
     }
     t
 }
@@ -137,8 +474,66 @@ fn canon(n: Node) -> Node {
             }
             inequality_interval(&items, &ops).unwrap_or(Node::Relation(items, ops))
         }
+        Node::Add(xs) if xs.len() > 1 && xs.iter().all(|x| matches!(x, Node::Matrix(_))) => {
+            matrix_sum(&xs).unwrap_or(Node::Add(xs))
+        }
+        // Each product copies its factors' entries: a few factors only.
+        Node::Mul(xs)
+            if (2..=4).contains(&xs.len()) && xs.iter().all(|x| matches!(x, Node::Matrix(_))) =>
+        {
+            matrix_product(&xs).unwrap_or(Node::Mul(xs))
+        }
         other => other,
     }
+}
+
+/// Element-wise sum of same-shape matrices, as expression nodes.
+fn matrix_sum(xs: &[Node]) -> Option<Node> {
+    let mut acc: Vec<Vec<Node>> = match &xs[0] {
+        Node::Matrix(m) => m.clone(),
+        _ => return None,
+    };
+    for x in &xs[1..] {
+        let Node::Matrix(m) = x else { return None };
+        if m.len() != acc.len() || m.iter().zip(&acc).any(|(a, b)| a.len() != b.len()) {
+            return None;
+        }
+        for (ra, rm) in acc.iter_mut().zip(m) {
+            for (a, b) in ra.iter_mut().zip(rm) {
+                *a = Node::Add(vec![a.clone(), b.clone()]);
+            }
+        }
+    }
+    Some(Node::Matrix(acc))
+}
+
+/// Product of conforming matrices, as expression nodes (small sizes only).
+fn matrix_product(xs: &[Node]) -> Option<Node> {
+    let mut acc: Vec<Vec<Node>> = match &xs[0] {
+        Node::Matrix(m) => m.clone(),
+        _ => return None,
+    };
+    for x in &xs[1..] {
+        let Node::Matrix(m) = x else { return None };
+        let (n, k, p) = (acc.len(), m.len(), m.first()?.len());
+        if acc.iter().any(|r| r.len() != k) || n * k * p > 1024 {
+            return None;
+        }
+        acc = (0..n)
+            .map(|i| {
+                (0..p)
+                    .map(|j| {
+                        Node::Add(
+                            (0..k)
+                                .map(|t| Node::Mul(vec![acc[i][t].clone(), m[t][j].clone()]))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+    }
+    Some(Node::Matrix(acc))
 }
 
 fn inf(neg: bool) -> Node {
@@ -152,7 +547,52 @@ fn inf(neg: bool) -> Node {
 
 /// `x > 3` → (3, ∞); `1 < x \le 2` → (1, 2]; `5 \ge x` → (-∞, 5].
 fn inequality_interval(items: &[Node], ops: &[Rel]) -> Option<Node> {
-    let is_var = |n: &Node| matches!(n, Node::Sym(_));
+    // `-x \le -3` is `x \ge 3`: move the sign across.
+    if let ([Node::Neg(x), c], [op]) | ([c, Node::Neg(x)], [op]) = (items, ops) {
+        if is_unknown(x) && !is_unknown(c) {
+            let neg_c = Node::Neg(Box::new(c.clone()));
+            let flipped = flip(*op)?;
+            let (a, b) = if matches!(items[0], Node::Neg(_)) {
+                ((**x).clone(), neg_c)
+            } else {
+                (neg_c, (**x).clone())
+            };
+            return inequality_interval(&[a, b], &[flipped]);
+        }
+    }
+    // `|x| < 3` is `-3 < x < 3`.
+    if let ([Node::Func(crate::parse::Func::Abs, args), c], [op @ (Rel::Lt | Rel::Le)]) =
+        (items, ops)
+    {
+        if args.len() == 1 && is_unknown(&args[0]) && !is_unknown(c) {
+            let closed = *op == Rel::Le;
+            return Some(Node::Interval {
+                lo: Box::new(Node::Neg(Box::new(c.clone()))),
+                hi: Box::new(c.clone()),
+                lo_closed: closed,
+                hi_closed: closed,
+            });
+        }
+    }
+    // `1 \le |z| \le 2` is [-2, -1] ∪ [1, 2].
+    if let ([a, Node::Func(crate::parse::Func::Abs, args), c], [o1, o2]) = (items, ops) {
+        let lower = |o: &Rel| matches!(o, Rel::Lt | Rel::Le);
+        if args.len() == 1 && is_unknown(&args[0]) && lower(o1) && lower(o2) {
+            let neg = |n: &Node| Node::Neg(Box::new(n.clone()));
+            let (ac, cc) = (*o1 == Rel::Le, *o2 == Rel::Le);
+            let iv = |lo: Node, hi: Node, lc: bool, hc: bool| Node::Interval {
+                lo: Box::new(lo),
+                hi: Box::new(hi),
+                lo_closed: lc,
+                hi_closed: hc,
+            };
+            return Some(Node::Union(vec![
+                iv(neg(c), neg(a), cc, ac),
+                iv(a.clone(), c.clone(), ac, cc),
+            ]));
+        }
+    }
+    let is_var = is_unknown;
     let mk = |lo: Node, hi: Node, lc: bool, hc: bool| Node::Interval {
         lo: Box::new(lo),
         hi: Box::new(hi),
@@ -193,6 +633,18 @@ fn inequality_interval(items: &[Node], ops: &[Rel]) -> Option<Node> {
     }
 }
 
+/// The unknown of a one-variable inequality: a variable, or a function value
+/// written `f(x)` (parsed as a product of symbols).
+fn is_unknown(n: &Node) -> bool {
+    match n {
+        Node::Sym(_) => true,
+        Node::Mul(xs) => {
+            matches!(&xs[..], [Node::Sym(f), Node::Sym(_)] if ["f", "g", "h"].contains(&f.as_str()))
+        }
+        _ => false,
+    }
+}
+
 fn flip(op: Rel) -> Option<Rel> {
     Some(match op {
         Rel::Lt => Rel::Gt,
@@ -201,6 +653,20 @@ fn flip(op: Rel) -> Option<Rel> {
         Rel::Ge => Rel::Le,
         _ => return None,
     })
+}
+
+/// Whether a list gives each value under its own name (`a = 7, b = 3`).
+fn named_values(xs: &[Node]) -> bool {
+    let names: Vec<&str> = xs
+        .iter()
+        .filter_map(|x| var_equation(x).map(|(v, _)| v))
+        .collect();
+    names.len() == xs.len()
+        && names.len() > 1
+        && names
+            .iter()
+            .enumerate()
+            .all(|(i, v)| !names[..i].contains(v))
 }
 
 /// `v = rhs` with a single variable on one side.
@@ -237,6 +703,10 @@ fn equiv(g: &Node, p: &Node, b: &mut Budget) -> bool {
                 return gi.iter().zip(pi).all(|(x, y)| equiv(x, y, b));
             }
             false
+        }
+        (Node::List(gs), Node::List(ps)) if named_values(gs) != named_values(ps) => {
+            // `a = 7, b = 3` against `7, 3`: named values keep their order.
+            ordered(gs, ps, b)
         }
         (Node::Set(gs) | Node::List(gs), Node::Set(ps) | Node::List(ps)) => unordered(gs, ps, b),
         (Node::Union(gs), Node::Union(ps)) => unordered(gs, ps, b),
@@ -302,6 +772,24 @@ fn ordered(gs: &[Node], ps: &[Node], b: &mut Budget) -> bool {
 /// Multiset equality by greedy matching (equivalence is transitive, so greedy
 /// is enough).
 fn unordered(gs: &[Node], ps: &[Node], b: &mut Budget) -> bool {
+    // A value listed twice is still one element of the answer set.
+    let dedup = |xs: &[Node]| -> Vec<Node> {
+        let mut out: Vec<Node> = Vec::with_capacity(xs.len());
+        for x in xs.iter().take(MAX_ITEMS + 1) {
+            if !out.contains(x) {
+                out.push(x.clone());
+            }
+        }
+        out
+    };
+    let (gd, pd);
+    let (gs, ps) = if gs.len() != ps.len() && gs.len() <= MAX_ITEMS && ps.len() <= MAX_ITEMS {
+        gd = dedup(gs);
+        pd = dedup(ps);
+        (&gd[..], &pd[..])
+    } else {
+        (gs, ps)
+    };
     if gs.len() != ps.len() || gs.len() > MAX_ITEMS {
         return gs.len() == ps.len() && gs == ps;
     }
@@ -608,5 +1096,126 @@ mod ambiguity_tests {
         assert!(!eq("2", "\\pm 2"));
         assert!(eq("3, 5", "3 and 5"));
         assert!(eq("3, 5", "5 \\text{ and } 3"));
+    }
+}
+
+#[cfg(test)]
+mod issue16_tests {
+    use super::answers_equivalent as eq;
+
+    #[test]
+    fn relations_and_intervals() {
+        assert!(eq("x \\geq 3", "-x \\le -3"));
+        assert!(!eq("x \\geq 3", "-x \\ge -3"));
+        assert!(eq("(0,1)", "0<f(x)<1"));
+        assert!(eq("(-3, 3)", "|x| < 3"));
+        assert!(!eq("[-3, 3]", "|x| < 3"));
+        assert!(eq("x \\neq 5", "x != 5"));
+        assert!(eq("(-\\infty, \\infty)", "\\mathbb{R}"));
+        assert!(eq(
+            "1\\leq|z|\\leq \\frac{3}{2}",
+            "\\left[-\\frac{3}{2}, -1\\right] \\cup \\left[1, \\frac{3}{2}\\right]"
+        ));
+    }
+
+    #[test]
+    fn labels_and_chains() {
+        assert!(eq("(3,2)", "(p,q)=(3,2)"));
+        assert!(!eq("(3,2)", "(p,q)=(2,3)"));
+        assert!(eq("4, 5", "AB=4, CD=5"));
+        assert!(eq("7, 3", "a = 7, b = 3"));
+        assert!(!eq("7, 3", "a = 3, b = 7"));
+        assert!(eq("5", "x = 2 + 3 = 5"));
+        assert!(!eq("5", "x = 2 + 3 = 6"));
+        // An equation to solve is not its right-hand side.
+        assert!(!eq("5", "2x + 3 = 5"));
+        assert!(!eq("7 = 11a+c", "11a+c"));
+        assert!(!eq("x = 5", "y = 5"));
+        assert!(eq("(5,2),(7,2)", "p=5,q=2;p=7,q=2"));
+    }
+
+    #[test]
+    fn number_formats() {
+        assert!(eq("11111", "11,\\! 111"));
+        assert!(eq("16386.20", "\\$16,\\!386.20"));
+        assert!(eq("2.74", "2,74"));
+        assert!(eq("0.111", "0,111"));
+        assert!(!eq("1", "1,000"));
+        assert!(eq("42", "forty-two"));
+        assert!(eq("-5", "negative five"));
+        assert!(!eq("42", "forty-three"));
+        assert!(eq("\\frac{1}{3}", "0.\\overline{3}"));
+        assert!(eq("\\frac{1}{6}", "0.1\\overline{6}"));
+        assert!(!eq("\\frac{1}{3}", "0.\\overline{6}"));
+        assert!(eq("-\\frac{1}{2}", "\\frac{1}{-2}"));
+    }
+
+    #[test]
+    fn unicode_and_symbolic() {
+        assert!(eq("2\\sqrt{3}", "√12"));
+        assert!(eq("x^2+1", "x²+1"));
+        assert!(!eq("x^2+1", "x³+1"));
+        assert!(eq("\\frac{3}{4}", "¾"));
+        assert!(eq("5", "🎉 5 🎉"));
+        assert!(eq("\\sin 2x", "2\\sin x \\cos x"));
+        assert!(!eq("\\sin 2x", "2\\sin x"));
+        assert!(eq("\\cos 2\\theta", "1 - 2\\sin^2\\theta"));
+    }
+
+    #[test]
+    fn times_choices_and_hedges() {
+        assert!(!eq("12:00", "1:00"));
+        assert!(eq("12:00", "12:00"));
+        assert!(eq("3:45", "3:45\\text{ pm}"));
+        assert!(!eq("3:45", "345"));
+        assert!(eq("A", "The correct option is A."));
+        assert!(eq("A", "choice \\textbf{(A) } 12"));
+        assert!(!eq("A", "(A) or (B)"));
+        assert!(!eq("D", "A and D"));
+        assert!(eq("(11,7)or(7,11)", "(7,11),(11,7)"));
+    }
+}
+
+#[cfg(test)]
+mod matrix_arithmetic_tests {
+    use super::answers_equivalent as eq;
+
+    #[test]
+    fn sums_and_products() {
+        let a = "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}";
+        let b = "\\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}";
+        assert!(eq(
+            "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
+            &format!("{a} + {b}")
+        ));
+        assert!(!eq(
+            "\\begin{pmatrix}6 & 8 \\\\ 10 & 13\\end{pmatrix}",
+            &format!("{a} + {b}")
+        ));
+        assert!(eq(
+            "\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
+            &format!("{a} {b}")
+        ));
+        // A long chain of products is not expanded (its size would explode).
+        let chain = vec![a; 40].join(" ");
+        let t = std::time::Instant::now();
+        assert!(!eq("1", &chain));
+        assert!(t.elapsed() < std::time::Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod number_word_tests {
+    use super::number_words;
+
+    #[test]
+    fn words() {
+        assert_eq!(number_words("sixty-six"), Some(66));
+        assert_eq!(number_words("thirty"), Some(30));
+        assert_eq!(number_words("\\text{fifty}"), Some(50));
+        assert_eq!(number_words("one thousand two hundred fifty"), Some(1250));
+        assert_eq!(number_words("minus six"), Some(-6));
+        assert_eq!(number_words("Monday"), None);
+        assert_eq!(number_words("a"), None);
     }
 }

@@ -217,19 +217,117 @@ fn last_boxed(s: &str) -> Option<(String, usize)> {
     }
 }
 
-/// When the last box is preceded closely by another box and an "or", the
-/// model hedged (`\boxed{5} or \boxed{6}`).
-fn boxed_hedge(s: &str, last_start: usize) -> bool {
-    let before = &s[..last_start];
-    let Some(prev_end) = before.rfind('}') else {
-        return false;
-    };
-    let gap = &before[prev_end + 1..];
-    let opened = before.rfind("\\boxed").is_some_and(|p| p < prev_end);
-    opened && gap.len() < 24 && {
-        let g = gap.to_ascii_lowercase();
-        g.contains(" or ") || g.contains("\\text{ or }") || g.contains("\\lor")
+/// Boxes written one after another (`\\boxed{3}$ and $x=\\boxed{5}`, `\\boxed{1},
+/// \\boxed{2}`) state one answer with several values; a run of them separated only
+/// by connectors is read as a list, or as alternatives when joined by "or". Returns
+/// the answer and the byte span of the run.
+fn boxed_run(s: &str) -> Option<(String, usize, usize)> {
+    let (last, start) = last_boxed(s)?;
+    let end = box_end(s, start).unwrap_or(s.len());
+    let mut items = vec![last];
+    let mut or = false;
+    let mut first = start;
+    // Bounded: long runs are rare and each step is a short scan.
+    for _ in 0..64 {
+        let before = &s[..first];
+        let Some((prev, pstart)) = last_boxed(before) else {
+            break;
+        };
+        let Some(pend) = box_end(s, pstart) else {
+            break;
+        };
+        if pend > first {
+            break;
+        }
+        match connector(&s[pend..first]) {
+            Some(is_or) => {
+                or |= is_or;
+                items.push(prev);
+                first = pstart;
+            }
+            None => break,
+        }
     }
+    items.reverse();
+    let mut uniq: Vec<String> = Vec::with_capacity(items.len());
+    for it in items {
+        if !uniq.iter().any(|u| u.trim() == it.trim()) {
+            uniq.push(it);
+        }
+    }
+    let sep = if or { " or " } else { ", " };
+    Some((uniq.join(sep), first, end))
+}
+
+/// End (exclusive) of the box starting at `start`.
+fn box_end(s: &str, start: usize) -> Option<usize> {
+    let open = start + s[start..].find('{')?;
+    if s[start..open]
+        .trim_start_matches(['\\', 'b', 'o', 'x', 'e', 'd', 'f'])
+        .trim()
+        != ""
+    {
+        return None;
+    }
+    matching_brace(s, open).map(|c| c + 1)
+}
+
+/// Whether the text between two boxes only joins them: punctuation, math
+/// delimiters, spacing, "and"/"or", and a label before the next box (`x =`).
+/// `Some(true)` when the join is "or".
+fn connector(gap: &str) -> Option<bool> {
+    if gap.len() > 48 {
+        return None;
+    }
+    let mut g = gap.to_string();
+    for pat in [
+        "\\text{",
+        "\\textrm{",
+        "\\mbox{",
+        "\\quad",
+        "\\qquad",
+        "\\(",
+        "\\)",
+        "\\[",
+        "\\]",
+        "\\,",
+        "\\;",
+        "\\ ",
+        "$",
+        ",",
+        ";",
+        "&",
+        "}",
+        ".",
+    ] {
+        g = g.replace(pat, " ");
+    }
+    let mut g = g.trim().to_ascii_lowercase();
+    if let Some(head) = g.strip_suffix('=') {
+        // Drop the label of the next value: the last word before `=`.
+        let head = head.trim_end();
+        let cut = head.rfind(' ').map_or(0, |i| i + 1);
+        g = head[..cut].trim().to_string();
+    }
+    let words: Vec<&str> = g.split_whitespace().collect();
+    let joins = |w: &&str| *w == "and" || *w == "or";
+    // Beside "and"/"or", one word may name the unit of the value before it
+    // (`\\boxed{1} papers and \\boxed{2} bins`).
+    let other: Vec<&&str> = words.iter().filter(|w| !joins(w)).collect();
+    let ok = match words.len() {
+        0 => true,
+        1 => other.is_empty(),
+        2 => {
+            other.len() == 1
+                && joins(&words[1])
+                && other[0].chars().all(|c| c.is_ascii_alphabetic())
+        }
+        _ => false,
+    };
+    if !ok {
+        return None;
+    }
+    Some(words.contains(&"or"))
 }
 
 fn gsm8k_answer(s: &str) -> Option<String> {
@@ -239,13 +337,17 @@ fn gsm8k_answer(s: &str) -> Option<String> {
     (!line.is_empty()).then(|| line.to_string())
 }
 
-const PHRASES: [&str; 8] = [
+const PHRASES: [&str; 12] = [
     "final answer is",
     "final answer:",
     "the answer is",
     "answer is:",
     "answer is",
     "answer:",
+    "**answer**",
+    "**final answer**",
+    "correct option is",
+    "correct choice is",
     "答案是",
     "答案：",
 ];
@@ -267,18 +369,43 @@ fn phrase_answer(s: &str) -> Option<String> {
     if let Some((b, _)) = last_boxed_prefix(rest) {
         return Some(b);
     }
+    // Quotes around the answer (`"$12$ and $13$"`) are not part of it.
     let rest = rest.trim_start();
+    let rest = rest.strip_prefix("\\\"").unwrap_or(rest);
+    let rest = rest.trim_start_matches(['"', '\'', '`']);
     if let Some(body) = rest.strip_prefix('$') {
+        let double = body.starts_with('$');
         let body = body.strip_prefix('$').unwrap_or(body);
         // The closing `$` is the first one not escaped as `\$`.
         let b = body.as_bytes();
         if let Some(j) = (0..b.len()).find(|&j| b[j] == b'$' && (j == 0 || b[j - 1] != b'\\')) {
-            return Some(body[..j].to_string());
+            let mut answer = body[..j].to_string();
+            // `$12$ and $13$`: spans joined by connectors give several values.
+            let close = if double && b.get(j + 1) == Some(&b'$') {
+                2
+            } else {
+                1
+            };
+            let mut after = body.get(j + close..).unwrap_or("");
+            for _ in 0..16 {
+                let Some(k) = after.find('$') else { break };
+                let Some(is_or) = connector(&after[..k]) else {
+                    break;
+                };
+                let next = &after[k + 1..];
+                let Some(e) = next.find('$') else { break };
+                answer.push_str(if is_or { " or " } else { ", " });
+                answer.push_str(&next[..e]);
+                after = &next[e + 1..];
+            }
+            return Some(answer);
         }
     }
-    if let Some(body) = rest.strip_prefix("\\(") {
-        if let Some(j) = body.find("\\)") {
-            return Some(body[..j].to_string());
+    for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
+        if let Some(body) = rest.strip_prefix(open) {
+            if let Some(j) = body.find(close) {
+                return Some(body[..j].to_string());
+            }
         }
     }
     // Up to the end of the sentence: a newline, or a full stop followed by
@@ -297,7 +424,43 @@ fn phrase_answer(s: &str) -> Option<String> {
         }
     }
     let ans = window[..stop].trim().trim_end_matches(['*', ',']).trim();
-    (!ans.is_empty()).then(|| ans.to_string())
+    if ans.is_empty() {
+        return None;
+    }
+    if states_value(ans) {
+        return Some(ans.to_string());
+    }
+    // Prose ("The largest $n$ is 34", "The area equals $12\\pi$"): the value after
+    // the last linking verb, else the last math span of the sentence.
+    let lower = ans.to_ascii_lowercase();
+    let verb = [" is ", " are ", " equals ", " was ", " = "]
+        .iter()
+        .filter_map(|v| lower.rfind(v).map(|i| i + v.len()))
+        .max();
+    if let Some(v) = verb {
+        let tail = ans[v..].trim();
+        let tail = tail
+            .strip_prefix("$$")
+            .or_else(|| tail.strip_prefix('$'))
+            .map_or(tail, |t| t.split('$').next().unwrap_or(t));
+        if states_value(tail) {
+            return Some(tail.trim().to_string());
+        }
+    }
+    if let Some((span, _)) = last_math_span(ans) {
+        return Some(span);
+    }
+    // "Jane started growing Sphere 3 hours ago": a sentence with one number.
+    let numbers = ans
+        .split(|c: char| !c.is_ascii_digit() && c != '.' && c != '-')
+        .filter(|w| w.bytes().any(|c| c.is_ascii_digit()))
+        .count();
+    if numbers == 1 {
+        if let Some((n, _)) = last_number_at(ans) {
+            return Some(n);
+        }
+    }
+    Some(ans.to_string())
 }
 
 /// `\boxed{..}` right at the start of `s` (after the answer phrase).
@@ -311,7 +474,8 @@ fn last_boxed_prefix(s: &str) -> Option<(String, usize)> {
     }
 }
 
-fn last_number(s: &str) -> Option<String> {
+/// The last number and where it starts.
+fn last_number_at(s: &str) -> Option<(String, usize)> {
     let b = s.as_bytes();
     let mut i = b.len();
     // Find the last digit, then expand over the number's characters.
@@ -335,7 +499,7 @@ fn last_number(s: &str) -> Option<String> {
     if start > 0 && b[start - 1] == b'-' {
         start -= 1;
     }
-    Some(s[start..end].to_string())
+    Some((s[start..end].to_string(), start))
 }
 
 /// A hedged answer ("5 or 6") offers several values; it never counts.
@@ -345,6 +509,7 @@ pub fn is_hedged(answer: &str) -> bool {
 
 /// Extracts the final answer of a response; `None` when nothing qualifies.
 pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> {
+    let response = before_chat_markers(response);
     let think_end = response.rfind("</think>").map(|i| i + "</think>".len());
     if cfg.template && uses_template(response) {
         return template_answer(response, cfg);
@@ -386,18 +551,56 @@ pub fn extract_answer(response: &str, cfg: &ExtractConfig) -> Option<Extracted> 
         });
     }
     if cfg.last_number {
-        return last_number(response).map(|a| Extracted {
-            answer: a,
-            source: Source::LastNumber,
-        });
+        return last_math_or_number(response);
     }
     None
+}
+
+/// End-of-turn tokens of chat templates: a response ends at the first one, and
+/// what follows (a new user turn) is not part of it.
+const CHAT_MARKERS: [&str; 8] = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|endoftext|>",
+    "<|end|>",
+    "</s>",
+    "<|im_start|>",
+    "<|start_header_id|>",
+    "<\u{FF5C}end\u{2581}of\u{2581}sentence\u{FF5C}>",
+];
+
+fn before_chat_markers(response: &str) -> &str {
+    if !response.contains("<|") && !response.contains("</s>") && !response.contains('\u{FF5C}') {
+        return response;
+    }
+    let mut cut = response.len();
+    for m in CHAT_MARKERS {
+        let mut from = 0;
+        while let Some(i) = response[from..].find(m) {
+            let at = from + i;
+            // A marker before any content (a template header) ends nothing.
+            if !response[..at].trim().is_empty() {
+                cut = cut.min(at);
+                break;
+            }
+            from = at + m.len();
+        }
+    }
+    &response[..cut]
 }
 
 /// The whole response, when it is short and reads as an answer rather than
 /// prose: it parses as math, or is at most three words.
 fn whole_answer(response: &str) -> Option<String> {
     let t = response.trim();
+    // One math span and nothing else (`$$\\text{a regular hexagon}$$`) is an answer.
+    for (open, close) in [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")] {
+        if let Some(body) = t.strip_prefix(open).and_then(|b| b.strip_suffix(close)) {
+            if !body.contains('$') && !body.contains("\\(") && !body.trim().is_empty() {
+                return Some(cap(body));
+            }
+        }
+    }
     if t.is_empty() || t.len() > MAX_ANSWER_BYTES || t.contains('\n') {
         return None;
     }
@@ -410,6 +613,9 @@ fn whole_answer(response: &str) -> Option<String> {
     ) || crate::text::split_or(&norm)
         .iter()
         .all(|p| crate::parse::parse(p).is_ok());
+    if crate::equiv::number_words(t).is_some() {
+        return Some(t.to_string());
+    }
     let plain = crate::text::unwrap_text_commands(t);
     let few_words =
         (1..=3).contains(&plain.split_whitespace().count()) && !plain.contains(['\\', '{', '}']);
@@ -417,25 +623,19 @@ fn whole_answer(response: &str) -> Option<String> {
 }
 
 fn extract_in(s: &str, cfg: &ExtractConfig, allow_last_number: bool) -> Option<Extracted> {
-    if cfg.boxed {
-        if let Some((b, start)) = last_boxed(s) {
-            let answer = if boxed_hedge(s, start) {
-                // Keep the hedge visible so the verdict rejects it.
-                let prev = s[..start].rfind("\\boxed").unwrap_or(start);
-                s[prev..].lines().next().unwrap_or("").to_string()
-            } else {
-                b
-            };
-            if !answer.trim().is_empty() {
-                return Some(Extracted {
-                    answer: cap(&answer),
-                    source: Source::Boxed,
-                });
-            }
-        }
-    }
+    let boxed = cfg
+        .boxed
+        .then(|| boxed_run(s))
+        .flatten()
+        .filter(|(a, _, _)| !a.trim().is_empty());
+    // A later committed answer revises a box ("\\boxed{5} ... re-reading the
+    // problem, the final answer is 7"): a GSM8K line or an answer phrase after
+    // the box wins when it states a value.
+    // Only the text after the box can revise it; searching just there keeps
+    // responses with a box as cheap as before.
+    let tail = &s[boxed.as_ref().map_or(0, |b| b.2)..];
     if cfg.gsm8k {
-        if let Some(a) = gsm8k_answer(s) {
+        if let Some(a) = gsm8k_answer(tail) {
             return Some(Extracted {
                 answer: cap(&a),
                 source: Source::Gsm8k,
@@ -443,22 +643,95 @@ fn extract_in(s: &str, cfg: &ExtractConfig, allow_last_number: bool) -> Option<E
         }
     }
     if cfg.phrases {
-        if let Some(a) = phrase_answer(s) {
-            return Some(Extracted {
-                answer: cap(&a),
-                source: Source::Phrase,
-            });
+        if let Some(a) = phrase_answer(tail) {
+            if boxed.is_none() || states_value(&a) {
+                return Some(Extracted {
+                    answer: cap(&a),
+                    source: Source::Phrase,
+                });
+            }
         }
+    }
+    if let Some((b, _, _)) = boxed {
+        return Some(Extracted {
+            answer: cap(&b),
+            source: Source::Boxed,
+        });
     }
     if allow_last_number {
-        if let Some(a) = last_number(s) {
-            return Some(Extracted {
-                answer: a,
-                source: Source::LastNumber,
-            });
-        }
+        return last_math_or_number(s);
     }
     None
+}
+
+/// Whether a phrase's answer states a value (math, a choice letter), as
+/// opposed to prose such as "correct because ...".
+fn states_value(a: &str) -> bool {
+    let norm = crate::text::normalize_answer(a);
+    let split = crate::text::split_unit(&norm);
+    crate::parse::parse(&split.value).is_ok() || crate::text::choice_letter(&norm).is_some()
+}
+
+/// The last math span (`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`) that parses as
+/// math, unless a bare number comes after it; else the last number.
+fn last_math_or_number(s: &str) -> Option<Extracted> {
+    let span = last_math_span(s);
+    let num = last_number_at(s);
+    match (span, num) {
+        (Some((a, end)), n) if n.as_ref().is_none_or(|(_, at)| *at < end) => Some(Extracted {
+            answer: cap(&a),
+            source: Source::LastNumber,
+        }),
+        (_, Some((n, _))) => Some(Extracted {
+            answer: n,
+            source: Source::LastNumber,
+        }),
+        _ => None,
+    }
+}
+
+/// Content and end offset of the last math span whose content parses.
+fn last_math_span(s: &str) -> Option<(String, usize)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut best: Option<(usize, usize, usize)> = None;
+    while i < b.len() {
+        let (open, close): (&[u8], &[u8]) = if b[i..].starts_with(b"$$") {
+            (b"$$", b"$$")
+        } else if b[i] == b'$' && (i == 0 || b[i - 1] != b'\\') {
+            (b"$", b"$")
+        } else if b[i..].starts_with(b"\\(") {
+            (b"\\(", b"\\)")
+        } else if b[i..].starts_with(b"\\[") {
+            (b"\\[", b"\\]")
+        } else {
+            i += 1;
+            continue;
+        };
+        let body_start = i + open.len();
+        let mut j = body_start;
+        let mut end = None;
+        while j < b.len() {
+            if b[j..].starts_with(close) && !(close == b"$" && b[j - 1] == b'\\') {
+                end = Some(j);
+                break;
+            }
+            j += 1;
+        }
+        match end {
+            Some(e) => {
+                if !s[body_start..e].trim().is_empty() {
+                    best = Some((body_start, e, e + close.len()));
+                }
+                i = e + close.len();
+            }
+            None => break,
+        }
+    }
+    // Only the last span is tried: an earlier one is not the final answer.
+    let (a, e, after) = best?;
+    let body = &s[a..e];
+    states_value(body).then(|| (body.to_string(), after))
 }
 
 /// Reads a gold answer: the `#### N` of a GSM8K solution, the last box of a
@@ -467,13 +740,20 @@ pub fn extract_gold(gold: &str) -> String {
     if let Some(a) = gsm8k_answer(gold) {
         return cap(&a);
     }
-    if let Some((b, _)) = last_boxed(gold) {
+    if let Some((b, _, _)) = boxed_run(gold) {
         return cap(&b);
     }
     if let Some(i) = gold.rfind("<answer>") {
         let body = &gold[i + 8..];
         let body = body.find("</answer>").map_or(body, |j| &body[..j]);
         return cap(body);
+    }
+    // A worked solution given as the reference: its stated final answer.
+    if gold.len() > 200 || gold.contains('\n') {
+        let strict = ExtractConfig::strict();
+        if let Some(e) = extract_in(gold, &strict, false) {
+            return e.answer;
+        }
     }
     cap(gold)
 }
@@ -529,5 +809,104 @@ mod tests {
         assert_eq!(ex(""), None);
         assert_eq!(ex("\\boxed{12").as_deref(), Some("12"));
         assert_eq!(ex("\\boxed{}"), None);
+    }
+}
+
+#[cfg(test)]
+mod issue16_tests {
+    use super::*;
+
+    fn ex(s: &str) -> Option<String> {
+        extract_answer(s, &ExtractConfig::default()).map(|e| e.answer)
+    }
+
+    #[test]
+    fn display_math_and_prose() {
+        assert_eq!(
+            ex("So the answer is\n\\[\n\\frac{3}{4}\n\\]\nas claimed.").as_deref(),
+            Some("\\frac{3}{4}")
+        );
+        assert_eq!(ex("The final answer is:\n$$ 12 $$").as_deref(), Some("12"));
+        assert_eq!(
+            ex("Final Answer: The largest $n$ is 34.").as_deref(),
+            Some("34")
+        );
+        assert_eq!(ex("**Answer**\n\n$$\n7\n$$").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn box_runs() {
+        assert_eq!(
+            ex("so $x = \\boxed{3}$ and $x = \\boxed{5}$.").as_deref(),
+            Some("3, 5")
+        );
+        assert_eq!(
+            ex("\\boxed{1}, \\boxed{2}, and \\boxed{3}").as_deref(),
+            Some("1, 2, 3")
+        );
+        // Prose between boxes: the last one is the answer.
+        assert_eq!(
+            ex("First $a = \\boxed{3}$. Using it in part two, the total is $\\boxed{7}$.")
+                .as_deref(),
+            Some("7")
+        );
+        let hedge = ex("either \\boxed{2} or \\boxed{3}").unwrap_or_default();
+        assert!(is_hedged(&hedge), "{hedge}");
+    }
+
+    #[test]
+    fn joined_spans_and_unit_words() {
+        assert_eq!(
+            ex("Final Answer: The final answer is \\\"$12 $ and $13 $\\\". I hope it is correct.")
+                .as_deref(),
+            Some("12 , 13")
+        );
+        assert_eq!(
+            ex("\\boxed{1} papers and \\boxed{2} bins").as_deref(),
+            Some("1, 2")
+        );
+        // Found by cargo-fuzz: `$$` opened, a single `$` closing before a
+        // multi-byte character.
+        assert_eq!(ex("the answer is $$5$\u{FFFD}").as_deref(), Some("5"));
+        // Two words between boxes are prose: the last box alone.
+        assert_eq!(
+            ex("\\boxed{1} is wrong and \\boxed{2}").as_deref(),
+            Some("2")
+        );
+    }
+
+    #[test]
+    fn revisions_and_leftovers() {
+        assert_eq!(
+            ex("So $\\boxed{5}$. But re-reading the problem, the final answer is $7$.").as_deref(),
+            Some("7")
+        );
+        // A phrase after the box that states no value does not revise it.
+        assert_eq!(
+            ex("\\boxed{5}. This answer is reasonable because it is small.").as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            ex("#### 12<|endoftext|>Human: is it 13?").as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            ex("The answer is $\\boxed{4}$.<|im_end|>\n<|im_start|>user\nand \\boxed{9}?")
+                .as_deref(),
+            Some("4")
+        );
+    }
+
+    #[test]
+    fn last_math_span() {
+        assert_eq!(
+            ex("Therefore $x \\geq 5$ is the solution.").as_deref(),
+            Some("x \\geq 5")
+        );
+        // A bare number after the last span is later, so it wins.
+        assert_eq!(
+            ex("Let $x$ be the count; we get 12 apples").as_deref(),
+            Some("12")
+        );
     }
 }

@@ -325,6 +325,10 @@ fn tokenize(s: &str) -> PResult<Vec<Tok>> {
             _ => {}
         }
         match c {
+            b'!' if b.get(i) == Some(&b'=') => {
+                i += 1;
+                toks.push(Tok::Rel(Rel::Ne));
+            }
             b'+' | b'-' | b'*' | b'/' | b'^' | b'_' | b'!' | b'%' | b'|' | b'&' | b',' | b';'
             | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'\'' => toks.push(Tok::Op(c as char)),
             b'=' => toks.push(Tok::Rel(Rel::Eq)),
@@ -808,7 +812,20 @@ impl Parser {
                 }
                 let x = match self.peek() {
                     Some(Tok::Op('(')) | Some(Tok::Op('{')) => self.atom()?,
-                    _ => self.power()?,
+                    _ => {
+                        // `\sin 2x` is sin(2x): an unbracketed argument takes the
+                        // juxtaposed factors after it, up to an operator or the
+                        // next function (`\sin x \cos x`).
+                        let mut arg = self.power()?;
+                        while matches!(
+                            self.peek(),
+                            Some(Tok::Num(_)) | Some(Tok::Sym(_)) | Some(Tok::Const(_))
+                        ) {
+                            let r = self.power()?;
+                            arg = mul(arg, r);
+                        }
+                        arg
+                    }
                 };
                 let mut node = match base {
                     Some(b) => Node::Func(Func::LogBase, vec![x, b]),

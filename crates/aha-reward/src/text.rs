@@ -20,12 +20,50 @@ fn unicode_digit(c: char) -> Option<char> {
 /// Unicode → ASCII/LaTeX, removal of invisible and control characters.
 pub(crate) fn normalize_unicode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         if let Some(d) = unicode_digit(c) {
             out.push(d);
             continue;
         }
+        if let Some(d) = superscript_digit(c) {
+            out.push_str("^{");
+            out.push(d);
+            while let Some(d) = chars.peek().copied().and_then(superscript_digit) {
+                out.push(d);
+                chars.next();
+            }
+            out.push('}');
+            continue;
+        }
+        if let Some(f) = vulgar_fraction(c) {
+            // `2½` is the mixed number 2 + ½.
+            if out.ends_with(|c: char| c.is_ascii_digit()) {
+                out.push('+');
+            }
+            out.push_str(f);
+            continue;
+        }
         match c {
+            // `√12` is √(12), not √1·2: the radicand is every digit that follows.
+            '\u{221A}'
+                if chars
+                    .peek()
+                    .is_some_and(|d| d.is_ascii_digit() || unicode_digit(*d).is_some()) =>
+            {
+                out.push_str("\\sqrt{");
+                while let Some(d) = chars.peek().copied().and_then(|d| {
+                    if d.is_ascii_digit() {
+                        Some(d)
+                    } else {
+                        unicode_digit(d)
+                    }
+                }) {
+                    out.push(d);
+                    chars.next();
+                }
+                out.push('}');
+            }
             '\u{2212}' | '\u{2013}' | '\u{2010}' | '\u{2011}' | '\u{FE63}' | '\u{FF0D}' => {
                 out.push('-')
             }
@@ -56,10 +94,38 @@ pub(crate) fn normalize_unicode(s: &str) -> String {
                 out.push(' ')
             }
             c if c.is_control() && c != '\n' => out.push(' '),
+            // Emoji, pictographs, their joiners and the replacement character carry no math.
+            '\u{1F000}'..='\u{1FAFF}'
+            | '\u{2600}'..='\u{27BF}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFFD}' => out.push(' '),
             c => out.push(c),
         }
     }
     out
+}
+
+fn superscript_digit(c: char) -> Option<char> {
+    Some(match c {
+        '\u{2070}' => '0',
+        '\u{00B9}' => '1',
+        '\u{00B2}' => '2',
+        '\u{00B3}' => '3',
+        '\u{2074}'..='\u{2079}' => char::from_digit(c as u32 - 0x2070, 10)?,
+        _ => return None,
+    })
+}
+
+fn vulgar_fraction(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{00BD}' => "\\frac{1}{2}",
+        '\u{00BC}' => "\\frac{1}{4}",
+        '\u{00BE}' => "\\frac{3}{4}",
+        '\u{2153}' => "\\frac{1}{3}",
+        '\u{2154}' => "\\frac{2}{3}",
+        '\u{215B}' => "\\frac{1}{8}",
+        _ => return None,
+    })
 }
 
 /// LaTeX commands that only affect spacing or sizing; removed before parsing.
@@ -98,6 +164,9 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         t = t.replace(pat, " ");
     }
     t = t.replace('$', " ");
+    if t.trim().eq_ignore_ascii_case("all real numbers") {
+        return "(-\\infty, \\infty)".to_string();
+    }
     if !t.contains(['\\', '{', '^', '~']) {
         // No LaTeX: only the trailing full stop to drop.
         let trimmed = t.trim();
@@ -106,6 +175,31 @@ pub(crate) fn normalize_answer(s: &str) -> String {
             .unwrap_or(trimmed)
             .trim()
             .to_string();
+    }
+    if t.contains("\\\\") {
+        t = undouble_commands(&t);
+    }
+    // `11,\! 111`: the thin negative space sits inside a thousands separator.
+    while t.contains(",\\! ") {
+        t = t.replace(",\\! ", ",\\!");
+    }
+    t = t.replace(",\\!", ",");
+    // No other command starts with `quad`, so `\quadx` is `\quad x`.
+    t = t.replace("\\qquad", " ").replace("\\quad", " ");
+    for r in ["\\mathbb{R}", "\\mathbb R", "\\R "] {
+        t = t.replace(r, "(-\\infty, \\infty)");
+    }
+    if let Some(i) = t.find("\\approx") {
+        // `x = 1/3 \approx 0.33`: the approximation after an exact value is a
+        // remark; `x \approx 11` alone states 11.
+        t = if t[..i].contains('=') {
+            t[..i].to_string()
+        } else {
+            t.replacen("\\approx", "=", 1)
+        };
+    }
+    if t.contains("\\overline") {
+        t = repeating_decimals(&t);
     }
     // Protect matrix row breaks `\\\\` from the control-space rule `\\ `.
     t = t.replace("\\\\", " \\cr ");
@@ -120,6 +214,7 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         ("\\dbinom", "\\binom"),
         ("\\tbinom", "\\binom"),
         ("{,}", ","),
+        ("{, }", ","),
         ("\\%", "%"),
         ("\\degree", "^\\circ"),
         ("^{\\circ}", "^\\circ"),
@@ -131,6 +226,94 @@ pub(crate) fn normalize_answer(s: &str) -> String {
     let trimmed = t.trim();
     let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed).trim();
     trimmed.to_string()
+}
+
+/// Commands written with a doubled backslash (`\\\\frac`, from answers escaped
+/// twice) read as the command; a real row break is followed by a space, a digit
+/// or a sign, not by a command name.
+fn undouble_commands(s: &str) -> String {
+    const NAMES: [&str; 24] = [
+        "frac", "dfrac", "left", "right", "le", "leq", "ge", "geq", "sqrt", "cdot", "pi", "infty",
+        "text", "times", "boxed", "neq", "ne", "in", "cup", "mathrm", "mathbf", "pm", "lt", "gt",
+    ];
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("\\\\") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let word_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        if word_len > 0 && NAMES.contains(&&after[..word_len]) && !after.starts_with("\\") {
+            out.push('\\');
+        } else {
+            out.push_str("\\\\");
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `0.1\overline{6}` → `\frac{1}{6}`: a repeating decimal as its exact fraction.
+/// Left alone when the digits are too many for u128 arithmetic.
+fn repeating_decimals(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("\\overline") {
+        let head = &rest[..i];
+        let after = &rest[i + "\\overline".len()..];
+        let after_t = after.trim_start();
+        let (rep, tail) = match after_t.strip_prefix('{') {
+            Some(b) => match b.find('}') {
+                Some(j) => (&b[..j], &b[j + 1..]),
+                None => ("", after),
+            },
+            None => after_t.split_at(after_t.chars().next().map_or(0, |c| c.len_utf8())),
+        };
+        let rep = rep.trim();
+        // The literal before: digits, a point, digits.
+        let hb = head.as_bytes();
+        let mut k = hb.len();
+        while k > 0 && (hb[k - 1].is_ascii_digit() || hb[k - 1] == b'.') {
+            k -= 1;
+        }
+        let lit = &head[k..];
+        let frac = match lit.split_once('.') {
+            Some((int, non)) if !rep.is_empty() && rep.bytes().all(|c| c.is_ascii_digit()) => {
+                repeating_fraction(int, non, rep)
+            }
+            _ => None,
+        };
+        match frac {
+            Some((n, d)) => {
+                out.push_str(&head[..k]);
+                out.push_str(&format!("\\frac{{{n}}}{{{d}}}"));
+                rest = tail;
+            }
+            None => {
+                out.push_str(head);
+                out.push_str("\\overline");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn repeating_fraction(int: &str, non: &str, rep: &str) -> Option<(u128, u128)> {
+    if int.len() + non.len() + rep.len() > 30 || non.contains('.') {
+        return None;
+    }
+    let p10 = |k: usize| 10u128.checked_pow(k as u32);
+    let int_v: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let non_v: u128 = if non.is_empty() { 0 } else { non.parse().ok()? };
+    let rep_v: u128 = rep.parse().ok()?;
+    let a = p10(non.len())?;
+    let r = p10(rep.len())?.checked_sub(1)?;
+    let head = int_v.checked_mul(a)?.checked_add(non_v)?;
+    let n = head.checked_mul(r)?.checked_add(rep_v)?;
+    let d = a.checked_mul(r)?;
+    Some((n, d))
 }
 
 /// Removes `pat` only where it is not the prefix of a longer command name
@@ -245,6 +428,7 @@ pub(crate) fn split_unit(s: &str) -> Split {
     }
     let text_cmds = [
         "\\text{",
+        "\\textbf{",
         "\\mathrm{",
         "\\mbox{",
         "\\textrm{",
@@ -333,7 +517,8 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
         let t = s.trim();
         return vec![t.to_string()];
     }
-    let mut t = s.replace("\\lor", " or ");
+    // `(11,7)or(7,11)`: an "or" between brackets needs no spaces.
+    let mut t = s.replace("\\lor", " or ").replace(")or(", ") or (");
     for cmd in ["\\text{", "\\textrm{", "\\mbox{", "\\mathrm{"] {
         for inner in ["or", " or", "or ", " or "] {
             t = t.replace(&format!("{cmd}{inner}}}"), " or ");
@@ -417,7 +602,62 @@ pub(crate) fn compact(s: &str) -> String {
 /// `option B`. Only A–J count.
 pub(crate) fn choice_letter(s: &str) -> Option<char> {
     let t = unwrap_text_commands(s);
-    let t = t.trim();
+    let t = t.trim().trim_matches('*').trim();
+    choice_at_start(t).or_else(|| choice_in_sentence(t))
+}
+
+/// A letter named in a sentence ("The correct option is A.", "choice (C) 12"):
+/// after "option", "choice" or "answer is", or in parentheses; exactly one
+/// distinct letter must be named.
+fn choice_in_sentence(t: &str) -> Option<char> {
+    let lower = t.to_ascii_lowercase();
+    let b = t.as_bytes();
+    let mut found: Option<char> = None;
+    let mut note = |c: char| -> bool {
+        match found {
+            Some(f) if f != c => false,
+            _ => {
+                found = Some(c);
+                true
+            }
+        }
+    };
+    for kw in [
+        "option is",
+        "choice is",
+        "option",
+        "choice",
+        "answer is",
+        "answer:",
+    ] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(kw) {
+            let at = from + i + kw.len();
+            from = at;
+            let rest = t[at..].trim_start_matches([' ', ':', '(', '*']);
+            let mut cs = rest.chars();
+            if let Some(c) = cs.next() {
+                let next = cs.next();
+                if ('A'..='J').contains(&c) && next.is_none_or(|n| !n.is_alphanumeric()) && !note(c)
+                {
+                    return None;
+                }
+            }
+        }
+    }
+    for i in 0..b.len().saturating_sub(2) {
+        if b[i] == b'('
+            && b[i + 2] == b')'
+            && (b'A'..=b'J').contains(&b[i + 1])
+            && !note(b[i + 1] as char)
+        {
+            return None;
+        }
+    }
+    found
+}
+
+fn choice_at_start(t: &str) -> Option<char> {
     let lower = t.to_ascii_lowercase();
     let body = ["option ", "choice ", "answer "]
         .iter()
