@@ -510,14 +510,14 @@ fn bad_files_are_clear_errors() {
     assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
     // Found by the fuzzer (each panicked once): a zero-size tensor whose data would start
     // past the end of the file, and a 0 dimension that hid an overflowing shape product.
-    let corpus_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf_header");
+    let corpus_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aha-gguf/fuzz/corpus/gguf_header");
     for f in ["data-starts-past-eof", "zero-dimension-overflow"] {
         let b = std::fs::read(corpus_dir.join(f)).unwrap();
         let e = parse(&b).unwrap_err();
         assert!(e.contains("dimension is 0"), "{f}: {e}");
     }
     // The fuzz corpus seeds parse (valid or not) without panicking.
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf_header");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aha-gguf/fuzz/corpus/gguf_header");
     if let Ok(rd) = std::fs::read_dir(corpus) {
         for f in rd.flatten() {
             let _ = parse(&std::fs::read(f.path()).unwrap());
