@@ -230,7 +230,7 @@ impl Spm {
                             next.push(Fragment::Text(t));
                         }
                     }
-                    tok => next.push(tok),
+                    other => next.push(other),
                 }
             }
             frags = next;
