@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Seed corpus for crates/aha-model/fuzz (gguf_header): small valid and broken GGUF files."""
+"""Seed corpus for crates/aha-gguf/fuzz (gguf_header): small valid and broken GGUF files."""
 import os, struct, sys
 
-out = sys.argv[1] if len(sys.argv) > 1 else "crates/aha-model/fuzz/corpus/gguf_header"
+out = sys.argv[1] if len(sys.argv) > 1 else "crates/aha-gguf/fuzz/corpus/gguf_header"
 os.makedirs(out, exist_ok=True)
 
 def s(x):

@@ -21,6 +21,8 @@ pub enum ModelError {
     Invalid(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Gguf(#[from] aha_gguf::GgufError),
 }
 
 impl ModelError {

@@ -365,10 +365,11 @@ fn checkpoint(
                      rows: usize|
      -> Result<Option<Vec<QTensor>>> {
         let (e, all_rows, cols) = (shape[0], shape[1], shape[2]);
-        let dtype = match g.tensor_info(name) {
-            Some(t) if keep_quantized && t.shape() == shape && keeps_quantized(t.dtype, cols) => {
-                t.dtype
-            }
+        let dtype = match g
+            .tensor_info(name)
+            .and_then(|t| Some((t, crate::gguf::candle_dtype(t.dtype)?)))
+        {
+            Some((t, d)) if keep_quantized && t.shape() == shape && keeps_quantized(d, cols) => d,
             // Dense, or an error from the dense path.
             _ => return Ok(None),
         };
@@ -670,7 +671,8 @@ fn checkpoint(
     } else {
         "greedy"
     };
-    let eos = g.eos_token_ids();
+    let special = g.special_ids();
+    let eos = &special.eos;
     let f = |k: &str| g.get_float(&format!("{ARCH}.{k}"));
     let config = serde_json::json!({
         "architectures": ["DeepseekV3ForCausalLM"],
@@ -710,7 +712,7 @@ fn checkpoint(
         "tie_word_embeddings": tied,
         "attention_bias": false,
         "num_nextn_predict_layers": if has_mtp { hp.nextn } else { 0 },
-        "bos_token_id": g.get_uint("tokenizer.ggml.bos_token_id").ok().flatten(),
+        "bos_token_id": special.bos,
         "eos_token_id": eos,
         "torch_dtype": "float32",
     });

@@ -134,7 +134,7 @@ impl Model {
     /// [`deepseek_v3::DeepseekV3::quantized_linears`]; inference only), the rest dense f32.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         if gguf::is_gguf_path(dir) {
-            let g = gguf::GgufFile::open(dir)?;
+            let g = gguf::open(dir)?;
             if gguf_deepseek2::is_deepseek2(&g)? {
                 let (config, dense, quantized) =
                     gguf_deepseek2::quantized_checkpoint(&g, &opts.device)?;
@@ -164,7 +164,7 @@ impl Model {
         if !gguf::is_gguf_path(path) {
             return Self::load(path, opts);
         }
-        let g = gguf::GgufFile::open(path)?;
+        let g = gguf::open(path)?;
         let (config, tensors) = if gguf_deepseek2::is_deepseek2(&g)? {
             gguf_deepseek2::dense_checkpoint(&g, &opts.device)?
         } else {

@@ -6,7 +6,7 @@
 //! the `llama` architecture are reordered back to HF's rope layout on load.
 
 use crate::error::{ModelError, Result};
-use crate::gguf::{permute_rows, qtensor_from_bytes, GgufFile};
+use crate::gguf::{permute_rows, qtensor, qtensor_from_bytes, tensor_dtype, GgufFile};
 use crate::kv_cache::KvCache;
 use crate::ops::{self, Mode};
 use crate::qkernels::QMat;
@@ -315,7 +315,8 @@ impl QuantizedLlama {
 
     /// A config.json-like description, for `Model::config`.
     pub fn config_json(&self, g: &GgufFile) -> serde_json::Value {
-        let eos = g.eos_token_ids();
+        let special = g.special_ids();
+        let eos = &special.eos;
         let c = &self.cfg;
         serde_json::json!({
             "model_type": c.arch,
@@ -331,7 +332,7 @@ impl QuantizedLlama {
             "rms_norm_eps": c.rms_norm_eps,
             "rope_theta": c.rope_theta,
             "max_position_embeddings": c.context_length,
-            "bos_token_id": g.get_uint("tokenizer.ggml.bos_token_id").ok().flatten(),
+            "bos_token_id": special.bos,
             "eos_token_id": eos,
         })
     }
@@ -375,9 +376,9 @@ pub(crate) fn checked_qtensor(
         Some(heads) => {
             let data = g.tensor_data(name)?;
             let bytes = permute_rows(data.as_ref(), shape[0], heads, true)?;
-            qtensor_from_bytes(t.dtype, &bytes, shape, device)
+            qtensor_from_bytes(tensor_dtype(g, t)?, &bytes, shape, device)
         }
-        None => g.qtensor(name, device),
+        None => qtensor(g, name, device),
     }
 }
 
@@ -411,110 +412,42 @@ pub fn dense_checkpoint(
     };
     let is_llama = cfg.arch == "llama";
     let mut out = std::collections::HashMap::new();
-    let mut put =
-        |gguf_name: &str, hf_name: String, shape: &[usize], heads: Option<usize>| -> Result<()> {
-            let q = checked_qtensor(g, gguf_name, shape, heads, device)?;
-            out.insert(hf_name, q.dequantize(device)?.to_dtype(DType::F32)?);
-            Ok(())
-        };
-    put(
-        "token_embd.weight",
-        "model.embed_tokens.weight".into(),
-        &[cfg.vocab_size, h],
-        None,
-    )?;
+    // Each tensor under its HF name (one map for reading and writing: aha_gguf::names).
+    let mut put = |gguf_name: &str, shape: &[usize], heads: Option<usize>| -> Result<()> {
+        let hf_name = aha_gguf::names::hf_name(gguf_name)
+            .ok_or_else(|| ModelError::Invalid(format!("no HF name for {gguf_name}")))?;
+        let q = checked_qtensor(g, gguf_name, shape, heads, device)?;
+        out.insert(hf_name, q.dequantize(device)?.to_dtype(DType::F32)?);
+        Ok(())
+    };
+    put("token_embd.weight", &[cfg.vocab_size, h], None)?;
+    let perm = |heads: usize| if is_llama { Some(heads) } else { None };
+    let (qn, kvn, ff) = (cfg.heads * hd, cfg.kv_heads * hd, cfg.intermediate_size);
     for i in 0..cfg.num_layers {
-        let (p, hf) = (format!("blk.{i}"), format!("model.layers.{i}"));
-        let qshape = [cfg.heads * hd, h];
-        let kshape = [cfg.kv_heads * hd, h];
-        let perm = |heads: usize| if is_llama { Some(heads) } else { None };
-        put(
-            &format!("{p}.attn_norm.weight"),
-            format!("{hf}.input_layernorm.weight"),
-            &[h],
-            None,
-        )?;
-        put(
-            &format!("{p}.attn_q.weight"),
-            format!("{hf}.self_attn.q_proj.weight"),
-            &qshape,
-            perm(cfg.heads),
-        )?;
-        put(
-            &format!("{p}.attn_k.weight"),
-            format!("{hf}.self_attn.k_proj.weight"),
-            &kshape,
-            perm(cfg.kv_heads),
-        )?;
-        put(
-            &format!("{p}.attn_v.weight"),
-            format!("{hf}.self_attn.v_proj.weight"),
-            &kshape,
-            None,
-        )?;
-        put(
-            &format!("{p}.attn_output.weight"),
-            format!("{hf}.self_attn.o_proj.weight"),
-            &[h, cfg.heads * hd],
-            None,
-        )?;
+        let p = |s: &str| format!("blk.{i}.{s}");
+        put(&p("attn_norm.weight"), &[h], None)?;
+        put(&p("attn_q.weight"), &[qn, h], perm(cfg.heads))?;
+        put(&p("attn_k.weight"), &[kvn, h], perm(cfg.kv_heads))?;
+        put(&p("attn_v.weight"), &[kvn, h], None)?;
+        put(&p("attn_output.weight"), &[h, qn], None)?;
         if !is_llama {
             // Qwen2 always has q/k/v biases.
-            put(
-                &format!("{p}.attn_q.bias"),
-                format!("{hf}.self_attn.q_proj.bias"),
-                &[cfg.heads * hd],
-                None,
-            )?;
-            put(
-                &format!("{p}.attn_k.bias"),
-                format!("{hf}.self_attn.k_proj.bias"),
-                &[cfg.kv_heads * hd],
-                None,
-            )?;
-            put(
-                &format!("{p}.attn_v.bias"),
-                format!("{hf}.self_attn.v_proj.bias"),
-                &[cfg.kv_heads * hd],
-                None,
-            )?;
+            put(&p("attn_q.bias"), &[qn], None)?;
+            put(&p("attn_k.bias"), &[kvn], None)?;
+            put(&p("attn_v.bias"), &[kvn], None)?;
         }
-        put(
-            &format!("{p}.ffn_norm.weight"),
-            format!("{hf}.post_attention_layernorm.weight"),
-            &[h],
-            None,
-        )?;
-        put(
-            &format!("{p}.ffn_gate.weight"),
-            format!("{hf}.mlp.gate_proj.weight"),
-            &[cfg.intermediate_size, h],
-            None,
-        )?;
-        put(
-            &format!("{p}.ffn_up.weight"),
-            format!("{hf}.mlp.up_proj.weight"),
-            &[cfg.intermediate_size, h],
-            None,
-        )?;
-        put(
-            &format!("{p}.ffn_down.weight"),
-            format!("{hf}.mlp.down_proj.weight"),
-            &[h, cfg.intermediate_size],
-            None,
-        )?;
+        put(&p("ffn_norm.weight"), &[h], None)?;
+        put(&p("ffn_gate.weight"), &[ff, h], None)?;
+        put(&p("ffn_up.weight"), &[ff, h], None)?;
+        put(&p("ffn_down.weight"), &[h, ff], None)?;
     }
-    put("output_norm.weight", "model.norm.weight".into(), &[h], None)?;
+    put("output_norm.weight", &[h], None)?;
     let tied = g.tensor_info("output.weight").is_none();
     if !tied {
-        put(
-            "output.weight",
-            "lm_head.weight".into(),
-            &[cfg.vocab_size, h],
-            None,
-        )?;
+        put("output.weight", &[cfg.vocab_size, h], None)?;
     }
-    let eos = g.eos_token_ids();
+    let special = g.special_ids();
+    let eos = &special.eos;
     let c = &cfg;
     // GGUF stores these as f32: write 1e-5, not 9.999999747378752e-6.
     let short = |v: f64| format!("{}", v as f32).parse::<f64>().unwrap_or(v);
@@ -541,7 +474,7 @@ pub fn dense_checkpoint(
         "tie_word_embeddings": tied,
         "attention_bias": false,
         "mlp_bias": false,
-        "bos_token_id": g.get_uint("tokenizer.ggml.bos_token_id").ok().flatten(),
+        "bos_token_id": special.bos,
         "eos_token_id": eos,
         "torch_dtype": "float32",
     });
@@ -550,7 +483,7 @@ pub fn dense_checkpoint(
 
 /// Dequantize a whole GGUF model's weights to f32 HF-named tensors (for reference tests).
 pub fn dequantized_tensor(g: &GgufFile, name: &str) -> Result<Tensor> {
-    Ok(g.qtensor(name, &Device::Cpu)?.dequantize(&Device::Cpu)?)
+    Ok(qtensor(g, name, &Device::Cpu)?.dequantize(&Device::Cpu)?)
 }
 
 /// Whether a quant type can be the target of `aha quantize`.

@@ -74,19 +74,7 @@ fn tiny_weights() -> Vec<(String, Tensor)> {
 }
 
 fn gguf_name(hf: &str) -> String {
-    let n = hf
-        .replace("model.embed_tokens", "token_embd")
-        .replace("model.norm", "output_norm")
-        .replace("model.layers.", "blk.");
-    n.replace("input_layernorm", "attn_norm")
-        .replace("post_attention_layernorm", "ffn_norm")
-        .replace("self_attn.q_proj", "attn_q")
-        .replace("self_attn.k_proj", "attn_k")
-        .replace("self_attn.v_proj", "attn_v")
-        .replace("self_attn.o_proj", "attn_output")
-        .replace("mlp.gate_proj", "ffn_gate")
-        .replace("mlp.up_proj", "ffn_up")
-        .replace("mlp.down_proj", "ffn_down")
+    gguf::names::gguf_name(hf).unwrap()
 }
 
 /// A tiny llama GGUF: 2-D weights in `dtype` (q/k rows in llama.cpp's rope order), norms f32.
@@ -213,7 +201,7 @@ fn dense_reference_with(path: &Path, layers: usize, ff: usize) -> Model {
     for name in weight_names(layers) {
         let gname = gguf_name(&name);
         let info = g.tensor_info(&gname).unwrap().clone();
-        let q = g.qtensor(&gname, &Device::Cpu).unwrap();
+        let q = gguf::qtensor(&g, &gname, &Device::Cpu).unwrap();
         let mut t = q.dequantize(&Device::Cpu).unwrap();
         for (proj, heads) in [("q_proj", HEADS), ("k_proj", KV)] {
             if name.contains(proj) {
@@ -318,8 +306,7 @@ fn llama_cpp_quantized_fixtures_match_their_dequantized_reference() {
         // Block decoding: candle's dequantization of llama.cpp's bytes equals gguf-py's.
         let g = GgufFile::open(&path).unwrap();
         for (name, want) in tensors.as_object().unwrap() {
-            let v: Vec<f64> = g
-                .qtensor(name, &Device::Cpu)
+            let v: Vec<f64> = gguf::qtensor(&g, name, &Device::Cpu)
                 .unwrap()
                 .dequantize(&Device::Cpu)
                 .unwrap()
@@ -413,9 +400,12 @@ fn tiny_bytes() -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+/// The reader, then aha-model's check that it runs every tensor type.
 fn parse(b: &[u8]) -> Result<GgufFile, String> {
-    GgufFile::parse(&mut &b[..], b.len() as u64, Path::new("test.gguf"), true)
-        .map_err(|e| e.to_string())
+    let g = GgufFile::parse(&mut &b[..], b.len() as u64, Path::new("test.gguf"), true)
+        .map_err(|e| e.to_string())?;
+    gguf::check_supported(&g).map_err(|e| e.to_string())?;
+    Ok(g)
 }
 
 /// Offset of the first tensor info (just after the metadata) in a tiny file.
@@ -510,14 +500,15 @@ fn bad_files_are_clear_errors() {
     assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
     // Found by the fuzzer (each panicked once): a zero-size tensor whose data would start
     // past the end of the file, and a 0 dimension that hid an overflowing shape product.
-    let corpus_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf_header");
+    let corpus_dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../aha-gguf/fuzz/corpus/gguf_header");
     for f in ["data-starts-past-eof", "zero-dimension-overflow"] {
         let b = std::fs::read(corpus_dir.join(f)).unwrap();
         let e = parse(&b).unwrap_err();
         assert!(e.contains("dimension is 0"), "{f}: {e}");
     }
     // The fuzz corpus seeds parse (valid or not) without panicking.
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf_header");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aha-gguf/fuzz/corpus/gguf_header");
     if let Ok(rd) = std::fs::read_dir(corpus) {
         for f in rd.flatten() {
             let _ = parse(&std::fs::read(f.path()).unwrap());

@@ -180,7 +180,12 @@ fn read_all(path: &Path) -> Contents {
     let tensors = g
         .tensors
         .iter()
-        .map(|t| (t.name.clone(), g.qtensor(&t.name, &Device::Cpu).unwrap()))
+        .map(|t| {
+            (
+                t.name.clone(),
+                gguf::qtensor(&g, &t.name, &Device::Cpu).unwrap(),
+            )
+        })
         .collect();
     (g.metadata.clone(), tensors)
 }

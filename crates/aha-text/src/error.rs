@@ -20,6 +20,8 @@ pub enum TextError {
     },
     #[error("{path}: {message}")]
     InvalidConfig { path: PathBuf, message: String },
+    #[error(transparent)]
+    Gguf(#[from] aha_gguf::GgufError),
     #[error("cannot load tokenizer {path}: {message}")]
     TokenizerLoad { path: PathBuf, message: String },
     #[error("tokenizer failed to {operation}: {message}")]

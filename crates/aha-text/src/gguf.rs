@@ -1,21 +1,24 @@
 //! Tokenizer and chat template from a GGUF file's `tokenizer.*` metadata (llama.cpp's
 //! format): the `gpt2` byte-level BPE with the pre-tokenizer named by `tokenizer.ggml.pre`,
-//! special (control) and user-defined tokens, bos/eos/add_bos, and `tokenizer.chat_template`.
+//! the `llama` SentencePiece vocabulary (scores, byte tokens), special (control) and
+//! user-defined tokens, bos/eos/add_bos, and `tokenizer.chat_template`.
 //!
 //! Only the metadata is read (tensor data may be absent, as in the first part of a split
-//! download); every length is checked against the bytes left before allocating.
+//! download), by aha-gguf's bounded reader.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use aha_gguf::{GgufFile, SpecialIds, Value as GValue};
 use serde_json::{json, Value};
 
 use crate::chat_template::ChatTemplate;
 use crate::config::SpecialTokens;
 use crate::error::{Result, TextError};
+use crate::spm::{Spm, SpmParts};
 use crate::tokenizer::Tokenizer;
 
-const MAX_STRING: u64 = 64 << 20;
+pub use aha_gguf::is_gguf_path;
 
 /// The `tokenizer.*` metadata of a GGUF file.
 #[derive(Debug, Clone, Default)]
@@ -26,111 +29,20 @@ pub struct GgufVocab {
     /// `tokenizer.ggml.pre`, e.g. `llama-bpe`, `qwen2`, `smollm`.
     pub pre: Option<String>,
     pub tokens: Vec<String>,
+    /// SentencePiece scores (`llama`); empty for BPE.
+    pub scores: Vec<f32>,
     /// 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
     pub token_types: Vec<i32>,
     pub merges: Vec<String>,
-    pub bos: Option<u32>,
-    pub eos: Option<u32>,
-    pub eot: Option<u32>,
+    /// BOS and the ids that end generation (aha-gguf's one reading of them).
+    pub special: SpecialIds,
     pub unk: Option<u32>,
     pub pad: Option<u32>,
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece; llama.cpp's default is true).
+    pub add_space_prefix: Option<bool>,
     pub chat_template: Option<String>,
-}
-
-enum V {
-    Int(i128),
-    Float,
-    Bool(bool),
-    Str(String),
-    Arr(Vec<V>),
-}
-
-struct Reader<R: Read> {
-    r: R,
-    pos: u64,
-    len: u64,
-}
-
-impl<R: Read> Reader<R> {
-    fn bytes(&mut self, n: u64) -> std::result::Result<Vec<u8>, String> {
-        if n > self.len.saturating_sub(self.pos) {
-            return Err(format!(
-                "truncated: {n} bytes needed at offset {}, file has {}",
-                self.pos, self.len
-            ));
-        }
-        let mut b = vec![0u8; n as usize];
-        self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
-        self.pos += n;
-        Ok(b)
-    }
-    fn int(&mut self, n: u64, signed: bool) -> std::result::Result<i128, String> {
-        let b = self.bytes(n)?;
-        let mut a = [0u8; 8];
-        a[..b.len()].copy_from_slice(&b);
-        let u = u64::from_le_bytes(a);
-        Ok(if signed {
-            let shift = 64 - 8 * n as u32;
-            (((u << shift) as i64) >> shift) as i128
-        } else {
-            u as i128
-        })
-    }
-    fn string(&mut self) -> std::result::Result<String, String> {
-        let n = self.int(8, false)? as u64;
-        if n > MAX_STRING {
-            return Err(format!("string length {n} is absurd"));
-        }
-        String::from_utf8(self.bytes(n)?).map_err(|_| "string is not UTF-8".to_string())
-    }
-    fn value(&mut self, ty: u32, depth: usize) -> std::result::Result<V, String> {
-        Ok(match ty {
-            0 | 2 | 4 | 10 => {
-                V::Int(self.int([1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], false)?)
-            }
-            1 | 3 | 5 | 11 => {
-                V::Int(self.int([0, 1, 0, 2, 0, 4, 0, 0, 0, 0, 0, 8][ty as usize], true)?)
-            }
-            6 => {
-                self.bytes(4)?;
-                V::Float
-            }
-            12 => {
-                self.bytes(8)?;
-                V::Float
-            }
-            7 => V::Bool(self.bytes(1)?[0] != 0),
-            8 => V::Str(self.string()?),
-            9 => {
-                if depth > 3 {
-                    return Err("arrays nested too deep".into());
-                }
-                let elem = self.int(4, false)? as u32;
-                let n = self.int(8, false)? as u64;
-                let min: u64 = match elem {
-                    0 | 1 | 7 => 1,
-                    2 | 3 => 2,
-                    4..=6 => 4,
-                    8 | 10 | 11 | 12 => 8,
-                    9 => 12,
-                    t => return Err(format!("unknown array element type {t}")),
-                };
-                if n.checked_mul(min)
-                    .is_none_or(|b| b > self.len.saturating_sub(self.pos))
-                {
-                    return Err(format!("array of {n} elements does not fit in the file"));
-                }
-                let mut v = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    v.push(self.value(elem, depth + 1)?);
-                }
-                V::Arr(v)
-            }
-            t => return Err(format!("unknown value type {t}")),
-        })
-    }
 }
 
 fn bad(path: &Path, message: impl ToString) -> TextError {
@@ -140,122 +52,100 @@ fn bad(path: &Path, message: impl ToString) -> TextError {
     }
 }
 
+fn strings(key: &str, v: &GValue) -> std::result::Result<Vec<String>, String> {
+    match v {
+        GValue::Array(a) => a
+            .iter()
+            .map(|e| {
+                e.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{key}: expected strings"))
+            })
+            .collect(),
+        _ => Err(format!("{key}: expected an array")),
+    }
+}
+
 impl GgufVocab {
     /// Read the tokenizer metadata of a GGUF file.
     pub fn read(path: &Path) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|source| TextError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let len = f
-            .metadata()
-            .map_err(|source| TextError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
-        Self::parse(std::io::BufReader::with_capacity(1 << 16, f), len).map_err(|m| bad(path, m))
+        Self::from_gguf(&GgufFile::open_header(path)?)
     }
 
     /// Parse from a reader at the start of a GGUF file of `len` bytes.
-    pub fn parse<R: Read>(r: R, len: u64) -> std::result::Result<Self, String> {
-        let mut r = Reader { r, pos: 0, len };
-        let magic = r.int(4, false)? as u32;
-        if magic != 0x4655_4747 {
-            return Err(format!("wrong magic 0x{magic:08x} (expected \"GGUF\")"));
-        }
-        let version = r.int(4, false)?;
-        if version != 2 && version != 3 {
-            return Err(format!("unsupported GGUF version {version}"));
-        }
-        let _n_tensors = r.int(8, false)?;
-        let n_kv = r.int(8, false)? as u64;
-        if n_kv.checked_mul(13).is_none_or(|b| b > len) {
-            return Err(format!(
-                "metadata count {n_kv} does not fit in a {len}-byte file"
-            ));
-        }
-        let mut v = GgufVocab::default();
-        for _ in 0..n_kv {
-            let key = r.string()?;
-            let ty = r.int(4, false)? as u32;
-            let val = r.value(ty, 0)?;
-            let id = |x: &V| match x {
-                V::Int(i) => u32::try_from(*i).ok(),
-                _ => None,
-            };
-            let strs = |x: V| -> std::result::Result<Vec<String>, String> {
-                match x {
-                    V::Arr(a) => a
-                        .into_iter()
-                        .map(|e| {
-                            if let V::Str(s) = e {
-                                Ok(s)
-                            } else {
-                                Err(format!("{key}: expected strings"))
-                            }
-                        })
-                        .collect(),
-                    _ => Err(format!("{key}: expected an array")),
-                }
-            };
-            match key.as_str() {
-                "general.architecture" => {
-                    v.architecture = if let V::Str(s) = val { Some(s) } else { None }
-                }
-                "tokenizer.ggml.model" => {
-                    v.model = if let V::Str(s) = val {
-                        s
-                    } else {
-                        return Err("tokenizer.ggml.model is not a string".into());
-                    }
-                }
-                "tokenizer.ggml.pre" => v.pre = if let V::Str(s) = val { Some(s) } else { None },
-                "tokenizer.ggml.tokens" => v.tokens = strs(val)?,
-                "tokenizer.ggml.merges" => v.merges = strs(val)?,
-                "tokenizer.ggml.token_type" => {
-                    v.token_types = match val {
-                        V::Arr(a) => a
-                            .iter()
-                            .map(|e| if let V::Int(i) = e { *i as i32 } else { 1 })
-                            .collect(),
-                        _ => return Err("tokenizer.ggml.token_type is not an array".into()),
-                    }
-                }
-                "tokenizer.ggml.bos_token_id" => v.bos = id(&val),
-                "tokenizer.ggml.eos_token_id" => v.eos = id(&val),
-                "tokenizer.ggml.eot_token_id" => v.eot = id(&val),
-                "tokenizer.ggml.unknown_token_id" => v.unk = id(&val),
-                "tokenizer.ggml.padding_token_id" => v.pad = id(&val),
-                "tokenizer.ggml.add_bos_token" => {
-                    v.add_bos = if let V::Bool(b) = val { Some(b) } else { None }
-                }
-                "tokenizer.ggml.add_eos_token" => {
-                    v.add_eos = if let V::Bool(b) = val { Some(b) } else { None }
-                }
-                "tokenizer.chat_template" => {
-                    v.chat_template = if let V::Str(s) = val { Some(s) } else { None }
-                }
-                _ => {}
-            }
-        }
+    pub fn parse<R: Read>(mut r: R, len: u64) -> Result<Self> {
+        Self::from_gguf(&GgufFile::parse(&mut r, len, Path::new("<gguf>"), false)?)
+    }
+
+    /// The tokenizer metadata of a parsed header.
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        Self::from_gguf_inner(g).map_err(|m| bad(&g.path, m))
+    }
+
+    fn from_gguf_inner(g: &GgufFile) -> std::result::Result<Self, String> {
+        let str_of = |k: &str| g.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let bool_of = |k: &str| match g.get(k) {
+            Some(GValue::Bool(b)) => Some(*b),
+            _ => None,
+        };
+        let id_of = |k: &str| {
+            g.get(k)
+                .and_then(|v| v.as_u64())
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        let mut v = GgufVocab {
+            architecture: str_of("general.architecture"),
+            pre: str_of("tokenizer.ggml.pre"),
+            unk: id_of("tokenizer.ggml.unknown_token_id"),
+            pad: id_of("tokenizer.ggml.padding_token_id"),
+            add_bos: bool_of("tokenizer.ggml.add_bos_token"),
+            add_eos: bool_of("tokenizer.ggml.add_eos_token"),
+            add_space_prefix: bool_of("tokenizer.ggml.add_space_prefix"),
+            chat_template: str_of("tokenizer.chat_template"),
+            special: g.special_ids(),
+            ..Default::default()
+        };
+        v.model = match g.get("tokenizer.ggml.model") {
+            None => String::new(),
+            Some(GValue::String(s)) => s.clone(),
+            Some(_) => return Err("tokenizer.ggml.model is not a string".into()),
+        };
+        v.tokens = match g.get("tokenizer.ggml.tokens") {
+            Some(t) => strings("tokenizer.ggml.tokens", t)?,
+            None => Vec::new(),
+        };
         if v.tokens.is_empty() {
             return Err("no tokenizer.ggml.tokens".into());
         }
-        if !v.token_types.is_empty() && v.token_types.len() != v.tokens.len() {
-            return Err(format!(
-                "{} token types for {} tokens",
-                v.token_types.len(),
-                v.tokens.len()
-            ));
+        if let Some(m) = g.get("tokenizer.ggml.merges") {
+            v.merges = strings("tokenizer.ggml.merges", m)?;
         }
-        for (name, id) in [
-            ("bos", v.bos),
-            ("eos", v.eos),
-            ("eot", v.eot),
-            ("unk", v.unk),
-            ("pad", v.pad),
+        v.token_types = match g.get("tokenizer.ggml.token_type") {
+            None => Vec::new(),
+            Some(GValue::Array(a)) => a
+                .iter()
+                .map(|e| e.as_i64().and_then(|i| i32::try_from(i).ok()).unwrap_or(1))
+                .collect(),
+            Some(_) => return Err("tokenizer.ggml.token_type is not an array".into()),
+        };
+        v.scores = match g.get("tokenizer.ggml.scores") {
+            None => Vec::new(),
+            Some(GValue::Array(a)) => a
+                .iter()
+                .map(|e| e.as_f64().map(|x| x as f32))
+                .collect::<Option<_>>()
+                .ok_or("tokenizer.ggml.scores: expected floats")?,
+            Some(_) => return Err("tokenizer.ggml.scores is not an array".into()),
+        };
+        for (what, n) in [
+            ("token types", v.token_types.len()),
+            ("scores", v.scores.len()),
         ] {
+            if n != 0 && n != v.tokens.len() {
+                return Err(format!("{n} {what} for {} tokens", v.tokens.len()));
+            }
+        }
+        for (name, id) in [("unk", v.unk), ("pad", v.pad)] {
             if id.is_some_and(|i| i as usize >= v.tokens.len()) {
                 return Err(format!("{name} token id {id:?} is outside the vocabulary"));
             }
@@ -269,8 +159,8 @@ impl GgufVocab {
 
     pub fn special_tokens(&self) -> SpecialTokens {
         SpecialTokens {
-            bos: self.token(self.bos),
-            eos: self.token(self.eos),
+            bos: self.token(self.special.bos),
+            eos: self.token(self.special.eos.first().copied()),
             pad: self.token(self.pad),
             unk: self.token(self.unk),
         }
@@ -337,10 +227,7 @@ impl GgufVocab {
     /// The side files (`tokenizer_config.json`, `config.json`) that carry bos/eos and the template.
     fn side_files(&self) -> (Value, Value) {
         let s = self.special_tokens();
-        let mut eos: Vec<u32> = self.eos.into_iter().collect();
-        if let Some(e) = self.eot.filter(|e| !eos.contains(e)) {
-            eos.push(e);
-        }
+        let eos = &self.special.eos;
         (
             json!({"bos_token": s.bos, "eos_token": s.eos, "pad_token": s.pad, "unk_token": s.unk,
                 "add_bos_token": self.add_bos.unwrap_or(false), "add_eos_token": self.add_eos.unwrap_or(false),
@@ -376,6 +263,38 @@ pub fn tokenizer(path: &Path) -> Result<Tokenizer> {
 
 /// Build a [`Tokenizer`] from parsed metadata; `path` names the source in errors.
 pub fn tokenizer_from_vocab(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
+    match vocab.model.as_str() {
+        "gpt2" => bpe_tokenizer(vocab, path),
+        "llama" => {
+            let spm = Spm::new(SpmParts {
+                tokens: &vocab.tokens,
+                scores: &vocab.scores,
+                types: &vocab.token_types,
+                bos: vocab.special.bos,
+                eos: vocab.special.eos.first().copied(),
+                unk: vocab.unk,
+                add_bos: vocab.add_bos,
+                add_eos: vocab.add_eos,
+                add_space_prefix: vocab.add_space_prefix,
+            })
+            .map_err(|m| bad(path, m))?;
+            Ok(Tokenizer::from_spm(
+                spm,
+                vocab.special_tokens(),
+                vocab.special.eos.clone(),
+            ))
+        }
+        other => Err(TextError::InvalidConfig {
+            path: path.to_path_buf(),
+            message: format!(
+                "GGUF tokenizer model {other:?} is not supported (aha reads gpt2 and llama)"
+            ),
+        }),
+    }
+}
+
+/// The byte-level BPE through an equivalent HF `tokenizer.json`.
+fn bpe_tokenizer(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir: PathBuf = std::env::temp_dir().join(format!(
         "aha-gguf-tok-{}-{}",
@@ -412,24 +331,6 @@ pub fn chat_template_from_vocab(vocab: &GgufVocab, path: &Path) -> Result<ChatTe
             path: path.to_path_buf(),
         })?;
     ChatTemplate::new(source, vocab.special_tokens())
-}
-
-/// Does this path name a GGUF file (by extension or magic)?
-pub fn is_gguf_path(path: &Path) -> bool {
-    if !path.is_file() {
-        return false;
-    }
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
-        return true;
-    }
-    let mut m = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut m))
-        .is_ok()
-        && &m == b"GGUF"
 }
 
 /// llama.cpp's name (`tokenizer.ggml.pre`) for the pre-tokenizer of an HF `tokenizer.json`.
@@ -557,11 +458,16 @@ impl GgufVocab {
             tokens: out_tokens,
             token_types: out_types,
             merges,
-            bos: tok.bos_token_id(),
-            eos: tok
-                .eos_token_id()
-                .or_else(|| tok.eos_token_ids().first().copied()),
-            eot: None,
+            special: SpecialIds {
+                bos: tok.bos_token_id(),
+                eos: tok
+                    .eos_token_id()
+                    .or_else(|| tok.eos_token_ids().first().copied())
+                    .into_iter()
+                    .collect(),
+            },
+            scores: Vec::new(),
+            add_space_prefix: None,
             unk: id_of(tok.special_tokens().unk.as_deref()),
             pad: tok.pad_token_id(),
             add_bos: Some(cfg["add_bos_token"] == true),
@@ -573,8 +479,62 @@ impl GgufVocab {
 
 #[cfg(test)]
 mod tests {
-    use super::pre_tokenizer_name;
+    use super::{pre_tokenizer_name, GgufVocab, Spm, SpmParts};
     use serde_json::json;
+
+    /// All three of llama.cpp's modes on the fixture, including special-token text left as
+    /// text (not reachable through `Tokenizer::encode`).
+    #[test]
+    fn spm_matches_llama_cpp_with_and_without_special_parsing() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf_spm");
+        let r: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("llama_cpp_encodings.json")).unwrap(),
+        )
+        .unwrap();
+        let mut differ = 0;
+        for (file, encs) in r["files"].as_object().unwrap() {
+            let v = GgufVocab::read(&dir.join(file)).unwrap();
+            let spm = Spm::new(SpmParts {
+                tokens: &v.tokens,
+                scores: &v.scores,
+                types: &v.token_types,
+                bos: v.special.bos,
+                eos: v.special.eos.first().copied(),
+                unk: v.unk,
+                add_bos: v.add_bos,
+                add_eos: v.add_eos,
+                add_space_prefix: v.add_space_prefix,
+            })
+            .unwrap();
+            for (t, e) in r["texts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(encs.as_array().unwrap())
+            {
+                let t = t.as_str().unwrap();
+                let want = |k: &str| -> Vec<u32> { serde_json::from_value(e[k].clone()).unwrap() };
+                assert_eq!(
+                    spm.encode(t, false, false).unwrap(),
+                    want("plain"),
+                    "{file} {t:?}"
+                );
+                assert_eq!(
+                    spm.encode(t, false, true).unwrap(),
+                    want("special"),
+                    "{file} {t:?}"
+                );
+                assert_eq!(
+                    spm.encode(t, true, true).unwrap(),
+                    want("add_special"),
+                    "{file} {t:?}"
+                );
+                differ += (want("plain") != want("special")) as usize;
+            }
+        }
+        // The texts exercise special-token parsing.
+        assert!(differ >= 4, "{differ}");
+    }
 
     #[test]
     fn pre_tokenizer_names() {

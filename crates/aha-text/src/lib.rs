@@ -25,6 +25,7 @@ mod decode;
 mod error;
 pub mod gguf;
 mod reasoning;
+mod spm;
 mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatTemplate};

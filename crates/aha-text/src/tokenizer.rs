@@ -1,5 +1,5 @@
-//! Thin wrapper over the `tokenizers` crate plus the special-token metadata
-//! that HF keeps in side files.
+//! Thin wrapper over the `tokenizers` crate (or llama.cpp's SentencePiece for GGUF
+//! `llama` vocabularies) plus the special-token metadata that HF keeps in side files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,11 +7,18 @@ use std::sync::Arc;
 use crate::config::{eos_ids_from_file, SpecialTokens, TokenizerConfig};
 use crate::decode::IncrementalDecoder;
 use crate::error::{Result, TextError};
+use crate::spm::Spm;
+
+#[derive(Clone)]
+enum Backend {
+    Hf(Arc<tokenizers::Tokenizer>),
+    Spm(Arc<Spm>),
+}
 
 /// A loaded tokenizer. Cheap to clone (the vocabulary is shared).
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: Arc<tokenizers::Tokenizer>,
+    inner: Backend,
     special: SpecialTokens,
     bos_id: Option<u32>,
     pad_id: Option<u32>,
@@ -79,15 +86,26 @@ impl Tokenizer {
 
     /// Replace the special token strings (ids are looked up in the vocab).
     pub fn with_special_tokens(self, special: SpecialTokens) -> Result<Self> {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|arc| (*arc).clone());
-        Self::build(inner, special, Path::new("<special tokens>"))
+        Self::build(self.inner, special, Path::new("<special tokens>"))
     }
 
-    fn build(
-        inner: tokenizers::Tokenizer,
-        special: SpecialTokens,
-        cfg_path: &Path,
-    ) -> Result<Self> {
+    /// A GGUF SentencePiece vocabulary; `eos_ids` end generation.
+    pub(crate) fn from_spm(spm: Spm, special: SpecialTokens, eos_ids: Vec<u32>) -> Self {
+        let (bos_id, pad_id) = (spm.bos, None);
+        let (force_bos, force_eos) = (false, false);
+        Self {
+            inner: Backend::Spm(Arc::new(spm)),
+            special,
+            bos_id,
+            pad_id,
+            eos_ids,
+            force_bos,
+            force_eos,
+        }
+    }
+
+    fn build(inner: impl Into<Backend>, special: SpecialTokens, cfg_path: &Path) -> Result<Self> {
+        let inner = inner.into();
         let lookup = |name: &str, tok: &Option<String>| -> Result<Option<u32>> {
             match tok {
                 None => Ok(None),
@@ -104,7 +122,7 @@ impl Tokenizer {
         let pad_id = lookup("pad_token", &special.pad)?;
         let eos_ids = lookup("eos_token", &special.eos)?.into_iter().collect();
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
             special,
             bos_id,
             pad_id,
@@ -117,14 +135,27 @@ impl Tokenizer {
     /// Encode text to ids. With `add_special_tokens` the tokenizer's
     /// post-processor runs (e.g. adds BOS where the model expects it); a
     /// rendered chat prompt already contains BOS, so encode it without.
+    ///
+    /// SentencePiece (GGUF `llama`) encodes as llama.cpp's `tokenize(text, add_special,
+    /// parse_special = true)`: special-token text in a rendered prompt becomes those tokens.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc =
-            self.inner
-                .encode(text, add_special_tokens)
-                .map_err(|e| TextError::Tokenizer {
-                    operation: "encode",
-                    message: e.to_string(),
-                })?;
+        let hf = match &self.inner {
+            Backend::Hf(hf) => hf,
+            Backend::Spm(spm) => {
+                return spm
+                    .encode(text, add_special_tokens, true)
+                    .map_err(|message| TextError::Tokenizer {
+                        operation: "encode",
+                        message,
+                    })
+            }
+        };
+        let enc = hf
+            .encode(text, add_special_tokens)
+            .map_err(|e| TextError::Tokenizer {
+                operation: "encode",
+                message: e.to_string(),
+            })?;
         let mut ids = enc.get_ids().to_vec();
         if add_special_tokens {
             if let Some(bos) = self.bos_id.filter(|_| self.force_bos) {
@@ -143,12 +174,16 @@ impl Tokenizer {
 
     /// Decode ids to text, optionally dropping special tokens.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| TextError::Tokenizer {
-                operation: "decode",
-                message: e.to_string(),
-            })
+        match &self.inner {
+            Backend::Hf(hf) => {
+                hf.decode(ids, skip_special_tokens)
+                    .map_err(|e| TextError::Tokenizer {
+                        operation: "decode",
+                        message: e.to_string(),
+                    })
+            }
+            Backend::Spm(spm) => Ok(spm.decode(ids, skip_special_tokens)),
+        }
     }
 
     /// A streaming decoder that yields text as ids arrive.
@@ -161,12 +196,18 @@ impl Tokenizer {
     }
 
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.inner {
+            Backend::Hf(hf) => hf.id_to_token(id),
+            Backend::Spm(spm) => spm.id_to_token(id).map(str::to_string),
+        }
     }
 
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.inner {
+            Backend::Hf(hf) => hf.get_vocab_size(true),
+            Backend::Spm(spm) => spm.vocab_size(),
+        }
     }
 
     pub fn special_tokens(&self) -> &SpecialTokens {
@@ -210,8 +251,27 @@ impl Tokenizer {
         self.eos_ids.contains(&id)
     }
 
-    /// The underlying `tokenizers` object, for anything not wrapped here.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
+    /// The underlying `tokenizers` object, for anything not wrapped here (None for a
+    /// GGUF SentencePiece vocabulary, which has no `tokenizers` form).
+    pub fn inner(&self) -> Option<&tokenizers::Tokenizer> {
+        match &self.inner {
+            Backend::Hf(hf) => Some(hf),
+            Backend::Spm(_) => None,
+        }
+    }
+}
+
+impl Backend {
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Backend::Hf(hf) => hf.token_to_id(token),
+            Backend::Spm(spm) => spm.token_to_id(token),
+        }
+    }
+}
+
+impl From<tokenizers::Tokenizer> for Backend {
+    fn from(t: tokenizers::Tokenizer) -> Self {
+        Backend::Hf(Arc::new(t))
     }
 }

@@ -69,6 +69,7 @@ fn check_against_reference(gguf: &Path, reference: &serde_json::Value) {
         }
         // (aha's Tokenizer adds no second BOS before a text that starts with one.)
         let mut with_bos: Vec<u32> = vocab
+            .special
             .bos
             .filter(|b| vocab.add_bos == Some(true) && ours.first() != Some(b))
             .into_iter()
@@ -146,7 +147,7 @@ fn header(n_kv: u64) -> Vec<u8> {
 
 #[test]
 fn bad_headers_are_clear_errors() {
-    let parse = |b: &[u8]| GgufVocab::parse(b, b.len() as u64);
+    let parse = |b: &[u8]| GgufVocab::parse(b, b.len() as u64).map_err(|e| e.to_string());
     assert!(parse(b"GGUX\x03\0\0\0").unwrap_err().contains("magic"));
     assert!(parse(b"GG").unwrap_err().contains("truncated"));
     assert!(parse(&header(u64::MAX))
@@ -155,6 +156,7 @@ fn bad_headers_are_clear_errors() {
     // A string claiming 2^60 bytes.
     let mut b = header(1);
     b.extend((1u64 << 60).to_le_bytes());
+    b.extend([0u8; 16]); // room for one entry, so the count check passes
     assert!(parse(&b).unwrap_err().contains("absurd"));
     // An array claiming 2^40 strings.
     let mut b = header(1);
@@ -181,4 +183,80 @@ fn bad_headers_are_clear_errors() {
     for n in 0..ok.len() {
         assert!(parse(&ok[..n]).is_err());
     }
+}
+
+fn spm_fixture() -> (PathBuf, serde_json::Value) {
+    let dir = repo().join("crates/aha-text/tests/fixtures/gguf_spm");
+    let r = std::fs::read_to_string(dir.join("llama_cpp_encodings.json")).unwrap();
+    (dir, serde_json::from_str(&r).unwrap())
+}
+
+fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Tiny llama-SentencePiece GGUF files written by gguf-py, encodings from llama.cpp
+/// (scripts/gguf/make_spm_fixture.py): aha's `encode` is llama.cpp's tokenize with special
+/// tokens parsed, with and without add_special (BOS/EOS by the file's flags).
+#[test]
+fn llama_sentencepiece_gguf_encodes_like_llama_cpp() {
+    let (dir, r) = spm_fixture();
+    let texts = r["texts"].as_array().unwrap();
+    let mut checked = 0;
+    for (file, encs) in r["files"].as_object().unwrap() {
+        let path = dir.join(file);
+        let tok = tokenizer(&path).unwrap();
+        let vocab = GgufVocab::read(&path).unwrap();
+        assert_eq!(vocab.model, "llama");
+        assert_eq!(tok.bos_token(), Some("<s>"));
+        assert_eq!(tok.eos_token_ids(), &[2]);
+        for (text, e) in texts.iter().zip(encs.as_array().unwrap()) {
+            let text = text.as_str().unwrap();
+            assert_eq!(
+                tok.encode(text, false).unwrap(),
+                ids_of(&e["special"]),
+                "{file}: {text:?}"
+            );
+            assert_eq!(
+                tok.encode(text, true).unwrap(),
+                ids_of(&e["add_special"]),
+                "{file}: {text:?} with BOS/EOS"
+            );
+            // Text without special-token strings or a literal `▁` decodes back to itself
+            // (the prefix space is removed again).
+            let specials = ["<s>", "</s>", "<unk>", "<think>", "</think>", "\u{2581}"];
+            if !specials.iter().any(|s| text.contains(s)) {
+                let ids = tok.encode(text, false).unwrap();
+                assert_eq!(tok.decode(&ids, false).unwrap(), text, "{file}");
+                let mut dec = tok.incremental_decoder(false);
+                let mut s = dec.push_all(&ids).unwrap();
+                s.push_str(&dec.finish().unwrap());
+                assert_eq!(s, text, "{file}: incremental");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+}
+
+#[test]
+fn an_unknown_tokenizer_model_is_a_clear_error() {
+    let (dir, _) = spm_fixture();
+    let mut b = std::fs::read(dir.join("tiny-spm.gguf")).unwrap();
+    let key = b"tokenizer.ggml.model";
+    let at = b.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4 + 8;
+    assert_eq!(&b[at..at + 5], b"llama");
+    b[at..at + 5].copy_from_slice(b"zzzzz");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("unknown.gguf");
+    std::fs::write(&p, &b).unwrap();
+    let e = tokenizer(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("\"zzzzz\"") && e.contains("not supported"),
+        "{e}"
+    );
 }

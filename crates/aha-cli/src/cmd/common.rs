@@ -7,8 +7,11 @@ use std::path::Path;
 
 pub struct Loaded {
     pub model: Model,
-    /// Present when the model directory has a tokenizer.json.
+    /// Present when the model directory has a tokenizer.json, or the .gguf file a
+    /// tokenizer aha can build.
     pub tokenizer: Option<Tokenizer>,
+    /// Why a .gguf file's tokenizer could not be built: token ids still run without one.
+    tokenizer_error: Option<String>,
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
@@ -33,12 +36,20 @@ pub fn load_with(path: &Path, adapter: Option<&Path>, dense: bool) -> Result<Loa
             .load_adapter(dir)
             .with_context(|| format!("loading the LoRA adapter {}", dir.display()))?;
     }
-    // A .gguf file carries its tokenizer (and chat template) in its metadata.
+    // A .gguf file carries its tokenizer (and chat template) in its metadata; one aha
+    // cannot build is an error only when text is needed (--ids runs without it).
+    let mut tokenizer_error = None;
     let tokenizer = if aha_text::gguf::is_gguf_path(path) {
-        Some(
-            aha_text::gguf::tokenizer(path)
-                .with_context(|| format!("loading the tokenizer of {}", path.display()))?,
-        )
+        match aha_text::gguf::tokenizer(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tokenizer_error = Some(format!(
+                    "cannot build the tokenizer of {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        }
     } else if path.join("tokenizer.json").is_file() {
         Some(
             Tokenizer::from_dir(path)
@@ -47,7 +58,11 @@ pub fn load_with(path: &Path, adapter: Option<&Path>, dense: bool) -> Result<Loa
     } else {
         None
     };
-    Ok(Loaded { model, tokenizer })
+    Ok(Loaded {
+        model,
+        tokenizer,
+        tokenizer_error,
+    })
 }
 
 /// Write `model` as a Hugging Face directory (merged, if it carries an adapter); a model
@@ -78,9 +93,13 @@ pub fn chat_template(path: &Path) -> Result<aha_text::ChatTemplate> {
 
 impl Loaded {
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer.as_ref().context(
-            "this model directory has no tokenizer.json: pass token ids with --ids instead",
-        )
+        match (&self.tokenizer, &self.tokenizer_error) {
+            (Some(t), _) => Ok(t),
+            (None, Some(e)) => anyhow::bail!("{e}: pass token ids with --ids instead"),
+            (None, None) => anyhow::bail!(
+                "this model directory has no tokenizer.json: pass token ids with --ids instead"
+            ),
+        }
     }
 
     /// EOS ids: the tokenizer's (generation_config, config, tokenizer_config) or else config.json's.

@@ -151,8 +151,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         ),
     ];
     for (k, v) in [
-        ("bos", vocab.bos),
-        ("eos", vocab.eos),
+        ("bos", vocab.special.bos),
+        ("eos", vocab.special.eos.first().copied()),
         ("unknown", vocab.unk),
         ("padding", vocab.pad),
     ] {
@@ -166,12 +166,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 
     let mut ckpt = Checkpoint::read_dir(dir, DType::F32, &Device::Cpu)?;
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    // llama.cpp's names from the one HF <-> GGUF map (aha_model::gguf::names).
     let mut push = |ckpt: &mut Checkpoint,
                     hf: &str,
-                    gg: &str,
                     shape: Vec<usize>,
                     permute_heads: Option<usize>|
      -> Result<()> {
+        let gg = gguf::names::gguf_name(hf).with_context(|| format!("no GGUF name for {hf}"))?;
         let mut t: Tensor = ckpt.take(hf, shape.clone())?;
         if let Some(heads) = permute_heads {
             let bytes: Vec<u8> = t
@@ -187,67 +188,40 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
                 .collect();
             t = Tensor::from_vec(v, shape.clone(), &Device::Cpu)?;
         }
-        let dt = if shape.len() == 1 {
-            GgmlDType::F32
-        } else {
-            fallback(qtype, *shape.last().unwrap())
+        let dt = match shape.as_slice() {
+            [_] => GgmlDType::F32,
+            [.., row] => fallback(qtype, *row),
+            [] => bail!("{hf}: a scalar weight"),
         };
-        tensors.push((gg.to_string(), QTensor::quantize(&t, dt)?));
+        tensors.push((gg, QTensor::quantize(&t, dt)?));
         Ok(())
     };
     let llama = arch == "llama";
     let v = cfg_model.vocab_size;
-    push(
-        &mut ckpt,
-        "model.embed_tokens.weight",
-        "token_embd.weight",
-        vec![v, h],
-        None,
-    )?;
+    let (ff, qn, kvn) = (cfg_model.intermediate_size, nh * hd, kvh * hd);
+    push(&mut ckpt, "model.embed_tokens.weight", vec![v, h], None)?;
     for i in 0..cfg_model.num_hidden_layers {
-        let (p, b) = (format!("model.layers.{i}"), format!("blk.{i}"));
-        let ff = cfg_model.intermediate_size;
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        push(&mut ckpt, &p("input_layernorm.weight"), vec![h], None)?;
         push(
             &mut ckpt,
-            &format!("{p}.input_layernorm.weight"),
-            &format!("{b}.attn_norm.weight"),
-            vec![h],
-            None,
-        )?;
-        push(
-            &mut ckpt,
-            &format!("{p}.self_attn.q_proj.weight"),
-            &format!("{b}.attn_q.weight"),
-            vec![nh * hd, h],
+            &p("self_attn.q_proj.weight"),
+            vec![qn, h],
             llama.then_some(nh),
         )?;
         push(
             &mut ckpt,
-            &format!("{p}.self_attn.k_proj.weight"),
-            &format!("{b}.attn_k.weight"),
-            vec![kvh * hd, h],
+            &p("self_attn.k_proj.weight"),
+            vec![kvn, h],
             llama.then_some(kvh),
         )?;
-        push(
-            &mut ckpt,
-            &format!("{p}.self_attn.v_proj.weight"),
-            &format!("{b}.attn_v.weight"),
-            vec![kvh * hd, h],
-            None,
-        )?;
-        push(
-            &mut ckpt,
-            &format!("{p}.self_attn.o_proj.weight"),
-            &format!("{b}.attn_output.weight"),
-            vec![h, nh * hd],
-            None,
-        )?;
+        push(&mut ckpt, &p("self_attn.v_proj.weight"), vec![kvn, h], None)?;
+        push(&mut ckpt, &p("self_attn.o_proj.weight"), vec![h, qn], None)?;
         if !llama {
-            for (x, n) in [("q", nh * hd), ("k", kvh * hd), ("v", kvh * hd)] {
+            for (x, n) in [("q", qn), ("k", kvn), ("v", kvn)] {
                 push(
                     &mut ckpt,
-                    &format!("{p}.self_attn.{x}_proj.bias"),
-                    &format!("{b}.attn_{x}.bias"),
+                    &p(&format!("self_attn.{x}_proj.bias")),
                     vec![n],
                     None,
                 )?;
@@ -257,48 +231,17 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         }
         push(
             &mut ckpt,
-            &format!("{p}.post_attention_layernorm.weight"),
-            &format!("{b}.ffn_norm.weight"),
+            &p("post_attention_layernorm.weight"),
             vec![h],
             None,
         )?;
-        push(
-            &mut ckpt,
-            &format!("{p}.mlp.gate_proj.weight"),
-            &format!("{b}.ffn_gate.weight"),
-            vec![ff, h],
-            None,
-        )?;
-        push(
-            &mut ckpt,
-            &format!("{p}.mlp.up_proj.weight"),
-            &format!("{b}.ffn_up.weight"),
-            vec![ff, h],
-            None,
-        )?;
-        push(
-            &mut ckpt,
-            &format!("{p}.mlp.down_proj.weight"),
-            &format!("{b}.ffn_down.weight"),
-            vec![h, ff],
-            None,
-        )?;
+        push(&mut ckpt, &p("mlp.gate_proj.weight"), vec![ff, h], None)?;
+        push(&mut ckpt, &p("mlp.up_proj.weight"), vec![ff, h], None)?;
+        push(&mut ckpt, &p("mlp.down_proj.weight"), vec![h, ff], None)?;
     }
-    push(
-        &mut ckpt,
-        "model.norm.weight",
-        "output_norm.weight",
-        vec![h],
-        None,
-    )?;
+    push(&mut ckpt, "model.norm.weight", vec![h], None)?;
     if !cfg_model.tie_word_embeddings {
-        push(
-            &mut ckpt,
-            "lm_head.weight",
-            "output.weight",
-            vec![v, h],
-            None,
-        )?;
+        push(&mut ckpt, "lm_head.weight", vec![v, h], None)?;
     }
     let tmp = args.out.with_extension("gguf.tmp");
     {

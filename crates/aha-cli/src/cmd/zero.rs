@@ -193,6 +193,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     let model_dir = args.out.join("model");
     policy.save(&model_dir)?;
     tok.inner()
+        .context("the tokenizer has no tokenizer.json form")?
         .save(
             model_dir.join("tokenizer.json").to_string_lossy().as_ref(),
             false,

@@ -1,6 +1,6 @@
-//! aha-text's GGUF tokenizer reader on arbitrary bytes: where the metadata parses, the
-//! tokenizer and chat template are built and used. Errors are fine; panics and huge
-//! allocations are not.
+//! The reader feeding aha-text's GGUF tokenizers (gpt2 BPE and llama SentencePiece) on
+//! arbitrary bytes: where the metadata parses, the tokenizer and chat template are built
+//! and used. Errors are fine; panics and huge allocations are not.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(tok) = aha_text::gguf::tokenizer_from_vocab(&vocab, path) {
-        if let Ok(ids) = tok.encode("Compute 7 + 5. <think>12</think> 数学 🙂", false) {
+        if let Ok(ids) = tok.encode("Compute 7 + 5. <think>12</think> 数学 🙂", true) {
             let _ = tok.decode(&ids, false);
         }
     }
