@@ -16,6 +16,9 @@ pub struct Choice {
     pub logprobs: Vec<Value>,
     pub finish: Option<FinishReason>,
     saw_reasoning: bool,
+    /// Tokens seen while it is undecided whether an opening tag is coming (a tag split
+    /// across tokens): reasoning if the tag completes.
+    undecided: usize,
 }
 
 impl Choice {

@@ -145,7 +145,6 @@ fn job(
     logprobs: Option<usize>,
     reasoning_open: Option<bool>,
 ) -> Result<Job, ApiError> {
-    let bad = ApiError::bad_request;
     let ctx = s.cfg.context;
     let n = x.n.unwrap_or(1);
     if n == 0 || n > s.cfg.max_batch {
@@ -256,6 +255,10 @@ fn job(
             .unwrap_or(false),
         reasoning_open,
     })
+}
+
+fn bad(message: impl Into<String>, param: Option<&'static str>) -> ApiError {
+    ApiError::bad_request(message, param)
 }
 
 /// Counts a request as running until dropped.
