@@ -53,6 +53,8 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Rejection sampling: k completions per prompt, scored and filtered (correct, readable).
     Sample(cmd::sample::SampleArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (continuous batching).
+    Serve(cmd::serve::ServeArgs),
 }
 
 /// glibc serves every large allocation (a step's logits are hundreds of MB) with a fresh mmap
@@ -106,6 +108,7 @@ fn main() {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Sample(args) => cmd::sample::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     // Run the command on one of rayon's threads, so that parallel kernels split work with
     // the thread that asks for them instead of handing it over and sleeping until it is done.

@@ -3,14 +3,22 @@
 //! samples of one prompt share its prefill: its KV cache rows are copied, not recomputed.
 
 mod sampling;
+pub mod scheduler;
+pub mod worker;
 
 pub use sampling::{argmax, SamplingParams};
+pub use scheduler::{
+    Event, LogitsProcessor, Reply, Request, RequestParams, Scheduler, SchedulerConfig, StepStats,
+    TokenLogprob,
+};
+pub use worker::WorkerStats;
 
-use aha_model::{ForwardInput, LogitsFor, Mode, Model, Tensor};
+use aha_model::{ForwardInput, KvCache, LogitsFor, Mode, Model, Tensor};
 use aha_text::Tokenizer;
-use candle_core::{DType, IndexOp};
-use rand::{rngs::StdRng, SeedableRng};
+use candle_core::DType;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -79,17 +87,6 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
 }
 
-struct Sequence {
-    index: usize,
-    tokens: Vec<u32>,
-    rng: StdRng,
-    decoder: Option<aha_text::IncrementalDecoder>,
-    text: String,
-    /// Position id of the next token.
-    next_pos: u32,
-    finish: Option<FinishReason>,
-}
-
 /// Generate a completion for each prompt, batched together (`generate_n` with n = 1, so a
 /// prompt given several times is prefilled once too).
 pub fn generate(
@@ -107,6 +104,8 @@ pub fn generate(
 /// prefilled once and its KV cache rows are copied to all its samples. Output row r samples
 /// with an RNG seeded from (seed, r), so `generate_n(p, n)` equals `generate` on each prompt
 /// repeated n times, and a row's tokens do not depend on the rest of the batch.
+///
+/// Runs on the [`Scheduler`] with every request admitted at once.
 pub fn generate_n(
     model: &Model,
     tokenizer: Option<&Tokenizer>,
@@ -122,206 +121,106 @@ pub fn generate_n(
         n,
         opts,
         on_token,
-        |input, cache| model.forward(input, Some(cache)),
+        Box::new(|input: &ForwardInput, cache: &mut KvCache| model.forward(input, Some(cache))),
     )
 }
 
-/// Distinct prompts (first occurrence order) and, per output row, its distinct prompt.
-fn distinct_rows(prompts: &[Vec<u32>], n: usize) -> (Vec<&[u32]>, Vec<u32>) {
-    let mut uniq: Vec<&[u32]> = Vec::new();
-    let mut seen: std::collections::HashMap<&[u32], u32> = std::collections::HashMap::new();
-    let mut rows = Vec::with_capacity(prompts.len() * n);
-    for p in prompts {
-        let u = *seen.entry(p.as_slice()).or_insert_with(|| {
-            uniq.push(p.as_slice());
-            (uniq.len() - 1) as u32
-        });
-        rows.extend(std::iter::repeat_n(u, n));
-    }
-    (uniq, rows)
+/// Collects a request's events, tagged with their output index.
+struct Collect {
+    base: usize,
+    events: Rc<RefCell<Vec<(usize, Event)>>>,
 }
 
-/// The one decode loop behind `generate` and `generate_n`; `forward` is the model call
-/// (a parameter so that tests can watch the batches it receives).
-fn decode(
-    model: &Model,
-    tokenizer: Option<&Tokenizer>,
+impl Reply for Collect {
+    fn send(&mut self, event: Event) -> bool {
+        let index = match &event {
+            Event::Token { sample, .. } | Event::Finished { sample, .. } => self.base + sample,
+            Event::Failed(_) => self.base,
+        };
+        self.events.borrow_mut().push((index, event));
+        true
+    }
+}
+
+/// `generate_n` on a scheduler whose model call is `forward` (tests watch its batches).
+fn decode<'m>(
+    model: &'m Model,
+    tokenizer: Option<&'m Tokenizer>,
     prompts: &[Vec<u32>],
     n: usize,
     opts: &GenerateOptions,
     mut on_token: impl FnMut(TokenEvent),
-    mut forward: impl FnMut(&ForwardInput, &mut aha_model::KvCache) -> aha_model::Result<Tensor>,
+    forward: Box<dyn FnMut(&ForwardInput, &mut KvCache) -> aha_model::Result<Tensor> + 'm>,
 ) -> Result<Vec<Completion>> {
-    if prompts.iter().any(|p| p.is_empty()) {
-        return Err(EngineError::Invalid(
-            "every prompt needs at least one token".into(),
-        ));
+    let mut sched =
+        Scheduler::with_forward(model, tokenizer, SchedulerConfig::unbounded(), forward);
+    let params = RequestParams {
+        sampling: opts.sampling.clone(),
+        max_tokens: opts.max_tokens,
+        seed: opts.seed,
+        seed_offset: 0,
+        stop_token_ids: if opts.ignore_eos {
+            Vec::new()
+        } else {
+            opts.stop_token_ids.clone()
+        },
+        stop_strings: opts.stop_strings.clone(),
+        logprobs: None,
+    };
+    for p in prompts {
+        sched.validate(p, n.max(1), &params)?;
     }
-    let vocab = model.vocab_size() as u32;
-    if let Some(bad) = prompts.iter().flatten().find(|&&t| t >= vocab) {
-        return Err(EngineError::Invalid(format!(
-            "token id {bad} is outside the vocabulary (size {vocab})"
-        )));
-    }
-    if !opts.stop_strings.is_empty() && tokenizer.is_none() {
-        return Err(EngineError::Invalid("stop strings need a tokenizer".into()));
-    }
-    let device = model.device().clone();
-    let mut seqs: Vec<Sequence> = (0..prompts.len() * n)
-        .map(|i| Sequence {
-            index: i,
-            tokens: Vec::new(),
-            rng: StdRng::seed_from_u64(
-                opts.seed
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                    .wrapping_add(i as u64),
-            ),
-            decoder: tokenizer.map(|t| t.incremental_decoder(true)),
-            text: String::new(),
-            next_pos: prompts[i / n].len() as u32,
-            finish: None,
+    let mut out: Vec<Completion> = (0..prompts.len() * n)
+        .map(|_| Completion {
+            token_ids: Vec::new(),
+            text: tokenizer.map(|_| String::new()),
+            finish_reason: FinishReason::Length,
         })
         .collect();
-    if opts.max_tokens == 0 || seqs.is_empty() {
-        return Ok(seqs
-            .into_iter()
-            .map(|s| Completion {
-                token_ids: vec![],
-                text: s.decoder.map(|_| String::new()),
-                finish_reason: FinishReason::Length,
-            })
-            .collect());
+    if out.is_empty() {
+        return Ok(out);
     }
-
-    // Prefill the distinct prompts, left-padded to the longest.
-    let (uniq, row_of) = distinct_rows(prompts, n);
-    let width = uniq.iter().map(|p| p.len()).max().unwrap_or(0);
-    let b = uniq.len();
-    let mut ids = vec![0u32; b * width];
-    let mut mask = vec![0u8; b * width];
-    let mut pos = vec![0u32; b * width];
-    for (r, p) in uniq.iter().enumerate() {
-        let pad = width - p.len();
-        for (j, &t) in p.iter().enumerate() {
-            ids[r * width + pad + j] = t;
-            mask[r * width + pad + j] = 1;
-            pos[r * width + pad + j] = j as u32;
-        }
+    let events = Rc::new(RefCell::new(Vec::new()));
+    for (i, p) in prompts.iter().enumerate() {
+        sched.submit(Request {
+            prompt: p.clone(),
+            n,
+            params: RequestParams {
+                seed_offset: (i * n) as u64,
+                ..params.clone()
+            },
+            processor: None,
+            reply: Collect {
+                base: i * n,
+                events: events.clone(),
+            },
+        })?;
     }
-    let mut key_mask = Tensor::from_vec(mask, (b, width), &device)?;
-    let input_ids = Tensor::from_vec(ids, (b, width), &device)?;
-    let position_ids = Tensor::from_vec(pos, (b, width), &device)?;
-    let mut cache = model.new_cache();
-    let input = ForwardInput {
-        input_ids: &input_ids,
-        position_ids: &position_ids,
-        key_mask: Some(&key_mask),
-        mode: Mode::Inference,
-        logits: LogitsFor::Last,
-    };
-    let mut logits = forward(&input, &mut cache)?;
-    // Copy each distinct prompt's cache rows (and last logits) to its output rows.
-    if row_of.len() != b {
-        let rows = Tensor::new(row_of.as_slice(), &device)?;
-        cache.select_rows(&rows)?;
-        key_mask = key_mask.index_select(&rows, 0)?;
-        logits = logits.index_select(&rows, 0)?;
-    }
-
-    // `active[i]` is the index into `seqs` of batch row i.
-    let mut active: Vec<usize> = (0..seqs.len()).collect();
-    let eos: Vec<u32> = if opts.ignore_eos {
-        Vec::new()
-    } else {
-        opts.stop_token_ids.clone()
-    };
     loop {
-        let rows: Vec<Vec<f32>> = logits.i((.., 0))?.to_dtype(DType::F32)?.to_vec2()?;
-        let mut next = Vec::with_capacity(active.len());
-        for (row, &si) in rows.into_iter().zip(&active) {
-            let s = &mut seqs[si];
-            let mut row = row;
-            let tok = opts.sampling.sample(&mut row, &mut s.rng);
-            s.tokens.push(tok);
-            let delta = match &mut s.decoder {
-                Some(d) => d.push(tok)?,
-                None => String::new(),
-            };
-            let before = s.text.len();
-            s.text.push_str(&delta);
-            if eos.contains(&tok) {
-                s.finish = Some(FinishReason::Stop);
-            } else if let Some(cut) = find_stop(&s.text, before, &opts.stop_strings) {
-                s.text.truncate(cut);
-                s.finish = Some(FinishReason::Stop);
-            } else if s.tokens.len() >= opts.max_tokens {
-                s.finish = Some(FinishReason::Length);
+        let batch: Vec<(usize, Event)> = events.borrow_mut().drain(..).collect();
+        for (index, event) in batch {
+            match event {
+                Event::Token { token, text, .. } => {
+                    let c = &mut out[index];
+                    c.token_ids.push(token);
+                    if let Some(t) = &mut c.text {
+                        t.push_str(&text);
+                    }
+                    on_token(TokenEvent {
+                        index,
+                        token,
+                        text: &text,
+                    });
+                }
+                Event::Finished { reason, .. } => out[index].finish_reason = reason,
+                Event::Failed(m) => return Err(EngineError::Invalid(m)),
             }
-            let shown = &s.text[before.min(s.text.len())..];
-            on_token(TokenEvent {
-                index: s.index,
-                token: tok,
-                text: shown,
-            });
-            next.push(tok);
         }
-        // Drop finished rows from the batch before the next step.
-        let keep: Vec<u32> = (0..active.len())
-            .filter(|&r| seqs[active[r]].finish.is_none())
-            .map(|r| r as u32)
-            .collect();
-        if keep.is_empty() {
-            break;
+        if sched.is_idle() {
+            return Ok(out);
         }
-        let mut next_ids: Vec<u32> = next;
-        if keep.len() < active.len() {
-            let rows = Tensor::new(keep.as_slice(), &device)?;
-            cache.select_rows(&rows)?;
-            key_mask = key_mask.index_select(&rows, 0)?;
-            next_ids = keep.iter().map(|&r| next_ids[r as usize]).collect();
-            active = keep.iter().map(|&r| active[r as usize]).collect();
-        }
-        let n = active.len();
-        let step_pos: Vec<u32> = active.iter().map(|&si| seqs[si].next_pos).collect();
-        for &si in &active {
-            seqs[si].next_pos += 1;
-        }
-        key_mask = Tensor::cat(&[&key_mask, &Tensor::ones((n, 1), DType::U8, &device)?], 1)?;
-        let input_ids = Tensor::from_vec(next_ids, (n, 1), &device)?;
-        let position_ids = Tensor::from_vec(step_pos, (n, 1), &device)?;
-        let input = ForwardInput {
-            input_ids: &input_ids,
-            position_ids: &position_ids,
-            key_mask: Some(&key_mask),
-            mode: Mode::Inference,
-            logits: LogitsFor::Last,
-        };
-        logits = forward(&input, &mut cache)?;
+        sched.step()?;
     }
-    Ok(seqs
-        .into_iter()
-        .map(|s| Completion {
-            text: s.decoder.is_some().then_some(s.text),
-            token_ids: s.tokens,
-            finish_reason: s.finish.unwrap_or(FinishReason::Length),
-        })
-        .collect())
-}
-
-/// Byte offset where the earliest stop string starts, if one ends in the new text.
-fn find_stop(text: &str, new_from: usize, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            // A stop string may straddle the old and new text.
-            let mut from = new_from.saturating_sub(s.len() - 1);
-            while !text.is_char_boundary(from) {
-                from -= 1;
-            }
-            text[from..].find(s.as_str()).map(|i| from + i)
-        })
-        .min()
 }
 
 /// log p(token_i | tokens_<i) for i >= 1 of each sequence (one forward pass each).
@@ -377,14 +276,6 @@ mod tests {
     }
 
     #[test]
-    fn distinct_rows_map_outputs_to_first_occurrences() {
-        let p = vec![vec![1, 2], vec![3], vec![1, 2]];
-        let (uniq, rows) = distinct_rows(&p, 2);
-        assert_eq!(uniq, vec![&[1u32, 2][..], &[3][..]]);
-        assert_eq!(rows, vec![0, 0, 1, 1, 0, 0]);
-    }
-
-    #[test]
     fn each_distinct_prompt_is_prefilled_once() {
         let model = tiny_model();
         let prompts = vec![vec![5, 6, 7], vec![9, 8], vec![5, 6, 7]];
@@ -398,7 +289,7 @@ mod tests {
             ..Default::default()
         };
         // (batch, positions) of every forward call.
-        let mut calls: Vec<(usize, usize)> = Vec::new();
+        let calls = std::cell::RefCell::new(Vec::<(usize, usize)>::new());
         let watched = decode(
             &model,
             None,
@@ -406,26 +297,19 @@ mod tests {
             3,
             &opts,
             |_| {},
-            |input, cache| {
-                calls.push(input.input_ids.dims2().unwrap());
+            Box::new(|input: &ForwardInput, cache: &mut KvCache| {
+                calls.borrow_mut().push(input.input_ids.dims2().unwrap());
                 model.forward(input, Some(cache))
-            },
+            }),
         )
         .unwrap();
         // One prefill of the 2 distinct prompts, then one-token steps for all 9 rows.
+        let calls = calls.into_inner();
         assert_eq!(calls[0], (2, 3));
         assert_eq!(calls[1..], vec![(9, 1); 3]);
         let plain = generate_n(&model, None, &prompts, 3, &opts, |_| {}).unwrap();
         for (a, b) in watched.iter().zip(&plain) {
             assert_eq!(a.token_ids, b.token_ids);
         }
-    }
-
-    #[test]
-    fn stop_strings_found_across_deltas() {
-        let stops = vec!["</answer>".to_string()];
-        assert_eq!(find_stop("x </ans", 3, &stops), None);
-        assert_eq!(find_stop("x </answer> y", 7, &stops), Some(2));
-        assert_eq!(find_stop("héllo</answer>", 12, &stops), Some(6));
     }
 }

@@ -64,12 +64,71 @@ impl KvCache {
         Ok(())
     }
 
+    /// Stack caches along the batch dimension, each left-padded with zeros to the longest, so
+    /// sequences of different lengths can decode together (the caller masks the padding).
+    pub fn stack_left_padded(caches: &[&KvCache]) -> Result<KvCache> {
+        let num_layers = caches.first().map_or(0, |c| c.layers.len());
+        if caches.iter().any(|c| c.layers.len() != num_layers) {
+            candle_core::bail!("kv caches with different layer counts");
+        }
+        let width = caches.iter().map(|c| c.len()).max().unwrap_or(0);
+        let mut layers = Vec::with_capacity(num_layers);
+        for l in 0..num_layers {
+            let mut ks = Vec::new();
+            let mut vs = Vec::new();
+            for c in caches {
+                let lc = &c.layers[l];
+                let (Some(k), Some(v)) = (&lc.k, &lc.v) else {
+                    candle_core::bail!("cannot stack an empty kv cache");
+                };
+                ks.push(left_pad(&k.narrow(2, 0, lc.len)?, width)?);
+                vs.push(left_pad(&v.narrow(2, 0, lc.len)?, width)?);
+            }
+            // Room to append without an immediate regrow.
+            let cap = (width + 1).next_multiple_of(64);
+            let k = Tensor::cat(&ks, 0)?;
+            let v = Tensor::cat(&vs, 0)?;
+            layers.push(LayerCache {
+                k: Some(grow(Some(&k), &k, width, cap)?),
+                v: Some(grow(Some(&v), &v, width, cap)?),
+                len: width,
+            });
+        }
+        Ok(KvCache { layers })
+    }
+
+    /// Drop the first `n` positions of every row (padding no row needs any more).
+    pub fn drop_front(&mut self, n: usize) -> Result<()> {
+        for c in &mut self.layers {
+            let n = n.min(c.len);
+            if let (Some(k), Some(v)) = (&c.k, &c.v) {
+                let cap = k.dim(2)?;
+                let rest = c.len - n;
+                let k = k.narrow(2, n, rest)?;
+                let v = v.narrow(2, n, rest)?;
+                c.k = Some(grow(Some(&k), &k, rest, cap)?);
+                c.v = Some(grow(Some(&v), &v, rest, cap)?);
+                c.len = rest;
+            }
+        }
+        Ok(())
+    }
+
     /// Forget positions past `len` (speculative decoding rolls back rejected drafts).
     pub fn truncate(&mut self, len: usize) {
         for c in &mut self.layers {
             c.len = c.len.min(len);
         }
     }
+}
+
+fn left_pad(x: &Tensor, width: usize) -> Result<Tensor> {
+    let (b, h, t, d) = x.dims4()?;
+    if t == width {
+        return Ok(x.clone());
+    }
+    let pad = Tensor::zeros((b, h, width - t, d), x.dtype(), x.device())?;
+    Tensor::cat(&[&pad, x], 2)
 }
 
 fn grow(old: Option<&Tensor>, like: &Tensor, len: usize, cap: usize) -> Result<Tensor> {

@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod pretrain;
 pub mod quantize;
 pub mod sample;
+pub mod serve;
 pub mod sft;
 pub mod verify;
 pub mod zero;

@@ -1,0 +1,70 @@
+//! `aha serve`: an OpenAI-compatible HTTP server (see the aha-serve crate).
+
+use super::common;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Model directory (config.json, safetensors, tokenizer.json) or a .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on /v1/* (default: the AHA_API_KEY variable).
+    #[arg(long, env = "AHA_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Most sequences decoding together (also the largest n).
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// Context length per sequence (prompt + completion tokens).
+    #[arg(long, default_value_t = 4096)]
+    ctx: usize,
+    /// Requests that may wait beyond a full batch; more get 503.
+    #[arg(long, default_value_t = 256)]
+    max_queue: usize,
+    /// max_tokens for requests that give none (capped by the context).
+    #[arg(long, default_value_t = 1024)]
+    default_max_tokens: usize,
+    /// The model name clients see (default: the file or directory name).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let loaded = common::load(&args.model)?;
+    let eos_token_ids = loaded.eos_ids();
+    let tokenizer = loaded.tokenizer()?.clone();
+    let template = match common::chat_template(&args.model) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("no chat template ({e:#}): /v1/chat/completions will answer 400");
+            None
+        }
+    };
+    let model_name = args.name.unwrap_or_else(|| {
+        args.model
+            .file_name()
+            .map_or_else(|| "aha".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let vocab_size = loaded.model.vocab_size();
+    let cfg = aha_serve::ServeConfig {
+        model_name,
+        api_key: args.api_key,
+        max_batch: args.max_batch,
+        context: args.ctx,
+        max_queue: args.max_queue,
+        default_max_tokens: args.default_max_tokens,
+    };
+    let assets = aha_serve::Assets {
+        tokenizer,
+        template,
+        eos_token_ids,
+        vocab_size,
+        logits_processor: None,
+    };
+    aha_serve::serve(loaded.model, assets, cfg, &args.host, args.port).context("aha serve")
+}

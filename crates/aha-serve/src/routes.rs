@@ -1,0 +1,736 @@
+//! The HTTP routes: chat and text completions (whole or streamed), models, health, metrics.
+
+use crate::api::{self, ApiError, ChatRequest, CompletionRequest, Prompt, Sampling};
+use crate::choice::{chat_logprob, completion_logprobs, finish_str, Choice};
+use crate::metrics::Metrics;
+use crate::{Assets, ChannelReply, EngineTx, ServeConfig};
+use aha_engine::{Event, Request, RequestParams, SamplingParams, TokenLogprob, WorkerStats};
+use aha_text::{ChatMessage, StreamingReasoningParser};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub struct AppState {
+    cfg: ServeConfig,
+    assets: Assets,
+    engine: EngineTx,
+    stats: Arc<WorkerStats>,
+    metrics: Metrics,
+    started: u64,
+}
+
+impl AppState {
+    pub fn new(
+        cfg: ServeConfig,
+        assets: Assets,
+        engine: EngineTx,
+        stats: Arc<WorkerStats>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            assets,
+            engine,
+            stats,
+            metrics: Metrics::default(),
+            started: unix_now(),
+        })
+    }
+}
+
+type S = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .route("/", get(page))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+async fn auth(State(s): S, req: axum::extract::Request, next: Next) -> Response {
+    if let Some(key) = &s.cfg.api_key {
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            s.metrics.failed_requests.fetch_add(1, Ordering::Relaxed);
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn not_found(req: axum::extract::Request) -> Response {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}
+
+/// The web chat: one self-contained page (no external resources).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../web/index.html"))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(s): S) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(&s.stats),
+    )
+        .into_response()
+}
+
+async fn models(State(s): S) -> Json<Value> {
+    Json(json!({"object": "list", "data": [{
+        "id": s.cfg.model_name,
+        "object": "model",
+        "created": s.started,
+        "owned_by": "aha",
+        "max_model_len": s.cfg.context,
+    }]}))
+}
+
+/// A request ready for the engine.
+struct Job {
+    prompt: Vec<u32>,
+    n: usize,
+    params: RequestParams,
+    stream: bool,
+    include_usage: bool,
+    /// Chat: the prompt opened a think block (the template pre-filled `<think>`).
+    reasoning_open: Option<bool>,
+}
+
+/// Turn the shared settings into engine parameters, checking them against the context.
+fn job(
+    s: &AppState,
+    prompt: Vec<u32>,
+    x: Sampling,
+    logprobs: Option<usize>,
+    reasoning_open: Option<bool>,
+) -> Result<Job, ApiError> {
+    let ctx = s.cfg.context;
+    let n = x.n.unwrap_or(1);
+    if n == 0 || n > s.cfg.max_batch {
+        return Err(bad(
+            format!(
+                "n must be between 1 and {} (the server's batch size)",
+                s.cfg.max_batch
+            ),
+            Some("n"),
+        ));
+    }
+    let temperature = x.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(bad(
+            "temperature must be between 0 and 2",
+            Some("temperature"),
+        ));
+    }
+    let top_p = x.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(bad("top_p must be in (0, 1]", Some("top_p")));
+    }
+    let min_p = x.min_p.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_p) {
+        return Err(bad("min_p must be in [0, 1]", Some("min_p")));
+    }
+    let top_k = x.top_k.unwrap_or(0);
+    if top_k < -1 {
+        return Err(bad(
+            "top_k must be -1 or 0 (off) or positive",
+            Some("top_k"),
+        ));
+    }
+    if logprobs.is_some_and(|k| k > 20) {
+        return Err(bad(
+            "at most 20 top log-probabilities",
+            Some("top_logprobs"),
+        ));
+    }
+    let stop = x.stop.map(api::Stop::into_vec).unwrap_or_default();
+    if stop.len() > 16 || stop.iter().any(|s| s.is_empty()) {
+        return Err(bad("stop takes up to 16 non-empty strings", Some("stop")));
+    }
+    if prompt.is_empty() {
+        return Err(bad("the prompt is empty", Some("prompt")));
+    }
+    if let Some(bad_id) = prompt.iter().find(|&&t| t as usize >= s.assets.vocab_size) {
+        return Err(bad(
+            format!(
+                "token id {bad_id} is outside the vocabulary (size {})",
+                s.assets.vocab_size
+            ),
+            Some("prompt"),
+        ));
+    }
+    if prompt.len() >= ctx {
+        return Err(bad(
+            format!(
+                "the prompt has {} tokens; this server's context is {ctx}",
+                prompt.len()
+            ),
+            Some("messages"),
+        )
+        .with_code("context_length_exceeded"));
+    }
+    let room = ctx - prompt.len();
+    let max_tokens = match x.max_completion_tokens.or(x.max_tokens) {
+        Some(0) => return Err(bad("max_tokens must be at least 1", Some("max_tokens"))),
+        Some(m) if m > room => {
+            return Err(bad(
+                format!(
+                    "the prompt ({} tokens) plus max_tokens ({m}) exceeds the context ({ctx})",
+                    prompt.len()
+                ),
+                Some("max_tokens"),
+            )
+            .with_code("context_length_exceeded"))
+        }
+        Some(m) => m,
+        None => s.cfg.default_max_tokens.min(room),
+    };
+    let seed = x.seed.map_or_else(rand::random::<u64>, |v| v as u64);
+    Ok(Job {
+        prompt,
+        n,
+        params: RequestParams {
+            sampling: SamplingParams {
+                temperature,
+                top_k: top_k.max(0) as usize,
+                top_p,
+                min_p,
+            },
+            max_tokens,
+            seed,
+            seed_offset: 0,
+            stop_token_ids: if x.ignore_eos.unwrap_or(false) {
+                Vec::new()
+            } else {
+                s.assets.eos_token_ids.clone()
+            },
+            stop_strings: stop,
+            logprobs,
+        },
+        stream: x.stream.unwrap_or(false),
+        include_usage: x
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+        reasoning_open,
+    })
+}
+
+fn bad(message: impl Into<String>, param: Option<&'static str>) -> ApiError {
+    ApiError::bad_request(message, param)
+}
+
+/// Counts a request as running until dropped.
+struct InFlight(Arc<AppState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .running_requests
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn submit(s: &Arc<AppState>, job: &Job) -> Result<(UnboundedReceiver<Event>, InFlight), ApiError> {
+    let limit = (s.cfg.max_batch + s.cfg.max_queue) as u64;
+    if s.metrics.running_requests.load(Ordering::Relaxed) >= limit {
+        s.metrics.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::overloaded(
+            "the server's queue is full; retry later",
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    s.metrics.running_requests.fetch_add(1, Ordering::Relaxed);
+    let guard = InFlight(s.clone());
+    s.engine
+        .send(Request {
+            prompt: job.prompt.clone(),
+            n: job.n,
+            params: job.params.clone(),
+            processor: s
+                .assets
+                .logits_processor
+                .as_ref()
+                .and_then(|f| f(&job.prompt)),
+            reply: ChannelReply(tx),
+        })
+        .map_err(|_| ApiError::internal("the engine has stopped"))?;
+    s.metrics
+        .prompt_tokens
+        .fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
+    Ok((rx, guard))
+}
+
+fn fail(s: &AppState, e: ApiError) -> Response {
+    s.metrics.failed_requests.fetch_add(1, Ordering::Relaxed);
+    e.into_response()
+}
+
+async fn chat(State(s): S, body: Bytes) -> Response {
+    match chat_job(&s, &body) {
+        Ok(job) => run(s, job, Kind::Chat).await,
+        Err(e) => fail(&s, e),
+    }
+}
+
+async fn completions(State(s): S, body: Bytes) -> Response {
+    match completion_job(&s, &body) {
+        Ok(job) => run(s, job, Kind::Completion).await,
+        Err(e) => fail(&s, e),
+    }
+}
+
+fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
+    let req: ChatRequest = api::parse(body)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request(
+            "messages must not be empty",
+            Some("messages"),
+        ));
+    }
+    let template = s.assets.template.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "this model has no chat template; use /v1/completions",
+            Some("messages"),
+        )
+    })?;
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        if m.role.is_empty() {
+            return Err(ApiError::bad_request(
+                "a message has an empty role",
+                Some("messages"),
+            ));
+        }
+        let content = match &m.content {
+            Some(c) => c.text()?,
+            None => String::new(),
+        };
+        messages.push(ChatMessage::new(m.role.clone(), content));
+    }
+    let prompt = template.render(&messages, true).map_err(|e| {
+        ApiError::bad_request(format!("the chat template failed: {e}"), Some("messages"))
+    })?;
+    let ids = s
+        .assets
+        .tokenizer
+        .encode(&prompt, false)
+        .map_err(|e| ApiError::internal(format!("tokenizing the prompt: {e}")))?;
+    let logprobs = match (req.logprobs, req.top_logprobs) {
+        (Some(true), k) => Some(k.unwrap_or(0)),
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "top_logprobs needs logprobs: true",
+                Some("top_logprobs"),
+            ))
+        }
+        _ => None,
+    };
+    let open = aha_text::prompt_opens_reasoning(&prompt);
+    s.metrics.chat_requests.fetch_add(1, Ordering::Relaxed);
+    job(s, ids, req.sampling, logprobs, Some(open))
+}
+
+fn completion_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
+    let req: CompletionRequest = api::parse(body)?;
+    let one = |n: usize| -> Result<(), ApiError> {
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(
+                "one prompt per request (use n for several completions)",
+                Some("prompt"),
+            ))
+        }
+    };
+    let encode = |t: &str| {
+        s.assets
+            .tokenizer
+            .encode(t, true)
+            .map_err(|e| ApiError::internal(format!("tokenizing the prompt: {e}")))
+    };
+    let ids = match req.prompt {
+        Prompt::Text(t) => encode(&t)?,
+        Prompt::Ids(ids) => ids,
+        Prompt::Texts(t) => {
+            one(t.len())?;
+            encode(&t[0])?
+        }
+        Prompt::IdLists(mut l) => {
+            one(l.len())?;
+            l.remove(0)
+        }
+    };
+    s.metrics
+        .completion_requests
+        .fetch_add(1, Ordering::Relaxed);
+    job(s, ids, req.sampling, req.logprobs, None)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Chat,
+    Completion,
+}
+
+/// Per-request bookkeeping shared by whole and streamed answers.
+struct Answer {
+    kind: Kind,
+    id: String,
+    created: u64,
+    model: String,
+    choices: Vec<Choice>,
+    /// Completions: the raw log-probabilities per choice.
+    raw_logprobs: Vec<Vec<(u32, TokenLogprob)>>,
+    prompt_tokens: usize,
+    started: Instant,
+    first_token: bool,
+}
+
+impl Answer {
+    fn new(s: &AppState, job: &Job, kind: Kind) -> Self {
+        let parser = || job.reasoning_open.map(StreamingReasoningParser::new);
+        Self {
+            kind,
+            id: new_id(if kind == Kind::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            }),
+            created: unix_now(),
+            model: s.cfg.model_name.clone(),
+            choices: (0..job.n).map(|_| Choice::new(parser())).collect(),
+            raw_logprobs: vec![Vec::new(); job.n],
+            prompt_tokens: job.prompt.len(),
+            started: Instant::now(),
+            first_token: false,
+        }
+    }
+
+    fn usage(&self) -> Value {
+        let completion: usize = self.choices.iter().map(|c| c.tokens).sum();
+        let reasoning: usize = self.choices.iter().map(|c| c.reasoning_tokens).sum();
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        })
+    }
+
+    fn observe_first(&mut self, s: &AppState) {
+        if !self.first_token {
+            self.first_token = true;
+            s.metrics.observe_ttft(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn whole(&mut self, s: &AppState) -> Value {
+        let tok = &s.assets.tokenizer;
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let finish = c.finish.map(finish_str);
+                match self.kind {
+                    Kind::Chat => {
+                        let mut message = json!({"role": "assistant", "content": c.content});
+                        if let Some(r) = c.reasoning_field() {
+                            message["reasoning_content"] = json!(r);
+                            message["reasoning"] = json!(r);
+                        }
+                        let logprobs = (!c.logprobs.is_empty())
+                            .then(|| json!({"content": c.logprobs}));
+                        json!({"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish})
+                    }
+                    Kind::Completion => {
+                        let lp = &self.raw_logprobs[i];
+                        let logprobs = (!lp.is_empty()).then(|| completion_logprobs(tok, lp, 0));
+                        json!({"index": i, "text": c.content, "logprobs": logprobs, "finish_reason": finish})
+                    }
+                }
+            })
+            .collect();
+        let object = match self.kind {
+            Kind::Chat => "chat.completion",
+            Kind::Completion => "text_completion",
+        };
+        json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(),
+        })
+    }
+
+    /// A stream chunk for one choice. `delta`: chat's delta object or the completion text.
+    fn chunk(
+        &self,
+        i: usize,
+        delta: Value,
+        logprobs: Option<Value>,
+        finish: Option<&str>,
+        with_usage: bool,
+    ) -> Value {
+        let choice = match self.kind {
+            Kind::Chat => {
+                json!({"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
+            }
+            Kind::Completion => {
+                json!({"index": i, "text": delta, "logprobs": logprobs, "finish_reason": finish})
+            }
+        };
+        self.frame(vec![choice], with_usage.then_some(Value::Null))
+    }
+
+    fn frame(&self, choices: Vec<Value>, usage: Option<Value>) -> Value {
+        let object = match self.kind {
+            Kind::Chat => "chat.completion.chunk",
+            Kind::Completion => "text_completion",
+        };
+        let mut v = json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        v
+    }
+
+    /// Record a token; returns the chat delta (or completion text) and its log-probs.
+    fn token(
+        &mut self,
+        s: &AppState,
+        sample: usize,
+        token: u32,
+        text: &str,
+        logprob: Option<TokenLogprob>,
+    ) -> Option<(Value, Option<Value>)> {
+        self.observe_first(s);
+        let tok = &s.assets.tokenizer;
+        let c = self.choices.get_mut(sample)?;
+        let offset = c.content.len();
+        let d = c.push(text);
+        let lp = logprob.map(|lp| match self.kind {
+            Kind::Chat => {
+                let e = chat_logprob(tok, token, &lp);
+                c.logprobs.push(e.clone());
+                json!({"content": [e]})
+            }
+            Kind::Completion => {
+                let v = completion_logprobs(tok, &[(token, lp.clone())], offset);
+                self.raw_logprobs[sample].push((token, lp));
+                v
+            }
+        });
+        let delta = self.delta_value(d);
+        (delta.is_some() || lp.is_some()).then(|| (delta.unwrap_or_else(|| self.empty_delta()), lp))
+    }
+
+    fn empty_delta(&self) -> Value {
+        match self.kind {
+            Kind::Chat => json!({}),
+            Kind::Completion => json!(""),
+        }
+    }
+
+    fn delta_value(&self, d: aha_text::ReasoningDelta) -> Option<Value> {
+        if d.is_empty() {
+            return None;
+        }
+        Some(match self.kind {
+            Kind::Chat => {
+                let mut v = json!({});
+                if !d.reasoning.is_empty() {
+                    v["reasoning_content"] = json!(d.reasoning);
+                    v["reasoning"] = json!(d.reasoning);
+                }
+                if !d.content.is_empty() {
+                    v["content"] = json!(d.content);
+                }
+                v
+            }
+            Kind::Completion => json!(d.content),
+        })
+    }
+}
+
+async fn run(s: Arc<AppState>, job: Job, kind: Kind) -> Response {
+    let (rx, guard) = match submit(&s, &job) {
+        Ok(x) => x,
+        Err(e) => return fail(&s, e),
+    };
+    let answer = Answer::new(&s, &job, kind);
+    if job.stream {
+        stream(s, job, answer, rx, guard)
+    } else {
+        match whole(&s, job.n, answer, rx).await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => fail(&s, e),
+        }
+    }
+}
+
+async fn whole(
+    s: &AppState,
+    n: usize,
+    mut a: Answer,
+    mut rx: UnboundedReceiver<Event>,
+) -> Result<Value, ApiError> {
+    let mut done = 0;
+    while done < n {
+        match rx.recv().await {
+            Some(Event::Token {
+                sample,
+                token,
+                text,
+                logprob,
+            }) => {
+                a.token(s, sample, token, &text, logprob);
+            }
+            Some(Event::Finished { sample, reason }) => {
+                if let Some(c) = a.choices.get_mut(sample) {
+                    c.finish(reason);
+                    s.metrics
+                        .completion_tokens
+                        .fetch_add(c.tokens as u64, Ordering::Relaxed);
+                }
+                done += 1;
+            }
+            Some(Event::Failed(m)) => return Err(ApiError::internal(m)),
+            None => return Err(ApiError::internal("the engine stopped")),
+        }
+    }
+    Ok(a.whole(s))
+}
+
+fn sse(v: &Value) -> Result<SseEvent, Infallible> {
+    Ok(SseEvent::default().data(v.to_string()))
+}
+
+fn stream(
+    s: Arc<AppState>,
+    job: Job,
+    mut a: Answer,
+    mut rx: UnboundedReceiver<Event>,
+    guard: InFlight,
+) -> Response {
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
+    let usage = job.include_usage;
+    tokio::spawn(async move {
+        let _guard = guard;
+        // Sending fails once the client is gone: return, dropping `rx`, which cancels.
+        macro_rules! emit {
+            ($v:expr) => {
+                if tx.send(sse(&$v)).await.is_err() {
+                    return;
+                }
+            };
+        }
+        if a.kind == Kind::Chat {
+            for i in 0..job.n {
+                emit!(a.chunk(
+                    i,
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                    None,
+                    usage
+                ));
+            }
+        }
+        let mut done = 0;
+        while done < job.n {
+            let event = tokio::select! {
+                e = rx.recv() => e,
+                _ = tx.closed() => return,
+            };
+            match event {
+                Some(Event::Token {
+                    sample,
+                    token,
+                    text,
+                    logprob,
+                }) => {
+                    if let Some((delta, lp)) = a.token(&s, sample, token, &text, logprob) {
+                        emit!(a.chunk(sample, delta, lp, None, usage));
+                    }
+                }
+                Some(Event::Finished { sample, reason }) => {
+                    done += 1;
+                    let Some(c) = a.choices.get_mut(sample) else {
+                        continue;
+                    };
+                    let rest = c.finish(reason);
+                    s.metrics
+                        .completion_tokens
+                        .fetch_add(c.tokens as u64, Ordering::Relaxed);
+                    if let Some(delta) = a.delta_value(rest) {
+                        emit!(a.chunk(sample, delta, None, None, usage));
+                    }
+                    let empty = a.empty_delta();
+                    emit!(a.chunk(sample, empty, None, Some(finish_str(reason)), usage));
+                }
+                Some(Event::Failed(m)) => {
+                    s.metrics.failed_requests.fetch_add(1, Ordering::Relaxed);
+                    emit!(ApiError::internal(m).body());
+                    break;
+                }
+                None => break,
+            }
+        }
+        if usage {
+            emit!(a.frame(Vec::new(), Some(a.usage())));
+        }
+        let _ = tx.send(Ok(SseEvent::default().data("[DONE]"))).await;
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).into_response()
+}
