@@ -33,7 +33,14 @@ fn greedy_matches_transformers_alone_and_in_a_padded_batch() {
         let (model, r) = fixture(name);
         let prompt = ids(&r["greedy_prompt"]);
         let want = ids(&r["greedy_tokens"]);
-        let alone = generate(&model, None, std::slice::from_ref(&prompt), &greedy(20), |_| {}).unwrap();
+        let alone = generate(
+            &model,
+            None,
+            std::slice::from_ref(&prompt),
+            &greedy(20),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(alone[0].token_ids, want, "{name}");
         assert_eq!(alone[0].finish_reason, FinishReason::Length);
         // Same prompt among longer and shorter ones: left padding must not change it.
