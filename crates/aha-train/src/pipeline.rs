@@ -488,7 +488,7 @@ fn save_model(model: &Model, tok: &Tokenizer, dir: &Path) -> Result<()> {
     model.save(dir)?;
     let path = dir.join("tokenizer.json");
     tok.inner()
-        .ok_or_else(|| PipelineError::Invalid("the tokenizer has no tokenizer.json form".into()))?
+        .ok_or_else(|| TrainError::Invalid("the tokenizer has no tokenizer.json form".into()))?
         .save(path.to_string_lossy().as_ref(), false)
         .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
     Ok(())
