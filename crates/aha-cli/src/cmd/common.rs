@@ -3,7 +3,7 @@
 use aha_model::{LoadOptions, Model};
 use aha_text::Tokenizer;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct Loaded {
     pub model: Model,
@@ -178,4 +178,17 @@ impl LoraArgs {
         }
         Ok(())
     }
+}
+
+/// The user's cache directory for aha (pretrained bases): `$XDG_CACHE_HOME/aha`, else
+/// `$HOME/.cache/aha`, else `.cache/aha` under the current directory.
+pub fn default_cache_dir() -> PathBuf {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(x) = nonempty("XDG_CACHE_HOME") {
+        return PathBuf::from(x).join("aha");
+    }
+    if let Some(h) = nonempty("HOME") {
+        return PathBuf::from(h).join(".cache").join("aha");
+    }
+    PathBuf::from(".cache").join("aha")
 }

@@ -32,7 +32,8 @@ pub struct PipelineArgs {
     #[arg(long, default_value_t = 1.0)]
     rl_scale: f64,
     /// Where pretrained bases are cached (reused across runs).
-    #[arg(long, env = "AHA_CACHE", default_value = ".cache/aha")]
+    /// Default: $XDG_CACHE_HOME/aha, else ~/.cache/aha, the same from any directory.
+    #[arg(long, env = "AHA_CACHE", default_value_os_t = super::common::default_cache_dir())]
     cache: PathBuf,
     /// Print the configuration as JSON and exit.
     #[arg(long)]

@@ -58,7 +58,8 @@ pub struct ZeroArgs {
     #[arg(long)]
     base: Option<PathBuf>,
     /// Where pretrained base models are cached.
-    #[arg(long, env = "AHA_CACHE", default_value = ".cache/aha")]
+    /// Default: $XDG_CACHE_HOME/aha, else ~/.cache/aha, the same from any directory.
+    #[arg(long, env = "AHA_CACHE", default_value_os_t = super::common::default_cache_dir())]
     cache: PathBuf,
     /// Print a few sampled completions every N steps (0: never).
     #[arg(long, default_value_t = 20)]
