@@ -1161,29 +1161,12 @@ impl GrpoTrainer {
         let ref_path = dir.join(REFERENCE_FILE);
         if let Some(r) = &t.reference {
             if ref_path.is_file() {
-                load_into(r.trainable_params(), &ref_path)?;
+                crate::trainer::load_params(r.trainable_params(), &ref_path)?;
             }
         }
         t.step = state.step;
         Ok(t)
     }
-}
-
-/// Set every parameter of `params` from the tensor of the same name in `path`.
-fn load_into(params: &aha_model::Params, path: &Path) -> Result<()> {
-    let device = params
-        .iter()
-        .next()
-        .map(|(_, v)| v.device().clone())
-        .unwrap_or(candle_core::Device::Cpu);
-    let saved = candle_core::safetensors::load(path, &device)?;
-    for (name, var) in params.iter() {
-        let s = saved
-            .get(name)
-            .ok_or_else(|| file_err(path, format!("no tensor {name}")))?;
-        var.set(&s.to_dtype(var.dtype())?)?;
-    }
-    Ok(())
 }
 
 /// Sum of the per-token log-probs of one completion under `model` (a convenience for tests

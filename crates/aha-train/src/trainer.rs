@@ -274,22 +274,7 @@ impl Trainer {
             } else {
                 dir.join("model.safetensors")
             };
-            let saved: BTreeMap<String, Tensor> =
-                aha_model::weights::read_file(&path, DType::F32, model.device())?
-                    .into_iter()
-                    .collect();
-            for (name, var) in model.trainable_params().iter() {
-                let t = saved
-                    .get(name)
-                    .ok_or_else(|| file_err(&path, format!("no tensor {name}")))?;
-                if t.dims() != var.dims() {
-                    return Err(file_err(
-                        &path,
-                        format!("{name} has shape {:?}, expected {:?}", t.dims(), var.dims()),
-                    ));
-                }
-                var.set(&t.to_dtype(var.dtype())?)?;
-            }
+            load_params(model.trainable_params(), &path)?;
         }
         let mut t = Self::new(model, cfg)?;
         let device = t.model.device().clone();
@@ -298,6 +283,31 @@ impl Trainer {
         t.step = step;
         Ok((t, state))
     }
+}
+
+/// Set every parameter of `params` from the tensor of the same name and shape in the
+/// safetensors file `path` (converted to the parameter's dtype).
+pub(crate) fn load_params(params: &aha_model::Params, path: &Path) -> Result<()> {
+    let device = match params.iter().next() {
+        Some((_, v)) => v.device().clone(),
+        None => return Ok(()),
+    };
+    let saved: BTreeMap<String, Tensor> = aha_model::weights::read_file(path, DType::F32, &device)?
+        .into_iter()
+        .collect();
+    for (name, var) in params.iter() {
+        let t = saved
+            .get(name)
+            .ok_or_else(|| file_err(path, format!("no tensor {name}")))?;
+        if t.dims() != var.dims() {
+            return Err(file_err(
+                path,
+                format!("{name} has shape {:?}, expected {:?}", t.dims(), var.dims()),
+            ));
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// The step and objective state of a checkpoint's `trainer.json`.
