@@ -13,6 +13,7 @@ pub use scheduler::{
 };
 pub use worker::WorkerStats;
 
+use aha_model::ops::token_logprobs;
 use aha_model::{ForwardInput, KvCache, LogitsFor, Mode, Model, Tensor};
 use aha_text::Tokenizer;
 use candle_core::DType;
@@ -233,9 +234,9 @@ pub fn score(model: &Model, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
             continue;
         }
         let logits = full_logits(model, seq)?;
-        let lp = candle_nn_log_softmax(&logits.narrow(0, 0, seq.len() - 1)?)?;
-        let targets = Tensor::new(&seq[1..], model.device())?.unsqueeze(1)?;
-        out.push(lp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?);
+        let targets = Tensor::new(&seq[1..], model.device())?;
+        let (lp, _) = token_logprobs(&logits.narrow(0, 0, seq.len() - 1)?, &targets, 1.0)?;
+        out.push(lp.to_vec1()?);
     }
     Ok(out)
 }
@@ -256,13 +257,6 @@ pub fn full_logits(model: &Model, seq: &[u32]) -> Result<Tensor> {
         .forward(&input, None)?
         .squeeze(0)?
         .to_dtype(DType::F32)?)
-}
-
-fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    let max = x.max_keepdim(1)?;
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
-    shifted.broadcast_sub(&lse)
 }
 
 #[cfg(test)]

@@ -124,6 +124,219 @@ fn exp_nonpositive(z: f32) -> f32 {
     }
 }
 
+/// Log-softmax over the last dimension, composed of differentiable ops (max detached).
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// For logits `[.., V]` and targets `[..]` (u32): `log p(target)` under `softmax(scale * x)`,
+/// and the entropy of that distribution (detached: it carries no gradient). On f32 CPU
+/// tensors one fused kernel with its own backward, so that no `[.., V]` intermediate (the
+/// log-softmax, its exp, their gradients) is ever stored; elsewhere composed ops.
+pub fn token_logprobs(logits: &Tensor, targets: &Tensor, scale: f64) -> Result<(Tensor, Tensor)> {
+    if !(scale > 0.0 && scale.is_finite()) {
+        candle_core::bail!("token_logprobs: scale must be positive, got {scale}");
+    }
+    let v = logits.dim(D::Minus1)?;
+    if logits.dims()[..logits.rank() - 1] != *targets.dims() {
+        candle_core::bail!(
+            "token_logprobs: logits {:?} and targets {:?} do not match",
+            logits.dims(),
+            targets.dims()
+        );
+    }
+    let shape = targets.shape().clone();
+    if !(logits.dtype() == DType::F32 && logits.device().is_cpu()) {
+        let x = if scale == 1.0 {
+            logits.clone()
+        } else {
+            (logits * scale)?
+        };
+        let lsm = log_softmax(&x)?;
+        let logp = lsm.gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?;
+        let lsm = lsm.detach();
+        let entropy = (lsm.exp()? * &lsm)?.sum(D::Minus1)?.neg()?;
+        return Ok((logp.squeeze(D::Minus1)?, entropy));
+    }
+    let n = shape.elem_count();
+    let x = logits.contiguous()?.reshape((n, v))?;
+    let t = targets.to_dtype(DType::U32)?.contiguous()?.reshape(n)?;
+    let both = x.apply_op2(
+        &t,
+        TokenLogprobs {
+            scale: scale as f32,
+        },
+    )?;
+    let logp = both.narrow(1, 0, 1)?.reshape(&shape)?;
+    let entropy = both.narrow(1, 1, 1)?.detach().reshape(&shape)?;
+    Ok((logp, entropy))
+}
+
+/// The fused kernel of [`token_logprobs`]: [n, V] f32 and [n] u32 in, [n, 2] (log p, entropy) out.
+struct TokenLogprobs {
+    scale: f32,
+}
+
+/// Row `x` scaled by `s`: (max of s*x, sum of e^(s*x - max), sum of e^(s*x - max) * s*x).
+fn row_moments(x: &[f32], s: f32) -> (f32, f32, f32) {
+    let max = s * x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let (mut se, mut sez) = ([0f32; 8], [0f32; 8]);
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            let z = s * c[k];
+            let e = exp_nonpositive(z - max);
+            se[k] += e;
+            sez[k] += e * z;
+        }
+    }
+    let (mut sum, mut sum_z) = (se.iter().sum::<f32>(), sez.iter().sum::<f32>());
+    for &v in chunks.remainder() {
+        let z = s * v;
+        let e = exp_nonpositive(z - max);
+        sum += e;
+        sum_z += e * z;
+    }
+    (max, sum, sum_z)
+}
+
+fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> Result<&'a [f32]> {
+    let candle_core::CpuStorage::F32(v) = s else {
+        candle_core::bail!("token_logprobs: f32 expected");
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("token_logprobs: input not contiguous");
+    };
+    Ok(&v[a..b])
+}
+
+fn checked_targets<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    n: usize,
+    v: usize,
+) -> Result<&'a [u32]> {
+    let candle_core::CpuStorage::U32(t) = s else {
+        candle_core::bail!("token_logprobs: u32 targets expected");
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("token_logprobs: targets not contiguous");
+    };
+    let t = &t[a..b];
+    if t.len() != n {
+        candle_core::bail!("token_logprobs: {} targets for {n} rows", t.len());
+    }
+    if let Some(bad) = t.iter().find(|&&k| k as usize >= v) {
+        candle_core::bail!("token_logprobs: target {bad} outside the vocabulary (0..{v})");
+    }
+    Ok(t)
+}
+
+impl candle_core::CustomOp2 for TokenLogprobs {
+    fn name(&self) -> &'static str {
+        "aha-token-logprobs"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let x = contiguous_f32(s1, l1)?;
+        let v = l1.dims().last().copied().unwrap_or(1).max(1);
+        let n = x.len() / v;
+        let t = checked_targets(s2, l2, n, v)?;
+        let s = self.scale;
+        let mut out = vec![0f32; 2 * n];
+        out.par_chunks_mut(2)
+            .zip(x.par_chunks(v))
+            .zip(t.par_iter())
+            .with_min_len(8)
+            .for_each(|((o, row), &k)| {
+                let (max, sum, sum_z) = row_moments(row, s);
+                let lse = max + sum.ln();
+                o[0] = s * row[k as usize] - lse;
+                o[1] = lse - sum_z / sum;
+            });
+        Ok((candle_core::CpuStorage::F32(out), (n, 2).into()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let gx = x.apply_op3_no_bwd(t, &g, &TokenLogprobsGrad { scale: self.scale })?;
+        Ok((Some(gx), None))
+    }
+}
+
+/// d log p(target) / dx = s * (onehot(target) - softmax(s x)), times the incoming gradient
+/// (column 0 of [n, 2]; the entropy column carries none).
+struct TokenLogprobsGrad {
+    scale: f32,
+}
+
+impl candle_core::CustomOp3 for TokenLogprobsGrad {
+    fn name(&self) -> &'static str {
+        "aha-token-logprobs-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+        s3: &candle_core::CpuStorage,
+        l3: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let x = contiguous_f32(s1, l1)?;
+        let v = l1.dims().last().copied().unwrap_or(1).max(1);
+        let n = x.len() / v;
+        let t = checked_targets(s2, l2, n, v)?;
+        let g = contiguous_f32(s3, l3)?;
+        if g.len() != 2 * n {
+            candle_core::bail!(
+                "token_logprobs: gradient of {} values for {n} rows",
+                g.len()
+            );
+        }
+        let s = self.scale;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(v)
+            .zip(x.par_chunks(v))
+            .zip(t.par_iter().zip(g.par_chunks(2)))
+            .with_min_len(8)
+            .for_each(|((o, row), (&k, gr))| {
+                let gk = gr[0] * s;
+                if gk == 0.0 {
+                    return; // padding: the row is already zero
+                }
+                let (max, sum, _) = row_moments(row, s);
+                let c = -gk / sum;
+                for (oj, &xj) in o.iter_mut().zip(row) {
+                    *oj = c * exp_nonpositive(s * xj - max);
+                }
+                o[k as usize] += gk;
+            });
+        Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 /// A weight as the mode wants it: detached for inference, so that sampling with
 /// trainable weights builds no autograd graph.
 pub fn param(w: &Tensor, mode: Mode) -> Tensor {
@@ -531,5 +744,69 @@ mod tests {
         );
         assert!(diff(f, p) < 1e-5);
         assert!(gf.get(w.as_tensor()).is_none() && gp.get(w.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn fused_token_logprobs_match_composed_ops_with_gradients() {
+        let dev = Device::Cpu;
+        let (b, n, v) = (3usize, 5usize, 203usize);
+        // Logits with a wide range (x 40) so that the max shift matters.
+        let x = Var::from_tensor(
+            &(var((b * n, v), 7).as_tensor() * 40.0)
+                .unwrap()
+                .reshape((b, n, v))
+                .unwrap(),
+        )
+        .unwrap();
+        let targets: Vec<u32> = (0..b * n).map(|i| ((i * 37 + 11) % v) as u32).collect();
+        let t = Tensor::from_vec(targets, (b, n), &dev).unwrap();
+        // A loss weight per position, zero at "padding".
+        let w: Vec<f32> = (0..b * n)
+            .map(|i| {
+                if i % 4 == 3 {
+                    0.0
+                } else {
+                    0.5 + i as f32 / 10.0
+                }
+            })
+            .collect();
+        let w = Tensor::from_vec(w, (b, n), &dev).unwrap();
+        for scale in [1.0, 1.0 / 0.7] {
+            let (lp, ent) = token_logprobs(x.as_tensor(), &t, scale).unwrap();
+            let gf = (&lp * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let xs = (x.as_tensor() * scale).unwrap();
+            let lsm = log_softmax(&xs).unwrap();
+            let want = lsm
+                .gather(&t.unsqueeze(2).unwrap(), 2)
+                .unwrap()
+                .squeeze(2)
+                .unwrap();
+            let want_ent = (lsm.exp().unwrap() * &lsm)
+                .unwrap()
+                .sum(2)
+                .unwrap()
+                .neg()
+                .unwrap();
+            let gc = (&want * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(diff(&lp, &want) < 1e-4, "log p, scale {scale}");
+            assert!(diff(&ent, &want_ent) < 1e-4, "entropy, scale {scale}");
+            let (g1, g2) = (
+                gf.get(x.as_tensor()).unwrap(),
+                gc.get(x.as_tensor()).unwrap(),
+            );
+            assert!(diff(g1, g2) < 1e-5, "gradient, scale {scale}");
+            assert!(
+                g1.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.1
+            );
+        }
+        // Out-of-vocabulary targets are an error, not a panic.
+        let bad = Tensor::from_vec(vec![v as u32; b * n], (b, n), &dev).unwrap();
+        assert!(token_logprobs(x.as_tensor(), &bad, 1.0).is_err());
     }
 }

@@ -14,13 +14,14 @@
 //!   loop (metrics, checkpoints), the loss normalised over each optimizer step's completion
 //!   tokens so that gradient accumulation is exact.
 
-use crate::grpo::{completion_logits, log_softmax};
+use crate::grpo::completion_logits;
 use crate::sft::{Example, IGNORE};
 use crate::trainer::{
     epoch_order, file_err, progress_bar, MetricsSink, MicroLoss, Objective, OptimConfig, Stats,
     Trainer,
 };
 use aha_engine::{GenerateOptions, SamplingParams};
+use aha_model::ops::log_softmax;
 use aha_model::{Mode, Model};
 use aha_text::Tokenizer;
 use candle_core::{Tensor, D};

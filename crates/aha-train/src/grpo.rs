@@ -15,9 +15,10 @@
 use crate::optim::{AdamWConfig, LrSchedule};
 use crate::trainer::{MicroLoss, Objective, OptimConfig, Stats, Trainer};
 use aha_engine::{Completion, FinishReason, GenerateOptions, SamplingParams};
+use aha_model::ops::token_logprobs;
 use aha_model::{ForwardInput, LogitsFor, Mode, Model};
 use aha_text::Tokenizer;
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -106,14 +107,6 @@ pub struct CompletionLogprobs {
     pub entropy: Tensor,
     /// [b, c] f32, 1 at real completion tokens.
     pub mask: Tensor,
-}
-
-/// Log-softmax over the last dimension with differentiable ops (max detached).
-pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
 }
 
 /// The logits that predict each completion token, from one forward pass over the batch.
@@ -227,15 +220,13 @@ pub fn completion_logprobs_at(
         targets,
         mask,
     } = completion_logits(model, prompts, completions, mode)?;
-    let logits = if temperature > 0.0 && temperature != 1.0 {
-        (logits / temperature as f64)?
+    let scale = if temperature > 0.0 {
+        1.0 / temperature as f64
     } else {
-        logits
+        1.0
     };
-    let lsm = log_softmax(&logits)?;
-    let logprobs = (lsm.gather(&targets, 2)?.squeeze(2)? * &mask)?;
-    let lsm_d = lsm.detach();
-    let entropy = (lsm_d.exp()? * &lsm_d)?.sum(D::Minus1)?.neg()?;
+    let (logprobs, entropy) = token_logprobs(&logits, &targets.squeeze(2)?, scale)?;
+    let logprobs = (logprobs * &mask)?;
     let entropy = (entropy * &mask)?;
     Ok(CompletionLogprobs {
         logprobs,

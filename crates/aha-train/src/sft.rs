@@ -41,11 +41,11 @@
 //! per-token log-probs equal the unpacked ones.
 
 use crate::data::Record;
-use crate::grpo::log_softmax;
 use crate::trainer::{
     epoch_order, file_err, progress_bar, MetricsSink, MicroLoss, Objective, OptimConfig, Result,
     Stats, TrainError, Trainer,
 };
+use aha_model::ops::token_logprobs;
 use aha_model::{DType, ForwardInput, LogitsFor, Mode, Model, Tensor};
 use aha_text::{ChatMessage, ChatTemplate, Tokenizer};
 use serde::{Deserialize, Serialize};
@@ -601,10 +601,10 @@ fn rows_logprobs(model: &Model, rows: &[Row], mode: Mode) -> Result<(Tensor, Ten
     } else {
         logits
     };
-    let lsm = log_softmax(&logits)?;
-    let targets = Tensor::from_vec(targets, (b, n, 1), device)?;
+    let targets = Tensor::from_vec(targets, (b, n), device)?;
     let mask = Tensor::from_vec(mask, (b, n), device)?;
-    let logp = (lsm.gather(&targets, 2)?.squeeze(2)? * &mask)?;
+    let (logp, _) = token_logprobs(&logits, &targets, 1.0)?;
+    let logp = (logp * &mask)?;
     Ok((logp, mask, first))
 }
 
