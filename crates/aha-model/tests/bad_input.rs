@@ -1,6 +1,6 @@
 //! Bad files give clear errors naming the file and the problem, never a panic.
 
-mod common;
+use crate::common;
 
 use aha_model::{LoadOptions, Model};
 use common::max_abs_diff;

@@ -3,14 +3,14 @@
 //! greedy tokens, log-probs, gradients, chosen experts; and the absorbed-MLA decode, FP8
 //! loading, routing statistics and balancing.
 
+use crate::common;
 use aha_model::deepseek_v3::{DeepseekV3, DeepseekV3Config, Drafter, MlaForm};
 use aha_model::weights::Checkpoint;
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
+use common::{max_abs, max_abs_diff};
 use std::collections::HashMap;
 use std::path::PathBuf;
-mod common;
-use common::{max_abs, max_abs_diff};
 
 const FIXTURES: [&str; 4] = [
     "deepseek_v3_default",

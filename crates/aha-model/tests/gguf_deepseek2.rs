@@ -5,13 +5,13 @@
 //! layout, the fused `ffn_gate_up_exps` and a YaRN variant (its rope metadata as the converter
 //! wrote it, in `llama_cpp_logits_yarn.json`) are rebuilt here from that file with aha's writer.
 
+use crate::common;
 use aha_model::gguf::{self, GgufFile, Value};
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
-mod common;
 use common::{max_abs, max_abs_diff};
+use std::path::{Path, PathBuf};
 
 const IDS: [u32; 10] = [1, 17, 42, 99, 200, 255, 7, 128, 3, 64];
 

@@ -2,13 +2,13 @@
 //! both modes, loss gradients; fixture recorded by scripts/ref/make_lora_fixture.py), only
 //! adapters train, save/load round trip, merging, and bad adapter files as errors.
 
+use crate::common;
 use aha_model::lora::{self, LoraConfig};
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model, ModelError};
 use candle_core::{DType, Device, Tensor, D};
+use common::{max_abs, max_abs_diff};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-mod common;
-use common::{max_abs, max_abs_diff};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -2,7 +2,7 @@
 //! token sees only the earlier tokens of its own sequence, so the logits equal those of the
 //! sequences run alone.
 
-mod common;
+use crate::common;
 
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model, Tensor};
 use common::max_abs_diff;

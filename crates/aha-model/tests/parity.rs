@@ -2,12 +2,12 @@
 //! scripts/ref/make_model_fixtures.py): logits, padded batches, greedy tokens,
 //! log-probs and gradients.
 
+use crate::common;
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
+use common::{max_abs, max_abs_diff};
 use std::collections::HashMap;
 use std::path::PathBuf;
-mod common;
-use common::{max_abs, max_abs_diff};
 
 const FIXTURES: [&str; 4] = ["qwen2_tied", "qwen2_untied", "llama3_rope", "qwen2_bf16"];
 

@@ -1,7 +1,7 @@
 //! The server over loopback with a tiny random model: chat and completions (whole and
 //! streamed), models, health, metrics, errors, API keys and disconnecting clients.
 
-mod common;
+use crate::common;
 
 use aha_serve::{Assets, Running, ServeConfig};
 use common::{chat_stream_text, get, post, request};

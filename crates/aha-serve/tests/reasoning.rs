@@ -4,7 +4,7 @@
 //! the template pre-fills `<think>`, the model writes both tags, none, or a tag split across
 //! tokens; each whole and streamed (the concatenated stream must equal the whole answer).
 
-mod common;
+use crate::common;
 
 use aha_engine::LogitsProcessor;
 use aha_serve::{Assets, Running, ServeConfig};

@@ -2,13 +2,13 @@
 //! its gradient, a DeepSeek-V3 MoE teacher distilled into a dense Qwen2 student, and the
 //! on-policy fraction.
 
+use crate::common;
 use aha_model::{LoadOptions, Model};
 use aha_train::distill::*;
 use aha_train::optim::{AdamW, AdamWConfig, Grads};
 use candle_core::{Device, Tensor, Var};
-use rand::{rngs::StdRng, SeedableRng};
-mod common;
 use common::fixture;
+use rand::{rngs::StdRng, SeedableRng};
 
 fn softmax64(z: &[f64], t: f64) -> Vec<f64> {
     let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

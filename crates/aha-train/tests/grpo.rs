@@ -1,9 +1,9 @@
 //! GRPO: the loss against hand-computed values, log-probs of padded batches, and trainer
 //! steps on a tiny fixture model (learning signal, gradients, exact resume).
 
+use crate::common;
 use aha_model::{LoadOptions, Mode};
 use aha_train::grpo::*;
-mod common;
 use aha_train::optim::Grads;
 use candle_core::{Device, Tensor, Var};
 use common::{fixture, low_token_reward, max_abs_diff, two_prompts};

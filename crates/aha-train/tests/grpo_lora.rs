@@ -1,9 +1,9 @@
 //! GRPO with LoRA adapters on the tiny qwen2_tied model: only the adapters move, the step
 //! still learns, checkpoints are PEFT adapters, and resume continues exactly.
 
+use crate::common;
 use aha_model::{lora, LoadOptions, LoraConfig, Model};
 use aha_train::grpo::*;
-mod common;
 use common::{fixture, low_token_reward, max_abs_diff, two_prompts};
 
 fn lora_model() -> Model {

@@ -1,7 +1,7 @@
 //! Supervised fine-tuning: exact gradient accumulation, packing, labels of real chat
 //! templates, and exact resume.
 
-mod common;
+use crate::common;
 
 use aha_model::{LoraConfig, Model};
 use aha_text::{ChatMessage, ChatTemplate, Tokenizer};
