@@ -2,6 +2,8 @@
 //! forward passes that serve both inference (fused ops, KV cache) and training
 //! (differentiable ops, full logits), and saving back in the Hugging Face format.
 
+// Not called directly: turns on the AVX-512 kernels of the GEMM crate under candle.
+use gemm as _;
 pub mod config;
 pub mod deepseek_v3;
 mod error;

