@@ -1066,6 +1066,22 @@ mod tests {
         assert!(!eq("5\\text{ cm}", "5\\text{ m}"));
         assert!(eq("\\text{Monday}", "monday"));
     }
+
+    #[test]
+    fn compound_units() {
+        assert!(eq("80", "80\\mathrm{km}/\\mathrm{h}"));
+        assert!(eq("80", "80 \\text{ km/h}"));
+        assert!(eq("80", "80 km/h"));
+        assert!(eq("9.8", "9.8\\,\\text{m}/\\text{s}^2"));
+        assert!(eq("80\\text{ km/h}", "80 \\mathrm{km}/\\mathrm{h}"));
+        assert!(eq("80\\text{ km/h}", "80 kilometers per hour"));
+        assert!(eq("60 \\text{ mph}", "60\\text{ mi/h}"));
+        assert!(!eq("80", "8\\mathrm{km}/\\mathrm{h}"));
+        assert!(!eq("80", "85 \\text{ km/h}"));
+        assert!(!eq("80\\text{ km/h}", "80\\text{ m/s}"));
+        // Only known units make a ratio: `2 r/h` is not 2 with a unit.
+        assert!(!eq("2", "2 r/h"));
+    }
 }
 
 #[cfg(test)]
