@@ -74,7 +74,17 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
 /// Normalised form: delimiters and spacing removed, "and" as a comma, number
 /// words as digits.
 fn prepare(s: &str) -> String {
-    let t = and_as_comma(&normalize_answer(s));
+    let mut n = normalize_answer(s);
+    // Unescaped braces around the whole answer are a LaTeX group, not a set:
+    // `{1,3}` renders as "1,3" (a set is `\{1,3\}`).
+    for _ in 0..64 {
+        let t = n.trim();
+        match crate::extract::matching_brace(t, 0) {
+            Some(close) if close + 1 == t.len() => n = t[1..close].to_string(),
+            _ => break,
+        }
+    }
+    let t = and_as_comma(&n);
     match number_words(&t) {
         Some(n) => n.to_string(),
         None => t,

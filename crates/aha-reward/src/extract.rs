@@ -259,6 +259,34 @@ fn boxed_run(s: &str) -> Option<(String, usize, usize)> {
     Some((uniq.join(sep), first, end))
 }
 
+/// The distinct contents of the last boxes (at most 16), in order, as long as
+/// only symbols (no letters or digits) separate them.
+fn symbol_separated_boxes(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut end = s.len();
+    let mut next_start: Option<usize> = None;
+    for _ in 0..16 {
+        let Some((b, i)) = last_boxed(&s[..end]) else {
+            break;
+        };
+        if let Some(ns) = next_start {
+            let Some(e) = box_end(s, i).filter(|&e| e <= ns) else {
+                break;
+            };
+            if s[e..ns].chars().any(|c| c.is_alphanumeric()) {
+                break;
+            }
+        }
+        if !out.iter().any(|u| u.trim() == b.trim()) {
+            out.push(b);
+        }
+        next_start = Some(i);
+        end = i;
+    }
+    out.reverse();
+    out
+}
+
 /// End (exclusive) of the box starting at `start`.
 fn box_end(s: &str, start: usize) -> Option<usize> {
     let open = start + s[start..].find('{')?;
@@ -740,7 +768,17 @@ pub fn extract_gold(gold: &str) -> String {
     if let Some(a) = gsm8k_answer(gold) {
         return cap(&a);
     }
-    if let Some((b, _, _)) = boxed_run(gold) {
+    if let Some((b, first, _)) = boxed_run(gold) {
+        // A short gold written as boxes separated by symbols only
+        // (`\boxed{35} ++ \boxed{4}`) states all of them; words between boxes
+        // (`\boxed{1} no no \boxed{2}`) revise, as in a response.
+        let short = gold.len() <= 200 && !gold.contains('\n');
+        if short && last_boxed(&gold[..first]).is_some() {
+            let all = symbol_separated_boxes(gold);
+            if all.len() > 1 {
+                return cap(&all.join(", "));
+            }
+        }
         return cap(&b);
     }
     if let Some(i) = gold.rfind("<answer>") {

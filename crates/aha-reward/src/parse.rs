@@ -850,10 +850,11 @@ impl Parser {
             }
             Tok::Op('{') => {
                 let items = self.items_until(&[Tok::Op('}')])?.0;
+                // A LaTeX group: `{1,3}` renders as "1,3", a list (a set is `\\{1,3\\}`).
                 if items.len() == 1 {
                     items.into_iter().next().ok_or(ParseError::Syntax)
                 } else {
-                    Ok(Node::Set(items))
+                    Ok(Node::List(items))
                 }
             }
             Tok::SetOpen => {
