@@ -337,7 +337,7 @@ fn connector(gap: &str) -> Option<bool> {
         let cut = head.rfind(' ').map_or(0, |i| i + 1);
         g = head[..cut].trim().to_string();
     }
-    let words: Vec<&str> = g.split_whitespace().collect();
+    let words = drop_part_labels(g.split_whitespace().collect());
     let joins = |w: &&str| *w == "and" || *w == "or";
     // Beside "and"/"or", one word may name the unit of the value before it
     // (`\\boxed{1} papers and \\boxed{2} bins`).
@@ -356,6 +356,45 @@ fn connector(gap: &str) -> Option<bool> {
         return None;
     }
     Some(words.contains(&"or"))
+}
+
+/// Drops the labels of the parts of a question from the words between two
+/// boxes: "for part (a)", "in case (ii)", "(b)", "part 2".
+fn drop_part_labels(words: Vec<&str>) -> Vec<&str> {
+    let is_label = |w: &str| {
+        let inner = w.strip_prefix('(').unwrap_or(w);
+        let Some(inner) = inner.strip_suffix(')') else {
+            return false;
+        };
+        let roman = !inner.is_empty() && inner.chars().all(|c| "ivx".contains(c));
+        roman
+            || (inner.chars().count() == 1 && inner.chars().all(|c| c.is_ascii_alphanumeric()))
+            || (!inner.is_empty() && inner.len() <= 2 && inner.chars().all(|c| c.is_ascii_digit()))
+    };
+    let mut out = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let mut j = i;
+        if matches!(words[j], "for" | "in" | "of") {
+            j += 1;
+        }
+        let part = j < words.len() && matches!(words[j], "part" | "case");
+        if part {
+            j += 1;
+        }
+        let label = j < words.len()
+            && (is_label(words[j])
+                || (part
+                    && words[j].len() <= 3
+                    && words[j].chars().all(|c| c.is_ascii_alphanumeric())));
+        if label {
+            i = j + 1;
+        } else {
+            out.push(words[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn gsm8k_answer(s: &str) -> Option<String> {
