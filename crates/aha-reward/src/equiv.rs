@@ -1078,6 +1078,26 @@ mod tests {
     }
 
     #[test]
+    fn sums_and_products_of_series() {
+        let g = "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}";
+        assert!(eq(g, "F_n = \\sum_{k=0}^{n-1} F_{n-k-1} F_k"));
+        assert!(!eq(g, "F_n = \\sum_{k=0}^{n-2} F_k F_{n-k-2}"));
+        assert!(!eq(g, "F_n = \\sum_{k=1}^{n-1} F_k F_{n-k-1}"));
+        assert!(eq(
+            "\\sum_{k=1}^{n} k^2",
+            "\\sum\\limits_{k=1}^{n} k \\cdot k"
+        ));
+        assert!(!eq("\\sum_{k=1}^{n} k^2", "\\sum_{k=1}^{n} k^3"));
+        assert!(eq("55", "\\sum_{k=1}^{10} k"));
+        assert!(eq("120", "\\prod_{k=1}^{5} k"));
+        assert!(!eq("56", "\\sum_{k=1}^{10} k"));
+        assert!(eq("\\sum_{k=1}^{n} k + 1", "1 + \\sum_{k=1}^{n} k"));
+        // Huge bounds are not summed term by term (and do not hang).
+        assert!(!eq("1", "\\sum_{k=1}^{10^{18}} k"));
+        assert!(!eq("1", "\\sum_{k=10^{18}}^{10^{18}+5} k"));
+    }
+
+    #[test]
     fn compound_units() {
         assert!(eq("80", "80\\mathrm{km}/\\mathrm{h}"));
         assert!(eq("80", "80 \\text{ km/h}"));
@@ -1089,6 +1109,11 @@ mod tests {
         assert!(!eq("80", "8\\mathrm{km}/\\mathrm{h}"));
         assert!(!eq("80", "85 \\text{ km/h}"));
         assert!(!eq("80\\text{ km/h}", "80\\text{ m/s}"));
+        // A power of one letter is a unit only when the letter is one.
+        assert!(eq("3", "3 m^2"));
+        assert!(!eq("3", "3 x^2"));
+        assert!(!eq("\\frac{1}{2}", "\\frac{1}{2} x^2"));
+        assert!(eq("\\frac{x^2}{2}", "\\frac{1}{2} x^2"));
         // Only known units make a ratio: `2 r/h` is not 2 with a unit.
         assert!(!eq("2", "2 r/h"));
     }

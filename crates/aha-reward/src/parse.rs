@@ -46,6 +46,10 @@ pub(crate) enum Func {
     Binom,
     Root,
     LogBase,
+    /// `\sum_{k=lo}^{hi} body`: args `[k, lo, hi, body]`.
+    Sum,
+    /// `\prod_{k=lo}^{hi} body`: args `[k, lo, hi, body]`.
+    Prod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +155,8 @@ fn func_of(name: &str) -> Option<Func> {
         "log" => Func::Log,
         "exp" => Func::Exp,
         "binom" => Func::Binom,
+        "sum" => Func::Sum,
+        "prod" => Func::Prod,
         _ => return None,
     })
 }
@@ -288,7 +294,7 @@ fn tokenize(s: &str) -> PResult<Vec<Tok>> {
                 "circ" => toks.push(Tok::Word),
                 "text" | "textbf" | "textit" | "mathrm" | "mathbf" | "mbox" | "textrm"
                 | "operatorname" | "mathit" | "boldsymbol" | "textnormal" | "boxed" | "fbox"
-                | "mathbb" | "mathcal" | "emph" => {
+                | "mathbb" | "mathcal" | "emph" | "limits" => {
                     // Transparent wrapper: its braces become a group.
                 }
                 "begin" | "end" => {
@@ -794,6 +800,27 @@ impl Parser {
                 }
                 let x = self.arg()?;
                 Ok(Node::Func(Func::Sqrt, vec![x]))
+            }
+            Tok::Func(f @ (Func::Sum | Func::Prod)) => {
+                // `\sum_{k=0}^{n-1} body`: the index, both bounds, then the
+                // product term after it (`\sum_k a_k + 1` sums `a_k` only).
+                if !self.eat(&Tok::Op('_')) {
+                    return Err(ParseError::Syntax);
+                }
+                let Node::Relation(mut parts, ops) = self.arg()? else {
+                    return Err(ParseError::Syntax);
+                };
+                if ops != [Rel::Eq] || parts.len() != 2 || !matches!(parts[0], Node::Sym(_)) {
+                    return Err(ParseError::Syntax);
+                }
+                if !self.eat(&Tok::Op('^')) {
+                    return Err(ParseError::Syntax);
+                }
+                let hi = self.exponent()?;
+                let lo = parts.pop().ok_or(ParseError::Syntax)?;
+                let k = parts.pop().ok_or(ParseError::Syntax)?;
+                let body = self.term()?;
+                Ok(Node::Func(f, vec![k, lo, hi, body]))
             }
             Tok::Func(Func::Binom) => {
                 let n = self.arg()?;

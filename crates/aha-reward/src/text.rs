@@ -480,7 +480,9 @@ pub(crate) fn split_unit(s: &str) -> Split {
             .strip_suffix("^2")
             .or_else(|| w.strip_suffix("^3"))
             .unwrap_or(w);
-        let long_enough = core.len() >= 2 || (!core.is_empty() && core.len() < w.len());
+        // One letter with a power is a unit only when it is one (`m^2`, not `x^2`).
+        let long_enough = core.len() >= 2
+            || (!core.is_empty() && core.len() < w.len() && known_unit(core).is_some());
         let ratio = core.contains('/') && unit_ratio(core).is_some();
         if ratio || (long_enough && core.chars().all(|c| c.is_ascii_alphabetic())) {
             k -= 1;
