@@ -43,12 +43,20 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
         (true, false) => gl.map(|x| (x, p.clone())),
         (false, true) => pl.map(|x| (g.clone(), x)),
         // Both stated with `=`: a chain keeps its first and last parts.
-        (true, true) => match (chain_ends(&g), chain_ends(&p)) {
-            (None, None) => None,
-            (a, b) => Some((
-                a.unwrap_or_else(|| g.clone()),
-                b.unwrap_or_else(|| p.clone()),
-            )),
+        (true, true) => match (
+            solution_values(&split_or(&g).join(", ")),
+            solution_values(&split_or(&p).join(", ")),
+        ) {
+            // `W(n) = 1, W(n) = -1` against `W(x) = 1 or W(x) = -1`: the
+            // same function with its argument named differently.
+            (Some((h1, v1)), Some((h2, v2))) if h1 == h2 => Some((v1, v2)),
+            _ => match (chain_ends(&g), chain_ends(&p)) {
+                (None, None) => None,
+                (a, b) => Some((
+                    a.unwrap_or_else(|| g.clone()),
+                    b.unwrap_or_else(|| p.clone()),
+                )),
+            },
         },
         (false, false) => None,
     };
@@ -300,6 +308,30 @@ fn strip_labels(s: &str) -> Option<String> {
             .enumerate()
             .all(|(i, l)| !labels[..i].contains(l));
     Some(if named { format!("({joined})") } else { joined })
+}
+
+/// `f(x) = 1, f(x) = -1`: one function label (the same on every part) and its
+/// values; returns the function's name (without its argument) and the values.
+fn solution_values(s: &str) -> Option<(String, String)> {
+    let mut label: Option<String> = None;
+    let mut values = Vec::new();
+    for part in split_top(s, b',') {
+        let segs = split_top(part, b'=');
+        if segs.len() != 2 || !is_label(segs[0]) {
+            return None;
+        }
+        let l = compact(segs[0]);
+        if label.as_ref().is_some_and(|x| *x != l) {
+            return None;
+        }
+        label = Some(l);
+        values.push(segs[1].trim());
+    }
+    let l = label?;
+    // Only a function of one argument: `W(n)` → `W`.
+    let head = l.strip_suffix(')')?.rsplit_once('(')?.0;
+    (!head.is_empty() && head.chars().all(|c| c.is_alphabetic()))
+        .then(|| (head.to_string(), values.join(", ")))
 }
 
 /// `x = 5 + 5 + 1 = 11` → `x = 11`: a chain of equalities states its last value.
@@ -1095,6 +1127,19 @@ mod tests {
         // Huge bounds are not summed term by term (and do not hang).
         assert!(!eq("1", "\\sum_{k=1}^{10^{18}} k"));
         assert!(!eq("1", "\\sum_{k=10^{18}}^{10^{18}+5} k"));
+    }
+
+    #[test]
+    fn glued_or_and_function_labels() {
+        let g = "W(n) = 1 \\text{ and } W(n) = -1";
+        assert!(eq(g, "W(x)=1orW(x)=-1"));
+        assert!(eq(g, "W(x) = 1 \\text{ or } W(x) = -1"));
+        assert!(!eq(g, "W(x)=1orW(x)=-2"));
+        assert!(!eq(g, "V(x)=1orV(x)=-1"));
+        assert!(!eq("5", "5or6"));
+        assert!(!eq("(1,2)", "(1,2)or(2,1)"));
+        // Words that contain "or" are not split.
+        assert!(eq("\\text{for}", "\\text{for}"));
     }
 
     #[test]

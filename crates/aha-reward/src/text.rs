@@ -628,6 +628,13 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
                 i += 4;
                 continue;
             }
+            // `W(x)=1orW(x)=-1`: spaces lost around "or" after a value.
+            b'o' if depth == 0 && glued_or(b, i) => {
+                parts.push(t[start..i].trim().to_string());
+                start = i + 2;
+                i += 2;
+                continue;
+            }
             _ => {}
         }
         i += 1;
@@ -638,6 +645,26 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
         parts.push(String::new());
     }
     parts
+}
+
+/// An "or" at `i` written without spaces between a value (ending in a digit
+/// or a closing bracket) and the next one (a capital, a digit, a sign, a
+/// bracket, a command, or a variable before `=`/`(`/`_`); "for", "order" and
+/// other words never match, since a letter precedes or follows them.
+fn glued_or(b: &[u8], i: usize) -> bool {
+    if i == 0 || b.get(i + 1) != Some(&b'r') {
+        return false;
+    }
+    let before = b[i - 1];
+    if !(before.is_ascii_digit() || before == b')' || before == b'}') {
+        return false;
+    }
+    match b.get(i + 2) {
+        Some(c) if c.is_ascii_uppercase() || c.is_ascii_digit() => true,
+        Some(b'-' | b'(' | b'\\') => true,
+        Some(c) if c.is_ascii_lowercase() => matches!(b.get(i + 3), Some(b'=' | b'(' | b'_')),
+        _ => false,
+    }
 }
 
 /// Removes `\text{..}`-style wrappers, keeping their content.
