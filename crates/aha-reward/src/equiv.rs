@@ -23,6 +23,17 @@ const POINTS: usize = 6;
 
 /// Whether `pred` (an extracted answer) is equivalent to `gold` (an answer).
 pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
+    answers_equivalent_rounded(gold, pred, None)
+}
+
+/// [`answers_equivalent`] where, with `round_to = Some(d)`, two real numbers
+/// are also equal when both round to the same value at `d` decimal places
+/// (`0.33` for `\frac{1}{3}` at 2). A tolerance the caller states for its
+/// data, like math-verify's `float_rounding`; the default (`None`) accepts a
+/// decimal only when it is right to every digit it states, with at least
+/// three significant digits.
+pub fn answers_equivalent_rounded(gold: &str, pred: &str, round_to: Option<u32>) -> bool {
+    let equivalent_forms = |g: &str, p: &str| equivalent_forms(g, p, round_to);
     let g = prepare(gold);
     let p = prepare(pred);
     if p.is_empty() || g.is_empty() {
@@ -99,7 +110,7 @@ fn prepare(s: &str) -> String {
     }
 }
 
-fn equivalent_forms(g: &str, p: &str) -> bool {
+fn equivalent_forms(g: &str, p: &str, round_to: Option<u32>) -> bool {
     // Clock times are not arithmetic: 12:00 and 1:00 differ.
     match (clock_time(g), clock_time(p)) {
         (Some(a), Some(b)) => return a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1),
@@ -118,6 +129,7 @@ fn equivalent_forms(g: &str, p: &str) -> bool {
         return false;
     }
     let mut budget = Budget::new();
+    budget.round_to = round_to.map(|d| d.min(15));
     let gn = parse_with_units(&g);
     let pn = parse_with_units(&p);
     match (gn, pn) {
@@ -953,6 +965,14 @@ fn scalar_eq(g: &Node, p: &Node, b: &mut Budget) -> bool {
                 }
             }
         }
+        if let Some(d) = b.round_to {
+            if let (Some(x), Some(y)) = (real_value(g, b), real_value(p, b)) {
+                let k = 10f64.powi(d as i32);
+                if x.is_finite() && y.is_finite() && (x * k).round() == (y * k).round() {
+                    return true;
+                }
+            }
+        }
         if eg.is_some() && ep.is_some() {
             return false;
         }
@@ -1140,6 +1160,22 @@ mod tests {
         assert!(!eq("(1,2)", "(1,2)or(2,1)"));
         // Words that contain "or" are not split.
         assert!(eq("\\text{for}", "\\text{for}"));
+    }
+
+    #[test]
+    fn stated_rounding() {
+        use super::answers_equivalent_rounded as eqr;
+        assert!(!eq("\\frac{1}{3}", "0.33"));
+        assert!(eqr("\\frac{1}{3}", "0.33", Some(2)));
+        assert!(!eqr("\\frac{1}{3}", "0.34", Some(2)));
+        assert!(!eqr("\\frac{1}{3}", "0.33", Some(3)));
+        assert!(eqr(
+            "\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5}\\end{pmatrix}",
+            "\\begin{pmatrix}0.33\\\\0.2\\end{pmatrix}",
+            Some(2)
+        ));
+        assert!(eqr("(\\frac{3}{5},\\frac{8}{3}]", "(0.6,2.6667]", Some(2)));
+        assert!(!eqr("x+1", "x+1.001", Some(2)));
     }
 
     #[test]

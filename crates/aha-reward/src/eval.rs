@@ -18,12 +18,16 @@ pub const WORK_PER_COMPARISON: u64 = 200_000;
 
 pub(crate) struct Budget {
     left: u64,
+    /// Decimal places at which real values that round alike are equal (a
+    /// caller's tolerance, as math-verify's `float_rounding`); `None`: exact.
+    pub round_to: Option<u32>,
 }
 
 impl Budget {
     pub fn new() -> Self {
         Self {
             left: WORK_PER_COMPARISON,
+            round_to: None,
         }
     }
     /// Takes `n` units; false once the budget is gone (and stays gone).
