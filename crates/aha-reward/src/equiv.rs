@@ -1163,6 +1163,18 @@ mod tests {
     }
 
     #[test]
+    fn latex_group_braces() {
+        // `{1,3}` renders as "1,3": a list, ordered against a pair.
+        assert!(eq("(1,3)", "{1,3}"));
+        assert!(!eq("(3,1)", "{1,3}"));
+        assert!(eq("\\pm 2021", "{-2021, 2021}"));
+        assert!(eq("\\{1,3\\}", "{3,1}"));
+        assert!(!eq("\\{1,2\\}", "(1,2)"));
+        assert!(eq("35 cm, 4", "{35 cm,4}"));
+        assert!(eq("-8", "{-8}"));
+    }
+
+    #[test]
     fn stated_rounding() {
         use super::answers_equivalent_rounded as eqr;
         assert!(!eq("\\frac{1}{3}", "0.33"));

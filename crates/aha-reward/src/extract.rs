@@ -860,6 +860,27 @@ mod tests {
     }
 
     #[test]
+    fn part_labels_join_boxes() {
+        let r = "$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$";
+        assert_eq!(ex(r).as_deref(), Some("(3, 3), (1, 1)"));
+        let r = "\\boxed{4} in case (ii), and \\boxed{5}";
+        assert_eq!(ex(r).as_deref(), Some("4, 5"));
+        // Prose that is not a part label still separates a revision.
+        let r = "\\boxed{4} is wrong, so the answer is \\boxed{5}";
+        assert_eq!(ex(r).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn gold_of_symbol_separated_boxes() {
+        assert_eq!(
+            extract_gold("$\\\\boxed{35 cm} ++++++ \\\\boxed{4}$"),
+            "35 cm, 4"
+        );
+        assert_eq!(extract_gold("\\boxed{1} no no no \\boxed{2}"), "2");
+        assert_eq!(extract_gold("\\boxed{7} ; \\boxed{7}"), "7");
+    }
+
+    #[test]
     fn hedge_between_boxes_is_kept() {
         let a = ex("It is \\boxed{5} or \\boxed{6}.").unwrap_or_default();
         assert!(is_hedged(&a), "{a}");
