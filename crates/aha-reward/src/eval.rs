@@ -409,7 +409,7 @@ fn numeric_series(
     let mut env2: Vec<(String, f64)> = env.iter().filter(|(n, _)| n != k).cloned().collect();
     env2.push((k.clone(), 0.0));
     let last = env2.len() - 1;
-    let mut at = |x: f64, env2: &mut Vec<(String, f64)>, b: &mut Budget| {
+    let at = |x: f64, env2: &mut Vec<(String, f64)>, b: &mut Budget| {
         env2[last].1 = x;
         numeric(body, env2, b)
     };
