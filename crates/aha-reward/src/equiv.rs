@@ -1141,6 +1141,9 @@ mod tests {
         ));
         assert!(!eq("\\sum_{k=1}^{n} k^2", "\\sum_{k=1}^{n} k^3"));
         assert!(eq("55", "\\sum_{k=1}^{10} k"));
+        assert!(eq("55", "\\sum_{i=1}^{10} i"));
+        assert!(eq("\\sum_{i=1}^{n} i^2", "\\sum_{k=1}^{n} k^2"));
+        assert!(!eq("\\sum_{i=1}^{n} i^2", "\\sum_{k=1}^{n} k^3"));
         assert!(eq("120", "\\prod_{k=1}^{5} k"));
         assert!(!eq("56", "\\sum_{k=1}^{10} k"));
         assert!(eq("\\sum_{k=1}^{n} k + 1", "1 + \\sum_{k=1}^{n} k"));

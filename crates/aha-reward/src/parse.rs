@@ -810,6 +810,11 @@ impl Parser {
                 let Node::Relation(mut parts, ops) = self.arg()? else {
                     return Err(ParseError::Syntax);
                 };
+                // `\sum_{i=1}^{n} i`: an index named `i` is a variable, not √-1.
+                let index_i = matches!(parts.first(), Some(Node::Const(Const::I)));
+                if index_i {
+                    parts[0] = Node::Sym("i".to_string());
+                }
                 if ops != [Rel::Eq] || parts.len() != 2 || !matches!(parts[0], Node::Sym(_)) {
                     return Err(ParseError::Syntax);
                 }
@@ -819,7 +824,10 @@ impl Parser {
                 let hi = self.exponent()?;
                 let lo = parts.pop().ok_or(ParseError::Syntax)?;
                 let k = parts.pop().ok_or(ParseError::Syntax)?;
-                let body = self.term()?;
+                let mut body = self.term()?;
+                if index_i {
+                    imaginary_to_index(&mut body);
+                }
                 Ok(Node::Func(f, vec![k, lo, hi, body]))
             }
             Tok::Func(Func::Binom) => {
@@ -983,6 +991,33 @@ impl Parser {
                 _ => return Err(ParseError::Syntax),
             }
         }
+    }
+}
+
+/// Reads every `i` of a series body as the index variable `i`.
+fn imaginary_to_index(n: &mut Node) {
+    match n {
+        Node::Const(Const::I) => *n = Node::Sym("i".to_string()),
+        Node::Num(..) | Node::Sym(_) | Node::Const(_) => {}
+        Node::Neg(x) | Node::Percent(x) => imaginary_to_index(x),
+        Node::Div(x, y) | Node::Pow(x, y) | Node::PlusMinus(x, y) => {
+            imaginary_to_index(x);
+            imaginary_to_index(y);
+        }
+        Node::Interval { lo, hi, .. } => {
+            imaginary_to_index(lo);
+            imaginary_to_index(hi);
+        }
+        Node::Add(xs)
+        | Node::Mul(xs)
+        | Node::Func(_, xs)
+        | Node::Paren(xs)
+        | Node::Bracket(xs)
+        | Node::Set(xs)
+        | Node::List(xs)
+        | Node::Union(xs)
+        | Node::Relation(xs, _) => xs.iter_mut().for_each(imaginary_to_index),
+        Node::Matrix(rows) => rows.iter_mut().flatten().for_each(imaginary_to_index),
     }
 }
 
