@@ -83,15 +83,18 @@ def run_math_verify(rows, mode):
         t = time.perf_counter()
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                # A row's `precision` (math-verify's own test rows carry it) is
+                # math-verify's float_rounding, which aha also honours.
+                fr = r.get("precision", 6)
                 if mode == "default":
-                    v = bool(verify(parse(gold), parse(r["prediction"])))
+                    v = bool(verify(parse(gold), parse(r["prediction"]), float_rounding=fr))
                 else:
                     g = parse(gold, extraction_mode="first_match")
                     if len(g) == 0:
                         v = False
                     else:
                         a = parse(r["prediction"], extraction_config=pred_cfg, extraction_mode="first_match")
-                        v = bool(verify(g, a))
+                        v = bool(verify(g, a, float_rounding=fr))
         except Exception:  # math-verify raising counts as a wrong verdict
             v = False
         times.append(time.perf_counter() - t)

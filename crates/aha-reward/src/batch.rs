@@ -1,7 +1,7 @@
 //! JSONL verification: one `{"gold": .., "prediction": ..}` object per line
 //! in, the same object with `verdict` and `extracted` added out.
 
-use crate::{verify_with, ExtractConfig};
+use crate::{verify_rounded, ExtractConfig};
 use serde_json::{json, Map, Value};
 
 /// The result of one input line.
@@ -51,7 +51,12 @@ pub fn verify_json_line(line: &str, cfg: &ExtractConfig) -> LineOutcome {
     let pred = field_text(&obj, "prediction");
     let verdict = match (gold, pred) {
         (Some(g), Some(p)) => {
-            let v = verify_with(&g, &p, cfg);
+            // `"precision": d`: numbers equal when rounded to d decimals.
+            let round_to = obj
+                .get("precision")
+                .and_then(Value::as_u64)
+                .map(|d| d.min(15) as u32);
+            let v = verify_rounded(&g, &p, cfg, round_to);
             let extracted = json!({
                 "gold": v.gold,
                 "prediction": v.predicted.as_ref().map(|e| e.answer.clone()),

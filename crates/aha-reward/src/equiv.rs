@@ -23,6 +23,17 @@ const POINTS: usize = 6;
 
 /// Whether `pred` (an extracted answer) is equivalent to `gold` (an answer).
 pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
+    answers_equivalent_rounded(gold, pred, None)
+}
+
+/// [`answers_equivalent`] where, with `round_to = Some(d)`, two real numbers
+/// are also equal when both round to the same value at `d` decimal places
+/// (`0.33` for `\frac{1}{3}` at 2). A tolerance the caller states for its
+/// data, like math-verify's `float_rounding`; the default (`None`) accepts a
+/// decimal only when it is right to every digit it states, with at least
+/// three significant digits.
+pub fn answers_equivalent_rounded(gold: &str, pred: &str, round_to: Option<u32>) -> bool {
+    let equivalent_forms = |g: &str, p: &str| equivalent_forms(g, p, round_to);
     let g = prepare(gold);
     let p = prepare(pred);
     if p.is_empty() || g.is_empty() {
@@ -43,12 +54,20 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
         (true, false) => gl.map(|x| (x, p.clone())),
         (false, true) => pl.map(|x| (g.clone(), x)),
         // Both stated with `=`: a chain keeps its first and last parts.
-        (true, true) => match (chain_ends(&g), chain_ends(&p)) {
-            (None, None) => None,
-            (a, b) => Some((
-                a.unwrap_or_else(|| g.clone()),
-                b.unwrap_or_else(|| p.clone()),
-            )),
+        (true, true) => match (
+            solution_values(&split_or(&g).join(", ")),
+            solution_values(&split_or(&p).join(", ")),
+        ) {
+            // `W(n) = 1, W(n) = -1` against `W(x) = 1 or W(x) = -1`: the
+            // same function with its argument named differently.
+            (Some((h1, v1)), Some((h2, v2))) if h1 == h2 => Some((v1, v2)),
+            _ => match (chain_ends(&g), chain_ends(&p)) {
+                (None, None) => None,
+                (a, b) => Some((
+                    a.unwrap_or_else(|| g.clone()),
+                    b.unwrap_or_else(|| p.clone()),
+                )),
+            },
         },
         (false, false) => None,
     };
@@ -74,14 +93,24 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
 /// Normalised form: delimiters and spacing removed, "and" as a comma, number
 /// words as digits.
 fn prepare(s: &str) -> String {
-    let t = and_as_comma(&normalize_answer(s));
+    let mut n = normalize_answer(s);
+    // Unescaped braces around the whole answer are a LaTeX group, not a set:
+    // `{1,3}` renders as "1,3" (a set is `\{1,3\}`).
+    for _ in 0..64 {
+        let t = n.trim();
+        match crate::extract::matching_brace(t, 0) {
+            Some(close) if close + 1 == t.len() => n = t[1..close].to_string(),
+            _ => break,
+        }
+    }
+    let t = and_as_comma(&n);
     match number_words(&t) {
         Some(n) => n.to_string(),
         None => t,
     }
 }
 
-fn equivalent_forms(g: &str, p: &str) -> bool {
+fn equivalent_forms(g: &str, p: &str, round_to: Option<u32>) -> bool {
     // Clock times are not arithmetic: 12:00 and 1:00 differ.
     match (clock_time(g), clock_time(p)) {
         (Some(a), Some(b)) => return a.0 == b.0 && (a.1.is_none() || b.1.is_none() || a.1 == b.1),
@@ -100,6 +129,7 @@ fn equivalent_forms(g: &str, p: &str) -> bool {
         return false;
     }
     let mut budget = Budget::new();
+    budget.round_to = round_to.map(|d| d.min(15));
     let gn = parse_with_units(&g);
     let pn = parse_with_units(&p);
     match (gn, pn) {
@@ -290,6 +320,30 @@ fn strip_labels(s: &str) -> Option<String> {
             .enumerate()
             .all(|(i, l)| !labels[..i].contains(l));
     Some(if named { format!("({joined})") } else { joined })
+}
+
+/// `f(x) = 1, f(x) = -1`: one function label (the same on every part) and its
+/// values; returns the function's name (without its argument) and the values.
+fn solution_values(s: &str) -> Option<(String, String)> {
+    let mut label: Option<String> = None;
+    let mut values = Vec::new();
+    for part in split_top(s, b',') {
+        let segs = split_top(part, b'=');
+        if segs.len() != 2 || !is_label(segs[0]) {
+            return None;
+        }
+        let l = compact(segs[0]);
+        if label.as_ref().is_some_and(|x| *x != l) {
+            return None;
+        }
+        label = Some(l);
+        values.push(segs[1].trim());
+    }
+    let l = label?;
+    // Only a function of one argument: `W(n)` → `W`.
+    let head = l.strip_suffix(')')?.rsplit_once('(')?.0;
+    (!head.is_empty() && head.chars().all(|c| c.is_alphabetic()))
+        .then(|| (head.to_string(), values.join(", ")))
 }
 
 /// `x = 5 + 5 + 1 = 11` → `x = 11`: a chain of equalities states its last value.
@@ -911,6 +965,14 @@ fn scalar_eq(g: &Node, p: &Node, b: &mut Budget) -> bool {
                 }
             }
         }
+        if let Some(d) = b.round_to {
+            if let (Some(x), Some(y)) = (real_value(g, b), real_value(p, b)) {
+                let k = 10f64.powi(d as i32);
+                if x.is_finite() && y.is_finite() && (x * k).round() == (y * k).round() {
+                    return true;
+                }
+            }
+        }
         if eg.is_some() && ep.is_some() {
             return false;
         }
@@ -1065,6 +1127,91 @@ mod tests {
         assert!(eq("5\\text{ cm}", "5"));
         assert!(!eq("5\\text{ cm}", "5\\text{ m}"));
         assert!(eq("\\text{Monday}", "monday"));
+    }
+
+    #[test]
+    fn sums_and_products_of_series() {
+        let g = "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}";
+        assert!(eq(g, "F_n = \\sum_{k=0}^{n-1} F_{n-k-1} F_k"));
+        assert!(!eq(g, "F_n = \\sum_{k=0}^{n-2} F_k F_{n-k-2}"));
+        assert!(!eq(g, "F_n = \\sum_{k=1}^{n-1} F_k F_{n-k-1}"));
+        assert!(eq(
+            "\\sum_{k=1}^{n} k^2",
+            "\\sum\\limits_{k=1}^{n} k \\cdot k"
+        ));
+        assert!(!eq("\\sum_{k=1}^{n} k^2", "\\sum_{k=1}^{n} k^3"));
+        assert!(eq("55", "\\sum_{k=1}^{10} k"));
+        assert!(eq("55", "\\sum_{i=1}^{10} i"));
+        assert!(eq("\\sum_{i=1}^{n} i^2", "\\sum_{k=1}^{n} k^2"));
+        assert!(!eq("\\sum_{i=1}^{n} i^2", "\\sum_{k=1}^{n} k^3"));
+        assert!(eq("120", "\\prod_{k=1}^{5} k"));
+        assert!(!eq("56", "\\sum_{k=1}^{10} k"));
+        assert!(eq("\\sum_{k=1}^{n} k + 1", "1 + \\sum_{k=1}^{n} k"));
+        // Huge bounds are not summed term by term (and do not hang).
+        assert!(!eq("1", "\\sum_{k=1}^{10^{18}} k"));
+        assert!(!eq("1", "\\sum_{k=10^{18}}^{10^{18}+5} k"));
+    }
+
+    #[test]
+    fn glued_or_and_function_labels() {
+        let g = "W(n) = 1 \\text{ and } W(n) = -1";
+        assert!(eq(g, "W(x)=1orW(x)=-1"));
+        assert!(eq(g, "W(x) = 1 \\text{ or } W(x) = -1"));
+        assert!(!eq(g, "W(x)=1orW(x)=-2"));
+        assert!(!eq(g, "V(x)=1orV(x)=-1"));
+        assert!(!eq("5", "5or6"));
+        assert!(!eq("(1,2)", "(1,2)or(2,1)"));
+        // Words that contain "or" are not split.
+        assert!(eq("\\text{for}", "\\text{for}"));
+    }
+
+    #[test]
+    fn latex_group_braces() {
+        // `{1,3}` renders as "1,3": a list, ordered against a pair.
+        assert!(eq("(1,3)", "{1,3}"));
+        assert!(!eq("(3,1)", "{1,3}"));
+        assert!(eq("\\pm 2021", "{-2021, 2021}"));
+        assert!(eq("\\{1,3\\}", "{3,1}"));
+        assert!(!eq("\\{1,2\\}", "(1,2)"));
+        assert!(eq("35 cm, 4", "{35 cm,4}"));
+        assert!(eq("-8", "{-8}"));
+    }
+
+    #[test]
+    fn stated_rounding() {
+        use super::answers_equivalent_rounded as eqr;
+        assert!(!eq("\\frac{1}{3}", "0.33"));
+        assert!(eqr("\\frac{1}{3}", "0.33", Some(2)));
+        assert!(!eqr("\\frac{1}{3}", "0.34", Some(2)));
+        assert!(!eqr("\\frac{1}{3}", "0.33", Some(3)));
+        assert!(eqr(
+            "\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5}\\end{pmatrix}",
+            "\\begin{pmatrix}0.33\\\\0.2\\end{pmatrix}",
+            Some(2)
+        ));
+        assert!(eqr("(\\frac{3}{5},\\frac{8}{3}]", "(0.6,2.6667]", Some(2)));
+        assert!(!eqr("x+1", "x+1.001", Some(2)));
+    }
+
+    #[test]
+    fn compound_units() {
+        assert!(eq("80", "80\\mathrm{km}/\\mathrm{h}"));
+        assert!(eq("80", "80 \\text{ km/h}"));
+        assert!(eq("80", "80 km/h"));
+        assert!(eq("9.8", "9.8\\,\\text{m}/\\text{s}^2"));
+        assert!(eq("80\\text{ km/h}", "80 \\mathrm{km}/\\mathrm{h}"));
+        assert!(eq("80\\text{ km/h}", "80 kilometers per hour"));
+        assert!(eq("60 \\text{ mph}", "60\\text{ mi/h}"));
+        assert!(!eq("80", "8\\mathrm{km}/\\mathrm{h}"));
+        assert!(!eq("80", "85 \\text{ km/h}"));
+        assert!(!eq("80\\text{ km/h}", "80\\text{ m/s}"));
+        // A power of one letter is a unit only when the letter is one.
+        assert!(eq("3", "3 m^2"));
+        assert!(!eq("3", "3 x^2"));
+        assert!(!eq("\\frac{1}{2}", "\\frac{1}{2} x^2"));
+        assert!(eq("\\frac{x^2}{2}", "\\frac{1}{2} x^2"));
+        // Only known units make a ratio: `2 r/h` is not 2 with a unit.
+        assert!(!eq("2", "2 r/h"));
     }
 }
 

@@ -259,6 +259,34 @@ fn boxed_run(s: &str) -> Option<(String, usize, usize)> {
     Some((uniq.join(sep), first, end))
 }
 
+/// The distinct contents of the last boxes (at most 16), in order, as long as
+/// only symbols (no letters or digits) separate them.
+fn symbol_separated_boxes(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut end = s.len();
+    let mut next_start: Option<usize> = None;
+    for _ in 0..16 {
+        let Some((b, i)) = last_boxed(&s[..end]) else {
+            break;
+        };
+        if let Some(ns) = next_start {
+            let Some(e) = box_end(s, i).filter(|&e| e <= ns) else {
+                break;
+            };
+            if s[e..ns].chars().any(|c| c.is_alphanumeric()) {
+                break;
+            }
+        }
+        if !out.iter().any(|u| u.trim() == b.trim()) {
+            out.push(b);
+        }
+        next_start = Some(i);
+        end = i;
+    }
+    out.reverse();
+    out
+}
+
 /// End (exclusive) of the box starting at `start`.
 fn box_end(s: &str, start: usize) -> Option<usize> {
     let open = start + s[start..].find('{')?;
@@ -309,7 +337,7 @@ fn connector(gap: &str) -> Option<bool> {
         let cut = head.rfind(' ').map_or(0, |i| i + 1);
         g = head[..cut].trim().to_string();
     }
-    let words: Vec<&str> = g.split_whitespace().collect();
+    let words = drop_part_labels(g.split_whitespace().collect());
     let joins = |w: &&str| *w == "and" || *w == "or";
     // Beside "and"/"or", one word may name the unit of the value before it
     // (`\\boxed{1} papers and \\boxed{2} bins`).
@@ -328,6 +356,45 @@ fn connector(gap: &str) -> Option<bool> {
         return None;
     }
     Some(words.contains(&"or"))
+}
+
+/// Drops the labels of the parts of a question from the words between two
+/// boxes: "for part (a)", "in case (ii)", "(b)", "part 2".
+fn drop_part_labels(words: Vec<&str>) -> Vec<&str> {
+    let is_label = |w: &str| {
+        let inner = w.strip_prefix('(').unwrap_or(w);
+        let Some(inner) = inner.strip_suffix(')') else {
+            return false;
+        };
+        let roman = !inner.is_empty() && inner.chars().all(|c| "ivx".contains(c));
+        roman
+            || (inner.chars().count() == 1 && inner.chars().all(|c| c.is_ascii_alphanumeric()))
+            || (!inner.is_empty() && inner.len() <= 2 && inner.chars().all(|c| c.is_ascii_digit()))
+    };
+    let mut out = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let mut j = i;
+        if matches!(words[j], "for" | "in" | "of") {
+            j += 1;
+        }
+        let part = j < words.len() && matches!(words[j], "part" | "case");
+        if part {
+            j += 1;
+        }
+        let label = j < words.len()
+            && (is_label(words[j])
+                || (part
+                    && words[j].len() <= 3
+                    && words[j].chars().all(|c| c.is_ascii_alphanumeric())));
+        if label {
+            i = j + 1;
+        } else {
+            out.push(words[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn gsm8k_answer(s: &str) -> Option<String> {
@@ -740,7 +807,17 @@ pub fn extract_gold(gold: &str) -> String {
     if let Some(a) = gsm8k_answer(gold) {
         return cap(&a);
     }
-    if let Some((b, _, _)) = boxed_run(gold) {
+    if let Some((b, first, _)) = boxed_run(gold) {
+        // A short gold written as boxes separated by symbols only
+        // (`\boxed{35} ++ \boxed{4}`) states all of them; words between boxes
+        // (`\boxed{1} no no \boxed{2}`) revise, as in a response.
+        let short = gold.len() <= 200 && !gold.contains('\n');
+        if short && last_boxed(&gold[..first]).is_some() {
+            let all = symbol_separated_boxes(gold);
+            if all.len() > 1 {
+                return cap(&all.join(", "));
+            }
+        }
         return cap(&b);
     }
     if let Some(i) = gold.rfind("<answer>") {
@@ -780,6 +857,27 @@ mod tests {
             ex("\\boxed{1} wait, no: \\boxed{\\frac{1}{2}}").as_deref(),
             Some("\\frac{1}{2}")
         );
+    }
+
+    #[test]
+    fn part_labels_join_boxes() {
+        let r = "$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$";
+        assert_eq!(ex(r).as_deref(), Some("(3, 3), (1, 1)"));
+        let r = "\\boxed{4} in case (ii), and \\boxed{5}";
+        assert_eq!(ex(r).as_deref(), Some("4, 5"));
+        // Prose that is not a part label still separates a revision.
+        let r = "\\boxed{4} is wrong, so the answer is \\boxed{5}";
+        assert_eq!(ex(r).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn gold_of_symbol_separated_boxes() {
+        assert_eq!(
+            extract_gold("$\\\\boxed{35 cm} ++++++ \\\\boxed{4}$"),
+            "35 cm, 4"
+        );
+        assert_eq!(extract_gold("\\boxed{1} no no no \\boxed{2}"), "2");
+        assert_eq!(extract_gold("\\boxed{7} ; \\boxed{7}"), "7");
     }
 
     #[test]

@@ -44,7 +44,7 @@ mod reward;
 pub mod tasks;
 mod text;
 
-pub use equiv::answers_equivalent;
+pub use equiv::{answers_equivalent, answers_equivalent_rounded};
 pub use error::RewardError;
 pub use extract::{extract_answer, extract_gold, is_hedged, ExtractConfig, Extracted, Source};
 pub use reward::{Reward, RewardFn, RewardInput, Script};
@@ -68,11 +68,23 @@ pub fn verify(gold: &str, response: &str) -> Verdict {
 
 /// [`verify`] with a chosen extraction configuration.
 pub fn verify_with(gold: &str, response: &str, cfg: &ExtractConfig) -> Verdict {
+    verify_rounded(gold, response, cfg, None)
+}
+
+/// [`verify_with`] with a stated rounding tolerance (see
+/// [`answers_equivalent_rounded`]); `aha verify --jsonl` reads it from a line's
+/// `precision` field.
+pub fn verify_rounded(
+    gold: &str,
+    response: &str,
+    cfg: &ExtractConfig,
+    round_to: Option<u32>,
+) -> Verdict {
     let gold_answer = extract_gold(gold);
     let predicted = extract_answer(response, cfg);
     let correct = predicted
         .as_ref()
-        .is_some_and(|p| answers_equivalent(&gold_answer, &p.answer));
+        .is_some_and(|p| answers_equivalent_rounded(&gold_answer, &p.answer, round_to));
     Verdict {
         correct,
         gold: gold_answer,

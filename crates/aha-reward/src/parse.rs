@@ -46,6 +46,10 @@ pub(crate) enum Func {
     Binom,
     Root,
     LogBase,
+    /// `\sum_{k=lo}^{hi} body`: args `[k, lo, hi, body]`.
+    Sum,
+    /// `\prod_{k=lo}^{hi} body`: args `[k, lo, hi, body]`.
+    Prod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +155,8 @@ fn func_of(name: &str) -> Option<Func> {
         "log" => Func::Log,
         "exp" => Func::Exp,
         "binom" => Func::Binom,
+        "sum" => Func::Sum,
+        "prod" => Func::Prod,
         _ => return None,
     })
 }
@@ -288,7 +294,7 @@ fn tokenize(s: &str) -> PResult<Vec<Tok>> {
                 "circ" => toks.push(Tok::Word),
                 "text" | "textbf" | "textit" | "mathrm" | "mathbf" | "mbox" | "textrm"
                 | "operatorname" | "mathit" | "boldsymbol" | "textnormal" | "boxed" | "fbox"
-                | "mathbb" | "mathcal" | "emph" => {
+                | "mathbb" | "mathcal" | "emph" | "limits" => {
                     // Transparent wrapper: its braces become a group.
                 }
                 "begin" | "end" => {
@@ -795,6 +801,35 @@ impl Parser {
                 let x = self.arg()?;
                 Ok(Node::Func(Func::Sqrt, vec![x]))
             }
+            Tok::Func(f @ (Func::Sum | Func::Prod)) => {
+                // `\sum_{k=0}^{n-1} body`: the index, both bounds, then the
+                // product term after it (`\sum_k a_k + 1` sums `a_k` only).
+                if !self.eat(&Tok::Op('_')) {
+                    return Err(ParseError::Syntax);
+                }
+                let Node::Relation(mut parts, ops) = self.arg()? else {
+                    return Err(ParseError::Syntax);
+                };
+                // `\sum_{i=1}^{n} i`: an index named `i` is a variable, not √-1.
+                let index_i = matches!(parts.first(), Some(Node::Const(Const::I)));
+                if index_i {
+                    parts[0] = Node::Sym("i".to_string());
+                }
+                if ops != [Rel::Eq] || parts.len() != 2 || !matches!(parts[0], Node::Sym(_)) {
+                    return Err(ParseError::Syntax);
+                }
+                if !self.eat(&Tok::Op('^')) {
+                    return Err(ParseError::Syntax);
+                }
+                let hi = self.exponent()?;
+                let lo = parts.pop().ok_or(ParseError::Syntax)?;
+                let k = parts.pop().ok_or(ParseError::Syntax)?;
+                let mut body = self.term()?;
+                if index_i {
+                    imaginary_to_index(&mut body);
+                }
+                Ok(Node::Func(f, vec![k, lo, hi, body]))
+            }
             Tok::Func(Func::Binom) => {
                 let n = self.arg()?;
                 let k = self.arg()?;
@@ -850,10 +885,11 @@ impl Parser {
             }
             Tok::Op('{') => {
                 let items = self.items_until(&[Tok::Op('}')])?.0;
+                // A LaTeX group: `{1,3}` renders as "1,3", a list (a set is `\\{1,3\\}`).
                 if items.len() == 1 {
                     items.into_iter().next().ok_or(ParseError::Syntax)
                 } else {
-                    Ok(Node::Set(items))
+                    Ok(Node::List(items))
                 }
             }
             Tok::SetOpen => {
@@ -955,6 +991,33 @@ impl Parser {
                 _ => return Err(ParseError::Syntax),
             }
         }
+    }
+}
+
+/// Reads every `i` of a series body as the index variable `i`.
+fn imaginary_to_index(n: &mut Node) {
+    match n {
+        Node::Const(Const::I) => *n = Node::Sym("i".to_string()),
+        Node::Num(..) | Node::Sym(_) | Node::Const(_) => {}
+        Node::Neg(x) | Node::Percent(x) => imaginary_to_index(x),
+        Node::Div(x, y) | Node::Pow(x, y) | Node::PlusMinus(x, y) => {
+            imaginary_to_index(x);
+            imaginary_to_index(y);
+        }
+        Node::Interval { lo, hi, .. } => {
+            imaginary_to_index(lo);
+            imaginary_to_index(hi);
+        }
+        Node::Add(xs)
+        | Node::Mul(xs)
+        | Node::Func(_, xs)
+        | Node::Paren(xs)
+        | Node::Bracket(xs)
+        | Node::Set(xs)
+        | Node::List(xs)
+        | Node::Union(xs)
+        | Node::Relation(xs, _) => xs.iter_mut().for_each(imaginary_to_index),
+        Node::Matrix(rows) => rows.iter_mut().flatten().for_each(imaginary_to_index),
     }
 }
 

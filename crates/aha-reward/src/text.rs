@@ -345,6 +345,25 @@ fn remove_command(s: &str, pat: &str) -> String {
 fn canonical_unit(word: &str) -> Option<String> {
     let w = word.trim().to_ascii_lowercase();
     let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '^');
+    if let Some(c) = table_unit(w) {
+        return Some(c.to_string());
+    }
+    let generic = [
+        "unit", "units", "sq", "square", "squared", "cubic", "squnits", "squnits",
+    ];
+    if w.is_empty() || generic.contains(&w) {
+        return None;
+    }
+    // Unknown words: compare by a light stem so "apples" matches "apple".
+    let stem = w
+        .strip_suffix("es")
+        .filter(|s| s.len() > 2)
+        .or_else(|| w.strip_suffix('s'));
+    Some(stem.unwrap_or(w).to_string())
+}
+
+/// The canonical name of a unit of the table (lower-case input).
+fn table_unit(w: &str) -> Option<&'static str> {
     let table: &[(&[&str], &str)] = &[
         (
             &[
@@ -384,23 +403,10 @@ fn canonical_unit(word: &str) -> Option<String> {
         (&["cm^2", "cm2"], "cm^2"),
         (&["m^2", "m2"], "m^2"),
     ];
-    for (names, canon) in table {
-        if names.contains(&w) {
-            return Some((*canon).to_string());
-        }
-    }
-    let generic = [
-        "unit", "units", "sq", "square", "squared", "cubic", "squnits", "squnits",
-    ];
-    if w.is_empty() || generic.contains(&w) {
-        return None;
-    }
-    // Unknown words: compare by a light stem so "apples" matches "apple".
-    let stem = w
-        .strip_suffix("es")
-        .filter(|s| s.len() > 2)
-        .or_else(|| w.strip_suffix('s'));
-    Some(stem.unwrap_or(w).to_string())
+    table
+        .iter()
+        .find(|(names, _)| names.contains(&w))
+        .map(|(_, canon)| *canon)
 }
 
 /// Unit of an answer and the answer without it.
@@ -434,6 +440,10 @@ pub(crate) fn split_unit(s: &str) -> Split {
         "\\textrm{",
         "\\textnormal{",
     ];
+    // A compound unit: `80\mathrm{km}/\mathrm{h}`, `9.8\text{m}/\text{s}^2`.
+    if let Some(sp) = compound_unit(t) {
+        return sp;
+    }
     // A trailing text command whose content is words → unit.
     if t.ends_with('}') {
         for cmd in text_cmds {
@@ -446,7 +456,8 @@ pub(crate) fn split_unit(s: &str) -> Split {
                     && !inner.trim().is_empty()
                     && inner
                         .chars()
-                        .all(|c| c.is_ascii_alphabetic() || " ^23.".contains(c))
+                        .all(|c| c.is_ascii_alphabetic() || " ^23./".contains(c))
+                    && (!inner.contains('/') || unit_ratio(inner).is_some())
                     && inner.chars().any(|c| c.is_ascii_alphabetic())
                 {
                     let inner = inner.trim();
@@ -469,8 +480,11 @@ pub(crate) fn split_unit(s: &str) -> Split {
             .strip_suffix("^2")
             .or_else(|| w.strip_suffix("^3"))
             .unwrap_or(w);
-        let long_enough = core.len() >= 2 || (!core.is_empty() && core.len() < w.len());
-        if long_enough && core.chars().all(|c| c.is_ascii_alphabetic()) {
+        // One letter with a power is a unit only when it is one (`m^2`, not `x^2`).
+        let long_enough = core.len() >= 2
+            || (!core.is_empty() && core.len() < w.len() && known_unit(core).is_some());
+        let ratio = core.contains('/') && unit_ratio(core).is_some();
+        if ratio || (long_enough && core.chars().all(|c| c.is_ascii_alphabetic())) {
             k -= 1;
         } else {
             break;
@@ -491,7 +505,82 @@ pub(crate) fn split_unit(s: &str) -> Split {
     }
 }
 
+/// `80\mathrm{km}/\mathrm{h}`: a unit in a text command, `/`, and another one
+/// (the head may itself be such a ratio, `\mathrm{kg}/\mathrm{m}/\mathrm{s}`).
+fn compound_unit(t: &str) -> Option<Split> {
+    if !t.contains('/') || !t.ends_with(['}', '2', '3']) {
+        return None;
+    }
+    let (core, pow) = match t.strip_suffix("^2").or_else(|| t.strip_suffix("^{2}")) {
+        Some(c) => (c, "^2"),
+        None => match t.strip_suffix("^3").or_else(|| t.strip_suffix("^{3}")) {
+            Some(c) => (c, "^3"),
+            None => (t, ""),
+        },
+    };
+    let core = core.strip_suffix('}')?;
+    let (open, cmd) = [
+        "\\text{",
+        "\\mathrm{",
+        "\\textrm{",
+        "\\mbox{",
+        "\\textnormal{",
+    ]
+    .iter()
+    .filter_map(|c| core.rfind(c).map(|i| (i, *c)))
+    .max_by_key(|x| x.0)?;
+    let denom = core[open + cmd.len()..].trim();
+    let den = known_unit(denom)?;
+    let head = core[..open].trim_end().strip_suffix('/')?.trim_end();
+    let num = split_unit(head);
+    let unit = num
+        .unit
+        .filter(|u| u.split('/').all(|p| known_unit(p).is_some()))?;
+    if !head_is_quantity(&num.value) {
+        return None;
+    }
+    Some(Split {
+        value: num.value,
+        unit: Some(format!("{unit}/{den}{pow}")),
+    })
+}
+
+/// A unit from the table of known units (not the stem of any word).
+fn known_unit(word: &str) -> Option<String> {
+    let w = word.trim().to_ascii_lowercase();
+    let (base, pow) = match w.strip_suffix("^2").or_else(|| w.strip_suffix("^{2}")) {
+        Some(b) => (b, "^2"),
+        None => match w.strip_suffix("^3").or_else(|| w.strip_suffix("^{3}")) {
+            Some(b) => (b, "^3"),
+            None => (w.as_str(), ""),
+        },
+    };
+    table_unit(base.trim()).map(|c| format!("{c}{pow}"))
+}
+
+/// `km/h`, `m/s^2`: known units joined by `/`, canonical.
+fn unit_ratio(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.trim().split('/').collect();
+    if parts.len() < 2 || parts.len() > 3 {
+        return None;
+    }
+    let names: Option<Vec<String>> = parts.iter().map(|p| known_unit(p)).collect();
+    let r = names?.join("/");
+    Some(if r == "mi/h" { "mph".to_string() } else { r })
+}
+
 fn unit_of_words(words: &str) -> Option<String> {
+    if let Some(r) = unit_ratio(words) {
+        return Some(r);
+    }
+    let mut words = words.to_string();
+    // "kilometers per hour" is km/h.
+    if let Some((a, b)) = words.split_once(" per ") {
+        if let (Some(a), Some(b)) = (known_unit(a), known_unit(b)) {
+            return Some(format!("{a}/{b}"));
+        }
+        words = format!("{a} {b}");
+    }
     let parts: Vec<String> = words
         .split_whitespace()
         .filter_map(canonical_unit)
@@ -539,6 +628,13 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
                 i += 4;
                 continue;
             }
+            // `W(x)=1orW(x)=-1`: spaces lost around "or" after a value.
+            b'o' if depth == 0 && glued_or(b, i) => {
+                parts.push(t[start..i].trim().to_string());
+                start = i + 2;
+                i += 2;
+                continue;
+            }
             _ => {}
         }
         i += 1;
@@ -549,6 +645,26 @@ pub(crate) fn split_or(s: &str) -> Vec<String> {
         parts.push(String::new());
     }
     parts
+}
+
+/// An "or" at `i` written without spaces between a value (ending in a digit
+/// or a closing bracket) and the next one (a capital, a digit, a sign, a
+/// bracket, a command, or a variable before `=`/`(`/`_`); "for", "order" and
+/// other words never match, since a letter precedes or follows them.
+fn glued_or(b: &[u8], i: usize) -> bool {
+    if i == 0 || b.get(i + 1) != Some(&b'r') {
+        return false;
+    }
+    let before = b[i - 1];
+    if !(before.is_ascii_digit() || before == b')' || before == b'}') {
+        return false;
+    }
+    match b.get(i + 2) {
+        Some(c) if c.is_ascii_uppercase() || c.is_ascii_digit() => true,
+        Some(b'-' | b'(' | b'\\') => true,
+        Some(c) if c.is_ascii_lowercase() => matches!(b.get(i + 3), Some(b'=' | b'(' | b'_')),
+        _ => false,
+    }
 }
 
 /// Removes `\text{..}`-style wrappers, keeping their content.

@@ -15,5 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let b = aha_reward::verify(&gold, &pred);
     assert_eq!(a, b);
     let _ = aha_reward::answers_equivalent(&pred, &gold);
+    // A stated rounding (the JSONL `precision` field), from the input's length.
+    let _ = aha_reward::answers_equivalent_rounded(&gold, &pred, Some(data.len() as u32 % 8));
     let _ = aha_reward::RewardFn::Format.score(&pred, Some(&gold));
 });
