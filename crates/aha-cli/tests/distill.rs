@@ -3,23 +3,12 @@
 //! files it promises, and a clear error for students with another tokenizer.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn aha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aha"))
-        .args(args)
-        .output()
-        .expect("run aha")
-}
+use crate::common::run as aha;
 
+/// Runs `aha`, requiring success; its stderr (where the commands report).
 fn ok(args: &[&str]) -> String {
-    let out = aha(args);
-    assert!(
-        out.status.success(),
-        "aha {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    crate::common::stderr(&crate::common::ok(args))
 }
 
 fn pretrain(out: &Path, hidden: &str, layers: &str, vocab: &str) {

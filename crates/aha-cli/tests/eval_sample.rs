@@ -1,19 +1,8 @@
 //! `aha eval` (with `--rescore`) and `aha sample` on a tiny base: the files they promise,
 //! rescoring byte for byte, and a rerun of a finished `aha sample` adding nothing.
 
-use std::process::Command;
-
 fn aha(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aha"))
-        .args(args)
-        .output()
-        .expect("run aha");
-    assert!(
-        out.status.success(),
-        "aha {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::common::stdout(&crate::common::ok(args))
 }
 
 #[test]

@@ -3,23 +3,11 @@
 //! cannot be used. Fixture: crates/aha-text/tests/fixtures/gguf_spm (a 1-layer random Llama).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn aha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aha"))
-        .args(args)
-        .output()
-        .expect("run aha")
-}
+use crate::common::run as aha;
 
 fn ok(args: &[&str]) -> String {
-    let out = aha(args);
-    assert!(
-        out.status.success(),
-        "aha {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::common::stdout(&crate::common::ok(args))
 }
 
 fn fixture() -> PathBuf {

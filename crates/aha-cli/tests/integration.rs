@@ -1,6 +1,8 @@
 //! All integration tests of this crate in one binary: each test binary links candle, and
 //! one binary per file made the test build slow and large.
 
+mod common;
+mod constrained;
 mod distill;
 mod eval_sample;
 mod gguf_tokenizers;

@@ -1,20 +1,7 @@
 //! `aha pretrain` then `aha zero` end to end on a very small budget: the pipeline writes
 //! everything it promises (metrics per step, plots, the final model, the summary).
 
-use std::process::Command;
-
-fn aha(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_aha"))
-        .args(args)
-        .output()
-        .expect("run aha");
-    assert!(
-        out.status.success(),
-        "aha {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use crate::common::ok as aha;
 
 #[test]
 fn pretrain_then_zero_writes_metrics_plots_model_and_summary() {

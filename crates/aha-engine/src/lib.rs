@@ -2,10 +2,12 @@
 //! stopping rules; finished sequences leave the batch so they stop costing compute. Several
 //! samples of one prompt share its prefill: its KV cache rows are copied, not recomputed.
 
+pub mod constraint;
 mod sampling;
 pub mod scheduler;
 pub mod worker;
 
+pub use constraint::{Constrainer, Constraint, Grammar, Reasoning};
 pub use sampling::{argmax, SamplingParams};
 pub use scheduler::{
     Event, LogitsProcessor, Reply, Request, RequestParams, Scheduler, SchedulerConfig, StepStats,
@@ -47,6 +49,8 @@ pub struct GenerateOptions {
     /// Stop once the decoded text contains one of these (needs a tokenizer); the text is cut before it.
     pub stop_strings: Vec<String>,
     pub ignore_eos: bool,
+    /// Every sample's answer matches this (after its reasoning, if the constraint has one).
+    pub constraint: Option<std::sync::Arc<Constraint>>,
 }
 
 impl Default for GenerateOptions {
@@ -58,6 +62,7 @@ impl Default for GenerateOptions {
             stop_token_ids: Vec::new(),
             stop_strings: Vec::new(),
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -190,7 +195,7 @@ fn decode<'m>(
                 seed_offset: (i * n) as u64,
                 ..params.clone()
             },
-            processor: None,
+            processor: opts.constraint.as_ref().map(|c| c.processor()),
             reply: Collect {
                 base: i * n,
                 events: events.clone(),

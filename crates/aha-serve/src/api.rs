@@ -134,6 +134,28 @@ pub struct Sampling {
     pub max_completion_tokens: Option<usize>,
     /// vLLM's extension: keep generating past EOS (benchmarks with fixed lengths).
     pub ignore_eos: Option<bool>,
+    /// `{"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}`.
+    pub response_format: Option<ResponseFormat>,
+    /// Extensions: the answer matches a regex, is one of a list, or follows a Lark grammar.
+    pub regex: Option<String>,
+    pub choice: Option<Vec<String>>,
+    pub grammar: Option<String>,
+    /// Extension: at most this many reasoning tokens before `</think>` is forced.
+    pub thinking_budget: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSchemaFormat {
+    pub name: Option<String>,
+    pub schema: Option<serde_json::Value>,
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

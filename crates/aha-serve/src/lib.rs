@@ -66,8 +66,11 @@ pub struct Assets {
     pub template: Option<ChatTemplate>,
     pub eos_token_ids: Vec<u32>,
     pub vocab_size: usize,
-    /// Per-request logits processors (constraints), made from the prompt's ids.
+    /// Per-request logits processors, made from the prompt's ids (tests, experiments).
     pub logits_processor: Option<ProcessorFactory>,
+    /// Compiles `response_format` and the grammar extensions (None: the tokenizer's
+    /// vocabulary could not be read, and such requests are refused).
+    pub constrainer: Option<aha_engine::Constrainer>,
 }
 
 /// Makes a request's logits processor from its prompt ids (None: no processor).

@@ -135,6 +135,87 @@ struct Job {
     include_usage: bool,
     /// Chat: the prompt opened a think block (the template pre-filled `<think>`).
     reasoning_open: Option<bool>,
+    constraint: Option<Arc<aha_engine::Constraint>>,
+}
+
+/// The request's answer constraint, if it asks for one.
+fn constraint(
+    s: &AppState,
+    x: &Sampling,
+    reasoning: Option<bool>,
+) -> Result<Option<Arc<aha_engine::Constraint>>, ApiError> {
+    use aha_engine::Grammar;
+    let mut asked: Vec<(Grammar, &'static str)> = Vec::new();
+    if let Some(f) = &x.response_format {
+        match f.kind.as_str() {
+            "text" => {}
+            "json_object" => asked.push((Grammar::JsonObject, "response_format")),
+            "json_schema" => {
+                let schema = f
+                    .json_schema
+                    .as_ref()
+                    .and_then(|j| j.schema.clone())
+                    .ok_or_else(|| {
+                        bad(
+                            "response_format json_schema needs json_schema.schema",
+                            Some("response_format"),
+                        )
+                    })?;
+                asked.push((Grammar::JsonSchema(schema), "response_format"));
+            }
+            other => {
+                return Err(bad(
+                    format!(
+                        "unknown response_format type {other:?} (text, json_object, json_schema)"
+                    ),
+                    Some("response_format"),
+                ))
+            }
+        }
+    }
+    if let Some(r) = &x.regex {
+        asked.push((Grammar::Regex(r.clone()), "regex"));
+    }
+    if let Some(c) = &x.choice {
+        asked.push((Grammar::Choice(c.clone()), "choice"));
+    }
+    if let Some(g) = &x.grammar {
+        asked.push((Grammar::Lark(g.clone()), "grammar"));
+    }
+    if asked.len() > 1 {
+        return Err(bad(
+            "at most one of response_format (json), regex, choice and grammar",
+            Some(asked[1].1),
+        ));
+    }
+    let grammar = asked.pop();
+    if grammar.is_none() && x.thinking_budget.is_none() {
+        return Ok(None);
+    }
+    let param = grammar.as_ref().map_or("thinking_budget", |g| g.1);
+    let constrainer = s.assets.constrainer.as_ref().ok_or_else(|| {
+        bad(
+            "this model's tokenizer does not support constrained decoding",
+            Some(param),
+        )
+    })?;
+    let gate = if let Some(opened) = reasoning {
+        Some(
+            aha_engine::Reasoning::think(&s.assets.tokenizer, x.thinking_budget, opened)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        )
+    } else if x.thinking_budget.is_some() {
+        return Err(bad(
+            "thinking_budget needs a reasoning model",
+            Some("thinking_budget"),
+        ));
+    } else {
+        None
+    };
+    let c = constrainer
+        .compile(grammar.as_ref().map(|g| &g.0), gate)
+        .map_err(|e| bad(e.to_string(), Some(param)))?;
+    Ok(Some(Arc::new(c)))
 }
 
 /// Turn the shared settings into engine parameters, checking them against the context.
@@ -146,6 +227,14 @@ fn job(
     reasoning_open: Option<bool>,
 ) -> Result<Job, ApiError> {
     let ctx = s.cfg.context;
+    // Chat with a reasoning model: the constraint starts after `</think>`.
+    let reasons = reasoning_open.filter(|_| {
+        s.assets
+            .tokenizer
+            .token_to_id(aha_text::THINK_END)
+            .is_some()
+    });
+    let constraint = constraint(s, &x, reasons)?;
     let n = x.n.unwrap_or(1);
     if n == 0 || n > s.cfg.max_batch {
         return Err(bad(
@@ -254,6 +343,7 @@ fn job(
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
         reasoning_open,
+        constraint,
     })
 }
 
@@ -289,11 +379,14 @@ fn submit(s: &Arc<AppState>, job: &Job) -> Result<(UnboundedReceiver<Event>, InF
             prompt: job.prompt.clone(),
             n: job.n,
             params: job.params.clone(),
-            processor: s
-                .assets
-                .logits_processor
-                .as_ref()
-                .and_then(|f| f(&job.prompt)),
+            processor: match &job.constraint {
+                Some(c) => Some(c.processor()),
+                None => s
+                    .assets
+                    .logits_processor
+                    .as_ref()
+                    .and_then(|f| f(&job.prompt)),
+            },
             reply: ChannelReply(tx),
         })
         .map_err(|_| ApiError::internal("the engine has stopped"))?;

@@ -24,6 +24,7 @@ fn start(api_key: Option<&str>) -> Running {
         tokenizer,
         template: Some(template),
         logits_processor: None,
+        constrainer: None,
     };
     let cfg = ServeConfig {
         model_name: "tiny".into(),

@@ -2,5 +2,6 @@
 //! one binary per file made the test build slow and large.
 
 mod common;
+mod constraint;
 mod http;
 mod reasoning;

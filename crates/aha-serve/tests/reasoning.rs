@@ -9,32 +9,10 @@ use crate::common;
 use aha_engine::LogitsProcessor;
 use aha_serve::{Assets, Running, ServeConfig};
 use aha_text::{ChatTemplate, Tokenizer};
-use common::{chat_stream_text, post};
+use common::{asset_dir, chat_stream_text, post};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-/// The asset dir, or None (test skipped) when absent outside CI.
-fn asset_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("AHA_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/assets"));
-    let dir = base.join("deepseek-r1-tokenizer");
-    if dir.join("tokenizer.json").is_file() && dir.join("tokenizer_config.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing and CI is set: run scripts/fetch_assets.sh",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: {} not found; run scripts/fetch_assets.sh",
-        dir.display()
-    );
-    None
-}
 
 /// Forces the tokens of the current script, then EOS.
 struct Script {
@@ -100,6 +78,7 @@ fn start(dir: &Path, prefill_think: bool) -> Server {
                 eos,
             }) as Box<dyn LogitsProcessor>)
         })),
+        constrainer: None,
     };
     let cfg = ServeConfig {
         model_name: "r1-scripted".into(),

@@ -36,4 +36,4 @@ pub use reasoning::{
     prompt_opens_reasoning, split_reasoning, ReasoningDelta, ReasoningSplit,
     StreamingReasoningParser, THINK_END, THINK_START,
 };
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{TokenBytes, Tokenizer};

@@ -312,6 +312,23 @@ impl Spm {
         Ok(())
     }
 
+    /// What token `id` adds to decoded text (before the leading-space strip), and whether
+    /// it is a control or unknown token (skipped when special tokens are).
+    pub fn piece(&self, id: u32) -> Option<(Vec<u8>, bool)> {
+        let t = self.tokens.get(id as usize)?;
+        match self.types[id as usize] {
+            CONTROL | UNKNOWN => Some((t.as_bytes().to_vec(), true)),
+            USER_DEFINED => Some((t.as_bytes().to_vec(), false)),
+            1 => Some((t.replace(SPACE, " ").into_bytes(), false)),
+            BYTE => t
+                .strip_prefix("<0x")
+                .and_then(|h| h.get(..2))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .map(|b| (vec![b], false)),
+            _ => None,
+        }
+    }
+
     /// llama.cpp's detokenize: `▁` back to spaces, byte tokens to bytes, control and
     /// unknown tokens dropped with `skip_special`; the space added before the first
     /// piece is removed (unless a skipped BOS comes first, as in llama.cpp).
@@ -329,22 +346,10 @@ impl Spm {
         let mut bytes: Vec<u8> = Vec::new();
         for &id in ids {
             let start = bytes.len();
-            if let Some(t) = self.tokens.get(id as usize) {
-                match self.types[id as usize] {
-                    CONTROL | UNKNOWN if skip_special => {}
-                    CONTROL | UNKNOWN | USER_DEFINED => bytes.extend_from_slice(t.as_bytes()),
-                    1 => bytes.extend_from_slice(t.replace(SPACE, " ").as_bytes()),
-                    BYTE => {
-                        if let Some(b) = t
-                            .strip_prefix("<0x")
-                            .and_then(|h| h.get(..2))
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        {
-                            bytes.push(b);
-                        }
-                    }
-                    _ => {}
-                }
+            match self.piece(id) {
+                Some((_, true)) if skip_special => {}
+                Some((piece, _)) => bytes.extend_from_slice(&piece),
+                None => {}
             }
             if strip && bytes.get(start) == Some(&b' ') {
                 bytes.remove(start);

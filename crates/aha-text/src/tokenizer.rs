@@ -1,6 +1,7 @@
 //! Thin wrapper over the `tokenizers` crate (or llama.cpp's SentencePiece for GGUF
 //! `llama` vocabularies) plus the special-token metadata that HF keeps in side files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -251,6 +252,21 @@ impl Tokenizer {
         self.eos_ids.contains(&id)
     }
 
+    /// The bytes each token adds to decoded text, indexed by id: what a constraint engine
+    /// matches tokens against. Byte-level and byte-fallback tokens may hold part of a UTF-8
+    /// character. Special tokens are their text, flagged.
+    pub fn token_bytes(&self) -> Result<Vec<TokenBytes>> {
+        match &self.inner {
+            Backend::Hf(hf) => hf_token_bytes(hf),
+            Backend::Spm(spm) => Ok((0..spm.vocab_size() as u32)
+                .map(|id| {
+                    let (bytes, special) = spm.piece(id).unwrap_or_default();
+                    TokenBytes { bytes, special }
+                })
+                .collect()),
+        }
+    }
+
     /// The underlying `tokenizers` object, for anything not wrapped here (None for a
     /// GGUF SentencePiece vocabulary, which has no `tokenizers` form).
     pub fn inner(&self) -> Option<&tokenizers::Tokenizer> {
@@ -259,6 +275,110 @@ impl Tokenizer {
             Backend::Spm(_) => None,
         }
     }
+}
+
+/// One token's bytes (see [`Tokenizer::token_bytes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenBytes {
+    pub bytes: Vec<u8>,
+    pub special: bool,
+}
+
+/// How a `tokenizers` vocabulary spells bytes.
+enum Spelling {
+    /// GPT-2's byte-to-character map.
+    ByteLevel,
+    /// `<0xNN>` byte tokens, and this character for a space (SentencePiece's `▁`).
+    ByteFallback(char),
+    Metaspace(char),
+}
+
+fn hf_token_bytes(hf: &tokenizers::Tokenizer) -> Result<Vec<TokenBytes>> {
+    let unsupported = |what: String| TextError::Tokenizer {
+        operation: "list token bytes",
+        message: what,
+    };
+    let decoder = match hf.get_decoder() {
+        Some(d) => serde_json::to_value(d).map_err(|e| unsupported(e.to_string()))?,
+        None => serde_json::Value::Null,
+    };
+    let parts: Vec<&serde_json::Value> = match decoder["decoders"].as_array() {
+        Some(list) => list.iter().collect(),
+        None => vec![&decoder],
+    };
+    let kind = |t: &str| parts.iter().find(|d| d["type"] == t);
+    let char_of = |v: &serde_json::Value| v.as_str().and_then(|s| s.chars().next());
+    let spelling = if kind("ByteLevel").is_some() {
+        Spelling::ByteLevel
+    } else if kind("ByteFallback").is_some() {
+        let space = kind("Replace")
+            .and_then(|r| char_of(&r["pattern"]["String"]))
+            .unwrap_or('\u{2581}');
+        Spelling::ByteFallback(space)
+    } else if let Some(m) = kind("Metaspace") {
+        Spelling::Metaspace(char_of(&m["replacement"]).unwrap_or('\u{2581}'))
+    } else {
+        return Err(unsupported(format!(
+            "no byte-level, byte-fallback or metaspace decoder (decoder: {decoder})"
+        )));
+    };
+    let byte_of: HashMap<char, u8> = match spelling {
+        Spelling::ByteLevel => byte_level_chars(),
+        _ => HashMap::new(),
+    };
+    let vocab = hf.get_vocab(true);
+    let n = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+    let mut out = vec![TokenBytes::default(); n];
+    let added = hf.get_added_tokens_decoder();
+    for (text, id) in vocab {
+        out[id as usize] = if let Some(a) = added.get(&id) {
+            TokenBytes {
+                bytes: a.content.clone().into_bytes(),
+                special: a.special,
+            }
+        } else {
+            let bytes = match spelling {
+                Spelling::ByteLevel => text
+                    .chars()
+                    .map(|c| byte_of.get(&c).copied())
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or_else(|| unsupported(format!("token {text:?} is not byte-level")))?,
+                Spelling::ByteFallback(space) => match text
+                    .strip_prefix("<0x")
+                    .and_then(|h| h.strip_suffix('>'))
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => vec![b],
+                    None => text.replace(space, " ").into_bytes(),
+                },
+                Spelling::Metaspace(space) => text.replace(space, " ").into_bytes(),
+            };
+            TokenBytes {
+                bytes,
+                special: false,
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// GPT-2's byte-level alphabet, inverted: printable bytes stand for themselves, the rest
+/// for the characters from U+0100 on, in byte order.
+fn byte_level_chars() -> HashMap<char, u8> {
+    let mut next = 0x100u32;
+    (0..=255u8)
+        .map(|b| {
+            let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+            let c = if printable {
+                b as char
+            } else {
+                next += 1;
+                char::from_u32(next - 1).unwrap_or(char::REPLACEMENT_CHARACTER)
+            };
+            (c, b)
+        })
+        .collect()
 }
 
 impl Backend {

@@ -188,3 +188,28 @@ fn r1_template_drops_earlier_reasoning_and_parser_recovers_it() {
     assert_eq!(split.content, "\n\nThe answer is 21.");
     assert!(split.reasoning_closed);
 }
+
+/// What constrained decoding matches tokens against: each token's bytes, concatenated, are
+/// the text (byte-level tokens that hold part of a character included).
+#[test]
+fn token_bytes_spell_the_encoded_text() {
+    let Some(dir) = asset_dir() else { return };
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let bytes = tok.token_bytes().unwrap();
+    assert!(bytes.len() >= tok.vocab_size());
+    for text in [
+        "Hello, world!",
+        "naïve café, 世界 and 🙂 in one line",
+        "<think>\nx = 3\n</think>\n\n{\"answer\": 3}",
+    ] {
+        let ids = tok.encode(text, false).unwrap();
+        let spelled: Vec<u8> = ids
+            .iter()
+            .flat_map(|&i| bytes[i as usize].bytes.clone())
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&spelled), text);
+    }
+    let bos = tok.bos_token_id().expect("R1 has a BOS");
+    assert!(bytes[bos as usize].special);
+    assert!(!bytes[tok.encode("Hello", false).unwrap()[0] as usize].special);
+}

@@ -236,6 +236,18 @@ fn llama_sentencepiece_gguf_encodes_like_llama_cpp() {
                 let mut s = dec.push_all(&ids).unwrap();
                 s.push_str(&dec.finish().unwrap());
                 assert_eq!(s, text, "{file}: incremental");
+                // The tokens' bytes spell the text too (with the prefix space, when added).
+                let bytes = tok.token_bytes().unwrap();
+                let spelled: Vec<u8> = ids
+                    .iter()
+                    .flat_map(|&i| bytes[i as usize].bytes.clone())
+                    .collect();
+                let spelled = String::from_utf8(spelled).unwrap();
+                let extra = spelled.strip_suffix(text);
+                assert!(
+                    extra == Some("") || extra == Some(" "),
+                    "{file}: bytes {spelled:?}"
+                );
             }
             checked += 1;
         }

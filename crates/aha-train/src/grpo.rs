@@ -858,6 +858,7 @@ impl GrpoTrainer {
             stop_token_ids: self.cfg.stop_token_ids.clone(),
             stop_strings: self.cfg.stop_strings.clone(),
             ignore_eos: false,
+            constraint: None,
         };
         let completions = aha_engine::generate(
             self.model(),

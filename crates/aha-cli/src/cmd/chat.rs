@@ -29,6 +29,8 @@ pub struct ChatArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    constraint: common::ConstraintArgs,
 }
 
 const DIM: &str = "\x1b[2m";
@@ -70,6 +72,9 @@ pub fn run(args: ChatArgs) -> Result<()> {
         let prompt = template.render(&history, true)?;
         let ids = tok.encode(&prompt, false)?;
         let mut parser = StreamingReasoningParser::for_prompt(&prompt);
+        let constraint = args
+            .constraint
+            .build(tok, aha_text::prompt_opens_reasoning(&prompt))?;
         let opts = GenerateOptions {
             sampling: SamplingParams {
                 temperature: args.temperature,
@@ -79,6 +84,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
             max_tokens: args.max_tokens,
             seed: args.seed.wrapping_add(turn),
             stop_token_ids: loaded.eos_ids(),
+            constraint,
             ..Default::default()
         };
         let mut shown_reasoning = false;

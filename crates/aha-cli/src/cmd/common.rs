@@ -192,3 +192,109 @@ pub fn default_cache_dir() -> PathBuf {
     }
     PathBuf::from(".cache").join("aha")
 }
+
+/// Whether the model reasons before answering (the constraint then starts after `</think>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReasoningMode {
+    /// When the tokenizer has a `</think>` token (R1 and its distills).
+    Auto,
+    On,
+    Off,
+}
+
+/// Constrained answers: at most one of the grammar flags, and a thinking budget.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ConstraintArgs {
+    /// The answer is JSON valid under this JSON Schema file (an unsupported keyword is an
+    /// error).
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    pub json_schema: Option<PathBuf>,
+    /// The answer is a JSON object (any).
+    #[arg(long, group = "constraint")]
+    pub json_object: bool,
+    /// The answer matches this regular expression.
+    #[arg(long, value_name = "REGEX", group = "constraint")]
+    pub regex: Option<String>,
+    /// The answer is one of these strings (repeat the flag).
+    #[arg(long, value_name = "TEXT", group = "constraint")]
+    pub choice: Vec<String>,
+    /// The answer follows this Lark grammar file (llguidance's dialect).
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    pub grammar: Option<PathBuf>,
+    /// At most this many reasoning tokens; then `</think>` is forced and the answer follows.
+    #[arg(long, value_name = "N")]
+    pub thinking_budget: Option<usize>,
+    /// Whether the model thinks first; the constraint applies after `</think>`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reasoning: ReasoningMode,
+}
+
+impl ConstraintArgs {
+    fn grammar(&self) -> Result<Option<aha_engine::Grammar>> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        Ok(if let Some(p) = &self.json_schema {
+            let schema = serde_json::from_str(&read(p)?)
+                .with_context(|| format!("{} is not JSON", p.display()))?;
+            Some(aha_engine::Grammar::JsonSchema(schema))
+        } else if self.json_object {
+            Some(aha_engine::Grammar::JsonObject)
+        } else if let Some(r) = &self.regex {
+            Some(aha_engine::Grammar::Regex(r.clone()))
+        } else if !self.choice.is_empty() {
+            Some(aha_engine::Grammar::Choice(self.choice.clone()))
+        } else if let Some(p) = &self.grammar {
+            Some(aha_engine::Grammar::Lark(read(p)?))
+        } else {
+            None
+        })
+    }
+
+    /// Whether any flag asks for a constraint or a budget.
+    pub fn wants_constraint(&self) -> bool {
+        self.json_schema.is_some()
+            || self.json_object
+            || self.regex.is_some()
+            || !self.choice.is_empty()
+            || self.grammar.is_some()
+            || self.thinking_budget.is_some()
+    }
+
+    /// Whether a reasoning phase comes first for this tokenizer.
+    pub fn reasons(&self, tokenizer: &Tokenizer) -> bool {
+        match self.reasoning {
+            ReasoningMode::On => true,
+            ReasoningMode::Off => false,
+            ReasoningMode::Auto => tokenizer.token_to_id(aha_text::THINK_END).is_some(),
+        }
+    }
+
+    /// The compiled constraint, or None when no flag asks for one. `prompt_opened`: the
+    /// prompt already opened the think block.
+    pub fn build(
+        &self,
+        tokenizer: &Tokenizer,
+        prompt_opened: bool,
+    ) -> Result<Option<std::sync::Arc<aha_engine::Constraint>>> {
+        let grammar = self.grammar()?;
+        if grammar.is_none() && self.thinking_budget.is_none() {
+            return Ok(None);
+        }
+        let reasoning = if self.reasons(tokenizer) {
+            Some(aha_engine::Reasoning::think(
+                tokenizer,
+                self.thinking_budget,
+                prompt_opened,
+            )?)
+        } else if self.thinking_budget.is_some() {
+            anyhow::bail!("--thinking-budget needs a reasoning model (or --reasoning on)");
+        } else {
+            None
+        };
+        let constrainer = aha_engine::Constrainer::new(tokenizer)?;
+        Ok(Some(std::sync::Arc::new(
+            constrainer.compile(grammar.as_ref(), reasoning)?,
+        )))
+    }
+}

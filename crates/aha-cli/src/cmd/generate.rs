@@ -46,9 +46,12 @@ pub struct GenerateArgs {
     /// Keep generating past EOS tokens.
     #[arg(long)]
     ignore_eos: bool,
-    /// One JSON line per prompt: {"token_ids", "text", "finish_reason"}.
+    /// One JSON line per prompt: {"token_ids", "text", "finish_reason"}, plus "reasoning" and
+    /// "content" (the text split at `</think>`) when decoding text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    constraint: common::ConstraintArgs,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
@@ -56,6 +59,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         anyhow::bail!("give a prompt with --prompt TEXT or --ids 1,2,3");
     }
     let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
+    // Prompt texts, when given as text (to tell whether they open the reasoning).
+    let mut texts: Vec<String> = Vec::new();
     let prompts: Vec<Vec<u32>> = if args.ids.is_empty() {
         let tok = loaded.tokenizer()?;
         let template = if args.chat {
@@ -63,18 +68,31 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         } else {
             None
         };
-        args.prompt
+        texts = args
+            .prompt
             .iter()
             .map(|p| match &template {
-                Some(t) => Ok(tok.encode(
-                    &t.render(&[aha_text::ChatMessage::user(p.as_str())], true)?,
-                    false,
-                )?),
-                None => Ok(tok.encode(p, true)?),
+                Some(t) => Ok(t.render(&[aha_text::ChatMessage::user(p.as_str())], true)?),
+                None => Ok(p.clone()),
             })
-            .collect::<Result<_>>()?
+            .collect::<Result<_>>()?;
+        texts
+            .iter()
+            .map(|t| tok.encode(t, template.is_none()))
+            .collect::<std::result::Result<_, _>>()?
     } else {
         args.ids.iter().map(|i| i.0.clone()).collect()
+    };
+    let constraint = match &loaded.tokenizer {
+        Some(tok) => {
+            let opened =
+                !texts.is_empty() && texts.iter().all(|t| aha_text::prompt_opens_reasoning(t));
+            args.constraint.build(tok, opened)?
+        }
+        None if args.constraint.wants_constraint() => {
+            anyhow::bail!("constrained decoding needs the model's tokenizer")
+        }
+        None => None,
     };
     let opts = GenerateOptions {
         sampling: SamplingParams {
@@ -88,6 +106,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         stop_token_ids: loaded.eos_ids(),
         stop_strings: args.stop.clone(),
         ignore_eos: args.ignore_eos,
+        constraint,
     };
     // A single prompt streams to the terminal as it is generated.
     let stream = !args.json && prompts.len() == 1 && loaded.tokenizer.is_some();
@@ -110,10 +129,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     for (i, c) in completions.iter().enumerate() {
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"token_ids": c.token_ids, "text": c.text, "finish_reason": c.finish_reason})
-            );
+            let mut line = serde_json::json!({"token_ids": c.token_ids, "text": c.text, "finish_reason": c.finish_reason});
+            if let Some(text) = &c.text {
+                let opened = texts
+                    .get(i)
+                    .is_some_and(|p| aha_text::prompt_opens_reasoning(p));
+                let split = aha_text::split_reasoning(text, opened);
+                line["reasoning"] = split.reasoning.into();
+                line["content"] = split.content.into();
+            }
+            println!("{line}");
         } else {
             match &c.text {
                 Some(t) => println!("[{i}] {t}"),

@@ -59,7 +59,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_queue: args.max_queue,
         default_max_tokens: args.default_max_tokens,
     };
+    // Constraints need each token's bytes; a vocabulary aha cannot read that way only
+    // turns them off (requests asking for one get a clear 400).
+    let constrainer = match aha_engine::Constrainer::new(&tokenizer) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("constrained decoding is off for this model: {e}");
+            None
+        }
+    };
     let assets = aha_serve::Assets {
+        constrainer,
         tokenizer,
         template,
         eos_token_ids,

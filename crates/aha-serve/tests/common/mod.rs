@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub struct Reply {
@@ -145,4 +146,26 @@ pub fn chat_stream_text(events: &[String], n: usize) -> Vec<(String, String, Opt
         }
     }
     out
+}
+
+/// The real DeepSeek-R1 tokenizer's asset dir, or None (test skipped) when absent outside CI.
+pub fn asset_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("AHA_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/assets"));
+    let dir = base.join("deepseek-r1-tokenizer");
+    if dir.join("tokenizer.json").is_file() && dir.join("tokenizer_config.json").is_file() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing and CI is set: run scripts/fetch_assets.sh",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipped: {} not found; run scripts/fetch_assets.sh",
+        dir.display()
+    );
+    None
 }

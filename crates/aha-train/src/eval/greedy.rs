@@ -117,6 +117,7 @@ pub fn evaluate_with(
         stop_token_ids: tok.eos_token_ids().to_vec(),
         stop_strings: Vec::new(),
         ignore_eos: false,
+        constraint: None,
     };
     let opening = |p: &Problem| -> Result<String> {
         match opts.forced {

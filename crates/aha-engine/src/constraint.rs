@@ -1,0 +1,384 @@
+//! Constrained decoding: a token mask from a JSON Schema, a regex, a choice list or a Lark
+//! grammar, computed per token by `llguidance`, and applied only after the reasoning.
+//!
+//! A reasoning model thinks in free text and closes with `</think>`; masking from the first
+//! token would forbid `<think>` and push the JSON into the reasoning. So each sample starts
+//! free, the constraint takes over once the decoded text has closed the reasoning, and an
+//! optional budget forces `</think>` when the thinking runs long. Without a reasoning phase
+//! (a model that does not think) the constraint applies from the first token.
+
+use crate::scheduler::LogitsProcessor;
+use crate::{EngineError, Result};
+use aha_text::{TokenBytes, Tokenizer};
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+use std::sync::Arc;
+
+/// What the answer must match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grammar {
+    /// Any JSON object (`response_format: {"type": "json_object"}`).
+    JsonObject,
+    /// A JSON Schema; a keyword llguidance does not implement is an error, never ignored.
+    JsonSchema(serde_json::Value),
+    /// A regular expression the whole answer matches.
+    Regex(String),
+    /// Exactly one of these strings.
+    Choice(Vec<String>),
+    /// A Lark grammar (llguidance's dialect: `start: ...`, regex terminals, `%json {...}`).
+    Lark(String),
+}
+
+impl Grammar {
+    fn top_level(&self) -> Result<TopLevelGrammar> {
+        Ok(match self {
+            Grammar::JsonObject => TopLevelGrammar::from_json_schema(bounded_whitespace(
+                serde_json::json!({"type": "object"}),
+            )),
+            Grammar::JsonSchema(s) => {
+                TopLevelGrammar::from_json_schema(bounded_whitespace(s.clone()))
+            }
+            Grammar::Regex(r) => TopLevelGrammar::from_regex(r),
+            Grammar::Choice(options) => {
+                if options.is_empty() {
+                    return Err(EngineError::Invalid("a choice list needs an option".into()));
+                }
+                let alternatives: Vec<String> = options.iter().map(|o| regex_escape(o)).collect();
+                TopLevelGrammar::from_regex(&alternatives.join("|"))
+            }
+            Grammar::Lark(text) => TopLevelGrammar::from_lark(text.clone()),
+        })
+    }
+}
+
+/// Whitespace between JSON tokens: one space, or one line break and an indentation (up to
+/// 32 spaces or 8 tabs). Pretty-printed JSON passes; a model cannot stall in whitespace,
+/// which free whitespace allows (a known failure of JSON modes). A schema that sets
+/// llguidance's own `x-guidance` options keeps them.
+const JSON_WHITESPACE: &str = r"( |\r?\n( {0,32}|\t{0,8}))";
+
+fn bounded_whitespace(mut schema: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.entry("x-guidance")
+            .or_insert_with(|| serde_json::json!({ "whitespace_pattern": JSON_WHITESPACE }));
+    }
+    schema
+}
+
+/// Escape every regex metacharacter, so the text matches itself.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The free-reasoning phase before a constraint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reasoning {
+    /// Forced first tokens that open the reasoning (`<think>\n`), unless the prompt did.
+    pub open: Vec<u32>,
+    /// The text that closes the reasoning (`</think>`).
+    pub end: String,
+    /// At most this many reasoning tokens; then `forced` is appended token by token.
+    pub budget: Option<usize>,
+    /// What closes an over-long reasoning: an optional phrase, then `end` (token ids).
+    pub forced: Vec<u32>,
+}
+
+impl Reasoning {
+    /// R1's think block, with a budget. Unless the prompt opened it (`prompt_opened`), the
+    /// output starts with `<think>\n`, as DeepSeek advises for R1 (it otherwise sometimes
+    /// skips thinking). When the budget runs out, a short closing sentence and the tag are
+    /// written for the model, so the reasoning ends in words rather than mid-thought.
+    pub fn think(
+        tokenizer: &Tokenizer,
+        budget: Option<usize>,
+        prompt_opened: bool,
+    ) -> Result<Self> {
+        let end = aha_text::THINK_END.to_string();
+        let forced = tokenizer.encode(&format!("\n\nTime to answer.\n{end}\n\n"), false)?;
+        let open = if prompt_opened {
+            Vec::new()
+        } else {
+            tokenizer.encode(&format!("{}\n", aha_text::THINK_START), false)?
+        };
+        Ok(Self {
+            open,
+            end,
+            budget,
+            forced,
+        })
+    }
+}
+
+/// A tokenizer's view for llguidance: one per model, shared by every request.
+#[derive(Clone)]
+pub struct Constrainer {
+    factory: Arc<ParserFactory>,
+    env: TokEnv,
+    vocab: usize,
+    eos: u32,
+}
+
+struct Env {
+    trie: TokTrie,
+    tokenizer: Tokenizer,
+}
+
+impl TokenizerEnv for Env {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        self.tokenizer
+            .encode(&String::from_utf8_lossy(s), false)
+            .unwrap_or_default()
+    }
+}
+
+impl Constrainer {
+    /// Build the token trie of `tokenizer` (special tokens are never produced by a grammar;
+    /// the end of an answer is the first EOS id).
+    pub fn new(tokenizer: &Tokenizer) -> Result<Self> {
+        let eos = *tokenizer.eos_token_ids().first().ok_or_else(|| {
+            EngineError::Invalid("constrained decoding needs an EOS token in the tokenizer".into())
+        })?;
+        let words: Vec<Vec<u8>> = tokenizer
+            .token_bytes()?
+            .into_iter()
+            .map(|TokenBytes { mut bytes, special }| {
+                if special {
+                    bytes.insert(0, TokTrie::SPECIAL_TOKEN_MARKER);
+                }
+                bytes
+            })
+            .collect();
+        let vocab = words.len().max(eos as usize + 1);
+        let info = TokRxInfo::new(vocab as u32, eos);
+        let trie = TokTrie::from(&info, &words);
+        let env: TokEnv = Arc::new(Env {
+            trie,
+            tokenizer: tokenizer.clone(),
+        });
+        let mut factory = ParserFactory::new_simple(&env).map_err(llg)?;
+        factory.set_stderr_log_level(0);
+        Ok(Self {
+            factory: Arc::new(factory),
+            env,
+            vocab,
+            eos,
+        })
+    }
+
+    /// Compile `grammar` (errors here: a bad regex, an unsupported schema keyword) into a
+    /// constraint whose processors start after `reasoning`, if given. No grammar: only the
+    /// reasoning budget applies, and the answer is free.
+    pub fn compile(
+        &self,
+        grammar: Option<&Grammar>,
+        reasoning: Option<Reasoning>,
+    ) -> Result<Constraint> {
+        let matcher = match grammar {
+            Some(g) => {
+                let parser = self.factory.create_parser(g.top_level()?).map_err(llg)?;
+                let matcher = Matcher::new(Ok(parser));
+                if let Some(e) = matcher.get_error() {
+                    return Err(EngineError::Invalid(format!("constraint: {e}")));
+                }
+                Some(matcher)
+            }
+            None => None,
+        };
+        Ok(Constraint {
+            matcher,
+            env: self.env.clone(),
+            reasoning,
+            vocab: self.vocab,
+            eos: self.eos,
+        })
+    }
+}
+
+fn llg(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Invalid(format!("constraint: {e}"))
+}
+
+/// A compiled constraint; [`Constraint::processor`] makes one request's state.
+pub struct Constraint {
+    matcher: Option<Matcher>,
+    env: TokEnv,
+    reasoning: Option<Reasoning>,
+    vocab: usize,
+    eos: u32,
+}
+
+impl Constraint {
+    pub fn processor(&self) -> Box<dyn LogitsProcessor> {
+        Box::new(Processor {
+            proto: self.matcher.as_ref().map(Matcher::deep_clone),
+            env: self.env.clone(),
+            reasoning: self.reasoning.clone(),
+            vocab: self.vocab,
+            eos: self.eos,
+            samples: Vec::new(),
+        })
+    }
+}
+
+enum Phase {
+    /// The opening tokens are forced, in order.
+    Opening { next: usize },
+    /// Free text; the decoded bytes so far (to find the closing tag).
+    Thinking { text: Vec<u8>, tokens: usize },
+    /// The budget ran out: these tokens are forced, in order.
+    Closing { next: usize },
+    /// The answer: constrained by the matcher, or free without one.
+    Answer(Option<Box<Matcher>>),
+}
+
+struct SampleState {
+    /// Tokens of `generated` already seen.
+    seen: usize,
+    phase: Phase,
+}
+
+struct Processor {
+    proto: Option<Matcher>,
+    env: TokEnv,
+    reasoning: Option<Reasoning>,
+    vocab: usize,
+    eos: u32,
+    samples: Vec<Option<SampleState>>,
+}
+
+impl Processor {
+    fn start(&self) -> SampleState {
+        SampleState {
+            seen: 0,
+            phase: match &self.reasoning {
+                Some(r) if !r.open.is_empty() => Phase::Opening { next: 0 },
+                Some(_) => Phase::Thinking {
+                    text: Vec::new(),
+                    tokens: 0,
+                },
+                None => Phase::Answer(self.answer()),
+            },
+        }
+    }
+
+    fn answer(&self) -> Option<Box<Matcher>> {
+        self.proto.as_ref().map(|m| Box::new(m.deep_clone()))
+    }
+
+    /// Move `state` past one generated token.
+    fn advance(&self, state: &mut SampleState, token: u32) {
+        let trie = self.env.tok_trie();
+        let bytes = if (token as usize) < trie.vocab_size() {
+            trie.token(token)
+        } else {
+            &[]
+        };
+        match &mut state.phase {
+            Phase::Opening { next } => {
+                *next += 1;
+                if *next >= self.reasoning.as_ref().map_or(0, |r| r.open.len()) {
+                    state.phase = Phase::Thinking {
+                        text: Vec::new(),
+                        tokens: 0,
+                    };
+                }
+            }
+            Phase::Thinking { text, tokens } => {
+                *tokens += 1;
+                text.extend_from_slice(bytes);
+                let end = self.reasoning.as_ref().map(|r| r.end.as_bytes());
+                if let Some(end) = end {
+                    if text.windows(end.len()).any(|w| w == end) {
+                        state.phase = Phase::Answer(self.answer());
+                    }
+                }
+            }
+            Phase::Closing { next } => {
+                *next += 1;
+                let forced = self.reasoning.as_ref().map_or(&[][..], |r| &r.forced[..]);
+                if *next >= forced.len() {
+                    state.phase = Phase::Answer(self.answer());
+                }
+            }
+            // A token the mask forbade cannot be sampled; an error stops the matcher, and
+            // the mask below then allows only EOS.
+            Phase::Answer(Some(m)) => {
+                let _ = m.consume_token(token);
+            }
+            Phase::Answer(None) => {}
+        }
+    }
+}
+
+fn force(logits: &mut [f32], token: u32) {
+    for (i, l) in logits.iter_mut().enumerate() {
+        if i != token as usize {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
+impl LogitsProcessor for Processor {
+    fn process(&mut self, sample: usize, generated: &[u32], logits: &mut [f32]) {
+        if self.samples.len() <= sample {
+            self.samples.resize_with(sample + 1, || None);
+        }
+        let mut state = match self.samples[sample].take() {
+            Some(s) => s,
+            None => self.start(),
+        };
+        for &t in &generated[state.seen.min(generated.len())..] {
+            self.advance(&mut state, t);
+        }
+        state.seen = generated.len();
+        if let (Phase::Thinking { tokens, .. }, Some(r)) = (&state.phase, &self.reasoning) {
+            if r.budget.is_some_and(|b| *tokens >= b) && !r.forced.is_empty() {
+                state.phase = Phase::Closing { next: 0 };
+            }
+        }
+        match &mut state.phase {
+            Phase::Opening { next } => {
+                if let Some(&t) = self.reasoning.as_ref().and_then(|r| r.open.get(*next)) {
+                    force(logits, t);
+                }
+            }
+            Phase::Thinking { .. } => {}
+            Phase::Closing { next } => {
+                if let Some(&t) = self.reasoning.as_ref().and_then(|r| r.forced.get(*next)) {
+                    force(logits, t);
+                }
+            }
+            Phase::Answer(None) => {}
+            Phase::Answer(Some(m)) => match m.compute_mask_or_eos() {
+                Ok(mask) => {
+                    for (i, l) in logits.iter_mut().enumerate() {
+                        if i >= self.vocab || !mask.is_allowed(i as u32) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+                Err(_) => force(logits, self.eos),
+            },
+        }
+        self.samples[sample] = Some(state);
+    }
+}
+
+impl std::fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Constraint")
+            .field("reasoning", &self.reasoning)
+            .finish_non_exhaustive()
+    }
+}

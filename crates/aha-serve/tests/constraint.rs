@@ -1,0 +1,195 @@
+//! Constrained decoding through the server, with the real DeepSeek-R1 tokenizer and chat
+//! template and a random model of R1's vocabulary: whatever such a model would write, the
+//! answer after `</think>` must match the schema, regex or choice, and the reasoning before
+//! it stays free.
+
+use crate::common::{self, asset_dir, post};
+
+use aha_serve::{Assets, Running, ServeConfig};
+use aha_text::{ChatTemplate, Tokenizer};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn start(dir: &Path) -> Running {
+    let tok = Tokenizer::from_dir(dir).unwrap();
+    let template = ChatTemplate::from_dir(dir).unwrap();
+    let eos = tok.eos_token_id().expect("R1 has an EOS");
+    let vocab = tok.vocab_size().max(129_280);
+    let cfg = aha_train::pretrain::PretrainConfig {
+        num_layers: 1,
+        ..aha_train::pretrain::PretrainConfig::tiny(aha_train::tasks::Task::default())
+    };
+    let model = aha_train::pretrain::init_model(&cfg, vocab, eos, 0).unwrap();
+    let assets = Assets {
+        eos_token_ids: vec![eos],
+        vocab_size: vocab,
+        constrainer: Some(aha_engine::Constrainer::new(&tok).unwrap()),
+        tokenizer: tok,
+        template: Some(template),
+        logits_processor: None,
+    };
+    let cfg = ServeConfig {
+        model_name: "r1-random".into(),
+        context: 1024,
+        max_batch: 8,
+        ..Default::default()
+    };
+    aha_serve::spawn(model, assets, cfg, "127.0.0.1", 0).unwrap()
+}
+
+fn schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "answer": {"type": "integer", "minimum": 0, "maximum": 999},
+            "unit": {"enum": ["apples", "pears"]}
+        },
+        "required": ["answer", "unit"],
+        "additionalProperties": false
+    })
+}
+
+/// Valid under [`schema`], checked by hand.
+fn valid(content: &str) -> Result<(), String> {
+    let v: Value = serde_json::from_str(content).map_err(|e| format!("not JSON ({e})"))?;
+    let o = v.as_object().ok_or("not an object")?;
+    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    keys.sort();
+    if keys != ["answer", "unit"] {
+        return Err(format!("keys {keys:?}"));
+    }
+    match o["answer"].as_i64() {
+        Some(0..=999) if o["answer"].is_i64() || o["answer"].is_u64() => {}
+        _ => return Err(format!("answer {}", o["answer"])),
+    }
+    match o["unit"].as_str() {
+        Some("apples" | "pears") => Ok(()),
+        _ => Err(format!("unit {}", o["unit"])),
+    }
+}
+
+#[test]
+fn json_schema_after_free_reasoning() {
+    let Some(dir) = asset_dir() else { return };
+    let server = start(&dir);
+    let r = post(
+        server.addr,
+        "/v1/chat/completions",
+        &json!({
+            "messages": [{"role": "user", "content": "How many apples?"}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "count", "schema": schema(), "strict": true}},
+            "thinking_budget": 12,
+            "n": 4,
+            "temperature": 1.0,
+            "seed": 7,
+            "max_tokens": 200,
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    for c in choices {
+        let m = &c["message"];
+        let content = m["content"].as_str().unwrap_or_default();
+        let reasoning = m["reasoning_content"].as_str().unwrap_or_default();
+        // The random model never closes its reasoning by itself: the budget does, and the
+        // closing words are forced before the tag.
+        assert!(reasoning.contains("Time to answer."), "{reasoning:?}");
+        assert_eq!(c["finish_reason"], "stop", "{c}");
+        if let Err(e) = valid(content.trim()) {
+            panic!("content {content:?} is not valid: {e}");
+        }
+    }
+    // Whitespace is free, so the 4 samples write different answers (a constraint, not a
+    // template).
+    let contents: std::collections::HashSet<&str> = choices
+        .iter()
+        .map(|c| c["message"]["content"].as_str().unwrap_or_default())
+        .collect();
+    assert!(contents.len() > 1, "{contents:?}");
+}
+
+#[test]
+fn regex_and_choice_on_completions_and_errors() {
+    let Some(dir) = asset_dir() else { return };
+    let server = start(&dir);
+    // /v1/completions has no reasoning phase: the constraint starts at the first token.
+    for seed in 0..3 {
+        let r = post(
+            server.addr,
+            "/v1/completions",
+            &json!({"prompt": "Code:", "regex": "[0-9]{3}-[a-z]{2}", "temperature": 1.0,
+                    "seed": seed, "max_tokens": 32}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let text = r.json()["choices"][0]["text"].as_str().unwrap().to_string();
+        let b = text.as_bytes();
+        assert!(
+            b.len() == 6
+                && b[..3].iter().all(u8::is_ascii_digit)
+                && b[3] == b'-'
+                && b[4..].iter().all(u8::is_ascii_lowercase),
+            "{text:?}"
+        );
+    }
+    let r = post(
+        server.addr,
+        "/v1/completions",
+        &json!({"prompt": "Pick:", "choice": ["yes", "no", "maybe (later)"],
+                "temperature": 1.0, "n": 6, "seed": 1, "max_tokens": 16}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    for c in r.json()["choices"].as_array().unwrap() {
+        let t = c["text"].as_str().unwrap();
+        assert!(["yes", "no", "maybe (later)"].contains(&t), "{t:?}");
+    }
+    // An unsupported schema keyword is named, never ignored.
+    let r = post(
+        server.addr,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "List"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "l",
+                    "schema": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true}}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("uniqueItems"), "{}", r.body);
+    // Two constraints at once, and a bad regex: clear 400s.
+    let r = post(
+        server.addr,
+        "/v1/completions",
+        &json!({"prompt": "x", "regex": "a+", "choice": ["a"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        server.addr,
+        "/v1/completions",
+        &json!({"prompt": "x", "regex": "(unclosed"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+/// Cut off while still thinking: `finish_reason` says so, and no content is passed off as
+/// a valid answer.
+#[test]
+fn cut_off_while_thinking_has_no_content() {
+    let Some(dir) = asset_dir() else { return };
+    let server = start(&dir);
+    let r = post(
+        server.addr,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "How many?"}],
+                "response_format": {"type": "json_object"},
+                "temperature": 1.0, "seed": 3, "max_tokens": 10}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = &r.json()["choices"][0];
+    assert_eq!(c["finish_reason"], "length", "{c}");
+    assert_eq!(
+        c["message"]["content"].as_str().unwrap_or_default(),
+        "",
+        "{c}"
+    );
+    let _ = common::get(server.addr, "/health");
+}
