@@ -21,6 +21,10 @@ use std::collections::HashSet;
 /// About one problem in this many belongs to the held-out partition.
 pub const HELD_OUT_MODULUS: u64 = 8;
 
+/// The R1-Zero template as the paper gives it (Table 1), for real models (`aha grpo` and
+/// `aha eval` with `--template r1-zero`); `{prompt}` is the question.
+pub const R1_ZERO_TEMPLATE: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:";
+
 /// The R1-Zero template, cut to its first sentence for tiny models (every prompt token costs
 /// pretraining and RL compute): the problem goes after `User: `, and the model continues after
 /// `Assistant:` with `<think> ... </think> <answer> ... </answer>`.

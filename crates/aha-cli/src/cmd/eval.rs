@@ -77,7 +77,9 @@ impl Prepared {
         match (&self.chat, self.set.checker) {
             (Some(t), _) => PromptStyle::Chat(t),
             (None, eval::Checker::Task(_)) => PromptStyle::R1Zero,
-            (None, eval::Checker::Verifier) => PromptStyle::Template(super::grpo::R1_ZERO_TEMPLATE),
+            (None, eval::Checker::Verifier) => {
+                PromptStyle::Template(aha_train::tasks::R1_ZERO_TEMPLATE)
+            }
         }
     }
 
