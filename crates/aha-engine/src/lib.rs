@@ -156,7 +156,7 @@ fn decode<'m>(
     n: usize,
     opts: &GenerateOptions,
     mut on_token: impl FnMut(TokenEvent),
-    forward: Box<dyn FnMut(&ForwardInput, &mut KvCache) -> aha_model::Result<Tensor> + 'm>,
+    forward: scheduler::Forward<'m>,
 ) -> Result<Vec<Completion>> {
     let mut sched =
         Scheduler::with_forward(model, tokenizer, SchedulerConfig::unbounded(), forward);

@@ -139,7 +139,8 @@ impl Default for SchedulerConfig {
     }
 }
 
-type Forward<'m> = Box<dyn FnMut(&ForwardInput, &mut KvCache) -> aha_model::Result<Tensor> + 'm>;
+pub(crate) type Forward<'m> =
+    Box<dyn FnMut(&ForwardInput, &mut KvCache) -> aha_model::Result<Tensor> + 'm>;
 
 struct Live<R> {
     reply: R,

@@ -13,13 +13,7 @@ use std::path::Path;
 fn start(dir: &Path) -> Running {
     let tok = Tokenizer::from_dir(dir).unwrap();
     let template = ChatTemplate::from_dir(dir).unwrap();
-    let eos = tok.eos_token_id().expect("R1 has an EOS");
-    let vocab = tok.vocab_size().max(129_280);
-    let cfg = aha_train::pretrain::PretrainConfig {
-        num_layers: 1,
-        ..aha_train::pretrain::PretrainConfig::tiny(aha_train::tasks::Task::default())
-    };
-    let model = aha_train::pretrain::init_model(&cfg, vocab, eos, 0).unwrap();
+    let (model, eos, vocab) = common::random_r1_model(&tok);
     let assets = Assets {
         eos_token_ids: vec![eos],
         vocab_size: vocab,

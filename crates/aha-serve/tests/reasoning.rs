@@ -58,13 +58,7 @@ fn start(dir: &Path, prefill_think: bool) -> Server {
         );
         template = ChatTemplate::new(src, template.special_tokens().clone()).unwrap();
     }
-    let eos = tok.eos_token_id().expect("R1 has an EOS");
-    let vocab = tok.vocab_size().max(129_280);
-    let cfg = aha_train::pretrain::PretrainConfig {
-        num_layers: 1,
-        ..aha_train::pretrain::PretrainConfig::tiny(aha_train::tasks::Task::default())
-    };
-    let model = aha_train::pretrain::init_model(&cfg, vocab, eos, 0).unwrap();
+    let (model, eos, vocab) = common::random_r1_model(&tok);
     let script = Arc::new(Mutex::new(Vec::new()));
     let s = script.clone();
     let assets = Assets {

@@ -335,7 +335,7 @@ impl Spm {
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
         let mut ids = ids;
         let mut strip = self.add_space_prefix;
-        if skip_special && self.add_bos && ids.first().is_some() && ids.first() == self.bos.as_ref()
+        if skip_special && self.add_bos && ids.first().is_some_and(|f| Some(f) == self.bos.as_ref())
         {
             strip = false;
             ids = &ids[1..];

@@ -169,3 +169,15 @@ pub fn asset_dir() -> Option<PathBuf> {
     );
     None
 }
+
+/// A random 1-layer model the size of R1's vocabulary: (model, EOS id, vocabulary size).
+pub fn random_r1_model(tok: &aha_text::Tokenizer) -> (aha_model::Model, u32, usize) {
+    let eos = tok.eos_token_id().expect("R1 has an EOS");
+    let vocab = tok.vocab_size().max(129_280);
+    let cfg = aha_train::pretrain::PretrainConfig {
+        num_layers: 1,
+        ..aha_train::pretrain::PretrainConfig::tiny(aha_train::tasks::Task::default())
+    };
+    let model = aha_train::pretrain::init_model(&cfg, vocab, eos, 0).unwrap();
+    (model, eos, vocab)
+}
