@@ -299,7 +299,12 @@ impl Processor {
                 text.extend_from_slice(bytes);
                 let end = self.reasoning.as_ref().map(|r| r.end.as_bytes());
                 if let Some(end) = end {
-                    if text.windows(end.len()).any(|w| w == end) {
+                    // Only a tag that ends in this token's bytes is new: scan just that tail,
+                    // not the whole reasoning again (quadratic over a long think block).
+                    let tail = text
+                        .len()
+                        .saturating_sub(bytes.len() + end.len().saturating_sub(1));
+                    if text[tail..].windows(end.len()).any(|w| w == end) {
                         state.phase = Phase::Answer(self.answer());
                     }
                 }
