@@ -104,10 +104,23 @@ fn prepare(s: &str) -> String {
         }
     }
     let t = and_as_comma(&n);
-    match number_words(&t) {
-        Some(n) => n.to_string(),
-        None => t,
+    if let Some(v) = number_words(&t) {
+        return v;
     }
+    // "two and a half" is one value, not a list ("three and four" is a list).
+    if let Some(v) = number_words(&n).filter(|v| v.contains('/')) {
+        return v;
+    }
+    // "three, four": a list of number words.
+    let parts = split_top(&t, b',');
+    if parts.len() > 1 && parts.iter().any(|p| number_words(p.trim()).is_some()) {
+        return parts
+            .iter()
+            .map(|p| number_words(p.trim()).unwrap_or_else(|| p.trim().to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    t
 }
 
 fn equivalent_forms(g: &str, p: &str, round_to: Option<u32>) -> bool {
@@ -119,6 +132,12 @@ fn equivalent_forms(g: &str, p: &str, round_to: Option<u32>) -> bool {
     }
     let g_alts = split_or(g);
     let p_alts = split_or(p);
+    // `x < -1 or x > 3` is the set (-∞, -1) ∪ (3, ∞), not a hedge between two answers.
+    if g_alts.len() > 1 || p_alts.len() > 1 {
+        if let (Some(gu), Some(pu)) = (interval_union(&g_alts), interval_union(&p_alts)) {
+            return equiv(&gu, &pu, &mut Budget::new());
+        }
+    }
     // Hedging between values is never right, unless gold itself lists them.
     let hedged = p_alts.len() > 1 && g_alts.len() == 1;
     let (g, p) = (g_alts.join(", "), p_alts.join(", "));
@@ -154,6 +173,26 @@ fn equivalent_forms(g: &str, p: &str, round_to: Option<u32>) -> bool {
     }
 }
 
+/// Alternatives that are each a range of one unknown (`x < -1`, `x \ge 3`, `(0, 1]`): their
+/// union, flattened. None if any alternative is something else.
+fn interval_union(alts: &[String]) -> Option<Node> {
+    if alts.iter().any(|a| a.len() > MAX_PARSE_BYTES) {
+        return None;
+    }
+    let mut items = Vec::new();
+    for a in alts {
+        match canon(parse(a).ok()?) {
+            Node::Union(xs) if xs.iter().all(|x| interval_of(x).is_some()) => items.extend(xs),
+            n if interval_of(&n).is_some() => items.push(n),
+            _ => return None,
+        }
+    }
+    Some(match items.len() {
+        1 => items.pop()?,
+        _ => Node::Union(items),
+    })
+}
+
 /// `h:mm` with an optional am/pm: ((hours, minutes), pm?).
 fn clock_time(s: &str) -> Option<((u32, u32), Option<bool>)> {
     if !s.contains(':') {
@@ -185,7 +224,7 @@ fn clock_time(s: &str) -> Option<((u32, u32), Option<bool>)> {
 }
 
 /// Top-level parts of `s` split at `sep`, outside brackets and braces.
-fn split_top(s: &str, sep: u8) -> Vec<&str> {
+pub(crate) fn split_top(s: &str, sep: u8) -> Vec<&str> {
     let b = s.as_bytes();
     let mut parts = Vec::new();
     let mut depth = 0i32;
@@ -380,8 +419,9 @@ fn decimal_comma(s: &str) -> Option<String> {
     Some(t.replacen(',', ".", 1))
 }
 
-/// English number words ("forty-two", "negative five", "one million"): the value.
-pub(crate) fn number_words(s: &str) -> Option<i128> {
+/// English number words ("forty-two", "negative five", "one million", "three quarters",
+/// "two and a half"): the value as digits (`42`, `-5`, `1000000`, `3/4`, `5/2`).
+pub(crate) fn number_words(s: &str) -> Option<String> {
     // Cheap rejections first: this runs on every answer.
     if s.len() > 200
         || s.bytes().any(|c| c.is_ascii_digit())
@@ -397,42 +437,89 @@ pub(crate) fn number_words(s: &str) -> Option<i128> {
         return None;
     }
     let t = t.replace('-', " ");
-    let mut words = t.split_whitespace().peekable();
-    let neg = matches!(words.peek(), Some(&"negative") | Some(&"minus"));
+    let mut words: Vec<&str> = t
+        .split_whitespace()
+        .map(|w| w.trim_end_matches('.'))
+        .collect();
+    let neg = matches!(words.first(), Some(&"negative") | Some(&"minus"));
     if neg {
-        words.next();
+        words.remove(0);
     }
+    let sign = if neg { "-" } else { "" };
+    let Some((&last, body)) = words.split_last() else {
+        return None;
+    };
+    let Some(den) = denominator_word(last) else {
+        return integer_words(&words).map(|v| format!("{sign}{v}"));
+    };
+    // "two and three quarters": a whole part before the last "and".
+    let (whole, num) = match body.iter().rposition(|w| *w == "and") {
+        Some(i) => (integer_words(&body[..i])?, &body[i + 1..]),
+        None => (0, body),
+    };
+    let num = match num {
+        [] if last == "half" => 1,
+        ["a" | "an"] => 1,
+        _ => integer_words(num)?,
+    };
+    Some(format!("{sign}{}/{den}", whole * den + num))
+}
+
+/// "quarter", "thirds", "halves": the denominator. ("second" is left out: "the second".)
+fn denominator_word(w: &str) -> Option<i128> {
+    let singular = w
+        .strip_suffix("ves")
+        .map(|h| format!("{h}f"))
+        .unwrap_or_else(|| w.strip_suffix('s').unwrap_or(w).to_string());
+    Some(match singular.as_str() {
+        "half" => 2,
+        "third" => 3,
+        "quarter" | "fourth" => 4,
+        "fifth" => 5,
+        "sixth" => 6,
+        "seventh" => 7,
+        "eighth" => 8,
+        "ninth" => 9,
+        "tenth" => 10,
+        "twelfth" => 12,
+        "hundredth" => 100,
+        "thousandth" => 1000,
+        _ => return None,
+    })
+}
+
+/// Integer words ("one thousand two hundred and five"): the value.
+fn integer_words(words: &[&str]) -> Option<i128> {
+    const SMALL: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 8] = [
+        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    ];
     let (mut total, mut cur, mut any) = (0i128, 0i128, false);
-    for w in words {
-        let w = w.trim_end_matches('.');
-        let small = [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-        ];
-        let tens = [
-            "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-        ];
-        if let Some(k) = small.iter().position(|x| *x == w) {
+    for &w in words {
+        if let Some(k) = SMALL.iter().position(|x| *x == w) {
             cur += k as i128;
-        } else if let Some(k) = tens.iter().position(|x| *x == w) {
+        } else if let Some(k) = TENS.iter().position(|x| *x == w) {
             cur += 20 + 10 * k as i128;
         } else if w == "hundred" {
             cur = cur.max(1) * 100;
@@ -451,11 +538,11 @@ pub(crate) fn number_words(s: &str) -> Option<i128> {
         }
         any = true;
     }
-    any.then_some(if neg { -(total + cur) } else { total + cur })
+    any.then_some(total + cur)
 }
 
 /// "3 and 5" lists two values, like "3, 5".
-fn and_as_comma(s: &str) -> String {
+pub(crate) fn and_as_comma(s: &str) -> String {
     if !s.contains("and") {
         return s.to_string();
     }
@@ -1259,6 +1346,17 @@ mod issue16_tests {
         assert!(!eq("[-3, 3]", "|x| < 3"));
         assert!(eq("x \\neq 5", "x != 5"));
         assert!(eq("(-\\infty, \\infty)", "\\mathbb{R}"));
+        assert!(eq("(-\\infty,-1)\\cup(3,\\infty)", "x<-1 \\text{ or } x>3"));
+        assert!(eq("(-\\infty,-1)\\cup(3,\\infty)", "x > 3 or x < -1"));
+        assert!(!eq(
+            "(-\\infty,-1)\\cup(3,\\infty)",
+            "x<-1 \\text{ or } x\\ge 3"
+        ));
+        assert!(!eq(
+            "(-\\infty,-1)\\cup(3,\\infty)",
+            "x<-1 \\text{ or } x>4"
+        ));
+        assert!(!eq("(3,\\infty)", "x > 3 or x < -1"));
         assert!(eq(
             "1\\leq|z|\\leq \\frac{3}{2}",
             "\\left[-\\frac{3}{2}, -1\\right] \\cup \\left[1, \\frac{3}{2}\\right]"
@@ -1300,6 +1398,16 @@ mod issue16_tests {
     #[test]
     fn unicode_and_symbolic() {
         assert!(eq("2\\sqrt{3}", "√12"));
+        assert!(eq("\\sqrt[3]{5}", "∛5"));
+        assert!(!eq("\\sqrt{5}", "∛5"));
+        assert!(eq(
+            "\\begin{pmatrix} 4 \\\\ -2 \\end{pmatrix}",
+            "\\langle 4, -2 \\rangle"
+        ));
+        assert!(eq("\\frac{3}{4}", "three quarters"));
+        assert!(eq("1.5", "one and a half"));
+        assert!(!eq("\\frac{2}{3}", "three halves"));
+        assert!(eq("3, 4", "three and four"));
         assert!(eq("x^2+1", "x²+1"));
         assert!(!eq("x^2+1", "x³+1"));
         assert!(eq("\\frac{3}{4}", "¾"));
@@ -1357,11 +1465,21 @@ mod number_word_tests {
 
     #[test]
     fn words() {
-        assert_eq!(number_words("sixty-six"), Some(66));
-        assert_eq!(number_words("thirty"), Some(30));
-        assert_eq!(number_words("\\text{fifty}"), Some(50));
-        assert_eq!(number_words("one thousand two hundred fifty"), Some(1250));
-        assert_eq!(number_words("minus six"), Some(-6));
+        let w = |s: &str| number_words(s);
+        assert_eq!(w("sixty-six").as_deref(), Some("66"));
+        assert_eq!(w("thirty").as_deref(), Some("30"));
+        assert_eq!(w("\\text{fifty}").as_deref(), Some("50"));
+        assert_eq!(w("one thousand two hundred fifty").as_deref(), Some("1250"));
+        assert_eq!(w("minus six").as_deref(), Some("-6"));
+        assert_eq!(w("three quarters").as_deref(), Some("3/4"));
+        assert_eq!(w("two-thirds").as_deref(), Some("2/3"));
+        assert_eq!(w("one and a half").as_deref(), Some("3/2"));
+        assert_eq!(w("a quarter").as_deref(), Some("1/4"));
+        assert_eq!(w("half").as_deref(), Some("1/2"));
+        assert_eq!(w("negative two and three fifths").as_deref(), Some("-13/5"));
+        assert_eq!(w("five halves").as_deref(), Some("5/2"));
+        assert_eq!(w("third"), None);
+        assert_eq!(w("second"), None);
         assert_eq!(number_words("Monday"), None);
         assert_eq!(number_words("a"), None);
     }

@@ -404,12 +404,14 @@ fn gsm8k_answer(s: &str) -> Option<String> {
     (!line.is_empty()).then(|| line.to_string())
 }
 
-const PHRASES: [&str; 12] = [
+const PHRASES: [&str; 14] = [
     "final answer is",
     "final answer:",
     "the answer is",
     "answer is:",
     "answer is",
+    "answer must be",
+    "answer should be",
     "answer:",
     "**answer**",
     "**final answer**",
@@ -679,7 +681,12 @@ fn whole_answer(response: &str) -> Option<String> {
         Err(crate::parse::ParseError::Syntax | crate::parse::ParseError::Textual)
     ) || crate::text::split_or(&norm)
         .iter()
-        .all(|p| crate::parse::parse(p).is_ok());
+        .all(|p| crate::parse::parse(p).is_ok())
+        // `x=-\frac13 \text{ and } x=2` lists two solutions.
+        || (norm.contains("and")
+            && crate::equiv::split_top(&crate::equiv::and_as_comma(&norm), b',')
+                .iter()
+                .all(|p| crate::parse::parse(p).is_ok()));
     if crate::equiv::number_words(t).is_some() {
         return Some(t.to_string());
     }
@@ -890,6 +897,14 @@ mod tests {
     fn phrases_gsm8k_and_fallback() {
         assert_eq!(ex("so\n#### 1,234").as_deref(), Some("1,234"));
         assert_eq!(ex("Thus the answer is 3.5.").as_deref(), Some("3.5"));
+        assert_eq!(
+            ex("It works, so the answer must be D.").as_deref(),
+            Some("D")
+        );
+        assert_eq!(
+            ex("x=-\\frac13 \\text{ and } x=2").as_deref(),
+            Some("x=-\\frac13 \\text{ and } x=2")
+        );
         assert_eq!(
             ex("Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.")
                 .as_deref(),

@@ -45,13 +45,17 @@ pub(crate) fn normalize_unicode(s: &str) -> String {
             continue;
         }
         match c {
-            // `√12` is √(12), not √1·2: the radicand is every digit that follows.
-            '\u{221A}'
+            // `√12` is √(12), not √1·2: the radicand is every digit that follows; `∛5`, `∜5`.
+            '\u{221A}' | '\u{221B}' | '\u{221C}'
                 if chars
                     .peek()
                     .is_some_and(|d| d.is_ascii_digit() || unicode_digit(*d).is_some()) =>
             {
-                out.push_str("\\sqrt{");
+                out.push_str(match c {
+                    '\u{221B}' => "\\sqrt[3]{",
+                    '\u{221C}' => "\\sqrt[4]{",
+                    _ => "\\sqrt{",
+                });
                 while let Some(d) = chars.peek().copied().and_then(|d| {
                     if d.is_ascii_digit() {
                         Some(d)
@@ -164,6 +168,13 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         t = t.replace(pat, " ");
     }
     t = t.replace('$', " ");
+    // `\langle 4, -2 \rangle` is the vector (4, -2).
+    if t.contains("\\langle") {
+        t = t
+            .replace("\\left\\langle", "(")
+            .replace("\\right\\rangle", ")");
+        t = t.replace("\\langle", "(").replace("\\rangle", ")");
+    }
     if t.trim().eq_ignore_ascii_case("all real numbers") {
         return "(-\\infty, \\infty)".to_string();
     }
