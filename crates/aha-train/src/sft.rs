@@ -15,8 +15,8 @@
 //!   assistant turn's span is found by rendering the conversation prefix by prefix (the
 //!   messages before the turn with the generation prompt, then with the turn), each piece
 //!   tokenized as `aha chat` tokenizes a prompt (no added special tokens);
-//! * or the R1-Zero template ([`r1_zero_example`]): `tasks::r1_zero_prompt(prompt)` encoded
-//!   with special tokens, the completion encoded alone, and the EOS id appended; prompt and
+//! * or a plain-text template ([`text_example`]; R1-Zero's, in full or short) filled in with
+//!   the prompt and encoded with special tokens, the completion encoded alone, and the EOS id appended; prompt and
 //!   completion are tokenized apart as they are when the RL trainer samples. A GSM8K answer
 //!   (`steps #### 42`) becomes ` <think> steps </think> <answer> 42 </answer>`.
 //!
@@ -198,13 +198,31 @@ pub fn gsm8k_completion(answer: &str) -> String {
 pub enum Template {
     /// A chat template (the model's own, or one read from a file).
     Chat(Box<ChatTemplate>),
-    /// `tasks::r1_zero_prompt(prompt)` + completion + EOS.
-    R1Zero,
+    /// A plain-text prompt template with a `{prompt}` placeholder (R1-Zero's, in full or its
+    /// short form for the built-in tasks): the filled-in prompt, then the completion and EOS.
+    Text(String),
 }
 
-/// An R1-Zero example: the templated prompt (encoded with special tokens, untrained), the
-/// completion (encoded alone, trained) and the tokenizer's EOS (trained).
-pub fn r1_zero_example(tok: &Tokenizer, prompt: &str, completion: &str) -> Result<Example> {
+impl Template {
+    /// DeepSeek-R1-Zero's template as in the paper ([`crate::tasks::R1_ZERO_TEMPLATE`]).
+    pub fn r1_zero() -> Self {
+        Template::Text(crate::tasks::R1_ZERO_TEMPLATE.to_string())
+    }
+
+    /// Its short form, as the built-in tasks' tiny models are trained with.
+    pub fn r1_zero_short() -> Self {
+        Template::Text(crate::tasks::R1_ZERO_SHORT_TEMPLATE.to_string())
+    }
+}
+
+/// A plain-text template example: the filled-in prompt (encoded with special tokens,
+/// untrained), the completion (encoded alone, trained) and the tokenizer's EOS (trained).
+pub fn text_example(
+    tok: &Tokenizer,
+    template: &str,
+    prompt: &str,
+    completion: &str,
+) -> Result<Example> {
     let eos = tok
         .eos_token_id()
         .ok_or_else(|| invalid("the tokenizer has no EOS token to end completions with"))?;
@@ -213,7 +231,7 @@ pub fn r1_zero_example(tok: &Tokenizer, prompt: &str, completion: &str) -> Resul
         labels: Vec::new(),
     };
     ex.push(
-        &tok.encode(&crate::tasks::r1_zero_prompt(prompt), true)
+        &tok.encode(&template.replace("{prompt}", prompt), true)
             .map_err(text_err)?,
         false,
     );
@@ -222,11 +240,12 @@ pub fn r1_zero_example(tok: &Tokenizer, prompt: &str, completion: &str) -> Resul
     Ok(ex)
 }
 
-/// R1-Zero examples from (prompt, completion) pairs: the in-process path.
+/// Examples from (prompt, completion) pairs under the short R1-Zero template: the built-in
+/// tasks' in-process path.
 pub fn examples_from_pairs(tok: &Tokenizer, pairs: &[(String, String)]) -> Result<Vec<Example>> {
     pairs
         .iter()
-        .map(|(p, c)| r1_zero_example(tok, p, c))
+        .map(|(p, c)| text_example(tok, crate::tasks::R1_ZERO_SHORT_TEMPLATE, p, c))
         .collect()
 }
 
@@ -412,7 +431,7 @@ pub fn examples_from_records(
                 eos,
             ),
             (
-                Template::R1Zero,
+                Template::Text(t),
                 Sample::Pair {
                     prompt,
                     completion,
@@ -424,14 +443,14 @@ pub fn examples_from_records(
                 } else {
                     completion
                 };
-                r1_zero_example(tok, &prompt, &c).map(|e| vec![e])
+                text_example(tok, t, &prompt, &c).map(|e| vec![e])
             }
-            (Template::R1Zero, Sample::Chat(m)) => match m.as_slice() {
+            (Template::Text(t), Sample::Chat(m)) => match m.as_slice() {
                 [u, a] if u.role == "user" && a.role == "assistant" => {
-                    r1_zero_example(tok, &u.content, &a.content).map(|e| vec![e])
+                    text_example(tok, t, &u.content, &a.content).map(|e| vec![e])
                 }
                 _ => Err(invalid(
-                    "the r1-zero template takes one user and one assistant message",
+                    "a plain-text template takes one user and one assistant message",
                 )),
             },
         }

@@ -30,8 +30,11 @@ pub const R1_ZERO_TEMPLATE: &str = "A conversation between User and Assistant. T
 /// `Assistant:` with `<think> ... </think> <answer> ... </answer>`.
 pub const TEMPLATE_HEAD: &str = "A conversation between User and Assistant. User: ";
 pub const TEMPLATE_TAIL: &str = " Assistant:";
+/// [`TEMPLATE_HEAD`] and [`TEMPLATE_TAIL`] around a `{prompt}` placeholder.
+pub const R1_ZERO_SHORT_TEMPLATE: &str =
+    "A conversation between User and Assistant. User: {prompt} Assistant:";
 
-/// The full R1-Zero prompt for a problem statement.
+/// The short R1-Zero prompt for a problem statement.
 pub fn r1_zero_prompt(problem: &str) -> String {
     format!("{TEMPLATE_HEAD}{problem}{TEMPLATE_TAIL}")
 }

@@ -271,23 +271,37 @@ fn records_of_every_shape_and_the_r1_zero_template() {
     .map(|v| v.as_object().unwrap().clone())
     .collect();
     let (exs, stats) =
-        sft::examples_from_records(&rows, &sft::Template::R1Zero, &tok, &[], 1024).unwrap();
+        sft::examples_from_records(&rows, &sft::Template::r1_zero(), &tok, &[], 1024).unwrap();
     assert_eq!((stats.rows, stats.examples), (3, 3));
     let r = runs(&tok, &exs[0]);
     assert_eq!(r.len(), 2);
-    assert!(r[0].1.ends_with("1+1? Assistant:"), "{}", r[0].1);
+    // The paper's template, as `aha grpo --template r1-zero` fills it in.
+    assert!(r[0]
+        .1
+        .contains("i.e., <think> reasoning process here </think>"));
+    assert!(r[0].1.ends_with("User: 1+1?. Assistant:"), "{}", r[0].1);
+    let (short, _) =
+        sft::examples_from_records(&rows, &sft::Template::r1_zero_short(), &tok, &[], 1024)
+            .unwrap();
+    let rs = runs(&tok, &short[0]);
+    assert!(
+        rs[0].1.ends_with("and Assistant. User: 1+1? Assistant:"),
+        "{}",
+        rs[0].1
+    );
+    assert_eq!(rs[1], r[1]);
     assert_eq!(
         r[1].1,
         " <think> 1 and 1 make 2. </think> <answer> 2 </answer><｜end▁of▁sentence｜>"
     );
     // Cut below the prompt: nothing left to train, the example is dropped.
     let (exs, stats) =
-        sft::examples_from_records(&rows, &sft::Template::R1Zero, &tok, &[], 8).unwrap();
+        sft::examples_from_records(&rows, &sft::Template::r1_zero_short(), &tok, &[], 8).unwrap();
     assert!(exs.is_empty() && stats.dropped == 3);
     // dump_batches writes what the examples are.
     let d = tempfile::tempdir().unwrap();
     let (exs, _) =
-        sft::examples_from_records(&rows, &sft::Template::R1Zero, &tok, &[], 1024).unwrap();
+        sft::examples_from_records(&rows, &sft::Template::r1_zero(), &tok, &[], 1024).unwrap();
     sft::dump_batches(&d.path().join("b.jsonl"), &exs, 2).unwrap();
     let text = std::fs::read_to_string(d.path().join("b.jsonl")).unwrap();
     let back: Vec<Example> = text

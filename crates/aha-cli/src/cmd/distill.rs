@@ -139,7 +139,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
             dataset: args.dataset.clone(),
             n: args.n,
             template: Some(if args.task.is_some() {
-                TemplateArg::R1Zero
+                TemplateArg::R1ZeroShort
             } else {
                 TemplateArg::Chat
             }),
@@ -213,7 +213,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         (t.model, records, None)
     };
     let template = if args.task.is_some() {
-        Template::R1Zero
+        Template::r1_zero_short()
     } else {
         Template::Chat(Box::new(common::chat_template(&args.student)?))
     };

@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TemplateArg {
-    /// R1-Zero's plain-text template (a built-in task: the short one `aha zero` trains with;
-    /// a dataset: the full one `aha grpo --template r1-zero` uses).
+    /// DeepSeek-R1-Zero's plain-text template, as in the paper (as `aha grpo` and `aha sft`
+    /// use it).
     R1Zero,
+    /// Its first sentence only, as the built-in tasks' tiny models are trained with
+    /// (`aha zero`, `aha pipeline`).
+    R1ZeroShort,
     /// The model's own chat template, the question as one user message (as `aha chat`).
     Chat,
 }
@@ -38,7 +41,7 @@ pub struct ProblemArgs {
     /// Problems: the first N of the dataset or of the task's set.
     #[arg(long, default_value_t = 100)]
     pub n: usize,
-    /// Prompt template (default: r1-zero for --task, chat for --dataset).
+    /// Prompt template (default: r1-zero-short for --task, chat for --dataset).
     #[arg(long, value_enum)]
     pub template: Option<TemplateArg>,
     /// Samples per problem (k).
@@ -67,6 +70,7 @@ pub struct ProblemArgs {
 pub struct Prepared {
     pub loaded: common::Loaded,
     pub chat: Option<aha_text::ChatTemplate>,
+    pub template: TemplateArg,
     pub set: ProblemSet,
     pub gen: GenConfig,
     pub script: Script,
@@ -74,12 +78,10 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn style(&self) -> PromptStyle<'_> {
-        match (&self.chat, self.set.checker) {
+        match (&self.chat, self.template) {
             (Some(t), _) => PromptStyle::Chat(t),
-            (None, eval::Checker::Task(_)) => PromptStyle::R1Zero,
-            (None, eval::Checker::Verifier) => {
-                PromptStyle::Template(aha_train::tasks::R1_ZERO_TEMPLATE)
-            }
+            (None, TemplateArg::R1ZeroShort) => PromptStyle::R1Zero,
+            (None, _) => PromptStyle::Template(aha_train::tasks::R1_ZERO_TEMPLATE),
         }
     }
 
@@ -101,7 +103,7 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
             } else {
                 ProblemSet::task_test(*task, a.n)
             },
-            TemplateArg::R1Zero,
+            TemplateArg::R1ZeroShort,
             aha_train::tasks::default_max_tokens(task),
         ),
         (None, Some(path)) => (
@@ -116,11 +118,12 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
     loaded.tokenizer()?;
     let chat = match template {
         TemplateArg::Chat => Some(common::chat_template(model)?),
-        TemplateArg::R1Zero => None,
+        TemplateArg::R1Zero | TemplateArg::R1ZeroShort => None,
     };
     Ok(Prepared {
         loaded,
         chat,
+        template,
         set,
         gen: GenConfig {
             samples: a.samples,

@@ -21,9 +21,11 @@ pub struct SftArgs {
     /// model as an HF directory, or with LoRA the PEFT adapter), merged/ (--merge).
     #[arg(long, default_value = "sft-out")]
     out: PathBuf,
-    /// `chat`: the model's chat template, as `aha chat` renders it; `r1-zero`: the R1-Zero
-    /// prompt, the completion and EOS (a GSM8K answer becomes <think> steps </think>
-    /// <answer> final </answer>); or the path of a Jinja chat template file.
+    /// `chat`: the model's chat template, as `aha chat` renders it; `r1-zero`: DeepSeek-R1-Zero's
+    /// plain-text prompt as in the paper (as `aha grpo` and `aha eval --template r1-zero` fill it
+    /// in), then the completion and EOS (a GSM8K answer becomes <think> steps </think> <answer>
+    /// final </answer>); `r1-zero-short`: its first sentence only, as the built-in tasks' tiny
+    /// models use it (`aha zero`, `aha sample --task`); or the path of a Jinja chat template file.
     #[arg(long, default_value = "chat")]
     template: String,
     #[arg(long, default_value_t = 3)]
@@ -94,7 +96,8 @@ pub struct SftArgs {
 fn template(args: &SftArgs, tok: &aha_text::Tokenizer) -> Result<Template> {
     Ok(match args.template.as_str() {
         "chat" => Template::Chat(Box::new(common::chat_template(&args.model)?)),
-        "r1-zero" => Template::R1Zero,
+        "r1-zero" => Template::r1_zero(),
+        "r1-zero-short" => Template::r1_zero_short(),
         path => {
             let source = std::fs::read_to_string(path)
                 .with_context(|| format!("--template: reading the template file {path}"))?;
