@@ -1,7 +1,6 @@
 //! The op set by mode: fused kernels for inference, differentiable compositions for training.
 //! (candle's fused rms_norm, softmax_last_dim and rope have no backward pass.)
 
-use crate::fused::{self, contiguous_f32};
 use crate::qkernels::QMat;
 use candle_core::{DType, Module, Result, Tensor, D};
 use std::sync::Arc;
@@ -20,7 +19,6 @@ pub const MASK_VALUE: f64 = -1e9;
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
     match mode {
         Mode::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
-        Mode::Train if fused::supported(x) => fused::rms_norm(x, weight, eps),
         Mode::Train => {
             let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
             x.broadcast_mul(&inv)?.broadcast_mul(weight)
@@ -30,9 +28,14 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
 
 pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     match mode {
-        Mode::Inference if fused::supported(x) => x.contiguous()?.apply_op1_no_bwd(&fused::Softmax),
-        Mode::Inference => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
-        Mode::Train if fused::supported(x) => fused::softmax(x),
+        Mode::Inference => {
+            let x = x.contiguous()?;
+            if x.dtype() == DType::F32 && x.device().is_cpu() {
+                x.apply_op1_no_bwd(&SoftmaxLastDim)
+            } else {
+                candle_nn::ops::softmax_last_dim(&x)
+            }
+        }
         Mode::Train => {
             let max = x.max_keepdim(D::Minus1)?.detach();
             let e = x.broadcast_sub(&max)?.exp()?;
@@ -41,10 +44,64 @@ pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     }
 }
 
+/// Inference softmax over the last dim of a contiguous f32 CPU tensor. Unlike libm's
+/// `expf` per element (which takes a slow error-reporting path for every masked score that
+/// underflows), it uses a branch-free exp the compiler vectorizes, and gives exact zeros
+/// below e^-87.
+struct SoftmaxLastDim;
+
+impl candle_core::CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "aha-softmax-last-dim"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(v) = storage else {
+            candle_core::bail!("softmax: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("softmax: input not contiguous");
+        };
+        let d = layout.dims().last().copied().unwrap_or(1).max(1);
+        let v = &v[start..end];
+        let mut out = vec![0f32; v.len()];
+        out.par_chunks_mut(d)
+            .zip(v.par_chunks(d))
+            .with_min_len(64)
+            .for_each(|(o, x)| softmax_row(x, o));
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+fn softmax_row(x: &[f32], out: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = exp_nonpositive(v - max);
+    }
+    // Eight running sums, so that the loop vectorizes.
+    let mut lanes = [0f32; 8];
+    let mut chunks = out.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
 /// e^z for z <= 0 (0 below -87, NaN stays NaN), within a few ulp: z = n ln2 + r with
 /// |r| <= ln2 / 2, a degree-6 polynomial for e^r, and 2^n put into the exponent bits.
 #[inline(always)]
-pub(crate) fn exp_nonpositive(z: f32) -> f32 {
+fn exp_nonpositive(z: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -146,6 +203,19 @@ fn row_moments(x: &[f32], s: f32) -> (f32, f32, f32) {
     (max, sum, sum_z)
 }
 
+fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> Result<&'a [f32]> {
+    let candle_core::CpuStorage::F32(v) = s else {
+        candle_core::bail!("token_logprobs: f32 expected");
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("token_logprobs: input not contiguous");
+    };
+    Ok(&v[a..b])
+}
+
 fn checked_targets<'a>(
     s: &'a candle_core::CpuStorage,
     l: &candle_core::Layout,
@@ -181,7 +251,7 @@ impl candle_core::CustomOp2 for TokenLogprobs {
         l2: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
-        let x = contiguous_f32(s1, l1, "token_logprobs")?;
+        let x = contiguous_f32(s1, l1)?;
         let v = l1.dims().last().copied().unwrap_or(1).max(1);
         let n = x.len() / v;
         let t = checked_targets(s2, l2, n, v)?;
@@ -234,11 +304,11 @@ impl candle_core::CustomOp3 for TokenLogprobsGrad {
         l3: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
-        let x = contiguous_f32(s1, l1, "token_logprobs")?;
+        let x = contiguous_f32(s1, l1)?;
         let v = l1.dims().last().copied().unwrap_or(1).max(1);
         let n = x.len() / v;
         let t = checked_targets(s2, l2, n, v)?;
-        let g = contiguous_f32(s3, l3, "token_logprobs")?;
+        let g = contiguous_f32(s3, l3)?;
         if g.len() != 2 * n {
             candle_core::bail!(
                 "token_logprobs: gradient of {} values for {n} rows",
@@ -538,13 +608,9 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (gate, up) = (self.gate.forward(x, mode)?, self.up.forward(x, mode)?);
-        let h = if mode == Mode::Train && fused::supported(&gate) {
-            fused::swiglu(&gate, &up)?
-        } else {
-            (candle_nn::ops::silu(&gate)? * up)?
-        };
-        self.down.forward(&h, mode)
+        let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
+        self.down
+            .forward(&(gate * self.up.forward(x, mode)?)?, mode)
     }
 }
 
