@@ -161,6 +161,11 @@ pub struct JsonSchemaFormat {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<InMessage>,
+    /// Functions the model may call: `[{"type": "function", "function": {"name", "description",
+    /// "parameters"}}]`, handed to the chat template as `tools`.
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// `"auto"` (the default with tools) or `"none"`.
+    pub tool_choice: Option<serde_json::Value>,
     #[serde(flatten)]
     pub sampling: Sampling,
     pub logprobs: Option<bool>,
@@ -172,6 +177,11 @@ pub struct InMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// An assistant turn's calls, `[{"id", "type": "function", "function": {"name", "arguments"}}]`.
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A `tool` turn: the call it answers.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
 }
 
 /// Message content: a string or a list of parts, of which aha reads the text ones.

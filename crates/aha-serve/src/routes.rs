@@ -5,7 +5,7 @@ use crate::choice::{chat_logprob, completion_logprobs, finish_str, Choice};
 use crate::metrics::Metrics;
 use crate::{Assets, ChannelReply, EngineTx, ServeConfig};
 use aha_engine::{Event, Request, RequestParams, SamplingParams, TokenLogprob, WorkerStats};
-use aha_text::{ChatMessage, StreamingReasoningParser};
+use aha_text::{StreamingReasoningParser, ToolCallFormat};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
@@ -136,6 +136,8 @@ struct Job {
     /// Chat: the prompt opened a think block (the template pre-filled `<think>`).
     reasoning_open: Option<bool>,
     constraint: Option<Arc<aha_engine::Constraint>>,
+    /// Chat with tools: parse the answer's tool calls in this format.
+    tools: Option<ToolCallFormat>,
 }
 
 /// The request's answer constraint, if it asks for one.
@@ -344,7 +346,14 @@ fn job(
             .unwrap_or(false),
         reasoning_open,
         constraint,
+        tools: None,
     })
+}
+
+/// Whether a choice's reasoning holds no tool call (so its tail may still be streamed).
+fn reasoning_without_calls(a: &Answer, sample: usize) -> bool {
+    a.tools
+        .is_none_or(|f| f.find_start(&a.choices[sample].reasoning).is_none())
 }
 
 fn bad(message: impl Into<String>, param: Option<&'static str>) -> ApiError {
@@ -429,6 +438,7 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
             Some("messages"),
         )
     })?;
+    let tools = tool_format(template, &req)?;
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         if m.role.is_empty() {
@@ -441,9 +451,36 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
             Some(c) => c.text()?,
             None => String::new(),
         };
-        messages.push(ChatMessage::new(m.role.clone(), content));
+        // Templates test `'tool_calls' in message` and `content is none`: only set what is given.
+        let mut v = json!({"role": m.role, "content": content});
+        if let Some(calls) = &m.tool_calls {
+            for c in calls {
+                let args = &c["function"]["arguments"];
+                if !(c["function"]["name"].is_string() && args.is_string()) {
+                    return Err(bad(
+                        "each tool call needs function.name and function.arguments (a JSON string)",
+                        Some("messages"),
+                    ));
+                }
+            }
+            v["tool_calls"] = json!(calls);
+            if m.content.is_none() {
+                v["content"] = Value::Null;
+            }
+        }
+        if let Some(id) = &m.tool_call_id {
+            v["tool_call_id"] = json!(id);
+        }
+        if let Some(name) = &m.name {
+            v["name"] = json!(name);
+        }
+        messages.push(v);
     }
-    let prompt = template.render(&messages, true).map_err(|e| {
+    let mut extra = serde_json::Map::new();
+    if let Some(t) = &req.tools {
+        extra.insert("tools".into(), json!(t));
+    }
+    let prompt = template.render_with(&messages, true, &extra).map_err(|e| {
         ApiError::bad_request(format!("the chat template failed: {e}"), Some("messages"))
     })?;
     let ids = s
@@ -463,7 +500,49 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
     };
     let open = aha_text::prompt_opens_reasoning(&prompt);
     s.metrics.chat_requests.fetch_add(1, Ordering::Relaxed);
-    job(s, ids, req.sampling, logprobs, Some(open))
+    let mut job = job(s, ids, req.sampling, logprobs, Some(open))?;
+    job.tools = tools;
+    Ok(job)
+}
+
+/// With `tools` (and `tool_choice` not "none"), the format to parse the answer's calls in.
+fn tool_format(
+    template: &aha_text::ChatTemplate,
+    req: &ChatRequest,
+) -> Result<Option<ToolCallFormat>, ApiError> {
+    let Some(tools) = &req.tools else {
+        return match &req.tool_choice {
+            None => Ok(None),
+            Some(Value::String(c)) if c == "none" || c == "auto" => Ok(None),
+            Some(_) => Err(bad("tool_choice needs tools", Some("tool_choice"))),
+        };
+    };
+    for t in tools {
+        if t["type"] != "function" || !t["function"]["name"].is_string() {
+            return Err(bad(
+                "each tool must be {\"type\": \"function\", \"function\": {\"name\": ..}}",
+                Some("tools"),
+            ));
+        }
+    }
+    match &req.tool_choice {
+        None => {}
+        Some(Value::String(c)) if c == "auto" => {}
+        Some(Value::String(c)) if c == "none" => return Ok(None),
+        Some(_) => {
+            return Err(bad(
+                "tool_choice \"required\" and named functions are not supported yet (only \"auto\" and \"none\")",
+                Some("tool_choice"),
+            ))
+        }
+    }
+    match template.tool_call_format() {
+        Some(f) => Ok(Some(f)),
+        None => Err(bad(
+            "this model's chat template does not write tool calls",
+            Some("tools"),
+        )),
+    }
 }
 
 fn completion_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
@@ -520,6 +599,14 @@ struct Answer {
     prompt_tokens: usize,
     started: Instant,
     first_token: bool,
+    tools: Option<ToolCallFormat>,
+}
+
+/// A choice's answer when it called tools.
+struct Calls {
+    reasoning: String,
+    content: String,
+    calls: Vec<aha_text::ToolCall>,
 }
 
 impl Answer {
@@ -537,6 +624,7 @@ impl Answer {
             choices: (0..job.n).map(|_| Choice::new(parser())).collect(),
             raw_logprobs: vec![Vec::new(); job.n],
             prompt_tokens: job.prompt.len(),
+            tools: job.tools,
             started: Instant::now(),
             first_token: false,
         }
@@ -560,6 +648,37 @@ impl Answer {
         }
     }
 
+    /// The tool calls of a finished choice, if it made any. A call written before `</think>`
+    /// ends the reasoning there.
+    fn calls(&self, c: &Choice) -> Option<Calls> {
+        let f = self.tools?;
+        let (reasoning, text) = match f.find_start(&c.reasoning) {
+            Some(i) => (
+                c.reasoning[..i].to_string(),
+                format!("{}{}", &c.reasoning[i..], c.content),
+            ),
+            None => (c.reasoning.clone(), c.content.clone()),
+        };
+        let p = f.parse(&text);
+        (!p.calls.is_empty()).then_some(Calls {
+            reasoning,
+            content: p.content,
+            calls: p.calls,
+        })
+    }
+
+    fn tool_calls_json(&self, i: usize, calls: &[aha_text::ToolCall]) -> Value {
+        let id = self.id.rsplit('-').next().unwrap_or("");
+        calls
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                json!({"index": k, "id": format!("call_{id}_{i}_{k}"), "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect()
+    }
+
     fn whole(&mut self, s: &AppState) -> Value {
         let tok = &s.assets.tokenizer;
         let choices: Vec<Value> = self
@@ -574,6 +693,17 @@ impl Answer {
                         if let Some(r) = c.reasoning_field() {
                             message["reasoning_content"] = json!(r);
                             message["reasoning"] = json!(r);
+                        }
+                        let mut finish = finish;
+                        if let Some(t) = self.calls(c) {
+                            message["content"] =
+                                if t.content.is_empty() { Value::Null } else { json!(t.content) };
+                            if c.reasoning_field().is_some() {
+                                message["reasoning_content"] = json!(t.reasoning);
+                                message["reasoning"] = json!(t.reasoning);
+                            }
+                            message["tool_calls"] = self.tool_calls_json(i, &t.calls);
+                            finish = Some("tool_calls");
                         }
                         let logprobs = (!c.logprobs.is_empty())
                             .then(|| json!({"content": c.logprobs}));
@@ -793,7 +923,16 @@ fn stream(
                     text,
                     logprob,
                 }) => {
-                    if let Some((delta, lp)) = a.token(&s, sample, token, &text, logprob) {
+                    if let Some((mut delta, lp)) = a.token(&s, sample, token, &text, logprob) {
+                        // With tools the answer may turn out to be calls: hold it to the end,
+                        // and the reasoning from a call written inside it.
+                        if let (Some(f), Some(d)) = (a.tools, delta.as_object_mut()) {
+                            d.remove("content");
+                            if f.find_start(&a.choices[sample].reasoning).is_some() {
+                                d.remove("reasoning_content");
+                                d.remove("reasoning");
+                            }
+                        }
                         emit!(a.chunk(sample, delta, lp, None, usage));
                     }
                 }
@@ -806,11 +945,30 @@ fn stream(
                     s.metrics
                         .completion_tokens
                         .fetch_add(c.tokens as u64, Ordering::Relaxed);
-                    if let Some(delta) = a.delta_value(rest) {
+                    let mut finish = finish_str(reason);
+                    if a.tools.is_some() {
+                        let c = &a.choices[sample];
+                        let (tail, calls) = match a.calls(c) {
+                            Some(t) => (t.content, Some(t.calls)),
+                            None => (c.content.clone(), None),
+                        };
+                        if !rest.reasoning.is_empty() && reasoning_without_calls(&a, sample) {
+                            let d = json!({"reasoning_content": rest.reasoning, "reasoning": rest.reasoning});
+                            emit!(a.chunk(sample, d, None, None, usage));
+                        }
+                        if !tail.is_empty() {
+                            emit!(a.chunk(sample, json!({"content": tail}), None, None, usage));
+                        }
+                        if let Some(calls) = calls {
+                            let d = json!({"tool_calls": a.tool_calls_json(sample, &calls)});
+                            emit!(a.chunk(sample, d, None, None, usage));
+                            finish = "tool_calls";
+                        }
+                    } else if let Some(delta) = a.delta_value(rest) {
                         emit!(a.chunk(sample, delta, None, None, usage));
                     }
                     let empty = a.empty_delta();
-                    emit!(a.chunk(sample, empty, None, Some(finish_str(reason)), usage));
+                    emit!(a.chunk(sample, empty, None, Some(finish), usage));
                 }
                 Some(Event::Failed(m)) => {
                     s.metrics.failed_requests.fetch_add(1, Ordering::Relaxed);

@@ -5,3 +5,4 @@ mod common;
 mod constraint;
 mod http;
 mod reasoning;
+mod tools;

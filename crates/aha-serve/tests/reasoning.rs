@@ -34,13 +34,13 @@ impl LogitsProcessor for Script {
     }
 }
 
-struct Server {
-    running: Running,
-    script: Arc<Mutex<Vec<u32>>>,
-    tok: Tokenizer,
+pub(crate) struct Server {
+    pub running: Running,
+    pub script: Arc<Mutex<Vec<u32>>>,
+    pub tok: Tokenizer,
 }
 
-fn start(dir: &Path, prefill_think: bool) -> Server {
+pub(crate) fn start(dir: &Path, prefill_think: bool) -> Server {
     let tok = Tokenizer::from_dir(dir).unwrap();
     let mut template = ChatTemplate::from_dir(dir).unwrap();
     if prefill_think {

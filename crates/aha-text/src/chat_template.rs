@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{SpecialTokens, TokenizerConfig};
 use crate::error::{Result, TextError};
+use crate::tool_calls::ToolCallFormat;
 
 const TEMPLATE_NAME: &str = "chat_template";
 
@@ -41,6 +42,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     source_name: String,
     special: SpecialTokens,
+    tool_calls: Option<ToolCallFormat>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -104,6 +106,7 @@ impl ChatTemplate {
     }
 
     fn compile(source: String, source_name: String, special: SpecialTokens) -> Result<Self> {
+        let tool_calls = ToolCallFormat::detect(&source);
         let mut env = Environment::new();
         // Same whitespace handling as transformers' jinja environment.
         env.set_trim_blocks(true);
@@ -122,7 +125,13 @@ impl ChatTemplate {
             env,
             source_name,
             special,
+            tool_calls,
         })
+    }
+
+    /// How this template writes an assistant's tool calls, if it writes them.
+    pub fn tool_call_format(&self) -> Option<ToolCallFormat> {
+        self.tool_calls
     }
 
     /// Render `messages`, optionally ending with the assistant-turn opener.

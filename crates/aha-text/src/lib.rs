@@ -27,6 +27,7 @@ pub mod gguf;
 mod reasoning;
 mod spm;
 mod tokenizer;
+mod tool_calls;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::SpecialTokens;
@@ -37,3 +38,4 @@ pub use reasoning::{
     StreamingReasoningParser, THINK_END, THINK_START,
 };
 pub use tokenizer::{TokenBytes, Tokenizer};
+pub use tool_calls::{ParsedToolCalls, ToolCall, ToolCallFormat};

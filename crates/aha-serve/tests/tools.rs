@@ -1,0 +1,181 @@
+//! R1 tool calls with the real DeepSeek-R1 tokenizer and chat template: a conversation with
+//! calls and tool results renders through the template and parses back to the same calls;
+//! a scripted model's calls come back as OpenAI `tool_calls`, whole and streamed, including
+//! a call written before `</think>`.
+
+use crate::common::{asset_dir, chat_stream_text, post};
+use crate::reasoning::{start, Server};
+use aha_text::{ChatTemplate, ToolCall, ToolCallFormat};
+use serde_json::{json, Value};
+
+fn calls() -> Vec<ToolCall> {
+    vec![
+        ToolCall {
+            name: "add".into(),
+            arguments: r#"{"a": 2, "b": 3}"#.into(),
+        },
+        ToolCall {
+            name: "lookup".into(),
+            arguments: r#"{"query": "größte Zahl", "limit": [1, 2]}"#.into(),
+        },
+    ]
+}
+
+fn openai_calls(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"id": format!("call_{i}"), "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments}})
+        })
+        .collect()
+}
+
+#[test]
+fn r1_template_renders_calls_that_parse_back() {
+    let Some(dir) = asset_dir() else {
+        return;
+    };
+    let t = ChatTemplate::from_dir(&dir).unwrap();
+    let f = t.tool_call_format();
+    assert_eq!(f, Some(ToolCallFormat::DeepSeek));
+    let f = f.unwrap();
+    let msgs = json!([
+        {"role": "user", "content": "Add 2 and 3, then look it up."},
+        {"role": "assistant", "content": null, "tool_calls": openai_calls(&calls())},
+        {"role": "tool", "tool_call_id": "call_0", "content": "5"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "nothing found"},
+    ]);
+    let msgs: Vec<Value> = msgs.as_array().unwrap().clone();
+    let text = t.render_with(&msgs, true, &serde_json::Map::new()).unwrap();
+    // The assistant turn, as the template wrote it, parses back to the same calls.
+    let turn = text.split("<｜Assistant｜>").nth(1).unwrap();
+    let turn = turn.split("<｜end▁of▁sentence｜>").next().unwrap();
+    let p = f.parse(turn);
+    assert_eq!(p.calls, calls(), "{turn}");
+    assert_eq!(p.content, "");
+    // The tool results follow in the template's own tokens.
+    assert!(
+        text.contains("<｜tool▁output▁begin｜>5<｜tool▁output▁end｜>"),
+        "{text}"
+    );
+    assert!(text.ends_with("<｜tool▁outputs▁end｜>"), "{text}");
+}
+
+fn script(server: &Server, text: &str) {
+    *server.script.lock().unwrap() = server.tok.encode(text, false).unwrap();
+}
+
+fn ask(server: &Server, stream: bool) -> (u16, Value, Vec<String>) {
+    let body = json!({
+        "messages": [{"role": "user", "content": "What is 2 + 3?"}],
+        "tools": [{"type": "function", "function": {"name": "add", "description": "a + b",
+                   "parameters": {"type": "object", "properties": {"a": {"type": "number"},
+                                  "b": {"type": "number"}}}}}],
+        "temperature": 0, "max_tokens": 200, "stream": stream,
+    });
+    let r = post(server.running.addr, "/v1/chat/completions", &body);
+    if stream {
+        (r.status, Value::Null, r.events())
+    } else {
+        (r.status, r.json(), Vec::new())
+    }
+}
+
+/// The tool calls of a stream, joined from its deltas.
+fn streamed_calls(events: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let v: Value = serde_json::from_str(e).unwrap();
+        if let Some(calls) = v["choices"][0]["delta"]["tool_calls"].as_array() {
+            for c in calls {
+                out.push((
+                    c["function"]["name"].as_str().unwrap().to_string(),
+                    c["function"]["arguments"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn scripted_r1_tool_calls_through_the_server() {
+    let Some(dir) = asset_dir() else {
+        return;
+    };
+    let server = start(&dir, false);
+    let call = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>add\n```json\n{\"a\": 2, \"b\": 3}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+    let want = vec![("add".to_string(), r#"{"a": 2, "b": 3}"#.to_string())];
+    // After the reasoning, and written before `</think>` (the call ends the reasoning).
+    for (text, reasoning) in [
+        (
+            format!("<think>\nI should add.\n</think>\n\nLet me add.{call}"),
+            "\nI should add.\n",
+        ),
+        (
+            format!("<think>\nI should add.\n{call}"),
+            "\nI should add.\n",
+        ),
+    ] {
+        script(&server, &text);
+        let (status, w, _) = ask(&server, false);
+        assert_eq!(status, 200, "{w}");
+        let c = &w["choices"][0];
+        assert_eq!(c["finish_reason"], "tool_calls", "{w}");
+        let m = &c["message"];
+        assert_eq!(m["reasoning_content"].as_str(), Some(reasoning), "{w}");
+        let calls: Vec<(String, String)> = m["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert_eq!(c["type"], "function");
+                assert!(c["id"].as_str().unwrap().starts_with("call_"));
+                (
+                    c["function"]["name"].as_str().unwrap().to_string(),
+                    c["function"]["arguments"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(calls, want, "{w}");
+        let content = m["content"].as_str().unwrap_or("");
+        assert!(!content.contains("tool"), "{w}");
+
+        let (status, _, events) = ask(&server, true);
+        assert_eq!(status, 200);
+        assert_eq!(streamed_calls(&events), want);
+        let parts = chat_stream_text(&events, 1);
+        assert_eq!(parts[0].0, content);
+        assert_eq!(parts[0].2.as_deref(), Some("tool_calls"));
+        assert!(
+            events.iter().all(|e| !e.contains("tool▁call▁begin")),
+            "{events:?}"
+        );
+    }
+    // No call: plain content, finish "stop"; a broken call stays text.
+    for text in [
+        "<think>\nEasy.\n</think>\n\nIt is 5.",
+        "<think>\nx\n</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>add\n{\"a\": ",
+    ] {
+        script(&server, text);
+        let (_, w, _) = ask(&server, false);
+        let c = &w["choices"][0];
+        assert_eq!(c["finish_reason"], "stop", "{w}");
+        assert!(c["message"].get("tool_calls").is_none(), "{w}");
+        let (_, _, events) = ask(&server, true);
+        let parts = chat_stream_text(&events, 1);
+        assert_eq!(Some(parts[0].0.as_str()), c["message"]["content"].as_str());
+    }
+    // Errors: tool_choice required, and a malformed tool.
+    let a = server.running.addr;
+    let base = json!({"messages": [{"role": "user", "content": "hi"}],
+                      "tools": [{"type": "function", "function": {"name": "add"}}]});
+    let mut b = base.clone();
+    b["tool_choice"] = json!("required");
+    assert_eq!(post(a, "/v1/chat/completions", &b).status, 400);
+    let mut b = base.clone();
+    b["tools"] = json!([{"type": "function"}]);
+    assert_eq!(post(a, "/v1/chat/completions", &b).status, 400);
+}
