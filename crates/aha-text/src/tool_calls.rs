@@ -208,6 +208,42 @@ mod tests {
         );
     }
 
+    /// A Hermes-style template (as Qwen2.5's writes calls) renders OpenAI-shaped calls that
+    /// parse back to the same names and arguments.
+    #[test]
+    fn hermes_template_round_trip() {
+        let src = "{% for m in messages %}<|im_start|>{{ m.role }}\n\
+                   {% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>\n\
+                   {\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments }}}\n\
+                   </tool_call>\n{% endfor %}{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}";
+        let t = crate::ChatTemplate::new(src, Default::default()).unwrap();
+        let f = t.tool_call_format().unwrap();
+        assert_eq!(f, ToolCallFormat::Hermes);
+        let args = [r#"{"a": 2, "b": [1, 2]}"#, r#"{"q": "größte \"Zahl\""}"#];
+        let msgs = vec![
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c0", "type": "function", "function": {"name": "add", "arguments": args[0]}},
+                {"id": "c1", "type": "function", "function": {"name": "find", "arguments": args[1]}},
+            ]}),
+        ];
+        let text = t
+            .render_with(&msgs, false, &serde_json::Map::new())
+            .unwrap();
+        let p = f.parse(text.trim_start_matches("<|im_start|>assistant\n"));
+        let got: Vec<(String, serde_json::Value)> = p
+            .calls
+            .iter()
+            .map(|c| (c.name.clone(), serde_json::from_str(&c.arguments).unwrap()))
+            .collect();
+        let want: Vec<(String, serde_json::Value)> = ["add", "find"]
+            .iter()
+            .zip(args)
+            .map(|(n, a)| (n.to_string(), serde_json::from_str(a).unwrap()))
+            .collect();
+        assert_eq!(got, want, "{text}");
+        assert_eq!(p.content, "");
+    }
+
     #[test]
     fn formats_are_detected_from_templates() {
         assert_eq!(
