@@ -350,12 +350,6 @@ fn job(
     })
 }
 
-/// Whether a choice's reasoning holds no tool call (so its tail may still be streamed).
-fn reasoning_without_calls(a: &Answer, sample: usize) -> bool {
-    a.tools
-        .is_none_or(|f| f.find_start(&a.choices[sample].reasoning).is_none())
-}
-
 fn bad(message: impl Into<String>, param: Option<&'static str>) -> ApiError {
     ApiError::bad_request(message, param)
 }
@@ -453,7 +447,8 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
         };
         // Templates test `'tool_calls' in message` and `content is none`: only set what is given.
         let mut v = json!({"role": m.role, "content": content});
-        if let Some(calls) = &m.tool_calls {
+        // An empty list is no calls (the R1 template would write a bare end marker).
+        if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
             for c in calls {
                 let args = &c["function"]["arguments"];
                 if !(c["function"]["name"].is_string() && args.is_string()) {
@@ -477,8 +472,16 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
         messages.push(v);
     }
     let mut extra = serde_json::Map::new();
-    if let Some(t) = &req.tools {
-        extra.insert("tools".into(), json!(t));
+    if let (Some(t), Some(f)) = (&req.tools, tools) {
+        if template.reads_tools() {
+            extra.insert("tools".into(), json!(t));
+        } else {
+            // The template never shows the model its tools (DeepSeek-R1's): a system turn does.
+            messages.insert(
+                0,
+                json!({"role": "system", "content": f.system_prompt(&json!(t))}),
+            );
+        }
     }
     let prompt = template.render_with(&messages, true, &extra).map_err(|e| {
         ApiError::bad_request(format!("the chat template failed: {e}"), Some("messages"))
@@ -653,11 +656,12 @@ impl Answer {
     fn calls(&self, c: &Choice) -> Option<Calls> {
         let f = self.tools?;
         let (reasoning, text) = match f.find_start(&c.reasoning) {
-            Some(i) => (
+            // Only a real call ends the reasoning, not a mention of the marker.
+            Some(i) if !f.parse(&c.reasoning[i..]).calls.is_empty() => (
                 c.reasoning[..i].to_string(),
                 format!("{}{}", &c.reasoning[i..], c.content),
             ),
-            None => (c.reasoning.clone(), c.content.clone()),
+            _ => (c.reasoning.clone(), c.content.clone()),
         };
         let p = f.parse(&text);
         (!p.calls.is_empty()).then_some(Calls {
@@ -667,14 +671,19 @@ impl Answer {
         })
     }
 
-    fn tool_calls_json(&self, i: usize, calls: &[aha_text::ToolCall]) -> Value {
+    /// OpenAI's `tool_calls`; stream deltas also number them (`index`).
+    fn tool_calls_json(&self, i: usize, calls: &[aha_text::ToolCall], delta: bool) -> Value {
         let id = self.id.rsplit('-').next().unwrap_or("");
         calls
             .iter()
             .enumerate()
             .map(|(k, c)| {
-                json!({"index": k, "id": format!("call_{id}_{i}_{k}"), "type": "function",
-                       "function": {"name": c.name, "arguments": c.arguments}})
+                let mut v = json!({"id": format!("call_{id}_{i}_{k}"), "type": "function",
+                                   "function": {"name": c.name, "arguments": c.arguments}});
+                if delta {
+                    v["index"] = json!(k);
+                }
+                v
             })
             .collect()
     }
@@ -702,7 +711,7 @@ impl Answer {
                                 message["reasoning_content"] = json!(t.reasoning);
                                 message["reasoning"] = json!(t.reasoning);
                             }
-                            message["tool_calls"] = self.tool_calls_json(i, &t.calls);
+                            message["tool_calls"] = self.tool_calls_json(i, &t.calls, false);
                             finish = Some("tool_calls");
                         }
                         let logprobs = (!c.logprobs.is_empty())
@@ -910,6 +919,8 @@ fn stream(
                 ));
             }
         }
+        // With tools: bytes of each choice's reasoning already sent.
+        let mut sent_reasoning = vec![0usize; job.n];
         let mut done = 0;
         while done < job.n {
             let event = tokio::select! {
@@ -928,12 +939,17 @@ fn stream(
                         // and the reasoning from a call written inside it.
                         if let (Some(f), Some(d)) = (a.tools, delta.as_object_mut()) {
                             d.remove("content");
-                            if f.find_start(&a.choices[sample].reasoning).is_some() {
+                            let r = &a.choices[sample].reasoning;
+                            if f.find_start(r).is_some() {
                                 d.remove("reasoning_content");
                                 d.remove("reasoning");
+                            } else {
+                                sent_reasoning[sample] = r.len();
                             }
                         }
-                        emit!(a.chunk(sample, delta, lp, None, usage));
+                        if delta != json!({}) || lp.is_some() {
+                            emit!(a.chunk(sample, delta, lp, None, usage));
+                        }
                     }
                 }
                 Some(Event::Finished { sample, reason }) => {
@@ -948,19 +964,21 @@ fn stream(
                     let mut finish = finish_str(reason);
                     if a.tools.is_some() {
                         let c = &a.choices[sample];
-                        let (tail, calls) = match a.calls(c) {
-                            Some(t) => (t.content, Some(t.calls)),
-                            None => (c.content.clone(), None),
+                        let (reasoning, tail, calls) = match a.calls(c) {
+                            Some(t) => (t.reasoning, t.content, Some(t.calls)),
+                            None => (c.reasoning.clone(), c.content.clone(), None),
                         };
-                        if !rest.reasoning.is_empty() && reasoning_without_calls(&a, sample) {
-                            let d = json!({"reasoning_content": rest.reasoning, "reasoning": rest.reasoning});
+                        // The reasoning not sent yet (held back from a marker that was no call).
+                        let r = reasoning.get(sent_reasoning[sample]..).unwrap_or("");
+                        if !r.is_empty() {
+                            let d = json!({"reasoning_content": r, "reasoning": r});
                             emit!(a.chunk(sample, d, None, None, usage));
                         }
                         if !tail.is_empty() {
                             emit!(a.chunk(sample, json!({"content": tail}), None, None, usage));
                         }
                         if let Some(calls) = calls {
-                            let d = json!({"tool_calls": a.tool_calls_json(sample, &calls)});
+                            let d = json!({"tool_calls": a.tool_calls_json(sample, &calls, true)});
                             emit!(a.chunk(sample, d, None, None, usage));
                             finish = "tool_calls";
                         }

@@ -109,14 +109,16 @@ fn scripted_r1_tool_calls_through_the_server() {
     let call = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>add\n```json\n{\"a\": 2, \"b\": 3}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
     let want = vec![("add".to_string(), r#"{"a": 2, "b": 3}"#.to_string())];
     // After the reasoning, and written before `</think>` (the call ends the reasoning).
-    for (text, reasoning) in [
+    for (text, reasoning, content) in [
         (
             format!("<think>\nI should add.\n</think>\n\nLet me add.{call}"),
             "\nI should add.\n",
+            "\n\nLet me add.",
         ),
         (
             format!("<think>\nI should add.\n{call}"),
             "\nI should add.\n",
+            "",
         ),
     ] {
         script(&server, &text);
@@ -140,23 +142,26 @@ fn scripted_r1_tool_calls_through_the_server() {
             })
             .collect();
         assert_eq!(calls, want, "{w}");
-        let content = m["content"].as_str().unwrap_or("");
-        assert!(!content.contains("tool"), "{w}");
+        assert_eq!(m["content"].as_str().unwrap_or(""), content, "{w}");
+        assert!(m["tool_calls"][0].get("index").is_none(), "{w}");
 
         let (status, _, events) = ask(&server, true);
         assert_eq!(status, 200);
         assert_eq!(streamed_calls(&events), want);
         let parts = chat_stream_text(&events, 1);
         assert_eq!(parts[0].0, content);
+        assert_eq!(parts[0].1, reasoning);
         assert_eq!(parts[0].2.as_deref(), Some("tool_calls"));
         assert!(
             events.iter().all(|e| !e.contains("tool▁call▁begin")),
             "{events:?}"
         );
     }
-    // No call: plain content, finish "stop"; a broken call stays text.
+    // No call: plain content, finish "stop"; a broken call stays text; a marker mentioned in
+    // the reasoning is reasoning.
     for text in [
         "<think>\nEasy.\n</think>\n\nIt is 5.",
+        "<think>\nI could write <｜tool▁calls▁begin｜> but no.\n</think>\n\nIt is 5.",
         "<think>\nx\n</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>add\n{\"a\": ",
     ] {
         script(&server, text);
@@ -167,9 +172,23 @@ fn scripted_r1_tool_calls_through_the_server() {
         let (_, _, events) = ask(&server, true);
         let parts = chat_stream_text(&events, 1);
         assert_eq!(Some(parts[0].0.as_str()), c["message"]["content"].as_str());
+        assert_eq!(
+            Some(parts[0].1.as_str()),
+            c["message"]["reasoning_content"].as_str()
+        );
     }
-    // Errors: tool_choice required, and a malformed tool.
+    // R1's template never shows the model its tools: the server adds them as a system turn.
+    script(&server, "<think>\nx\n</think>\n\ny");
     let a = server.running.addr;
+    let plain =
+        json!({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 5});
+    let without = post(a, "/v1/chat/completions", &plain).json()["usage"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
+    let (_, with, _) = ask(&server, false);
+    let with = with["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(with > without + 50, "{with} vs {without}");
+    // Errors: tool_choice required, and a malformed tool.
     let base = json!({"messages": [{"role": "user", "content": "hi"}],
                       "tools": [{"type": "function", "function": {"name": "add"}}]});
     let mut b = base.clone();

@@ -43,6 +43,8 @@ pub struct ChatTemplate {
     source_name: String,
     special: SpecialTokens,
     tool_calls: Option<ToolCallFormat>,
+    /// Whether the template reads the `tools` variable (DeepSeek-R1's does not).
+    reads_tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -107,6 +109,7 @@ impl ChatTemplate {
 
     fn compile(source: String, source_name: String, special: SpecialTokens) -> Result<Self> {
         let tool_calls = ToolCallFormat::detect(&source);
+        let reads_tools = source.contains("tools");
         let mut env = Environment::new();
         // Same whitespace handling as transformers' jinja environment.
         env.set_trim_blocks(true);
@@ -126,7 +129,13 @@ impl ChatTemplate {
             source_name,
             special,
             tool_calls,
+            reads_tools,
         })
+    }
+
+    /// Whether the template shows the model the `tools` it is given.
+    pub fn reads_tools(&self) -> bool {
+        self.reads_tools
     }
 
     /// How this template writes an assistant's tool calls, if it writes them.

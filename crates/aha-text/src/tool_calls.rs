@@ -25,6 +25,7 @@ pub enum ToolCallFormat {
 const DS_CALLS_BEGIN: &str = "<｜tool▁calls▁begin｜>";
 const DS_CALL_BEGIN: &str = "<｜tool▁call▁begin｜>";
 const DS_CALL_END: &str = "<｜tool▁call▁end｜>";
+const DS_CALLS_END: &str = "<｜tool▁calls▁end｜>";
 const DS_SEP: &str = "<｜tool▁sep｜>";
 const HERMES_BEGIN: &str = "<tool_call>";
 const HERMES_END: &str = "</tool_call>";
@@ -49,6 +50,25 @@ impl ToolCallFormat {
         }
     }
 
+    /// A system prompt that lists `tools` (OpenAI's `[{"type": "function", "function": ..}]`)
+    /// and shows the call syntax, for templates that do not show tools themselves.
+    pub fn system_prompt(self, tools: &serde_json::Value) -> String {
+        let syntax = match self {
+            ToolCallFormat::DeepSeek => format!(
+                "{DS_CALLS_BEGIN}{DS_CALL_BEGIN}function{DS_SEP}NAME\n```json\nARGUMENTS\n```{DS_CALL_END}{DS_CALLS_END}"
+            ),
+            ToolCallFormat::Hermes => {
+                format!("{HERMES_BEGIN}\n{{\"name\": NAME, \"arguments\": ARGUMENTS}}\n{HERMES_END}")
+            }
+        };
+        let list = serde_json::to_string_pretty(tools).unwrap_or_default();
+        format!(
+            "You may call the functions below. To call one, write the call (ARGUMENTS is a JSON \
+             object) after your reasoning, exactly as\n{syntax}\nand stop; the result comes back \
+             in the next message.\n\nFunctions:\n{list}"
+        )
+    }
+
     /// Where the first call starts in `text`, if one does.
     pub fn find_start(self, text: &str) -> Option<usize> {
         match self {
@@ -60,29 +80,33 @@ impl ToolCallFormat {
         }
     }
 
-    /// Split `text` into the content before the first call and the calls. A call whose
-    /// arguments are not a JSON object, or that is cut off, is not a call: the text from it
-    /// on stays content, so that nothing the model wrote is lost.
+    /// Split `text` into its content (the text before the first call and any after the last)
+    /// and the calls. A call whose arguments are not a JSON object, or that is cut off, is not
+    /// a call: the text from it on stays content, so that nothing the model wrote is lost.
     pub fn parse(self, text: &str) -> ParsedToolCalls {
-        let Some(start) = self.find_start(text) else {
-            return ParsedToolCalls {
-                content: text.to_string(),
-                calls: Vec::new(),
-            };
+        let whole = || ParsedToolCalls {
+            content: text.to_string(),
+            calls: Vec::new(),
         };
-        let calls = match self {
+        let Some(start) = self.find_start(text) else {
+            return whole();
+        };
+        let parsed = match self {
             ToolCallFormat::DeepSeek => deepseek_calls(&text[start..]),
             ToolCallFormat::Hermes => hermes_calls(&text[start..]),
         };
-        match calls {
-            Some(calls) if !calls.is_empty() => ParsedToolCalls {
-                content: text[..start].trim_end().to_string(),
-                calls,
-            },
-            _ => ParsedToolCalls {
-                content: text.to_string(),
-                calls: Vec::new(),
-            },
+        match parsed {
+            Some((calls, used)) if !calls.is_empty() => {
+                let before = text[..start].trim_end();
+                let after = text[start + used..].trim();
+                let content = match (before.is_empty(), after.is_empty()) {
+                    (_, true) => before.to_string(),
+                    (true, false) => after.to_string(),
+                    (false, false) => format!("{before}\n{after}"),
+                };
+                ParsedToolCalls { content, calls }
+            }
+            _ => whole(),
         }
     }
 }
@@ -92,9 +116,20 @@ fn object_text(v: &serde_json::Value) -> Option<String> {
     v.is_object().then(|| v.to_string())
 }
 
-fn deepseek_calls(mut s: &str) -> Option<Vec<ToolCall>> {
+/// The calls at the start of `text` and the bytes they take (with the closing marker).
+fn deepseek_calls(text: &str) -> Option<(Vec<ToolCall>, usize)> {
     let mut calls = Vec::new();
+    let mut s = text;
     while let Some(i) = s.find(DS_CALL_BEGIN) {
+        // Only calls in the run: text after the last one is not a call.
+        if !s[..i]
+            .trim()
+            .trim_start_matches(DS_CALLS_BEGIN)
+            .trim()
+            .is_empty()
+        {
+            break;
+        }
         let rest = &s[i + DS_CALL_BEGIN.len()..];
         let end = rest.find(DS_CALL_END)?;
         let body = &rest[..end];
@@ -119,10 +154,12 @@ fn deepseek_calls(mut s: &str) -> Option<Vec<ToolCall>> {
         });
         s = &rest[end + DS_CALL_END.len()..];
     }
-    Some(calls)
+    let tail = s.trim_start();
+    let s = tail.strip_prefix(DS_CALLS_END).unwrap_or(s);
+    Some((calls, text.len() - s.len()))
 }
 
-fn hermes_calls(mut s: &str) -> Option<Vec<ToolCall>> {
+fn hermes_calls(text: &str) -> Option<(Vec<ToolCall>, usize)> {
     #[derive(Deserialize)]
     struct Call {
         name: String,
@@ -130,7 +167,11 @@ fn hermes_calls(mut s: &str) -> Option<Vec<ToolCall>> {
         arguments: serde_json::Value,
     }
     let mut calls = Vec::new();
+    let mut s = text;
     while let Some(i) = s.find(HERMES_BEGIN) {
+        if !s[..i].trim().is_empty() {
+            break;
+        }
         let rest = &s[i + HERMES_BEGIN.len()..];
         let end = rest.find(HERMES_END)?;
         let call: Call = serde_json::from_str(rest[..end].trim()).ok()?;
@@ -151,7 +192,7 @@ fn hermes_calls(mut s: &str) -> Option<Vec<ToolCall>> {
         });
         s = &rest[end + HERMES_END.len()..];
     }
-    Some(calls)
+    Some((calls, text.len() - s.len()))
 }
 
 #[cfg(test)]
@@ -176,6 +217,17 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn text_after_the_calls_stays_content() {
+        let call = "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>";
+        let p = ToolCallFormat::Hermes.parse(&format!("Hi.{call}\nThen I multiply."));
+        assert_eq!(p.content, "Hi.\nThen I multiply.");
+        assert_eq!(p.calls.len(), 1);
+        let ds = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n{}<｜tool▁call▁end｜><｜tool▁calls▁end｜> done";
+        let p = ToolCallFormat::DeepSeek.parse(ds);
+        assert_eq!((p.content.as_str(), p.calls.len()), ("done", 1));
     }
 
     #[test]
@@ -229,7 +281,10 @@ mod tests {
         let text = t
             .render_with(&msgs, false, &serde_json::Map::new())
             .unwrap();
-        let p = f.parse(text.trim_start_matches("<|im_start|>assistant\n"));
+        // What the model writes: the turn's body, up to its end-of-turn token.
+        let body = text.trim_start_matches("<|im_start|>assistant\n");
+        let body = body.trim_end().trim_end_matches("<|im_end|>");
+        let p = f.parse(body);
         let got: Vec<(String, serde_json::Value)> = p
             .calls
             .iter()
