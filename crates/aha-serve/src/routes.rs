@@ -919,8 +919,10 @@ fn stream(
                 ));
             }
         }
-        // With tools: bytes of each choice's reasoning already sent.
+        // With tools: bytes of each choice's reasoning already sent, and whether a call marker
+        // has appeared in it (from then on the reasoning is held back).
         let mut sent_reasoning = vec![0usize; job.n];
+        let mut held = vec![false; job.n];
         let mut done = 0;
         while done < job.n {
             let event = tokio::select! {
@@ -940,7 +942,14 @@ fn stream(
                         if let (Some(f), Some(d)) = (a.tools, delta.as_object_mut()) {
                             d.remove("content");
                             let r = &a.choices[sample].reasoning;
-                            if f.find_start(r).is_some() {
+                            // Search only the unsent tail (and a marker's length before it), not
+                            // the whole reasoning each token.
+                            let mut from = sent_reasoning[sample].saturating_sub(64);
+                            while !r.is_char_boundary(from) {
+                                from -= 1;
+                            }
+                            held[sample] = held[sample] || f.find_start(&r[from..]).is_some();
+                            if held[sample] {
                                 d.remove("reasoning_content");
                                 d.remove("reasoning");
                             } else {
