@@ -15,6 +15,10 @@ struct Cli {
     /// Worker threads for the numeric kernels (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Kernels for the weights a GGUF file keeps quantized: aha's own (Q4_0/Q4_1/Q5_x/Q8_0/
+    /// K-quants, AVX2) or candle's for every type (the baseline of the kernel benchmarks).
+    #[arg(long, global = true, value_enum, default_value_t = cmd::common::QuantKernels::Aha)]
+    quant_kernels: cmd::common::QuantKernels,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +95,7 @@ fn main() {
         // candle's kernels size their pools from this variable; set it before any runs.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    cmd::common::set_quant_kernels(cli.quant_kernels);
     let command = cli.command;
     let run = move || match command {
         Command::Zero(args) => cmd::zero::run(args),

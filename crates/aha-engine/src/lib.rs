@@ -5,6 +5,7 @@
 pub mod constraint;
 mod sampling;
 pub mod scheduler;
+pub mod speculative;
 pub mod worker;
 
 pub use constraint::{Constrainer, Constraint, Grammar, Reasoning};

@@ -3,3 +3,4 @@
 
 mod generate;
 mod scheduler;
+mod speculative;

@@ -18,13 +18,13 @@ use crate::config::{parse_rope, RopeConfig, RopeScaling};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::ops::{self, Linear, Mlp, Mode};
-use crate::qkernels::QMat;
 use crate::rope::{yarn_mscale, Rope};
 use crate::weights::{Checkpoint, Params};
-use crate::{ForwardInput, LogitsFor};
+use crate::ForwardInput;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// `config.json` of `DeepseekV3ForCausalLM` (Hub and transformers-5 spellings).
 #[derive(Debug, Clone, Deserialize)]
@@ -342,8 +342,8 @@ impl Mla {
         let bias = bias.squeeze(1)?; // [b, 1, t, T]
         let out = if absorbed {
             // q_nope_h W_uk_h: [h, b*t, nope] x [h, nope, rank]
-            let w =
-                ops::param(&self.kv_b.weight, mode).reshape((h, nope + self.v_dim, self.rank))?;
+            let w = ops::param(self.kv_b.dense_weight("the absorbed MLA form")?, mode)
+                .reshape((h, nope + self.v_dim, self.rank))?;
             let w_uk = w.narrow(1, 0, nope)?.contiguous()?;
             let w_uv_t = w
                 .narrow(1, nope, self.v_dim)?
@@ -675,6 +675,13 @@ pub struct DeepseekV3 {
     params: Params,
     /// Linear layers that run on a quantized weight (a GGUF file's blocks).
     quantized_linears: usize,
+    run: RunOptions,
+}
+
+/// How forward passes compute (the same function either way): see
+/// [`DeepseekV3::set_run_options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
     /// Which MLA form forward passes use.
     pub mla_form: MlaForm,
     /// Run every routed expert on every token (weights 0 where not chosen): the dense baseline
@@ -682,22 +689,13 @@ pub struct DeepseekV3 {
     pub compute_all_experts: bool,
 }
 
-/// Where speculative decoding gets its draft tokens.
-pub enum Drafter<'a> {
-    /// The model's first MTP module (self-speculative decoding).
-    Mtp,
-    /// Any other proposer: given the tokens so far (prompt, accepted output and the pending
-    /// next token), propose the token after. For tests and external draft models.
-    Func(&'a mut dyn FnMut(&[u32]) -> u32),
-}
-
-/// Counters of a speculative decoding run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpecStats {
-    /// Verification forward passes of the main model (after the prefill).
-    pub steps: usize,
-    pub drafted: usize,
-    pub accepted: usize,
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            mla_form: MlaForm::Auto,
+            compute_all_experts: false,
+        }
+    }
 }
 
 /// Dequantize a block-FP8 weight [o, i] with its scale_inv [ceil(o/b0), ceil(i/b1)].
@@ -729,7 +727,6 @@ struct Loader<'a> {
     ckpt: &'a mut Checkpoint,
     dtype: DType,
     block: Option<(usize, usize)>,
-    device: Device,
     /// Linear layers built on a quantized weight.
     quantized: usize,
 }
@@ -760,7 +757,7 @@ impl Loader<'_> {
     /// only; not a parameter), else on a dense one.
     fn linear(&mut self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
         let wname = format!("{name}.weight");
-        let quantized = self.ckpt.take_quantized(&wname, (out, inp))?;
+        let quantized = self.ckpt.take_qmat(&wname, (out, inp))?;
         let bias = if bias {
             Some(self.take(&format!("{name}.bias"), out)?)
         } else {
@@ -769,13 +766,7 @@ impl Loader<'_> {
         match quantized {
             Some(q) => {
                 self.quantized += 1;
-                Ok(Linear::quantized(
-                    QMat::from_qtensor(q)?,
-                    (out, inp),
-                    self.dtype,
-                    &self.device,
-                    bias,
-                )?)
+                Ok(Linear::quantized(Arc::new(q), (out, inp), bias))
             }
             None => Ok(Linear::new(self.take(&wname, (out, inp))?, bias)),
         }
@@ -911,7 +902,6 @@ impl DeepseekV3 {
             ckpt,
             dtype: embed.dtype(),
             block: cfg.fp8_block(),
-            device: device.clone(),
             quantized: 0,
         };
         let embed = l.p.insert("model.embed_tokens.weight", embed)?;
@@ -978,8 +968,7 @@ impl DeepseekV3 {
             rope,
             params: l.p,
             quantized_linears: l.quantized,
-            mla_form: MlaForm::Auto,
-            compute_all_experts: false,
+            run: RunOptions::default(),
         })
     }
 
@@ -1002,8 +991,21 @@ impl DeepseekV3 {
 
     /// How many linear layers hold their weight quantized (0 for a dense model): such a
     /// model runs inference only, and its [`Self::params`] lack those weights.
+    pub fn run_options(&self) -> RunOptions {
+        self.run
+    }
+
+    /// Choose how forward passes compute (MLA form, all experts for a dense baseline).
+    pub fn set_run_options(&mut self, run: RunOptions) {
+        self.run = run;
+    }
+
     pub fn quantized_linears(&self) -> usize {
         self.quantized_linears
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.device()
     }
 
     pub fn num_mtp(&self) -> usize {
@@ -1039,7 +1041,7 @@ impl DeepseekV3 {
     }
 
     fn absorbed(&self, mode: Mode, t: usize) -> bool {
-        match self.mla_form {
+        match self.run.mla_form {
             MlaForm::Plain => false,
             MlaForm::Absorbed => true,
             MlaForm::Auto => mode == Mode::Inference && t <= 8,
@@ -1077,7 +1079,7 @@ impl DeepseekV3 {
                 mode,
                 c,
                 absorbed,
-                self.compute_all_experts,
+                self.run.compute_all_experts,
                 tr,
             )?;
         }
@@ -1120,229 +1122,11 @@ impl DeepseekV3 {
         })
     }
 
-    /// Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2), after an optimizer step: each
-    /// expert's `e_score_correction_bias` moves by `gamma` against its load error
-    /// (down if it took more than the mean load, up if less). `loads`: (layer, tokens per
-    /// expert), e.g. from [`Routing::load`] summed over the step's batches.
-    pub fn update_routing_bias(&self, loads: &[(usize, Vec<f32>)], gamma: f64) -> Result<()> {
-        for (layer, load) in loads {
-            let Some(moe) = self.moe_layers().find(|m| m.layer == *layer) else {
-                continue;
-            };
-            let Some(var) = self.params.get(&moe.bias_name) else {
-                continue;
-            };
-            if load.len() != moe.experts.len() {
-                return Err(ModelError::Invalid(format!(
-                    "layer {layer}: {} loads for {} experts",
-                    load.len(),
-                    moe.experts.len()
-                )));
-            }
-            let mean = load.iter().sum::<f32>() / load.len() as f32;
-            let step: Vec<f32> = load
-                .iter()
-                .map(|&l| (mean - l).signum() * if l == mean { 0.0 } else { gamma as f32 })
-                .collect();
-            let step = Tensor::from_vec(step, load.len(), var.device())?.to_dtype(var.dtype())?;
-            var.set(&(var.as_tensor() + step)?)?;
-        }
-        Ok(())
-    }
-
-    /// Per-expert load (tokens routed to each expert), per MoE layer, counting only real
-    /// tokens: `key_mask` [b, past + t] as in [`ForwardInput`] (its last t columns are used).
-    pub fn expert_load(
-        routing: &[Routing],
-        key_mask: Option<&Tensor>,
-    ) -> Result<Vec<(usize, Vec<f32>)>> {
-        let mut out = Vec::new();
-        for r in routing {
-            let mask: Option<Vec<bool>> = match key_mask {
-                Some(m) => {
-                    let total = m.dim(1)?;
-                    let m: Vec<Vec<f32>> = m
-                        .narrow(1, total - r.seq, r.seq)?
-                        .to_dtype(DType::F32)?
-                        .to_vec2()?;
-                    Some(m.into_iter().flatten().map(|v| v != 0.0).collect())
-                }
-                None => None,
-            };
-            out.push((r.layer, r.load(mask.as_deref())));
-        }
-        Ok(out)
-    }
-
-    /// The sequence-wise balance loss of DeepSeek-V3 (eq. 17-20), averaged over sequences and
-    /// MoE layers, times `alpha`: sum_i f_i P_i with f_i = E/(K T) * #tokens choosing i and
-    /// P_i = mean over tokens of the normalized affinity s_i / sum_j s_j. Differentiable
-    /// through the affinities (the gate weights). `key_mask` as in [`Self::expert_load`].
-    pub fn sequence_balance_loss(
-        routing: &[Routing],
-        key_mask: Option<&Tensor>,
-        alpha: f64,
-    ) -> Result<Tensor> {
-        let Some(first) = routing.first() else {
-            return Err(ModelError::Invalid("no MoE layer routed anything".into()));
-        };
-        let device = first.scores.device().clone();
-        let mut total = Tensor::zeros((), DType::F32, &device)?;
-        for r in routing {
-            let (b, t, e, k) = (r.batch, r.seq, r.n_experts, r.top_k);
-            let mask: Vec<f32> = match key_mask {
-                Some(m) => {
-                    let tot = m.dim(1)?;
-                    m.narrow(1, tot - t, t)?
-                        .to_dtype(DType::F32)?
-                        .flatten_all()?
-                        .to_vec1()?
-                }
-                None => vec![1.0; b * t],
-            };
-            let mut f = vec![0f32; b * e];
-            for (n, chunk) in r.experts.chunks(k).enumerate() {
-                if mask[n] != 0.0 {
-                    for &ex in chunk {
-                        f[(n / t) * e + ex as usize] += 1.0;
-                    }
-                }
-            }
-            let lens: Vec<f32> = mask
-                .chunks(t)
-                .map(|c| c.iter().sum::<f32>().max(1.0))
-                .collect();
-            for (bi, len) in lens.iter().enumerate() {
-                for v in &mut f[bi * e..(bi + 1) * e] {
-                    *v *= e as f32 / (k as f32 * len);
-                }
-            }
-            let f = Tensor::from_vec(f, (b, e), &device)?;
-            let s = r.scores.to_dtype(DType::F32)?.reshape((b, t, e))?;
-            let s = s.broadcast_div(&s.sum_keepdim(2)?)?;
-            let mask_t = Tensor::from_vec(mask, (b, t, 1), &device)?;
-            let len_t = Tensor::from_vec(lens, (b, 1), &device)?;
-            let p = s.broadcast_mul(&mask_t)?.sum(1)?.broadcast_div(&len_t)?; // [b, e]
-            let l = (f * p)?.sum_all()?.affine(1.0 / b as f64, 0.0)?;
-            total = (total + l)?;
-        }
-        Ok((total * (alpha / routing.len() as f64))?)
-    }
-
-    /// Greedy decoding of one sequence with one draft token per step, verified by the main
-    /// model: the output is exactly plain greedy decoding's (up to float ties), in fewer main
-    /// model passes when drafts are accepted. Returns `max_new` tokens (no EOS handling).
-    pub fn speculative_greedy(
-        &self,
-        prompt: &[u32],
-        max_new: usize,
-        mut drafter: Drafter,
-    ) -> Result<(Vec<u32>, SpecStats)> {
-        let device = self.embed.device().clone();
-        if prompt.is_empty() {
-            return Err(ModelError::Invalid("empty prompt".into()));
-        }
-        let use_mtp = matches!(drafter, Drafter::Mtp);
-        if use_mtp && self.mtp.is_empty() {
-            return Err(ModelError::Invalid(
-                "this checkpoint has no MTP module".into(),
-            ));
-        }
-        let row = |v: &[u32]| Tensor::from_vec(v.to_vec(), (1, v.len()), &device);
-        let pos = |start: usize, n: usize| {
-            Tensor::arange(start as u32, (start + n) as u32, &device)?.unsqueeze(0)
-        };
-        let argmax = |logits: &Tensor, i: usize| -> Result<u32> {
-            Ok(logits.get(0)?.get(i)?.argmax(0)?.to_scalar::<u32>()?)
-        };
-        let mut cache = KvCache::new(self.num_layers());
-        let mut mtp_cache = KvCache::new(1);
-        let mut stats = SpecStats::default();
-        // Prefill.
-        let p = prompt.len();
-        let input_ids = row(prompt)?;
-        let position_ids = pos(0, p)?;
-        let out = self.forward_full(
-            &ForwardInput {
-                input_ids: &input_ids,
-                position_ids: &position_ids,
-                key_mask: None,
-                mode: Mode::Inference,
-                logits: LogitsFor::All,
-            },
-            Some(&mut cache),
-            false,
-        )?;
-        let mut next = argmax(&out.logits, p - 1)?;
-        let mut tokens: Vec<u32> = prompt.to_vec();
-        let mut produced = vec![next];
-        // The MTP module sees (h_i, x_{i+1}) at position i, over its own causal cache.
-        let mtp_draft = |hidden: &Tensor,
-                         next_tokens: &[u32],
-                         start: usize,
-                         mtp_cache: &mut KvCache|
-         -> Result<u32> {
-            let ids = row(next_tokens)?;
-            let (logits, _) = self.mtp_forward(
-                0,
-                hidden,
-                &ids,
-                &pos(start, next_tokens.len())?,
-                None,
-                Some(mtp_cache),
-            )?;
-            argmax(&logits, next_tokens.len() - 1)
-        };
-        let mut draft = if use_mtp {
-            let mut nt: Vec<u32> = prompt[1..].to_vec();
-            nt.push(next);
-            mtp_draft(&out.hidden, &nt, 0, &mut mtp_cache)?
-        } else {
-            0
-        };
-        while produced.len() < max_new {
-            let n = tokens.len(); // position of `next`
-            tokens.push(next);
-            if let Drafter::Func(f) = &mut drafter {
-                draft = f(&tokens);
-            }
-            stats.steps += 1;
-            stats.drafted += 1;
-            let input_ids = row(&[next, draft])?;
-            let position_ids = pos(n, 2)?;
-            let out = self.forward_full(
-                &ForwardInput {
-                    input_ids: &input_ids,
-                    position_ids: &position_ids,
-                    key_mask: None,
-                    mode: Mode::Inference,
-                    logits: LogitsFor::All,
-                },
-                Some(&mut cache),
-                false,
-            )?;
-            let t1 = argmax(&out.logits, 0)?;
-            if t1 == draft {
-                stats.accepted += 1;
-                let t2 = argmax(&out.logits, 1)?;
-                tokens.push(draft);
-                produced.push(draft);
-                produced.push(t2);
-                next = t2;
-                if use_mtp {
-                    draft = mtp_draft(&out.hidden, &[draft, t2], n, &mut mtp_cache)?;
-                }
-            } else {
-                cache.truncate(n + 1);
-                produced.push(t1);
-                next = t1;
-                if use_mtp {
-                    draft = mtp_draft(&out.hidden.narrow(1, 0, 1)?, &[t1], n, &mut mtp_cache)?;
-                }
-            }
-        }
-        produced.truncate(max_new);
-        Ok((produced, stats))
+    /// The `e_score_correction_bias` of MoE layer `layer` (the auxiliary-loss-free balancing
+    /// bias, DeepSeek-V3 §2.1.2; see `aha_train::moe`), with its expert count.
+    pub fn routing_bias(&self, layer: usize) -> Option<(&candle_core::Var, usize)> {
+        let moe = self.moe_layers().find(|m| m.layer == layer)?;
+        Some((self.params.get(&moe.bias_name)?, moe.experts.len()))
     }
 
     /// Logits [b, t, vocab] of MTP module `k` for the token after next, from the main model's

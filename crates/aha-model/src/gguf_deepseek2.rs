@@ -29,7 +29,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::gguf::{qtensor_from_bytes, GgufFile};
-use crate::quantized::checked_qtensor;
+use crate::gguf_llama::checked_qtensor;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;

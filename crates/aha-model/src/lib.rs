@@ -9,12 +9,12 @@ pub mod deepseek_v3;
 mod error;
 pub mod gguf;
 pub mod gguf_deepseek2;
+pub mod gguf_llama;
 pub mod kv_cache;
 pub mod llama;
 pub mod lora;
 pub mod ops;
 pub mod qkernels;
-pub mod quantized;
 pub mod rope;
 pub mod weights;
 
@@ -103,6 +103,8 @@ pub struct LoadOptions {
     /// Compute dtype; weights are converted on load. f32 on CPU.
     pub dtype: DType,
     pub device: Device,
+    /// What runs the weights a GGUF file keeps quantized.
+    pub quant_kernels: qkernels::Kernels,
 }
 
 impl Default for LoadOptions {
@@ -110,6 +112,7 @@ impl Default for LoadOptions {
         Self {
             dtype: DType::F32,
             device: Device::Cpu,
+            quant_kernels: qkernels::Kernels::default(),
         }
     }
 }
@@ -117,7 +120,6 @@ impl Default for LoadOptions {
 enum Arch {
     Llama(Box<llama::Llama>),
     DeepseekV3(Box<deepseek_v3::DeepseekV3>),
-    Quantized(Box<quantized::QuantizedLlama>),
 }
 
 /// A loaded causal language model.
@@ -142,14 +144,8 @@ impl Model {
                     gguf_deepseek2::quantized_checkpoint(&g, &opts.device)?;
                 return Self::from_gguf_tensors(config, dense, quantized, dir, opts);
             }
-            let m = quantized::QuantizedLlama::load(&g, &opts.device)?;
-            let config = m.config_json(&g);
-            return Ok(Self {
-                arch: Arch::Quantized(Box::new(m)),
-                config,
-                source: Some(dir.to_path_buf()),
-                device: opts.device.clone(),
-            });
+            let (config, dense, quantized) = gguf_llama::checkpoint(&g, &opts.device, true)?;
+            return Self::from_gguf_tensors(config, dense, quantized, dir, opts);
         }
         let config_path = dir.join("config.json");
         let config = config::read_config(&config_path)?;
@@ -167,12 +163,13 @@ impl Model {
             return Self::load(path, opts);
         }
         let g = gguf::open(path)?;
-        let (config, tensors) = if gguf_deepseek2::is_deepseek2(&g)? {
-            gguf_deepseek2::dense_checkpoint(&g, &opts.device)?
+        let (config, tensors, quantized) = if gguf_deepseek2::is_deepseek2(&g)? {
+            let (config, tensors) = gguf_deepseek2::dense_checkpoint(&g, &opts.device)?;
+            (config, tensors, Default::default())
         } else {
-            quantized::dense_checkpoint(&g, &opts.device)?
+            gguf_llama::checkpoint(&g, &opts.device, false)?
         };
-        Self::from_gguf_tensors(config, tensors, Default::default(), path, opts)
+        Self::from_gguf_tensors(config, tensors, quantized, path, opts)
     }
 
     /// A model from a GGUF file's HF-named tensors: dense ones (converted to the compute
@@ -188,8 +185,11 @@ impl Model {
             .into_iter()
             .map(|(k, v)| Ok((k, v.to_dtype(opts.dtype)?)))
             .collect::<Result<_>>()?;
-        let mut ckpt =
-            weights::Checkpoint::from_tensors(dense, path).with_quantized(quantized, path);
+        let mut ckpt = weights::Checkpoint::from_tensors(dense, path).with_quantized(
+            quantized,
+            path,
+            opts.quant_kernels,
+        );
         let mut model = Self::from_checkpoint(config, &mut ckpt, path, &opts.device)?;
         model.source = Some(path.to_path_buf());
         Ok(model)
@@ -240,7 +240,6 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => m.forward(input, cache),
             Arch::DeepseekV3(m) => m.forward(input, cache),
-            Arch::Quantized(m) => m.forward(input, cache),
         }
     }
 
@@ -248,7 +247,6 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => KvCache::new(m.num_layers()),
             Arch::DeepseekV3(m) => KvCache::new(m.num_layers()),
-            Arch::Quantized(m) => KvCache::new(m.num_layers()),
         }
     }
 
@@ -256,7 +254,6 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => m.params(),
             Arch::DeepseekV3(m) => m.params(),
-            Arch::Quantized(m) => m.params(),
         }
     }
 
@@ -276,7 +273,6 @@ impl Model {
         match &self.arch {
             Arch::Llama(_) => "llama/qwen2",
             Arch::DeepseekV3(_) => "deepseek_v3",
-            Arch::Quantized(_) => "quantized GGUF",
         }
     }
 
@@ -363,11 +359,6 @@ impl Model {
                 )?;
                 m.arch
             }
-            Arch::Quantized(_) => {
-                return Err(ModelError::Invalid(
-                    "a quantized GGUF model cannot be copied for training (load it dense)".into(),
-                ))
-            }
         };
         Ok(Model {
             arch,
@@ -377,16 +368,23 @@ impl Model {
         })
     }
 
-    /// An error when some weights are held quantized outside [`Model::params`] (a deepseek2
-    /// GGUF loaded by [`Model::load`]).
-    fn check_dense(&self, what: &str) -> Result<()> {
+    /// Linear layers that hold GGUF blocks (a GGUF file loaded by [`Model::load`]): inference
+    /// only, and not in [`Model::params`].
+    pub fn quantized_linears(&self) -> usize {
         match &self.arch {
-            Arch::DeepseekV3(m) if m.quantized_linears() > 0 => Err(ModelError::Invalid(format!(
-                "this DeepSeek model holds {} linear layers quantized (a GGUF file) and cannot be \
-                 {what}: load the GGUF file dense (Model::load_dense) to train, copy or save it",
-                m.quantized_linears()
+            Arch::Llama(m) => m.quantized_linears(),
+            Arch::DeepseekV3(m) => m.quantized_linears(),
+        }
+    }
+
+    /// An error when some weights are held quantized outside [`Model::params`].
+    fn check_dense(&self, what: &str) -> Result<()> {
+        match self.quantized_linears() {
+            0 => Ok(()),
+            n => Err(ModelError::Invalid(format!(
+                "this model holds {n} linear layers quantized (a GGUF file) and cannot be \
+                 {what}: load the GGUF file dense (Model::load_dense) to train, copy or save it"
             ))),
-            _ => Ok(()),
         }
     }
 
@@ -403,7 +401,6 @@ impl Model {
         match &self.arch {
             Arch::Llama(m) => m.cfg.vocab_size,
             Arch::DeepseekV3(m) => m.cfg.vocab_size,
-            Arch::Quantized(m) => m.cfg.vocab_size,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::config::{parse_rope, RopeConfig};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::lora::{self, Adapter, LoraConfig};
-use crate::ops::{self, Linear, Mlp, Mode};
+use crate::ops::{self, Embedding, Linear, Mlp, Mode, Weight};
 use crate::rope::Rope;
 use crate::weights::{Checkpoint, Params};
 use crate::ForwardInput;
@@ -18,6 +18,10 @@ use candle_core::{Device, Tensor};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+
+/// Per-frequency rope divisors (llama.cpp's GGUF form of Llama 3.1 rope scaling).
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
 
 /// `config.json` of `LlamaForCausalLM` / `Qwen2ForCausalLM`; field names as HF's.
 #[derive(Debug, Clone, Deserialize)]
@@ -172,11 +176,11 @@ struct Layer {
 #[derive(Clone)]
 pub struct Llama {
     pub cfg: LlamaConfig,
-    embed: Tensor,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    /// None when tied to the embedding.
-    lm_head: Option<Tensor>,
+    /// The embedding's own weight when tied.
+    lm_head: Linear,
     rope: Rope,
     params: Params,
     /// LoRA adapters on some of the linear layers; the base weights are frozen while present.
@@ -184,6 +188,9 @@ pub struct Llama {
 }
 
 impl Llama {
+    /// Build from a checkpoint: dense weights become parameters; weights the checkpoint holds
+    /// quantized (a GGUF file loaded by [`crate::Model::load`]) stay in their blocks, for
+    /// inference. A `rope_freqs.weight` tensor (GGUF Llama 3.1) divides the rope frequencies.
     pub fn load(cfg: LlamaConfig, ckpt: &mut Checkpoint, device: &Device) -> Result<Self> {
         let mut p = Params::default();
         let (h, hd, nh, kvh) = (
@@ -199,15 +206,22 @@ impl Llama {
                       inp: usize,
                       bias: bool|
          -> Result<Linear> {
-            let weight = p.take(ckpt, &format!("{name}.weight"), (out, inp))?;
+            let wname = format!("{name}.weight");
             let bias = if bias {
                 Some(p.take(ckpt, &format!("{name}.bias"), out)?)
             } else {
                 None
             };
-            Ok(Linear::new(weight, bias))
+            Ok(match ckpt.take_qmat(&wname, (out, inp))? {
+                Some(q) => Linear::quantized(Arc::new(q), (out, inp), bias),
+                None => Linear::new(p.take(ckpt, &wname, (out, inp))?, bias),
+            })
         };
-        let embed = p.take(ckpt, "model.embed_tokens.weight", (cfg.vocab_size, h))?;
+        let embed_name = "model.embed_tokens.weight";
+        let embed = match ckpt.take_quantized(embed_name, (cfg.vocab_size, h))? {
+            Some(q) => Embedding::Quantized(Arc::new(q)),
+            None => Embedding::Dense(p.take(ckpt, embed_name, (cfg.vocab_size, h))?),
+        };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let pre = format!("model.layers.{i}");
@@ -285,15 +299,18 @@ impl Llama {
         let norm = p.take(ckpt, "model.norm.weight", h)?;
         // Some tied checkpoints still store lm_head; an untied one must.
         let lm_head = if cfg.tie_word_embeddings {
-            None
+            embed.as_head(ckpt.kernels())?
         } else {
-            Some(p.take(ckpt, "lm_head.weight", (cfg.vocab_size, h))?)
+            linear(&mut p, ckpt, "lm_head", cfg.vocab_size, h, false)?
         };
         let rope_cfg = cfg.rope.clone().unwrap_or(RopeConfig {
             theta: 10000.0,
             scaling: crate::config::RopeScaling::None,
         });
-        let rope = Rope::new(&rope_cfg, hd, device)?;
+        let mut rope = Rope::new(&rope_cfg, hd, device)?;
+        if ckpt.contains(ROPE_FREQS) {
+            rope = rope.divided_by(&ckpt.take(ROPE_FREQS, hd / 2)?)?;
+        }
         Ok(Self {
             cfg,
             embed,
@@ -320,8 +337,9 @@ impl Llama {
         let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
         let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
         let ids = input.input_ids.flatten_all()?;
-        let mut x = ops::param(&self.embed, base)
-            .index_select(&ids, 0)?
+        let mut x = self
+            .embed
+            .forward(&ids, base)?
             .reshape((b, t, self.cfg.hidden_size))?;
         let eps = self.cfg.rms_norm_eps;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -333,16 +351,21 @@ impl Llama {
         }
         let x = input.logits.select(&x)?;
         let x = ops::rms_norm(&x, &ops::param(&self.norm, base), eps, mode)?;
-        let mut head = Linear::new(
-            self.lm_head.clone().unwrap_or_else(|| self.embed.clone()),
-            None,
-        );
-        head.frozen = frozen;
-        Ok(head.forward(&x, mode)?)
+        Ok(self.lm_head.forward(&x, mode)?)
     }
 
     pub fn hidden_size(&self) -> usize {
         self.cfg.hidden_size
+    }
+
+    /// Linear layers (output head included) that hold GGUF blocks: inference only.
+    pub fn quantized_linears(&self) -> usize {
+        let head = self.lm_head.is_quantized() as usize;
+        head + self
+            .linears()
+            .iter()
+            .filter(|(_, l)| l.is_quantized())
+            .count()
     }
 
     pub fn num_layers(&self) -> usize {
@@ -423,6 +446,7 @@ impl Llama {
         for (_, l) in self.linears_mut() {
             l.frozen = true;
         }
+        self.lm_head.frozen = true;
         self.adapter = Some(adapter);
     }
 
@@ -443,6 +467,7 @@ impl Llama {
             l.lora = None;
             l.frozen = false;
         }
+        self.lm_head.frozen = false;
         Ok(())
     }
 
@@ -477,17 +502,21 @@ impl Llama {
                         *t = c.clone();
                     }
                 };
-                remap(&mut m.embed);
+                if let Embedding::Dense(w) = &mut m.embed {
+                    remap(w);
+                }
                 remap(&mut m.norm);
-                if let Some(h) = m.lm_head.as_mut() {
-                    remap(h);
+                if let Weight::Dense(w) = &mut m.lm_head.weight {
+                    remap(w);
                 }
                 for l in m.layers.iter_mut() {
                     remap(&mut l.input_norm);
                     remap(&mut l.post_norm);
                 }
                 for (_, l) in m.linears_mut() {
-                    remap(&mut l.weight);
+                    if let Weight::Dense(w) = &mut l.weight {
+                        remap(w);
+                    }
                     if let Some(b) = l.bias.as_mut() {
                         remap(b);
                     }

@@ -399,8 +399,9 @@ impl Adapter {
             if !selected {
                 continue;
             }
-            let (out_dim, in_dim) = lin.weight.dims2()?;
-            let (dtype, device) = (lin.weight.dtype(), lin.weight.device().clone());
+            let w = lin.dense_weight("a LoRA adapter")?;
+            let (out_dim, in_dim) = w.dims2()?;
+            let (dtype, device) = (w.dtype(), w.device().clone());
             let mut rng = SplitMix(seed ^ (k as u64).wrapping_mul(0xA24B_AED4_963E_E407));
             let bound = 1.0 / (in_dim as f32).sqrt();
             let a: Vec<f32> = (0..cfg.r * in_dim).map(|_| rng.uniform(bound)).collect();
@@ -488,7 +489,8 @@ impl Adapter {
                 continue;
             }
             let [a, b] = pair.unwrap_or_default();
-            let (out_dim, in_dim) = lin.weight.dims2()?;
+            let w_dtype = lin.dense_weight("a LoRA adapter")?.dtype();
+            let (out_dim, in_dim) = lin.dims()?;
             let mut take = |t: Option<Tensor>, which: &str, shape: [usize; 2]| -> Result<Tensor> {
                 let name = peft_name(&module, which);
                 let t = t.ok_or_else(|| tensor_err(&name, "missing from the adapter".into()))?;
@@ -509,7 +511,7 @@ impl Adapter {
                 if !sum.is_finite() {
                     return Err(tensor_err(&name, "has non-finite values".into()));
                 }
-                params.insert(&name, t.to_dtype(lin.weight.dtype())?)
+                params.insert(&name, t.to_dtype(w_dtype)?)
             };
             let a = take(a, "A", [r, in_dim])?;
             let b = take(b, "B", [out_dim, r])?;
@@ -580,7 +582,7 @@ pub(crate) fn merged_weights(linears: &[(String, &Linear)]) -> Result<Vec<(Strin
     let mut out = Vec::new();
     for (module, lin) in linears {
         if let Some(l) = &lin.lora {
-            let w = lin.weight.detach();
+            let w = lin.dense_weight("merging an adapter")?.detach();
             let delta =
                 l.b.detach()
                     .to_dtype(DType::F32)?

@@ -1,7 +1,8 @@
 //! The op set by mode: fused kernels for inference, differentiable compositions for training.
 //! (candle's fused rms_norm, softmax_last_dim and rope have no backward pass.)
 
-use crate::qkernels::QMat;
+use crate::qkernels::{Kernels, QMat};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Module, Result, Tensor, D};
 use std::sync::Arc;
 
@@ -356,49 +357,77 @@ pub struct LoraWeights {
     pub scale: f64,
 }
 
+fn needs_dense(what: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!(
+        "{what} needs dense weights, and this layer holds GGUF blocks: load the GGUF file \
+         dense (Model::load_dense) instead"
+    ))
+}
+
+/// How a linear layer's [out, in] weight is stored.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// A tensor in the compute dtype: trainable, and able to carry a LoRA adapter.
+    Dense(Tensor),
+    /// GGUF blocks, multiplied without dequantizing by [`QMat`]: inference only.
+    Quantized {
+        mat: Arc<QMat>,
+        dims: (usize, usize),
+    },
+}
+
 /// y = x W^T (+ b) (+ scale (x A^T) B^T with an adapter) for x [.., in], as one matmul over
-/// the flattened leading dims.
+/// the flattened leading dims. One type for every weight format: dense (f32/bf16/f16, FP8
+/// dequantized on load) or GGUF blocks ([`Weight`]).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: Weight,
     pub bias: Option<Tensor>,
-    /// A LoRA adapter added to the output.
+    /// A LoRA adapter added to the output (dense weights only).
     pub lora: Option<LoraWeights>,
     /// The weight and bias get no gradient even in `Mode::Train` (the frozen base model of
     /// LoRA training): the backward pass computes only the input's gradient.
     pub frozen: bool,
-    /// The weight held in its GGUF blocks, run by [`QMat`] (inference only, no adapter). Then
-    /// `weight` holds no values: one zero broadcast to [out, in], for the shape, dtype and
-    /// device only.
-    pub quantized: Option<Arc<QMat>>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self {
-            weight,
+            weight: Weight::Dense(weight),
             bias,
             lora: None,
             frozen: false,
-            quantized: None,
         }
     }
 
     /// A linear layer on a quantized [out, in] weight (inference only).
-    pub fn quantized(
-        w: QMat,
-        (out, inp): (usize, usize),
-        dtype: DType,
-        device: &candle_core::Device,
-        bias: Option<Tensor>,
-    ) -> Result<Self> {
-        Ok(Self {
-            weight: Tensor::zeros((), dtype, device)?.broadcast_as((out, inp))?,
+    pub fn quantized(mat: Arc<QMat>, dims: (usize, usize), bias: Option<Tensor>) -> Self {
+        Self {
+            weight: Weight::Quantized { mat, dims },
             bias,
             lora: None,
             frozen: false,
-            quantized: Some(Arc::new(w)),
-        })
+        }
+    }
+
+    /// (out, in).
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match &self.weight {
+            Weight::Dense(w) => w.dims2(),
+            Weight::Quantized { dims, .. } => Ok(*dims),
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.weight, Weight::Quantized { .. })
+    }
+
+    /// The dense weight, or an error naming `what` needs it (training, adapters, merging).
+    pub fn dense_weight(&self, what: &str) -> Result<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Ok(w),
+            Weight::Quantized { .. } => Err(needs_dense(what)),
+        }
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -407,13 +436,12 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim[0]))?;
         let base_mode = if self.frozen { Mode::Inference } else { mode };
-        let mut y = match (&self.quantized, &self.lora) {
-            (Some(q), None) if mode == Mode::Inference => q.forward(&x2)?,
-            (Some(_), _) => candle_core::bail!(
-                "a weight held quantized (GGUF) runs inference only, without an adapter: load \
-                 the GGUF file dense (Model::load_dense) to train or adapt it"
-            ),
-            (None, lora) => self.dense_forward(&x2, lora.as_ref(), mode, base_mode)?,
+        let mut y = match (&self.weight, &self.lora) {
+            (Weight::Quantized { mat, .. }, None) if mode == Mode::Inference => mat.forward(&x2)?,
+            (Weight::Quantized { .. }, _) => return Err(needs_dense("training or a LoRA adapter")),
+            (Weight::Dense(w), lora) => {
+                self.dense_forward(w, &x2, lora.as_ref(), mode, base_mode)?
+            }
         };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&param(b, base_mode))?;
@@ -425,25 +453,53 @@ impl Linear {
 
     fn dense_forward(
         &self,
+        w: &Tensor,
         x2: &Tensor,
         lora: Option<&LoraWeights>,
         mode: Mode,
         base_mode: Mode,
     ) -> Result<Tensor> {
         Ok(match lora {
-            Some(l) if self.frozen && fused_lora_ok(x2, &self.weight, l) => {
-                lora_matmul_t(x2, &self.weight, l, mode)?
-            }
+            Some(l) if self.frozen && fused_lora_ok(x2, w, l) => lora_matmul_t(x2, w, l, mode)?,
             lora => {
                 let y = if self.frozen && mode == Mode::Train {
-                    frozen_matmul_t(x2, &self.weight)?
+                    frozen_matmul_t(x2, w)?
                 } else {
-                    x2.matmul(&param(&self.weight, base_mode).t()?)?
+                    x2.matmul(&param(w, base_mode).t()?)?
                 };
                 match lora {
                     Some(l) => (y + lora_delta(x2, l, mode)?)?,
                     None => y,
                 }
+            }
+        })
+    }
+}
+
+/// A token embedding table [vocab, hidden]: dense, or GGUF blocks whose rows are
+/// dequantized as they are looked up.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl Embedding {
+    /// Rows of the flat ids [n] -> [n, hidden].
+    pub fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self {
+            Self::Dense(w) => param(w, mode).index_select(ids, 0),
+            Self::Quantized(q) => q.embedding(ids),
+        }
+    }
+
+    /// The same table as an output head (tied word embeddings): shares the weight.
+    pub fn as_head(&self, kernels: Kernels) -> Result<Linear> {
+        Ok(match self {
+            Self::Dense(w) => Linear::new(w.clone(), None),
+            Self::Quantized(q) => {
+                let (v, h) = q.shape().dims2()?;
+                Linear::quantized(Arc::new(QMat::new(q.clone(), kernels)?), (v, h), None)
             }
         })
     }

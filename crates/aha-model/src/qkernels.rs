@@ -19,7 +19,7 @@
 //! then serving up to four activation rows at once.
 //!
 //! [`QMat`] wraps this next to candle's `QMatMul` (used for every other type, and for all
-//! types when `AHA_QKERNELS=0`).
+//! types with [`Kernels::Candle`]).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -822,8 +822,18 @@ mod avx2 {
     }
 }
 
+/// Which kernels run quantized matmuls ([`crate::LoadOptions::quant_kernels`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// This module's, for the types of [`Kind`]; candle's for the rest.
+    #[default]
+    Aha,
+    /// candle's `QMatMul` for every type (the baseline of the kernel benchmarks).
+    Candle,
+}
+
 /// A quantized linear weight: this module's kernels for the types of [`Kind`] on the CPU, candle's
-/// `QMatMul` for everything else (or for everything when `AHA_QKERNELS=0`).
+/// `QMatMul` for everything else (or for everything with [`Kernels::Candle`]).
 pub enum QMat {
     Candle(QMatMul),
     Fast(QWeight),
@@ -838,22 +848,9 @@ impl std::fmt::Debug for QMat {
     }
 }
 
-fn fast_enabled() -> bool {
-    std::env::var("AHA_QKERNELS").map_or(true, |v| v != "0")
-}
-
 impl QMat {
-    pub fn from_qtensor(t: QTensor) -> Result<Self> {
-        if fast_enabled() {
-            if let Some(w) = QWeight::from_qtensor(&t)? {
-                return Ok(Self::Fast(w));
-            }
-        }
-        Ok(Self::Candle(QMatMul::from_qtensor(t)?))
-    }
-
-    pub fn from_arc(t: Arc<QTensor>) -> Result<Self> {
-        if fast_enabled() {
+    pub fn new(t: Arc<QTensor>, kernels: Kernels) -> Result<Self> {
+        if kernels == Kernels::Aha {
             if let Some(w) = QWeight::from_qtensor(&t)? {
                 return Ok(Self::Fast(w));
             }

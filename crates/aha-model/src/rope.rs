@@ -9,6 +9,8 @@ use candle_core::{DType, Device, Result, Tensor, D};
 pub struct Rope {
     /// [head_dim / 2] inverse frequencies, after any long-context scaling.
     inv_freq: Tensor,
+    /// The same in f64, as computed.
+    freqs: Vec<f64>,
     /// YaRN's attention-magnitude correction, applied to cos and sin (1 otherwise).
     mscale: f64,
 }
@@ -91,7 +93,35 @@ impl Rope {
             }
         };
         let inv_freq = Tensor::new(freqs.iter().map(|&f| f as f32).collect::<Vec<_>>(), device)?;
-        Ok(Self { inv_freq, mscale })
+        Ok(Self {
+            inv_freq,
+            freqs,
+            mscale,
+        })
+    }
+
+    /// The frequencies divided one by one by `divisors` [head_dim / 2] (llama.cpp stores Llama
+    /// 3.1's scaling this way, as a `rope_freqs` tensor).
+    pub fn divided_by(self, divisors: &Tensor) -> Result<Self> {
+        let d: Vec<f32> = divisors.to_dtype(DType::F32)?.to_vec1()?;
+        if d.len() != self.freqs.len() {
+            let n = self.freqs.len();
+            candle_core::bail!("rope_freqs has {} values, expected {n}", d.len());
+        }
+        // In f64 as the frequencies are computed, rounded to f32 once.
+        let freqs: Vec<f64> = self
+            .freqs
+            .iter()
+            .zip(&d)
+            .map(|(&a, &b)| a / b as f64)
+            .collect();
+        let f32s: Vec<f32> = freqs.iter().map(|&f| f as f32).collect();
+        let inv_freq = Tensor::from_vec(f32s, freqs.len(), self.inv_freq.device())?;
+        Ok(Self {
+            inv_freq,
+            freqs,
+            mscale: self.mscale,
+        })
     }
 
     /// cos and sin, each [b, t, head_dim / 2], for position ids [b, t].

@@ -2,16 +2,20 @@
 //! `model.safetensors.index.json`, stored as f32, bf16 or f16.
 
 use crate::error::{ModelError, Result};
+use crate::qkernels::{Kernels, QMat};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// All tensors of a checkpoint, read into memory in the compute dtype; a GGUF checkpoint may
 /// also hold weights still in their quantized blocks (see [`Checkpoint::with_quantized`]).
 pub struct Checkpoint {
     tensors: HashMap<String, (Tensor, PathBuf)>,
     quantized: HashMap<String, (QTensor, PathBuf)>,
+    /// What runs the quantized weights.
+    kernels: Kernels,
 }
 
 impl Checkpoint {
@@ -27,6 +31,7 @@ impl Checkpoint {
         Ok(Self {
             tensors,
             quantized: HashMap::new(),
+            kernels: Kernels::default(),
         })
     }
 
@@ -38,13 +43,20 @@ impl Checkpoint {
         Self {
             tensors,
             quantized: HashMap::new(),
+            kernels: Kernels::default(),
         }
     }
 
-    /// Add weights kept quantized (by name): the model's linear layers that can run them
-    /// take them with [`Checkpoint::take_quantized`]; [`Checkpoint::take`] dequantizes them
-    /// (to f32) for anything else.
-    pub fn with_quantized(mut self, tensors: HashMap<String, QTensor>, origin: &Path) -> Self {
+    /// Add weights kept quantized (by name), run by `kernels`: the model's linear layers
+    /// that can run them take them with [`Checkpoint::take_qmat`]; [`Checkpoint::take`]
+    /// dequantizes them (to f32) for anything else.
+    pub fn with_quantized(
+        mut self,
+        tensors: HashMap<String, QTensor>,
+        origin: &Path,
+        kernels: Kernels,
+    ) -> Self {
+        self.kernels = kernels;
         self.quantized.extend(
             tensors
                 .into_iter()
@@ -84,6 +96,20 @@ impl Checkpoint {
             });
         }
         Ok(Some(t))
+    }
+
+    /// Take a weight held quantized by name, ready to multiply (None when it is dense or
+    /// absent), checking its shape.
+    pub fn take_qmat(&mut self, name: &str, shape: impl Into<Shape>) -> Result<Option<QMat>> {
+        match self.take_quantized(name, shape)? {
+            Some(t) => Ok(Some(QMat::new(Arc::new(t), self.kernels)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The kernels that run this checkpoint's quantized weights.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Take a tensor by name, checking its shape (one held quantized comes dequantized, in

@@ -4,7 +4,7 @@
 //! loading, routing statistics and balancing.
 
 use crate::common;
-use aha_model::deepseek_v3::{DeepseekV3, DeepseekV3Config, Drafter, MlaForm};
+use aha_model::deepseek_v3::{DeepseekV3, DeepseekV3Config, MlaForm, RunOptions};
 use aha_model::weights::Checkpoint;
 use aha_model::{ForwardInput, LoadOptions, LogitsFor, Mode, Model};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
@@ -73,7 +73,10 @@ fn single_sequence_logits_match_in_every_mode_and_form() {
         let (mut model, r) = fixture(name);
         let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
         for form in [MlaForm::Plain, MlaForm::Absorbed] {
-            model.mla_form = form;
+            model.set_run_options(RunOptions {
+                mla_form: form,
+                ..model.run_options()
+            });
             for mode in [Mode::Inference, Mode::Train] {
                 let got = logits(&model, &input, mode).squeeze(0).unwrap();
                 let diff = max_abs_diff(&got, &r["single_logits"]);
@@ -189,10 +192,16 @@ fn greedy_tokens_with_compressed_cache_match_in_both_forms() {
         let (mut model, r) = fixture(name);
         let want: Vec<i64> = r["greedy_tokens"].to_vec1().unwrap();
         let prompt = ids(&r["greedy_prompt"]);
-        model.mla_form = MlaForm::Plain;
+        model.set_run_options(RunOptions {
+            mla_form: MlaForm::Plain,
+            ..model.run_options()
+        });
         let (plain, plain_steps) = greedy(&model, &prompt, want.len());
         assert_eq!(plain, want, "{name}: greedy tokens (plain MLA)");
-        model.mla_form = MlaForm::Absorbed;
+        model.set_run_options(RunOptions {
+            mla_form: MlaForm::Absorbed,
+            ..model.run_options()
+        });
         let (absorbed, absorbed_steps) = greedy(&model, &prompt, want.len());
         assert_eq!(absorbed, want, "{name}: greedy tokens (absorbed MLA)");
         let worst = plain_steps
@@ -376,287 +385,13 @@ fn computing_all_experts_gives_the_same_logits() {
     let (mut model, r) = fixture("deepseek_v3_default");
     let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
     let sparse = logits(&model, &input, Mode::Inference);
-    model.compute_all_experts = true;
+    model.set_run_options(RunOptions {
+        compute_all_experts: true,
+        ..model.run_options()
+    });
     let dense = logits(&model, &input, Mode::Inference);
     let diff = max_abs_diff(&sparse, &dense);
     assert!(diff < 1e-5, "all-experts baseline differs by {diff}");
-}
-
-/// The default fixture plus a random MTP module `model.layers.{L}` (official DeepSeek names).
-fn with_mtp(name: &str, seed: u64) -> DeepseekV3 {
-    let d = dir(name);
-    let mut raw = aha_model::config::read_config(&d.join("config.json")).unwrap();
-    let layers = raw["num_hidden_layers"].as_u64().unwrap() as usize;
-    let h = raw["hidden_size"].as_u64().unwrap() as usize;
-    raw["num_nextn_predict_layers"] = serde_json::json!(1);
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (k, v) in candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu).unwrap()
-    {
-        tensors.insert(k, v);
-    }
-    let last = format!("model.layers.{}.", layers - 1);
-    let mtp = format!("model.layers.{layers}.");
-    let mut rng = seed;
-    let mut noise = |shape: &[usize], base: f32| {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                rng = rng
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                base + ((rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    };
-    let copies: Vec<(String, Tensor)> = tensors
-        .iter()
-        .filter(|(k, _)| k.starts_with(&last))
-        .map(|(k, v)| (k.replacen(&last, &mtp, 1), v.clone()))
-        .collect();
-    for (k, v) in copies {
-        let v = (&v + noise(v.dims(), 0.0)).unwrap();
-        tensors.insert(k, v);
-    }
-    tensors.insert(format!("{mtp}enorm.weight"), noise(&[h], 1.0));
-    tensors.insert(format!("{mtp}hnorm.weight"), noise(&[h], 1.0));
-    tensors.insert(format!("{mtp}eh_proj.weight"), noise(&[h, 2 * h], 0.0));
-    tensors.insert(format!("{mtp}shared_head.norm.weight"), noise(&[h], 1.0));
-    let cfg = DeepseekV3Config::from_json(&raw, &d.join("config.json")).unwrap();
-    let mut ckpt = Checkpoint::from_tensors(tensors, &d);
-    DeepseekV3::load(cfg, &mut ckpt, &Device::Cpu).unwrap()
-}
-
-#[test]
-fn mtp_speculative_decoding_equals_plain_greedy() {
-    for name in ["deepseek_v3_default", "deepseek_v3_yarn"] {
-        let r =
-            candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
-                .unwrap();
-        let want: Vec<u32> = r["greedy_tokens"]
-            .to_vec1::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
-        let prompt: Vec<u32> = r["greedy_prompt"]
-            .to_vec1::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
-        let model = with_mtp(name, 7);
-        assert_eq!(model.num_mtp(), 1);
-        assert!(model.is_gradient_free(&format!(
-            "model.layers.{}.eh_proj.weight",
-            model.num_layers()
-        )));
-        let (got, stats) = model
-            .speculative_greedy(&prompt, want.len(), Drafter::Mtp)
-            .unwrap();
-        assert_eq!(got, want, "{name}: MTP speculative decoding vs greedy");
-        eprintln!("{name}: MTP drafts {stats:?}");
-        // A proposer right on every other step exercises both the accept and the reject path.
-        let full: Vec<u32> = prompt.iter().chain(&want).cloned().collect();
-        let mut calls = 0usize;
-        let mut oracle = |seq: &[u32]| {
-            calls += 1;
-            if calls.is_multiple_of(3) {
-                0
-            } else {
-                full.get(seq.len()).cloned().unwrap_or(0)
-            }
-        };
-        let (got, stats) = model
-            .speculative_greedy(&prompt, want.len(), Drafter::Func(&mut oracle))
-            .unwrap();
-        assert_eq!(
-            got, want,
-            "{name}: oracle-drafted speculative decoding vs greedy"
-        );
-        assert!(
-            stats.accepted > 0 && stats.accepted < stats.drafted,
-            "{name}: {stats:?}"
-        );
-        assert!(stats.steps < want.len(), "{name}: {stats:?}");
-    }
-}
-
-fn routed(
-    model: &DeepseekV3,
-    ids: &Tensor,
-    mask: Option<&Tensor>,
-    mode: Mode,
-) -> aha_model::deepseek_v3::ForwardOutput {
-    let pos = positions(ids);
-    let input = ForwardInput {
-        input_ids: ids,
-        position_ids: &pos,
-        key_mask: mask,
-        mode,
-        logits: LogitsFor::All,
-    };
-    model.forward_full(&input, None, true).unwrap()
-}
-
-#[test]
-fn expert_load_counts_real_tokens_only() {
-    let (model, r) = fixture("deepseek_v3_default");
-    let batch_ids = ids(&r["batch_ids"]);
-    let mask = r["batch_mask"].to_dtype(DType::U32).unwrap();
-    let pos = ids(&r["batch_position_ids"]);
-    let input = ForwardInput {
-        input_ids: &batch_ids,
-        position_ids: &pos,
-        key_mask: Some(&mask),
-        mode: Mode::Inference,
-        logits: LogitsFor::All,
-    };
-    let out = model.forward_full(&input, None, true).unwrap();
-    let real: f32 = r["batch_mask"]
-        .to_dtype(DType::F32)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let loads = DeepseekV3::expert_load(&out.routing, Some(&mask)).unwrap();
-    let (e, k) = (model.cfg.n_experts(), model.cfg.top_k() as f32);
-    assert_eq!(
-        loads.len(),
-        (0..model.num_layers())
-            .filter(|&i| model.cfg.is_moe_layer(i))
-            .count()
-    );
-    for (layer, load) in &loads {
-        assert_eq!(load.len(), e);
-        assert_eq!(load.iter().sum::<f32>(), real * k, "layer {layer}");
-    }
-    let all = DeepseekV3::expert_load(&out.routing, None).unwrap();
-    assert_eq!(
-        all[0].1.iter().sum::<f32>(),
-        batch_ids.elem_count() as f32 * k
-    );
-}
-
-#[test]
-fn bias_balancing_evens_out_expert_load_without_touching_weights() {
-    let (model, _) = fixture("deepseek_v3_default");
-    // 4 sequences of 32 pseudo-random tokens.
-    let v: Vec<u32> = (0..128u32).map(|i| (i * 37 + 11) % 255 + 1).collect();
-    let batch = Tensor::from_vec(v, (4, 32), &Device::Cpu).unwrap();
-    let imbalance = |m: &DeepseekV3| -> f32 {
-        let out = routed(m, &batch, None, Mode::Inference);
-        let loads = DeepseekV3::expert_load(&out.routing, None).unwrap();
-        loads
-            .iter()
-            .map(|(_, l)| {
-                l.iter().cloned().fold(0f32, f32::max) / (l.iter().sum::<f32>() / l.len() as f32)
-            })
-            .fold(0f32, f32::max)
-    };
-    let before = imbalance(&model);
-    let bias_name = "model.layers.1.mlp.gate.e_score_correction_bias";
-    let b0: Vec<f32> = model
-        .params()
-        .get(bias_name)
-        .unwrap()
-        .as_tensor()
-        .to_vec1()
-        .unwrap();
-    let gate0 = model
-        .params()
-        .get("model.layers.1.mlp.gate.weight")
-        .unwrap()
-        .as_tensor()
-        .copy()
-        .unwrap();
-    for _ in 0..30 {
-        let out = routed(&model, &batch, None, Mode::Inference);
-        let loads = DeepseekV3::expert_load(&out.routing, None).unwrap();
-        model.update_routing_bias(&loads, 0.01).unwrap();
-    }
-    let b1: Vec<f32> = model
-        .params()
-        .get(bias_name)
-        .unwrap()
-        .as_tensor()
-        .to_vec1()
-        .unwrap();
-    assert!(b0.iter().zip(&b1).all(|(a, b)| (a - b).abs() <= 0.3 + 1e-5));
-    assert!(b0 != b1);
-    assert_eq!(
-        max_abs_diff(
-            &gate0,
-            model
-                .params()
-                .get("model.layers.1.mlp.gate.weight")
-                .unwrap()
-                .as_tensor()
-        ),
-        0.0
-    );
-    let after = imbalance(&model);
-    eprintln!("max load / mean load: {before:.2} before, {after:.2} after 30 bias updates");
-    assert!(
-        after < before,
-        "balancing did not help: {before} -> {after}"
-    );
-}
-
-#[test]
-fn sequence_balance_loss_value_and_gradient() {
-    let (model, r) = fixture("deepseek_v3_default");
-    let batch_ids = ids(&r["batch_ids"]);
-    let mask = r["batch_mask"].to_dtype(DType::U32).unwrap();
-    let out = routed(&model, &batch_ids, Some(&mask), Mode::Train);
-    let alpha = 1e-4;
-    let loss = DeepseekV3::sequence_balance_loss(&out.routing, Some(&mask), alpha).unwrap();
-    // By hand, from the recorded routing.
-    let m: Vec<Vec<u32>> = mask.to_vec2().unwrap();
-    let mut want = 0f64;
-    for rt in &out.routing {
-        let s: Vec<Vec<f32>> = rt.scores.to_vec2().unwrap();
-        let (e, k, t) = (rt.n_experts, rt.top_k, rt.seq);
-        for (b, row) in m.iter().enumerate() {
-            let len = row.iter().filter(|&&x| x == 1).count() as f64;
-            let mut f = vec![0f64; e];
-            let mut p = vec![0f64; e];
-            for (j, &mj) in row.iter().enumerate() {
-                if mj == 0 {
-                    continue;
-                }
-                let n = b * t + j;
-                for &ex in &rt.experts[n * k..(n + 1) * k] {
-                    f[ex as usize] += e as f64 / (k as f64 * len);
-                }
-                let tot: f64 = s[n].iter().map(|&x| x as f64).sum();
-                for (i, &x) in s[n].iter().enumerate() {
-                    p[i] += x as f64 / tot / len;
-                }
-            }
-            want += f.iter().zip(&p).map(|(a, b)| a * b).sum::<f64>() / m.len() as f64;
-        }
-    }
-    want *= alpha / out.routing.len() as f64;
-    let got = loss.to_scalar::<f32>().unwrap() as f64;
-    assert!(
-        (got - want).abs() < 1e-6 * want.abs().max(1e-3),
-        "balance loss {got} vs {want}"
-    );
-    let grads = loss.backward().unwrap();
-    for layer in [1, 2] {
-        let g = grads
-            .get(
-                model
-                    .params()
-                    .get(&format!("model.layers.{layer}.mlp.gate.weight"))
-                    .unwrap()
-                    .as_tensor(),
-            )
-            .unwrap();
-        assert!(max_abs(g) > 0.0 && max_abs(g).is_finite());
-    }
 }
 
 /// A random DeepSeek-V3-shaped model built in memory (official tensor names).
@@ -800,10 +535,19 @@ fn bench_moe_decode_and_mla_cache() {
     let (prompt, new) = (64, 48);
     decode_tokens_per_s(&model, 8, 4); // warm-up
     for form in [MlaForm::Absorbed, MlaForm::Plain] {
-        model.mla_form = form;
-        model.compute_all_experts = false;
+        model.set_run_options(RunOptions {
+            mla_form: form,
+            ..model.run_options()
+        });
+        model.set_run_options(RunOptions {
+            compute_all_experts: false,
+            ..model.run_options()
+        });
         let sparse = decode_tokens_per_s(&model, prompt, new);
-        model.compute_all_experts = true;
+        model.set_run_options(RunOptions {
+            compute_all_experts: true,
+            ..model.run_options()
+        });
         let dense = decode_tokens_per_s(&model, prompt, new);
         eprintln!("{form:?} MLA: routed experts only {sparse:.1} tok/s, all experts {dense:.1} tok/s ({:.2}x)", sparse / dense);
     }
@@ -937,13 +681,17 @@ fn bf16_compute_runs_and_stays_close() {
     let opts = LoadOptions {
         dtype: DType::BF16,
         device: Device::Cpu,
+        ..LoadOptions::default()
     };
     let mut model = DeepseekV3::load_dir(&dir(name), &opts).unwrap();
     let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
         .unwrap();
     let input = ids(&r["single_ids"]).unsqueeze(0).unwrap();
     for form in [MlaForm::Plain, MlaForm::Absorbed] {
-        model.mla_form = form;
+        model.set_run_options(RunOptions {
+            mla_form: form,
+            ..model.run_options()
+        });
         let got = logits(&model, &input, Mode::Inference)
             .to_dtype(DType::F32)
             .unwrap()
@@ -991,9 +739,9 @@ fn save_and_reload_roundtrip() {
 }
 
 /// The MTP module against transformers' `MtpLayer` (fixture deepseek_v3_mtp, DeepSeek-V3's
-/// checkpoint layout `model.layers.{L}.*`), and self-speculative decoding with it.
+/// checkpoint layout `model.layers.{L}.*`).
 #[test]
-fn mtp_module_matches_transformers_and_drafts_for_greedy() {
+fn mtp_module_matches_transformers() {
     let name = "deepseek_v3_mtp";
     let model = DeepseekV3::load_dir(&dir(name), &LoadOptions::default()).unwrap();
     assert_eq!(model.num_mtp(), 1);
@@ -1038,23 +786,6 @@ fn mtp_module_matches_transformers_and_drafts_for_greedy() {
         );
         assert!(diff < 1e-4, "cached MTP step {i} differs by {diff}");
     }
-    let want: Vec<u32> = r["greedy_tokens"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .iter()
-        .map(|&v| v as u32)
-        .collect();
-    let prompt: Vec<u32> = r["greedy_prompt"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .iter()
-        .map(|&v| v as u32)
-        .collect();
-    let (got, stats) = model
-        .speculative_greedy(&prompt, want.len(), Drafter::Mtp)
-        .unwrap();
-    assert_eq!(got, want, "MTP speculative decoding vs transformers greedy");
-    eprintln!("{name}: {stats:?}");
     // Registered through Model too, with no checkpoint tensor left over.
     let m = Model::load(&dir(name), &LoadOptions::default()).unwrap();
     assert_eq!(m.params().len(), model.params().len());

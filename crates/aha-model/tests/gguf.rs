@@ -79,7 +79,17 @@ fn gguf_name(hf: &str) -> String {
 
 /// A tiny llama GGUF: 2-D weights in `dtype` (q/k rows in llama.cpp's rope order), norms f32.
 fn write_tiny(path: &Path, dtype: GgmlDType) {
-    let meta: Vec<(String, Value)> = vec![
+    write_tiny_with(path, dtype, vec![], vec![])
+}
+
+/// [`write_tiny`] with more metadata and tensors.
+fn write_tiny_with(
+    path: &Path,
+    dtype: GgmlDType,
+    extra_meta: Vec<(String, Value)>,
+    extra_tensors: Vec<(String, QTensor)>,
+) {
+    let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("llama.block_count".into(), Value::U32(LAYERS as u32)),
         ("llama.embedding_length".into(), Value::U32(H as u32)),
@@ -99,7 +109,8 @@ fn write_tiny(path: &Path, dtype: GgmlDType) {
         ("llama.rope.freq_base".into(), Value::F32(10000.0)),
         ("llama.context_length".into(), Value::U32(256)),
     ];
-    let mut tensors = Vec::new();
+    meta.extend(extra_meta);
+    let mut tensors = extra_tensors;
     for (name, t) in tiny_weights() {
         let mut t = t;
         for (proj, heads) in [("q_proj", HEADS), ("k_proj", KV)] {
@@ -391,6 +402,72 @@ fn dense_load_is_the_dequantized_model() {
             .len(),
         2 + LAYERS * 9
     );
+}
+
+/// `Model::load` keeps a GGUF file's 2-D weights in their blocks, in the same Llama that
+/// loads HF directories: every projection and the (tied) head run quantized, and whatever
+/// needs dense weights (saving, copying for training, LoRA) is a clear error.
+#[test]
+fn quantized_load_keeps_blocks_and_refuses_dense_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, GgmlDType::Q8_0);
+    let mut m = Model::load(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(m.quantized_linears(), LAYERS * 7 + 1);
+    // Only the norms are dense parameters.
+    assert_eq!(m.params().len(), 1 + LAYERS * 2);
+    let err = m.save(&dir.path().join("out")).unwrap_err().to_string();
+    assert!(err.contains("load the GGUF file dense"), "{err}");
+    let err = m.snapshot().err().unwrap().to_string();
+    assert!(err.contains("load the GGUF file dense"), "{err}");
+    let err = m
+        .add_lora(&aha_model::LoraConfig::new(4, 8.0, &["q_proj"]), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("load the GGUF file dense"), "{err}");
+    let dense = Model::load_dense(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(dense.quantized_linears(), 0);
+}
+
+/// llama.cpp stores Llama 3.1's rope scaling as per-frequency divisors (`rope_freqs`):
+/// divisors of 2 everywhere are linear scaling by 2, to the bit.
+#[test]
+fn rope_freqs_divide_the_frequencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+    let twos = Tensor::full(2f32, HD / 2, &Device::Cpu).unwrap();
+    let freqs = QTensor::quantize(&twos, GgmlDType::F32).unwrap();
+    write_tiny_with(
+        &a,
+        GgmlDType::Q8_0,
+        vec![],
+        vec![("rope_freqs.weight".into(), freqs)],
+    );
+    let linear = vec![
+        (
+            "llama.rope.scaling.type".to_string(),
+            Value::String("linear".into()),
+        ),
+        ("llama.rope.scaling.factor".to_string(), Value::F32(2.0)),
+    ];
+    write_tiny_with(&b, GgmlDType::Q8_0, linear, vec![]);
+    let ids: Vec<u32> = (0..12).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+    let load = |p: &Path| Model::load(p, &LoadOptions::default()).unwrap();
+    let (la, lb) = (logits(&load(&a), &ids), logits(&load(&b), &ids));
+    assert_eq!(la, lb);
+    let plain = dir.path().join("plain.gguf");
+    write_tiny(&plain, GgmlDType::Q8_0);
+    assert_ne!(
+        logits(&load(&plain), &ids),
+        la,
+        "the divisors changed nothing"
+    );
+    // Dense loading does not take them (a saved model could not carry them).
+    let err = Model::load_dense(&a, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("rope_freqs"), "{err}");
 }
 
 fn tiny_bytes() -> Vec<u8> {

@@ -2,7 +2,7 @@
 //! (tight: both quantize the activations to 8 bits) and the f32 matmul of the dequantized
 //! weights (looser); the scalar fallback against the SIMD path.
 
-use aha_model::qkernels::{QMat, QWeight};
+use aha_model::qkernels::{Kernels, QMat, QWeight};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
@@ -143,7 +143,7 @@ fn matches_candle_on_all_types_and_shapes() {
                 assert!(e_scalar < 1e-5, "{what}: scalar vs simd {e_scalar}");
 
                 // The wrapper, with a leading batch dimension.
-                let qm = QMat::from_qtensor(q).unwrap();
+                let qm = QMat::new(std::sync::Arc::new(q), Kernels::Aha).unwrap();
                 assert!(matches!(qm, QMat::Fast(_)));
                 let y3 = qm.forward(&x.reshape((1, m, k)).unwrap()).unwrap();
                 assert_eq!(y3.dims(), &[1, m, n]);
@@ -166,7 +166,10 @@ fn other_types_stay_with_candle() {
     ] {
         let q = QTensor::quantize(&wt, dtype).unwrap();
         assert!(QWeight::from_qtensor(&q).unwrap().is_none());
-        assert!(matches!(QMat::from_qtensor(q).unwrap(), QMat::Candle(_)));
+        assert!(matches!(
+            QMat::new(std::sync::Arc::new(q), Kernels::Aha).unwrap(),
+            QMat::Candle(_)
+        ));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod grpo;
+pub mod moe;
 pub mod optim;
 pub mod pipeline;
 pub mod pretrain;

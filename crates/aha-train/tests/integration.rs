@@ -7,6 +7,7 @@ mod distill;
 mod evalsample;
 mod grpo;
 mod grpo_lora;
+mod moe;
 mod pipeline;
 mod pretrain;
 mod sft;

@@ -14,6 +14,32 @@ pub struct Loaded {
     tokenizer_error: Option<String>,
 }
 
+/// `--quant-kernels`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum QuantKernels {
+    Aha,
+    Candle,
+}
+
+static QUANT_KERNELS: std::sync::OnceLock<aha_model::qkernels::Kernels> =
+    std::sync::OnceLock::new();
+
+/// Set once from the command line, before any model loads.
+pub fn set_quant_kernels(k: QuantKernels) {
+    let _ = QUANT_KERNELS.set(match k {
+        QuantKernels::Aha => aha_model::qkernels::Kernels::Aha,
+        QuantKernels::Candle => aha_model::qkernels::Kernels::Candle,
+    });
+}
+
+/// How every command loads models.
+pub fn load_options() -> LoadOptions {
+    LoadOptions {
+        quant_kernels: QUANT_KERNELS.get().copied().unwrap_or_default(),
+        ..LoadOptions::default()
+    }
+}
+
 pub fn load(path: &Path) -> Result<Loaded> {
     load_with(path, None, false)
 }
@@ -24,7 +50,7 @@ pub fn load_with(path: &Path, adapter: Option<&Path>, dense: bool) -> Result<Loa
     if !path.exists() {
         anyhow::bail!("{}: no such model directory", path.display());
     }
-    let opts = LoadOptions::default();
+    let opts = load_options();
     let mut model = if dense || adapter.is_some() {
         Model::load_dense(path, &opts)
     } else {

@@ -3,7 +3,7 @@
 
 use aha_model::gguf::{self, Value};
 use aha_model::weights::Checkpoint;
-use aha_model::{config, quantized, DType, Device, Tensor};
+use aha_model::{config, gguf_llama, DType, Device, Tensor};
 use aha_text::gguf::GgufVocab;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -62,7 +62,7 @@ fn file_type(t: GgmlDType) -> u32 {
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    let qtype = quantized::parse_quant_type(&args.qtype)
+    let qtype = gguf_llama::parse_quant_type(&args.qtype)
         .with_context(|| format!("unknown --type {}", args.qtype))?;
     let dir = &args.model;
     let cfg_path = dir.join("config.json");
