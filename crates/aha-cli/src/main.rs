@@ -1,5 +1,8 @@
 //! `aha`: load, run, train, verify and evaluate DeepSeek-R1-family models.
 
+// Doc comments here are clap's --help text, where `<think>` and `<model>` read as written.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cmd;
 mod plot;
 

@@ -2,7 +2,7 @@
 //!
 //! * [`GgufFile`]: a bounded reader of the header, metadata and tensor index (tensor bytes
 //!   are read on demand); a truncated or hostile file is an error, never a panic.
-//! * [`write`]: the writer used by `aha quantize`.
+//! * [`write()`]: the writer used by `aha quantize`.
 //! * [`names`]: HF <-> llama.cpp tensor names and the llama q/k row layout.
 //! * [`SpecialIds`]: BOS/EOS from `tokenizer.ggml.*`, for the model and the tokenizer alike.
 //!

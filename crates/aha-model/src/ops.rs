@@ -485,7 +485,7 @@ pub enum Embedding {
 }
 
 impl Embedding {
-    /// Rows of the flat ids [n] -> [n, hidden].
+    /// Rows of the flat ids `[n]` -> `[n, hidden]`.
     pub fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         match self {
             Self::Dense(w) => param(w, mode).index_select(ids, 0),

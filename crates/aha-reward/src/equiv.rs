@@ -446,9 +446,7 @@ pub(crate) fn number_words(s: &str) -> Option<String> {
         words.remove(0);
     }
     let sign = if neg { "-" } else { "" };
-    let Some((&last, body)) = words.split_last() else {
-        return None;
-    };
+    let (&last, body) = words.split_last()?;
     let Some(den) = denominator_word(last) else {
         return integer_words(&words).map(|v| format!("{sign}{v}"));
     };

@@ -320,7 +320,7 @@ pub struct LossOutput {
 /// The GRPO objective per token, negated to a loss:
 /// `-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) + beta * k3`, with `r = exp(logp -
 /// old_logp)` and `k3 = exp(ref - logp) - (ref - logp) - 1`; reduced with `weights` (one per
-/// row, from [`token_weights`]). Shapes: logp/old/ref/mask [b, t], advantages [b].
+/// row, from [`token_weights`]). Shapes: logp/old/ref/mask [b, t], advantages `[b]`.
 pub fn grpo_loss(
     logp: &Tensor,
     old_logp: &Tensor,
@@ -704,9 +704,9 @@ pub struct GrpoTrainer {
 pub struct GrpoBatch {
     pub prompts: Vec<Vec<u32>>,
     pub completions: Vec<Vec<u32>>,
-    /// [b] advantages.
+    /// `[b]` advantages.
     pub advantages: Tensor,
-    /// [b] per-token loss weights of each row ([`token_weights`]).
+    /// `[b]` per-token loss weights of each row ([`token_weights`]).
     pub weights: Tensor,
     /// [b, c] log-probs of the policy that sampled (None: the current policy, detached).
     pub old: Option<Tensor>,

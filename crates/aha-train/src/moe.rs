@@ -39,7 +39,7 @@ pub fn update_routing_bias(
 }
 
 /// Per-expert load (tokens routed to each expert), per MoE layer, counting only real
-/// tokens: `key_mask` [b, past + t] as in [`ForwardInput`] (its last t columns are used).
+/// tokens: `key_mask` [b, past + t] as in [`aha_model::ForwardInput`] (its last t columns are used).
 pub fn expert_load(
     routing: &[Routing],
     key_mask: Option<&Tensor>,

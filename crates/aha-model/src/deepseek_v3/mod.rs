@@ -248,7 +248,7 @@ impl DeepseekV3 {
     }
 
     /// Names of the parameters that gradients never reach: the routing bias (moved by
-    /// [`Self::update_routing_bias`]) and the MTP modules (not in the main loss).
+    /// `aha_train::moe::update_routing_bias`) and the MTP modules (not in the main loss).
     pub fn is_gradient_free(&self, name: &str) -> bool {
         name.ends_with("e_score_correction_bias")
             || name
@@ -340,7 +340,7 @@ impl DeepseekV3 {
         )
     }
 
-    /// The experts chosen per token in each MoE layer (inference): (layer, [b*t][top_k] sorted).
+    /// The experts chosen per token in each MoE layer (inference): (layer, `[b*t][top_k]` sorted).
     pub fn chosen_experts(&self, input: &ForwardInput) -> Result<Vec<(usize, Vec<Vec<u32>>)>> {
         let out = self.forward_full(input, None, true)?;
         Ok(out

@@ -106,10 +106,7 @@ fn parse(buf: &[u8]) -> Reply {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size_line = String::from_utf8_lossy(&b[..eol]);
         let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
             .expect("chunk size");
