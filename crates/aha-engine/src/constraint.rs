@@ -28,6 +28,14 @@ pub enum Grammar {
     Choice(Vec<String>),
     /// A Lark grammar (llguidance's dialect: `start: ...`, regex terminals, `%json {...}`).
     Lark(String),
+    /// Tool calls in the model's format (a forced `tool_choice`): each call names one of
+    /// `tools` (name, JSON Schema of its arguments) with arguments valid under its schema;
+    /// exactly one call when `one`, else one or more.
+    ToolCalls {
+        format: aha_text::ToolCallFormat,
+        tools: Vec<(String, serde_json::Value)>,
+        one: bool,
+    },
 }
 
 impl Grammar {
@@ -48,6 +56,26 @@ impl Grammar {
                 TopLevelGrammar::from_regex(&alternatives.join("|"))
             }
             Grammar::Lark(text) => TopLevelGrammar::from_lark(text.clone()),
+            Grammar::ToolCalls { format, tools, one } => {
+                if tools.is_empty() {
+                    return Err(EngineError::Invalid("tool calls need a tool".into()));
+                }
+                let mut named = Vec::with_capacity(tools.len());
+                for (name, schema) in tools {
+                    let ok = !name.is_empty()
+                        && name.len() <= 64
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if !ok {
+                        return Err(EngineError::Invalid(format!(
+                            "tool name {name:?}: 1 to 64 of a-z, A-Z, 0-9, _ and -"
+                        )));
+                    }
+                    named.push((name.clone(), bounded_whitespace(schema.clone()).to_string()));
+                }
+                TopLevelGrammar::from_lark(format.lark(&named, *one))
+            }
         })
     }
 }

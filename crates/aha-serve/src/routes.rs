@@ -145,9 +145,13 @@ fn constraint(
     s: &AppState,
     x: &Sampling,
     reasoning: Option<bool>,
+    tool_calls: Option<aha_engine::Grammar>,
 ) -> Result<Option<Arc<aha_engine::Constraint>>, ApiError> {
     use aha_engine::Grammar;
     let mut asked: Vec<(Grammar, &'static str)> = Vec::new();
+    if let Some(g) = tool_calls {
+        asked.push((g, "tool_choice"));
+    }
     if let Some(f) = &x.response_format {
         match f.kind.as_str() {
             "text" => {}
@@ -186,7 +190,7 @@ fn constraint(
     }
     if asked.len() > 1 {
         return Err(bad(
-            "at most one of response_format (json), regex, choice and grammar",
+            "at most one of response_format (json), regex, choice, grammar and a forced tool_choice",
             Some(asked[1].1),
         ));
     }
@@ -227,6 +231,7 @@ fn job(
     x: Sampling,
     logprobs: Option<usize>,
     reasoning_open: Option<bool>,
+    tool_calls: Option<aha_engine::Grammar>,
 ) -> Result<Job, ApiError> {
     let ctx = s.cfg.context;
     // Chat with a reasoning model: the constraint starts after `</think>`.
@@ -236,7 +241,7 @@ fn job(
             .token_to_id(aha_text::THINK_END)
             .is_some()
     });
-    let constraint = constraint(s, &x, reasons)?;
+    let constraint = constraint(s, &x, reasons, tool_calls)?;
     let n = x.n.unwrap_or(1);
     if n == 0 || n > s.cfg.max_batch {
         return Err(bad(
@@ -432,7 +437,7 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
             Some("messages"),
         )
     })?;
-    let tools = tool_format(template, &req)?;
+    let (tools, forced_calls) = tool_format(template, &req)?;
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         if m.role.is_empty() {
@@ -503,20 +508,22 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
     };
     let open = aha_text::prompt_opens_reasoning(&prompt);
     s.metrics.chat_requests.fetch_add(1, Ordering::Relaxed);
-    let mut job = job(s, ids, req.sampling, logprobs, Some(open))?;
+    let mut job = job(s, ids, req.sampling, logprobs, Some(open), forced_calls)?;
     job.tools = tools;
     Ok(job)
 }
 
-/// With `tools` (and `tool_choice` not "none"), the format to parse the answer's calls in.
+/// With `tools` (and `tool_choice` not "none"), the format to parse the answer's calls in;
+/// with a forced `tool_choice` ("required", or a named function), the grammar the answer
+/// must follow: calls of those tools with arguments valid under their `parameters` schema.
 fn tool_format(
     template: &aha_text::ChatTemplate,
     req: &ChatRequest,
-) -> Result<Option<ToolCallFormat>, ApiError> {
+) -> Result<(Option<ToolCallFormat>, Option<aha_engine::Grammar>), ApiError> {
     let Some(tools) = &req.tools else {
         return match &req.tool_choice {
-            None => Ok(None),
-            Some(Value::String(c)) if c == "none" || c == "auto" => Ok(None),
+            None => Ok((None, None)),
+            Some(Value::String(c)) if c == "none" || c == "auto" => Ok((None, None)),
             Some(_) => Err(bad("tool_choice needs tools", Some("tool_choice"))),
         };
     };
@@ -528,24 +535,49 @@ fn tool_format(
             ));
         }
     }
-    match &req.tool_choice {
-        None => {}
-        Some(Value::String(c)) if c == "auto" => {}
-        Some(Value::String(c)) if c == "none" => return Ok(None),
+    // (name, arguments schema) of the tools a forced choice allows, and whether one call.
+    let schema = |t: &Value| {
+        let p = &t["function"]["parameters"];
+        (
+            t["function"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            if p.is_object() {
+                p.clone()
+            } else {
+                json!({"type": "object"})
+            },
+        )
+    };
+    let forced: Option<(Vec<(String, Value)>, bool)> = match &req.tool_choice {
+        None => None,
+        Some(Value::String(c)) if c == "auto" => None,
+        Some(Value::String(c)) if c == "none" => return Ok((None, None)),
+        Some(Value::String(c)) if c == "required" => Some((tools.iter().map(schema).collect(), false)),
+        Some(v) if v["type"] == "function" && v["function"]["name"].is_string() => {
+            let name = &v["function"]["name"];
+            let t = tools
+                .iter()
+                .find(|t| &t["function"]["name"] == name)
+                .ok_or_else(|| bad(format!("tool_choice names {name}, which is not in tools"), Some("tool_choice")))?;
+            Some((vec![schema(t)], true))
+        }
         Some(_) => {
             return Err(bad(
-                "tool_choice \"required\" and named functions are not supported yet (only \"auto\" and \"none\")",
+                "tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ..}}",
                 Some("tool_choice"),
             ))
         }
-    }
-    match template.tool_call_format() {
-        Some(f) => Ok(Some(f)),
-        None => Err(bad(
+    };
+    let format = template.tool_call_format().ok_or_else(|| {
+        bad(
             "this model's chat template does not write tool calls",
             Some("tools"),
-        )),
-    }
+        )
+    })?;
+    let grammar = forced.map(|(tools, one)| aha_engine::Grammar::ToolCalls { format, tools, one });
+    Ok((Some(format), grammar))
 }
 
 fn completion_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
@@ -581,7 +613,7 @@ fn completion_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
     s.metrics
         .completion_requests
         .fetch_add(1, Ordering::Relaxed);
-    job(s, ids, req.sampling, req.logprobs, None)
+    job(s, ids, req.sampling, req.logprobs, None, None)
 }
 
 #[derive(Clone, Copy, PartialEq)]

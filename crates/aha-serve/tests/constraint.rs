@@ -10,7 +10,7 @@ use aha_text::{ChatTemplate, Tokenizer};
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn start(dir: &Path) -> Running {
+pub(crate) fn start(dir: &Path) -> Running {
     let tok = Tokenizer::from_dir(dir).unwrap();
     let template = ChatTemplate::from_dir(dir).unwrap();
     let (model, eos, vocab) = common::random_r1_model(&tok);

@@ -188,13 +188,133 @@ fn scripted_r1_tool_calls_through_the_server() {
     let (_, with, _) = ask(&server, false);
     let with = with["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(with > without + 50, "{with} vs {without}");
-    // Errors: tool_choice required, and a malformed tool.
+    // Errors: a forced tool_choice on a model without constrained decoding (this scripted
+    // one), an unknown tool_choice, and a malformed tool.
     let base = json!({"messages": [{"role": "user", "content": "hi"}],
                       "tools": [{"type": "function", "function": {"name": "add"}}]});
     let mut b = base.clone();
     b["tool_choice"] = json!("required");
+    let r = post(a, "/v1/chat/completions", &b);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("constrained decoding"), "{}", r.body);
+    b["tool_choice"] = json!("always");
     assert_eq!(post(a, "/v1/chat/completions", &b).status, 400);
     let mut b = base.clone();
     b["tools"] = json!([{"type": "function"}]);
     assert_eq!(post(a, "/v1/chat/completions", &b).status, 400);
+}
+
+/// Arguments valid under the forced tools' schemas (checked by hand): `get_weather` {city in
+/// Paris/Oslo, days 1..=7}, `add` {a, b in 0..=99}, nothing else.
+fn valid_call(name: &str, arguments: &str) -> Result<(), String> {
+    let v: Value = serde_json::from_str(arguments).map_err(|e| format!("not JSON ({e})"))?;
+    let o = v.as_object().ok_or("not an object")?;
+    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    keys.sort();
+    let int_in = |k: &str, lo: i64, hi: i64| match o[k].as_i64() {
+        Some(x) if (lo..=hi).contains(&x) && !o[k].is_f64() => Ok(()),
+        _ => Err(format!("{k} = {}", o[k])),
+    };
+    match name {
+        "get_weather" if keys == ["city", "days"] => {
+            match o["city"].as_str() {
+                Some("Paris" | "Oslo") => {}
+                _ => return Err(format!("city = {}", o["city"])),
+            }
+            int_in("days", 1, 7)
+        }
+        "add" if keys == ["a", "b"] => int_in("a", 0, 99).and(int_in("b", 0, 99)),
+        _ => Err(format!("{name} with keys {keys:?}")),
+    }
+}
+
+fn forced_tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object",
+            "properties": {"city": {"enum": ["Paris", "Oslo"]},
+                           "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+            "required": ["city", "days"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "add", "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                           "b": {"type": "integer", "minimum": 0, "maximum": 99}},
+            "required": ["a", "b"], "additionalProperties": false}}}
+    ])
+}
+
+/// A forced `tool_choice` ("required", or a named function) with a random model of R1's
+/// vocabulary and the real R1 tokenizer and template: whatever it writes after its (free,
+/// budgeted) reasoning, the answer is calls of the allowed tools with valid arguments.
+#[test]
+fn forced_tool_choice_gives_valid_calls() {
+    let Some(dir) = asset_dir() else {
+        return;
+    };
+    let server = crate::constraint::start(&dir);
+    let ask = |choice: Value, n: usize, seed: u64| {
+        post(
+            server.addr,
+            "/v1/chat/completions",
+            &json!({
+                "messages": [{"role": "user", "content": "Weather in Oslo for 3 days?"}],
+                "tools": forced_tools(),
+                "tool_choice": choice,
+                "thinking_budget": 8,
+                "n": n,
+                "temperature": 1.0,
+                "seed": seed,
+                "max_tokens": 300,
+            }),
+        )
+    };
+    for (choice, names) in [
+        (json!("required"), vec!["get_weather", "add"]),
+        (
+            json!({"type": "function", "function": {"name": "add"}}),
+            vec!["add"],
+        ),
+    ] {
+        let r = ask(choice.clone(), 4, 11);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        for c in v["choices"].as_array().unwrap() {
+            assert_eq!(c["finish_reason"], "tool_calls", "{choice}: {c}");
+            let calls = c["message"]["tool_calls"].as_array().unwrap();
+            assert!(!calls.is_empty(), "{c}");
+            if names.len() == 1 {
+                assert_eq!(calls.len(), 1, "a named choice is one call: {c}");
+            }
+            for call in calls {
+                let name = call["function"]["name"].as_str().unwrap();
+                let args = call["function"]["arguments"].as_str().unwrap();
+                assert!(names.contains(&name), "{choice}: called {name}");
+                valid_call(name, args).unwrap_or_else(|e| panic!("{name}({args}): {e}"));
+            }
+            assert!(
+                c["message"]["reasoning_content"].as_str().is_some(),
+                "the reasoning stays free: {c}"
+            );
+        }
+    }
+    // Errors: a named tool that is not offered; a forced call and a JSON answer at once.
+    let r = ask(
+        json!({"type": "function", "function": {"name": "nope"}}),
+        1,
+        0,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("nope"), "{}", r.body);
+    let r = post(
+        server.addr,
+        "/v1/chat/completions",
+        &json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": forced_tools(),
+            "tool_choice": "required",
+            "response_format": {"type": "json_object"},
+        }),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("tool_choice"), "{}", r.body);
 }

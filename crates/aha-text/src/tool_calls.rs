@@ -69,6 +69,55 @@ impl ToolCallFormat {
         )
     }
 
+    /// A Lark grammar (llguidance's dialect) for the calls a forced `tool_choice` allows:
+    /// `tools` as (name, JSON Schema text of the arguments); one call (`one`, a named
+    /// function) or one or more (`"required"`). The schema texts go in as `%json` rules.
+    pub fn lark(self, tools: &[(String, String)], one: bool) -> String {
+        let lit = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let mut g = String::new();
+        let calls = if one { "call" } else { "call+" };
+        let alternatives: Vec<String> = (0..tools.len()).map(|i| format!("fn_{i}")).collect();
+        let alternatives = alternatives.join(" | ");
+        match self {
+            ToolCallFormat::DeepSeek => {
+                g += &format!(
+                    "start: {} {calls} {}\n",
+                    lit(DS_CALLS_BEGIN),
+                    lit(DS_CALLS_END)
+                );
+                g += &format!(
+                    "call: {} ({alternatives}) {}\n",
+                    lit(&format!("{DS_CALL_BEGIN}function{DS_SEP}")),
+                    lit(DS_CALL_END)
+                );
+                for (i, (name, _)) in tools.iter().enumerate() {
+                    g += &format!(
+                        "fn_{i}: {} args_{i} {}\n",
+                        lit(&format!("{name}\n```json\n")),
+                        lit("\n```")
+                    );
+                }
+            }
+            ToolCallFormat::Hermes => {
+                let calls = if one { "call" } else { "call (\"\\n\" call)*" };
+                g += &format!("start: {calls}\n");
+                g += &format!(
+                    "call: {} ({alternatives}) {}\n",
+                    lit(&format!("{HERMES_BEGIN}\n")),
+                    lit(&format!("\n{HERMES_END}"))
+                );
+                for (i, (name, _)) in tools.iter().enumerate() {
+                    let head = format!("{{\"name\": {}, \"arguments\": ", lit(name));
+                    g += &format!("fn_{i}: {} args_{i} \"}}\"\n", lit(&head));
+                }
+            }
+        }
+        for (i, (_, schema)) in tools.iter().enumerate() {
+            g += &format!("args_{i}: %json {schema}\n");
+        }
+        g
+    }
+
     /// Where the first call starts in `text`, if one does.
     pub fn find_start(self, text: &str) -> Option<usize> {
         match self {
