@@ -318,3 +318,54 @@ fn forced_tool_choice_gives_valid_calls() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("tool_choice"), "{}", r.body);
 }
+
+/// The Hermes/Qwen call grammar, in the engine directly (R1's tokenizer, a random model, no
+/// reasoning phase): 8 samples of "required" calls, each parsed back by the Hermes parser into
+/// calls of the offered tools with valid arguments.
+#[test]
+fn forced_hermes_calls_parse_back() {
+    let Some(dir) = asset_dir() else {
+        return;
+    };
+    let tok = aha_text::Tokenizer::from_dir(&dir).unwrap();
+    let (model, eos, _) = crate::common::random_r1_model(&tok);
+    let tools: Vec<(String, Value)> = forced_tools()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["function"]["name"].as_str().unwrap().to_string(),
+                t["function"]["parameters"].clone(),
+            )
+        })
+        .collect();
+    let grammar = aha_engine::Grammar::ToolCalls {
+        format: ToolCallFormat::Hermes,
+        tools,
+        one: false,
+    };
+    let constraint = aha_engine::Constrainer::new(&tok)
+        .unwrap()
+        .compile(Some(&grammar), None)
+        .unwrap();
+    let opts = aha_engine::GenerateOptions {
+        max_tokens: 300,
+        seed: 3,
+        stop_token_ids: vec![eos],
+        constraint: Some(std::sync::Arc::new(constraint)),
+        ..Default::default()
+    };
+    let prompt = tok.encode("Call a tool.", false).unwrap();
+    let out = aha_engine::generate_n(&model, Some(&tok), &[prompt], 8, &opts, |_| {}).unwrap();
+    for c in out {
+        let text = c.text.unwrap();
+        let parsed = ToolCallFormat::Hermes.parse(&text);
+        assert!(!parsed.calls.is_empty(), "no calls in {text:?}");
+        assert_eq!(parsed.content, "", "{text:?}");
+        for call in &parsed.calls {
+            valid_call(&call.name, &call.arguments)
+                .unwrap_or_else(|e| panic!("{}({}): {e}", call.name, call.arguments));
+        }
+    }
+}
