@@ -17,17 +17,23 @@ pub struct PipelineArgs {
     /// plots, config.json and summary.json.
     #[arg(long, default_value = "runs/pipeline")]
     out: PathBuf,
-    /// Built-in task, optionally with a difficulty.
-    #[arg(long, default_value = "arithmetic:2")]
-    task: Task,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Held-out problems every stage is evaluated on.
-    #[arg(long, default_value_t = 200)]
-    eval_n: usize,
-    /// Samples per held-out problem (pass@1 is their mean, cons@k their majority vote).
-    #[arg(long, default_value_t = 4)]
-    eval_k: usize,
+    /// Every setting of the recipe as JSON, in the shape `--print-config` prints (top-level
+    /// fields left out keep their defaults); the flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Built-in task, optionally with a difficulty [default: arithmetic:2].
+    #[arg(long)]
+    task: Option<Task>,
+    /// [default: 0]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Held-out problems every stage is evaluated on [default: 200].
+    #[arg(long)]
+    eval_n: Option<usize>,
+    /// Samples per held-out problem (pass@1 is their mean, cons@k their majority vote)
+    /// [default: 4].
+    #[arg(long)]
+    eval_k: Option<usize>,
     /// Scale every stage's RL steps by this factor (e.g. 0.1 for a quick smoke run).
     #[arg(long, default_value_t = 1.0)]
     rl_scale: f64,
@@ -92,13 +98,27 @@ impl Observer for Cli {
 }
 
 pub fn run(args: PipelineArgs) -> Result<()> {
-    let mut cfg = PipelineConfig {
-        task: args.task,
-        seed: args.seed,
-        eval_n: args.eval_n,
-        eval_k: args.eval_k,
-        ..PipelineConfig::default()
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str::<PipelineConfig>(&text)
+                .with_context(|| format!("{}: not a pipeline config", path.display()))?
+        }
+        None => PipelineConfig::default(),
     };
+    if let Some(t) = args.task {
+        cfg.task = t;
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    if let Some(n) = args.eval_n {
+        cfg.eval_n = n;
+    }
+    if let Some(k) = args.eval_k {
+        cfg.eval_k = k;
+    }
     anyhow::ensure!(args.rl_scale > 0.0, "--rl-scale must be positive");
     for rl in [
         &mut cfg.zero,
