@@ -11,9 +11,11 @@
 
 use crate::error::{ModelError, Result};
 use crate::gguf::{permute_rows, qtensor, qtensor_from_bytes, tensor_dtype, GgufFile};
+use aha_gguf::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 /// The hyper-parameters named by `{arch}.*` metadata.
 #[derive(Debug, Clone)]
@@ -269,6 +271,192 @@ fn quant_summary(g: &GgufFile) -> String {
         .map(|(k, v)| format!("{k}:{v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// llama.cpp's fallback for rows not a multiple of the block (k-quants need whole
+/// super-blocks of 256).
+fn fallback(t: GgmlDType, row: usize) -> GgmlDType {
+    if row.is_multiple_of(t.block_size()) {
+        return t;
+    }
+    let f = match t {
+        GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
+        GgmlDType::Q4K => GgmlDType::Q5_0,
+        GgmlDType::Q5K => GgmlDType::Q5_1,
+        GgmlDType::Q6K => GgmlDType::Q8_0,
+        _ => GgmlDType::F16,
+    };
+    if row.is_multiple_of(f.block_size()) {
+        f
+    } else {
+        GgmlDType::F16
+    }
+}
+
+/// llama.cpp's `llama_ftype` of a file mostly in `t`.
+fn file_type(t: GgmlDType) -> u32 {
+    match t {
+        GgmlDType::F32 => 0,
+        GgmlDType::F16 => 1,
+        GgmlDType::Q4_0 => 2,
+        GgmlDType::Q4_1 => 3,
+        GgmlDType::Q8_0 => 7,
+        GgmlDType::Q5_0 => 8,
+        GgmlDType::Q5_1 => 9,
+        GgmlDType::Q2K => 10,
+        GgmlDType::Q3K => 12,
+        GgmlDType::Q4K => 15,
+        GgmlDType::Q5K => 17,
+        GgmlDType::Q6K => 18,
+        GgmlDType::BF16 => 32,
+        _ => 0,
+    }
+}
+
+/// Write the Llama/Qwen2 model directory `dir` as a GGUF file at `out` (atomically): the
+/// 2-D weights in `qtype` (or llama.cpp's fallback type where rows do not fit its blocks),
+/// norms and biases f32, llama.cpp's names and metadata, plus `extra` metadata (the
+/// tokenizer's, which aha-text writes). Returns the tensors written per type.
+pub fn write(
+    dir: &Path,
+    qtype: GgmlDType,
+    extra: Vec<(String, Value)>,
+    out: &Path,
+) -> Result<BTreeMap<String, usize>> {
+    let cfg_path = dir.join("config.json");
+    let cfg = crate::config::read_config(&cfg_path)?;
+    let arch = crate::config::architecture(&cfg)
+        .ok_or_else(|| ModelError::config(&cfg_path, "names no architecture"))?;
+    if arch != "llama" && arch != "qwen2" {
+        return Err(ModelError::config(
+            &cfg_path,
+            format!("GGUF writing covers llama and qwen2 models; this one is {arch}"),
+        ));
+    }
+    let c = crate::llama::LlamaConfig::from_json(&cfg, &cfg_path)?;
+    let llama = arch == "llama";
+    if llama && c.attention_bias {
+        return Err(ModelError::config(
+            &cfg_path,
+            "llama models with attention biases cannot be written as GGUF",
+        ));
+    }
+    if cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+        tracing::warn!("rope_scaling is not written to the GGUF file");
+    }
+    let (h, nh, kvh, hd) = (
+        c.hidden_size,
+        c.num_attention_heads,
+        c.kv_heads(),
+        c.head_dim(),
+    );
+    let rope = cfg
+        .get("rope_theta")
+        .or_else(|| cfg.pointer("/rope_parameters/rope_theta"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(10000.0);
+    let u32v = |x: usize| Value::U32(x as u32);
+    let a = |k: &str| format!("{arch}.{k}");
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
+    let mut meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.clone())),
+        ("general.name".into(), Value::String(name)),
+        ("general.quantization_version".into(), Value::U32(2)),
+        ("general.file_type".into(), Value::U32(file_type(qtype))),
+        (a("block_count"), u32v(c.num_hidden_layers)),
+        (a("context_length"), u32v(c.max_position_embeddings)),
+        (a("embedding_length"), u32v(h)),
+        (a("feed_forward_length"), u32v(c.intermediate_size)),
+        (a("attention.head_count"), u32v(nh)),
+        (a("attention.head_count_kv"), u32v(kvh)),
+        (a("attention.key_length"), u32v(hd)),
+        (a("attention.value_length"), u32v(hd)),
+        (a("rope.dimension_count"), u32v(hd)),
+        (a("rope.freq_base"), Value::F32(rope as f32)),
+        (
+            a("attention.layer_norm_rms_epsilon"),
+            Value::F32(c.rms_norm_eps as f32),
+        ),
+        (a("vocab_size"), u32v(c.vocab_size)),
+    ];
+    meta.extend(extra);
+
+    let mut ckpt = crate::weights::Checkpoint::read_dir(dir, DType::F32, &Device::Cpu)?;
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    // llama.cpp's names from the one HF <-> GGUF map; llama's q/k rows in its rope order.
+    let mut push = |hf: &str, shape: Vec<usize>, heads: Option<usize>| -> Result<()> {
+        let gg = aha_gguf::names::gguf_name(hf)
+            .ok_or_else(|| ModelError::Invalid(format!("no GGUF name for {hf}")))?;
+        let mut t = ckpt.take(hf, shape.clone())?;
+        if let Some(heads) = heads {
+            let bytes: Vec<u8> = t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            let p = permute_rows(&bytes, shape[0], heads, false)?;
+            let v: Vec<f32> = p
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            t = Tensor::from_vec(v, shape.clone(), &Device::Cpu)?;
+        }
+        let dt = match shape.as_slice() {
+            [.., row] if shape.len() > 1 => fallback(qtype, *row),
+            _ => GgmlDType::F32,
+        };
+        tensors.push((gg, QTensor::quantize(&t, dt)?));
+        Ok(())
+    };
+    let v = c.vocab_size;
+    let (ff, qn, kvn) = (c.intermediate_size, nh * hd, kvh * hd);
+    push("model.embed_tokens.weight", vec![v, h], None)?;
+    for i in 0..c.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        push(&p("input_layernorm.weight"), vec![h], None)?;
+        push(
+            &p("self_attn.q_proj.weight"),
+            vec![qn, h],
+            llama.then_some(nh),
+        )?;
+        push(
+            &p("self_attn.k_proj.weight"),
+            vec![kvn, h],
+            llama.then_some(kvh),
+        )?;
+        push(&p("self_attn.v_proj.weight"), vec![kvn, h], None)?;
+        push(&p("self_attn.o_proj.weight"), vec![h, qn], None)?;
+        if !llama {
+            for (x, n) in [("q", qn), ("k", kvn), ("v", kvn)] {
+                push(&p(&format!("self_attn.{x}_proj.bias")), vec![n], None)?;
+            }
+        }
+        push(&p("post_attention_layernorm.weight"), vec![h], None)?;
+        push(&p("mlp.gate_proj.weight"), vec![ff, h], None)?;
+        push(&p("mlp.up_proj.weight"), vec![ff, h], None)?;
+        push(&p("mlp.down_proj.weight"), vec![h, ff], None)?;
+    }
+    push("model.norm.weight", vec![h], None)?;
+    if !c.tie_word_embeddings {
+        push("lm_head.weight", vec![v, h], None)?;
+    }
+    // Streamed to a temporary file, renamed into place when complete.
+    let tmp = out.with_extension("gguf.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| ModelError::file(&tmp, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    crate::gguf::write(&mut w, &meta, &tensors)?;
+    std::io::Write::flush(&mut w).map_err(|e| ModelError::file(&tmp, e))?;
+    drop(w);
+    std::fs::rename(&tmp, out).map_err(|e| ModelError::file(out, e))?;
+    let mut counts = BTreeMap::new();
+    for (_, t) in &tensors {
+        *counts.entry(format!("{:?}", t.dtype())).or_default() += 1;
+    }
+    Ok(counts)
 }
 
 /// Dequantize a whole GGUF model's weights to f32 HF-named tensors (for reference tests).

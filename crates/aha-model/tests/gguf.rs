@@ -470,6 +470,46 @@ fn rope_freqs_divide_the_frequencies() {
     assert!(err.contains("rope_freqs"), "{err}");
 }
 
+/// HF directory -> GGUF (`gguf_llama::write`, what `aha quantize` runs) -> model: f32 gives
+/// the same logits, Q8_0 logits within Q8_0's error; llama's q/k rows survive the round trip.
+#[test]
+fn hf_dir_written_as_gguf_loads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.gguf");
+    write_tiny(&src, GgmlDType::F32);
+    let dense = Model::load_dense(&src, &LoadOptions::default()).unwrap();
+    let hf = dir.path().join("hf");
+    dense.save(&hf).unwrap();
+    let ids: Vec<u32> = (0..12).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+    let want = logits(&dense, &ids);
+    for (dtype, tol) in [(GgmlDType::F32, 1e-5f32), (GgmlDType::Q8_0, 0.02)] {
+        let out = dir.path().join(format!("out-{dtype:?}.gguf"));
+        let counts = aha_model::gguf_llama::write(&hf, dtype, vec![], &out).unwrap();
+        assert_eq!(counts.values().sum::<usize>(), 2 + LAYERS * 9);
+        let m = Model::load(&out, &LoadOptions::default()).unwrap();
+        let got = logits(&m, &ids);
+        let top = want.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = got
+            .iter()
+            .flatten()
+            .zip(want.iter().flatten())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            diff <= tol * top,
+            "{dtype:?}: logits differ by {diff} (top {top})"
+        );
+    }
+    let err = aha_model::gguf_llama::write(
+        &dir.path().join("none"),
+        GgmlDType::Q8_0,
+        vec![],
+        &dir.path().join("x.gguf"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("config.json"), "{err}");
+}
+
 fn tiny_bytes() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.gguf");

@@ -45,6 +45,45 @@ pub struct GgufVocab {
     pub chat_template: Option<String>,
 }
 
+impl GgufVocab {
+    /// The `tokenizer.*` metadata that writes this vocabulary into a GGUF file (a byte-level
+    /// BPE, as `aha quantize` writes it).
+    pub fn metadata(&self) -> Vec<(String, GValue)> {
+        let strings = |v: &[String]| GValue::Array(v.iter().cloned().map(GValue::String).collect());
+        let mut meta = vec![
+            ("tokenizer.ggml.model".into(), GValue::String("gpt2".into())),
+            (
+                "tokenizer.ggml.pre".into(),
+                GValue::String(self.pre.clone().unwrap_or_default()),
+            ),
+            ("tokenizer.ggml.tokens".into(), strings(&self.tokens)),
+            (
+                "tokenizer.ggml.token_type".into(),
+                GValue::Array(self.token_types.iter().map(|&t| GValue::I32(t)).collect()),
+            ),
+            ("tokenizer.ggml.merges".into(), strings(&self.merges)),
+            (
+                "tokenizer.ggml.add_bos_token".into(),
+                GValue::Bool(self.add_bos.unwrap_or(false)),
+            ),
+        ];
+        for (k, v) in [
+            ("bos", self.special.bos),
+            ("eos", self.special.eos.first().copied()),
+            ("unknown", self.unk),
+            ("padding", self.pad),
+        ] {
+            if let Some(id) = v {
+                meta.push((format!("tokenizer.ggml.{k}_token_id"), GValue::U32(id)));
+            }
+        }
+        if let Some(t) = &self.chat_template {
+            meta.push(("tokenizer.chat_template".into(), GValue::String(t.clone())));
+        }
+        meta
+    }
+}
+
 fn bad(path: &Path, message: impl ToString) -> TextError {
     TextError::InvalidConfig {
         path: path.to_path_buf(),

@@ -149,37 +149,6 @@ fn read_dataset(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
         .collect())
 }
 
-/// The dataset indices of step `step`: epochs of seeded permutations, so any step's batch
-/// is known without replaying the ones before (resume).
-fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
-    // splitmix64, so that the order does not depend on a crate's RNG version.
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    let mut out = Vec::with_capacity(batch);
-    let mut k = step as usize * batch;
-    let mut epoch = usize::MAX;
-    let mut perm: Vec<usize> = Vec::new();
-    while out.len() < batch {
-        let e = k / n;
-        if e != epoch {
-            perm = (0..n).collect();
-            let mut state = mix(seed ^ mix(e as u64));
-            for i in (1..n).rev() {
-                state = mix(state);
-                perm.swap(i, (state % (i as u64 + 1)) as usize);
-            }
-            epoch = e;
-        }
-        out.push(perm[k % n]);
-        k += 1;
-    }
-    out
-}
-
 fn print_step(m: &StepMetrics, steps: u64) {
     let opt = |x: Option<f32>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
     eprintln!(
@@ -325,7 +294,8 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     let bar = aha_train::trainer::progress_bar(args.steps);
     bar.set_position(trainer.step);
     while trainer.step < args.steps {
-        let idx = batch_indices(rows.len(), args.batch_prompts, args.seed, trainer.step);
+        let idx =
+            aha_train::data::batch_indices(rows.len(), args.batch_prompts, args.seed, trainer.step);
         let prompts: Vec<Prompt> = idx
             .iter()
             .map(|&i| {
