@@ -4,6 +4,7 @@ use super::common;
 use aha_engine::{generate, GenerateOptions, SamplingParams};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,6 +21,25 @@ enum BenchKind {
     /// Full fine-tuning throughput: SFT optimizer steps (forward, backward, AdamW) on fixed
     /// token data, in trained tokens per second, and the process's peak memory.
     Sft(SftBench),
+    /// Constrained decoding's cost per token: the time to compute and apply the JSON-schema
+    /// token mask over the whole vocabulary, while random allowed tokens are appended.
+    Mask(MaskBench),
+}
+
+#[derive(Args)]
+struct MaskBench {
+    /// A model directory with tokenizer.json, or a .gguf file (its tokenizer).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// JSON list of JSON Schemas.
+    #[arg(long, default_value = "benches/mask_schemas.json")]
+    schemas: PathBuf,
+    /// At most this many tokens per schema (a sample also ends when only EOS is allowed).
+    #[arg(long, default_value_t = 128)]
+    tokens: usize,
+    /// Samples per schema, each with its own random choices.
+    #[arg(long, default_value_t = 3)]
+    samples: u64,
 }
 
 #[derive(Args)]
@@ -62,7 +82,100 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchKind::Generate(a) => bench_generate(a),
         BenchKind::Sft(a) => bench_sft(a),
+        BenchKind::Mask(a) => bench_mask(a),
     }
+}
+
+fn bench_mask(a: MaskBench) -> Result<()> {
+    use aha_engine::{Constrainer, Grammar};
+    let tok = if aha_text::gguf::is_gguf_path(&a.tokenizer) {
+        aha_text::gguf::tokenizer(&a.tokenizer)?
+    } else {
+        aha_text::Tokenizer::from_dir(&a.tokenizer)?
+    };
+    let text = std::fs::read_to_string(&a.schemas)
+        .with_context(|| format!("reading {}", a.schemas.display()))?;
+    let schemas: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON list of schemas", a.schemas.display()))?;
+    let t = Instant::now();
+    let constrainer = Constrainer::new(&tok)?;
+    let setup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let vocab = tok.vocab_size();
+    let eos = tok
+        .eos_token_id()
+        .context("the tokenizer has no EOS token")?;
+    let mut all: Vec<f64> = Vec::new();
+    for (i, schema) in schemas.iter().enumerate() {
+        let t = Instant::now();
+        let c = constrainer
+            .compile(Some(&Grammar::JsonSchema(schema.clone())), None)
+            .with_context(|| format!("schema {i}"))?;
+        let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut times = Vec::new();
+        let (mut finished, mut valid) = (0, 0);
+        for sample in 0..a.samples {
+            let mut p = c.processor();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(sample * 1000 + i as u64);
+            let mut generated: Vec<u32> = Vec::new();
+            let mut logits = vec![0f32; vocab];
+            while generated.len() < a.tokens {
+                logits.iter_mut().for_each(|l| *l = 0.0);
+                let t = Instant::now();
+                p.process(0, &generated, &mut logits);
+                times.push(t.elapsed().as_secs_f64() * 1e6);
+                let allowed: Vec<u32> = (0..vocab as u32)
+                    .filter(|&j| logits[j as usize] > f32::NEG_INFINITY)
+                    .collect();
+                // Prefer ending once the grammar allows it half of the time, so samples
+                // finish instead of filling every string to its limit.
+                let next = if allowed.contains(&eos) && rng.random::<bool>() {
+                    eos
+                } else {
+                    allowed[rng.random_range(0..allowed.len())]
+                };
+                if next == eos {
+                    // A finished answer must be JSON (the schema itself is the engine tests' job).
+                    finished += 1;
+                    let out = tok.decode(&generated, false)?;
+                    valid += serde_json::from_str::<serde_json::Value>(&out).is_ok() as usize;
+                    break;
+                }
+                generated.push(next);
+            }
+        }
+        if valid < finished {
+            anyhow::bail!(
+                "schema {i}: {} finished samples are not JSON",
+                finished - valid
+            );
+        }
+        let q = quantiles(&mut times.clone());
+        println!(
+            "{}",
+            serde_json::json!({"bench": "mask", "schema": i, "compile_ms": compile_ms,
+                "tokens": times.len(), "p50_us": q.0, "p99_us": q.1, "max_us": q.2,
+                "finished": format!("{finished}/{}", a.samples)})
+        );
+        all.extend(times);
+    }
+    let q = quantiles(&mut all);
+    println!(
+        "{}",
+        serde_json::json!({"bench": "mask", "schema": "all", "vocab": vocab,
+            "tokenizer_setup_ms": setup_ms, "tokens": all.len(),
+            "p50_us": q.0, "p99_us": q.1, "max_us": q.2})
+    );
+    Ok(())
+}
+
+/// (p50, p99, max) of `v`, sorted in place.
+fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), v[v.len() - 1])
 }
 
 fn bench_generate(a: GenerateBench) -> Result<()> {
