@@ -54,21 +54,21 @@ pub fn speculative_greedy(
     let mut cache = KvCache::new(model.num_layers());
     let mut mtp_cache = KvCache::new(1);
     let mut stats = SpecStats::default();
-    // Prefill.
-    let p = prompt.len();
-    let input_ids = row(prompt)?;
-    let position_ids = pos(0, p)?;
-    let out = model.forward_full(
-        &ForwardInput {
+    // The main model on `ids` from position `start`, through the cache.
+    let main = |ids: &[u32], start: usize, cache: &mut KvCache| {
+        let (input_ids, position_ids) = (row(ids)?, pos(start, ids.len())?);
+        let input = ForwardInput {
             input_ids: &input_ids,
             position_ids: &position_ids,
             key_mask: None,
             mode: Mode::Inference,
             logits: LogitsFor::All,
-        },
-        Some(&mut cache),
-        false,
-    )?;
+        };
+        Ok::<_, EngineError>(model.forward_full(&input, Some(cache), false)?)
+    };
+    // Prefill.
+    let p = prompt.len();
+    let out = main(prompt, 0, &mut cache)?;
     let mut next = argmax(&out.logits, p - 1)?;
     let mut tokens: Vec<u32> = prompt.to_vec();
     let mut produced = vec![next];
@@ -104,19 +104,7 @@ pub fn speculative_greedy(
         }
         stats.steps += 1;
         stats.drafted += 1;
-        let input_ids = row(&[next, draft])?;
-        let position_ids = pos(n, 2)?;
-        let out = model.forward_full(
-            &ForwardInput {
-                input_ids: &input_ids,
-                position_ids: &position_ids,
-                key_mask: None,
-                mode: Mode::Inference,
-                logits: LogitsFor::All,
-            },
-            Some(&mut cache),
-            false,
-        )?;
+        let out = main(&[next, draft], n, &mut cache)?;
         let t1 = argmax(&out.logits, 0)?;
         if t1 == draft {
             stats.accepted += 1;

@@ -10,6 +10,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// aha-model's DeepSeek-V3 fixtures (recorded by scripts/ref/make_deepseek_fixtures.py).
+fn u32s(t: &Tensor) -> Vec<u32> {
+    t.to_vec1::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as u32)
+        .collect()
+}
+
 fn dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../aha-model/tests/fixtures")
@@ -67,18 +75,8 @@ fn mtp_speculative_decoding_equals_plain_greedy() {
         let r =
             candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
                 .unwrap();
-        let want: Vec<u32> = r["greedy_tokens"]
-            .to_vec1::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
-        let prompt: Vec<u32> = r["greedy_prompt"]
-            .to_vec1::<i64>()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
+        let want = u32s(&r["greedy_tokens"]);
+        let prompt = u32s(&r["greedy_prompt"]);
         let model = with_mtp(name, 7);
         assert_eq!(model.num_mtp(), 1);
         assert!(model.is_gradient_free(&format!(
@@ -121,18 +119,8 @@ fn mtp_drafts_reproduce_transformers_greedy() {
     let model = DeepseekV3::load_dir(&dir(name), &LoadOptions::default()).unwrap();
     let r = candle_core::safetensors::load(dir(name).join("reference.safetensors"), &Device::Cpu)
         .unwrap();
-    let want: Vec<u32> = r["greedy_tokens"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .iter()
-        .map(|&v| v as u32)
-        .collect();
-    let prompt: Vec<u32> = r["greedy_prompt"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .iter()
-        .map(|&v| v as u32)
-        .collect();
+    let want = u32s(&r["greedy_tokens"]);
+    let prompt = u32s(&r["greedy_prompt"]);
     let (got, stats) = speculative_greedy(&model, &prompt, want.len(), Drafter::Mtp).unwrap();
     assert_eq!(got, want, "MTP speculative decoding vs transformers greedy");
     eprintln!("{name}: {stats:?}");
