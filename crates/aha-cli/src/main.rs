@@ -69,6 +69,11 @@ enum Command {
 /// measured as over half of a GRPO step's wall time (step 2 of `scripts/grpo/bench.sh`:
 /// 15.7 s, 5.5 s with this). Keep freed memory in the heap instead; the cost is that the
 /// process's resident size stays at its peak.
+///
+/// `aha serve` keeps the same settings: its large allocations (logits, KV rows) come from the
+/// engine's scheduler thread and rayon's workers, which this was measured for, while the HTTP
+/// threads allocate little, so one arena is not a point of contention. A server's resident
+/// size then stays at its busiest moment's; a soak run (issue #12) has yet to measure it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any threads start.
