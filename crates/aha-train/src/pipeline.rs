@@ -390,7 +390,7 @@ impl Run<'_> {
         let (model, _) = run_rl(model, &self.tok, self.cfg.task, cfg, seed, &dir, |m| {
             obs.rl_step(name, m, cfg.steps)
         })?;
-        save_model(&model, &self.tok, &dir.join("model"))?;
+        model.save(&dir.join("model"))?;
         let wall = t.elapsed().as_secs_f64();
         self.eval(name, &model, wall)?;
         Ok(model)
@@ -473,25 +473,14 @@ impl Run<'_> {
             self.obs.warning(&format!(
                 "{name}: rejection sampling kept no completion; the stage keeps its start model"
             ));
-            save_model(&model, &self.tok, &dir.join("model"))?;
+            model.save(&dir.join("model"))?;
             return Ok(model);
         }
         let examples = sft::examples_from_pairs(&self.tok, pairs)?;
         let (model, _) = sft::train(model, &examples, &[], cfg, &dir, false)?;
-        save_model(&model, &self.tok, &dir.join("model"))?;
+        model.save(&dir.join("model"))?;
         Ok(model)
     }
-}
-
-/// Save a model with the tokenizer files, as a complete HF directory.
-fn save_model(model: &Model, tok: &Tokenizer, dir: &Path) -> Result<()> {
-    model.save(dir)?;
-    let path = dir.join("tokenizer.json");
-    tok.inner()
-        .ok_or_else(|| TrainError::Invalid("the tokenizer has no tokenizer.json form".into()))?
-        .save(path.to_string_lossy().as_ref(), false)
-        .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
-    Ok(())
 }
 
 /// Simple questions answered at once, in English (the recipe's non-reasoning data: the

@@ -102,6 +102,12 @@ fn every_stage_runs_is_evaluated_and_repeats_for_a_seed() {
         let stage = dir.path().join("a").join(&s.name);
         assert!(stage.join("eval/results.json").is_file(), "{}", s.name);
         assert!(stage.join("eval/samples.jsonl").is_file(), "{}", s.name);
+        // Every stage's model is a complete HF directory: weights, config and tokenizer.
+        if s.name != "base" {
+            let m = stage.join("model");
+            aha_model::Model::load(&m, &aha_model::LoadOptions::default()).unwrap();
+            aha_text::Tokenizer::from_dir(&m).unwrap();
+        }
     }
     // The student is the smaller model.
     let params = |n: &str| a.stage(n).unwrap().params;
