@@ -259,6 +259,45 @@ impl Constraint {
     }
 }
 
+impl Constraint {
+    /// An adversarial sampler for tests and benchmarks: append tokens drawn uniformly from
+    /// those the mask allows (EOS half of the time once it is allowed, so walks end) for at
+    /// most `max_tokens`. Returns the tokens and whether the walk ended with EOS; `timed`
+    /// sees how long each step's mask took.
+    pub fn random_walk(
+        &self,
+        max_tokens: usize,
+        rng: &mut impl rand::Rng,
+        mut timed: impl FnMut(std::time::Duration),
+    ) -> (Vec<u32>, bool) {
+        let mut p = self.processor();
+        let mut out: Vec<u32> = Vec::new();
+        let mut logits = vec![0f32; self.vocab];
+        while out.len() < max_tokens {
+            logits.fill(0.0);
+            let t = std::time::Instant::now();
+            p.process(0, &out, &mut logits);
+            timed(t.elapsed());
+            let allowed: Vec<u32> = (0..self.vocab as u32)
+                .filter(|&j| logits[j as usize].is_finite())
+                .collect();
+            if allowed.is_empty() {
+                return (out, false);
+            }
+            let next = if allowed.contains(&self.eos) && rng.random::<bool>() {
+                self.eos
+            } else {
+                allowed[rng.random_range(0..allowed.len())]
+            };
+            if next == self.eos {
+                return (out, true);
+            }
+            out.push(next);
+        }
+        (out, false)
+    }
+}
+
 enum Phase {
     /// The opening tokens are forced, in order.
     Opening { next: usize },

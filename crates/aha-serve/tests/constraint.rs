@@ -240,10 +240,9 @@ fn numbers_bounded(schema: &Value) -> bool {
 /// numbers and 20 random ones, 3 walks each, with the real DeepSeek-R1 tokenizer (129k tokens).
 #[test]
 fn random_walks_under_the_mask_end_in_valid_json() {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let Some(dir) = asset_dir() else { return };
     let tok = Tokenizer::from_dir(&dir).unwrap();
-    let eos = tok.eos_token_id().unwrap();
     let constrainer = aha_engine::Constrainer::new(&tok).unwrap();
     let bench =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/mask_schemas.json");
@@ -263,7 +262,6 @@ fn random_walks_under_the_mask_end_in_valid_json() {
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     schemas.extend((0..20).map(|_| random_schema(&mut rng, 0)));
-    let vocab = tok.vocab_size();
     let (mut finished, mut walks) = (0, 0);
     for (i, schema) in schemas.iter().enumerate() {
         let validator = jsonschema::validator_for(schema).unwrap();
@@ -272,36 +270,20 @@ fn random_walks_under_the_mask_end_in_valid_json() {
             .unwrap();
         for seed in 0..3u64 {
             walks += 1;
-            let mut p = c.processor();
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed * 100 + i as u64);
-            let mut out: Vec<u32> = Vec::new();
-            let mut logits = vec![0f32; vocab];
-            while out.len() < 200 {
-                logits.iter_mut().for_each(|l| *l = 0.0);
-                p.process(0, &out, &mut logits);
-                let allowed: Vec<u32> = (0..vocab as u32)
-                    .filter(|&t| logits[t as usize].is_finite())
-                    .collect();
-                assert!(
-                    !allowed.is_empty(),
-                    "schema {i}: nothing allowed after {out:?}"
-                );
-                let next = if allowed.contains(&eos) && rng.random::<bool>() {
-                    eos
-                } else {
-                    allowed[rng.random_range(0..allowed.len())]
-                };
-                if next == eos {
-                    finished += 1;
-                    let text = tok.decode(&out, false).unwrap();
-                    let v: Value = serde_json::from_str(&text)
-                        .unwrap_or_else(|e| panic!("schema {i}: {text:?} is not JSON: {e}"));
-                    if let Err(e) = validator.validate(&v) {
-                        panic!("schema {i} {schema}: {text} is invalid: {e}");
-                    }
-                    break;
+            let (out, ended) = c.random_walk(200, &mut rng, |_| {});
+            assert!(
+                ended || out.len() == 200,
+                "schema {i}: nothing allowed after {out:?}"
+            );
+            if ended {
+                finished += 1;
+                let text = tok.decode(&out, false).unwrap();
+                let v: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("schema {i}: {text:?} is not JSON: {e}"));
+                if let Err(e) = validator.validate(&v) {
+                    panic!("schema {i} {schema}: {text} is invalid: {e}");
                 }
-                out.push(next);
             }
         }
     }

@@ -4,7 +4,7 @@ use super::common;
 use aha_engine::{generate, GenerateOptions, SamplingParams};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -101,9 +101,6 @@ fn bench_mask(a: MaskBench) -> Result<()> {
     let constrainer = Constrainer::new(&tok)?;
     let setup_ms = t.elapsed().as_secs_f64() * 1e3;
     let vocab = tok.vocab_size();
-    let eos = tok
-        .eos_token_id()
-        .context("the tokenizer has no EOS token")?;
     let mut all: Vec<f64> = Vec::new();
     for (i, schema) in schemas.iter().enumerate() {
         let t = Instant::now();
@@ -114,33 +111,14 @@ fn bench_mask(a: MaskBench) -> Result<()> {
         let mut times = Vec::new();
         let (mut finished, mut valid) = (0, 0);
         for sample in 0..a.samples {
-            let mut p = c.processor();
             let mut rng = rand::rngs::StdRng::seed_from_u64(sample * 1000 + i as u64);
-            let mut generated: Vec<u32> = Vec::new();
-            let mut logits = vec![0f32; vocab];
-            while generated.len() < a.tokens {
-                logits.iter_mut().for_each(|l| *l = 0.0);
-                let t = Instant::now();
-                p.process(0, &generated, &mut logits);
-                times.push(t.elapsed().as_secs_f64() * 1e6);
-                let allowed: Vec<u32> = (0..vocab as u32)
-                    .filter(|&j| logits[j as usize] > f32::NEG_INFINITY)
-                    .collect();
-                // Prefer ending once the grammar allows it half of the time, so samples
-                // finish instead of filling every string to its limit.
-                let next = if allowed.contains(&eos) && rng.random::<bool>() {
-                    eos
-                } else {
-                    allowed[rng.random_range(0..allowed.len())]
-                };
-                if next == eos {
-                    // A finished answer must be JSON (the schema itself is the engine tests' job).
-                    finished += 1;
-                    let out = tok.decode(&generated, false)?;
-                    valid += serde_json::from_str::<serde_json::Value>(&out).is_ok() as usize;
-                    break;
-                }
-                generated.push(next);
+            let (out, ended) =
+                c.random_walk(a.tokens, &mut rng, |d| times.push(d.as_secs_f64() * 1e6));
+            if ended {
+                // A finished answer must be JSON (the schema itself is the engine tests' job).
+                finished += 1;
+                let text = tok.decode(&out, false)?;
+                valid += serde_json::from_str::<serde_json::Value>(&text).is_ok() as usize;
             }
         }
         if valid < finished {
