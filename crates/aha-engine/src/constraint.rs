@@ -4,7 +4,8 @@
 //! A reasoning model thinks in free text and closes with `</think>`; masking from the first
 //! token would forbid `<think>` and push the JSON into the reasoning. So each sample starts
 //! free, the constraint takes over once the decoded text has closed the reasoning, and an
-//! optional budget forces `</think>` when the thinking runs long. Without a reasoning phase
+//! optional budget forces `</think>` when the thinking runs long; while a grammar waits, the
+//! reasoning cannot end the turn (EOS is masked until `</think>`). Without a reasoning phase
 //! (a model that does not think) the constraint applies from the first token.
 
 use crate::scheduler::LogitsProcessor;
@@ -445,6 +446,13 @@ impl LogitsProcessor for Processor {
             Phase::Opening { next } => {
                 if let Some(&t) = self.reasoning.as_ref().and_then(|r| r.open.get(*next)) {
                     force(logits, t);
+                }
+            }
+            // With an answer to produce, the turn cannot end while thinking: an empty
+            // answer would not match the grammar.
+            Phase::Thinking { .. } if self.proto.is_some() => {
+                if let Some(l) = logits.get_mut(self.eos as usize) {
+                    *l = f32::NEG_INFINITY;
                 }
             }
             Phase::Thinking { .. } => {}

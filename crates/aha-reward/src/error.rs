@@ -18,4 +18,9 @@ pub enum RewardError {
     EmptySpec,
     #[error("bad task gold: {0}")]
     BadGold(String),
+    #[error("JSON Schema {}: {reason}", path.display())]
+    SchemaFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }

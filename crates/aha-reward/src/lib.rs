@@ -32,13 +32,15 @@
 //! `accuracy:1,format:0.5,language(lang=en):0.1,overlong(max_len=4096;cache=512)`.
 //! Names: `accuracy`, `format`, `tag_count`, `r1_zero_format`, `language`,
 //! `cosine`, `overlong`, `repetition`, `countdown` (gold
-//! `{"numbers": [..], "target": N}`), `arithmetic`, `gsm8k`.
+//! `{"numbers": [..], "target": N}`), `arithmetic`, `gsm8k`, `json_object` and
+//! `json_schema(file=PATH)` (the answer after the reasoning is JSON valid under the schema).
 
 pub mod batch;
 mod equiv;
 mod error;
 mod eval;
 mod extract;
+mod json;
 mod parse;
 mod reward;
 pub mod tasks;
@@ -47,6 +49,7 @@ mod text;
 pub use equiv::{answers_equivalent, answers_equivalent_rounded};
 pub use error::RewardError;
 pub use extract::{extract_answer, extract_gold, is_hedged, ExtractConfig, Extracted, Source};
+pub use json::{answer_part, json_answer, JsonSchemaCheck};
 pub use reward::{Reward, RewardFn, RewardInput, Script};
 
 use serde::Serialize;

@@ -110,6 +110,9 @@ pub enum RewardFn {
     Countdown,
     Arithmetic,
     Gsm8k,
+    /// 1 when the answer after the reasoning ([`crate::json_answer`]) is JSON valid under
+    /// the schema (`json_schema(file=PATH)`; `json_object`: any object), else 0.
+    JsonSchema(crate::JsonSchemaCheck),
 }
 
 /// Whether `s` answers `gold`, reading the answer as rewards do.
@@ -292,6 +295,7 @@ impl RewardFn {
             RewardFn::Gsm8k => x
                 .gold
                 .map_or(0.0, |g| f32::from(u8::from(crate::tasks::gsm8k(s, g)))),
+            RewardFn::JsonSchema(check) => f32::from(u8::from(check.check_response(s))),
         }
     }
 
@@ -299,7 +303,7 @@ impl RewardFn {
     /// tag_count, r1_zero_format, language(lang=en), cosine(max_len=1000,
     /// min_wrong, max_wrong, min_correct, max_correct), overlong(max_len,
     /// cache), repetition(ngram=3, max_penalty=-1), countdown, arithmetic,
-    /// gsm8k.
+    /// gsm8k, json_object, json_schema(file=PATH).
     pub fn parse(spec: &str) -> Result<RewardFn, RewardError> {
         let spec = spec.trim();
         let (name, params) = match spec.find('(') {
@@ -335,6 +339,7 @@ impl RewardFn {
             ],
             "overlong" => &["max_len", "cache"],
             "repetition" => &["ngram", "max_penalty"],
+            "json_schema" => &["file"],
             _ => &[],
         };
         for (k, _) in &kv {
@@ -413,6 +418,20 @@ impl RewardFn {
             "countdown" => RewardFn::Countdown,
             "arithmetic" => RewardFn::Arithmetic,
             "gsm8k" => RewardFn::Gsm8k,
+            "json_object" => RewardFn::JsonSchema(crate::JsonSchemaCheck::any_object()),
+            "json_schema" => {
+                let file =
+                    kv.iter()
+                        .find(|(k, _)| *k == "file")
+                        .ok_or_else(|| RewardError::BadParam {
+                            name: name.into(),
+                            param: "file".into(),
+                            reason: "json_schema needs file=PATH (a JSON Schema)".into(),
+                        })?;
+                RewardFn::JsonSchema(crate::JsonSchemaCheck::from_file(std::path::Path::new(
+                    file.1,
+                ))?)
+            }
             other => return Err(RewardError::UnknownReward(other.to_string())),
         })
     }
@@ -454,6 +473,18 @@ impl Reward {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
+            // `json_schema:FILE[:weight]` is short for `json_schema(file=FILE)[:weight]`.
+            if let Some(rest) = item.strip_prefix("json_schema:") {
+                let (file, weight) = match rest.rsplit_once(':') {
+                    Some((f, w)) if w.trim().parse::<f32>().is_ok_and(f32::is_finite) => {
+                        (f, w.trim().parse::<f32>().unwrap_or(1.0))
+                    }
+                    _ => (rest, 1.0),
+                };
+                let check = crate::JsonSchemaCheck::from_file(std::path::Path::new(file.trim()))?;
+                terms.push((RewardFn::JsonSchema(check), weight));
+                continue;
+            }
             // The weight follows the last ':' outside parentheses.
             let close = item.rfind(')').map_or(0, |i| i + 1);
             let (fn_spec, weight) = match item[close..].rfind(':') {
@@ -581,6 +612,41 @@ mod tests {
             &[Some("4"), Some("4")],
         );
         assert_eq!(got, vec![1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn json_schema_terms_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("aha-reward-schema-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("answer.json");
+        std::fs::write(
+            &path,
+            r#"{"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}"#,
+        )
+        .unwrap();
+        let p = path.display();
+        let good = "<think> 2 + 2 is 4 </think> {\"answer\": 4}";
+        let bad = "<think> 2 + 2 is 4 </think> {\"answer\": \"4\"}";
+        for spec in [
+            format!("json_schema(file={p}):0.5"),
+            format!("json_schema:{p}:0.5"),
+        ] {
+            let r = Reward::parse(&spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!(r.score(good, None), 0.5, "{spec}");
+            assert_eq!(r.score(bad, None), 0.0, "{spec}");
+        }
+        let r = Reward::parse(&format!("json_schema:{p}")).unwrap();
+        assert_eq!(r.terms[0].1, 1.0);
+        assert!(Reward::parse("json_schema").is_err());
+        let missing = Reward::parse("json_schema(file=/nonexistent.json)").unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent.json"),
+            "{missing}"
+        );
+        let obj = Reward::parse("json_object").unwrap();
+        assert_eq!(obj.score("</think> {\"x\": [1]}", None), 1.0);
+        assert_eq!(obj.score("</think> 4", None), 0.0);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
 

@@ -174,7 +174,28 @@ impl CorpusMix {
     }
 }
 
-fn with_format(think: &str, answer: &str, style: Style, rng: &mut impl Rng) -> String {
+/// The assistant's text in `style.format`. `json_steps`: the JSON task, whose strict format
+/// answers `{"answer": N, "steps": K}` after `</think>`, and whose broken `NoThinkClose`
+/// documents answer in the other tasks' `<answer>` tags instead.
+fn with_format(
+    think: &str,
+    answer: &str,
+    style: Style,
+    json_steps: Option<usize>,
+    rng: &mut impl Rng,
+) -> String {
+    if let Some(steps) = json_steps {
+        match style.format {
+            Format::Strict => {
+                let json = crate::tasks::json_answer_text(answer, steps);
+                return format!(" <think> {think} </think> {json}");
+            }
+            Format::NoThinkClose => {
+                return format!(" <think> {think} </think> <answer> {answer} </answer>")
+            }
+            _ => {}
+        }
+    }
     match style.format {
         Format::Strict => format!(" <think> {think} </think> <answer> {answer} </answer>"),
         Format::NoAnswerTags => format!(
@@ -239,12 +260,10 @@ fn join_chain(links: &[String], lang: Lang, rng: &mut impl Rng) -> String {
     s
 }
 
-/// The expression of an arithmetic problem (`7 + 5 * 3 - 4`).
+/// The expression of an arithmetic (or JSON task) problem (`7 + 5 * 3 - 4`).
 pub fn expression(problem: &Problem) -> &str {
-    problem
-        .prompt
-        .trim_start_matches("Compute ")
-        .trim_end_matches('.')
+    let rest = problem.prompt.trim_start_matches("Compute ");
+    rest.split_once('.').map_or(rest, |(e, _)| e)
 }
 
 /// The assistant's part of a document (after `Assistant:`), without the EOS token; for a
@@ -252,24 +271,26 @@ pub fn expression(problem: &Problem) -> &str {
 pub fn completion_text(task: &Task, problem: &Problem, style: Style, rng: &mut impl Rng) -> String {
     let lang = style.lang;
     match task {
-        Task::Arithmetic { .. } => {
+        Task::Arithmetic { .. } | Task::Json { .. } => {
+            let json = matches!(task, Task::Json { .. }).then_some(problem.steps.len());
+            let value = problem.gold.as_str();
             let mut links = vec![expression(problem).to_string()];
             links.extend(problem.steps.iter().cloned());
             match style.kind {
                 DocKind::StepByStep => {
                     let worked = join_chain(&links, lang, rng);
-                    with_format(&worked, &problem.answer, style, rng)
+                    with_format(&worked, value, style, json, rng)
                 }
                 // The direct answer opens differently from a worked one, so that which kind
                 // of answer to give is one early token choice a policy can learn.
                 DocKind::Direct => {
-                    let direct = format!("{} {}.", word(THE_ANSWER_IS, lang, rng), problem.answer);
-                    with_format(&direct, &problem.answer, style, rng)
+                    let direct = format!("{} {value}.", word(THE_ANSWER_IS, lang, rng));
+                    with_format(&direct, value, style, json, rng)
                 }
                 DocKind::Slip => {
                     let chain = slipped_chain(problem, rng);
                     let answer = chain.last().cloned().unwrap_or_default();
-                    with_format(&join_chain(&chain, lang, rng), &answer, style, rng)
+                    with_format(&join_chain(&chain, lang, rng), &answer, style, json, rng)
                 }
                 DocKind::Drill => facts(problem, lang, rng).join(". "),
             }
@@ -294,10 +315,10 @@ pub fn completion_text(task: &Task, problem: &Problem, style: Style, rng: &mut i
             tries.push(format!("{}. {works}.", problem.steps.join(", ")));
             let worked = tries.join(" ");
             match style.kind {
-                DocKind::StepByStep => with_format(&worked, &problem.answer, style, rng),
+                DocKind::StepByStep => with_format(&worked, &problem.answer, style, None, rng),
                 DocKind::Direct => {
                     let direct = format!("{} = {target}.", problem.answer);
-                    with_format(&direct, &problem.answer, style, rng)
+                    with_format(&direct, &problem.answer, style, None, rng)
                 }
                 DocKind::Slip => {
                     // A wrong expression presented as a solution.
@@ -306,9 +327,9 @@ pub fn completion_text(task: &Task, problem: &Problem, style: Style, rng: &mut i
                     match wrong {
                         Some((steps, expr, _)) => {
                             let think = format!("{}. {works}.", steps.join(", "));
-                            with_format(&think, &expr, style, rng)
+                            with_format(&think, &expr, style, None, rng)
                         }
-                        None => with_format(&worked, &problem.answer, style, rng),
+                        None => with_format(&worked, &problem.answer, style, None, rng),
                     }
                 }
                 DocKind::Drill => problem.steps.join(". "),
@@ -385,9 +406,9 @@ pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = Str
 /// solution restates the expression (`<think> 7 + 5 * 3 - 4 is`), a direct one opens with
 /// `<think> The answer is`. None for other kinds and tasks.
 pub fn forced_opening(task: &Task, problem: &Problem, kind: DocKind) -> Option<String> {
-    let Task::Arithmetic { .. } = task else {
+    if !matches!(task, Task::Arithmetic { .. } | Task::Json { .. }) {
         return None;
-    };
+    }
     match kind {
         DocKind::StepByStep => Some(format!(" <think> {} {}", expression(problem), IS.0)),
         DocKind::Direct => Some(format!(" <think> {}", THE_ANSWER_IS.0)),

@@ -194,7 +194,8 @@ pub struct Scored {
     pub extracted: Option<String>,
     pub correct: bool,
     /// R1-Zero format (`RewardFn::R1ZeroFormat`) for plain-text templates or a prompt that
-    /// opens `<think>` itself, strict `RewardFn::Format` otherwise.
+    /// opens `<think>` itself, strict `RewardFn::Format` otherwise; for a task that answers
+    /// in JSON, [`Task::is_well_formatted`] (schema-valid JSON after the reasoning).
     pub formatted: bool,
     /// Share of the reasoning's words in the target script (`RewardFn::Language`).
     pub language_consistency: f32,
@@ -216,11 +217,22 @@ pub fn score_completion(
     } else {
         RewardFn::Format
     };
+    // A task that answers in JSON judges its own format and reads its own answer.
+    let json_task = match checker {
+        Checker::Task(t) if t.answer_schema().is_some() => Some(t),
+        _ => None,
+    };
     Scored {
         reasoning: aha_text::split_reasoning(completion, opened).reasoning,
-        extracted: final_answer(completion),
+        extracted: match json_task {
+            Some(t) => t.final_value(completion),
+            None => final_answer(completion),
+        },
         correct: checker.check(gold, completion),
-        formatted: format.score(completion, None) >= 1.0,
+        formatted: match json_task {
+            Some(t) => t.is_well_formatted(completion),
+            None => format.score(completion, None) >= 1.0,
+        },
         language_consistency: RewardFn::Language { script }.score(completion, None),
     }
 }
@@ -238,6 +250,10 @@ pub struct GenConfig {
     pub seed: u64,
     /// Problems per generate call (k rows each). Samples depend on (seed, batch_size).
     pub batch_size: usize,
+    /// Constrained answers (e.g. [`task_constraint`]); not echoed in `config.json`, so a
+    /// caller says in the run's extra config what it was.
+    #[serde(skip)]
+    pub constraint: Option<std::sync::Arc<aha_engine::Constraint>>,
 }
 
 impl Default for GenConfig {
@@ -250,8 +266,38 @@ impl Default for GenConfig {
             max_tokens: 256,
             seed: 0,
             batch_size: 8,
+            constraint: None,
         }
     }
+}
+
+/// Tokens [`task_constraint`] leaves for the JSON answer after a thinking budget.
+pub const JSON_ANSWER_ROOM: usize = 24;
+
+/// The constraint of a task that answers in JSON ([`Task::answer_schema`]), for the tiny
+/// models' R1-Zero prompts: the completion opens with `<think>` (as the strict format does),
+/// thinks freely for at most `max_tokens - JSON_ANSWER_ROOM` tokens (then `</think>` is
+/// forced), and after `</think>` writes only JSON valid under the schema. None for tasks
+/// that answer otherwise.
+pub fn task_constraint(
+    task: &Task,
+    tok: &Tokenizer,
+    max_tokens: usize,
+) -> Result<Option<std::sync::Arc<aha_engine::Constraint>>> {
+    let Some(schema) = task.answer_schema() else {
+        return Ok(None);
+    };
+    let reasoning = aha_engine::Reasoning {
+        open: tok.encode(aha_text::THINK_START, false)?,
+        end: aha_text::THINK_END.to_string(),
+        budget: Some(max_tokens.saturating_sub(JSON_ANSWER_ROOM).max(1)),
+        forced: tok.encode(aha_text::THINK_END, false)?,
+    };
+    let constraint = aha_engine::Constrainer::new(tok)?.compile(
+        Some(&aha_engine::Grammar::JsonSchema(schema)),
+        Some(reasoning),
+    )?;
+    Ok(Some(std::sync::Arc::new(constraint)))
 }
 
 impl GenConfig {
@@ -282,6 +328,7 @@ impl GenConfig {
                 .seed
                 .wrapping_add((chunk as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             stop_token_ids: eos,
+            constraint: self.constraint.clone(),
             ..Default::default()
         }
     }

@@ -39,7 +39,8 @@ pub use crate::error::{Result, TrainError};
 // ---------------------------------------------------------------------------------------
 
 /// Rule-based rewards for a built-in task: accuracy (the task's verifier, answer in the
-/// `<answer>` block), the strict R1-Zero format, and optionally language consistency (the
+/// `<answer>` block), the task's format (strict R1-Zero, or schema-valid JSON after the
+/// reasoning for the JSON task), and optionally language consistency (the
 /// share of the reasoning's words in English, as R1's language reward).
 pub struct TaskReward {
     pub task: Task,
@@ -67,7 +68,7 @@ impl Rewarder for TaskReward {
         let gold = s.prompt.gold.as_deref().unwrap_or("");
         let mut v = vec![
             self.task.check_gold(gold, s.text) as u8 as f32,
-            tasks::is_well_formatted(s.text) as u8 as f32,
+            self.task.is_well_formatted(s.text) as u8 as f32,
         ];
         if self.language_weight > 0.0 {
             v.push(english().score(s.text, None));

@@ -13,6 +13,12 @@
 //!
 //! Countdown ("Using the numbers [3, 5, 2], make 16."): `difficulty + 1` numbers, each used
 //! once with `+ - * /`; the worked solution tries a few orders and keeps the one that works.
+//!
+//! JSON ("Compute 7 + 5 * 3 - 4. Answer in JSON."): the arithmetic problems, answered after
+//! the reasoning with a JSON object valid under [`JSON_ANSWER_SCHEMA`]
+//! (`{"answer": 18, "steps": 3}`: the value and the number of operations), with no
+//! `<answer>` tags. Correctness is the value, however the answer is written; whether it is
+//! schema-valid JSON is the format.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -47,7 +53,25 @@ pub enum Task {
     Arithmetic { difficulty: u32 },
     /// `difficulty + 1` numbers; larger numbers from difficulty 4 on.
     Countdown { difficulty: u32 },
+    /// The arithmetic problems, answered with a JSON object ([`JSON_ANSWER_SCHEMA`]).
+    Json { difficulty: u32 },
 }
+
+/// The JSON task's answer: the value and the number of operations in the expression, in
+/// the task's ranges (values stay in 0..=999 at every difficulty; at most 8 operations).
+/// Bounded numbers also bound what a constrained sampler can write.
+pub const JSON_ANSWER_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {
+    "answer": {"type": "integer", "minimum": 0, "maximum": 999},
+    "steps": {"type": "integer", "minimum": 1, "maximum": 8}
+  },
+  "required": ["answer", "steps"],
+  "additionalProperties": false
+}"#;
+
+/// What the JSON task's problem statements end with.
+const JSON_INSTRUCTION: &str = " Answer in JSON.";
 
 /// One problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +125,12 @@ impl std::str::FromStr for Task {
             "countdown" => Task::Countdown {
                 difficulty: diff.unwrap_or(2),
             },
+            "json" => Task::Json {
+                difficulty: diff.unwrap_or(2),
+            },
             other => {
                 return Err(format!(
-                    "unknown task {other:?}: expected arithmetic or countdown"
+                    "unknown task {other:?}: expected arithmetic, countdown or json"
                 ))
             }
         };
@@ -125,12 +152,15 @@ impl Task {
         match self {
             Task::Arithmetic { .. } => "arithmetic",
             Task::Countdown { .. } => "countdown",
+            Task::Json { .. } => "json",
         }
     }
 
     pub fn difficulty(&self) -> u32 {
         match *self {
-            Task::Arithmetic { difficulty } | Task::Countdown { difficulty } => difficulty,
+            Task::Arithmetic { difficulty }
+            | Task::Countdown { difficulty }
+            | Task::Json { difficulty } => difficulty,
         }
     }
 
@@ -139,13 +169,27 @@ impl Task {
         match self {
             Task::Arithmetic { .. } => Task::Arithmetic { difficulty },
             Task::Countdown { .. } => Task::Countdown { difficulty },
+            Task::Json { .. } => Task::Json { difficulty },
         }
     }
 
     /// The name of aha-reward's task checker for this task (`arithmetic` / `countdown`),
     /// usable in a reward spec such as `"arithmetic:1,r1_zero_format:0.5"`.
     pub fn reward_name(&self) -> &'static str {
-        self.name()
+        match self {
+            Task::Json { .. } => "arithmetic",
+            _ => self.name(),
+        }
+    }
+
+    /// The JSON Schema the answer must follow, for tasks that answer in JSON.
+    pub fn answer_schema(&self) -> Option<serde_json::Value> {
+        match self {
+            Task::Json { .. } => {
+                Some(serde_json::from_str(JSON_ANSWER_SCHEMA).expect("a valid JSON literal"))
+            }
+            _ => None,
+        }
     }
 
     /// Draw one problem (either partition).
@@ -153,6 +197,12 @@ impl Task {
         match *self {
             Task::Arithmetic { difficulty } => arithmetic(difficulty.max(1), rng),
             Task::Countdown { difficulty } => countdown(difficulty.max(1), rng),
+            Task::Json { difficulty } => {
+                let mut p = arithmetic(difficulty.max(1), rng);
+                p.prompt.push_str(JSON_INSTRUCTION);
+                p.answer = json_answer_text(&p.answer, p.steps.len());
+                p
+            }
         }
     }
 
@@ -203,19 +253,86 @@ impl Task {
     /// Whether a full response matches a problem's `gold` string (see [`Problem::gold`]).
     /// The built-in tasks use the R1-Zero template, so the answer is the content of the last
     /// complete `<answer> .. </answer>` block and nothing else: a response without one (or
-    /// cut off inside it) is wrong whatever numbers it contains.
+    /// cut off inside it) is wrong whatever numbers it contains. The JSON task reads the
+    /// value however it is written ([`Task::final_value`]): its format is judged apart.
     pub fn check_gold(&self, gold: &str, response: &str) -> bool {
+        if let Task::Json { .. } = self {
+            return self
+                .final_value(response)
+                .is_some_and(|v| v.trim() == gold.trim());
+        }
         let Some(answer) = answer_block(response) else {
             return false;
         };
         let answer = format!("<answer>{answer}</answer>");
         match self {
-            Task::Arithmetic { .. } => aha_reward::tasks::arithmetic(&answer, gold),
+            Task::Arithmetic { .. } | Task::Json { .. } => {
+                aha_reward::tasks::arithmetic(&answer, gold)
+            }
             Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold)
                 .map(|c| c.check_response(&answer))
                 .unwrap_or(false),
         }
     }
+
+    /// The JSON task's final value: the `answer` of the JSON after the reasoning, else the
+    /// last `<answer>` block, else the last number after `</think>`, else (no tags at all) a
+    /// closing phrase such as "The answer is N.". A reasoning never closed has no value.
+    /// None for the other tasks.
+    pub fn final_value(&self, response: &str) -> Option<String> {
+        let Task::Json { .. } = self else {
+            return None;
+        };
+        if let Some(v) = aha_reward::json_answer(response) {
+            return match v.get("answer") {
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+        }
+        if let Some(a) = answer_block(response) {
+            return Some(a.trim().to_string());
+        }
+        if response.contains("<think>") && !response.contains("</think>") {
+            return None;
+        }
+        // After a closed reasoning any number counts ("Ответ 18."); without tags only a
+        // closing phrase does.
+        let cfg = aha_reward::ExtractConfig {
+            last_number: response.contains("</think>"),
+            ..aha_reward::ExtractConfig::default()
+        };
+        aha_reward::extract_answer(aha_reward::answer_part(response), &cfg).map(|e| e.answer)
+    }
+
+    /// Whether a response has the task's format: the strict R1-Zero format, or for the JSON
+    /// task a non-empty reasoning closed by `</think>` and then only JSON valid under
+    /// [`JSON_ANSWER_SCHEMA`].
+    pub fn is_well_formatted(&self, response: &str) -> bool {
+        match self {
+            Task::Json { .. } => {
+                let reasoned = response
+                    .rfind("</think>")
+                    .is_some_and(|i| !response[..i].replace("<think>", "").trim().is_empty());
+                reasoned && json_answer_check().check_response(response)
+            }
+            _ => is_well_formatted(response),
+        }
+    }
+}
+
+/// The JSON task's answer for a value reached in `steps` operations.
+pub fn json_answer_text(value: &str, steps: usize) -> String {
+    format!("{{\"answer\": {value}, \"steps\": {steps}}}")
+}
+
+fn json_answer_check() -> &'static aha_reward::JsonSchemaCheck {
+    static CHECK: std::sync::OnceLock<aha_reward::JsonSchemaCheck> = std::sync::OnceLock::new();
+    CHECK.get_or_init(|| {
+        aha_reward::JsonSchemaCheck::new(
+            serde_json::from_str(JSON_ANSWER_SCHEMA).expect("a valid JSON literal"),
+        )
+        .expect("a valid schema")
+    })
 }
 
 /// The content of the last complete `<answer> .. </answer>` block.
@@ -423,6 +540,8 @@ pub fn default_max_tokens(task: &Task) -> usize {
     match task {
         Task::Arithmetic { difficulty } => 48 + 24 * *difficulty as usize,
         Task::Countdown { difficulty } => 64 + 48 * *difficulty as usize,
+        // The JSON object takes about 12 tokens more than `<answer> N </answer>`.
+        Task::Json { difficulty } => 60 + 24 * *difficulty as usize,
     }
 }
 

@@ -100,9 +100,9 @@ fn verifier_accepts_answers_and_rejects_perturbed_ones() {
             assert!(t.check(p, &good), "{t}: {p:?}");
             assert!(is_well_formatted(&good));
             let bad = match t {
-                Task::Arithmetic { .. } => format!(
+                Task::Arithmetic { .. } | Task::Json { .. } => format!(
                     "<think> x </think> <answer> {} </answer>",
-                    p.answer.parse::<i64>().unwrap() + 1
+                    p.gold.parse::<i64>().unwrap() + 1
                 ),
                 Task::Countdown { .. } => {
                     format!("<think> x </think> <answer> {} + 1 </answer>", p.answer)
@@ -238,4 +238,81 @@ fn drills_are_the_steps_of_worked_solutions() {
             "several problems' steps: {doc}"
         );
     }
+}
+
+#[test]
+fn the_json_task_answers_arithmetic_in_json() {
+    let t: Task = "json".parse().unwrap();
+    assert_eq!(t, Task::Json { difficulty: 2 });
+    let schema = aha_reward::JsonSchemaCheck::new(t.answer_schema().unwrap()).unwrap();
+    // The same training problems and held-out partition as arithmetic, with the
+    // instruction added.
+    let arith = Task::Arithmetic { difficulty: 2 };
+    for (j, a) in t.train_problems(4).zip(arith.train_problems(4)).take(50) {
+        assert_eq!(j.key, a.key);
+        assert_eq!(j.prompt, format!("{} Answer in JSON.", a.prompt));
+        assert_eq!(j.gold, a.gold);
+    }
+    for j in t.test_set(50) {
+        assert!(Task::is_held_out(&j), "{}", j.key);
+        let answer: serde_json::Value = serde_json::from_str(&j.answer).unwrap();
+        assert!(schema.is_valid(&answer), "{}", j.answer);
+        assert_eq!(answer["answer"].to_string(), j.gold);
+        assert_eq!(answer["steps"], j.steps.len());
+    }
+    let mut rng = StdRng::seed_from_u64(11);
+    for p in t.train_problems(5).take(200) {
+        let gold: i64 = p.gold.parse().unwrap();
+        for kind in [DocKind::StepByStep, DocKind::Direct] {
+            let doc = completion_text(&t, &p, Style::plain(kind), &mut rng);
+            assert!(t.is_well_formatted(&doc), "{doc}");
+            assert!(t.check(&p, &doc), "{doc}");
+            assert!(!doc.contains("<answer>"), "{doc}");
+        }
+        let slip = completion_text(&t, &p, Style::plain(DocKind::Slip), &mut rng);
+        // A slip may leave the value range (a negative value is outside the schema).
+        assert!(aha_reward::json_answer(&slip).is_some(), "{slip}");
+        // The broken formats are not JSON but still carry the value.
+        for format in [Format::NoAnswerTags, Format::NoTags, Format::NoThinkClose] {
+            let style = Style {
+                format,
+                ..Style::plain(DocKind::StepByStep)
+            };
+            let doc = completion_text(&t, &p, style, &mut rng);
+            assert!(!t.is_well_formatted(&doc), "{doc}");
+            assert!(t.check(&p, &doc), "{doc}");
+        }
+        // JSON with the wrong value, a wrong type, extra text or no reasoning.
+        let json = |v: &str| format!("<think> work </think> {{\"answer\": {v}, \"steps\": 2}}");
+        assert!(t.is_well_formatted(&json(&(gold + 1).to_string())));
+        assert!(!t.check(&p, &json(&(gold + 1).to_string())));
+        assert!(!t.is_well_formatted(&json(&format!("\"{gold}\""))));
+        assert!(!t.is_well_formatted(&format!("{} ok", json(&p.gold))));
+        assert!(!t.is_well_formatted(&format!("{{\"answer\": {gold}, \"steps\": 2}}")));
+        assert!(!t.is_well_formatted(&format!(
+            "<think> </think> {{\"answer\": {gold}, \"steps\": 2}}"
+        )));
+        // A reasoning cut off mid-chain gives no value.
+        assert_eq!(t.final_value(&format!("<think> {} is", p.gold)), None);
+    }
+}
+
+#[test]
+fn the_json_task_corpus_answers_in_json_only_sometimes() {
+    use aha_train::corpus::{corpus, CorpusMix};
+    let t = Task::Json { difficulty: 2 };
+    let mix = CorpusMix::default();
+    let docs: Vec<String> = corpus(t, mix, 3).take(3000).collect();
+    let template: Vec<&String> = docs.iter().filter(|d| d.contains("Assistant:")).collect();
+    let json = template
+        .iter()
+        .filter(|d| d.contains("{\"answer\":"))
+        .count();
+    let share = json as f64 / template.len() as f64;
+    // The strict format is `mix.formatted` of the template documents.
+    assert!(
+        (share - mix.formatted as f64).abs() < 0.05,
+        "JSON in {share:.3} of the template documents"
+    );
+    assert!(template.iter().all(|d| d.contains("Answer in JSON.")));
 }

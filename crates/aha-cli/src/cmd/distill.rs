@@ -150,6 +150,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
             batch_size: 8,
             seed: args.seed,
             language: args.language.clone(),
+            constrained: false,
         };
         let p = prepare(&pa, true)?;
         let teacher_tok = p.tokenizer()?;

@@ -31,7 +31,7 @@ pub struct ProblemArgs {
     /// A PEFT LoRA adapter directory to apply to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// A built-in task, e.g. arithmetic:2 or countdown:3.
+    /// A built-in task, e.g. arithmetic:2, countdown:3 or json:2 (answers in JSON).
     #[arg(long, conflicts_with = "dataset")]
     pub task: Option<Task>,
     /// A JSONL or Parquet file with question/answer (GSM8K: gold after ####), problem/answer
@@ -64,6 +64,10 @@ pub struct ProblemArgs {
     /// Target language or script of the language-consistency score (en, zh, ru, latin, ...).
     #[arg(long, default_value = "en")]
     pub language: String,
+    /// Constrain the answer of a task that answers in JSON (--task json) to its schema:
+    /// free reasoning, then after `</think>` only schema-valid JSON.
+    #[arg(long, requires = "task")]
+    pub constrained: bool,
 }
 
 /// A loaded model with its prompts, ready for the library.
@@ -116,6 +120,17 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
     let template = a.template.unwrap_or(default_template);
     let loaded = common::load_with(model, a.adapter.as_deref(), false)?;
     loaded.tokenizer()?;
+    let constraint = match (&a.task, a.constrained) {
+        (Some(task), true) => Some(
+            eval::task_constraint(
+                task,
+                loaded.tokenizer()?,
+                a.max_tokens.unwrap_or(default_max),
+            )?
+            .with_context(|| format!("--constrained: task {task} has no answer schema"))?,
+        ),
+        _ => None,
+    };
     let chat = match template {
         TemplateArg::Chat => Some(common::chat_template(model)?),
         TemplateArg::R1Zero | TemplateArg::R1ZeroShort => None,
@@ -132,6 +147,7 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
             max_tokens: a.max_tokens.unwrap_or(default_max),
             seed: a.seed,
             batch_size: a.batch_size,
+            constraint,
         },
         script,
     })
@@ -166,6 +182,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let extra = serde_json::json!({
         "model": model_path.display().to_string(),
         "adapter": args.problems.adapter.as_ref().map(|a| a.display().to_string()),
+        "constrained": args.problems.constrained,
     });
     let report = eval::evaluate(
         &p.loaded.model,

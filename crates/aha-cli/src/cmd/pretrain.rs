@@ -13,7 +13,7 @@ pub struct PretrainArgs {
     /// Output model directory (config.json, model.safetensors, tokenizer.json, ...).
     #[arg(long)]
     out: PathBuf,
-    /// Built-in task, optionally with a difficulty: arithmetic, arithmetic:4, countdown:2.
+    /// Built-in task, optionally with a difficulty: arithmetic, arithmetic:4, countdown:2, json.
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// Optimizer steps (default: the built-in config's).

@@ -23,7 +23,8 @@ pub struct ZeroArgs {
     #[arg(long, default_value = "runs/zero")]
     out: PathBuf,
     /// Built-in task, optionally with a difficulty: arithmetic (= arithmetic:2), arithmetic:3,
-    /// countdown:2.
+    /// countdown:2, json (arithmetic answered as `{"answer": n, "steps": k}` after the
+    /// reasoning; the summary adds the same evaluations with the answer constrained).
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// GRPO steps.
@@ -78,15 +79,28 @@ fn eval_json(e: &EvalResult, modes: Option<(f64, f64)>) -> serde_json::Value {
 }
 
 /// The R1 paper's protocol on the held-out set: k samples at T=0.6, top-p 0.95; samples and
-/// results written under `dir`.
-fn paper_eval(model: &Model, tok: &Tokenizer, args: &ZeroArgs, dir: &Path) -> Result<Results> {
+/// results written under `dir`. `constrained`: the answer is held to the task's JSON schema.
+fn paper_eval(
+    model: &Model,
+    tok: &Tokenizer,
+    args: &ZeroArgs,
+    dir: &Path,
+    constrained: bool,
+) -> Result<Results> {
+    let max_tokens = args
+        .max_tokens
+        .unwrap_or_else(|| aha_train::tasks::default_max_tokens(&args.task));
+    let constraint = if constrained {
+        eval::task_constraint(&args.task, tok, max_tokens)?
+    } else {
+        None
+    };
     let cfg = EvalConfig {
         gen: GenConfig {
             samples: args.eval_k,
-            max_tokens: args
-                .max_tokens
-                .unwrap_or_else(|| aha_train::tasks::default_max_tokens(&args.task)),
+            max_tokens,
             seed: args.seed,
+            constraint,
             ..GenConfig::default()
         },
         ..EvalConfig::default()
@@ -98,7 +112,7 @@ fn paper_eval(model: &Model, tok: &Tokenizer, args: &ZeroArgs, dir: &Path) -> Re
         &set,
         &PromptStyle::R1Zero,
         &cfg,
-        json!({}),
+        json!({"constrained": constrained}),
         Some(dir),
     )?;
     Ok(report.results)
@@ -142,7 +156,17 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     // 2. Evaluate the base.
     let base = greedy::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
     let base_modes = greedy::mode_accuracies(&model, &tok, &args.task, args.eval_n, args.seed)?;
-    let base_paper = paper_eval(&model, &tok, &args, &args.out.join("eval-base"))?;
+    let base_paper = paper_eval(&model, &tok, &args, &args.out.join("eval-base"), false)?;
+    // A task that answers in JSON: the same evaluation with the answer constrained to its
+    // schema (free reasoning first), which any model passes for format.
+    let json_task = args.task.answer_schema().is_some();
+    let constrained_eval = |m: &Model, name: &str| -> Result<Option<Results>> {
+        if !json_task {
+            return Ok(None);
+        }
+        paper_eval(m, &tok, &args, &args.out.join(name), true).map(Some)
+    };
+    let base_constrained = constrained_eval(&model, "eval-base-constrained")?;
     eprintln!(
         "base: accuracy {:.1}%, format {:.1}%, mean length {:.1} tokens{}",
         100.0 * base.accuracy,
@@ -190,7 +214,8 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     // 4. Evaluate the trained policy and keep everything.
     let final_eval = greedy::evaluate(&policy, &tok, &args.task, args.eval_n, args.seed)?;
     let final_modes = greedy::mode_accuracies(&policy, &tok, &args.task, args.eval_n, args.seed)?;
-    let final_paper = paper_eval(&policy, &tok, &args, &args.out.join("eval-final"))?;
+    let final_paper = paper_eval(&policy, &tok, &args, &args.out.join("eval-final"), false)?;
+    let final_constrained = constrained_eval(&policy, "eval-final-constrained")?;
     let model_dir = args.out.join("model");
     policy.save(&model_dir)?;
     tok.inner()
@@ -223,7 +248,11 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         "first_10_steps": {"reward": window(false, &rew), "mean_length": window(false, &len)},
         "last_10_steps": {"reward": window(true, &rew), "mean_length": window(true, &len)},
     });
-    let summary = json!({
+    let constrained_json = |r: &Option<Results>| {
+        r.as_ref()
+            .map(|r| with_paper(json!({"constrained": true}), r))
+    };
+    let mut summary = json!({
         "task": args.task.to_string(),
         "base": with_paper(eval_json(&base, base_modes), &base_paper),
         "final": with_paper(eval_json(&final_eval, final_modes), &final_paper),
@@ -232,6 +261,10 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         "wall_seconds": wall,
         "seed": args.seed,
     });
+    if json_task {
+        summary["base_constrained"] = json!(constrained_json(&base_constrained));
+        summary["final_constrained"] = json!(constrained_json(&final_constrained));
+    }
     aha_model::write_atomic(
         &args.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
@@ -251,12 +284,27 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         100.0 * base_paper.cons,
         100.0 * final_paper.cons
     );
+    let format_label = if json_task { "valid JSON" } else { "format" };
     println!(
         "{:<16} {:>9.1}% {:>9.1}%",
-        "format (T=0.6)",
+        format!("{format_label} (T=0.6)"),
         100.0 * base_paper.format_rate,
         100.0 * final_paper.format_rate
     );
+    if let (Some(b), Some(f)) = (&base_constrained, &final_constrained) {
+        println!(
+            "{:<16} {:>9.1}% {:>9.1}%   (answer constrained to the schema after </think>)",
+            "pass@1 constr.",
+            100.0 * b.pass_at.first().copied().unwrap_or(0.0),
+            100.0 * f.pass_at.first().copied().unwrap_or(0.0),
+        );
+        println!(
+            "{:<16} {:>9.1}% {:>9.1}%   (constrained)",
+            "valid JSON",
+            100.0 * b.format_rate,
+            100.0 * f.format_rate
+        );
+    }
     println!(
         "{:<16} {:>10.2} {:>10.2}   (share of the reasoning in English)",
         "language", base_paper.language_consistency, final_paper.language_consistency
@@ -283,7 +331,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     }
     println!(
         "{:<16} {:>9.1}% {:>9.1}%",
-        "format",
+        format_label,
         100.0 * base.format_rate,
         100.0 * final_eval.format_rate
     );

@@ -5,7 +5,7 @@
 
 use crate::corpus::{forced_opening, DocKind};
 use crate::error::{Result, TrainError};
-use crate::tasks::{default_max_tokens, is_well_formatted, r1_zero_prompt, Problem, Task};
+use crate::tasks::{default_max_tokens, r1_zero_prompt, Problem, Task};
 use aha_engine::{generate, GenerateOptions, SamplingParams};
 use aha_model::Model;
 use aha_text::Tokenizer;
@@ -50,7 +50,7 @@ pub fn mode_accuracies(
     n: usize,
     seed: u64,
 ) -> Result<Option<(f64, f64)>> {
-    if !matches!(task, Task::Arithmetic { .. }) {
+    if !matches!(task, Task::Arithmetic { .. } | Task::Json { .. }) {
         return Ok(None);
     }
     let acc = |kind| -> Result<f64> {
@@ -78,7 +78,7 @@ pub struct EvalResult {
     pub n: usize,
     /// Share of problems the task verifier accepts.
     pub accuracy: f64,
-    /// Share of completions in the strict R1-Zero format.
+    /// Share of completions in the task's format ([`Task::is_well_formatted`]).
     pub format_rate: f64,
     /// Share both correct and well formatted.
     pub strict_accuracy: f64,
@@ -145,7 +145,7 @@ pub fn evaluate_with(
             samples.push(EvalSample {
                 prompt: p.prompt.clone(),
                 correct: task.check(p, &text),
-                formatted: is_well_formatted(&text),
+                formatted: task.is_well_formatted(&text),
                 tokens: o.token_ids.len(),
                 completion: text,
             });
