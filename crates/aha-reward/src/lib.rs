@@ -94,3 +94,51 @@ pub fn verify_rounded(
         predicted,
     }
 }
+
+/// The value of a closed arithmetic expression (`17 * 23`, `\frac{1}{3} + 2^{10}`,
+/// `sqrt(2)`), read by the verifier's parser: exact when rational (`391`, `1/3`), else a
+/// decimal (`1.41421356237`); None for anything with a variable, a relation, or no value.
+/// (The calculator tool of `aha chat --tools`.)
+pub fn evaluate(expr: &str) -> Option<String> {
+    if expr.len() > equiv::MAX_PARSE_BYTES {
+        return None;
+    }
+    let node = parse::parse(expr).ok()?;
+    let mut vars = Vec::new();
+    eval::symbols(&node, &mut vars);
+    if !vars.is_empty() || !eval::is_scalar(&node) {
+        return None;
+    }
+    let mut budget = eval::Budget::new();
+    if let Some(r) = eval::exact(&node, &mut budget) {
+        return Some(if r.is_integer() {
+            r.numer().to_string()
+        } else {
+            format!("{}/{}", r.numer(), r.denom())
+        });
+    }
+    let z = eval::numeric(&node, &[], &mut eval::Budget::new())?;
+    if !z.re.is_finite() || z.im.abs() > 1e-12 * z.re.abs().max(1.0) {
+        return None;
+    }
+    let s = format!("{:.12}", z.re);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    Some(s.to_string())
+}
+
+#[cfg(test)]
+mod evaluate_tests {
+    #[test]
+    fn closed_expressions_have_values() {
+        use super::evaluate;
+        assert_eq!(evaluate("17 * 23").as_deref(), Some("391"));
+        assert_eq!(evaluate("(2 + 3) * 4 - 1").as_deref(), Some("19"));
+        assert_eq!(evaluate("1/3 + 1/6").as_deref(), Some("1/2"));
+        assert_eq!(evaluate("\\frac{1}{3} + 2^{10}").as_deref(), Some("3073/3"));
+        assert_eq!(evaluate("sqrt(2)").as_deref(), Some("1.414213562373"));
+        assert_eq!(evaluate("x + 1"), None);
+        assert_eq!(evaluate("1/0"), None);
+        assert_eq!(evaluate("2 +"), None);
+        assert_eq!(evaluate("x = 2"), None);
+    }
+}

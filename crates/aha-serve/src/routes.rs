@@ -476,21 +476,13 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
         }
         messages.push(v);
     }
-    let mut extra = serde_json::Map::new();
-    if let (Some(t), Some(f)) = (&req.tools, tools) {
-        if template.reads_tools() {
-            extra.insert("tools".into(), json!(t));
-        } else {
-            // The template never shows the model its tools (DeepSeek-R1's): a system turn does.
-            messages.insert(
-                0,
-                json!({"role": "system", "content": f.system_prompt(&json!(t))}),
-            );
-        }
-    }
-    let prompt = template.render_with(&messages, true, &extra).map_err(|e| {
-        ApiError::bad_request(format!("the chat template failed: {e}"), Some("messages"))
-    })?;
+    // Tools are shown only when calls will be parsed (not with tool_choice "none").
+    let shown = tools.and(req.tools.as_ref()).map(|t| json!(t));
+    let prompt = template
+        .render_with_tools(&messages, shown.as_ref(), true)
+        .map_err(|e| {
+            ApiError::bad_request(format!("the chat template failed: {e}"), Some("messages"))
+        })?;
     let ids = s
         .assets
         .tokenizer
@@ -638,12 +630,6 @@ struct Answer {
 }
 
 /// A choice's answer when it called tools.
-struct Calls {
-    reasoning: String,
-    content: String,
-    calls: Vec<aha_text::ToolCall>,
-}
-
 impl Answer {
     fn new(s: &AppState, job: &Job, kind: Kind) -> Self {
         let parser = || job.reasoning_open.map(StreamingReasoningParser::new);
@@ -685,22 +671,8 @@ impl Answer {
 
     /// The tool calls of a finished choice, if it made any. A call written before `</think>`
     /// ends the reasoning there.
-    fn calls(&self, c: &Choice) -> Option<Calls> {
-        let f = self.tools?;
-        let (reasoning, text) = match f.find_start(&c.reasoning) {
-            // Only a real call ends the reasoning, not a mention of the marker.
-            Some(i) if !f.parse(&c.reasoning[i..]).calls.is_empty() => (
-                c.reasoning[..i].to_string(),
-                format!("{}{}", &c.reasoning[i..], c.content),
-            ),
-            _ => (c.reasoning.clone(), c.content.clone()),
-        };
-        let p = f.parse(&text);
-        (!p.calls.is_empty()).then_some(Calls {
-            reasoning,
-            content: p.content,
-            calls: p.calls,
-        })
+    fn calls(&self, c: &Choice) -> Option<aha_text::AnswerCalls> {
+        self.tools?.answer_calls(&c.reasoning, &c.content)
     }
 
     /// OpenAI's `tool_calls`; stream deltas also number them (`index`).

@@ -143,6 +143,37 @@ impl ChatTemplate {
         self.tool_calls
     }
 
+    /// Render OpenAI-shaped messages (JSON objects, possibly with `tool_calls` or a
+    /// `tool_call_id`) offering `tools` (`[{"type": "function", "function": ..}]`): through
+    /// the template's own `tools` variable when it reads one, else (DeepSeek-R1's template
+    /// never shows the model its tools) as a first system turn that lists them with the
+    /// template's call syntax. Tools with a template that writes no calls are an error.
+    pub fn render_with_tools(
+        &self,
+        messages: &[serde_json::Value],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let mut extra = serde_json::Map::new();
+        let Some(tools) = tools else {
+            return self.render_with(messages, add_generation_prompt, &extra);
+        };
+        let format = self.tool_calls.ok_or_else(|| TextError::TemplateRender {
+            source_name: self.source_name.clone(),
+            line: None,
+            message: "tools given, but this template does not write tool calls".into(),
+        })?;
+        if self.reads_tools {
+            extra.insert("tools".into(), tools.clone());
+            return self.render_with(messages, add_generation_prompt, &extra);
+        }
+        let mut with_system = Vec::with_capacity(messages.len() + 1);
+        with_system
+            .push(serde_json::json!({"role": "system", "content": format.system_prompt(tools)}));
+        with_system.extend(messages.iter().cloned());
+        self.render_with(&with_system, add_generation_prompt, &extra)
+    }
+
     /// Render `messages`, optionally ending with the assistant-turn opener.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         self.render_with(messages, add_generation_prompt, &serde_json::Map::new())

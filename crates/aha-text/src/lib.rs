@@ -38,4 +38,4 @@ pub use reasoning::{
     StreamingReasoningParser, THINK_END, THINK_START,
 };
 pub use tokenizer::{TokenBytes, Tokenizer};
-pub use tool_calls::{ParsedToolCalls, ToolCall, ToolCallFormat};
+pub use tool_calls::{AnswerCalls, ParsedToolCalls, ToolCall, ToolCallFormat};

@@ -38,7 +38,35 @@ pub struct ParsedToolCalls {
     pub calls: Vec<ToolCall>,
 }
 
+/// A finished answer's tool calls, with the reasoning they ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerCalls {
+    pub reasoning: String,
+    /// The text before the first call.
+    pub content: String,
+    pub calls: Vec<ToolCall>,
+}
+
 impl ToolCallFormat {
+    /// The tool calls of a finished answer, given its reasoning and content as the
+    /// reasoning parser split them. A call written before `</think>` ends the reasoning
+    /// there; a mere mention of the call marker does not. None when there are no calls.
+    pub fn answer_calls(self, reasoning: &str, content: &str) -> Option<AnswerCalls> {
+        let (reasoning, text) = match self.find_start(reasoning) {
+            Some(i) if !self.parse(&reasoning[i..]).calls.is_empty() => (
+                reasoning[..i].to_string(),
+                format!("{}{content}", &reasoning[i..]),
+            ),
+            _ => (reasoning.to_string(), content.to_string()),
+        };
+        let p = self.parse(&text);
+        (!p.calls.is_empty()).then_some(AnswerCalls {
+            reasoning,
+            content: p.content,
+            calls: p.calls,
+        })
+    }
+
     /// The format a chat template renders tool calls in, if it renders them at all.
     pub fn detect(template_source: &str) -> Option<Self> {
         if template_source.contains(DS_CALLS_BEGIN) || template_source.contains(DS_CALL_BEGIN) {

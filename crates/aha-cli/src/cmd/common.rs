@@ -303,7 +303,17 @@ impl ConstraintArgs {
         tokenizer: &Tokenizer,
         prompt_opened: bool,
     ) -> Result<Option<std::sync::Arc<aha_engine::Constraint>>> {
-        let grammar = self.grammar()?;
+        self.build_for(tokenizer, prompt_opened, self.grammar()?)
+    }
+
+    /// [`ConstraintArgs::build`] with `grammar` in place of the flags' (e.g. forced tool
+    /// calls); the reasoning settings still come from the flags.
+    pub fn build_for(
+        &self,
+        tokenizer: &Tokenizer,
+        prompt_opened: bool,
+        grammar: Option<aha_engine::Grammar>,
+    ) -> Result<Option<std::sync::Arc<aha_engine::Constraint>>> {
         if grammar.is_none() && self.thinking_budget.is_none() {
             return Ok(None);
         }
