@@ -24,6 +24,28 @@ enum BenchKind {
     /// Constrained decoding's cost per token: the time to compute and apply the JSON-schema
     /// token mask over the whole vocabulary, while random allowed tokens are appended.
     Mask(MaskBench),
+    /// Constrained decoding end to end: tokens/s of greedy chat generation under each JSON
+    /// Schema against the same number of unconstrained tokens from the same prompt, the two
+    /// alternated per schema.
+    Constrained(ConstrainedBench),
+}
+
+#[derive(Args)]
+struct ConstrainedBench {
+    /// A model directory or .gguf file with a chat template (a model that does not reason:
+    /// the constraint then starts at the first token).
+    #[arg(long)]
+    model: PathBuf,
+    /// JSON list of JSON Schemas; the first --n are used.
+    #[arg(long, default_value = "benches/mask_schemas.json")]
+    schemas: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    n: usize,
+    /// At most this many tokens per answer.
+    #[arg(long, default_value_t = 96)]
+    tokens: usize,
+    #[arg(long, default_value = "Describe a city you like as JSON.")]
+    prompt: String,
 }
 
 #[derive(Args)]
@@ -83,7 +105,72 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchKind::Generate(a) => bench_generate(a),
         BenchKind::Sft(a) => bench_sft(a),
         BenchKind::Mask(a) => bench_mask(a),
+        BenchKind::Constrained(a) => bench_constrained(a),
     }
+}
+
+fn bench_constrained(a: ConstrainedBench) -> Result<()> {
+    use aha_engine::{Constrainer, Grammar};
+    let loaded = common::load(&a.model)?;
+    let tok = loaded.tokenizer()?;
+    let template = common::chat_template(&a.model)?;
+    let prompt = template.render(&[aha_text::ChatMessage::user(a.prompt.as_str())], true)?;
+    let ids = vec![tok.encode(&prompt, false)?];
+    let text = std::fs::read_to_string(&a.schemas)
+        .with_context(|| format!("reading {}", a.schemas.display()))?;
+    let schemas: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON list of schemas", a.schemas.display()))?;
+    let constrainer = Constrainer::new(tok)?;
+    let base = GenerateOptions {
+        sampling: SamplingParams::greedy(),
+        max_tokens: a.tokens,
+        stop_token_ids: loaded.eos_ids(),
+        ..Default::default()
+    };
+    let (mut tc, mut tu, mut n_all) = (0.0f64, 0.0f64, 0usize);
+    for (i, schema) in schemas.iter().take(a.n).enumerate() {
+        let c = constrainer
+            .compile(Some(&Grammar::JsonSchema(schema.clone())), None)
+            .with_context(|| format!("schema {i}"))?;
+        let constrained = GenerateOptions {
+            constraint: Some(std::sync::Arc::new(c)),
+            ..base.clone()
+        };
+        // Warm-up, then the constrained answer; the unconstrained run makes as many tokens.
+        generate(&loaded.model, Some(tok), &ids, &base, |_| {})?;
+        let t = Instant::now();
+        let out = generate(&loaded.model, Some(tok), &ids, &constrained, |_| {})?;
+        let secs_c = t.elapsed().as_secs_f64();
+        let n = out[0].token_ids.len();
+        let free = GenerateOptions {
+            max_tokens: n,
+            ignore_eos: true,
+            ..base.clone()
+        };
+        let t = Instant::now();
+        let out_u = generate(&loaded.model, Some(tok), &ids, &free, |_| {})?;
+        let secs_u = t.elapsed().as_secs_f64();
+        anyhow::ensure!(out_u[0].token_ids.len() == n, "unconstrained run made other lengths");
+        let answer = out[0].text.clone().unwrap_or_default();
+        let valid = serde_json::from_str::<serde_json::Value>(&answer).is_ok();
+        println!(
+            "{}",
+            serde_json::json!({"bench": "constrained", "schema": i, "tokens": n,
+                "constrained_tok_s": n as f64 / secs_c, "unconstrained_tok_s": n as f64 / secs_u,
+                "ratio": secs_u / secs_c, "json": valid,
+                "finish": format!("{:?}", out[0].finish_reason)})
+        );
+        tc += secs_c;
+        tu += secs_u;
+        n_all += n;
+    }
+    println!(
+        "{}",
+        serde_json::json!({"bench": "constrained", "schema": "all", "tokens": n_all,
+            "constrained_tok_s": n_all as f64 / tc, "unconstrained_tok_s": n_all as f64 / tu,
+            "ratio": tu / tc})
+    );
+    Ok(())
 }
 
 fn bench_mask(a: MaskBench) -> Result<()> {
