@@ -133,11 +133,13 @@ fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
 /// (GSM8K: `question` / `answer`; MATH-style: `problem` / `solution`; also `prompt` / `gold`).
 pub fn question_answer(rows: &[Record], path: &Path) -> Result<Vec<(String, String)>> {
     const Q: [&str; 3] = ["question", "prompt", "problem"];
-    const A: [&str; 4] = ["answer", "gold", "solution", "ground_truth"];
+    // `tool_calls`: the reference calls of a tool-use row, kept as their JSON text.
+    const A: [&str; 5] = ["answer", "gold", "solution", "ground_truth", "tool_calls"];
     let text = |r: &Record, keys: &[&'static str]| {
         keys.iter().find_map(|k| match r.get(*k)? {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
+            v @ (Value::Array(_) | Value::Object(_)) if *k == "tool_calls" => Some(v.to_string()),
             _ => None,
         })
     };

@@ -400,17 +400,27 @@ pub trait Rewarder: Send + Sync {
     fn score(&self, sample: &Sample) -> Vec<f32>;
 }
 
-/// Reward terms from an aha-reward spec such as `accuracy,format:0.5`.
+/// Reward terms from an aha-reward spec such as `accuracy,format:0.5`, plus `tool_call`
+/// ([`tool_calls_match`]) for a model whose chat template writes tool calls.
 pub struct SpecReward {
     pub names: Vec<String>,
-    pub reward: aha_reward::Reward,
+    terms: Vec<(Term, f32)>,
+}
+
+enum Term {
+    Rule(aha_reward::RewardFn),
+    ToolCall(aha_text::ToolCallFormat),
 }
 
 impl SpecReward {
     pub fn parse(spec: &str) -> Result<Self> {
-        let reward = aha_reward::Reward::parse(spec)
-            .map_err(|e| TrainError::Invalid(format!("reward spec {spec:?}: {e}")))?;
-        let mut names = Vec::new();
+        Self::parse_with(spec, None)
+    }
+
+    /// With `tool_format` (the policy's chat template's), the spec may also name
+    /// `tool_call[:weight]`.
+    pub fn parse_with(spec: &str, tool_format: Option<aha_text::ToolCallFormat>) -> Result<Self> {
+        let bad = |e: String| TrainError::Invalid(format!("reward spec {spec:?}: {e}"));
         let (mut depth, mut start) = (0i32, 0usize);
         let mut items = Vec::new();
         for (i, c) in spec.char_indices() {
@@ -425,16 +435,34 @@ impl SpecReward {
             }
         }
         items.push(&spec[start..]);
+        let (mut names, mut terms) = (Vec::new(), Vec::new());
         for item in items.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
             let end = item.find(['(', ':']).unwrap_or(item.len());
-            names.push(item[..end].trim().to_string());
+            let name = item[..end].trim();
+            if name == "tool_call" {
+                let weight = match item[end..].strip_prefix(':') {
+                    Some(w) => w
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|w| w.is_finite())
+                        .ok_or_else(|| bad(format!("bad weight {w:?} for tool_call")))?,
+                    None => 1.0,
+                };
+                let format = tool_format.ok_or_else(|| {
+                    bad("tool_call needs a model whose chat template writes tool calls".into())
+                })?;
+                terms.push((Term::ToolCall(format), weight));
+            } else {
+                let r = aha_reward::Reward::parse(item).map_err(|e| bad(e.to_string()))?;
+                terms.extend(r.terms.into_iter().map(|(f, w)| (Term::Rule(f), w)));
+            }
+            names.push(name.to_string());
         }
-        if names.len() != reward.terms.len() {
-            names = (0..reward.terms.len())
-                .map(|i| format!("term{i}"))
-                .collect();
+        if terms.is_empty() {
+            return Err(bad("no reward terms".into()));
         }
-        Ok(Self { names, reward })
+        Ok(Self { names, terms })
     }
 }
 
@@ -443,16 +471,58 @@ impl Rewarder for SpecReward {
         self.names.clone()
     }
     fn weights(&self) -> Vec<f32> {
-        self.reward.terms.iter().map(|(_, w)| *w).collect()
+        self.terms.iter().map(|(_, w)| *w).collect()
     }
     fn score(&self, s: &Sample) -> Vec<f32> {
+        let gold = s.prompt.gold.as_deref();
         let x = aha_reward::RewardInput {
             completion: s.text,
-            gold: s.prompt.gold.as_deref(),
+            gold,
             num_tokens: Some(s.token_ids.len()),
         };
-        self.reward.breakdown(&x)
+        self.terms
+            .iter()
+            .map(|(t, _)| match t {
+                Term::Rule(f) => f.score_input(&x),
+                Term::ToolCall(format) => f32::from(u8::from(
+                    gold.is_some_and(|g| tool_calls_match(*format, s.text, g)),
+                )),
+            })
+            .collect()
     }
+}
+
+/// Whether a completion's tool calls (in `format`, after or ending its reasoning) are the
+/// reference calls: the same functions in the same order, arguments equal as JSON values.
+/// `gold` is one call `{"name", "arguments"}` or a list of them (OpenAI's `tool_calls` shape
+/// `{"function": {"name", "arguments"}}` too; arguments an object or a JSON string).
+pub fn tool_calls_match(format: aha_text::ToolCallFormat, completion: &str, gold: &str) -> bool {
+    let Ok(gold) = serde_json::from_str::<serde_json::Value>(gold) else {
+        return false;
+    };
+    let wanted: Vec<&serde_json::Value> = match &gold {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    let as_json = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => serde_json::from_str(s).ok(),
+        v => Some(v.clone()),
+    };
+    let opened = !completion.trim_start().starts_with("<think>") && completion.contains("</think>");
+    let split = aha_text::split_reasoning(completion, opened);
+    let Some(answer) = format.answer_calls(&split.reasoning, &split.content) else {
+        return false;
+    };
+    answer.calls.len() == wanted.len()
+        && answer.calls.iter().zip(wanted).all(|(c, w)| {
+            let w = if w.get("function").is_some() {
+                &w["function"]
+            } else {
+                w
+            };
+            let args: Option<serde_json::Value> = serde_json::from_str(&c.arguments).ok();
+            w["name"] == c.name.as_str() && args.is_some() && args == as_json(&w["arguments"])
+        })
 }
 
 /// One reward term computed by a closure (tests, custom tasks).

@@ -591,3 +591,75 @@ fn masked_and_dropped_rows_stay_in_the_normaliser() {
         assert_eq!(dropped.groups_dropped, 1);
     }
 }
+
+#[test]
+fn tool_call_reward_compares_calls_with_the_reference() {
+    use aha_text::ToolCallFormat;
+    let ds = |name: &str, args: &str| {
+        format!(
+            "<｜tool▁call▁begin｜>function<｜tool▁sep｜>{name}\n```json\n{args}\n```<｜tool▁call▁end｜>"
+        )
+    };
+    let ds_answer = |calls: &[String]| {
+        format!(
+            "Add them.\n</think>\n\n<｜tool▁calls▁begin｜>{}<｜tool▁calls▁end｜>",
+            calls.concat()
+        )
+    };
+    let one = ds_answer(&[ds("add", r#"{"b": 2, "a": 1}"#)]);
+    let f = ToolCallFormat::DeepSeek;
+    let gold = r#"{"name": "add", "arguments": {"a": 1, "b": 2}}"#;
+    assert!(tool_calls_match(f, &one, gold), "key order does not matter");
+    assert!(tool_calls_match(
+        f,
+        &one,
+        r#"{"name": "add", "arguments": "{\"a\":1,\"b\":2}"}"#
+    ));
+    assert!(tool_calls_match(
+        f,
+        &one,
+        r#"[{"type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}]"#
+    ));
+    assert!(!tool_calls_match(
+        f,
+        &one,
+        r#"{"name": "add", "arguments": {"a": 1, "b": 3}}"#
+    ));
+    assert!(!tool_calls_match(
+        f,
+        &one,
+        r#"{"name": "sub", "arguments": {"a": 1, "b": 2}}"#
+    ));
+    let two = ds_answer(&[
+        ds("add", r#"{"a": 1, "b": 2}"#),
+        ds("add", r#"{"a": 1, "b": 2}"#),
+    ]);
+    assert!(!tool_calls_match(f, &two, gold), "one call too many");
+    assert!(
+        !tool_calls_match(f, "Add them.\n</think>\n\n3", gold),
+        "no call"
+    );
+    assert!(!tool_calls_match(f, &one, "not json"));
+    let hermes = "<think>add</think>\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>";
+    assert!(tool_calls_match(ToolCallFormat::Hermes, hermes, gold));
+
+    // In a reward spec, next to aha-reward's terms; without a tool format it is an error.
+    let r = SpecReward::parse_with("tool_call:2,format:0.5", Some(f)).unwrap();
+    assert_eq!(r.names, vec!["tool_call", "format"]);
+    assert_eq!(r.weights(), vec![2.0, 0.5]);
+    let prompt = Prompt {
+        ids: vec![],
+        gold: Some(gold.into()),
+    };
+    for (text, want) in [(&one, 1.0), (&two, 0.0)] {
+        let s = Sample {
+            prompt: &prompt,
+            token_ids: &[],
+            text,
+            truncated: false,
+        };
+        assert_eq!(r.score(&s)[0], want, "{text}");
+    }
+    assert!(SpecReward::parse("tool_call").is_err());
+    assert!(SpecReward::parse_with("tool_call:x", Some(f)).is_err());
+}

@@ -150,7 +150,10 @@ fn bench_constrained(a: ConstrainedBench) -> Result<()> {
         let t = Instant::now();
         let out_u = generate(&loaded.model, Some(tok), &ids, &free, |_| {})?;
         let secs_u = t.elapsed().as_secs_f64();
-        anyhow::ensure!(out_u[0].token_ids.len() == n, "unconstrained run made other lengths");
+        anyhow::ensure!(
+            out_u[0].token_ids.len() == n,
+            "unconstrained run made other lengths"
+        );
         let answer = out[0].text.clone().unwrap_or_default();
         let valid = serde_json::from_str::<serde_json::Value>(&answer).is_ok();
         println!(

@@ -45,6 +45,9 @@ pub struct GrpoArgs {
     #[arg(long)]
     dataset: PathBuf,
     /// Reward spec: comma-separated names with optional weights, e.g. accuracy,format:0.5.
+    /// Also json_schema:FILE (the answer after the reasoning is JSON valid under the schema),
+    /// json_object, and with --template chat tool_call (the answer's tool calls equal the
+    /// row's `tool_calls`; rows may carry `tools`, which the template shows the model).
     #[arg(long, default_value = "accuracy,format")]
     reward: String,
     #[arg(long, value_enum, default_value = "r1-zero")]
@@ -139,13 +142,20 @@ pub struct GrpoArgs {
 struct Row {
     question: String,
     answer: String,
+    /// The row's `tools` (OpenAI's list), shown to the model by its chat template.
+    tools: Option<serde_json::Value>,
 }
 
 fn read_dataset(path: &Path, limit: Option<usize>) -> Result<Vec<Row>> {
     let records = aha_train::data::read_records(path, limit)?;
     Ok(aha_train::data::question_answer(&records, path)?
         .into_iter()
-        .map(|(question, answer)| Row { question, answer })
+        .zip(&records)
+        .map(|((question, answer), r)| Row {
+            question,
+            answer,
+            tools: r.get("tools").filter(|t| t.is_array()).cloned(),
+        })
         .collect())
 }
 
@@ -173,8 +183,15 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     let ckpt = args.out.join("checkpoint");
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let tool_format = match args.template {
+        Template::Chat => common::chat_template(&args.model)?.tool_call_format(),
+        _ => None,
+    };
+    if rows.iter().any(|r| r.tools.is_some()) && args.template != Template::Chat {
+        anyhow::bail!("rows with `tools` need --template chat (the model's template shows them)");
+    }
     let reward = || -> Result<Box<dyn aha_train::grpo::Rewarder>> {
-        Ok(Box::new(SpecReward::parse(&args.reward)?))
+        Ok(Box::new(SpecReward::parse_with(&args.reward, tool_format)?))
     };
     let cfg = GrpoConfig {
         group_size: args.group_size,
@@ -280,13 +297,18 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         Template::Chat => Some(common::chat_template(&args.model)?),
         _ => None,
     };
-    let render = |q: &str| -> Result<Vec<u32>> {
+    let render = |row: &Row| -> Result<Vec<u32>> {
+        let q = row.question.as_str();
         let text = match args.template {
             Template::R1Zero => R1_ZERO_TEMPLATE.replace("{prompt}", q),
             Template::Chat => chat
                 .as_ref()
-                .unwrap()
-                .render(&[aha_text::ChatMessage::user(q)], true)?,
+                .context("no chat template")?
+                .render_with_tools(
+                    &[serde_json::json!({"role": "user", "content": q})],
+                    row.tools.as_ref(),
+                    true,
+                )?,
             Template::None => q.to_string(),
         };
         Ok(tokenizer.encode(&text, args.template != Template::Chat)?)
@@ -300,7 +322,7 @@ pub fn run(args: GrpoArgs) -> Result<()> {
             .iter()
             .map(|&i| {
                 Ok(Prompt {
-                    ids: render(&rows[i].question)?,
+                    ids: render(&rows[i])?,
                     gold: Some(rows[i].answer.clone()),
                 })
             })
