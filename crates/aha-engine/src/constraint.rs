@@ -195,7 +195,12 @@ impl Constrainer {
             trie,
             tokenizer: tokenizer.clone(),
         });
-        let mut factory = ParserFactory::new_simple(&env).map_err(llg)?;
+        let mut factory = ParserFactory::new(
+            &env,
+            llguidance::toktrie::InferenceCapabilities::default(),
+            &string_slices(),
+        )
+        .map_err(llg)?;
         factory.set_stderr_log_level(0);
         Ok(Self {
             factory: Arc::new(factory),
@@ -232,6 +237,20 @@ impl Constrainer {
             eos: self.eos,
         })
     }
+}
+
+/// Token classes whose masks llguidance precomputes: whitespace and JSON string contents of
+/// bounded lengths. Its default (up to 10, up to 30, any) leaves a string with fewer than 10
+/// characters left (the end of every `maxLength` string) to a walk over the whole vocabulary;
+/// shorter classes keep those steps on the precomputed path.
+fn string_slices() -> Vec<String> {
+    let chars = r#"[^"\\\x00-\x1F\x7F]"#;
+    let mut slices = vec![r"[\x20\x0A\x0D\x09]+".to_string()];
+    for n in [2, 4, 6, 10, 30] {
+        slices.push(format!("{chars}{{1,{n}}}"));
+    }
+    slices.push(format!("{chars}+"));
+    slices
 }
 
 fn llg(e: impl std::fmt::Display) -> EngineError {
