@@ -219,7 +219,7 @@ pub fn score_completion(
     };
     // A task that answers in JSON judges its own format and reads its own answer.
     let json_task = match checker {
-        Checker::Task(t) if t.answer_schema().is_some() => Some(t),
+        Checker::Task(t) if t.answers_in_json() => Some(t),
         _ => None,
     };
     Scored {

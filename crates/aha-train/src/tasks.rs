@@ -182,14 +182,15 @@ impl Task {
         }
     }
 
+    /// Whether the task's answer is JSON ([`Task::answer_schema`]).
+    pub fn answers_in_json(&self) -> bool {
+        matches!(self, Task::Json { .. })
+    }
+
     /// The JSON Schema the answer must follow, for tasks that answer in JSON.
     pub fn answer_schema(&self) -> Option<serde_json::Value> {
-        match self {
-            Task::Json { .. } => {
-                Some(serde_json::from_str(JSON_ANSWER_SCHEMA).expect("a valid JSON literal"))
-            }
-            _ => None,
-        }
+        self.answers_in_json()
+            .then(|| json_answer_check().schema().clone())
     }
 
     /// Draw one problem (either partition).
@@ -256,22 +257,17 @@ impl Task {
     /// cut off inside it) is wrong whatever numbers it contains. The JSON task reads the
     /// value however it is written ([`Task::final_value`]): its format is judged apart.
     pub fn check_gold(&self, gold: &str, response: &str) -> bool {
-        if let Task::Json { .. } = self {
-            return self
-                .final_value(response)
-                .is_some_and(|v| v.trim() == gold.trim());
-        }
-        let Some(answer) = answer_block(response) else {
-            return false;
-        };
-        let answer = format!("<answer>{answer}</answer>");
+        let block = || answer_block(response).map(|a| format!("<answer>{a}</answer>"));
         match self {
-            Task::Arithmetic { .. } | Task::Json { .. } => {
-                aha_reward::tasks::arithmetic(&answer, gold)
+            Task::Json { .. } => self
+                .final_value(response)
+                .is_some_and(|v| v.trim() == gold.trim()),
+            Task::Arithmetic { .. } => {
+                block().is_some_and(|a| aha_reward::tasks::arithmetic(&a, gold))
             }
-            Task::Countdown { .. } => aha_reward::tasks::Countdown::from_json(gold)
-                .map(|c| c.check_response(&answer))
-                .unwrap_or(false),
+            Task::Countdown { .. } => block().is_some_and(|a| {
+                aha_reward::tasks::Countdown::from_json(gold).is_ok_and(|c| c.check_response(&a))
+            }),
         }
     }
 

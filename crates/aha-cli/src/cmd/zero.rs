@@ -159,7 +159,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     let base_paper = paper_eval(&model, &tok, &args, &args.out.join("eval-base"), false)?;
     // A task that answers in JSON: the same evaluation with the answer constrained to its
     // schema (free reasoning first), which any model passes for format.
-    let json_task = args.task.answer_schema().is_some();
+    let json_task = args.task.answers_in_json();
     let constrained_eval = |m: &Model, name: &str| -> Result<Option<Results>> {
         if !json_task {
             return Ok(None);
