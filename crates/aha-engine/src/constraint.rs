@@ -114,7 +114,7 @@ pub struct Reasoning {
     pub open: Vec<u32>,
     /// The text that closes the reasoning (`</think>`).
     pub end: String,
-    /// At most this many reasoning tokens; then `forced` is appended token by token.
+    /// At most this many reasoning tokens; then `forced` is appended.
     pub budget: Option<usize>,
     /// What closes an over-long reasoning: an optional phrase, then `end` (token ids).
     pub forced: Vec<u32>,
@@ -443,8 +443,9 @@ fn force(logits: &mut [f32], token: u32) {
     }
 }
 
-impl LogitsProcessor for Processor {
-    fn process(&mut self, sample: usize, generated: &[u32], logits: &mut [f32]) {
+impl Processor {
+    /// Sample `sample`'s state, moved past `generated` (taken out; put it back after use).
+    fn sync(&mut self, sample: usize, generated: &[u32]) -> SampleState {
         if self.samples.len() <= sample {
             self.samples.resize_with(sample + 1, || None);
         }
@@ -461,6 +462,13 @@ impl LogitsProcessor for Processor {
                 state.phase = Phase::Closing { next: 0 };
             }
         }
+        state
+    }
+}
+
+impl LogitsProcessor for Processor {
+    fn process(&mut self, sample: usize, generated: &[u32], logits: &mut [f32]) {
+        let mut state = self.sync(sample, generated);
         match &mut state.phase {
             Phase::Opening { next } => {
                 if let Some(&t) = self.reasoning.as_ref().and_then(|r| r.open.get(*next)) {
@@ -487,6 +495,26 @@ impl LogitsProcessor for Processor {
             },
         }
         self.samples[sample] = Some(state);
+    }
+
+    /// The rest of a forced opening or closing, or what the grammar allows one way only.
+    fn forced(&mut self, sample: usize, generated: &[u32]) -> Vec<u32> {
+        let mut state = self.sync(sample, generated);
+        let rest = |tokens: &[u32], next: usize| tokens.get(next..).unwrap_or(&[]).to_vec();
+        let forced = match &mut state.phase {
+            Phase::Opening { next } => self
+                .reasoning
+                .as_ref()
+                .map_or(Vec::new(), |r| rest(&r.open, *next)),
+            Phase::Closing { next } => self
+                .reasoning
+                .as_ref()
+                .map_or(Vec::new(), |r| rest(&r.forced, *next)),
+            Phase::Answer(Some(m)) if !m.is_stopped() => m.compute_ff_tokens(),
+            Phase::Thinking { .. } | Phase::Answer(_) => Vec::new(),
+        };
+        self.samples[sample] = Some(state);
+        forced
     }
 }
 

@@ -7,6 +7,11 @@
 //! All sequences share one batched KV cache whose rows are right-aligned: a sequence that
 //! joins a longer-running batch is left-padded (masked), and padding no row needs any more
 //! is dropped. Positions are per sequence, so no one's prefix is recomputed.
+//!
+//! Tokens a logits processor forces (the only continuation it allows) are appended without
+//! sampling and fed to the model several at once: a decode step then takes up to
+//! [`SchedulerConfig::fast_forward`] positions in all, each row's new tokens right-aligned
+//! (rows with fewer are padded, masked, inside their own row).
 
 use crate::sampling::SamplingParams;
 use crate::{EngineError, FinishReason, Result};
@@ -51,6 +56,12 @@ impl Default for RequestParams {
 pub trait LogitsProcessor: Send {
     /// `generated`: the tokens sample `sample` has produced so far.
     fn process(&mut self, sample: usize, generated: &[u32], logits: &mut [f32]);
+
+    /// Tokens that must follow `generated` whatever the model says: the scheduler appends
+    /// them without a forward pass for each. Empty when more than one continuation is allowed.
+    fn forced(&mut self, _sample: usize, _generated: &[u32]) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// A sampled token's log-probability (of the model's distribution after any logits
@@ -114,6 +125,10 @@ pub struct SchedulerConfig {
     /// Drop cache columns that are padding for every row. Changes the attention's reduction
     /// lengths, so off where outputs must match the plain batched loop bit for bit.
     pub compact: bool,
+    /// Most token positions (rows x new tokens) of a decode step that feeds forced tokens
+    /// several at a time; a batch of this many rows or more feeds them one per step (which
+    /// still skips sampling them). 0 or 1: one token per row per step.
+    pub fast_forward: usize,
 }
 
 impl SchedulerConfig {
@@ -124,6 +139,7 @@ impl SchedulerConfig {
             max_context: usize::MAX,
             max_prefill_tokens: usize::MAX,
             compact: false,
+            fast_forward: FAST_FORWARD,
         }
     }
 }
@@ -135,9 +151,14 @@ impl Default for SchedulerConfig {
             max_context: 4096,
             max_prefill_tokens: 8192,
             compact: true,
+            fast_forward: FAST_FORWARD,
         }
     }
 }
+
+/// A decode step over this many positions costs little more than over one on CPU (the
+/// weights are read once either way).
+const FAST_FORWARD: usize = 16;
 
 pub(crate) type Forward<'m> =
     Box<dyn FnMut(&ForwardInput, &mut KvCache) -> aha_model::Result<Tensor> + 'm>;
@@ -161,6 +182,12 @@ struct Row {
     sent: usize,
     /// Tokens in the cache for this row (= position id of the next token fed).
     cached: usize,
+    /// Cache columns from this row's first token to the right edge (`cached` plus the
+    /// padding inside the row when other rows fed more tokens in a step).
+    span: usize,
+    /// Emitted tokens not yet fed to the model; the row's logits are stale while it has
+    /// more than one (the last is fed by the step that makes them current).
+    queued: VecDeque<u32>,
     done: bool,
 }
 
@@ -180,8 +207,10 @@ pub struct StepStats {
     /// Requests admitted and prompt tokens prefilled (distinct prompts once).
     pub admitted: usize,
     pub prefill_tokens: usize,
-    /// Tokens sampled (one per active sequence).
+    /// Tokens sampled (at most one per active sequence).
     pub sampled: usize,
+    /// Tokens appended because a logits processor forced them (not sampled).
+    pub forced: usize,
     /// Sequences decoding after the step.
     pub batch: usize,
 }
@@ -302,30 +331,30 @@ impl<'m, R: Reply> Scheduler<'m, R> {
         self.batch.as_ref().map_or(0, |b| b.rows.len())
     }
 
-    /// Admit, sample one token per sequence, retire, and run one decode step.
+    /// Admit, sample one token per sequence (plus any it forces), retire, and run one
+    /// decode step.
     pub fn step(&mut self) -> Result<StepStats> {
         let mut stats = self.admit()?;
         let Some(batch) = self.batch.as_mut() else {
             return Ok(stats);
         };
         let rows: Vec<Vec<f32>> = batch.logits.i((.., 0))?.to_dtype(DType::F32)?.to_vec2()?;
-        let mut next = Vec::with_capacity(rows.len());
         for (logits, row) in rows.into_iter().zip(batch.rows.iter_mut()) {
             let Some(live) = self.live.get_mut(&row.req) else {
                 row.done = true;
-                next.push(0);
                 continue;
             };
             if live.cancelled || live.reply.is_closed() {
                 live.cancelled = true;
                 row.done = true;
-                next.push(0);
                 continue;
             }
-            let tok = sample_row(live, row, logits, &mut stats)?;
-            next.push(tok);
+            if row.queued.is_empty() {
+                sample_row(live, row, logits, &mut stats)?;
+                fast_forward(live, row, &mut stats)?;
+            }
         }
-        self.retire_and_decode(next, &mut stats)?;
+        self.retire_and_decode(&mut stats)?;
         Ok(stats)
     }
 
@@ -395,6 +424,8 @@ impl<'m, R: Reply> Scheduler<'m, R> {
                     text: String::new(),
                     sent: 0,
                     cached: req.prompt.len(),
+                    span: req.prompt.len(),
+                    queued: VecDeque::new(),
                     done: false,
                 });
             }
@@ -458,7 +489,7 @@ impl<'m, R: Reply> Scheduler<'m, R> {
         Ok((cache, key_mask, logits))
     }
 
-    fn retire_and_decode(&mut self, next: Vec<u32>, stats: &mut StepStats) -> Result<()> {
+    fn retire_and_decode(&mut self, stats: &mut StepStats) -> Result<()> {
         let Some(mut batch) = self.batch.take() else {
             return Ok(());
         };
@@ -487,12 +518,10 @@ impl<'m, R: Reply> Scheduler<'m, R> {
             stats.batch = 0;
             return Ok(());
         }
-        let mut next_ids = next;
         if keep.len() < batch.rows.len() {
             let idx = Tensor::new(keep.as_slice(), &device)?;
             batch.cache.select_rows(&idx)?;
             batch.key_mask = batch.key_mask.index_select(&idx, 0)?;
-            next_ids = keep.iter().map(|&r| next_ids[r as usize]).collect();
             let mut rows: Vec<Option<Row>> = batch.rows.into_iter().map(Some).collect();
             batch.rows = keep
                 .iter()
@@ -503,17 +532,34 @@ impl<'m, R: Reply> Scheduler<'m, R> {
                 compact(&mut batch)?;
             }
         }
+        // Each row feeds its queued tokens, right-aligned in a step `width` wide.
         let n = batch.rows.len();
-        let step_pos: Vec<u32> = batch.rows.iter().map(|r| r.cached as u32).collect();
-        for r in &mut batch.rows {
-            r.cached += 1;
+        let most = batch.rows.iter().map(|r| r.queued.len()).max().unwrap_or(1);
+        let width = most.min((self.cfg.fast_forward / n).max(1)).max(1);
+        let mut ids = vec![0u32; n * width];
+        let mut pos = vec![0u32; n * width];
+        let mut mask = vec![0u8; n * width];
+        for (r, row) in batch.rows.iter_mut().enumerate() {
+            let feed = row.queued.len().min(width);
+            let pad = width - feed;
+            for j in 0..feed {
+                let at = r * width + pad + j;
+                ids[at] = row.queued.pop_front().unwrap_or(0);
+                pos[at] = row.cached as u32;
+                mask[at] = 1;
+                row.cached += 1;
+            }
+            row.span += width;
         }
         batch.key_mask = Tensor::cat(
-            &[&batch.key_mask, &Tensor::ones((n, 1), DType::U8, &device)?],
+            &[
+                &batch.key_mask,
+                &Tensor::from_vec(mask, (n, width), &device)?,
+            ],
             1,
         )?;
-        let input_ids = Tensor::from_vec(next_ids, (n, 1), &device)?;
-        let position_ids = Tensor::from_vec(step_pos, (n, 1), &device)?;
+        let input_ids = Tensor::from_vec(ids, (n, width), &device)?;
+        let position_ids = Tensor::from_vec(pos, (n, width), &device)?;
         let input = ForwardInput {
             input_ids: &input_ids,
             position_ids: &position_ids,
@@ -528,13 +574,13 @@ impl<'m, R: Reply> Scheduler<'m, R> {
     }
 }
 
-/// Sample one token for `row`, send its events; marks the row done when it finishes.
+/// Sample one token for `row` and send it.
 fn sample_row<R: Reply>(
     live: &mut Live<R>,
     row: &mut Row,
     mut logits: Vec<f32>,
     stats: &mut StepStats,
-) -> Result<u32> {
+) -> Result<()> {
     if let Some(p) = live.processor.as_mut() {
         p.process(row.sample, &row.tokens, &mut logits);
     }
@@ -542,7 +588,50 @@ fn sample_row<R: Reply>(
     let tok = live.params.sampling.sample(&mut logits, &mut row.rng);
     let logprob = logprob.map(|f| f(tok));
     stats.sampled += 1;
+    emit(live, row, tok, logprob)
+}
+
+/// Append the tokens the processor forces after the row's last one, until it forces no more
+/// or the row finishes.
+fn fast_forward<R: Reply>(live: &mut Live<R>, row: &mut Row, stats: &mut StepStats) -> Result<()> {
+    while !row.done && !live.cancelled {
+        let Some(p) = live.processor.as_mut() else {
+            return Ok(());
+        };
+        let forced = p.forced(row.sample, &row.tokens);
+        if forced.is_empty() {
+            return Ok(());
+        }
+        for tok in forced {
+            if row.done || live.cancelled {
+                break;
+            }
+            // One draw per token, sampled or not, so a seed gives the same sample with or
+            // without fast-forward.
+            if live.params.sampling.temperature > 0.0 {
+                let _: f32 = rand::Rng::random(&mut row.rng);
+            }
+            let logprob = live.params.logprobs.map(|_| TokenLogprob {
+                logprob: 0.0,
+                top: vec![(tok, 0.0)],
+            });
+            stats.forced += 1;
+            emit(live, row, tok, logprob)?;
+        }
+    }
+    Ok(())
+}
+
+/// Append `tok` to the row (queued to be fed), send its text, and finish the row on a stop
+/// token, a stop string or the length limit.
+fn emit<R: Reply>(
+    live: &mut Live<R>,
+    row: &mut Row,
+    tok: u32,
+    logprob: Option<TokenLogprob>,
+) -> Result<()> {
     row.tokens.push(tok);
+    row.queued.push_back(tok);
     let before = row.text.len();
     if let Some(d) = &mut row.decoder {
         row.text.push_str(&d.push(tok)?);
@@ -582,7 +671,7 @@ fn sample_row<R: Reply>(
     if !ok {
         live.cancelled = true;
     }
-    Ok(tok)
+    Ok(())
 }
 
 /// Log-softmax of `logits`; returns a closure giving the sampled token's entry and the top k.
@@ -642,7 +731,7 @@ fn merge(
 /// to be worth a copy.
 fn compact(batch: &mut Batch) -> Result<()> {
     let width = batch.cache.len();
-    let longest = batch.rows.iter().map(|r| r.cached).max().unwrap_or(0);
+    let longest = batch.rows.iter().map(|r| r.span).max().unwrap_or(0);
     let dead = width.saturating_sub(longest);
     if dead >= 64 || (dead > 0 && dead * 4 >= width) {
         batch.cache.drop_front(dead)?;

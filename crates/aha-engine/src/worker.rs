@@ -78,12 +78,13 @@ pub fn run<R: Reply>(
                 stats
                     .prefill_tokens
                     .fetch_add(s.prefill_tokens as u64, Ordering::Relaxed);
+                let generated = s.sampled + s.forced;
                 stats
                     .generated_tokens
-                    .fetch_add(s.sampled as u64, Ordering::Relaxed);
+                    .fetch_add(generated as u64, Ordering::Relaxed);
                 stats.batch.store(s.batch, Ordering::Relaxed);
-                if s.sampled > 0 {
-                    let tps = s.sampled as f64 / dt.as_secs_f64().max(1e-9);
+                if generated > 0 {
+                    let tps = generated as f64 / dt.as_secs_f64().max(1e-9);
                     stats
                         .last_tokens_per_second
                         .store(tps.to_bits(), Ordering::Relaxed);

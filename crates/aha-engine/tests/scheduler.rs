@@ -239,3 +239,132 @@ fn invalid_requests_are_answered_not_queued() {
     }
     assert!(s.is_idle());
 }
+
+/// Forces `script` right after the first `after + 3 * sample` tokens of each sample; `fast`:
+/// also says so through `forced`, so the scheduler appends them without sampling.
+struct Script {
+    after: usize,
+    script: Vec<u32>,
+    fast: bool,
+}
+
+impl Script {
+    fn rest(&self, sample: usize, generated: &[u32]) -> &[u32] {
+        let after = self.after + 3 * sample;
+        let done = generated.len().saturating_sub(after);
+        if generated.len() < after || done >= self.script.len() {
+            return &[];
+        }
+        &self.script[done..]
+    }
+}
+
+impl LogitsProcessor for Script {
+    fn process(&mut self, sample: usize, generated: &[u32], logits: &mut [f32]) {
+        if let Some(&t) = self.rest(sample, generated).first() {
+            for (i, l) in logits.iter_mut().enumerate() {
+                if i != t as usize {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+
+    fn forced(&mut self, sample: usize, generated: &[u32]) -> Vec<u32> {
+        if self.fast {
+            self.rest(sample, generated).to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+const PLAIN: [u32; 3] = [40, 41, 42];
+
+/// A plain request with the longest prompt, then two scripted samples that fast-forward at
+/// different steps (so each gets padding inside its row while the other feeds), then the
+/// plain one retires and the cache is compacted. Returns the scripted and the plain
+/// request's tokens, the steps taken and the tokens forced.
+fn run_script(
+    model: &Model,
+    fast: bool,
+    sampling: SamplingParams,
+) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, usize, usize) {
+    let cfg = SchedulerConfig {
+        max_batch: 4,
+        max_context: 512,
+        ..Default::default()
+    };
+    let mut s = Scheduler::new(model, None, cfg);
+    let params = |max_tokens| RequestParams {
+        sampling: sampling.clone(),
+        max_tokens,
+        seed: 11,
+        ..Default::default()
+    };
+    let long: Vec<u32> = (0..40).map(|i| PLAIN[i % 3] + i as u32).collect();
+    let (b, rb) = request(long, 1, params(8));
+    s.submit(b).unwrap();
+    let mut forced = s.step().unwrap().forced;
+    let (tx, rx) = channel();
+    let script = Script {
+        after: 2,
+        script: vec![5, 17, 17, 30, 2, 9],
+        fast,
+    };
+    s.submit(Request {
+        prompt: (1..20).collect(),
+        n: 2,
+        params: params(16),
+        processor: Some(Box::new(script)),
+        reply: tx,
+    })
+    .unwrap();
+    let mut steps = 1;
+    while !s.is_idle() {
+        forced += s.step().unwrap().forced;
+        steps += 1;
+        assert!(steps < 100);
+    }
+    let (ta, fa) = collect(&rx, 2);
+    assert_eq!(fa, vec![Some(FinishReason::Length); 2]);
+    let (tb, _) = collect(&rb, 1);
+    (ta, tb, steps, forced)
+}
+
+#[test]
+fn forced_tokens_fast_forward_to_the_same_samples_in_fewer_steps() {
+    for name in ["qwen2_tied", "llama3_rope"] {
+        let model = model(name);
+        for sampling in [
+            SamplingParams::greedy(),
+            SamplingParams {
+                temperature: 1.0,
+                ..Default::default()
+            },
+        ] {
+            let (slow_a, slow_b, slow_steps, slow_forced) =
+                run_script(&model, false, sampling.clone());
+            let (fast_a, fast_b, fast_steps, fast_forced) = run_script(&model, true, sampling);
+            assert_eq!(
+                &fast_a[0][2..8],
+                &[5, 17, 17, 30, 2, 9],
+                "{name}: the script"
+            );
+            assert_eq!(
+                &fast_a[1][5..11],
+                &[5, 17, 17, 30, 2, 9],
+                "{name}: the script"
+            );
+            assert_eq!(fast_a, slow_a, "{name}: scripted samples");
+            assert_eq!(fast_b, slow_b, "{name}: the plain request beside them");
+            assert_eq!(slow_forced, 0);
+            // Each script starts once its first tokens are out: all 6 appended, none sampled.
+            assert_eq!(fast_forced, 2 * 6, "{name}");
+            assert!(
+                fast_steps < slow_steps,
+                "{name}: {fast_steps} vs {slow_steps}"
+            );
+        }
+    }
+}

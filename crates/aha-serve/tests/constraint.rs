@@ -293,3 +293,69 @@ fn random_walks_under_the_mask_end_in_valid_json() {
         "too few walks finished: {finished} of {walks}"
     );
 }
+
+/// What a constraint forces, so the engine can append it without sampling: the rest of the
+/// opening tag, the closing phrase once the thinking budget is spent, then the start of the
+/// JSON; each forced token is one the mask allows at its place.
+#[test]
+fn forced_tokens_follow_the_phases_and_the_mask() {
+    use aha_engine::{Grammar, LogitsProcessor, Reasoning};
+    let Some(dir) = asset_dir() else { return };
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let constrainer = aha_engine::Constrainer::new(&tok).unwrap();
+    let reasoning = Reasoning::think(&tok, Some(4), false).unwrap();
+    let c = constrainer
+        .compile(
+            Some(&Grammar::JsonSchema(schema())),
+            Some(reasoning.clone()),
+        )
+        .unwrap();
+    let mut p = c.processor();
+    let vocab = tok.vocab_size();
+    let allowed = |p: &mut Box<dyn LogitsProcessor>, out: &[u32]| -> Vec<u32> {
+        let mut logits = vec![0f32; vocab];
+        p.process(0, out, &mut logits);
+        (0..vocab as u32)
+            .filter(|&t| logits[t as usize].is_finite())
+            .collect()
+    };
+    let mut out: Vec<u32> = Vec::new();
+    let append = |p: &mut Box<dyn LogitsProcessor>, out: &mut Vec<u32>, forced: &[u32]| {
+        for &t in forced {
+            assert!(allowed(p, out).contains(&t), "{t} forced but masked out");
+            out.push(t);
+        }
+    };
+    // The mask forces the first token of `<think>\n`, `forced` the rest.
+    assert_eq!(allowed(&mut p, &out), vec![reasoning.open[0]]);
+    out.push(reasoning.open[0]);
+    let rest = p.forced(0, &out);
+    assert_eq!(rest, reasoning.open[1..]);
+    append(&mut p, &mut out, &rest);
+    // Free thinking forces nothing, until the budget of 4 tokens is spent.
+    for t in tok
+        .encode("one two three four", false)
+        .unwrap()
+        .into_iter()
+        .take(4)
+    {
+        assert!(p.forced(0, &out).is_empty());
+        assert!(allowed(&mut p, &out).len() > 1000, "thinking is free");
+        out.push(t);
+    }
+    let closing = p.forced(0, &out);
+    assert_eq!(closing, reasoning.forced);
+    append(&mut p, &mut out, &closing);
+    // The answer opens with `{`, but three tokens start so (`{`, `{"`, `{` and a line
+    // break): nothing is forced until the model picks one; after `{"` the first key is.
+    assert!(p.forced(0, &out).is_empty());
+    let opening = allowed(&mut p, &out);
+    assert!(opening.len() > 1);
+    for &t in &opening {
+        assert!(tok.decode(&[t], false).unwrap().starts_with('{'));
+    }
+    out.extend(tok.encode("{\"", false).unwrap());
+    let key = p.forced(0, &out);
+    assert_eq!(tok.decode(&key, false).unwrap(), "answer");
+    append(&mut p, &mut out, &key);
+}
