@@ -14,7 +14,7 @@
 //!   languages as R1-Zero's did, and a language-consistency reward has something to fix.
 
 use crate::bpe;
-use crate::tasks::{r1_zero_prompt, Problem, Task};
+use crate::tasks::{r1_zero_prompt, AnswerForm, Problem, Task};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -174,22 +174,48 @@ impl CorpusMix {
     }
 }
 
-/// The assistant's text in `style.format`. `json_steps`: the JSON task, whose strict format
-/// answers `{"answer": N, "steps": K}` after `</think>`, and whose broken `NoThinkClose`
-/// documents answer in the other tasks' `<answer>` tags instead.
+/// How the strict format ends a task's answer.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Tags,
+    /// `{"answer": N, "steps": K}` (the JSON task).
+    Json {
+        steps: usize,
+    },
+    /// A call of the answer tool (the tool task).
+    ToolCall,
+}
+
+impl Ending {
+    fn of(task: &Task, problem: &Problem) -> Self {
+        match task.answer_form() {
+            AnswerForm::Tags => Ending::Tags,
+            AnswerForm::Json => Ending::Json {
+                steps: problem.steps.len(),
+            },
+            AnswerForm::ToolCall => Ending::ToolCall,
+        }
+    }
+}
+
+/// The assistant's text in `style.format`. The JSON and tool tasks' strict format answers
+/// in JSON or with a tool call after `</think>`; their broken `NoThinkClose` documents
+/// answer in the other tasks' `<answer>` tags instead.
 fn with_format(
     think: &str,
     answer: &str,
     style: Style,
-    json_steps: Option<usize>,
+    ending: Ending,
     rng: &mut impl Rng,
 ) -> String {
-    if let Some(steps) = json_steps {
+    let structured = match ending {
+        Ending::Tags => None,
+        Ending::Json { steps } => Some(crate::tasks::json_answer_text(answer, steps)),
+        Ending::ToolCall => Some(crate::tasks::tool_answer_text(answer)),
+    };
+    if let Some(structured) = structured {
         match style.format {
-            Format::Strict => {
-                let json = crate::tasks::json_answer_text(answer, steps);
-                return format!(" <think> {think} </think> {json}");
-            }
+            Format::Strict => return format!(" <think> {think} </think> {structured}"),
             Format::NoThinkClose => {
                 return format!(" <think> {think} </think> <answer> {answer} </answer>")
             }
@@ -271,26 +297,26 @@ pub fn expression(problem: &Problem) -> &str {
 pub fn completion_text(task: &Task, problem: &Problem, style: Style, rng: &mut impl Rng) -> String {
     let lang = style.lang;
     match task {
-        Task::Arithmetic { .. } | Task::Json { .. } => {
-            let json = matches!(task, Task::Json { .. }).then_some(problem.steps.len());
+        Task::Arithmetic { .. } | Task::Json { .. } | Task::Tool { .. } => {
+            let ending = Ending::of(task, problem);
             let value = problem.gold.as_str();
             let mut links = vec![expression(problem).to_string()];
             links.extend(problem.steps.iter().cloned());
             match style.kind {
                 DocKind::StepByStep => {
                     let worked = join_chain(&links, lang, rng);
-                    with_format(&worked, value, style, json, rng)
+                    with_format(&worked, value, style, ending, rng)
                 }
                 // The direct answer opens differently from a worked one, so that which kind
                 // of answer to give is one early token choice a policy can learn.
                 DocKind::Direct => {
                     let direct = format!("{} {value}.", word(THE_ANSWER_IS, lang, rng));
-                    with_format(&direct, value, style, json, rng)
+                    with_format(&direct, value, style, ending, rng)
                 }
                 DocKind::Slip => {
                     let chain = slipped_chain(problem, rng);
                     let answer = chain.last().cloned().unwrap_or_default();
-                    with_format(&join_chain(&chain, lang, rng), &answer, style, json, rng)
+                    with_format(&join_chain(&chain, lang, rng), &answer, style, ending, rng)
                 }
                 DocKind::Drill => facts(problem, lang, rng).join(". "),
             }
@@ -315,10 +341,12 @@ pub fn completion_text(task: &Task, problem: &Problem, style: Style, rng: &mut i
             tries.push(format!("{}. {works}.", problem.steps.join(", ")));
             let worked = tries.join(" ");
             match style.kind {
-                DocKind::StepByStep => with_format(&worked, &problem.answer, style, None, rng),
+                DocKind::StepByStep => {
+                    with_format(&worked, &problem.answer, style, Ending::Tags, rng)
+                }
                 DocKind::Direct => {
                     let direct = format!("{} = {target}.", problem.answer);
-                    with_format(&direct, &problem.answer, style, None, rng)
+                    with_format(&direct, &problem.answer, style, Ending::Tags, rng)
                 }
                 DocKind::Slip => {
                     // A wrong expression presented as a solution.
@@ -327,9 +355,9 @@ pub fn completion_text(task: &Task, problem: &Problem, style: Style, rng: &mut i
                     match wrong {
                         Some((steps, expr, _)) => {
                             let think = format!("{}. {works}.", steps.join(", "));
-                            with_format(&think, &expr, style, None, rng)
+                            with_format(&think, &expr, style, Ending::Tags, rng)
                         }
-                        None => with_format(&worked, &problem.answer, style, None, rng),
+                        None => with_format(&worked, &problem.answer, style, Ending::Tags, rng),
                     }
                 }
                 DocKind::Drill => problem.steps.join(". "),
@@ -406,7 +434,7 @@ pub fn corpus(task: Task, mix: CorpusMix, seed: u64) -> impl Iterator<Item = Str
 /// solution restates the expression (`<think> 7 + 5 * 3 - 4 is`), a direct one opens with
 /// `<think> The answer is`. None for other kinds and tasks.
 pub fn forced_opening(task: &Task, problem: &Problem, kind: DocKind) -> Option<String> {
-    if !matches!(task, Task::Arithmetic { .. } | Task::Json { .. }) {
+    if !task.is_arithmetic() {
         return None;
     }
     match kind {

@@ -12,7 +12,7 @@
 pub mod greedy;
 
 use crate::data;
-use crate::tasks::{r1_zero_prompt, Problem, Task};
+use crate::tasks::{r1_zero_prompt, AnswerForm, Problem, Task};
 use aha_engine::{generate_n, FinishReason, GenerateOptions, SamplingParams};
 use aha_model::Model;
 use aha_reward::{answers_equivalent, extract_answer, ExtractConfig, RewardFn, Script, Source};
@@ -195,7 +195,7 @@ pub struct Scored {
     pub correct: bool,
     /// R1-Zero format (`RewardFn::R1ZeroFormat`) for plain-text templates or a prompt that
     /// opens `<think>` itself, strict `RewardFn::Format` otherwise; for a task that answers
-    /// in JSON, [`Task::is_well_formatted`] (schema-valid JSON after the reasoning).
+    /// in JSON or with a tool call, [`Task::is_well_formatted`].
     pub formatted: bool,
     /// Share of the reasoning's words in the target script (`RewardFn::Language`).
     pub language_consistency: f32,
@@ -217,9 +217,10 @@ pub fn score_completion(
     } else {
         RewardFn::Format
     };
-    // A task that answers in JSON judges its own format and reads its own answer.
+    // A task that answers in JSON or with a call judges its own format and reads its own
+    // answer.
     let json_task = match checker {
-        Checker::Task(t) if t.answers_in_json() => Some(t),
+        Checker::Task(t) if t.answer_form() != AnswerForm::Tags => Some(t),
         _ => None,
     };
     Scored {
@@ -271,32 +272,35 @@ impl Default for GenConfig {
     }
 }
 
-/// Tokens [`task_constraint`] leaves for the JSON answer after a thinking budget.
-pub const JSON_ANSWER_ROOM: usize = 24;
+/// Tokens [`task_constraint`] leaves for the structured answer after a thinking budget:
+/// the JSON object, or the call with its markers (twice as long).
+pub fn answer_room(task: &Task) -> usize {
+    match task.answer_form() {
+        AnswerForm::ToolCall => 48,
+        AnswerForm::Json | AnswerForm::Tags => 24,
+    }
+}
 
-/// The constraint of a task that answers in JSON ([`Task::answer_schema`]), for the tiny
-/// models' R1-Zero prompts: the completion opens with `<think>` (as the strict format does),
-/// thinks freely for at most `max_tokens - JSON_ANSWER_ROOM` tokens (then `</think>` is
-/// forced), and after `</think>` writes only JSON valid under the schema. None for tasks
-/// that answer otherwise.
+/// The constraint of a task that answers in JSON or with a tool call
+/// ([`Task::answer_grammar`]), for the tiny models' R1-Zero prompts: the completion opens
+/// with `<think>` (as the strict format does), thinks freely for at most `max_tokens -`
+/// [`answer_room`] tokens (then `</think>` is forced), and after `</think>` writes only
+/// what the grammar allows. None for tasks answered in tags.
 pub fn task_constraint(
     task: &Task,
     tok: &Tokenizer,
     max_tokens: usize,
 ) -> Result<Option<std::sync::Arc<aha_engine::Constraint>>> {
-    let Some(schema) = task.answer_schema() else {
+    let Some(grammar) = task.answer_grammar() else {
         return Ok(None);
     };
     let reasoning = aha_engine::Reasoning {
         open: tok.encode(aha_text::THINK_START, false)?,
         end: aha_text::THINK_END.to_string(),
-        budget: Some(max_tokens.saturating_sub(JSON_ANSWER_ROOM).max(1)),
+        budget: Some(max_tokens.saturating_sub(answer_room(task)).max(1)),
         forced: tok.encode(aha_text::THINK_END, false)?,
     };
-    let constraint = aha_engine::Constrainer::new(tok)?.compile(
-        Some(&aha_engine::Grammar::JsonSchema(schema)),
-        Some(reasoning),
-    )?;
+    let constraint = aha_engine::Constrainer::new(tok)?.compile(Some(&grammar), Some(reasoning))?;
     Ok(Some(std::sync::Arc::new(constraint)))
 }
 

@@ -55,7 +55,35 @@ pub enum Task {
     Countdown { difficulty: u32 },
     /// The arithmetic problems, answered with a JSON object ([`JSON_ANSWER_SCHEMA`]).
     Json { difficulty: u32 },
+    /// The arithmetic problems, answered by calling the `answer` tool ([`ANSWER_TOOL`]) in
+    /// the Hermes syntax (`<tool_call>` JSON `</tool_call>`, as Qwen2.5's template writes).
+    Tool { difficulty: u32 },
 }
+
+/// What follows the reasoning in a task's well-formatted answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerForm {
+    /// `<answer> .. </answer>` (the R1-Zero format).
+    Tags,
+    /// A JSON object valid under [`JSON_ANSWER_SCHEMA`].
+    Json,
+    /// One call of the [`ANSWER_TOOL`] function.
+    ToolCall,
+}
+
+/// The tool task's function: its name and the JSON Schema of its arguments.
+pub const ANSWER_TOOL: (&str, &str) = (
+    "answer",
+    r#"{
+  "type": "object",
+  "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 999}},
+  "required": ["value"],
+  "additionalProperties": false
+}"#,
+);
+
+/// What the tool task's problem statements end with.
+const TOOL_INSTRUCTION: &str = " Call the answer tool.";
 
 /// The JSON task's answer: the value and the number of operations in the expression, in
 /// the task's ranges (values stay in 0..=999 at every difficulty; at most 8 operations).
@@ -128,9 +156,12 @@ impl std::str::FromStr for Task {
             "json" => Task::Json {
                 difficulty: diff.unwrap_or(2),
             },
+            "tool" => Task::Tool {
+                difficulty: diff.unwrap_or(2),
+            },
             other => {
                 return Err(format!(
-                    "unknown task {other:?}: expected arithmetic, countdown or json"
+                    "unknown task {other:?}: expected arithmetic, countdown, json or tool"
                 ))
             }
         };
@@ -153,6 +184,7 @@ impl Task {
             Task::Arithmetic { .. } => "arithmetic",
             Task::Countdown { .. } => "countdown",
             Task::Json { .. } => "json",
+            Task::Tool { .. } => "tool",
         }
     }
 
@@ -160,7 +192,8 @@ impl Task {
         match *self {
             Task::Arithmetic { difficulty }
             | Task::Countdown { difficulty }
-            | Task::Json { difficulty } => difficulty,
+            | Task::Json { difficulty }
+            | Task::Tool { difficulty } => difficulty,
         }
     }
 
@@ -170,6 +203,7 @@ impl Task {
             Task::Arithmetic { .. } => Task::Arithmetic { difficulty },
             Task::Countdown { .. } => Task::Countdown { difficulty },
             Task::Json { .. } => Task::Json { difficulty },
+            Task::Tool { .. } => Task::Tool { difficulty },
         }
     }
 
@@ -177,20 +211,49 @@ impl Task {
     /// usable in a reward spec such as `"arithmetic:1,r1_zero_format:0.5"`.
     pub fn reward_name(&self) -> &'static str {
         match self {
-            Task::Json { .. } => "arithmetic",
+            Task::Json { .. } | Task::Tool { .. } => "arithmetic",
             _ => self.name(),
         }
     }
 
-    /// Whether the task's answer is JSON ([`Task::answer_schema`]).
-    pub fn answers_in_json(&self) -> bool {
-        matches!(self, Task::Json { .. })
+    /// Whether the problems are arithmetic expressions (however the answer is written).
+    pub fn is_arithmetic(&self) -> bool {
+        matches!(
+            self,
+            Task::Arithmetic { .. } | Task::Json { .. } | Task::Tool { .. }
+        )
+    }
+
+    /// What follows the reasoning in a well-formatted answer. A task with a form other
+    /// than tags judges its own format and reads its own answer ([`Task::final_value`]).
+    pub fn answer_form(&self) -> AnswerForm {
+        match self {
+            Task::Json { .. } => AnswerForm::Json,
+            Task::Tool { .. } => AnswerForm::ToolCall,
+            Task::Arithmetic { .. } | Task::Countdown { .. } => AnswerForm::Tags,
+        }
     }
 
     /// The JSON Schema the answer must follow, for tasks that answer in JSON.
     pub fn answer_schema(&self) -> Option<serde_json::Value> {
-        self.answers_in_json()
-            .then(|| json_answer_check().schema().clone())
+        (self.answer_form() == AnswerForm::Json).then(|| json_answer_check().schema().clone())
+    }
+
+    /// What a constrained decoder may write after the reasoning: the JSON task's schema, or
+    /// one call of the tool task's function. None for tasks answered in tags.
+    pub fn answer_grammar(&self) -> Option<aha_engine::Grammar> {
+        match self.answer_form() {
+            AnswerForm::Tags => None,
+            AnswerForm::Json => self.answer_schema().map(aha_engine::Grammar::JsonSchema),
+            AnswerForm::ToolCall => Some(aha_engine::Grammar::ToolCalls {
+                format: aha_text::ToolCallFormat::Hermes,
+                tools: vec![(
+                    ANSWER_TOOL.0.to_string(),
+                    tool_args_check().schema().clone(),
+                )],
+                one: true,
+            }),
+        }
     }
 
     /// Draw one problem (either partition).
@@ -202,6 +265,12 @@ impl Task {
                 let mut p = arithmetic(difficulty.max(1), rng);
                 p.prompt.push_str(JSON_INSTRUCTION);
                 p.answer = json_answer_text(&p.answer, p.steps.len());
+                p
+            }
+            Task::Tool { difficulty } => {
+                let mut p = arithmetic(difficulty.max(1), rng);
+                p.prompt.push_str(TOOL_INSTRUCTION);
+                p.answer = tool_answer_text(&p.answer);
                 p
             }
         }
@@ -255,10 +324,21 @@ impl Task {
     /// The built-in tasks use the R1-Zero template, so the answer is the content of the last
     /// complete `<answer> .. </answer>` block and nothing else: a response without one (or
     /// cut off inside it) is wrong whatever numbers it contains. The JSON task reads the
-    /// value however it is written ([`Task::final_value`]): its format is judged apart.
+    /// value however it is written ([`Task::final_value`]): its format is judged apart. The
+    /// tool task's answer is right when its calls are exactly the reference call
+    /// ([`crate::grpo::tool_calls_match`], the `tool_call` reward): `answer(value = gold)`.
     pub fn check_gold(&self, gold: &str, response: &str) -> bool {
         let block = || answer_block(response).map(|a| format!("<answer>{a}</answer>"));
         match self {
+            Task::Tool { .. } => gold.trim().parse::<i64>().is_ok_and(|v| {
+                let reference =
+                    serde_json::json!({"name": ANSWER_TOOL.0, "arguments": {"value": v}});
+                crate::grpo::tool_calls_match(
+                    aha_text::ToolCallFormat::Hermes,
+                    response,
+                    &reference.to_string(),
+                )
+            }),
             Task::Json { .. } => self
                 .final_value(response)
                 .is_some_and(|v| v.trim() == gold.trim()),
@@ -274,11 +354,20 @@ impl Task {
     /// The JSON task's final value: the `answer` of the JSON after the reasoning, else the
     /// last `<answer>` block, else the last number after `</think>`, else (no tags at all) a
     /// closing phrase such as "The answer is N.". A reasoning never closed has no value.
-    /// None for the other tasks.
+    /// The tool task's final value is the `value` of its one `answer` call, and nothing
+    /// else. None for the other tasks.
     pub fn final_value(&self, response: &str) -> Option<String> {
-        let Task::Json { .. } = self else {
-            return None;
-        };
+        match self {
+            Task::Json { .. } => {}
+            Task::Tool { .. } => {
+                let call = tool_answer_call(response)?;
+                return match call.get("value") {
+                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+            }
+            Task::Arithmetic { .. } | Task::Countdown { .. } => return None,
+        }
         if let Some(v) = aha_reward::json_answer(response) {
             return match v.get("answer") {
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -300,20 +389,58 @@ impl Task {
         aha_reward::extract_answer(aha_reward::answer_part(response), &cfg).map(|e| e.answer)
     }
 
-    /// Whether a response has the task's format: the strict R1-Zero format, or for the JSON
+    /// Whether a response has the task's format: the strict R1-Zero format; for the JSON
     /// task a non-empty reasoning closed by `</think>` and then only JSON valid under
-    /// [`JSON_ANSWER_SCHEMA`].
+    /// [`JSON_ANSWER_SCHEMA`]; for the tool task the same reasoning, then only one call of
+    /// [`ANSWER_TOOL`] with valid arguments.
     pub fn is_well_formatted(&self, response: &str) -> bool {
+        let reasoned = || {
+            response
+                .rfind("</think>")
+                .is_some_and(|i| !response[..i].replace("<think>", "").trim().is_empty())
+        };
         match self {
-            Task::Json { .. } => {
-                let reasoned = response
-                    .rfind("</think>")
-                    .is_some_and(|i| !response[..i].replace("<think>", "").trim().is_empty());
-                reasoned && json_answer_check().check_response(response)
+            Task::Json { .. } => reasoned() && json_answer_check().check_response(response),
+            Task::Tool { .. } => {
+                let answer = aha_reward::answer_part(response);
+                let parsed = aha_text::ToolCallFormat::Hermes.parse(answer);
+                reasoned()
+                    && parsed.content.trim().is_empty()
+                    && tool_answer_call(response).is_some_and(|a| tool_args_check().is_valid(&a))
             }
-            _ => is_well_formatted(response),
+            Task::Arithmetic { .. } | Task::Countdown { .. } => is_well_formatted(response),
         }
     }
+}
+
+/// The tool task's answer: one call of [`ANSWER_TOOL`] with `value`.
+pub fn tool_answer_text(value: &str) -> String {
+    format!(
+        "<tool_call>\n{{\"name\": \"{}\", \"arguments\": {{\"value\": {value}}}}}\n</tool_call>",
+        ANSWER_TOOL.0
+    )
+}
+
+/// The arguments of a response's answer call, when its calls (after or ending the
+/// reasoning) are exactly one call of [`ANSWER_TOOL`].
+fn tool_answer_call(response: &str) -> Option<serde_json::Value> {
+    let opened = !response.trim_start().starts_with("<think>") && response.contains("</think>");
+    let split = aha_text::split_reasoning(response, opened);
+    let answer = aha_text::ToolCallFormat::Hermes.answer_calls(&split.reasoning, &split.content)?;
+    match answer.calls.as_slice() {
+        [call] if call.name == ANSWER_TOOL.0 => serde_json::from_str(&call.arguments).ok(),
+        _ => None,
+    }
+}
+
+fn tool_args_check() -> &'static aha_reward::JsonSchemaCheck {
+    static CHECK: std::sync::OnceLock<aha_reward::JsonSchemaCheck> = std::sync::OnceLock::new();
+    CHECK.get_or_init(|| {
+        aha_reward::JsonSchemaCheck::new(
+            serde_json::from_str(ANSWER_TOOL.1).expect("a valid JSON literal"),
+        )
+        .expect("a valid schema")
+    })
 }
 
 /// The JSON task's answer for a value reached in `steps` operations.
@@ -538,6 +665,8 @@ pub fn default_max_tokens(task: &Task) -> usize {
         Task::Countdown { difficulty } => 64 + 48 * *difficulty as usize,
         // The JSON object takes about 12 tokens more than `<answer> N </answer>`.
         Task::Json { difficulty } => 60 + 24 * *difficulty as usize,
+        // `<tool_call>` and the call's JSON: about 24 tokens more than the tags.
+        Task::Tool { difficulty } => 72 + 24 * *difficulty as usize,
     }
 }
 

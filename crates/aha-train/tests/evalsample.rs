@@ -480,14 +480,29 @@ fn rejection_sampling_filters_counts_and_resumes_without_duplicates() {
 }
 
 #[test]
-fn constrained_json_answers_are_schema_valid_after_free_reasoning() {
-    let task = Task::Json { difficulty: 1 };
+fn constrained_answers_are_valid_after_free_reasoning() {
+    constrained_answers_valid(Task::Json { difficulty: 1 });
+    constrained_answers_valid(Task::Tool { difficulty: 1 });
+}
+
+/// The JSON task's answers valid under its schema, the tool task's one call of `answer` with
+/// valid arguments: checked by the jsonschema crate and the tool-call parser, not by the
+/// grammar engine.
+fn constrained_answers_valid(task: Task) {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     pretrain::pretrain(&PretrainConfig::tiny(task), &base, false).unwrap();
     let model = Model::load(&base, &LoadOptions::default()).unwrap();
     let tok = Tokenizer::from_dir(&base).unwrap();
-    let schema = aha_reward::JsonSchemaCheck::new(task.answer_schema().unwrap()).unwrap();
+    let schema = aha_reward::JsonSchemaCheck::new(match task {
+        Task::Tool { .. } => serde_json::from_str(aha_train::tasks::ANSWER_TOOL.1).unwrap(),
+        _ => task.answer_schema().unwrap(),
+    })
+    .unwrap();
+    let marker = match task {
+        Task::Tool { .. } => "<tool_call>",
+        _ => "{\"answer\"",
+    };
     let set = ProblemSet::task_test(task, 6);
     let max_tokens = 64;
     let run = |constrained: bool| {
@@ -521,7 +536,21 @@ fn constrained_json_answers_are_schema_valid_after_free_reasoning() {
     };
     let free = run(false);
     let constrained = run(true);
-    let valid = |s: &SampleRecord| schema.check_response(&s.completion);
+    let valid = |s: &SampleRecord| match task {
+        Task::Tool { .. } => {
+            let answer = aha_reward::answer_part(&s.completion);
+            let parsed = aha_text::ToolCallFormat::Hermes.parse(answer);
+            match parsed.calls.as_slice() {
+                [call] => {
+                    call.name == aha_train::tasks::ANSWER_TOOL.0
+                        && parsed.content.trim().is_empty()
+                        && serde_json::from_str(&call.arguments).is_ok_and(|a| schema.is_valid(&a))
+                }
+                _ => false,
+            }
+        }
+        _ => schema.check_response(&s.completion),
+    };
     let finished: Vec<&SampleRecord> = constrained
         .iter()
         .filter(|s| s.finish_reason == aha_engine::FinishReason::Stop)
@@ -548,7 +577,7 @@ fn constrained_json_answers_are_schema_valid_after_free_reasoning() {
             "{:?}",
             s.completion
         );
-        assert!(!reasoning.contains("{\"answer\""), "{:?}", s.completion);
+        assert!(!reasoning.contains(marker), "{:?}", s.completion);
     }
     let free_valid = free.iter().filter(|s| valid(s)).count();
     assert!(

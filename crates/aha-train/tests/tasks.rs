@@ -100,7 +100,7 @@ fn verifier_accepts_answers_and_rejects_perturbed_ones() {
             assert!(t.check(p, &good), "{t}: {p:?}");
             assert!(is_well_formatted(&good));
             let bad = match t {
-                Task::Arithmetic { .. } | Task::Json { .. } => format!(
+                Task::Arithmetic { .. } | Task::Json { .. } | Task::Tool { .. } => format!(
                     "<think> x </think> <answer> {} </answer>",
                     p.gold.parse::<i64>().unwrap() + 1
                 ),
@@ -315,4 +315,81 @@ fn the_json_task_corpus_answers_in_json_only_sometimes() {
         "JSON in {share:.3} of the template documents"
     );
     assert!(template.iter().all(|d| d.contains("Answer in JSON.")));
+}
+
+#[test]
+fn the_tool_task_answers_arithmetic_with_a_call_judged_by_the_tool_call_reward() {
+    let t: Task = "tool".parse().unwrap();
+    assert_eq!(t, Task::Tool { difficulty: 2 });
+    let arith = Task::Arithmetic { difficulty: 2 };
+    for (c, a) in t.train_problems(4).zip(arith.train_problems(4)).take(50) {
+        assert_eq!(c.key, a.key);
+        assert_eq!(c.prompt, format!("{} Call the answer tool.", a.prompt));
+        assert_eq!(c.gold, a.gold);
+    }
+    let call = |v: &str| {
+        format!("<tool_call>\n{{\"name\": \"answer\", \"arguments\": {{\"value\": {v}}}}}\n</tool_call>")
+    };
+    let mut rng = StdRng::seed_from_u64(11);
+    for p in t.train_problems(5).take(200) {
+        assert_eq!(p.answer, call(&p.gold));
+        let gold: i64 = p.gold.parse().unwrap();
+        for kind in [DocKind::StepByStep, DocKind::Direct] {
+            let doc = completion_text(&t, &p, Style::plain(kind), &mut rng);
+            assert!(t.is_well_formatted(&doc), "{doc}");
+            assert!(t.check(&p, &doc), "{doc}");
+            assert_eq!(t.final_value(&doc), Some(p.gold.clone()), "{doc}");
+        }
+        // The broken formats carry the value but make no call: wrong, with no value.
+        for format in [Format::NoAnswerTags, Format::NoTags, Format::NoThinkClose] {
+            let style = Style {
+                format,
+                ..Style::plain(DocKind::StepByStep)
+            };
+            let doc = completion_text(&t, &p, style, &mut rng);
+            assert!(!t.is_well_formatted(&doc), "{doc}");
+            assert!(!t.check(&p, &doc), "{doc}");
+            assert_eq!(t.final_value(&doc), None, "{doc}");
+        }
+        let answer = |v: &str| format!("<think> work </think> {}", call(v));
+        // A well-formed call with the wrong value; a value of the wrong type; a call of
+        // another function; two calls; text after the call; no reasoning.
+        assert!(t.is_well_formatted(&answer(&(gold + 1).to_string())));
+        assert!(!t.check(&p, &answer(&(gold + 1).to_string())));
+        assert!(!t.is_well_formatted(&answer(&format!("\"{gold}\""))));
+        assert!(!t.check(&p, &answer(&format!("\"{gold}\""))));
+        let other = answer(&p.gold).replace("\"answer\"", "\"submit\"");
+        assert!(!t.is_well_formatted(&other) && !t.check(&p, &other));
+        let twice = format!("{}\n{}", answer(&p.gold), call(&p.gold));
+        assert!(!t.is_well_formatted(&twice) && !t.check(&p, &twice));
+        let chatty = format!("{} Done.", answer(&p.gold));
+        assert!(!t.is_well_formatted(&chatty));
+        assert!(
+            t.check(&p, &chatty),
+            "the reward judges the call, not the text"
+        );
+        assert!(!t.is_well_formatted(&format!("<think> </think> {}", call(&p.gold))));
+        // A call that ends the reasoning counts for the reward, not for the format.
+        let early = format!("<think> work {}", call(&p.gold));
+        assert!(t.check(&p, &early) && !t.is_well_formatted(&early));
+    }
+}
+
+#[test]
+fn the_tool_task_corpus_calls_the_tool_only_sometimes() {
+    use aha_train::corpus::{corpus, CorpusMix};
+    let t = Task::Tool { difficulty: 2 };
+    let mix = CorpusMix::default();
+    let docs: Vec<String> = corpus(t, mix, 3).take(3000).collect();
+    let template: Vec<&String> = docs.iter().filter(|d| d.contains("Assistant:")).collect();
+    let calls = template
+        .iter()
+        .filter(|d| d.contains("<tool_call>"))
+        .count();
+    let share = calls as f64 / template.len() as f64;
+    assert!(
+        (share - mix.formatted as f64).abs() < 0.05,
+        "calls in {share:.3} of the template documents"
+    );
+    assert!(template.iter().all(|d| d.contains("Call the answer tool.")));
 }

@@ -31,7 +31,8 @@ pub struct ProblemArgs {
     /// A PEFT LoRA adapter directory to apply to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// A built-in task, e.g. arithmetic:2, countdown:3 or json:2 (answers in JSON).
+    /// A built-in task, e.g. arithmetic:2, countdown:3, json:2 (answers in JSON) or tool:2
+    /// (answers by calling an `answer` tool).
     #[arg(long, conflicts_with = "dataset")]
     pub task: Option<Task>,
     /// A JSONL or Parquet file with question/answer (GSM8K: gold after ####), problem/answer
@@ -64,8 +65,9 @@ pub struct ProblemArgs {
     /// Target language or script of the language-consistency score (en, zh, ru, latin, ...).
     #[arg(long, default_value = "en")]
     pub language: String,
-    /// Constrain the answer of a task that answers in JSON (--task json) to its schema:
-    /// free reasoning, then after `</think>` only schema-valid JSON.
+    /// Constrain the answer of a task that answers in JSON or with a call (--task json,
+    /// --task tool): free reasoning, then after `</think>` only schema-valid JSON or one valid
+    /// call.
     #[arg(long, requires = "task")]
     pub constrained: bool,
 }

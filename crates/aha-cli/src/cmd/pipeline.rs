@@ -21,7 +21,9 @@ pub struct PipelineArgs {
     /// fields left out keep their defaults); the flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Built-in task, optionally with a difficulty [default: arithmetic:2].
+    /// Built-in task, optionally with a difficulty [default: arithmetic:2]: arithmetic,
+    /// countdown, json (answers in JSON) or tool (answers with a call; its accuracy is the
+    /// tool-call reward).
     #[arg(long)]
     task: Option<Task>,
     /// [default: 0]

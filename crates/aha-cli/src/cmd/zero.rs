@@ -10,7 +10,7 @@ use aha_train::eval::{self, EvalConfig, GenConfig, ProblemSet, PromptStyle, Resu
 use aha_train::grpo::StepMetrics;
 use aha_train::pipeline::{run_rl, RlConfig};
 use aha_train::pretrain::{self, PretrainConfig};
-use aha_train::tasks::Task;
+use aha_train::tasks::{AnswerForm, Task};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
@@ -24,7 +24,9 @@ pub struct ZeroArgs {
     out: PathBuf,
     /// Built-in task, optionally with a difficulty: arithmetic (= arithmetic:2), arithmetic:3,
     /// countdown:2, json (arithmetic answered as `{"answer": n, "steps": k}` after the
-    /// reasoning; the summary adds the same evaluations with the answer constrained).
+    /// reasoning), tool (answered by calling an `answer` tool; the tool-call reward is the
+    /// accuracy). For json and tool the summary adds the same evaluations with the answer
+    /// constrained.
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// GRPO steps.
@@ -157,9 +159,9 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     let base = greedy::evaluate(&model, &tok, &args.task, args.eval_n, args.seed)?;
     let base_modes = greedy::mode_accuracies(&model, &tok, &args.task, args.eval_n, args.seed)?;
     let base_paper = paper_eval(&model, &tok, &args, &args.out.join("eval-base"), false)?;
-    // A task that answers in JSON: the same evaluation with the answer constrained to its
-    // schema (free reasoning first), which any model passes for format.
-    let json_task = args.task.answers_in_json();
+    // A task that answers in JSON or with a tool call: the same evaluation with the answer
+    // constrained to its grammar (free reasoning first), which any model passes for format.
+    let json_task = args.task.answer_grammar().is_some();
     let constrained_eval = |m: &Model, name: &str| -> Result<Option<Results>> {
         if !json_task {
             return Ok(None);
@@ -284,7 +286,11 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         100.0 * base_paper.cons,
         100.0 * final_paper.cons
     );
-    let format_label = if json_task { "valid JSON" } else { "format" };
+    let format_label = match args.task.answer_form() {
+        AnswerForm::Json => "valid JSON",
+        AnswerForm::ToolCall => "valid call",
+        AnswerForm::Tags => "format",
+    };
     println!(
         "{:<16} {:>9.1}% {:>9.1}%",
         format!("{format_label} (T=0.6)"),
@@ -293,7 +299,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
     );
     if let (Some(b), Some(f)) = (&base_constrained, &final_constrained) {
         println!(
-            "{:<16} {:>9.1}% {:>9.1}%   (answer constrained to the schema after </think>)",
+            "{:<16} {:>9.1}% {:>9.1}%   (answer constrained to the grammar after </think>)",
             "pass@1 constr.",
             100.0 * b.pass_at.first().copied().unwrap_or(0.0),
             100.0 * f.pass_at.first().copied().unwrap_or(0.0),

@@ -50,7 +50,7 @@ pub fn mode_accuracies(
     n: usize,
     seed: u64,
 ) -> Result<Option<(f64, f64)>> {
-    if !matches!(task, Task::Arithmetic { .. } | Task::Json { .. }) {
+    if !task.is_arithmetic() {
         return Ok(None);
     }
     let acc = |kind| -> Result<f64> {
