@@ -306,7 +306,7 @@ pub fn run(args: ZeroArgs) -> Result<()> {
         );
         println!(
             "{:<16} {:>9.1}% {:>9.1}%   (constrained)",
-            "valid JSON",
+            format_label,
             100.0 * b.format_rate,
             100.0 * f.format_rate
         );
