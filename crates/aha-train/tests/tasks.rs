@@ -273,12 +273,7 @@ fn the_json_task_answers_arithmetic_in_json() {
         // A slip may leave the value range (a negative value is outside the schema).
         assert!(aha_reward::json_answer(&slip).is_some(), "{slip}");
         // The broken formats are not JSON but still carry the value.
-        for format in [Format::NoAnswerTags, Format::NoTags, Format::NoThinkClose] {
-            let style = Style {
-                format,
-                ..Style::plain(DocKind::StepByStep)
-            };
-            let doc = completion_text(&t, &p, style, &mut rng);
+        for doc in broken_formats(&t, &p, &mut rng) {
             assert!(!t.is_well_formatted(&doc), "{doc}");
             assert!(t.check(&p, &doc), "{doc}");
         }
@@ -298,23 +293,32 @@ fn the_json_task_answers_arithmetic_in_json() {
 }
 
 #[test]
-fn the_json_task_corpus_answers_in_json_only_sometimes() {
+fn structured_tasks_corpora_use_their_format_only_sometimes() {
     use aha_train::corpus::{corpus, CorpusMix};
-    let t = Task::Json { difficulty: 2 };
     let mix = CorpusMix::default();
-    let docs: Vec<String> = corpus(t, mix, 3).take(3000).collect();
-    let template: Vec<&String> = docs.iter().filter(|d| d.contains("Assistant:")).collect();
-    let json = template
-        .iter()
-        .filter(|d| d.contains("{\"answer\":"))
-        .count();
-    let share = json as f64 / template.len() as f64;
-    // The strict format is `mix.formatted` of the template documents.
-    assert!(
-        (share - mix.formatted as f64).abs() < 0.05,
-        "JSON in {share:.3} of the template documents"
-    );
-    assert!(template.iter().all(|d| d.contains("Answer in JSON.")));
+    for (t, marker, instruction) in [
+        (
+            Task::Json { difficulty: 2 },
+            "{\"answer\":",
+            "Answer in JSON.",
+        ),
+        (
+            Task::Tool { difficulty: 2 },
+            "<tool_call>",
+            "Call the answer tool.",
+        ),
+    ] {
+        let docs: Vec<String> = corpus(t, mix, 3).take(3000).collect();
+        let template: Vec<&String> = docs.iter().filter(|d| d.contains("Assistant:")).collect();
+        let structured = template.iter().filter(|d| d.contains(marker)).count();
+        let share = structured as f64 / template.len() as f64;
+        // The strict format is `mix.formatted` of the template documents.
+        assert!(
+            (share - mix.formatted as f64).abs() < 0.05,
+            "{t}: {marker} in {share:.3} of the template documents"
+        );
+        assert!(template.iter().all(|d| d.contains(instruction)));
+    }
 }
 
 #[test]
@@ -341,12 +345,7 @@ fn the_tool_task_answers_arithmetic_with_a_call_judged_by_the_tool_call_reward()
             assert_eq!(t.final_value(&doc), Some(p.gold.clone()), "{doc}");
         }
         // The broken formats carry the value but make no call: wrong, with no value.
-        for format in [Format::NoAnswerTags, Format::NoTags, Format::NoThinkClose] {
-            let style = Style {
-                format,
-                ..Style::plain(DocKind::StepByStep)
-            };
-            let doc = completion_text(&t, &p, style, &mut rng);
+        for doc in broken_formats(&t, &p, &mut rng) {
             assert!(!t.is_well_formatted(&doc), "{doc}");
             assert!(!t.check(&p, &doc), "{doc}");
             assert_eq!(t.final_value(&doc), None, "{doc}");
@@ -375,21 +374,16 @@ fn the_tool_task_answers_arithmetic_with_a_call_judged_by_the_tool_call_reward()
     }
 }
 
-#[test]
-fn the_tool_task_corpus_calls_the_tool_only_sometimes() {
-    use aha_train::corpus::{corpus, CorpusMix};
-    let t = Task::Tool { difficulty: 2 };
-    let mix = CorpusMix::default();
-    let docs: Vec<String> = corpus(t, mix, 3).take(3000).collect();
-    let template: Vec<&String> = docs.iter().filter(|d| d.contains("Assistant:")).collect();
-    let calls = template
-        .iter()
-        .filter(|d| d.contains("<tool_call>"))
-        .count();
-    let share = calls as f64 / template.len() as f64;
-    assert!(
-        (share - mix.formatted as f64).abs() < 0.05,
-        "calls in {share:.3} of the template documents"
-    );
-    assert!(template.iter().all(|d| d.contains("Call the answer tool.")));
+/// A worked solution in each broken format (no answer tags, no tags, reasoning not closed).
+fn broken_formats(t: &Task, p: &aha_train::tasks::Problem, rng: &mut StdRng) -> Vec<String> {
+    [Format::NoAnswerTags, Format::NoTags, Format::NoThinkClose]
+        .into_iter()
+        .map(|format| {
+            let style = Style {
+                format,
+                ..Style::plain(DocKind::StepByStep)
+            };
+            completion_text(t, p, style, rng)
+        })
+        .collect()
 }
