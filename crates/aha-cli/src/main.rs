@@ -70,10 +70,10 @@ enum Command {
 /// 15.7 s, 5.5 s with this). Keep freed memory in the heap instead; the cost is that the
 /// process's resident size stays at its peak.
 ///
-/// `aha serve` keeps the same settings: its large allocations (logits, KV rows) come from the
-/// engine's scheduler thread and rayon's workers, which this was measured for, while the HTTP
-/// threads allocate little, so one arena is not a point of contention. A server's resident
-/// size then stays at its busiest moment's; a soak run (issue #12) has yet to measure it.
+/// `aha serve` does not: a server's resident size would stay at its busiest moment's, and a
+/// soak (10 minutes of mixed traffic, docs/benchmarks.md) saw it climb in steps as rarer,
+/// larger batches set new peaks. glibc's defaults raise the mmap threshold to the sizes a
+/// server's steps free, so the page-fault cost this avoids does not come back there.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any threads start.
@@ -97,8 +97,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    keep_freed_memory();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        keep_freed_memory();
+    }
     if let Some(n) = cli.threads {
         // candle's kernels size their pools from this variable; set it before any runs.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
