@@ -72,8 +72,8 @@ enum Command {
 ///
 /// `aha serve` does not: a server's resident size would stay at its busiest moment's, and a
 /// soak (10 minutes of mixed traffic, docs/benchmarks.md) saw it climb in steps as rarer,
-/// larger batches set new peaks. glibc's defaults raise the mmap threshold to the sizes a
-/// server's steps free, so the page-fault cost this avoids does not come back there.
+/// larger batches set new peaks (672 MiB after 10 minutes; with glibc's defaults it rises and
+/// falls, peak 438 MiB in 6), at no cost in tokens/s (measured 6% faster at 32 requests).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any threads start.
