@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """Continuous-batching gain of a running OpenAI-compatible server: N requests sent one
 after another, then the same N at once (streaming, so time to first token is seen).
-Standard library only. Prints one JSON object.
+Standard library only (and bench_load.py beside it). Prints one JSON object.
 
     python3 scripts/serve/bench_batching.py --url http://127.0.0.1:8080 --n 32 --max-tokens 64
 """
 import argparse
-import http.client
 import json
 import statistics
 import threading
 import time
-import urllib.parse
+
+from bench_load import one
 
 PROMPTS = [
     "Write a short poem about the sea.",
@@ -25,46 +25,12 @@ PROMPTS = [
 ]
 
 
-def one(url, prompt, max_tokens, key):
-    u = urllib.parse.urlparse(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
-    body = json.dumps({
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
-        "stream_options": {"include_usage": True},
-    })
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = "Bearer " + key
-    t0 = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body, headers)
-    r = conn.getresponse()
-    assert r.status == 200, r.read()
-    ttft = None
-    tokens = 0
-    for line in r:
-        line = line.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            break
-        j = json.loads(data)
-        if j.get("usage"):
-            tokens = j["usage"]["completion_tokens"]
-        if ttft is None and any(c.get("delta", {}).get("content") or c.get("delta", {}).get("reasoning_content")
-                                for c in j.get("choices", [])):
-            ttft = time.perf_counter() - t0
-    conn.close()
-    return {"ttft": ttft, "latency": time.perf_counter() - t0, "tokens": tokens}
-
-
 def run(url, n, max_tokens, key, concurrent):
     results = [None] * n
     t0 = time.perf_counter()
     if concurrent:
         def work(i):
-            results[i] = one(url, PROMPTS[i % len(PROMPTS)], max_tokens, key)
+            results[i] = one(url, PROMPTS[i % len(PROMPTS)], max_tokens, key=key)
         threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
         for t in threads:
             t.start()
@@ -72,7 +38,7 @@ def run(url, n, max_tokens, key, concurrent):
             t.join()
     else:
         for i in range(n):
-            results[i] = one(url, PROMPTS[i % len(PROMPTS)], max_tokens, key)
+            results[i] = one(url, PROMPTS[i % len(PROMPTS)], max_tokens, key=key)
     wall = time.perf_counter() - t0
     tokens = sum(r["tokens"] for r in results)
     ttfts = sorted(r["ttft"] for r in results if r["ttft"] is not None)
@@ -92,7 +58,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--key", default=None)
     a = ap.parse_args()
-    one(a.url, "warm up", 4, a.key)
+    one(a.url, "warm up", 4, key=a.key)
     seq = run(a.url, a.n, a.max_tokens, a.key, concurrent=False)
     conc = run(a.url, a.n, a.max_tokens, a.key, concurrent=True)
     print(json.dumps({

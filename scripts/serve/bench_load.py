@@ -32,7 +32,9 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def one(url, prompt, max_tokens, model):
+def one(url, prompt, max_tokens, model="default", key=None):
+    """One streamed greedy chat request of `max_tokens` (EOS ignored): time to first token,
+    the gaps between content chunks, total latency and the completion's token count."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
     body = json.dumps({
@@ -41,8 +43,11 @@ def one(url, prompt, max_tokens, model):
         "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
         "stream_options": {"include_usage": True},
     })
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
     t0 = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    conn.request("POST", "/v1/chat/completions", body, headers)
     r = conn.getresponse()
     if r.status != 200:
         raise RuntimeError(f"HTTP {r.status}: {r.read()[:200]!r}")
@@ -65,6 +70,7 @@ def one(url, prompt, max_tokens, model):
     return {
         "ttft": stamps[0] if stamps else None,
         "itl": [b - a for a, b in zip(stamps, stamps[1:])],
+        "latency": time.perf_counter() - t0,
         "tokens": tokens if tokens is not None else len(stamps),
     }
 
