@@ -508,9 +508,7 @@ pub fn tool_calls_match(format: aha_text::ToolCallFormat, completion: &str, gold
         serde_json::Value::String(s) => serde_json::from_str(s).ok(),
         v => Some(v.clone()),
     };
-    let opened = !completion.trim_start().starts_with("<think>") && completion.contains("</think>");
-    let split = aha_text::split_reasoning(completion, opened);
-    let Some(answer) = format.answer_calls(&split.reasoning, &split.content) else {
+    let Some(answer) = answer_calls(format, completion) else {
         return false;
     };
     answer.calls.len() == wanted.len()
@@ -523,6 +521,18 @@ pub fn tool_calls_match(format: aha_text::ToolCallFormat, completion: &str, gold
             let args: Option<serde_json::Value> = serde_json::from_str(&c.arguments).ok();
             w["name"] == c.name.as_str() && args.is_some() && args == as_json(&w["arguments"])
         })
+}
+
+/// A completion's tool calls in `format` (a call written before `</think>` ends the
+/// reasoning); the reasoning counts as opened by the prompt when the completion closes it
+/// without opening it.
+pub fn answer_calls(
+    format: aha_text::ToolCallFormat,
+    completion: &str,
+) -> Option<aha_text::AnswerCalls> {
+    let opened = !completion.trim_start().starts_with("<think>") && completion.contains("</think>");
+    let split = aha_text::split_reasoning(completion, opened);
+    format.answer_calls(&split.reasoning, &split.content)
 }
 
 /// One reward term computed by a closure (tests, custom tasks).

@@ -424,9 +424,7 @@ pub fn tool_answer_text(value: &str) -> String {
 /// The arguments of a response's answer call, when its calls (after or ending the
 /// reasoning) are exactly one call of [`ANSWER_TOOL`].
 fn tool_answer_call(response: &str) -> Option<serde_json::Value> {
-    let opened = !response.trim_start().starts_with("<think>") && response.contains("</think>");
-    let split = aha_text::split_reasoning(response, opened);
-    let answer = aha_text::ToolCallFormat::Hermes.answer_calls(&split.reasoning, &split.content)?;
+    let answer = crate::grpo::answer_calls(aha_text::ToolCallFormat::Hermes, response)?;
     match answer.calls.as_slice() {
         [call] if call.name == ANSWER_TOOL.0 => serde_json::from_str(&call.arguments).ok(),
         _ => None,
