@@ -19,7 +19,8 @@ struct Cli {
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Kernels for the weights a GGUF file keeps quantized: aha's own (Q4_0/Q4_1/Q5_x/Q8_0/
-    /// K-quants, AVX2) or candle's for every type (the baseline of the kernel benchmarks).
+    /// K-quants; AVX-512 VNNI or AVX2, whichever the CPU has), aha's own with AVX2 at most, or
+    /// candle's for every type (the baselines of the kernel benchmarks).
     #[arg(long, global = true, value_enum, default_value_t = cmd::common::QuantKernels::Aha)]
     quant_kernels: cmd::common::QuantKernels,
     #[command(subcommand)]

@@ -155,6 +155,12 @@ pub fn attend(
     mode: Mode,
 ) -> candle_core::Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
+    // Few queries per sequence (decoding): one pass over the cache, no copies.
+    if mode == Mode::Inference && t <= 16 {
+        if let Some(out) = ops::attend_few(q, k, v, bias, kv_heads)? {
+            return Ok(out);
+        }
+    }
     let total = k.dim(2)?;
     let n_rep = h / kv_heads;
     let scale = 1.0 / (d as f64).sqrt();

@@ -79,6 +79,223 @@ impl candle_core::CustomOp1 for SoftmaxLastDim {
     }
 }
 
+/// Inference attention for a few queries per sequence (decode, fast-forward), straight from
+/// the strided cache buffers: the composed path copies every key and value per layer and
+/// step and runs many tiny matmuls. q [b, h, t, d], k/v [b, kv, T, d] (any strides, last
+/// contiguous), bias [b, 1, 1, t, T]; `None` when the inputs are not f32 CPU tensors of
+/// that form. Each query row is computed on its own, so a row's result does not depend
+/// on the rest of the batch.
+pub fn attend_few(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    kv_heads: usize,
+) -> Result<Option<Tensor>> {
+    use candle_core::{CpuStorage, Storage};
+    use rayon::prelude::*;
+    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+    if ![q, k, v, bias].into_iter().all(f32_cpu) {
+        return Ok(None);
+    }
+    let (b, h, t, d) = q.dims4()?;
+    let (kb, kvh, total, kd) = k.dims4()?;
+    if (kb, kvh, kd) != (b, kv_heads, d) || v.dims4()? != (b, kv_heads, total, d) {
+        return Ok(None);
+    }
+    if kv_heads == 0 || h % kv_heads != 0 || bias.dims() != [b, 1, 1, t, total] {
+        return Ok(None);
+    }
+    let (kl, vl) = (k.layout(), v.layout());
+    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
+        return Ok(None);
+    }
+    let n_rep = h / kv_heads;
+    let (q, bias) = (q.contiguous()?, bias.contiguous()?);
+    let (qs, _) = q.storage_and_layout();
+    let (bs, _) = bias.storage_and_layout();
+    let (ks, _) = k.storage_and_layout();
+    let (vs, _) = v.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(qs)), Storage::Cpu(CpuStorage::F32(bs))) = (&*qs, &*bs)
+    else {
+        return Ok(None);
+    };
+    let (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) = (&*ks, &*vs)
+    else {
+        return Ok(None);
+    };
+    let q0 = q.layout().start_offset();
+    let b0 = bias.layout().start_offset();
+    let scale = 1.0 / (d as f32).sqrt();
+    let rows = n_rep * t;
+    let mut out = vec![0f32; b * h * t * d];
+    // One task per (sequence, kv head): its n_rep query heads are adjacent in q and in the
+    // output, and each key and value row is read once for all of them.
+    out.par_chunks_mut(rows * d).enumerate().for_each(|(c, o)| {
+        let (bi, g) = (c / kv_heads, c % kv_heads);
+        let head = AttendHead {
+            q: &qs[q0 + (bi * h + g * n_rep) * t * d..][..rows * d],
+            bias: &bs[b0 + bi * t * total..][..t * total],
+            k: (
+                ks,
+                kl.start_offset() + bi * kl.stride()[0] + g * kl.stride()[1],
+                kl.stride()[2],
+            ),
+            v: (
+                vs,
+                vl.start_offset() + bi * vl.stride()[0] + g * vl.stride()[1],
+                vl.stride()[2],
+            ),
+            t,
+            total,
+            d,
+            scale,
+        };
+        simd::attend_head(&head, o);
+    });
+    Ok(Some(Tensor::from_vec(out, (b, h, t, d), q.device())?))
+}
+
+/// One (sequence, kv head) of [`attend_few`]: `rows = n_rep * t` query rows of `q`, the
+/// bias rows of its t queries, keys and values as (buffer, offset of row 0, row stride).
+struct AttendHead<'a> {
+    q: &'a [f32],
+    bias: &'a [f32],
+    k: (&'a [f32], usize, usize),
+    v: (&'a [f32], usize, usize),
+    t: usize,
+    total: usize,
+    d: usize,
+    scale: f32,
+}
+
+impl AttendHead<'_> {
+    /// The body, with the row kernels of `K` (inlined into each instruction-set entry).
+    #[inline(always)]
+    fn run<K: simd::Rows>(&self, o: &mut [f32]) {
+        let (total, d) = (self.total, self.d);
+        let rows = self.q.len() / d;
+        let (ks, kt, ktj) = self.k;
+        let (vs, vt, vtj) = self.v;
+        let mut p = vec![0f32; rows * total];
+        for j in 0..total {
+            let kj = &ks[kt + j * ktj..][..d];
+            for r in 0..rows {
+                let b = self.bias[(r % self.t) * total + j];
+                p[r * total + j] = K::dot(&self.q[r * d..][..d], kj) * self.scale + b;
+            }
+        }
+        let mut inv = vec![0f32; rows];
+        for (pr, inv) in p.chunks_mut(total).zip(inv.iter_mut()) {
+            let max = pr.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0f32;
+            for x in pr.iter_mut() {
+                *x = exp_nonpositive(*x - max);
+                sum += *x;
+            }
+            *inv = 1.0 / sum;
+        }
+        o.fill(0.0);
+        for j in 0..total {
+            let vj = &vs[vt + j * vtj..][..d];
+            for (r, or) in o.chunks_mut(d).enumerate() {
+                let w = p[r * total + j];
+                if w != 0.0 {
+                    K::axpy(or, w, vj);
+                }
+            }
+        }
+        for (or, inv) in o.chunks_mut(d).zip(inv) {
+            or.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+/// Row kernels (dot product, `y += a x`) for [`AttendHead`]: AVX2/FMA when the CPU has
+/// them (the crate is built for baseline x86-64), portable loops otherwise.
+mod simd {
+    use super::AttendHead;
+
+    pub trait Rows {
+        fn dot(a: &[f32], b: &[f32]) -> f32;
+        fn axpy(y: &mut [f32], a: f32, x: &[f32]);
+    }
+
+    struct Portable;
+
+    impl Rows for Portable {
+        #[inline(always)]
+        fn dot(a: &[f32], b: &[f32]) -> f32 {
+            a.iter().zip(b).map(|(x, y)| x * y).sum()
+        }
+        #[inline(always)]
+        fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+            y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+        }
+    }
+
+    pub fn attend_head(head: &AttendHead, o: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if head.d.is_multiple_of(8) && fma::available() {
+            // SAFETY: AVX2 and FMA were detected; rows are a multiple of 8 long.
+            return unsafe { fma::attend_head(head, o) };
+        }
+        head.run::<Portable>(o)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod fma {
+        use super::{AttendHead, Rows};
+        use std::arch::x86_64::*;
+
+        pub fn available() -> bool {
+            use std::sync::OnceLock;
+            static HAS: OnceLock<bool> = OnceLock::new();
+            *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn attend_head(head: &AttendHead, o: &mut [f32]) {
+            head.run::<Fma>(o)
+        }
+
+        /// Only reached through `attend_head` above (rows a multiple of 8, features there).
+        struct Fma;
+
+        impl Rows for Fma {
+            #[inline(always)]
+            fn dot(a: &[f32], b: &[f32]) -> f32 {
+                assert!(a.len() == b.len() && a.len().is_multiple_of(8));
+                // SAFETY: in bounds (asserted); AVX2/FMA checked by the caller.
+                unsafe {
+                    let mut acc = _mm256_setzero_ps();
+                    for i in (0..a.len()).step_by(8) {
+                        let x = _mm256_loadu_ps(a.as_ptr().add(i));
+                        acc = _mm256_fmadd_ps(x, _mm256_loadu_ps(b.as_ptr().add(i)), acc);
+                    }
+                    let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+                    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+                }
+            }
+
+            #[inline(always)]
+            fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+                assert!(y.len() == x.len() && y.len().is_multiple_of(8));
+                // SAFETY: as above.
+                unsafe {
+                    let av = _mm256_set1_ps(a);
+                    for i in (0..y.len()).step_by(8) {
+                        let p = y.as_mut_ptr().add(i);
+                        let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+                        _mm256_storeu_ps(p, _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(p)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn softmax_row(x: &[f32], out: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     for (o, &v) in out.iter_mut().zip(x) {

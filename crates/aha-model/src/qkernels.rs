@@ -11,12 +11,14 @@
 //!
 //! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
 //! type (Q8_0, Q8_1 or Q8_K), kept as blocks of 32 (a scale, 32 i8 codes and
-//! `scale * Σ codes` for the offset term), then takes integer dot products: AVX2
-//! (`maddubs`: unsigned times signed bytes; signed weights go through `sign` first) when
-//! the CPU has it, a portable scalar loop otherwise. Work is split with rayon (the CLI's
-//! `--threads` sets the pool): over chunks of W's rows for one activation row, over (tile of
-//! 32 activation rows x chunk of W's rows) tasks for several, each unpacked weight block
-//! then serving up to four activation rows at once.
+//! `scale * Σ codes` for the offset term), then takes integer dot products with the widest
+//! instructions the CPU has ([`Isa`], detected at run time): AVX-512 VNNI (`dpbusd` over two
+//! blocks at once; signed weights meet activations shifted by 128, less a per-block
+//! correction), AVX2 (`maddubs`: unsigned times signed bytes; signed weights go through
+//! `sign` first), or a portable scalar loop. Work is split with rayon (the CLI's `--threads`
+//! sets the pool): over chunks of W's rows for one activation row, over (tile of 32
+//! activation rows x chunk of W's rows) tasks for several, each unpacked weight block then
+//! serving up to eight (AVX-512) or four activation rows at once.
 //!
 //! [`QMat`] wraps this next to candle's `QMatMul` (used for every other type, and for all
 //! types with [`Kernels::Candle`]).
@@ -96,6 +98,44 @@ pub struct QWeight {
     n: usize,
     k: usize,
     layout: Layout,
+    /// The widest instruction set the kernels may use for this weight.
+    isa: Isa,
+}
+
+/// Instruction sets the kernels are written for, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Scalar,
+    /// AVX2 and FMA: `maddubs` on 32 bytes.
+    Avx2,
+    /// AVX-512 F/BW and VNNI: `dpbusd` on two 32-weight blocks at once.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest set this CPU has.
+    pub fn detected() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static HAS: OnceLock<Isa> = OnceLock::new();
+            *HAS.get_or_init(|| {
+                let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+                let avx512 = is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vnni");
+                match (avx2, avx512) {
+                    (true, true) => Isa::Avx512,
+                    (true, false) => Isa::Avx2,
+                    _ => Isa::Scalar,
+                }
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Isa::Scalar
+        }
+    }
 }
 
 fn f16_at(b: &[u8], at: usize) -> f32 {
@@ -276,6 +316,7 @@ impl QWeight {
             n,
             k,
             layout: p.finish(kind),
+            isa: Isa::detected(),
         })
     }
 
@@ -329,25 +370,45 @@ impl QWeight {
         out
     }
 
+    /// The same weight, its kernels limited to `isa` (or what the CPU has, if narrower).
+    pub fn with_isa(mut self, isa: Isa) -> Self {
+        self.isa = isa.min(Isa::detected());
+        self
+    }
+
+    /// The instruction set [`QWeight::matmul`] uses.
+    pub fn isa(&self) -> Isa {
+        // The two-block AVX-512 kernel needs an even number of blocks per row.
+        if self.isa == Isa::Avx512 && !(self.k / QK).is_multiple_of(2) {
+            Isa::Avx2
+        } else {
+            self.isa
+        }
+    }
+
     /// `y[m, n] = x[m, k] · Wᵀ` (row-major slices).
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        self.matmul_impl(x, m, y, simd_available())
+        self.matmul_impl(x, m, y, self.isa())
     }
 
     /// [`QWeight::matmul`] with the portable scalar kernel only (for tests).
     #[doc(hidden)]
     pub fn matmul_scalar(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        self.matmul_impl(x, m, y, false)
+        self.matmul_impl(x, m, y, Isa::Scalar)
     }
 
-    fn matmul_impl(&self, x: &[f32], m: usize, y: &mut [f32], simd: bool) {
+    fn matmul_impl(&self, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "qkernels: x is not [m, k]");
         assert_eq!(y.len(), m * n, "qkernels: y is not [m, n]");
         if m == 0 || n == 0 {
             return;
         }
-        let act = Q8Rows::quantize(x, m, k, self.kind.flavor());
+        let mut act = Q8Rows::quantize(x, m, k, self.kind.flavor());
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            act.pairs = act.to_pairs();
+        }
         let threads = rayon::current_num_threads().max(1);
         // Enough chunks to balance the threads, none so small that scheduling dominates.
         let min_rows = if m == 1 { 32 } else { 8 };
@@ -355,7 +416,7 @@ impl QWeight {
         if m == 1 {
             for_chunks(y, chunk, threads, |c, out| {
                 let j0 = c * chunk;
-                self.rows_dot::<1, _>(j0..j0 + out.len(), &act, 0, simd, |j, r| out[j - j0] = r[0]);
+                self.rows_dot::<1, _>(j0..j0 + out.len(), &act, 0, isa, |j, r| out[j - j0] = r[0]);
             });
             return;
         }
@@ -381,15 +442,22 @@ impl QWeight {
                         }
                     }
                 };
-                let left = i1 - i;
+                // Rows per unpacked weight block: as many as the registers hold.
+                let most = if isa == Isa::Avx512 { 8 } else { 4 };
+                let step = (i1 - i).min(most);
                 let w = rows.clone();
-                match left {
-                    1 => self.rows_dot::<1, _>(w, &act, i, simd, |j, r| put(i)(j, r)),
-                    2 => self.rows_dot::<2, _>(w, &act, i, simd, |j, r| put(i)(j, r)),
-                    3 => self.rows_dot::<3, _>(w, &act, i, simd, |j, r| put(i)(j, r)),
-                    _ => self.rows_dot::<4, _>(w, &act, i, simd, |j, r| put(i)(j, r)),
+                match step {
+                    1 => self.rows_dot::<1, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
+                    2 => self.rows_dot::<2, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
+                    3 => self.rows_dot::<3, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
+                    4..=7 => {
+                        self.rows_dot::<4, _>(w, &act, i, isa, |j, r| put(i)(j, r));
+                        i += 4;
+                        continue;
+                    }
+                    _ => self.rows_dot::<8, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
                 }
-                i += left.min(4);
+                i += step;
             }
         };
         if threads <= 1 {
@@ -406,7 +474,7 @@ impl QWeight {
         rows: std::ops::Range<usize>,
         act: &Q8Rows,
         i: usize,
-        simd: bool,
+        isa: Isa,
         emit: F,
     ) {
         let nb = self.k / QK;
@@ -416,14 +484,42 @@ impl QWeight {
         );
         let xq: [&[i8]; R] = std::array::from_fn(|r| act.codes(i + r));
         let xd: [&[[f32; 2]]; R] = std::array::from_fn(|r| act.scales(i + r));
-        let _ = simd;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            let xt = (&act.pairs[..], act.m, i);
+            // SAFETY: `isa` is Avx512 only when AVX-512 F/BW/VNNI (and AVX2) were detected
+            // at run time and the rows have an even number of blocks; the kernels assert
+            // the slice lengths.
+            unsafe {
+                match &self.layout {
+                    Layout::Packed { dm, qs, qh } if qh.is_empty() => {
+                        avx512::packed_dot::<R, false, F>(dm, qs, qh, nb, rows, xt, emit)
+                    }
+                    Layout::Packed { dm, qs, qh } => {
+                        avx512::packed_dot::<R, true, F>(dm, qs, qh, nb, rows, xt, emit)
+                    }
+                    Layout::Signed {
+                        d,
+                        halves: true,
+                        qs,
+                    } => avx512::signed_dot::<R, true, F>(d, qs, nb, rows, xt, emit),
+                    Layout::Signed {
+                        d,
+                        halves: false,
+                        qs,
+                    } => avx512::signed_dot::<R, false, F>(d, qs, nb, rows, xt, emit),
+                }
+            }
+            return;
+        }
+        let simd = isa >= Isa::Avx2;
         match &self.layout {
             Layout::Packed { dm, qs, qh } => {
                 let high = !qh.is_empty();
                 #[cfg(target_arch = "x86_64")]
                 if simd {
                     // SAFETY: `simd` is only true when AVX2 and FMA were detected at run
-                    // time; the slice lengths are checked by the asserts in the kernel.
+                    // time (`Isa::detected`); the kernels assert the slice lengths.
                     unsafe {
                         if high {
                             avx2::packed_dot::<R, true, F>(dm, qs, qh, nb, rows, &xq, &xd, emit);
@@ -474,6 +570,9 @@ struct Q8Rows {
     codes: Vec<i8>,
     /// Per block: scale and scale * Σ codes.
     scales: Vec<[f32; 2]>,
+    /// For the AVX-512 kernels (`Q8Rows::to_pairs`).
+    #[cfg(target_arch = "x86_64")]
+    pairs: Vec<avx512::Pair>,
 }
 
 impl Q8Rows {
@@ -495,7 +594,29 @@ impl Q8Rows {
             k,
             codes,
             scales,
+            #[cfg(target_arch = "x86_64")]
+            pairs: Vec::new(),
         }
+    }
+
+    /// The rows as the AVX-512 kernels read them: pair of blocks by pair, each pair's rows
+    /// side by side (so one pointer reaches a group of rows).
+    #[cfg(target_arch = "x86_64")]
+    fn to_pairs(&self) -> Vec<avx512::Pair> {
+        let np = self.k / QK / 2;
+        let mut out = Vec::with_capacity(np * self.m);
+        for p in 0..np {
+            for r in 0..self.m {
+                let (x, s) = (self.codes(r), self.scales(r));
+                let ([d0, s0], [d1, s1]) = (s[2 * p], s[2 * p + 1]);
+                out.push(avx512::Pair {
+                    codes: x[p * 64..p * 64 + 64].try_into().expect("64 codes"),
+                    scales: std::array::from_fn(|l| if l < 8 { d0 } else { d1 }),
+                    sums: [0.0, s0, 0.0, s1],
+                });
+            }
+        }
+        out
     }
 
     fn codes(&self, i: usize) -> &[i8] {
@@ -605,19 +726,6 @@ fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Fl
             Flavor::Q8_1 => [r16(d), r16(d * sum as f32)],
             _ => [r16(d), r16(d) * sum as f32],
         };
-    }
-}
-
-fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -822,12 +930,150 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! Two 32-weight blocks per instruction: `dpbusd` sums 4 byte products into each of 16
+    //! i32 lanes, lanes 0..8 for the first block and 8..16 for the second, which then take
+    //! their block's scales as f32.
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// Two blocks of one activation row: 64 codes, the two scales spread over the 16 lanes
+    /// of the blocks' sums, and `[0, Σ-term 0, 0, Σ-term 1]` to meet a packed weight pair's
+    /// `[d0, m0, d1, m1]`.
+    #[repr(C, align(64))]
+    pub(super) struct Pair {
+        pub codes: [i8; 64],
+        pub scales: [f32; 16],
+        pub sums: [f32; 4],
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn hsum4(v: __m128) -> f32 {
+        let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// See `super::scalar_packed_dot`; `H`: the blocks carry high bits. `xt`: all activation
+    /// rows from `Q8Rows::to_pairs`, `stride` of them, of which `i .. i + R` are taken.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn packed_dot<const R: usize, const H: bool, F: FnMut(usize, &[f32; R])>(
+        dm: &[[f32; 2]],
+        qs: &[[u8; 16]],
+        qh: &[u32],
+        nb: usize,
+        rows: Range<usize>,
+        (xt, stride, i): (&[Pair], usize, usize),
+        mut emit: F,
+    ) {
+        assert!(nb.is_multiple_of(2) && xt.len() == nb / 2 * stride && i + R <= stride);
+        assert!(dm.len() >= rows.end * nb && qs.len() >= rows.end * nb);
+        assert!(!H || qh.len() >= rows.end * nb);
+        let low = _mm256_set1_epi8(0x0F);
+        let bit4 = _mm512_set1_epi8(0x10);
+        // From a pair's [d0, m0, d1, m1]: d0 into lanes 0..8, d1 into lanes 8..16.
+        let pick_d = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+        for j in rows {
+            let mut acc = [_mm512_setzero_ps(); R];
+            let mut off = [_mm_setzero_ps(); R];
+            for p in 0..nb / 2 {
+                let b = j * nb + 2 * p;
+                let raw = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
+                let lo = _mm256_and_si256(raw, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                // 128-bit lanes [b codes 0..16, b+1 0..16, b 16..32, b+1 16..32], put in order.
+                let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                let mut w = _mm512_shuffle_i64x2(w, w, 0b11_01_10_00);
+                if H {
+                    let bits =
+                        *qh.get_unchecked(b) as u64 | (*qh.get_unchecked(b + 1) as u64) << 32;
+                    w = _mm512_mask_add_epi8(w, bits, w, bit4);
+                }
+                let dmv = _mm_loadu_ps(dm.as_ptr().add(b) as *const f32);
+                let dw = _mm512_permutexvar_ps(pick_d, _mm512_castps128_ps512(dmv));
+                let xp = xt.as_ptr().add(p * stride + i);
+                for r in 0..R {
+                    let x = &*xp.add(r);
+                    let xv = _mm512_load_si512(x.codes.as_ptr() as *const __m512i);
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xv);
+                    let s = _mm512_mul_ps(dw, _mm512_load_ps(x.scales.as_ptr()));
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r]);
+                    off[r] = _mm_fmadd_ps(dmv, _mm_load_ps(x.sums.as_ptr()), off[r]);
+                }
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                out[r] = _mm512_reduce_add_ps(acc[r]) + hsum4(off[r]);
+            }
+            emit(j, &out);
+        }
+    }
+
+    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn signed_dot<
+        const R: usize,
+        const HALVES: bool,
+        F: FnMut(usize, &[f32; R]),
+    >(
+        d: &[f32],
+        qs: &[[i8; 32]],
+        nb: usize,
+        rows: Range<usize>,
+        (xt, stride, i): (&[Pair], usize, usize),
+        mut emit: F,
+    ) {
+        let per = if HALVES { 2 } else { 1 };
+        assert!(nb.is_multiple_of(2) && xt.len() == nb / 2 * stride && i + R <= stride);
+        assert!(d.len() >= rows.end * nb * per && qs.len() >= rows.end * nb);
+        let bias = _mm512_set1_epi8(-128);
+        let pick = if HALVES {
+            _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
+        } else {
+            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+        };
+        for j in rows {
+            let mut acc = [_mm512_setzero_ps(); R];
+            for p in 0..nb / 2 {
+                let b = j * nb + 2 * p;
+                let w = _mm512_loadu_si512(qs.as_ptr().add(b) as *const __m512i);
+                // dpbusd wants unsigned × signed bytes: (x + 128) · w, less 128 Σ w.
+                let zero = _mm512_setzero_si512();
+                let corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, w));
+                let scales = if HALVES {
+                    _mm_loadu_ps(d.as_ptr().add(2 * b))
+                } else {
+                    _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(b) as *const f64))
+                };
+                let dw = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(scales));
+                let xs = &xt[p * stride + i..][..R];
+                for (acc, x) in acc.iter_mut().zip(xs) {
+                    let xv = _mm512_load_si512(x.codes.as_ptr() as *const __m512i);
+                    let dot = _mm512_dpbusd_epi32(corr, _mm512_xor_si512(xv, bias), w);
+                    let s = _mm512_mul_ps(dw, _mm512_load_ps(x.scales.as_ptr()));
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, *acc);
+                }
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                out[r] = _mm512_reduce_add_ps(acc[r]);
+            }
+            emit(j, &out);
+        }
+    }
+}
+
 /// Which kernels run quantized matmuls ([`crate::LoadOptions::quant_kernels`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Kernels {
     /// This module's, for the types of [`Kind`]; candle's for the rest.
     #[default]
     Aha,
+    /// This module's without AVX-512 (the baseline of the AVX-512 kernels' benchmarks).
+    AhaAvx2,
     /// candle's `QMatMul` for every type (the baseline of the kernel benchmarks).
     Candle,
 }
@@ -850,9 +1096,14 @@ impl std::fmt::Debug for QMat {
 
 impl QMat {
     pub fn new(t: Arc<QTensor>, kernels: Kernels) -> Result<Self> {
-        if kernels == Kernels::Aha {
+        if kernels != Kernels::Candle {
             if let Some(w) = QWeight::from_qtensor(&t)? {
-                return Ok(Self::Fast(w));
+                let cap = if kernels == Kernels::AhaAvx2 {
+                    Isa::Avx2
+                } else {
+                    Isa::Avx512
+                };
+                return Ok(Self::Fast(w.with_isa(cap)));
             }
         }
         Ok(Self::Candle(QMatMul::from_arc(t)?))

@@ -688,11 +688,12 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        let got = greedy(&model, &ids, want.len().min(24));
+        let (got, decoded) = greedy_with_logits(&model, &ids, want.len().min(24));
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         // Teacher-forced on llama.cpp's greedy tokens: aha's log-prob of each one.
         let all: Vec<u32> = ids.iter().chain(&want).copied().collect();
-        let lsm = log_softmax(&logits(&model, &all));
+        let all_logits = logits(&model, &all);
+        let lsm = log_softmax(&all_logits);
         let forced: Vec<f64> = want
             .iter()
             .enumerate()
@@ -702,16 +703,38 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
             .iter()
             .zip(&want_lp)
             .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        // Where the greedy tokens part: aha's margin for its own token over llama.cpp's (in
+        // the decoding pass), against how far aha's own two passes over the same context
+        // (decoding with the cache, and the teacher-forced full pass) are apart there. 8-bit
+        // activations make both passes jump by a code here and there: a margin below that
+        // is a tie to aha itself.
+        let part = (agree < got.len()).then(|| {
+            let (dec, full) = (&decoded[agree], &all_logits[ids.len() - 1 + agree]);
+            let lse = log_softmax(std::slice::from_ref(dec)).remove(0);
+            let margin = lse[got[agree] as usize] - lse[want[agree] as usize];
+            let own = dec
+                .iter()
+                .zip(full)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            (margin, own)
+        });
         eprintln!(
-            "{:?}: {agree} of {} greedy tokens agree with llama.cpp; teacher-forced max |logprob diff| {lp_diff:.4} over {}",
+            "{:?}: {agree} of {} greedy tokens agree with llama.cpp (where they part: margin, aha's own pass difference {part:?}); teacher-forced max |logprob diff| {lp_diff:.4} over {}",
             case["prompt"], got.len(), want.len()
         );
         // 15 identical greedy tokens (or log-probs within 0.1): as long as llama.cpp agrees
         // with itself. Its f16-cache run parts from its f32-cache run after 15 tokens on one
         // of these prompts, at a near tie (see above), which rounding in aha flips as well.
+        // Earlier only at a tie to aha itself (see `part`).
+        let tie = part.is_some_and(|(margin, own)| margin <= own);
         assert!(
-            agree >= 15 || lp_diff < 0.1,
-            "{:?}: aha {got:?} vs llama.cpp {want:?}, logprob diff {lp_diff}",
+            lp_diff < 1.0,
+            "{:?}: teacher-forced log-probs {lp_diff} apart",
+            case["prompt"]
+        );
+        assert!(
+            agree >= 15 || lp_diff < 0.1 || tie,
+            "{:?}: aha {got:?} vs llama.cpp {want:?}, logprob diff {lp_diff}, part {part:?}",
             case["prompt"]
         );
     }
@@ -719,9 +742,15 @@ fn smollm2_q4_1_greedy_agrees_with_llama_cpp() {
 
 /// `n` greedy tokens after `ids`, decoding with the KV cache.
 fn greedy(model: &Model, ids: &[u32], n: usize) -> Vec<u32> {
+    greedy_with_logits(model, ids, n).0
+}
+
+/// [`greedy`], and the logits each token was picked from.
+fn greedy_with_logits(model: &Model, ids: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
     let mut cache = model.new_cache();
     let mut toks = ids.to_vec();
     let mut start = 0;
+    let mut rows = Vec::new();
     for _ in 0..n {
         let l = forward_ids(
             model,
@@ -739,8 +768,9 @@ fn greedy(model: &Model, ids: &[u32], n: usize) -> Vec<u32> {
             .0 as u32;
         start = toks.len();
         toks.push(t);
+        rows.push(l);
     }
-    toks.split_off(ids.len())
+    (toks.split_off(ids.len()), rows)
 }
 
 /// A model aha trained (`aha zero`, defaults) written by `aha quantize` as Q8_0 and Q4_0

@@ -1,6 +1,7 @@
 //! All integration tests of this crate in one binary: each test binary links candle, and
 //! one binary per file made the test build slow and large.
 
+mod attention;
 mod bad_input;
 mod common;
 mod deepseek_v3;

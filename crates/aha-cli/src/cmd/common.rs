@@ -17,7 +17,11 @@ pub struct Loaded {
 /// `--quant-kernels`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum QuantKernels {
+    /// aha's own, with the widest instructions the CPU has (AVX-512 VNNI, AVX2).
     Aha,
+    /// aha's own, AVX2 at most.
+    AhaAvx2,
+    /// candle's for every type.
     Candle,
 }
 
@@ -28,6 +32,7 @@ static QUANT_KERNELS: std::sync::OnceLock<aha_model::qkernels::Kernels> =
 pub fn set_quant_kernels(k: QuantKernels) {
     let _ = QUANT_KERNELS.set(match k {
         QuantKernels::Aha => aha_model::qkernels::Kernels::Aha,
+        QuantKernels::AhaAvx2 => aha_model::qkernels::Kernels::AhaAvx2,
         QuantKernels::Candle => aha_model::qkernels::Kernels::Candle,
     });
 }

@@ -1,0 +1,104 @@
+//! The decode attention kernel (`ops::attend_few`, taken by inference with few queries per
+//! sequence) against the composed ops of training mode, on strided cache views with a
+//! causal and padding mask.
+
+use aha_model::llama::attend;
+use aha_model::{attention_bias, KvCache, Mode};
+use candle_core::{DType, Device, Tensor};
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn few_query_attention_matches_the_composed_ops() {
+    let dev = Device::Cpu;
+    let (b, kv, n_rep, d) = (3usize, 2usize, 3usize, 64usize);
+    for (past, t) in [(0usize, 1usize), (5, 1), (37, 1), (20, 4), (9, 16)] {
+        // Keys and values as the cache returns them: views into larger buffers.
+        let mut cache = KvCache::new(1);
+        let total = past + t;
+        let k_all = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        let v_all = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        if past > 0 {
+            cache
+                .append(
+                    0,
+                    &k_all.narrow(2, 0, past).unwrap(),
+                    &v_all.narrow(2, 0, past).unwrap(),
+                )
+                .unwrap();
+        }
+        let (k, v) = cache
+            .append(
+                0,
+                &k_all.narrow(2, past, t).unwrap(),
+                &v_all.narrow(2, past, t).unwrap(),
+            )
+            .unwrap();
+        assert!(!k.is_contiguous(), "the test should see a strided view");
+        let q = Tensor::randn(0f32, 1.0, (b, kv * n_rep, t, d), &dev).unwrap();
+        // Row 1 has two padding positions at the front (left-padded), row 2 none.
+        let mut mask = vec![1u8; b * total];
+        if total > 2 {
+            mask[total] = 0;
+            mask[total + 1] = 0;
+        }
+        let mask = Tensor::from_vec(mask, (b, total), &dev).unwrap();
+        let bias = attention_bias(Some(&mask), b, t, past, &dev).unwrap();
+
+        let fast = attend(&q, &k, &v, &bias, kv, Mode::Inference).unwrap();
+        let composed = attend(&q, &k, &v, &bias, kv, Mode::Train).unwrap();
+        assert_eq!(fast.dims(), composed.dims());
+        let err = max_abs_diff(&fast, &composed);
+        assert!(
+            err < 1e-5,
+            "past {past} t {t}: max |fast - composed| = {err}"
+        );
+
+        // A sequence's result does not depend on the rest of the batch.
+        let one = attend(
+            &q.narrow(0, 2, 1).unwrap(),
+            &k.narrow(0, 2, 1).unwrap(),
+            &v.narrow(0, 2, 1).unwrap(),
+            &bias.narrow(0, 2, 1).unwrap(),
+            kv,
+            Mode::Inference,
+        )
+        .unwrap();
+        assert_eq!(max_abs_diff(&one, &fast.narrow(0, 2, 1).unwrap()), 0.0);
+    }
+}
+
+#[test]
+fn few_query_attention_leaves_other_inputs_to_the_composed_path() {
+    // f64 inputs are not the kernel's: the composed path answers, and agrees with f32.
+    let dev = Device::Cpu;
+    let q = Tensor::randn(0f32, 1.0, (1, 2, 1, 8), &dev).unwrap();
+    let k = Tensor::randn(0f32, 1.0, (1, 1, 5, 8), &dev).unwrap();
+    let v = Tensor::randn(0f32, 1.0, (1, 1, 5, 8), &dev).unwrap();
+    let bias = attention_bias(None, 1, 1, 4, &dev).unwrap();
+    let f32_out = attend(&q, &k, &v, &bias, 1, Mode::Inference).unwrap();
+    let as64 = |x: &Tensor| x.to_dtype(DType::F64).unwrap();
+    let f64_out = attend(
+        &as64(&q),
+        &as64(&k),
+        &as64(&v),
+        &as64(&bias),
+        1,
+        Mode::Inference,
+    )
+    .unwrap()
+    .to_dtype(DType::F32)
+    .unwrap();
+    assert!(max_abs_diff(&f32_out, &f64_out) < 1e-5);
+}
