@@ -178,7 +178,13 @@ impl AttendHead<'_> {
         let (ks, kt, ktj) = self.k;
         let (vs, vt, vtj) = self.v;
         let mut p = vec![0f32; rows * total];
+        let masked = (MASK_VALUE / 2.0) as f32;
         for j in 0..total {
+            // Keys no query may see (padding of shorter sequences in a batch): not read.
+            if (0..self.t).all(|ti| self.bias[ti * total + j] < masked) {
+                (0..rows).for_each(|r| p[r * total + j] = MASK_VALUE as f32);
+                continue;
+            }
             let kj = &ks[kt + j * ktj..][..d];
             for r in 0..rows {
                 let b = self.bias[(r % self.t) * total + j];
