@@ -14,7 +14,7 @@ fn main() {
             .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
             .collect();
         let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).unwrap(), dt).unwrap();
-        for m in [1usize, 32, 40] {
+        for m in [1usize, 32, 40, 512] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 31 % 97) as f32 / 50.0) - 1.0)
                 .collect();
@@ -22,7 +22,7 @@ fn main() {
             let mut prev: Vec<f32> = Vec::new();
             for isa in [Isa::Avx2, Isa::Avx512] {
                 let qw = QWeight::from_qtensor(&q).unwrap().unwrap().with_isa(isa);
-                let reps = if m == 1 { 2000 } else { 100 } * 576 * 1536 / (n * k);
+                let reps = (if m == 1 { 2000 } else { 3200 / m }) * 576 * 1536 / (n * k) + 1;
                 qw.matmul(&x, m, &mut y);
                 if !prev.is_empty() {
                     let e = y

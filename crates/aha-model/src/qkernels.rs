@@ -421,14 +421,18 @@ impl QWeight {
             return;
         }
         // Tasks: a tile of activation rows times a chunk of W's rows, each writing its own
-        // block of y.
-        const MT: usize = 32;
-        let tiles = m.div_ceil(MT);
+        // block of y. Tiles as tall as one kernel call, so that tasks are equal (32-row tiles
+        // left a light last tile: 40 rows ran at 75% of 32's speed); chunk-major, so that
+        // the split of the task range hands each thread whole chunks and their weights stay
+        // in its cache across the tiles.
+        // Rows per tile = per unpacked weight block: as many as the registers hold.
+        let mt = if isa == Isa::Avx512 { 8 } else { 4 };
+        let tiles = m.div_ceil(mt);
         let chunks = n.div_ceil(chunk);
         let y = SyncPtr(y.as_mut_ptr());
         let task = |t: usize| {
-            let (i0, c) = (t / chunks * MT, t % chunks);
-            let (i1, j0) = ((i0 + MT).min(m), c * chunk);
+            let (i0, c) = (t % tiles * mt, t / tiles);
+            let (i1, j0) = ((i0 + mt).min(m), c * chunk);
             let rows = j0..(j0 + chunk).min(n);
             let mut i = i0;
             while i < i1 {
@@ -442,9 +446,7 @@ impl QWeight {
                         }
                     }
                 };
-                // Rows per unpacked weight block: as many as the registers hold.
-                let most = if isa == Isa::Avx512 { 8 } else { 4 };
-                let step = (i1 - i).min(most);
+                let step = i1 - i;
                 let w = rows.clone();
                 match step {
                     1 => self.rows_dot::<1, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
