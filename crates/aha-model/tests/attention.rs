@@ -2,22 +2,10 @@
 //! sequence) against the composed ops of training mode, on strided cache views with a
 //! causal and padding mask.
 
+use crate::common::max_abs_diff;
 use aha_model::llama::attend;
 use aha_model::{attention_bias, KvCache, Mode};
 use candle_core::{DType, Device, Tensor};
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn few_query_attention_matches_the_composed_ops() {
