@@ -127,14 +127,20 @@ pub fn attend_few(
     let q0 = q.layout().start_offset();
     let b0 = bias.layout().start_offset();
     let scale = 1.0 / (d as f32).sqrt();
-    let rows = n_rep * t;
-    let mut out = vec![0f32; b * h * t * d];
     // One task per (sequence, kv head): its n_rep query heads are adjacent in q and in the
-    // output, and each key and value row is read once for all of them.
+    // output, and each key and value row is read once for all of them. With fewer such
+    // tasks than a few per thread (a lone sequence), one per query head instead, so that
+    // the threads share the work evenly (keys and values are then read n_rep times).
+    let per_kv = b * kv_heads >= 4 * rayon::current_num_threads();
+    let heads_per_task = if per_kv { n_rep } else { 1 };
+    let rows = heads_per_task * t;
+    let mut out = vec![0f32; b * h * t * d];
     out.par_chunks_mut(rows * d).enumerate().for_each(|(c, o)| {
-        let (bi, g) = (c / kv_heads, c % kv_heads);
+        let tasks_per_seq = h / heads_per_task;
+        let (bi, first) = (c / tasks_per_seq, c % tasks_per_seq * heads_per_task);
+        let g = first / n_rep;
         let head = AttendHead {
-            q: &qs[q0 + (bi * h + g * n_rep) * t * d..][..rows * d],
+            q: &qs[q0 + (bi * h + first) * t * d..][..rows * d],
             bias: &bs[b0 + bi * t * total..][..t * total],
             k: (
                 ks,
