@@ -103,7 +103,8 @@ pub fn attend_few(
     if (kb, kvh, kd) != (b, kv_heads, d) || v.dims4()? != (b, kv_heads, total, d) {
         return Ok(None);
     }
-    if kv_heads == 0 || h % kv_heads != 0 || bias.dims() != [b, 1, 1, t, total] {
+    let empty = b * h * t * d == 0;
+    if empty || kv_heads == 0 || h % kv_heads != 0 || bias.dims() != [b, 1, 1, t, total] {
         return Ok(None);
     }
     let (kl, vl) = (k.layout(), v.layout());

@@ -103,3 +103,15 @@ fn few_query_attention_leaves_other_inputs_to_the_composed_path() {
     .unwrap();
     assert!(max_abs_diff(&f32_out, &f64_out) < 1e-5);
 }
+
+#[test]
+fn few_query_attention_takes_no_queries() {
+    // No new positions (t = 0): the composed path answers, with an empty result.
+    let dev = Device::Cpu;
+    let q = Tensor::zeros((2, 4, 0, 8), DType::F32, &dev).unwrap();
+    let k = Tensor::randn(0f32, 1.0, (2, 2, 3, 8), &dev).unwrap();
+    let v = Tensor::randn(0f32, 1.0, (2, 2, 3, 8), &dev).unwrap();
+    let bias = Tensor::zeros((2, 1, 1, 0, 3), DType::F32, &dev).unwrap();
+    let out = attend(&q, &k, &v, &bias, 2, Mode::Inference).unwrap();
+    assert_eq!(out.dims(), &[2, 4, 0, 8]);
+}
