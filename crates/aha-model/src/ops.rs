@@ -249,8 +249,11 @@ mod simd {
 
     pub fn attend_head(head: &AttendHead, o: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if head.d.is_multiple_of(8) && fma::available() {
-            // SAFETY: AVX2 and FMA were detected; rows are a multiple of 8 long.
+        if head.d.is_multiple_of(8)
+            && crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2
+        {
+            // SAFETY: AVX2 and FMA were detected (one detection for every kernel); rows are a
+            // multiple of 8 long.
             return unsafe { fma::attend_head(head, o) };
         }
         head.run::<Portable>(o)
@@ -260,12 +263,6 @@ mod simd {
     mod fma {
         use super::{AttendHead, Rows};
         use std::arch::x86_64::*;
-
-        pub fn available() -> bool {
-            use std::sync::OnceLock;
-            static HAS: OnceLock<bool> = OnceLock::new();
-            *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-        }
 
         #[target_feature(enable = "avx2,fma")]
         pub unsafe fn attend_head(head: &AttendHead, o: &mut [f32]) {

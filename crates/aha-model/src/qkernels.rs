@@ -16,9 +16,9 @@
 //! blocks at once; signed weights meet activations shifted by 128, less a per-block
 //! correction), AVX2 (`maddubs`: unsigned times signed bytes; signed weights go through
 //! `sign` first), or a portable scalar loop. Work is split with rayon (the CLI's `--threads`
-//! sets the pool): over chunks of W's rows for one activation row, over (tile of 32
-//! activation rows x chunk of W's rows) tasks for several, each unpacked weight block then
-//! serving up to eight (AVX-512) or four activation rows at once.
+//! sets the pool): over chunks of W's rows for one activation row, over (tile of activation
+//! rows x chunk of W's rows) tasks for several, each unpacked weight block serving a whole
+//! tile: eight rows (AVX-512) or four.
 //!
 //! [`QMat`] wraps this next to candle's `QMatMul` (used for every other type, and for all
 //! types with [`Kernels::Candle`]).
@@ -484,8 +484,6 @@ impl QWeight {
             rows.end <= self.n && i + R <= act.m,
             "qkernels: rows out of range"
         );
-        let xq: [&[i8]; R] = std::array::from_fn(|r| act.codes(i + r));
-        let xd: [&[[f32; 2]]; R] = std::array::from_fn(|r| act.scales(i + r));
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 {
             let xt = (&act.pairs[..], act.m, i);
@@ -514,6 +512,8 @@ impl QWeight {
             }
             return;
         }
+        let xq: [&[i8]; R] = std::array::from_fn(|r| act.codes(i + r));
+        let xd: [&[[f32; 2]]; R] = std::array::from_fn(|r| act.scales(i + r));
         let simd = isa >= Isa::Avx2;
         match &self.layout {
             Layout::Packed { dm, qs, qh } => {
