@@ -13,6 +13,7 @@
 //!   batch, AdamW, checkpoints and exact resume.
 
 use crate::optim::{AdamWConfig, LrSchedule};
+use crate::rollout::{Generated, Local, Pending, RolloutRequest, RolloutSource};
 use crate::trainer::{MicroLoss, Objective, OptimConfig, Stats, Trainer};
 use aha_engine::{Completion, FinishReason, GenerateOptions, SamplingParams};
 use aha_model::ops::token_logprobs;
@@ -320,7 +321,8 @@ pub struct LossOutput {
 /// The GRPO objective per token, negated to a loss:
 /// `-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) + beta * k3`, with `r = exp(logp -
 /// old_logp)` and `k3 = exp(ref - logp) - (ref - logp) - 1`; reduced with `weights` (one per
-/// row, from [`token_weights`]). Shapes: logp/old/ref/mask [b, t], advantages `[b]`.
+/// row, from [`token_weights`]). Shapes: logp/old/ref/mask [b, t], advantages `[b]` (one per
+/// row) or `[b, t]` (per token: importance-weighted).
 pub fn grpo_loss(
     logp: &Tensor,
     old_logp: &Tensor,
@@ -331,7 +333,10 @@ pub fn grpo_loss(
     cfg: &LossConfig,
 ) -> Result<LossOutput> {
     let old_logp = old_logp.detach();
-    let adv = advantages.detach().unsqueeze(1)?;
+    let adv = match advantages.rank() {
+        1 => advantages.detach().unsqueeze(1)?,
+        _ => advantages.detach(),
+    };
     let ratio = (logp - &old_logp)?.exp()?;
     let unclipped = ratio.broadcast_mul(&adv)?;
     let clipped = ratio
@@ -351,7 +356,7 @@ pub fn grpo_loss(
     let loss = per_token.broadcast_mul(&weights.unsqueeze(1)?)?.sum_all()?;
     // Clip statistics, on detached values.
     let ratio_v: Vec<Vec<f32>> = ratio.detach().to_vec2()?;
-    let adv_v: Vec<f32> = advantages.to_vec1()?;
+    let adv_v: Vec<Vec<f32>> = adv.broadcast_as(ratio.shape())?.contiguous()?.to_vec2()?;
     let mask_v: Vec<Vec<f32>> = mask.to_vec2()?;
     let (mut lo, mut hi, mut tokens) = (0.0, 0.0, 0.0);
     for i in 0..ratio_v.len() {
@@ -361,10 +366,10 @@ pub fn grpo_loss(
             }
             tokens += 1.0;
             let r = ratio_v[i][t] as f64;
-            if adv_v[i] < 0.0 && r < 1.0 - cfg.eps_low {
+            if adv_v[i][t] < 0.0 && r < 1.0 - cfg.eps_low {
                 lo += 1.0;
             }
-            if adv_v[i] > 0.0 && r > 1.0 + cfg.eps_high {
+            if adv_v[i][t] > 0.0 && r > 1.0 + cfg.eps_high {
                 hi += 1.0;
             }
         }
@@ -612,6 +617,13 @@ pub struct GrpoConfig {
     /// Keep this many sampled completions in the metrics every `samples_every` steps.
     pub samples_every: u64,
     pub samples_count: usize,
+    /// Rollouts sampled by weights more than this many GRPO steps older than the policy are
+    /// dropped (remote or asynchronous rollouts; local ones are always fresh).
+    pub max_staleness: u64,
+    /// Truncated importance sampling for rollouts whose sampler reported log-probs: each
+    /// token's policy-gradient term is weighted by min(pi_policy / pi_sampler, tis_cap),
+    /// correcting for stale weights and for sampler/trainer numerics (0: off).
+    pub tis_cap: f64,
 }
 
 impl Default for GrpoConfig {
@@ -642,6 +654,8 @@ impl Default for GrpoConfig {
             seed: 0,
             samples_every: 0,
             samples_count: 2,
+            max_staleness: 1,
+            tis_cap: 2.0,
         }
     }
 }
@@ -723,8 +737,32 @@ pub struct StepMetrics {
     pub time_score_s: f32,
     pub time_train_s: f32,
     pub time_total_s: f32,
+    /// Time the trainer waited for this step's rollouts (less than `time_sample_s` when
+    /// generation overlapped the previous step's training).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time_wait_s: f32,
+    /// Samples dropped for coming from weights older than `max_staleness` steps.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub stale_dropped: usize,
+    /// The oldest rollout's age in GRPO steps.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub staleness_max: u64,
+    /// Mean |log pi_trainer - log pi_sampler| per completion token, where the sampler
+    /// reported log-probs (remote rollouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_mismatch: Option<f32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<SampleLog>,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
+}
+fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
+}
+fn is_zero_u64(x: &u64) -> bool {
+    *x == 0
 }
 
 impl StepMetrics {
@@ -737,6 +775,7 @@ impl StepMetrics {
             time_score_s: 0.0,
             time_train_s: 0.0,
             time_total_s: 0.0,
+            time_wait_s: 0.0,
             ..self.clone()
         }
     }
@@ -752,6 +791,10 @@ pub struct Rollout {
     /// Unweighted reward terms of each sample.
     pub terms: Vec<Vec<f32>>,
     pub advantages: Vec<f32>,
+    /// The policy version (GRPO steps done) that sampled each sample.
+    pub versions: Vec<u64>,
+    /// The sampler's log-probs of each sample's tokens, when it reported them.
+    pub sampler_logprobs: Vec<Option<Vec<f32>>>,
     pub time_sample_s: f32,
     pub time_score_s: f32,
 }
@@ -777,6 +820,8 @@ pub struct GrpoTrainer {
     pub cfg: GrpoConfig,
     /// GRPO steps done.
     pub step: u64,
+    /// Where rollouts come from (the trainer's own engine unless set).
+    pub rollouts: Box<dyn RolloutSource>,
 }
 
 /// One micro-batch of a GRPO update: sampled rows with their advantages and loss weights,
@@ -792,6 +837,8 @@ pub struct GrpoBatch {
     pub old: Option<Tensor>,
     /// [b, c] log-probs of the reference (None: no KL term).
     pub reference: Option<Tensor>,
+    /// [b, c] log-probs the sampler reported (None: it did not, or not for every row).
+    pub sampler: Option<Tensor>,
 }
 
 /// The clipped-ratio GRPO loss with a k3 KL penalty ([`grpo_loss`]) of one micro-batch,
@@ -799,6 +846,8 @@ pub struct GrpoBatch {
 pub struct GrpoObjective {
     pub loss: LossConfig,
     pub temperature: f32,
+    /// Truncated importance sampling cap against the sampler's log-probs (0: off).
+    pub tis_cap: f64,
 }
 
 impl Objective for GrpoObjective {
@@ -816,11 +865,28 @@ impl Objective for GrpoObjective {
             Some(t) => t.clone(),
             None => out.logprobs.detach(),
         };
+        // Against the sampler's own log-probs: the mismatch, and TIS weights on the advantages.
+        let (mut mismatch, mut advantages) = (0.0, b.advantages.clone());
+        if let Some(sampler) = &b.sampler {
+            if sampler.dims() != out.mask.dims() {
+                return Err(TrainError::Invalid(format!(
+                    "sampler log-probs {:?} do not match the completions {:?}",
+                    sampler.dims(),
+                    out.mask.dims()
+                )));
+            }
+            let d = ((out.logprobs.detach() - sampler)? * &out.mask)?;
+            mismatch = d.abs()?.sum_all()?.to_scalar::<f32>()? as f64;
+            if self.tis_cap > 0.0 {
+                let w = d.exp()?.clamp(0.0, self.tis_cap)?;
+                advantages = w.broadcast_mul(&b.advantages.unsqueeze(1)?)?;
+            }
+        }
         let l = grpo_loss(
             &out.logprobs,
             &old,
             b.reference.as_ref(),
-            &b.advantages,
+            &advantages,
             &out.mask,
             &b.weights,
             &self.loss,
@@ -837,12 +903,45 @@ impl Objective for GrpoObjective {
             ("clipped_high".to_string(), l.clipped_high),
             ("tokens".to_string(), l.tokens),
             ("forwarded_tokens".to_string(), tokens as f64),
+            ("mismatch_sum".to_string(), mismatch),
+            (
+                "mismatch_tokens".to_string(),
+                if b.sampler.is_some() { l.tokens } else { 0.0 },
+            ),
         ]);
         Ok(MicroLoss {
             loss: l.loss,
             stats,
         })
     }
+}
+
+/// The sampler's log-probs of these rows as [b, longest completion] (0 past each row's end),
+/// when it reported them for every row.
+fn sampler_logprobs(
+    ro: &Rollout,
+    rows: impl Iterator<Item = usize> + Clone,
+    device: &candle_core::Device,
+) -> Result<Option<Tensor>> {
+    let width = rows
+        .clone()
+        .map(|i| ro.completions[i].token_ids.len())
+        .max()
+        .unwrap_or(0);
+    let mut flat = Vec::new();
+    let mut b = 0;
+    for i in rows {
+        let Some(Some(lp)) = ro.sampler_logprobs.get(i) else {
+            return Ok(None);
+        };
+        if lp.len() != ro.completions[i].token_ids.len() {
+            return Ok(None);
+        }
+        flat.extend_from_slice(lp);
+        flat.resize((b + 1) * width, 0.0);
+        b += 1;
+    }
+    Ok(Some(Tensor::from_vec(flat, (b, width), device)?))
 }
 
 fn slices(rows: &[Vec<u32>]) -> Vec<&[u32]> {
@@ -906,6 +1005,9 @@ impl GrpoTrainer {
         Ok(Self {
             trainer,
             reference,
+            rollouts: Box::new(Local {
+                tokenizer: tokenizer.clone(),
+            }),
             tokenizer,
             reward,
             cfg,
@@ -923,32 +1025,59 @@ impl GrpoTrainer {
         self.trainer.model
     }
 
+    /// Start sampling G completions per prompt for GRPO step `step` (0-based: the step that
+    /// will train on them; its seed is the step's) with the current policy.
+    pub fn submit(&self, prompts: &[Prompt], step: u64) -> Result<Pending> {
+        let req = RolloutRequest {
+            prompts: prompts.iter().map(|p| p.ids.clone()).collect(),
+            n: self.cfg.group_size,
+            opts: GenerateOptions {
+                sampling: self.cfg.sampling.clone(),
+                max_tokens: self.cfg.max_tokens,
+                seed: step_seed(self.cfg.seed, step),
+                stop_token_ids: self.cfg.stop_token_ids.clone(),
+                stop_strings: self.cfg.stop_strings.clone(),
+                ignore_eos: false,
+                constraint: None,
+            },
+        };
+        self.rollouts.submit(self.model(), self.step, req)
+    }
+
     /// Sample G completions per prompt with the current policy and score them.
     pub fn sample(&self, prompts: &[Prompt]) -> Result<Rollout> {
+        let (generated, took) = self.submit(prompts, self.step)?.wait()?;
+        self.score(prompts, generated, took)
+    }
+
+    /// Rewards and advantages of sampled completions (G consecutive ones per prompt).
+    pub fn score(
+        &self,
+        prompts: &[Prompt],
+        generated: Vec<Generated>,
+        sample_time: std::time::Duration,
+    ) -> Result<Rollout> {
         let g = self.cfg.group_size;
-        let t0 = Instant::now();
+        if generated.len() != prompts.len() * g {
+            return Err(TrainError::Invalid(format!(
+                "{} completions for {} prompts of {g} samples",
+                generated.len(),
+                prompts.len()
+            )));
+        }
+        let t1 = Instant::now();
         let prompt_ids: Vec<Vec<u32>> = prompts
             .iter()
             .flat_map(|p| std::iter::repeat_n(p.ids.clone(), g))
             .collect();
-        let opts = GenerateOptions {
-            sampling: self.cfg.sampling.clone(),
-            max_tokens: self.cfg.max_tokens,
-            seed: step_seed(self.cfg.seed, self.step),
-            stop_token_ids: self.cfg.stop_token_ids.clone(),
-            stop_strings: self.cfg.stop_strings.clone(),
-            ignore_eos: false,
-            constraint: None,
-        };
-        let completions = aha_engine::generate(
-            self.model(),
-            self.tokenizer.as_ref(),
-            &prompt_ids,
-            &opts,
-            |_| {},
-        )?;
-        let time_sample_s = t0.elapsed().as_secs_f32();
-        let t1 = Instant::now();
+        let mut completions = Vec::with_capacity(generated.len());
+        let mut versions = Vec::with_capacity(generated.len());
+        let mut sampler_logprobs = Vec::with_capacity(generated.len());
+        for x in generated {
+            completions.push(x.completion);
+            versions.push(x.version);
+            sampler_logprobs.push(x.logprobs);
+        }
         let weights = self.reward.weights();
         let mut terms = Vec::with_capacity(completions.len());
         let mut rewards = Vec::with_capacity(completions.len());
@@ -964,16 +1093,72 @@ impl GrpoTrainer {
             terms.push(t);
         }
         let advantages = group_advantages(&rewards, g, self.cfg.advantage, self.cfg.advantage_eps);
-        let time_score_s = t1.elapsed().as_secs_f32();
         Ok(Rollout {
             prompt_ids,
             completions,
             rewards,
             terms,
             advantages,
-            time_sample_s,
-            time_score_s,
+            versions,
+            sampler_logprobs,
+            time_sample_s: sample_time.as_secs_f32(),
+            time_score_s: t1.elapsed().as_secs_f32(),
         })
+    }
+
+    /// Make the rollout source sample with the current policy (a no-op for local rollouts).
+    pub fn sync(&self) -> Result<()> {
+        self.rollouts.sync(self.model(), self.step)
+    }
+
+    /// Train until `steps` GRPO steps are done: `prompts_at(t)` gives step t's prompts, and
+    /// `after_step` sees each step's metrics (to log and checkpoint). The rollout source is
+    /// synced first (a resumed run's servers get its weights) and after every step. With
+    /// `overlap` and a remote source, step t+1's rollouts are generated while step t trains,
+    /// on step t's weights: one step stale (see `max_staleness`, `tis_cap`).
+    pub fn run(
+        &mut self,
+        steps: u64,
+        overlap: bool,
+        mut prompts_at: impl FnMut(u64) -> Result<Vec<Prompt>>,
+        mut after_step: impl FnMut(&mut Self, &StepMetrics) -> Result<()>,
+    ) -> Result<()> {
+        if self.step >= steps {
+            return Ok(());
+        }
+        self.sync()?;
+        let overlap = overlap && self.rollouts.is_remote();
+        let prompts = prompts_at(self.step)?;
+        let mut next = (self.submit(&prompts, self.step)?, prompts);
+        loop {
+            let (pending, prompts) = next;
+            let waited = Instant::now();
+            let (generated, took) = pending.wait()?;
+            let waited = waited.elapsed().as_secs_f32();
+            let ro = self.score(&prompts, generated, took)?;
+            let t = self.step;
+            let ahead = if overlap && t + 1 < steps {
+                let p = prompts_at(t + 1)?;
+                Some((self.submit(&p, t + 1)?, p))
+            } else {
+                None
+            };
+            let mut m = self.train(&ro)?;
+            m.time_wait_s = waited;
+            // Servers finish what they hold (the overlapped rollouts) before loading.
+            self.sync()?;
+            after_step(self, &m)?;
+            if self.step >= steps {
+                return Ok(());
+            }
+            next = match ahead {
+                Some(x) => x,
+                None => {
+                    let p = prompts_at(self.step)?;
+                    (self.submit(&p, self.step)?, p)
+                }
+            };
+        }
     }
 
     /// Log-probs of completions under `model` (the policy, or the reference) at the sampling
@@ -995,10 +1180,12 @@ impl GrpoTrainer {
         )
     }
 
-    /// One GRPO step: sample, score, optimise.
+    /// One GRPO step: sample, score, optimise, sync the rollout source.
     pub fn step(&mut self, prompts: &[Prompt]) -> Result<StepMetrics> {
         let rollout = self.sample(prompts)?;
-        self.train(&rollout)
+        let m = self.train(&rollout)?;
+        self.sync()?;
+        Ok(m)
     }
 
     /// The optimisation part of a step on a sampled batch.
@@ -1044,11 +1231,20 @@ impl GrpoTrainer {
 
         // Rows that train.
         let zero_var = zero_variance_groups(&ro.rewards, g);
+        let age = |i: usize| {
+            ro.versions
+                .get(i)
+                .map_or(0, |&v| self.step.saturating_sub(v))
+        };
+        let stale: Vec<bool> = (0..n).map(|i| age(i) > self.cfg.max_staleness).collect();
+        m.stale_dropped = stale.iter().filter(|&&x| x).count();
+        m.staleness_max = (0..n).map(age).max().unwrap_or(0);
         let rows: Vec<usize> = (0..n)
             .filter(|&i| {
                 !(self.cfg.drop_zero_std_groups && zero_var[i / g]
                     || self.cfg.mask_truncated && truncated[i]
-                    || lens[i] == 0)
+                    || lens[i] == 0
+                    || stale[i])
             })
             .collect();
         if self.cfg.drop_zero_std_groups {
@@ -1080,6 +1276,7 @@ impl GrpoTrainer {
                     beta: self.cfg.beta,
                 },
                 temperature: self.cfg.logprob_temperature(),
+                tis_cap: self.cfg.tis_cap,
             };
             let mut forwarded = 0f64;
             for it in 0..self.cfg.num_iterations {
@@ -1091,6 +1288,10 @@ impl GrpoTrainer {
                     m.loss = loss as f32;
                     m.kl = (stat("kl_sum") / toks) as f32;
                     m.entropy = (stat("entropy_sum") / toks) as f32;
+                    let mt = stat("mismatch_tokens");
+                    if mt > 0.0 {
+                        m.logprob_mismatch = Some((stat("mismatch_sum") / mt) as f32);
+                    }
                 }
                 if it == self.cfg.num_iterations - 1 {
                     // Clipping only happens once the policy has moved: report the last pass.
@@ -1155,6 +1356,7 @@ impl GrpoTrainer {
             };
             let advantages: Vec<f32> = chunk.iter().map(|&k| ro.advantages[rows[k]]).collect();
             let w: Vec<f32> = chunk.iter().map(|&k| weights[k]).collect();
+            let sampler = sampler_logprobs(ro, chunk.iter().map(|&k| rows[k]), &device)?;
             out.push(GrpoBatch {
                 advantages: Tensor::from_vec(advantages, chunk.len(), &device)?,
                 weights: Tensor::from_vec(w, chunk.len(), &device)?,
@@ -1162,6 +1364,7 @@ impl GrpoTrainer {
                 completions,
                 old,
                 reference,
+                sampler,
             });
         }
         Ok(out)

@@ -13,6 +13,7 @@ pub mod moe;
 pub mod optim;
 pub mod pipeline;
 pub mod pretrain;
+pub mod rollout;
 pub mod sample;
 pub mod sft;
 pub mod tasks;

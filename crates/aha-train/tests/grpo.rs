@@ -551,6 +551,8 @@ fn handmade_rollout(second: &[f32], second_truncated: bool) -> Rollout {
         terms: rewards.iter().map(|&r| vec![r]).collect(),
         advantages: group_advantages(&rewards, 2, AdvantageNorm::Group, 1e-4),
         rewards,
+        versions: vec![0; 4],
+        sampler_logprobs: vec![None; 4],
         time_sample_s: 0.0,
         time_score_s: 0.0,
     }
@@ -662,4 +664,123 @@ fn tool_call_reward_compares_calls_with_the_reference() {
     }
     assert!(SpecReward::parse("tool_call").is_err());
     assert!(SpecReward::parse_with("tool_call:x", Some(f)).is_err());
+}
+
+/// `handmade_rollout` with the sampler's log-probs: the policy's own plus `shift` nats.
+fn with_sampler(t: &GrpoTrainer, mut ro: Rollout, shift: f32) -> Rollout {
+    for (i, c) in ro.completions.iter().enumerate() {
+        let lp = t
+            .logprobs(
+                t.model(),
+                &[&ro.prompt_ids[i]],
+                &[&c.token_ids],
+                Mode::Inference,
+            )
+            .unwrap()
+            .logprobs;
+        let lp: Vec<f32> = lp.get(0).unwrap().to_vec1().unwrap();
+        ro.sampler_logprobs[i] = Some(lp.iter().map(|x| x + shift).collect());
+    }
+    ro
+}
+
+#[test]
+fn truncated_importance_weights_scale_the_update_up_to_the_cap() {
+    // A sampler that put p_policy / k on every token it sampled: each token's
+    // policy-gradient term is weighted by min(k, cap). With beta = 0 the loss (at ratio 1,
+    // one pass) is linear in the weights, so it scales by exactly that factor.
+    let cfg = || GrpoConfig {
+        group_size: 2,
+        beta: 0.0,
+        max_grad_norm: 0.0,
+        tis_cap: 2.0,
+        ..tiny_config()
+    };
+    let run = |shift: Option<f32>| {
+        let mut t =
+            GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg()).unwrap();
+        let ro = handmade_rollout(&[0.2, 0.9], false);
+        let ro = match shift {
+            Some(s) => with_sampler(&t, ro, s),
+            None => ro,
+        };
+        t.train(&ro).unwrap()
+    };
+    // The sequence-mean loss is 0 at ratio 1 (advantages sum to 0 per group), its gradient is
+    // not: compare gradient norms (no clipping).
+    let base = run(None);
+    let g0 = base.grad_norm;
+    assert!(g0 > 1e-4, "a gradient to scale: {g0}");
+    assert_eq!(base.logprob_mismatch, None);
+    let same = run(Some(0.0));
+    assert!((same.grad_norm - g0).abs() <= 1e-5 * g0);
+    assert!(same.logprob_mismatch.unwrap() < 1e-5);
+    let k = 1.5f32;
+    let under = run(Some(-k.ln()));
+    assert!(
+        (under.grad_norm - k * g0).abs() <= 1e-4 * g0,
+        "{} vs {}",
+        under.grad_norm,
+        k * g0
+    );
+    assert!((under.logprob_mismatch.unwrap() - k.ln()).abs() < 1e-4);
+    let capped = run(Some(-(4.0f32).ln()));
+    assert!(
+        (capped.grad_norm - 2.0 * g0).abs() <= 1e-4 * g0,
+        "{} vs {}",
+        capped.grad_norm,
+        2.0 * g0
+    );
+    // tis_cap 0: the sampler's log-probs only feed the mismatch metric.
+    let mut t = GrpoTrainer::new(
+        fixture("qwen2_tied"),
+        None,
+        low_token_reward(),
+        GrpoConfig {
+            tis_cap: 0.0,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let ro = with_sampler(&t, handmade_rollout(&[0.2, 0.9], false), -(4.0f32).ln());
+    let off = t.train(&ro).unwrap();
+    assert!((off.grad_norm - g0).abs() <= 1e-5 * g0);
+    assert!((off.logprob_mismatch.unwrap() - 4.0f32.ln()).abs() < 1e-4);
+}
+
+#[test]
+fn rollouts_older_than_max_staleness_are_dropped() {
+    let run = |versions: [u64; 4], max_staleness: u64| {
+        let cfg = GrpoConfig {
+            group_size: 2,
+            max_staleness,
+            ..tiny_config()
+        };
+        let mut t = GrpoTrainer::new(fixture("qwen2_tied"), None, low_token_reward(), cfg).unwrap();
+        t.step = 3;
+        let before: std::collections::HashMap<String, Tensor> = t
+            .model()
+            .params()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap()))
+            .collect();
+        let mut ro = handmade_rollout(&[0.2, 0.9], false);
+        ro.versions = versions.to_vec();
+        let m = t.train(&ro).unwrap();
+        let moved = t
+            .model()
+            .params()
+            .iter()
+            .any(|(n, v)| max_abs_diff(v.as_tensor(), &before[n]) > 0.0);
+        (m, moved)
+    };
+    // Versions 1 and 2 against a policy at step 3: ages 2 and 1.
+    let (m, moved) = run([1, 1, 2, 2], 1);
+    assert_eq!((m.stale_dropped, m.staleness_max), (2, 2));
+    assert!(moved, "the fresh group still trains");
+    let (m, moved) = run([1, 1, 1, 1], 1);
+    assert_eq!(m.stale_dropped, 4);
+    assert!(!moved, "nothing fresh enough: no update");
+    let (m, _) = run([1, 1, 1, 1], 2);
+    assert_eq!(m.stale_dropped, 0);
 }

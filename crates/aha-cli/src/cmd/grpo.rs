@@ -4,6 +4,7 @@ use super::common;
 use aha_train::grpo::{
     AdvantageNorm, GrpoConfig, GrpoTrainer, LossAgg, Prompt, SpecReward, StepMetrics,
 };
+use aha_train::rollout::{Remote, RemoteConfig, WeightSync};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,17 @@ pub enum AdvArg {
     Group,
     NoStd,
     Batch,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum SyncArg {
+    /// The whole model (an adapter merged in) as a model directory, loaded by
+    /// POST /update_weights_from_disk (aha serve, SGLang).
+    Full,
+    /// The PEFT adapter, loaded by POST /v1/load_lora_adapter (aha serve, vLLM); needs --lora-r.
+    Lora,
+    /// Servers keep their weights (they do not sample the policy being trained).
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,6 +149,44 @@ pub struct GrpoArgs {
     /// Use only the first N dataset rows.
     #[arg(long)]
     limit: Option<usize>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Rollouts on OpenAI-compatible servers (aha serve, vLLM, SGLang) instead of in-process.
+#[derive(Args)]
+#[command(next_help_heading = "Remote rollouts")]
+pub struct RemoteArgs {
+    /// Sample on this server (repeat for several: each prompt's group goes to the least busy
+    /// live one; a failed server is skipped, retried later and re-synced when it is back).
+    /// Start them with `aha serve --logprobs-mode processed_logprobs` for exact
+    /// importance weights.
+    #[arg(long = "rollout-url", value_name = "URL")]
+    urls: Vec<String>,
+    /// API key of the servers (sent as a bearer token).
+    #[arg(long, env = "AHA_ROLLOUT_API_KEY")]
+    rollout_api_key: Option<String>,
+    /// How new weights reach the servers after each step (default: lora with --lora-r, else
+    /// full).
+    #[arg(long, value_enum)]
+    sync: Option<SyncArg>,
+    /// Where synced weights are written, one directory per version (default OUT/sync; must be
+    /// readable by the servers at the same path).
+    #[arg(long)]
+    sync_dir: Option<PathBuf>,
+    /// Generate step t+1's rollouts while step t trains (one step stale).
+    #[arg(long = "async")]
+    overlap: bool,
+    /// Drop rollouts from weights more than K steps older than the policy.
+    #[arg(long, default_value_t = 1)]
+    max_staleness: u64,
+    /// Truncated importance sampling cap: weight each token by min(p_policy / p_sampler, C)
+    /// when servers report log-probs (0: off).
+    #[arg(long, default_value_t = 2.0)]
+    tis_cap: f64,
+    /// Longest wait for one request, in seconds.
+    #[arg(long, default_value_t = 600)]
+    rollout_timeout: u64,
 }
 
 struct Row {
@@ -231,6 +281,8 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         seed: args.seed,
         samples_every: args.samples_every,
         samples_count: 2,
+        max_staleness: args.remote.max_staleness,
+        tis_cap: args.remote.tis_cap,
         ..Default::default()
     };
     // Dense: a .gguf file is dequantized, since a quantized model cannot train.
@@ -313,23 +365,40 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         };
         Ok(tokenizer.encode(&text, args.template != Template::Chat)?)
     };
+    if let Some(remote) = remote_config(&args)? {
+        eprintln!(
+            "rollouts on {} ({} sync{})",
+            remote.urls.join(", "),
+            match remote.sync {
+                WeightSync::Full => "full-weight",
+                WeightSync::Lora => "LoRA",
+                WeightSync::None => "no",
+            },
+            if args.remote.overlap {
+                ", asynchronous"
+            } else {
+                ""
+            }
+        );
+        trainer.rollouts = Box::new(Remote::new(remote)?);
+    }
     let bar = aha_train::trainer::progress_bar(args.steps);
     bar.set_position(trainer.step);
-    while trainer.step < args.steps {
-        let idx =
-            aha_train::data::batch_indices(rows.len(), args.batch_prompts, args.seed, trainer.step);
-        let prompts: Vec<Prompt> = idx
-            .iter()
+    let prompts_at = |step: u64| -> aha_train::Result<Vec<Prompt>> {
+        let idx = aha_train::data::batch_indices(rows.len(), args.batch_prompts, args.seed, step);
+        idx.iter()
             .map(|&i| {
                 Ok(Prompt {
-                    ids: render(&rows[i])?,
+                    ids: render(&rows[i])
+                        .map_err(|e| aha_train::TrainError::Invalid(format!("{e:#}")))?,
                     gold: Some(rows[i].answer.clone()),
                 })
             })
-            .collect::<Result<_>>()?;
-        let m = trainer.step(&prompts)?;
-        metrics.write(&m)?;
-        bar.suspend(|| print_step(&m, args.steps));
+            .collect()
+    };
+    trainer.run(args.steps, args.remote.overlap, prompts_at, |trainer, m| {
+        metrics.write(m)?;
+        bar.suspend(|| print_step(m, args.steps));
         bar.set_position(trainer.step);
         bar.set_message(format!("reward {:.3}", m.reward_mean));
         if (args.save_every > 0 && trainer.step % args.save_every == 0)
@@ -337,7 +406,8 @@ pub fn run(args: GrpoArgs) -> Result<()> {
         {
             trainer.save_checkpoint(&ckpt)?;
         }
-    }
+        Ok(())
+    })?;
     bar.finish();
     let fin = args.out.join("final");
     if trainer.model().adapter().is_some() {
@@ -354,6 +424,36 @@ pub fn run(args: GrpoArgs) -> Result<()> {
     }
     eprintln!("checkpoint in {}", ckpt.display());
     Ok(())
+}
+
+/// The remote rollout settings, or None for in-process rollouts.
+fn remote_config(args: &GrpoArgs) -> Result<Option<RemoteConfig>> {
+    let r = &args.remote;
+    if r.urls.is_empty() {
+        if r.overlap || r.sync.is_some() || r.sync_dir.is_some() {
+            anyhow::bail!("--async, --sync and --sync-dir need --rollout-url");
+        }
+        return Ok(None);
+    }
+    let lora = args.lora.enabled();
+    let sync = match r.sync {
+        Some(SyncArg::Lora) if !lora => {
+            anyhow::bail!("--sync lora needs LoRA training (--lora-r N)")
+        }
+        Some(SyncArg::Lora) => WeightSync::Lora,
+        Some(SyncArg::Full) => WeightSync::Full,
+        Some(SyncArg::None) => WeightSync::None,
+        None if lora => WeightSync::Lora,
+        None => WeightSync::Full,
+    };
+    Ok(Some(RemoteConfig {
+        urls: r.urls.clone(),
+        api_key: r.rollout_api_key.clone(),
+        timeout: std::time::Duration::from_secs(r.rollout_timeout.max(1)),
+        sync,
+        sync_dir: r.sync_dir.clone().unwrap_or_else(|| args.out.join("sync")),
+        ..Default::default()
+    }))
 }
 
 impl PartialEq for Template {
