@@ -7,4 +7,5 @@ mod constrained;
 mod distill;
 mod eval_sample;
 mod gguf_tokenizers;
+mod remote;
 mod zero;

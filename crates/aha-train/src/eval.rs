@@ -255,6 +255,20 @@ pub struct GenConfig {
     /// caller says in the run's extra config what it was.
     #[serde(skip)]
     pub constraint: Option<std::sync::Arc<aha_engine::Constraint>>,
+    /// Sample elsewhere (e.g. [`crate::rollout::Remote`] servers) instead of on the model in
+    /// memory; not echoed either.
+    #[serde(skip)]
+    pub sampler: Option<Sampler>,
+}
+
+/// A shared rollout source for evaluation and rejection sampling.
+#[derive(Clone)]
+pub struct Sampler(pub std::sync::Arc<dyn crate::rollout::RolloutSource>);
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sampler")
+    }
 }
 
 impl Default for GenConfig {
@@ -268,6 +282,7 @@ impl Default for GenConfig {
             seed: 0,
             batch_size: 8,
             constraint: None,
+            sampler: None,
         }
     }
 }
@@ -371,14 +386,24 @@ pub(crate) fn generate_chunk(
         .map(|p| tok.encode(p, style.add_special_tokens()))
         .collect::<std::result::Result<_, _>>()?;
     let k = cfg.samples;
-    let outs = generate_n(
-        model,
-        Some(tok),
-        &ids,
-        k,
-        &cfg.options(tok, model, chunk),
-        |_| {},
-    )?;
+    let opts = cfg.options(tok, model, chunk);
+    let outs = match &cfg.sampler {
+        Some(Sampler(s)) => {
+            if opts.constraint.is_some() {
+                return Err(TrainError::Invalid(
+                    "constrained answers are not supported with a remote sampler".into(),
+                ));
+            }
+            let req = crate::rollout::RolloutRequest {
+                prompts: ids,
+                n: k,
+                opts,
+            };
+            let (g, _) = s.submit(model, 0, req)?.wait()?;
+            g.into_iter().map(|g| g.completion).collect()
+        }
+        None => generate_n(model, Some(tok), &ids, k, &opts, |_| {})?,
+    };
     let mut outs = outs.into_iter();
     Ok(problems
         .iter()

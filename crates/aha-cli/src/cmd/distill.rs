@@ -151,6 +151,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
             seed: args.seed,
             language: args.language.clone(),
             constrained: false,
+            urls: Vec::new(),
         };
         let p = prepare(&pa, true)?;
         let teacher_tok = p.tokenizer()?;

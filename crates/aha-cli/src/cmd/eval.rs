@@ -70,6 +70,11 @@ pub struct ProblemArgs {
     /// call.
     #[arg(long, requires = "task")]
     pub constrained: bool,
+    /// Sample on this OpenAI-compatible server (`aha serve`, vLLM; repeat for several: each
+    /// problem's k samples go to the least busy live one) instead of in-process. --model still
+    /// gives the tokenizer and template; the servers must serve the same model.
+    #[arg(long = "url", value_name = "URL", conflicts_with = "constrained")]
+    pub urls: Vec<String>,
 }
 
 /// A loaded model with its prompts, ready for the library.
@@ -150,9 +155,24 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
             seed: a.seed,
             batch_size: a.batch_size,
             constraint,
+            sampler: remote_sampler(&a.urls)?,
         },
         script,
     })
+}
+
+/// The `--url` servers as a sampler (None: sample in-process).
+fn remote_sampler(urls: &[String]) -> Result<Option<eval::Sampler>> {
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let remote = aha_train::rollout::Remote::new(aha_train::rollout::RemoteConfig {
+        urls: urls.to_vec(),
+        api_key: std::env::var("AHA_ROLLOUT_API_KEY").ok(),
+        sync: aha_train::rollout::WeightSync::None,
+        ..Default::default()
+    })?;
+    Ok(Some(eval::Sampler(std::sync::Arc::new(remote))))
 }
 
 #[derive(Args)]
