@@ -143,7 +143,7 @@ pub(crate) enum Control {
     /// Attach a LoRA adapter, replacing the attached one.
     LoadAdapter {
         name: String,
-        cfg: LoraConfig,
+        cfg: Box<LoraConfig>,
         tensors: HashMap<String, Tensor>,
         /// The adapter's directory.
         dir: PathBuf,

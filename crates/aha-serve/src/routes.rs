@@ -1191,9 +1191,9 @@ fn admin_bad(message: impl Into<String>) -> Response {
 }
 
 /// A given weight version: absent, or a non-empty string (or a number).
-fn given_version(v: Option<api::Version>) -> Result<Option<String>, Response> {
+fn given_version(v: Option<api::Version>) -> Result<Option<String>, &'static str> {
     match v.map(api::Version::into_string) {
-        Some(v) if v.trim().is_empty() => Err(admin_bad("weight_version must not be empty")),
+        Some(v) if v.trim().is_empty() => Err("weight_version must not be empty"),
         v => Ok(v),
     }
 }
@@ -1262,7 +1262,7 @@ async fn update_weights(State(s): S, body: Bytes) -> Response {
     };
     let version = match given_version(req.weight_version) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(m) => return admin_bad(m),
     };
     if s.weights.quantized > 0 {
         return admin_bad(format!(
@@ -1301,7 +1301,7 @@ async fn load_lora(State(s): S, body: Bytes) -> Response {
     };
     let version = match given_version(req.weight_version) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(m) => return admin_bad(m),
     };
     if req.lora_name.trim().is_empty() {
         return admin_bad("lora_name must not be empty");
@@ -1338,7 +1338,7 @@ async fn load_lora(State(s): S, body: Bytes) -> Response {
         &s,
         |reply| Control::LoadAdapter {
             name: req.lora_name,
-            cfg,
+            cfg: Box::new(cfg),
             tensors,
             dir,
             version,
@@ -1357,12 +1357,12 @@ async fn unload_lora(State(s): S, body: Bytes) -> Response {
     };
     let version = match given_version(req.weight_version) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(m) => return admin_bad(m),
     };
-    if !s
+    if s
         .shared
         .adapter()
-        .is_some_and(|(name, _)| name == req.lora_name)
+        .is_none_or(|(name, _)| name != req.lora_name)
     {
         return admin_error(
             axum::http::StatusCode::NOT_FOUND,
