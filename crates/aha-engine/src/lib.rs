@@ -14,7 +14,7 @@ pub use scheduler::{
     Event, LogitsProcessor, Reply, Request, RequestParams, Scheduler, SchedulerConfig, StepStats,
     TokenLogprob,
 };
-pub use worker::WorkerStats;
+pub use worker::{Held, Message, WorkerStats};
 
 use aha_model::ops::token_logprobs;
 use aha_model::{ForwardInput, KvCache, LogitsFor, Mode, Model, Tensor};
@@ -173,6 +173,7 @@ fn decode<'m>(
         },
         stop_strings: opts.stop_strings.clone(),
         logprobs: None,
+        logprob_temperature: 1.0,
     };
     for p in prompts {
         sched.validate(p, n.max(1), &params)?;

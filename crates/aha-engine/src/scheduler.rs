@@ -36,6 +36,10 @@ pub struct RequestParams {
     pub stop_strings: Vec<String>,
     /// Report each sampled token's log-probability with this many top alternatives.
     pub logprobs: Option<usize>,
+    /// Reported log-probabilities are of the logits divided by this (1: the model's own
+    /// distribution; the sampling temperature: what an RL trainer recomputes). Sampling
+    /// itself does not depend on it.
+    pub logprob_temperature: f32,
 }
 
 impl Default for RequestParams {
@@ -48,6 +52,7 @@ impl Default for RequestParams {
             stop_token_ids: Vec::new(),
             stop_strings: Vec::new(),
             logprobs: None,
+            logprob_temperature: 1.0,
         }
     }
 }
@@ -585,7 +590,8 @@ fn sample_row<R: Reply>(
     if let Some(p) = live.processor.as_mut() {
         p.process(row.sample, &row.tokens, &mut logits);
     }
-    let logprob = live.params.logprobs.map(|k| logprob_of(&logits, k));
+    let t = live.params.logprob_temperature;
+    let logprob = live.params.logprobs.map(|k| logprob_of(&logits, k, t));
     let tok = live.params.sampling.sample(&mut logits, &mut row.rng);
     let logprob = logprob.map(|f| f(tok));
     stats.sampled += 1;
@@ -675,11 +681,22 @@ fn emit<R: Reply>(
     Ok(())
 }
 
-/// Log-softmax of `logits`; returns a closure giving the sampled token's entry and the top k.
-fn logprob_of(logits: &[f32], k: usize) -> impl FnOnce(u32) -> TokenLogprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
-    let lp: Vec<f32> = logits.iter().map(|&l| l - lse).collect();
+/// Log-softmax of `logits / temperature` (a non-positive or non-finite temperature counts
+/// as 1); returns a closure giving the sampled token's entry and the top k.
+fn logprob_of(logits: &[f32], k: usize, temperature: f32) -> impl FnOnce(u32) -> TokenLogprob {
+    let inv = if temperature > 0.0 && temperature.is_finite() {
+        1.0 / temperature
+    } else {
+        1.0
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) * inv;
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (l * inv - max).exp())
+            .sum::<f32>()
+            .ln();
+    let lp: Vec<f32> = logits.iter().map(|&l| l * inv - lse).collect();
     let mut top: Vec<(u32, f32)> = Vec::new();
     if k > 0 {
         let mut idx: Vec<(u32, f32)> = lp.iter().enumerate().map(|(i, &p)| (i as u32, p)).collect();

@@ -4,3 +4,4 @@
 mod generate;
 mod scheduler;
 mod speculative;
+mod worker;

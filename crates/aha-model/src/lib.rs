@@ -311,6 +311,67 @@ impl Model {
         self.llama_mut()?.load_adapter(&cfg, tensors, &path)
     }
 
+    /// Attach an adapter read by [`lora::read_adapter`] (`path`: where it came from, for
+    /// errors), replacing any attached one. A failed attach leaves the model as it was.
+    pub fn replace_adapter(
+        &mut self,
+        cfg: &LoraConfig,
+        tensors: std::collections::HashMap<String, Tensor>,
+        path: &Path,
+    ) -> Result<()> {
+        self.llama_mut()?.replace_adapter(cfg, tensors, path)
+    }
+
+    /// Detach the LoRA adapter without merging it: the base model computes again. Returns
+    /// whether one was attached.
+    pub fn remove_adapter(&mut self) -> bool {
+        match &mut self.arch {
+            Arch::Llama(m) => m.remove_adapter(),
+            _ => false,
+        }
+    }
+
+    /// Overwrite every parameter in place with the tensor of the same name (converted to the
+    /// parameter's dtype), e.g. from [`read_weights`]. All names and shapes are checked
+    /// before anything is written, so an error leaves the model unchanged; tensors the model
+    /// does not use are ignored. An attached adapter stays attached. `origin` names the
+    /// tensors' source in errors.
+    pub fn set_weights(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        origin: &Path,
+    ) -> Result<()> {
+        self.check_dense("updated in place")?;
+        let mut plan = Vec::with_capacity(self.params().len());
+        for (name, var) in self.params().iter() {
+            let err = |message: String| ModelError::Tensor {
+                path: origin.to_path_buf(),
+                name: name.clone(),
+                message,
+            };
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| err("missing (every parameter of the model is needed)".into()))?;
+            if t.dims() != var.dims() {
+                return Err(err(format!(
+                    "has shape {:?}, the model's parameter {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            if t.dtype() == DType::F8E4M3 {
+                return Err(err(
+                    "is block-FP8 (needs its scales); write the weights dequantized".into(),
+                ));
+            }
+            plan.push((var, t.to_dtype(var.dtype())?));
+        }
+        for (var, t) in plan {
+            var.set(&t)?;
+        }
+        Ok(())
+    }
+
     /// The attached LoRA adapter, if any.
     pub fn adapter(&self) -> Option<&lora::Adapter> {
         match &self.arch {
@@ -479,6 +540,23 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Every tensor of a model directory's safetensors files (`model.safetensors` or shards),
+/// float tensors converted to `dtype`: the input of [`Model::set_weights`].
+pub fn read_weights(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    if !dir.is_dir() {
+        return Err(ModelError::file(dir, "no such model directory"));
+    }
+    let mut out = std::collections::HashMap::new();
+    for file in weights::shard_files(dir)? {
+        out.extend(weights::read_file(&file, dtype, device)?);
+    }
+    Ok(out)
 }
 
 /// Write a file via a temp file and a rename, so a crash never leaves half a file.

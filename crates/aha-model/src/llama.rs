@@ -439,6 +439,46 @@ impl Llama {
         Ok(())
     }
 
+    /// Attach adapters from tensors, replacing the attached ones; on error the old adapter
+    /// stays attached.
+    pub fn replace_adapter(
+        &mut self,
+        cfg: &LoraConfig,
+        tensors: HashMap<String, Tensor>,
+        path: &Path,
+    ) -> Result<()> {
+        let old: Vec<Option<ops::LoraWeights>> = self
+            .linears_mut()
+            .into_iter()
+            .map(|(_, l)| l.lora.take())
+            .collect();
+        match Adapter::attach_loaded(self.linears_mut(), cfg, tensors, path) {
+            Ok(adapter) => {
+                self.set_adapter(adapter);
+                Ok(())
+            }
+            Err(e) => {
+                for ((_, l), w) in self.linears_mut().into_iter().zip(old) {
+                    l.lora = w;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Detach the adapter (not merged); returns whether one was attached.
+    pub fn remove_adapter(&mut self) -> bool {
+        if self.adapter.take().is_none() {
+            return false;
+        }
+        for (_, l) in self.linears_mut() {
+            l.lora = None;
+            l.frozen = false;
+        }
+        self.lm_head.frozen = false;
+        true
+    }
+
     fn check_no_adapter(&self) -> Result<()> {
         if self.adapter.is_some() {
             return Err(ModelError::Invalid(

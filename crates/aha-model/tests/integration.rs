@@ -11,3 +11,4 @@ mod lora;
 mod packed;
 mod parity;
 mod qkernels;
+mod update;

@@ -142,6 +142,52 @@ pub struct Sampling {
     pub grammar: Option<String>,
     /// Extension: at most this many reasoning tokens before `</think>` is forced.
     pub thinking_budget: Option<usize>,
+    /// Extension: sample j draws from the RNG of (seed, seed_offset + j), so n requests with
+    /// offsets 0..n reproduce one request with n samples.
+    pub seed_offset: Option<u64>,
+    /// Extension (vLLM): each choice carries `token_ids` and `prompt_token_ids`.
+    pub return_token_ids: Option<bool>,
+    /// Extension (vLLM): more token ids that end a sample, besides the model's EOS.
+    pub stop_token_ids: Option<Vec<u32>>,
+}
+
+/// `POST /update_weights_from_disk` (SGLang's shape; other fields are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpdateWeightsRequest {
+    pub model_path: String,
+    pub weight_version: Option<Version>,
+}
+
+/// `POST /v1/load_lora_adapter` (vLLM's shape).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadLoraRequest {
+    pub lora_name: String,
+    pub lora_path: String,
+    pub weight_version: Option<Version>,
+}
+
+/// `POST /v1/unload_lora_adapter` (vLLM's shape).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnloadLoraRequest {
+    pub lora_name: String,
+    pub weight_version: Option<Version>,
+}
+
+/// A weight version as given: a string, or a number taken as its decimal text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Version {
+    Text(String),
+    Number(u64),
+}
+
+impl Version {
+    pub fn into_string(self) -> String {
+        match self {
+            Version::Text(s) => s,
+            Version::Number(n) => n.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

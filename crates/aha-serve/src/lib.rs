@@ -3,18 +3,27 @@
 //! The engine runs on its own thread (a [`aha_engine::Scheduler`] fed by a channel); each
 //! HTTP request becomes one engine request whose reply channel the handler reads, so a
 //! client that goes away cancels its sequences at the next step.
+//!
+//! Weight updates and LoRA adapters (the admin routes, for RL trainers) go through the same
+//! channel: the engine lets the requests sent before one finish, applies it between two
+//! schedulers, and only then starts the requests sent after it, so every response names the
+//! one weight version that generated it (see `docs/serve-admin.md`).
 
 pub mod api;
 mod choice;
 mod metrics;
 mod routes;
 
-use aha_engine::{Event, Reply, Request, Scheduler, SchedulerConfig, WorkerStats};
-use aha_model::Model;
+use aha_engine::worker::{run_until_control, Held, Message};
+use aha_engine::{Event, Reply, Scheduler, SchedulerConfig, WorkerStats};
+use aha_model::{LoraConfig, Model, Tensor};
 use aha_text::{ChatTemplate, Tokenizer};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -44,6 +53,33 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// `max_tokens` when a request gives none (capped by what the context leaves).
     pub default_max_tokens: usize,
+    /// What reported log-probabilities are of (vLLM's `--logprobs-mode`).
+    pub logprobs_mode: LogprobsMode,
+    /// The weight version reported until the first update.
+    pub weight_version: String,
+}
+
+/// What reported log-probabilities are of; vLLM's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogprobsMode {
+    /// The model's distribution (after any constraint mask): log-softmax of the logits.
+    #[default]
+    RawLogprobs,
+    /// The distribution sampled from before top-k/top-p/min-p: log-softmax of the logits
+    /// divided by the request's temperature (when it is above 0), what an RL trainer
+    /// recomputes at its sampling temperature.
+    ProcessedLogprobs,
+}
+
+impl LogprobsMode {
+    /// `raw_logprobs` or `processed_logprobs`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "raw_logprobs" => Some(Self::RawLogprobs),
+            "processed_logprobs" => Some(Self::ProcessedLogprobs),
+            _ => None,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -55,6 +91,8 @@ impl Default for ServeConfig {
             context: 4096,
             max_queue: 256,
             default_max_tokens: 1024,
+            logprobs_mode: LogprobsMode::default(),
+            weight_version: "0".into(),
         }
     }
 }
@@ -77,19 +115,85 @@ pub struct Assets {
 pub type ProcessorFactory =
     Arc<dyn Fn(&[u32]) -> Option<Box<dyn aha_engine::LogitsProcessor>> + Send + Sync>;
 
-/// The engine side of a request's reply channel.
-pub struct ChannelReply(tokio::sync::mpsc::UnboundedSender<Event>);
+/// The engine side of a request's reply channel, and the weight version that runs it (set
+/// when the engine starts it, before any event).
+pub struct ChannelReply {
+    tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    version: Arc<OnceLock<String>>,
+}
 
 impl Reply for ChannelReply {
     fn send(&mut self, event: Event) -> bool {
-        self.0.send(event).is_ok()
+        self.tx.send(event).is_ok()
     }
     fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.tx.is_closed()
     }
 }
 
-pub(crate) type EngineTx = mpsc::Sender<Request<ChannelReply>>;
+/// A change of the served weights, applied by the engine thread between requests.
+pub(crate) enum Control {
+    /// Overwrite every parameter (already read and checked against the model's shapes).
+    SetWeights {
+        tensors: HashMap<String, Tensor>,
+        origin: PathBuf,
+        version: Option<String>,
+        reply: ControlReply,
+    },
+    /// Attach a LoRA adapter, replacing the attached one.
+    LoadAdapter {
+        name: String,
+        cfg: Box<LoraConfig>,
+        tensors: HashMap<String, Tensor>,
+        /// The adapter's directory.
+        dir: PathBuf,
+        version: Option<String>,
+        reply: ControlReply,
+    },
+    /// Detach the adapter called `name`.
+    RemoveAdapter {
+        name: String,
+        version: Option<String>,
+        reply: ControlReply,
+    },
+}
+
+/// The new weight version, or why nothing changed (and whether because nothing was found).
+pub(crate) type ControlReply = tokio::sync::oneshot::Sender<Result<String, ControlError>>;
+
+pub(crate) enum ControlError {
+    NotFound(String),
+    Invalid(String),
+}
+
+/// What the engine thread and the routes share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The version of the weights now served.
+    pub version: Mutex<String>,
+    /// The attached adapter: (name, directory).
+    pub adapter: Mutex<Option<(String, String)>>,
+    /// `/pause_generation`: no request is started while set.
+    pub paused: AtomicBool,
+}
+
+impl Shared {
+    fn new(cfg: &ServeConfig) -> Self {
+        Self {
+            version: Mutex::new(cfg.weight_version.clone()),
+            ..Self::default()
+        }
+    }
+    pub fn version(&self) -> String {
+        self.version.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+    pub fn adapter(&self) -> Option<(String, String)> {
+        self.adapter.lock().ok().and_then(|a| a.clone())
+    }
+}
+
+pub(crate) type Msg = Message<ChannelReply, Control>;
+pub(crate) type EngineTx = mpsc::Sender<Msg>;
 
 fn scheduler_config(cfg: &ServeConfig) -> SchedulerConfig {
     SchedulerConfig {
@@ -99,16 +203,100 @@ fn scheduler_config(cfg: &ServeConfig) -> SchedulerConfig {
     }
 }
 
-/// Run the engine loop on this thread until every request sender is gone.
+/// Run the engine loop on this thread until every request sender is gone. Between control
+/// messages it runs one scheduler; a control message is applied with none running.
 fn run_engine(
-    model: &Model,
+    mut model: Model,
     tokenizer: &Tokenizer,
     cfg: SchedulerConfig,
-    rx: mpsc::Receiver<Request<ChannelReply>>,
+    rx: mpsc::Receiver<Msg>,
     stats: &WorkerStats,
+    shared: &Shared,
 ) {
-    let mut sched = Scheduler::new(model, Some(tokenizer), cfg);
-    aha_engine::worker::run(&mut sched, rx, stats);
+    let mut held = Held::default();
+    let mut applied = 0u64;
+    loop {
+        let current = shared.version();
+        let control = {
+            let mut sched = Scheduler::new(&model, Some(tokenizer), cfg.clone());
+            run_until_control(&mut sched, &rx, &mut held, &shared.paused, stats, |req| {
+                let _ = req.reply.version.set(current.clone());
+            })
+        };
+        let Some(control) = control else {
+            return;
+        };
+        applied += 1;
+        apply(&mut model, control, shared, &current, applied);
+    }
+}
+
+/// The version after an update: the given one, else the previous plus one when it is a
+/// number, else the number of updates so far.
+fn next_version(given: Option<String>, previous: &str, applied: u64) -> String {
+    given.unwrap_or_else(|| match previous.parse::<u64>() {
+        Ok(v) => v.saturating_add(1).to_string(),
+        Err(_) => applied.to_string(),
+    })
+}
+
+fn apply(model: &mut Model, control: Control, shared: &Shared, current: &str, applied: u64) {
+    let invalid = |e: aha_model::ModelError| ControlError::Invalid(e.to_string());
+    let (result, version, reply) = match control {
+        Control::SetWeights {
+            tensors,
+            origin,
+            version,
+            reply,
+        } => (
+            model.set_weights(&tensors, &origin).map_err(invalid),
+            version,
+            reply,
+        ),
+        Control::LoadAdapter {
+            name,
+            cfg,
+            tensors,
+            dir,
+            version,
+            reply,
+        } => {
+            let path = dir.join(aha_model::lora::WEIGHTS_FILE);
+            let r = model.replace_adapter(&cfg, tensors, &path).map_err(invalid);
+            if r.is_ok() {
+                if let Ok(mut a) = shared.adapter.lock() {
+                    *a = Some((name, dir.display().to_string()));
+                }
+            }
+            (r, version, reply)
+        }
+        Control::RemoveAdapter {
+            name,
+            version,
+            reply,
+        } => {
+            let attached = shared.adapter().is_some_and(|(n, _)| n == name);
+            let r = if attached && model.remove_adapter() {
+                if let Ok(mut a) = shared.adapter.lock() {
+                    *a = None;
+                }
+                Ok(())
+            } else {
+                Err(ControlError::NotFound(format!(
+                    "no LoRA adapter named {name:?} is loaded"
+                )))
+            };
+            (r, version, reply)
+        }
+    };
+    let answer = result.map(|()| {
+        let v = next_version(version, current, applied);
+        if let Ok(mut cur) = shared.version.lock() {
+            *cur = v.clone();
+        }
+        v
+    });
+    let _ = reply.send(answer);
 }
 
 fn bind(host: &str, port: u16) -> Result<std::net::TcpListener, ServeError> {
@@ -159,7 +347,8 @@ pub fn serve(
     let stats = Arc::new(WorkerStats::default());
     let tokenizer = assets.tokenizer.clone();
     let sched_cfg = scheduler_config(&cfg);
-    let state = routes::AppState::new(cfg, assets, tx, stats.clone());
+    let shared = Arc::new(Shared::new(&cfg));
+    let state = routes::AppState::new(cfg, assets, &model, tx, stats.clone(), shared.clone());
     let http = std::thread::Builder::new().name("aha-http".into()).spawn(
         move || -> Result<(), ServeError> {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -177,7 +366,7 @@ pub fn serve(
             })
         },
     )?;
-    run_engine(&model, &tokenizer, sched_cfg, rx, &stats);
+    run_engine(model, &tokenizer, sched_cfg, rx, &stats, &shared);
     http.join()
         .map_err(|_| ServeError::Invalid("the HTTP thread panicked".into()))?
 }
@@ -246,11 +435,11 @@ pub fn spawn(
     let stats = Arc::new(WorkerStats::default());
     let tokenizer = assets.tokenizer.clone();
     let sched_cfg = scheduler_config(&cfg);
-    let engine_stats = stats.clone();
+    let shared = Arc::new(Shared::new(&cfg));
+    let state = routes::AppState::new(cfg, assets, &model, tx, stats.clone(), shared.clone());
     let engine = std::thread::Builder::new()
         .name("aha-engine".into())
-        .spawn(move || run_engine(&model, &tokenizer, sched_cfg, rx, &engine_stats))?;
-    let state = routes::AppState::new(cfg, assets, tx, stats);
+        .spawn(move || run_engine(model, &tokenizer, sched_cfg, rx, &stats, &shared))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

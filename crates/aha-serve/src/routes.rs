@@ -3,8 +3,12 @@
 use crate::api::{self, ApiError, ChatRequest, CompletionRequest, Prompt, Sampling};
 use crate::choice::{chat_logprob, completion_logprobs, finish_str, Choice};
 use crate::metrics::Metrics;
-use crate::{Assets, ChannelReply, EngineTx, ServeConfig};
+use crate::{
+    Assets, ChannelReply, Control, ControlError, EngineTx, LogprobsMode, ServeConfig, Shared,
+};
+use aha_engine::worker::Message;
 use aha_engine::{Event, Request, RequestParams, SamplingParams, TokenLogprob, WorkerStats};
+use aha_model::{DType, Device, Model};
 use aha_text::{StreamingReasoningParser, ToolCallFormat};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,9 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -28,15 +34,43 @@ pub struct AppState {
     stats: Arc<WorkerStats>,
     metrics: Metrics,
     started: u64,
+    shared: Arc<Shared>,
+    weights: WeightSpec,
+}
+
+/// What an update must match, read off the model at start (the engine thread owns it).
+struct WeightSpec {
+    /// Parameter shapes by HF name.
+    shapes: HashMap<String, Vec<usize>>,
+    dtype: DType,
+    device: Device,
+    /// Linear layers held as GGUF blocks (no update from safetensors then).
+    quantized: usize,
+    /// Whether a LoRA adapter can be attached (dense llama/qwen2).
+    adaptable: bool,
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         cfg: ServeConfig,
         assets: Assets,
+        model: &Model,
         engine: EngineTx,
         stats: Arc<WorkerStats>,
+        shared: Arc<Shared>,
     ) -> Arc<Self> {
+        let params = model.params();
+        let quantized = model.quantized_linears();
+        let weights = WeightSpec {
+            shapes: params
+                .iter()
+                .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+                .collect(),
+            dtype: params.iter().next().map_or(DType::F32, |(_, v)| v.dtype()),
+            device: model.device().clone(),
+            quantized,
+            adaptable: quantized == 0 && model.as_deepseek_v3().is_none(),
+        };
         Arc::new(Self {
             cfg,
             assets,
@@ -44,6 +78,8 @@ impl AppState {
             stats,
             metrics: Metrics::default(),
             started: unix_now(),
+            shared,
+            weights,
         })
     }
 }
@@ -55,6 +91,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/v1/load_lora_adapter", post(load_lora))
+        .route("/v1/unload_lora_adapter", post(unload_lora))
+        .route("/update_weights_from_disk", post(update_weights))
+        .route("/get_weight_version", get(weight_version))
+        .route("/pause_generation", post(pause))
+        .route("/continue_generation", post(resume))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
@@ -104,8 +146,16 @@ async fn page() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("../web/index.html"))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+async fn health(State(s): S) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "weight_version": s.shared.version(),
+        "paused": s.shared.paused.load(Ordering::Acquire),
+    }))
+}
+
+async fn weight_version(State(s): S) -> Json<Value> {
+    Json(json!({"weight_version": s.shared.version()}))
 }
 
 async fn metrics(State(s): S) -> Response {
@@ -117,13 +167,27 @@ async fn metrics(State(s): S) -> Response {
 }
 
 async fn models(State(s): S) -> Json<Value> {
-    Json(json!({"object": "list", "data": [{
+    let mut data = vec![json!({
         "id": s.cfg.model_name,
         "object": "model",
         "created": s.started,
         "owned_by": "aha",
+        "root": s.cfg.model_name,
+        "parent": null,
         "max_model_len": s.cfg.context,
-    }]}))
+    })];
+    if let Some((name, path)) = s.shared.adapter() {
+        data.push(json!({
+            "id": name,
+            "object": "model",
+            "created": s.started,
+            "owned_by": "aha",
+            "root": path,
+            "parent": s.cfg.model_name,
+            "max_model_len": s.cfg.context,
+        }));
+    }
+    Json(json!({"object": "list", "data": data}))
 }
 
 /// A request ready for the engine.
@@ -138,6 +202,8 @@ struct Job {
     constraint: Option<Arc<aha_engine::Constraint>>,
     /// Chat with tools: parse the answer's tool calls in this format.
     tools: Option<ToolCallFormat>,
+    /// Put `token_ids` and `prompt_token_ids` in the choices.
+    return_token_ids: bool,
 }
 
 /// The request's answer constraint, if it asks for one.
@@ -323,6 +389,29 @@ fn job(
         None => s.cfg.default_max_tokens.min(room),
     };
     let seed = x.seed.map_or_else(rand::random::<u64>, |v| v as u64);
+    let mut stop_token_ids = if x.ignore_eos.unwrap_or(false) {
+        Vec::new()
+    } else {
+        s.assets.eos_token_ids.clone()
+    };
+    for &t in x.stop_token_ids.iter().flatten() {
+        if t as usize >= s.assets.vocab_size {
+            return Err(bad(
+                format!(
+                    "stop token id {t} is outside the vocabulary (size {})",
+                    s.assets.vocab_size
+                ),
+                Some("stop_token_ids"),
+            ));
+        }
+        if !stop_token_ids.contains(&t) {
+            stop_token_ids.push(t);
+        }
+    }
+    let logprob_temperature = match s.cfg.logprobs_mode {
+        LogprobsMode::ProcessedLogprobs if temperature > 0.0 => temperature,
+        _ => 1.0,
+    };
     Ok(Job {
         prompt,
         n,
@@ -335,14 +424,11 @@ fn job(
             },
             max_tokens,
             seed,
-            seed_offset: 0,
-            stop_token_ids: if x.ignore_eos.unwrap_or(false) {
-                Vec::new()
-            } else {
-                s.assets.eos_token_ids.clone()
-            },
+            seed_offset: x.seed_offset.unwrap_or(0),
+            stop_token_ids,
             stop_strings: stop,
             logprobs,
+            logprob_temperature,
         },
         stream: x.stream.unwrap_or(false),
         include_usage: x
@@ -352,6 +438,7 @@ fn job(
         reasoning_open,
         constraint,
         tools: None,
+        return_token_ids: x.return_token_ids.unwrap_or(false),
     })
 }
 
@@ -371,7 +458,15 @@ impl Drop for InFlight {
     }
 }
 
-fn submit(s: &Arc<AppState>, job: &Job) -> Result<(UnboundedReceiver<Event>, InFlight), ApiError> {
+/// A submitted request: its events, its count in the metrics, and the weight version that
+/// runs it (set by the engine before the first event).
+struct Submitted {
+    rx: UnboundedReceiver<Event>,
+    guard: InFlight,
+    version: Arc<OnceLock<String>>,
+}
+
+fn submit(s: &Arc<AppState>, job: &Job) -> Result<Submitted, ApiError> {
     let limit = (s.cfg.max_batch + s.cfg.max_queue) as u64;
     if s.metrics.running_requests.load(Ordering::Relaxed) >= limit {
         s.metrics.rejected_requests.fetch_add(1, Ordering::Relaxed);
@@ -382,8 +477,9 @@ fn submit(s: &Arc<AppState>, job: &Job) -> Result<(UnboundedReceiver<Event>, InF
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     s.metrics.running_requests.fetch_add(1, Ordering::Relaxed);
     let guard = InFlight(s.clone());
+    let version = Arc::new(OnceLock::new());
     s.engine
-        .send(Request {
+        .send(Message::Request(Request {
             prompt: job.prompt.clone(),
             n: job.n,
             params: job.params.clone(),
@@ -395,13 +491,16 @@ fn submit(s: &Arc<AppState>, job: &Job) -> Result<(UnboundedReceiver<Event>, InF
                     .as_ref()
                     .and_then(|f| f(&job.prompt)),
             },
-            reply: ChannelReply(tx),
-        })
+            reply: ChannelReply {
+                tx,
+                version: version.clone(),
+            },
+        }))
         .map_err(|_| ApiError::internal("the engine has stopped"))?;
     s.metrics
         .prompt_tokens
         .fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
-    Ok((rx, guard))
+    Ok(Submitted { rx, guard, version })
 }
 
 fn fail(s: &AppState, e: ApiError) -> Response {
@@ -627,11 +726,19 @@ struct Answer {
     started: Instant,
     first_token: bool,
     tools: Option<ToolCallFormat>,
+    /// The weight version that runs the request (set once the engine starts it).
+    version: Arc<OnceLock<String>>,
+    /// With `return_token_ids`: the prompt ids and each choice's ids so far.
+    prompt_ids: Option<Vec<u32>>,
+    token_ids: Vec<Vec<u32>>,
+    /// Streams: ids not yet sent in a chunk of that choice, and whether it had a chunk.
+    unsent_ids: Vec<Vec<u32>>,
+    had_chunk: Vec<bool>,
 }
 
 /// A choice's answer when it called tools.
 impl Answer {
-    fn new(s: &AppState, job: &Job, kind: Kind) -> Self {
+    fn new(s: &AppState, job: &Job, kind: Kind, version: Arc<OnceLock<String>>) -> Self {
         let parser = || job.reasoning_open.map(StreamingReasoningParser::new);
         Self {
             kind,
@@ -648,6 +755,23 @@ impl Answer {
             tools: job.tools,
             started: Instant::now(),
             first_token: false,
+            version,
+            prompt_ids: job.return_token_ids.then(|| job.prompt.clone()),
+            token_ids: vec![Vec::new(); job.n],
+            unsent_ids: vec![Vec::new(); job.n],
+            had_chunk: vec![false; job.n],
+        }
+    }
+
+    fn version_json(&self) -> Value {
+        self.version.get().map_or(Value::Null, |v| json!(v))
+    }
+
+    /// `token_ids` and `prompt_token_ids` (when asked for) into a choice of a whole answer.
+    fn add_ids(&self, i: usize, choice: &mut Value) {
+        if let Some(p) = &self.prompt_ids {
+            choice["token_ids"] = json!(self.token_ids[i]);
+            choice["prompt_token_ids"] = json!(p);
         }
     }
 
@@ -720,12 +844,16 @@ impl Answer {
                         }
                         let logprobs = (!c.logprobs.is_empty())
                             .then(|| json!({"content": c.logprobs}));
-                        json!({"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish})
+                        let mut v = json!({"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish});
+                        self.add_ids(i, &mut v);
+                        v
                     }
                     Kind::Completion => {
                         let lp = &self.raw_logprobs[i];
                         let logprobs = (!lp.is_empty()).then(|| completion_logprobs(tok, lp, 0));
-                        json!({"index": i, "text": c.content, "logprobs": logprobs, "finish_reason": finish})
+                        let mut v = json!({"index": i, "text": c.content, "logprobs": logprobs, "finish_reason": finish});
+                        self.add_ids(i, &mut v);
+                        v
                     }
                 }
             })
@@ -741,19 +869,22 @@ impl Answer {
             "model": self.model,
             "choices": choices,
             "usage": self.usage(),
+            "weight_version": self.version_json(),
         })
     }
 
     /// A stream chunk for one choice. `delta`: chat's delta object or the completion text.
+    /// With `return_token_ids` it carries the ids of the choice not sent yet (and the prompt
+    /// ids in the choice's first chunk).
     fn chunk(
-        &self,
+        &mut self,
         i: usize,
         delta: Value,
         logprobs: Option<Value>,
         finish: Option<&str>,
         with_usage: bool,
     ) -> Value {
-        let choice = match self.kind {
+        let mut choice = match self.kind {
             Kind::Chat => {
                 json!({"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
@@ -761,6 +892,15 @@ impl Answer {
                 json!({"index": i, "text": delta, "logprobs": logprobs, "finish_reason": finish})
             }
         };
+        if let Some(p) = &self.prompt_ids {
+            if let Some(ids) = self.unsent_ids.get_mut(i) {
+                choice["token_ids"] = json!(std::mem::take(ids));
+            }
+            if let Some(first) = self.had_chunk.get_mut(i).filter(|h| !**h) {
+                *first = true;
+                choice["prompt_token_ids"] = json!(p);
+            }
+        }
         self.frame(vec![choice], with_usage.then_some(Value::Null))
     }
 
@@ -775,6 +915,7 @@ impl Answer {
             "created": self.created,
             "model": self.model,
             "choices": choices,
+            "weight_version": self.version_json(),
         });
         if let Some(u) = usage {
             v["usage"] = u;
@@ -793,6 +934,15 @@ impl Answer {
     ) -> Option<(Value, Option<Value>)> {
         self.observe_first(s);
         let tok = &s.assets.tokenizer;
+        if self.prompt_ids.is_some() {
+            if let (Some(all), Some(unsent)) = (
+                self.token_ids.get_mut(sample),
+                self.unsent_ids.get_mut(sample),
+            ) {
+                all.push(token);
+                unsent.push(token);
+            }
+        }
         let c = self.choices.get_mut(sample)?;
         let offset = c.content.len();
         let d = c.push(text);
@@ -841,11 +991,11 @@ impl Answer {
 }
 
 async fn run(s: Arc<AppState>, job: Job, kind: Kind) -> Response {
-    let (rx, guard) = match submit(&s, &job) {
+    let Submitted { rx, guard, version } = match submit(&s, &job) {
         Ok(x) => x,
         Err(e) => return fail(&s, e),
     };
-    let answer = Answer::new(&s, &job, kind);
+    let answer = Answer::new(&s, &job, kind, version);
     if job.stream {
         stream(s, job, answer, rx, guard)
     } else {
@@ -912,17 +1062,9 @@ fn stream(
                 }
             };
         }
-        if a.kind == Kind::Chat {
-            for i in 0..job.n {
-                emit!(a.chunk(
-                    i,
-                    json!({"role": "assistant", "content": ""}),
-                    None,
-                    None,
-                    usage
-                ));
-            }
-        }
+        // The first chunks wait for the engine to start the request: every chunk names the
+        // weight version that runs it.
+        let mut opened = false;
         // With tools: bytes of each choice's reasoning already sent, and whether a call marker
         // has appeared in it (from then on the reasoning is held back).
         let mut sent_reasoning = vec![0usize; job.n];
@@ -933,6 +1075,18 @@ fn stream(
                 e = rx.recv() => e,
                 _ = tx.closed() => return,
             };
+            if !opened && a.kind == Kind::Chat && event.is_some() {
+                for i in 0..job.n {
+                    emit!(a.chunk(
+                        i,
+                        json!({"role": "assistant", "content": ""}),
+                        None,
+                        None,
+                        usage
+                    ));
+                }
+            }
+            opened = true;
             match event {
                 Some(Event::Token {
                     sample,
@@ -1015,4 +1169,229 @@ fn stream(
         let _ = tx.send(Ok(SseEvent::default().data("[DONE]"))).await;
     });
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).into_response()
+}
+
+/// The admin routes' answer: `{"success": true, "message", "weight_version"}`.
+fn admin_ok(message: impl Into<String>, version: String) -> Response {
+    Json(json!({"success": true, "message": message.into(), "weight_version": version}))
+        .into_response()
+}
+
+/// The admin routes' failure: `{"success": false, "message"}` with its status.
+fn admin_error(status: axum::http::StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"success": false, "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn admin_bad(message: impl Into<String>) -> Response {
+    admin_error(axum::http::StatusCode::BAD_REQUEST, message)
+}
+
+/// A given weight version: absent, or a non-empty string (or a number).
+fn given_version(v: Option<api::Version>) -> Result<Option<String>, &'static str> {
+    match v.map(api::Version::into_string) {
+        Some(v) if v.trim().is_empty() => Err("weight_version must not be empty"),
+        v => Ok(v),
+    }
+}
+
+/// Hand a change to the engine (in order with the requests) and answer with its outcome.
+async fn control(
+    s: &AppState,
+    make: impl FnOnce(crate::ControlReply) -> Control,
+    done: String,
+) -> Response {
+    use axum::http::StatusCode;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if s.engine.send(Message::Control(make(tx))).is_err() {
+        return admin_error(StatusCode::INTERNAL_SERVER_ERROR, "the engine has stopped");
+    }
+    match rx.await {
+        Ok(Ok(version)) => {
+            tracing::info!("{done}: weight version {version}");
+            admin_ok(done, version)
+        }
+        Ok(Err(ControlError::Invalid(m))) => admin_bad(m),
+        Ok(Err(ControlError::NotFound(m))) => admin_error(StatusCode::NOT_FOUND, m),
+        Err(_) => admin_error(StatusCode::INTERNAL_SERVER_ERROR, "the engine has stopped"),
+    }
+}
+
+/// Read a model directory's tensors and check them against the served parameters (names,
+/// shapes), so a bad update is refused before it is ordered among the requests.
+fn read_checked(
+    spec: &WeightSpec,
+    dir: &Path,
+) -> Result<HashMap<String, aha_model::Tensor>, String> {
+    let tensors =
+        aha_model::read_weights(dir, spec.dtype, &spec.device).map_err(|e| e.to_string())?;
+    let mut problems: Vec<String> = Vec::new();
+    let mut names: Vec<&String> = spec.shapes.keys().collect();
+    names.sort();
+    for name in names {
+        let want = &spec.shapes[name];
+        match tensors.get(name) {
+            None => problems.push(format!("{name} is missing")),
+            Some(t) if t.dims() != want.as_slice() => problems.push(format!(
+                "{name} has shape {:?}, the served model's {want:?}",
+                t.dims()
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Ok(tensors);
+    }
+    let more = problems.len().saturating_sub(5);
+    problems.truncate(5);
+    let mut m = format!("{}: {}", dir.display(), problems.join("; "));
+    if more > 0 {
+        m.push_str(&format!(" (and {more} more)"));
+    }
+    Err(m)
+}
+
+/// `POST /update_weights_from_disk`: `{"model_path", "weight_version"?}`.
+async fn update_weights(State(s): S, body: Bytes) -> Response {
+    let req: api::UpdateWeightsRequest = match api::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return admin_bad(e.message),
+    };
+    let version = match given_version(req.weight_version) {
+        Ok(v) => v,
+        Err(m) => return admin_bad(m),
+    };
+    if s.weights.quantized > 0 {
+        return admin_bad(format!(
+            "this model holds {} linear layers quantized (a GGUF file), which cannot be updated \
+             from safetensors; serve a dense model (an HF directory) to update its weights",
+            s.weights.quantized
+        ));
+    }
+    let dir = PathBuf::from(&req.model_path);
+    let st = s.clone();
+    let at = dir.clone();
+    let tensors = match tokio::task::spawn_blocking(move || read_checked(&st.weights, &at)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(m)) => return admin_bad(m),
+        Err(e) => return admin_bad(format!("reading {}: {e}", dir.display())),
+    };
+    let done = format!("updated the weights from {}", dir.display());
+    control(
+        &s,
+        |reply| Control::SetWeights {
+            tensors,
+            origin: dir,
+            version,
+            reply,
+        },
+        done,
+    )
+    .await
+}
+
+/// `POST /v1/load_lora_adapter`: `{"lora_name", "lora_path", "weight_version"?}`.
+async fn load_lora(State(s): S, body: Bytes) -> Response {
+    let req: api::LoadLoraRequest = match api::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return admin_bad(e.message),
+    };
+    let version = match given_version(req.weight_version) {
+        Ok(v) => v,
+        Err(m) => return admin_bad(m),
+    };
+    if req.lora_name.trim().is_empty() {
+        return admin_bad("lora_name must not be empty");
+    }
+    if req.lora_name == s.cfg.model_name {
+        return admin_bad(format!(
+            "lora_name {:?} is the base model's name",
+            req.lora_name
+        ));
+    }
+    if !s.weights.adaptable {
+        return admin_bad(
+            "LoRA adapters need a dense llama/qwen2 model (this one is DeepSeek-V3 or holds \
+             quantized GGUF layers)",
+        );
+    }
+    let dir = PathBuf::from(&req.lora_path);
+    let (dtype, device, at) = (s.weights.dtype, s.weights.device.clone(), dir.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        aha_model::lora::read_adapter(&at, dtype, &device).map_err(|e| e.to_string())
+    })
+    .await;
+    let (cfg, tensors) = match read {
+        Ok(Ok(x)) => x,
+        Ok(Err(m)) => return admin_bad(m),
+        Err(e) => return admin_bad(format!("reading {}: {e}", dir.display())),
+    };
+    let done = format!(
+        "loaded LoRA adapter {:?} from {}",
+        req.lora_name,
+        dir.display()
+    );
+    control(
+        &s,
+        |reply| Control::LoadAdapter {
+            name: req.lora_name,
+            cfg: Box::new(cfg),
+            tensors,
+            dir,
+            version,
+            reply,
+        },
+        done,
+    )
+    .await
+}
+
+/// `POST /v1/unload_lora_adapter`: `{"lora_name"}`.
+async fn unload_lora(State(s): S, body: Bytes) -> Response {
+    let req: api::UnloadLoraRequest = match api::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return admin_bad(e.message),
+    };
+    let version = match given_version(req.weight_version) {
+        Ok(v) => v,
+        Err(m) => return admin_bad(m),
+    };
+    if s
+        .shared
+        .adapter()
+        .is_none_or(|(name, _)| name != req.lora_name)
+    {
+        return admin_error(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no LoRA adapter named {:?} is loaded", req.lora_name),
+        );
+    }
+    let done = format!("unloaded LoRA adapter {:?}", req.lora_name);
+    control(
+        &s,
+        |reply| Control::RemoveAdapter {
+            name: req.lora_name,
+            version,
+            reply,
+        },
+        done,
+    )
+    .await
+}
+
+/// `POST /pause_generation`: requests keep being accepted but none starts until
+/// `/continue_generation`; running ones finish.
+async fn pause(State(s): S) -> Json<Value> {
+    s.shared.paused.store(true, Ordering::Release);
+    Json(json!({"success": true, "message": "generation paused"}))
+}
+
+async fn resume(State(s): S) -> Json<Value> {
+    s.shared.paused.store(false, Ordering::Release);
+    // The engine may be waiting for a message: have it look at the flag now.
+    let _ = s.engine.send(Message::Wake);
+    Json(json!({"success": true, "message": "generation continues"}))
 }

@@ -33,6 +33,7 @@ fn start(api_key: Option<&str>) -> Running {
         context: CTX,
         max_queue: 16,
         default_max_tokens: 16,
+        ..Default::default()
     };
     aha_serve::spawn(model, assets, cfg, "127.0.0.1", 0).unwrap()
 }

@@ -5,4 +5,5 @@ mod common;
 mod constraint;
 mod http;
 mod reasoning;
+mod rollout;
 mod tools;

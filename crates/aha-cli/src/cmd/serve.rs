@@ -32,6 +32,15 @@ pub struct ServeArgs {
     /// The model name clients see (default: the file or directory name).
     #[arg(long)]
     name: Option<String>,
+    /// What reported log-probs are of: raw_logprobs (the model's distribution) or
+    /// processed_logprobs (the logits divided by the request's temperature, as sampled
+    /// before top-k/top-p: what an RL trainer recomputes). vLLM's names.
+    #[arg(long, default_value = "raw_logprobs",
+          value_parser = ["raw_logprobs", "processed_logprobs"])]
+    logprobs_mode: String,
+    /// The weight version responses report until the first update (see docs/serve-admin.md).
+    #[arg(long, default_value = "0")]
+    weight_version: String,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -58,6 +67,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         context: args.ctx,
         max_queue: args.max_queue,
         default_max_tokens: args.default_max_tokens,
+        logprobs_mode: aha_serve::LogprobsMode::parse(&args.logprobs_mode)
+            .context("--logprobs-mode: raw_logprobs or processed_logprobs")?,
+        weight_version: args.weight_version,
     };
     // Constraints need each token's bytes; a vocabulary aha cannot read that way only
     // turns them off (requests asking for one get a clear 400).
