@@ -1359,8 +1359,7 @@ async fn unload_lora(State(s): S, body: Bytes) -> Response {
         Ok(v) => v,
         Err(m) => return admin_bad(m),
     };
-    if s
-        .shared
+    if s.shared
         .adapter()
         .is_none_or(|(name, _)| name != req.lora_name)
     {
