@@ -151,7 +151,11 @@ fn probe_matches(url: &str, model: &Path, adapter: Option<&Path>, version: &str)
     assert_eq!(ids.len(), lps.len());
     let want = trainer_logprobs(model, adapter, &prompt, &ids);
     for (g, w) in lps.iter().zip(&want) {
-        assert!((g - w).abs() <= 1e-4, "server {lps:?} vs trainer {want:?}");
+        assert!(
+            (g - w).abs() <= 1e-4,
+            "{url}: server {ids:?} {lps:?} vs trainer ({}) {want:?}",
+            model.display()
+        );
     }
 }
 
@@ -290,7 +294,11 @@ fn grpo_on_two_servers_matches_local_rollouts_and_syncs_weights() {
         probe_matches(&srv.url, &p("remote/final"), None, "3");
     }
 
-    // LoRA: the adapter is synced; one of the two URLs is dead and is skipped.
+    // LoRA, on a fresh server (the others now hold the trained full weights, and an adapter
+    // applies to whatever base a server holds): the adapter is synced; one of the two URLs
+    // is dead and is skipped.
+    drop((a, b));
+    let a = Server::start(&p("base"));
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())

@@ -417,7 +417,8 @@ impl Fleet {
                 "max_tokens": o.max_tokens,
                 "temperature": o.sampling.temperature,
                 "top_p": o.sampling.top_p,
-                "seed": o.seed,
+                // OpenAI seeds are i64; aha serve reads the same 64 bits back.
+                "seed": o.seed as i64,
                 "seed_offset": (i * req.n) as u64,
                 "stop_token_ids": o.stop_token_ids,
                 "ignore_eos": o.ignore_eos,
