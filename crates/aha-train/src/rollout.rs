@@ -235,7 +235,7 @@ impl Remote {
             match fleet.contact(i) {
                 Ok(()) => alive += 1,
                 Err(e) => {
-                    tracing::warn!("{}: {e}; will retry", fleet.url(i));
+                    tracing::warn!("{e}; will retry");
                     fleet.rest(i);
                 }
             }
@@ -332,7 +332,7 @@ impl Fleet {
                 match self.contact(i) {
                     Ok(()) => tracing::info!("{}: back", self.url(i)),
                     Err(m) => {
-                        tracing::warn!("{}: still down: {m}", self.url(i));
+                        tracing::warn!("still down: {m}");
                         self.rest(i);
                     }
                 }
@@ -447,11 +447,11 @@ impl Fleet {
                 }
                 Err(Failure::Fatal(m)) => {
                     self.release(e, true);
-                    return Err(TrainError::Invalid(format!("{url}: {m}")));
+                    return Err(TrainError::Invalid(m));
                 }
                 Err(Failure::Retry(m)) => {
-                    tracing::warn!("{url}: {m}; retrying elsewhere");
-                    last = format!("{url}: {m}");
+                    tracing::warn!("{m}; retrying elsewhere");
+                    last = m;
                     self.release(e, false);
                 }
             }
