@@ -91,6 +91,18 @@ fn with_adapter() -> Model {
 }
 
 fn start(mode: LogprobsMode) -> Running {
+    start_with(ServeConfig {
+        model_name: "tiny".into(),
+        max_batch: 8,
+        context: 4096,
+        default_max_tokens: 16,
+        logprobs_mode: mode,
+        ..Default::default()
+    })
+}
+
+/// A server on the fixture's base model with these settings.
+fn start_with(cfg: ServeConfig) -> Running {
     let f = fixture();
     let model = load(&f.base);
     let tokenizer = aha_text::Tokenizer::from_dir(&f.base).unwrap();
@@ -101,14 +113,6 @@ fn start(mode: LogprobsMode) -> Running {
         template: None,
         logits_processor: None,
         constrainer: None,
-    };
-    let cfg = ServeConfig {
-        model_name: "tiny".into(),
-        max_batch: 8,
-        context: 4096,
-        default_max_tokens: 16,
-        logprobs_mode: mode,
-        ..Default::default()
     };
     aha_serve::spawn(model, assets, cfg, "127.0.0.1", 0).unwrap()
 }
@@ -607,22 +611,11 @@ fn bad_admin_requests_are_refused() {
 #[test]
 fn admin_routes_need_the_api_key() {
     let f = fixture();
-    let model = load(&f.base);
-    let tokenizer = aha_text::Tokenizer::from_dir(&f.base).unwrap();
-    let assets = Assets {
-        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
-        vocab_size: model.vocab_size(),
-        tokenizer,
-        template: None,
-        logits_processor: None,
-        constrainer: None,
-    };
-    let cfg = ServeConfig {
+    let s = start_with(ServeConfig {
         api_key: Some("k".into()),
         weight_version: "init".into(),
         ..Default::default()
-    };
-    let s = aha_serve::spawn(model, assets, cfg, "127.0.0.1", 0).unwrap();
+    });
     let body = json!({"model_path": f.modified}).to_string();
     for key in [None, Some("wrong")] {
         let r = crate::common::request(
