@@ -285,16 +285,13 @@ impl Fleet {
         let models = self.get(&format!("{url}/v1/models")).map_err(msg)?;
         let id = models["data"][0]["id"].as_str().map(str::to_string);
         let latest = self.latest.lock().map_err(|_| "poisoned lock")?.clone();
-        if let Some(p) = latest {
-            self.send_sync(&url, &p).map_err(msg)?;
+        if let Some(p) = &latest {
+            self.send_sync(&url, p).map_err(msg)?;
         }
         let mut e = self.endpoints.lock().map_err(|_| "poisoned lock")?;
         e[i].model = id;
-        e[i].version = self
-            .latest
-            .lock()
-            .ok()
-            .and_then(|l| l.as_ref().map(|p| p.version));
+        // The version it was just sent, not one another thread may have written since.
+        e[i].version = latest.map(|p| p.version);
         e[i].down_until = None;
         e[i].failures = 0;
         Ok(())
