@@ -136,7 +136,7 @@ pub fn attend_few(
     let heads_per_task = if per_kv { n_rep } else { 1 };
     let rows = heads_per_task * t;
     let mut out = vec![0f32; b * h * t * d];
-    out.par_chunks_mut(rows * d).enumerate().for_each(|(c, o)| {
+    let task = |c: usize, o: &mut [f32]| {
         let tasks_per_seq = h / heads_per_task;
         let (bi, first) = (c / tasks_per_seq, c % tasks_per_seq * heads_per_task);
         let g = first / n_rep;
@@ -159,8 +159,31 @@ pub fn attend_few(
             scale,
         };
         simd::attend_head(&head, o);
+    };
+    let base = SyncOut(out.as_mut_ptr());
+    let tasks = out.len() / (rows * d);
+    // SAFETY: task c writes rows [c * rows * d, (c + 1) * rows * d) of `out`, once each.
+    let ran = crate::spin::run(tasks, &|c| {
+        let o = unsafe { std::slice::from_raw_parts_mut(base.at(c * rows * d), rows * d) };
+        task(c, o)
     });
+    if !ran {
+        out.par_chunks_mut(rows * d)
+            .enumerate()
+            .for_each(|(c, o)| task(c, o));
+    }
     Ok(Some(Tensor::from_vec(out, (b, h, t, d), q.device())?))
+}
+
+/// `attend_few`'s output, written by tasks at disjoint offsets.
+struct SyncOut(*mut f32);
+// SAFETY: only used to write disjoint ranges from different tasks (see `attend_few`).
+unsafe impl Sync for SyncOut {}
+
+impl SyncOut {
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
 }
 
 /// One (sequence, kv head) of [`attend_few`]: `rows = n_rep * t` query rows of `q`, the

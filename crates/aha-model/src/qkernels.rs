@@ -15,8 +15,8 @@
 //! instructions the CPU has ([`Isa`], detected at run time): AVX-512 VNNI (`dpbusd` over two
 //! blocks at once; signed weights meet activations shifted by 128, less a per-block
 //! correction), AVX2 (`maddubs`: unsigned times signed bytes; signed weights go through
-//! `sign` first), or a portable scalar loop. Work is split with rayon (the CLI's `--threads`
-//! sets the pool): over chunks of W's rows for one activation row, over (tile of activation
+//! `sign` first), or a portable scalar loop. Work is split over the threads of the caller's
+//! rayon pool (the CLI's `--threads`), on [`crate::spin`]'s spinning helpers when free: over chunks of W's rows for one activation row, over (tile of activation
 //! rows x chunk of W's rows) tasks for several, each unpacked weight block serving a whole
 //! tile: eight rows (AVX-512) or four.
 //!
@@ -464,7 +464,7 @@ impl QWeight {
         };
         if threads <= 1 {
             (0..tiles * chunks).for_each(task);
-        } else {
+        } else if !crate::spin::run(tiles * chunks, &task) {
             (0..tiles * chunks).into_par_iter().for_each(task);
         }
     }
@@ -642,7 +642,18 @@ where
         y.chunks_mut(chunk)
             .enumerate()
             .for_each(|(c, out)| f(c, out));
-    } else {
+        return;
+    }
+    let len = y.len();
+    let base = SyncPtr(y.as_mut_ptr());
+    let task = |c: usize| {
+        let start = c * chunk;
+        // SAFETY: chunk c is [start, start + chunk) clipped to y, and each chunk index is
+        // run once, so the slices are disjoint parts of `y`, alive for the whole call.
+        let out = unsafe { std::slice::from_raw_parts_mut(base.at(start), chunk.min(len - start)) };
+        f(c, out)
+    };
+    if !crate::spin::run(len.div_ceil(chunk), &task) {
         y.par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(c, out)| f(c, out));

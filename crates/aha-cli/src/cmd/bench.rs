@@ -98,6 +98,12 @@ struct GenerateBench {
     /// Runs per batch size after one warm-up; the best is reported.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Also time the model's dense matrix products alone at each batch size (x [B, in] times
+    /// every 2-D weight, transposed, as the model computes them; best of 5): one decode
+    /// step can be no faster, so B / that time is the GEMM roofline in tokens/s. Needs a
+    /// model directory (safetensors).
+    #[arg(long)]
+    roofline: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -285,13 +291,52 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
             );
             best = best.min(t.elapsed().as_secs_f64());
         }
-        println!(
-            "{}",
-            serde_json::json!({"impl": "aha", "batch": b, "new_tokens": a.new_tokens, "seconds": best,
-                "tokens_per_s": (b * a.new_tokens) as f64 / best, "threads": threads})
-        );
+        let tokens_per_s = (b * a.new_tokens) as f64 / best;
+        let mut row = serde_json::json!({"impl": "aha", "batch": b, "new_tokens": a.new_tokens,
+            "seconds": best, "tokens_per_s": tokens_per_s, "threads": threads});
+        if a.roofline {
+            let (gemm_s, flop) = gemm_time(&a.model, b)?;
+            let roof = b as f64 / gemm_s;
+            row["gemm_seconds_per_step"] = gemm_s.into();
+            row["gemm_gflop_per_s"] = (flop / gemm_s / 1e9).into();
+            row["roofline_tokens_per_s"] = roof.into();
+            row["share_of_roofline"] = (tokens_per_s / roof).into();
+        }
+        println!("{row}");
     }
     Ok(())
+}
+
+/// The time one decode step of batch `b` spends in the model's dense matrix products alone,
+/// and their FLOPs: x [b, in] times each 2-D weight [out, in] transposed (the embedding
+/// table counts once, as the output head, when there is no separate `lm_head`).
+fn gemm_time(model: &std::path::Path, b: usize) -> Result<(f64, f64)> {
+    use candle_core::{DType, Device, Tensor};
+    let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
+        .with_context(|| format!("--roofline reads {}", model.display()))?;
+    let has_head = weights.keys().any(|k| k.ends_with("lm_head.weight"));
+    let mut shapes: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
+    for (name, w) in &weights {
+        if w.rank() != 2 || (name.contains("embed_tokens") && has_head) {
+            continue;
+        }
+        *shapes.entry(w.dims2()?).or_default() += 1;
+    }
+    let (mut secs, mut flop) = (0.0, 0.0);
+    for (&(out, inp), &count) in &shapes {
+        let w = Tensor::randn(0f32, 0.02, (out, inp), &Device::Cpu)?;
+        let x = Tensor::randn(0f32, 1.0, (b, inp), &Device::Cpu)?;
+        x.matmul(&w.t()?)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = Instant::now();
+            x.matmul(&w.t()?)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        secs += best * count as f64;
+        flop += (2 * b * out * inp * count) as f64;
+    }
+    Ok((secs, flop))
 }
 
 #[derive(serde::Deserialize)]
