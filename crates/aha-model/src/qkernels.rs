@@ -24,7 +24,7 @@
 //! types with [`Kernels::Candle`]).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor, TensorId};
 use half::f16;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -388,27 +388,26 @@ impl QWeight {
 
     /// `y[m, n] = x[m, k] · Wᵀ` (row-major slices).
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        self.matmul_impl(x, m, y, self.isa())
+        self.matmul_impl(x, m, y, self.isa(), None)
     }
 
     /// [`QWeight::matmul`] with the portable scalar kernel only (for tests).
     #[doc(hidden)]
     pub fn matmul_scalar(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        self.matmul_impl(x, m, y, Isa::Scalar)
+        self.matmul_impl(x, m, y, Isa::Scalar, None)
     }
 
-    fn matmul_impl(&self, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
+    /// `key`: the id of the tensor `x` was read from. Weights that read the same input
+    /// (q, k and v; gate and up) then quantize it once: the last quantized input is kept.
+    fn matmul_impl(&self, x: &[f32], m: usize, y: &mut [f32], isa: Isa, key: Option<TensorId>) {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "qkernels: x is not [m, k]");
         assert_eq!(y.len(), m * n, "qkernels: y is not [m, n]");
         if m == 0 || n == 0 {
             return;
         }
-        let mut act = Q8Rows::quantize(x, m, k, self.kind.flavor());
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
-            act.pairs = act.to_pairs();
-        }
+        let act = quantized_input(x, m, k, self.kind.flavor(), isa, key);
+        let act: &Q8Rows = &act;
         let threads = rayon::current_num_threads().max(1);
         // Enough chunks to balance the threads, none so small that scheduling dominates.
         let min_rows = if m == 1 { 32 } else { 8 };
@@ -552,6 +551,47 @@ impl QWeight {
     }
 }
 
+thread_local! {
+    /// The last input quantized on this thread, under the id of the tensor it came from.
+    static LAST_INPUT: std::cell::RefCell<Option<(TensorId, Flavor, Isa, Arc<Q8Rows>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `x` [m, k] quantized for `flavor` (and laid out for `isa`), reused when `key` names the
+/// tensor quantized last on this thread (tensor ids are never reused, and a tensor's data
+/// never changes, so the same id means the same input).
+fn quantized_input(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    flavor: Flavor,
+    isa: Isa,
+    key: Option<TensorId>,
+) -> Arc<Q8Rows> {
+    if let Some(id) = key {
+        let hit = LAST_INPUT.with_borrow(|last| match last {
+            Some((i, f, a, rows)) if *i == id && *f == flavor && *a == isa => Some(rows.clone()),
+            _ => None,
+        });
+        if let Some(rows) = hit {
+            if rows.m == m && rows.k == k {
+                return rows;
+            }
+        }
+    }
+    #[allow(unused_mut)]
+    let mut act = Q8Rows::quantize(x, m, k, flavor);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        act.pairs = act.to_pairs();
+    }
+    let act = Arc::new(act);
+    if let Some(id) = key {
+        LAST_INPUT.with_borrow_mut(|last| *last = Some((id, flavor, isa, act.clone())));
+    }
+    act
+}
+
 /// The output pointer shared by tasks that write disjoint elements.
 struct SyncPtr(*mut f32);
 // SAFETY: only used to write disjoint elements from different tasks (see `matmul_impl`).
@@ -690,6 +730,23 @@ fn round(v: f32) -> f32 {
     (v + ROUND) - ROUND
 }
 
+/// The largest |v| (0 for none; NaNs ignored), 16 lanes at a time so that it vectorizes.
+fn abs_max(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    let tail = chunks.remainder().iter().map(|v| v.abs());
+    lanes
+        .into_iter()
+        .chain(tail)
+        .fold(0f32, |m, a| if a > m { a } else { m })
+}
+
 fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Flavor) {
     let r16 = |v: f32| f16::from_f32(v).to_f32();
     if flavor == Flavor::Q8K {
@@ -699,9 +756,10 @@ fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Fl
             .zip(codes.chunks_exact_mut(256))
             .zip(scales.chunks_exact_mut(256 / QK))
         {
-            let max = xb
-                .iter()
-                .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+            // The first value of the largest magnitude (llama.cpp's choice), found after a
+            // vectorizable pass for the magnitude.
+            let amax = abs_max(xb);
+            let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
             if max == 0.0 {
                 cb.fill(0);
                 sb.fill([0.0; 2]);
@@ -726,7 +784,7 @@ fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Fl
         .zip(codes.chunks_exact_mut(QK))
         .zip(scales.iter_mut())
     {
-        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let amax = abs_max(xb);
         let d = amax / 127.0;
         let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
@@ -1125,6 +1183,14 @@ impl QMat {
 
 impl Module for QMat {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_from(x, None)
+    }
+}
+
+impl QMat {
+    /// [`Module::forward`] on `x`, a view of the tensor with id `source`: several weights
+    /// applied to views of the same tensor quantize it once (see `quantized_input`).
+    pub fn forward_from(&self, x: &Tensor, source: Option<TensorId>) -> Result<Tensor> {
         match self {
             Self::Candle(w) => w.forward(x),
             Self::Fast(w) => {
@@ -1140,7 +1206,7 @@ impl Module for QMat {
                 let m = x.elem_count() / k.max(1);
                 let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let mut y = vec![0f32; m * w.n];
-                w.matmul(&xs, m, &mut y);
+                w.matmul_impl(&xs, m, &mut y, w.isa(), source);
                 let mut out_dims = dims.to_vec();
                 *out_dims.last_mut().expect("rank >= 1") = w.n;
                 let y = Tensor::from_vec(y, out_dims, &Device::Cpu)?;

@@ -137,8 +137,11 @@ fn helper(s: &Shared) {
         // Wait for an open job newer than the last one seen: spin, then park.
         let started = Instant::now();
         let mut e = s.epoch.load(Ordering::Acquire);
+        let mut spins = 0u32;
         while e % 2 == 0 || e == seen {
-            if started.elapsed() > SPIN {
+            spins = spins.wrapping_add(1);
+            // Reading the clock costs more than a spin: look every 256.
+            if spins % 256 == 0 && started.elapsed() > SPIN {
                 let mut parked = lock(&s.parked);
                 *parked += 1;
                 loop {

@@ -232,3 +232,60 @@ fn rows_are_independent_of_the_batch() {
         }
     }
 }
+
+/// Weights that read the same input tensor quantize it once (the last quantized input is
+/// kept under the tensor's id): every result equals the product computed on its own, also
+/// when types of another activation flavor and other inputs come in between.
+#[test]
+fn a_shared_input_is_quantized_once_with_the_same_results() {
+    use aha_model::qkernels::Kernels;
+    use std::sync::Arc;
+    let dev = Device::Cpu;
+    let (k, m) = (512, 5);
+    let mats: Vec<QMat> = [
+        GgmlDType::Q4K,
+        GgmlDType::Q4K,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_1,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, dtype)| {
+        let w = Tensor::from_vec(rand_vec(96 * k, 300 + i as u64), (96, k), &dev).unwrap();
+        QMat::new(
+            Arc::new(QTensor::quantize(&w, dtype).unwrap()),
+            Kernels::default(),
+        )
+        .unwrap()
+    })
+    .collect();
+    let x = Tensor::from_vec(rand_vec(m * k, 400), (m, k), &dev).unwrap();
+    let other = Tensor::from_vec(rand_vec(m * k, 401), (m, k), &dev).unwrap();
+    let alone: Vec<Vec<f32>> = mats
+        .iter()
+        .map(|q| {
+            q.forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        })
+        .collect();
+    for order in [[0usize, 1, 2, 3, 0, 1], [2, 0, 3, 1, 1, 2]] {
+        for (step, &i) in order.iter().enumerate() {
+            if step == 3 {
+                // Another input in between replaces the kept one.
+                mats[i].forward_from(&other, Some(other.id())).unwrap();
+            }
+            let y: Vec<f32> = mats[i]
+                .forward_from(&x, Some(x.id()))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(y, alone[i], "weight {i} at step {step} of {order:?}");
+        }
+    }
+}
