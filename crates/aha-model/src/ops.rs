@@ -348,7 +348,7 @@ unsafe fn softmax_row_avx2(x: &[f32], out: &mut [f32]) {
 
 #[inline(always)]
 fn softmax_row_any(x: &[f32], out: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = max_lanes(x);
     for (o, &v) in out.iter_mut().zip(x) {
         *o = exp_nonpositive(v - max);
     }
@@ -451,7 +451,41 @@ struct TokenLogprobs {
 
 /// Row `x` scaled by `s`: (max of s*x, sum of e^(s*x - max), sum of e^(s*x - max) * s*x).
 fn row_moments(x: &[f32], s: f32) -> (f32, f32, f32) {
-    let max = s * x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    #[cfg(target_arch = "x86_64")]
+    if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
+        // SAFETY: AVX2 was detected at run time.
+        return unsafe { row_moments_avx2(x, s) };
+    }
+    row_moments_any(x, s)
+}
+
+/// The same code compiled for AVX2 (no FMA contraction: the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_moments_avx2(x: &[f32], s: f32) -> (f32, f32, f32) {
+    row_moments_any(x, s)
+}
+
+/// The largest value (NaNs ignored; -inf for none), in 8 lanes so that it vectorizes.
+#[inline(always)]
+fn max_lanes(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    let tail = chunks.remainder().iter().copied();
+    lanes
+        .into_iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m })
+}
+
+#[inline(always)]
+fn row_moments_any(x: &[f32], s: f32) -> (f32, f32, f32) {
+    let max = s * max_lanes(x);
     let (mut se, mut sez) = ([0f32; 8], [0f32; 8]);
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
@@ -944,6 +978,45 @@ impl Mlp {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    /// The AVX2 builds of the row kernels give the baseline build's bits (they are the same
+    /// code; the training log-probs and the rollouts' softmax must not move with the CPU).
+    #[test]
+    fn row_kernels_give_the_same_bits_on_every_isa() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0
+        };
+        for n in [1usize, 7, 8, 9, 100, 4099] {
+            let mut row: Vec<f32> = (0..n).map(|_| next()).collect();
+            if n > 50 {
+                row[3] = f32::NEG_INFINITY;
+                row[11] = -1e9;
+            }
+            let plain = row_moments_any(&row, 0.7);
+            let mut a = vec![0f32; n];
+            let mut b = vec![0f32; n];
+            softmax_row_any(&row, &mut a);
+            let max_fold = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            assert_eq!(max_lanes(&row).to_bits(), max_fold.to_bits(), "n = {n}");
+            #[cfg(target_arch = "x86_64")]
+            if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
+                // SAFETY: AVX2 detected.
+                let fast = unsafe { row_moments_avx2(&row, 0.7) };
+                assert_eq!(
+                    [fast.0.to_bits(), fast.1.to_bits(), fast.2.to_bits()],
+                    [plain.0.to_bits(), plain.1.to_bits(), plain.2.to_bits()],
+                    "n = {n}"
+                );
+                unsafe { softmax_row_avx2(&row, &mut b) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "n = {n}");
+            }
+        }
+    }
 
     #[test]
     fn fast_exp_is_within_a_few_ulp() {

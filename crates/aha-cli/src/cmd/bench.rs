@@ -99,9 +99,9 @@ struct GenerateBench {
     #[arg(long, default_value_t = 1)]
     repeat: usize,
     /// Also time the model's dense matrix products alone at each batch size (x [B, in] times
-    /// every 2-D weight, transposed, as the model computes them; best of 5): one decode
-    /// step can be no faster, so B / that time is the GEMM roofline in tokens/s. Needs a
-    /// model directory (safetensors).
+    /// every 2-D weight, transposed, as the model computes them, each weight once per pass;
+    /// best of 3): one decode step can be no faster, so B / that time is the GEMM roofline
+    /// in tokens/s. Needs a model directory (safetensors).
     #[arg(long)]
     roofline: bool,
 }
@@ -309,34 +309,39 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
 
 /// The time one decode step of batch `b` spends in the model's dense matrix products alone,
 /// and their FLOPs: x [b, in] times each 2-D weight [out, in] transposed (the embedding
-/// table counts once, as the output head, when there is no separate `lm_head`).
+/// table counts once, as the output head, when there is no separate `lm_head`), each weight
+/// a distinct tensor taken once per pass, in the model's order, as a step reads them from
+/// memory; the best of 3 passes after a warm-up one.
 fn gemm_time(model: &std::path::Path, b: usize) -> Result<(f64, f64)> {
     use candle_core::{DType, Device, Tensor};
     let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
         .with_context(|| format!("--roofline reads {}", model.display()))?;
     let has_head = weights.keys().any(|k| k.ends_with("lm_head.weight"));
-    let mut shapes: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
-    for (name, w) in &weights {
-        if w.rank() != 2 || (name.contains("embed_tokens") && has_head) {
-            continue;
+    let mut mats: Vec<(&String, &Tensor)> = weights
+        .iter()
+        .filter(|(name, w)| w.rank() == 2 && !(name.contains("embed_tokens") && has_head))
+        .collect();
+    mats.sort_by_key(|(name, _)| name.as_str());
+    let mut inputs: std::collections::HashMap<usize, Tensor> = Default::default();
+    let mut flop = 0.0;
+    for (_, w) in &mats {
+        let (out, inp) = w.dims2()?;
+        if let std::collections::hash_map::Entry::Vacant(e) = inputs.entry(inp) {
+            e.insert(Tensor::randn(0f32, 1.0, (b, inp), &Device::Cpu)?);
         }
-        *shapes.entry(w.dims2()?).or_default() += 1;
+        flop += (2 * b * out * inp) as f64;
     }
-    let (mut secs, mut flop) = (0.0, 0.0);
-    for (&(out, inp), &count) in &shapes {
-        let w = Tensor::randn(0f32, 0.02, (out, inp), &Device::Cpu)?;
-        let x = Tensor::randn(0f32, 1.0, (b, inp), &Device::Cpu)?;
-        x.matmul(&w.t()?)?;
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let t = Instant::now();
-            x.matmul(&w.t()?)?;
+    let mut best = f64::INFINITY;
+    for pass in 0..4 {
+        let t = Instant::now();
+        for (_, w) in &mats {
+            inputs[&w.dim(1)?].matmul(&w.t()?)?;
+        }
+        if pass > 0 {
             best = best.min(t.elapsed().as_secs_f64());
         }
-        secs += best * count as f64;
-        flop += (2 * b * out * inp * count) as f64;
     }
-    Ok((secs, flop))
+    Ok((best, flop))
 }
 
 #[derive(serde::Deserialize)]
