@@ -26,7 +26,6 @@ struct Shared {
     job: Mutex<Option<&'static Task<'static>>>,
     tasks: AtomicUsize,
     next: AtomicUsize,
-    done: AtomicUsize,
     /// Helpers that joined the open job and have not left it.
     active: AtomicUsize,
     panicked: AtomicBool,
@@ -65,7 +64,6 @@ impl Pool {
             job: Mutex::new(None),
             tasks: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             parked: Mutex::new(0),
@@ -86,44 +84,58 @@ impl Pool {
     }
 
     fn dispatch(&self, n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
-        let Ok(_guard) = self.busy.try_lock() else {
-            return false;
+        let _busy = match self.busy.try_lock() {
+            Ok(g) => g,
+            // A task panicked during an earlier job; the pool itself was left consistent.
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
         };
         let s = &*self.shared;
-        // SAFETY: the reference is only used by helpers between opening the job below and
-        // `active` reaching 0 after it is closed, both before this function returns.
+        // SAFETY: helpers use the reference only while they are counted in `active` for
+        // the open job, and `Close` (also run if a task panics here) closes the job and
+        // waits for `active` to reach 0 before this function returns.
         let job: &'static Task<'static> = unsafe { std::mem::transmute(f) };
         *lock(&s.job) = Some(job);
         s.tasks.store(n, Ordering::Relaxed);
         s.next.store(0, Ordering::Relaxed);
-        s.done.store(0, Ordering::Relaxed);
         let open = s.epoch.load(Ordering::Relaxed) + 1;
         s.epoch.store(open, Ordering::SeqCst);
         if *lock(&s.parked) > 0 {
             s.wake.notify_all();
         }
-        let mut mine = 0;
+        let close = Close { s, open };
         loop {
             let i = s.next.fetch_add(1, Ordering::Relaxed);
             if i >= n {
                 break;
             }
             f(i);
-            mine += 1;
         }
-        // Wait for the helpers' tasks, then close the job and wait for helpers to leave it.
-        while s.done.load(Ordering::Acquire) + mine < n {
-            std::hint::spin_loop();
-        }
-        s.epoch.store(open + 1, Ordering::SeqCst);
-        while s.active.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
-        *lock(&s.job) = None;
+        drop(close);
         if s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a task panicked on a spin-pool helper thread");
         }
         true
+    }
+}
+
+/// Ends a job: no more claims, no new helpers, then waits until every helper that joined
+/// has left (a task is only claimed by a joined helper, so all claimed tasks are done).
+struct Close<'a> {
+    s: &'a Shared,
+    open: u64,
+}
+
+impl Drop for Close<'_> {
+    fn drop(&mut self) {
+        let s = self.s;
+        // Normally every task is claimed already; after a panic this stops the rest.
+        s.next.store(usize::MAX / 2, Ordering::Relaxed);
+        s.epoch.store(self.open + 1, Ordering::SeqCst);
+        while s.active.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+        *lock(&s.job) = None;
     }
 }
 
@@ -179,7 +191,6 @@ fn helper(s: &Shared) {
                 if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
                     s.panicked.store(true, Ordering::Relaxed);
                 }
-                s.done.fetch_add(1, Ordering::Release);
             }
         }
         s.active.fetch_sub(1, Ordering::SeqCst);
@@ -207,6 +218,30 @@ mod tests {
                         hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
                         "n = {n}"
                     );
+                }
+            }
+        });
+    }
+
+    /// A task that panics (on whichever thread) makes `run` panic, and the pool works after.
+    #[test]
+    fn a_panicking_task_leaves_the_pool_usable() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for bad in [0usize, 5, 63] {
+                let out = catch_unwind(AssertUnwindSafe(|| {
+                    run(64, &|i| assert!(i != bad, "task {i} fails"))
+                }));
+                // Err: it ran and panicked; Ok(false): the pool was busy (other tests).
+                assert!(!matches!(out, Ok(true)), "task {bad} panicked unseen");
+                let count = AtomicUsize::new(0);
+                if run(100, &|_| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }) {
+                    assert_eq!(count.load(Ordering::Relaxed), 100);
                 }
             }
         });
