@@ -551,15 +551,18 @@ impl QWeight {
     }
 }
 
+/// The last input quantized on this thread: the id of the tensor it came from, its values,
+/// and its quantized rows.
+type LastInput = (TensorId, Flavor, Isa, Vec<f32>, Arc<Q8Rows>);
+
 thread_local! {
-    /// The last input quantized on this thread, under the id of the tensor it came from.
-    static LAST_INPUT: std::cell::RefCell<Option<(TensorId, Flavor, Isa, Arc<Q8Rows>)>> =
+    static LAST_INPUT: std::cell::RefCell<Option<LastInput>> =
         const { std::cell::RefCell::new(None) };
 }
 
 /// `x` [m, k] quantized for `flavor` (and laid out for `isa`), reused when `key` names the
-/// tensor quantized last on this thread (tensor ids are never reused, and a tensor's data
-/// never changes, so the same id means the same input).
+/// tensor quantized last on this thread and the values are the same (a candle tensor can
+/// change in place under its id: `Var::set`, `slice_set`).
 fn quantized_input(
     x: &[f32],
     m: usize,
@@ -570,7 +573,9 @@ fn quantized_input(
 ) -> Arc<Q8Rows> {
     if let Some(id) = key {
         let hit = LAST_INPUT.with_borrow(|last| match last {
-            Some((i, f, a, rows)) if *i == id && *f == flavor && *a == isa => Some(rows.clone()),
+            Some((i, f, a, xs, rows)) if *i == id && *f == flavor && *a == isa && xs == x => {
+                Some(rows.clone())
+            }
             _ => None,
         });
         if let Some(rows) = hit {
@@ -587,7 +592,7 @@ fn quantized_input(
     }
     let act = Arc::new(act);
     if let Some(id) = key {
-        LAST_INPUT.with_borrow_mut(|last| *last = Some((id, flavor, isa, act.clone())));
+        LAST_INPUT.with_borrow_mut(|last| *last = Some((id, flavor, isa, x.to_vec(), act.clone())));
     }
     act
 }
@@ -1188,8 +1193,9 @@ impl Module for QMat {
 }
 
 impl QMat {
-    /// [`Module::forward`] on `x`, a view of the tensor with id `source`: several weights
-    /// applied to views of the same tensor quantize it once (see `quantized_input`).
+    /// [`Module::forward`] on `x`, read from the tensor with id `source` (q, k and v are
+    /// applied to the same tensor): several weights applied to it quantize it once (see
+    /// `quantized_input`; the kept input is only reused when its values are equal too).
     pub fn forward_from(&self, x: &Tensor, source: Option<TensorId>) -> Result<Tensor> {
         match self {
             Self::Candle(w) => w.forward(x),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long an idle helper spins before it parks.
-const SPIN: Duration = Duration::from_micros(300);
+const SPIN: Duration = Duration::from_micros(100);
 
 type Task<'a> = dyn Fn(usize) + Sync + 'a;
 
@@ -47,7 +47,7 @@ static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 /// thread count than the caller's rayon pool.
 pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
     let threads = rayon::current_num_threads();
-    if threads < 2 {
+    if threads < 2 || disabled() {
         return false;
     }
     let pool = POOL.get_or_init(|| Pool::new(threads));
@@ -55,6 +55,12 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
         Some(p) if p.threads == threads => p.dispatch(n, f),
         _ => false,
     }
+}
+
+/// `AHA_SPIN=0` turns the pool off (every kernel on rayon), for side-by-side measurements.
+fn disabled() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("AHA_SPIN").is_ok_and(|v| v == "0"))
 }
 
 impl Pool {
@@ -98,6 +104,8 @@ impl Pool {
         *lock(&s.job) = Some(job);
         s.tasks.store(n, Ordering::Relaxed);
         s.next.store(0, Ordering::Relaxed);
+        // A job that unwound from the calling thread may have left a helper's flag set.
+        s.panicked.store(false, Ordering::Relaxed);
         let open = s.epoch.load(Ordering::Relaxed) + 1;
         s.epoch.store(open, Ordering::SeqCst);
         if *lock(&s.parked) > 0 {
@@ -132,8 +140,15 @@ impl Drop for Close<'_> {
         // Normally every task is claimed already; after a panic this stops the rest.
         s.next.store(usize::MAX / 2, Ordering::Relaxed);
         s.epoch.store(self.open + 1, Ordering::SeqCst);
+        let mut spins = 0u32;
         while s.active.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins > 1 << 14 {
+                // A helper was descheduled mid-task: let it run.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         *lock(&s.job) = None;
     }
@@ -201,49 +216,46 @@ fn helper(s: &Shared) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_task_runs_once() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            for n in [0usize, 1, 2, 3, 17, 1000] {
-                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-                let ran = run(n, &|i| {
-                    hits[i].fetch_add(1, Ordering::Relaxed);
-                });
-                if ran {
-                    assert!(
-                        hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
-                        "n = {n}"
-                    );
-                }
-            }
-        });
+    /// A pool of its own (the global one is sized by whichever test asks first).
+    fn pool() -> Pool {
+        Pool::new(2).expect("threads")
     }
 
-    /// A task that panics (on whichever thread) makes `run` panic, and the pool works after.
+    #[test]
+    fn every_task_runs_once() {
+        let p = pool();
+        for n in [0usize, 1, 2, 3, 17, 1000] {
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            assert!(p.dispatch(n, &|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            }));
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "n = {n}"
+            );
+        }
+    }
+
+    /// Tasks that panic (on whichever thread) make the job panic, and the pool works after,
+    /// also when tasks on both threads panicked.
     #[test]
     fn a_panicking_task_leaves_the_pool_usable() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            for bad in [0usize, 5, 63] {
-                let out = catch_unwind(AssertUnwindSafe(|| {
-                    run(64, &|i| assert!(i != bad, "task {i} fails"))
-                }));
-                // Err: it ran and panicked; Ok(false): the pool was busy (other tests).
-                assert!(!matches!(out, Ok(true)), "task {bad} panicked unseen");
-                let count = AtomicUsize::new(0);
-                if run(100, &|_| {
+        let p = pool();
+        let bad: [&(dyn Fn(usize) -> bool + Sync); 4] =
+            [&|i| i == 0, &|i| i == 5, &|i| i == 63, &|_| true];
+        for (case, is_bad) in bad.iter().enumerate() {
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                p.dispatch(64, &|i| assert!(!is_bad(i), "task {i} fails"))
+            }));
+            assert!(out.is_err(), "case {case}: the panic went unseen");
+            let count = AtomicUsize::new(0);
+            let ok = catch_unwind(AssertUnwindSafe(|| {
+                p.dispatch(100, &|_| {
                     count.fetch_add(1, Ordering::Relaxed);
-                }) {
-                    assert_eq!(count.load(Ordering::Relaxed), 100);
-                }
-            }
-        });
+                })
+            }));
+            assert!(matches!(ok, Ok(true)), "case {case}: the next job failed");
+            assert_eq!(count.load(Ordering::Relaxed), 100);
+        }
     }
 }

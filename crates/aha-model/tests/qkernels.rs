@@ -288,4 +288,25 @@ fn a_shared_input_is_quantized_once_with_the_same_results() {
             assert_eq!(y, alone[i], "weight {i} at step {step} of {order:?}");
         }
     }
+    // A tensor that changes in place keeps its id: the kept input must not be reused.
+    let var = candle_core::Var::from_tensor(&x).unwrap();
+    mats[0]
+        .forward_from(var.as_tensor(), Some(var.id()))
+        .unwrap();
+    var.set(&other).unwrap();
+    let y: Vec<f32> = mats[0]
+        .forward_from(var.as_tensor(), Some(var.id()))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let want: Vec<f32> = mats[0]
+        .forward(&other)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(y, want, "an input changed in place under its id");
 }
