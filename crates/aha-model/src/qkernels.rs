@@ -16,7 +16,7 @@
 //! blocks at once; signed weights meet activations shifted by 128, less a per-block
 //! correction), AVX2 (`maddubs`: unsigned times signed bytes; signed weights go through
 //! `sign` first), or a portable scalar loop. Work is split over the threads of the caller's
-//! rayon pool (the CLI's `--threads`), on [`crate::spin`]'s spinning helpers when free: over chunks of W's rows for one activation row, over (tile of activation
+//! rayon pool (the CLI's `--threads`), on the spinning helpers of `spin.rs` when free: over chunks of W's rows for one activation row, over (tile of activation
 //! rows x chunk of W's rows) tasks for several, each unpacked weight block serving a whole
 //! tile: eight rows (AVX-512) or four.
 //!
@@ -415,7 +415,7 @@ impl QWeight {
         if m == 1 {
             for_chunks(y, chunk, threads, |c, out| {
                 let j0 = c * chunk;
-                self.rows_dot::<1, _>(j0..j0 + out.len(), &act, 0, isa, |j, r| out[j - j0] = r[0]);
+                self.rows_dot::<1, _>(j0..j0 + out.len(), act, 0, isa, |j, r| out[j - j0] = r[0]);
             });
             return;
         }
@@ -448,15 +448,15 @@ impl QWeight {
                 let step = i1 - i;
                 let w = rows.clone();
                 match step {
-                    1 => self.rows_dot::<1, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
-                    2 => self.rows_dot::<2, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
-                    3 => self.rows_dot::<3, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
+                    1 => self.rows_dot::<1, _>(w, act, i, isa, |j, r| put(i)(j, r)),
+                    2 => self.rows_dot::<2, _>(w, act, i, isa, |j, r| put(i)(j, r)),
+                    3 => self.rows_dot::<3, _>(w, act, i, isa, |j, r| put(i)(j, r)),
                     4..=7 => {
-                        self.rows_dot::<4, _>(w, &act, i, isa, |j, r| put(i)(j, r));
+                        self.rows_dot::<4, _>(w, act, i, isa, |j, r| put(i)(j, r));
                         i += 4;
                         continue;
                     }
-                    _ => self.rows_dot::<8, _>(w, &act, i, isa, |j, r| put(i)(j, r)),
+                    _ => self.rows_dot::<8, _>(w, act, i, isa, |j, r| put(i)(j, r)),
                 }
                 i += step;
             }

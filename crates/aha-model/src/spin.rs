@@ -165,10 +165,10 @@ fn helper(s: &Shared) {
         let started = Instant::now();
         let mut e = s.epoch.load(Ordering::Acquire);
         let mut spins = 0u32;
-        while e % 2 == 0 || e == seen {
+        while e.is_multiple_of(2) || e == seen {
             spins = spins.wrapping_add(1);
             // Reading the clock costs more than a spin: look every 256.
-            if spins % 256 == 0 && started.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && started.elapsed() > SPIN {
                 let mut parked = lock(&s.parked);
                 *parked += 1;
                 loop {
