@@ -16,9 +16,10 @@
 //! blocks at once; signed weights meet activations shifted by 128, less a per-block
 //! correction), AVX2 (`maddubs`: unsigned times signed bytes; signed weights go through
 //! `sign` first), or a portable scalar loop. Work is split over the threads of the caller's
-//! rayon pool (the CLI's `--threads`), on the spinning helpers of `spin.rs` when free: over chunks of W's rows for one activation row, over (tile of activation
-//! rows x chunk of W's rows) tasks for several, each unpacked weight block serving a whole
-//! tile: eight rows (AVX-512) or four.
+//! rayon pool (the CLI's `--threads`), on the spinning helpers of `spin.rs` when free: over
+//! chunks of W's rows for one activation row, over (tile of activation rows x chunk of W's
+//! rows) tasks for several, each unpacked weight block serving a whole tile: eight rows
+//! (AVX-512) or four.
 //!
 //! [`QMat`] wraps this next to candle's `QMatMul` (used for every other type, and for all
 //! types with [`Kernels::Candle`]).
