@@ -93,7 +93,6 @@ pub fn attend_few(
     kv_heads: usize,
 ) -> Result<Option<Tensor>> {
     use candle_core::{CpuStorage, Storage};
-    use rayon::prelude::*;
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
     if ![q, k, v, bias].into_iter().all(f32_cpu) {
         return Ok(None);
@@ -160,30 +159,8 @@ pub fn attend_few(
         };
         simd::attend_head(&head, o);
     };
-    let base = SyncOut(out.as_mut_ptr());
-    let tasks = out.len() / (rows * d);
-    // SAFETY: task c writes rows [c * rows * d, (c + 1) * rows * d) of `out`, once each.
-    let ran = crate::spin::run(tasks, &|c| {
-        let o = unsafe { std::slice::from_raw_parts_mut(base.at(c * rows * d), rows * d) };
-        task(c, o)
-    });
-    if !ran {
-        out.par_chunks_mut(rows * d)
-            .enumerate()
-            .for_each(|(c, o)| task(c, o));
-    }
+    crate::spin::for_chunks(&mut out, rows * d, task);
     Ok(Some(Tensor::from_vec(out, (b, h, t, d), q.device())?))
-}
-
-/// `attend_few`'s output, written by tasks at disjoint offsets.
-struct SyncOut(*mut f32);
-// SAFETY: only used to write disjoint ranges from different tasks (see `attend_few`).
-unsafe impl Sync for SyncOut {}
-
-impl SyncOut {
-    fn at(&self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
 }
 
 /// One (sequence, kv head) of [`attend_few`]: `rows = n_rep * t` query rows of `q`, the

@@ -414,7 +414,7 @@ impl QWeight {
         let min_rows = if m == 1 { 32 } else { 8 };
         let chunk = n.div_ceil(threads * 4).max(min_rows).min(n);
         if m == 1 {
-            for_chunks(y, chunk, threads, |c, out| {
+            crate::spin::for_chunks(y, chunk, |c, out| {
                 let j0 = c * chunk;
                 self.rows_dot::<1, _>(j0..j0 + out.len(), act, 0, isa, |j, r| out[j - j0] = r[0]);
             });
@@ -674,35 +674,6 @@ impl Q8Rows {
     fn scales(&self, i: usize) -> &[[f32; 2]] {
         let nb = self.k / QK;
         &self.scales[i * nb..(i + 1) * nb]
-    }
-}
-
-/// `f(chunk index, chunk)` over `y` in chunks of `chunk`: on rayon's threads, or in the
-/// calling thread when there is one thread (handing each matmul to a pool thread and
-/// waiting for it cost ~40% of single-threaded decode in context switches).
-fn for_chunks<F>(y: &mut [f32], chunk: usize, threads: usize, f: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync + Send,
-{
-    if threads <= 1 {
-        y.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, out)| f(c, out));
-        return;
-    }
-    let len = y.len();
-    let base = SyncPtr(y.as_mut_ptr());
-    let task = |c: usize| {
-        let start = c * chunk;
-        // SAFETY: chunk c is [start, start + chunk) clipped to y, and each chunk index is
-        // run once, so the slices are disjoint parts of `y`, alive for the whole call.
-        let out = unsafe { std::slice::from_raw_parts_mut(base.at(start), chunk.min(len - start)) };
-        f(c, out)
-    };
-    if !crate::spin::run(len.div_ceil(chunk), &task) {
-        y.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, out)| f(c, out));
     }
 }
 

@@ -57,6 +57,48 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
     }
 }
 
+/// `f(chunk index, chunk)` over `y` in chunks of `chunk` (the last may be shorter): on the
+/// pool, else on rayon's threads, or in the calling thread when there is one thread
+/// (handing each kernel to a pool thread and waiting for it cost ~40% of single-threaded
+/// decode in context switches).
+pub fn for_chunks<F>(y: &mut [f32], chunk: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    use rayon::prelude::*;
+    if rayon::current_num_threads() <= 1 {
+        y.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, out)| f(c, out));
+        return;
+    }
+    let len = y.len();
+    let base = Disjoint(y.as_mut_ptr());
+    let task = |c: usize| {
+        let start = c * chunk;
+        // SAFETY: chunk c is [start, start + chunk) clipped to y, and each chunk index is
+        // run once, so the slices are disjoint parts of `y`, alive for the whole call.
+        let out = unsafe { std::slice::from_raw_parts_mut(base.at(start), chunk.min(len - start)) };
+        f(c, out)
+    };
+    if !run(len.div_ceil(chunk), &task) {
+        y.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, out)| f(c, out));
+    }
+}
+
+/// A buffer that tasks write at disjoint offsets.
+struct Disjoint(*mut f32);
+// SAFETY: only used to write disjoint ranges from different tasks (see `for_chunks`).
+unsafe impl Sync for Disjoint {}
+
+impl Disjoint {
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// `AHA_SPIN=0` turns the pool off (every kernel on rayon), for side-by-side measurements.
 fn disabled() -> bool {
     static OFF: OnceLock<bool> = OnceLock::new();

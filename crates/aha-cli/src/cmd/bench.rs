@@ -310,8 +310,8 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
 /// The time one decode step of batch `b` spends in the model's dense matrix products alone,
 /// and their FLOPs: x [b, in] times each 2-D weight [out, in] transposed (the embedding
 /// table counts once, as the output head, when there is no separate `lm_head`), each weight
-/// a distinct tensor taken once per pass, in the model's order, as a step reads them from
-/// memory; the best of 3 passes after a warm-up one.
+/// a distinct tensor taken once per pass (in name order), so that a pass reads them all from
+/// memory as a step does; the best of 3 passes after a warm-up one.
 fn gemm_time(model: &std::path::Path, b: usize) -> Result<(f64, f64)> {
     use candle_core::{DType, Device, Tensor};
     let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
