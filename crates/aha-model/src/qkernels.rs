@@ -2,12 +2,16 @@
 //! faster than candle 0.11's kernels (scalar code for Q4_1/Q5_0/Q5_1, and for every type a
 //! many-row path that re-reads the weights once per activation row).
 //!
-//! At load the weight blocks are repacked into one of two layouts of 32-weight blocks:
-//! - *packed*: unsigned 4- or 5-bit codes `q` with an f32 scale `d` and offset `m` per block
-//!   (a weight is `d * q + m`): Q4_0, Q4_1, Q5_0, Q5_1 and the 32-weight sub-blocks of Q4_K
-//!   and Q5_K (their 6-bit sub-scales and mins folded into `d` and `m`). The 16 bytes of
-//!   nibbles hold code j (low) and code j + 16 (high); the 5-bit types add 32 high bits.
-//! - *signed*: i8 codes with an f32 scale per 32 weights (Q8_0) or per 16 (Q6_K).
+//! At load the weight blocks are repacked into layouts of 32-weight blocks that keep the
+//! GGUF's own bytes per weight (f16 scales, the k-quants' 6-bit sub-scales under an f16 per 256
+//! weights), expanded to f32 inside the kernels, to the same values an expansion at load gives:
+//! batch-1 decode streams every weight from memory once per token, so bytes are time.
+//! - *packed*: unsigned 4- or 5-bit codes `q`, a weight is `d * q + m`: Q4_0, Q4_1, Q5_0, Q5_1
+//!   and the 32-weight sub-blocks of Q4_K and Q5_K. The 16 bytes of nibbles hold code j (low)
+//!   and code j + 16 (high); the 5-bit types add 32 high bits.
+//! - *signed*: Q8_0's i8 codes with a scale per block.
+//! - *six*: Q6_K's 6-bit codes less 32 with a scale per 16 weights: nibbles as in *packed* and
+//!   two high bits per code.
 //!
 //! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
 //! type (Q8_0, Q8_1 or Q8_K), kept as blocks of 32 (a scale, 32 i8 codes and
@@ -75,22 +79,104 @@ impl Kind {
     }
 }
 
+/// Per-block scales at the GGUF's precision ([`Scales::block`] expands them).
+enum Scales {
+    /// An f16 `d` per block and `m = c * d` (Q4_0: c = -8, Q5_0: -16; Q8_0: no `m`).
+    D { d: Vec<f16>, c: f32 },
+    /// An f16 `d` and `m` per block (Q4_1, Q5_1).
+    Dm(Vec<[f16; 2]>),
+    /// Q4_K, Q5_K: an f16 `d` and `dmin` per 8 blocks, a 6-bit scale and min per block.
+    K {
+        sup: Vec<[f16; 2]>,
+        sm: Vec<[u8; 2]>,
+    },
+    /// Q6_K: an f16 `d` per 8 blocks, an i8 scale per 16 weights.
+    K6 { sup: Vec<f16>, sc: Vec<[i8; 2]> },
+}
+
+impl Scales {
+    /// Block `b`'s two scales in f32: `d` and `m` (packed), `d` (signed), the two halves'
+    /// `d` (six). The SIMD kernels compute the same products from the same operands.
+    #[inline]
+    fn block(&self, b: usize) -> [f32; 2] {
+        match self {
+            Self::D { d, c } => {
+                let d = d[b].to_f32();
+                [d, c * d]
+            }
+            Self::Dm(dm) => [dm[b][0].to_f32(), dm[b][1].to_f32()],
+            Self::K { sup, sm } => {
+                let ([d, dmin], [sc, mn]) = (sup[b / 8], sm[b]);
+                [d.to_f32() * sc as f32, -dmin.to_f32() * mn as f32]
+            }
+            Self::K6 { sup, sc } => {
+                let d = sup[b / 8].to_f32();
+                [d * sc[b][0] as f32, d * sc[b][1] as f32]
+            }
+        }
+    }
+
+    fn blocks(&self) -> usize {
+        match self {
+            Self::D { d, .. } => d.len(),
+            Self::Dm(dm) => dm.len(),
+            Self::K { sm, .. } => sm.len(),
+            Self::K6 { sc, .. } => sc.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        use std::mem::size_of_val;
+        match self {
+            Self::D { d, .. } => size_of_val(&d[..]),
+            Self::Dm(dm) => size_of_val(&dm[..]),
+            Self::K { sup, sm } => size_of_val(&sup[..]) + size_of_val(&sm[..]),
+            Self::K6 { sup, sc } => size_of_val(&sup[..]) + size_of_val(&sc[..]),
+        }
+    }
+}
+
 /// Repacked blocks of 32 weights, row-major (`k / 32` per row).
 enum Layout {
     Packed {
-        /// Scale and offset.
-        dm: Vec<[f32; 2]>,
+        scales: Scales,
         /// Byte j: code j (low nibble) and code j + 16 (high nibble).
         qs: Vec<[u8; 16]>,
         /// 5-bit types only: bit j is bit 4 of code j.
         qh: Vec<u32>,
     },
     Signed {
-        /// `halves` scales per block: weights 0..16 and 16..32 (or one for all 32).
-        d: Vec<f32>,
-        halves: bool,
+        scales: Scales,
         qs: Vec<[i8; 32]>,
     },
+    Six {
+        scales: Scales,
+        /// Bits 0-3 of the codes, as in `Packed`.
+        qs: Vec<[u8; 16]>,
+        /// Bits 4-5 of code 8t + l in bits 2t, 2t + 1 of byte l.
+        qh: Vec<u64>,
+    },
+}
+
+impl Layout {
+    fn scales(&self) -> &Scales {
+        match self {
+            Self::Packed { scales, .. }
+            | Self::Signed { scales, .. }
+            | Self::Six { scales, .. } => scales,
+        }
+    }
+}
+
+/// Q6_K's code `j` (0..32) of a block, from its nibbles and high bits.
+#[inline]
+fn six_code(qs: &[u8; 16], qh: u64, j: usize) -> u8 {
+    let nib = if j < 16 {
+        qs[j] & 0x0F
+    } else {
+        qs[j - 16] >> 4
+    };
+    nib | ((((qh >> (8 * (j % 8) + 2 * (j / 8))) & 3) as u8) << 4)
 }
 
 /// A `[n, k]` quantized weight matrix, repacked for [`QWeight::matmul`].
@@ -121,7 +207,9 @@ impl Isa {
             use std::sync::OnceLock;
             static HAS: OnceLock<Isa> = OnceLock::new();
             *HAS.get_or_init(|| {
-                let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+                let avx2 = is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c");
                 let avx512 = is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vnni");
@@ -139,8 +227,8 @@ impl Isa {
     }
 }
 
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+fn f16_at(b: &[u8], at: usize) -> f16 {
+    f16::from_le_bytes([b[at], b[at + 1]])
 }
 
 /// Packed nibbles and high bits of 32 codes (< 32).
@@ -171,62 +259,56 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// Collects 32-weight blocks into a layout.
 #[derive(Default)]
 struct Packer {
-    dm: Vec<[f32; 2]>,
+    d: Vec<f16>,
+    dm: Vec<[f16; 2]>,
+    sup: Vec<[f16; 2]>,
+    sm: Vec<[u8; 2]>,
+    sup6: Vec<f16>,
+    sc6: Vec<[i8; 2]>,
     qs: Vec<[u8; 16]>,
     qh: Vec<u32>,
-    sd: Vec<f32>,
-    sq: Vec<[i8; 32]>,
+    qh6: Vec<u64>,
+    q8: Vec<[i8; 32]>,
 }
 
 impl Packer {
-    fn packed(&mut self, d: f32, m: f32, codes: &[u8; 32], high: bool) {
-        let (qs, qh) = pack(codes);
-        self.dm.push([d, m]);
-        self.qs.push(qs);
-        if high {
-            self.qh.push(qh);
-        }
+    fn nibbles(&mut self, b: &[u8]) {
+        self.qs.push(b.try_into().expect("16 bytes of nibbles"));
     }
 
-    fn packed_raw(&mut self, d: f32, m: f32, nibbles: &[u8], qh: Option<u32>) {
-        self.dm.push([d, m]);
-        self.qs
-            .push(nibbles.try_into().expect("16 bytes of nibbles"));
-        if let Some(h) = qh {
-            self.qh.push(h);
-        }
-    }
-
-    fn signed(&mut self, d: &[f32], codes: [i8; 32]) {
-        self.sd.extend_from_slice(d);
-        self.sq.push(codes);
+    fn high(&mut self, b: &[u8]) {
+        self.qh.push(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     }
 
     /// One GGUF block of `kind`.
     fn block(&mut self, kind: Kind, b: &[u8]) {
         match kind {
             Kind::Q4_0 => {
-                let d = f16_at(b, 0);
-                self.packed_raw(d, -8.0 * d, &b[2..18], None);
+                self.d.push(f16_at(b, 0));
+                self.nibbles(&b[2..18]);
             }
-            Kind::Q4_1 => self.packed_raw(f16_at(b, 0), f16_at(b, 2), &b[4..20], None),
+            Kind::Q4_1 => {
+                self.dm.push([f16_at(b, 0), f16_at(b, 2)]);
+                self.nibbles(&b[4..20]);
+            }
             Kind::Q5_0 => {
-                let d = f16_at(b, 0);
-                let h = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                self.packed_raw(d, -16.0 * d, &b[6..22], Some(h));
+                self.d.push(f16_at(b, 0));
+                self.high(&b[2..6]);
+                self.nibbles(&b[6..22]);
             }
             Kind::Q5_1 => {
-                let h = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-                self.packed_raw(f16_at(b, 0), f16_at(b, 2), &b[8..24], Some(h));
+                self.dm.push([f16_at(b, 0), f16_at(b, 2)]);
+                self.high(&b[4..8]);
+                self.nibbles(&b[8..24]);
             }
             Kind::Q8_0 => {
-                let codes = std::array::from_fn(|j| b[2 + j] as i8);
-                self.signed(&[f16_at(b, 0)], codes);
+                self.d.push(f16_at(b, 0));
+                self.q8.push(std::array::from_fn(|j| b[2 + j] as i8));
             }
             Kind::Q4K | Kind::Q5K => {
                 // d, dmin, 12 scale bytes, (Q5_K: 32 bytes of high bits), 128 bytes of
                 // nibbles: each 32 bytes hold sub-block 2c (low nibbles) and 2c + 1 (high).
-                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                self.sup.push([f16_at(b, 0), f16_at(b, 2)]);
                 let scales = &b[4..16];
                 let five = kind == Kind::Q5K;
                 let (qh, ql) = if five {
@@ -236,6 +318,7 @@ impl Packer {
                 };
                 for s in 0..8 {
                     let (sc, mn) = scale_min_k4(s, scales);
+                    self.sm.push([sc, mn]);
                     let bytes = &ql[(s / 2) * 32..(s / 2) * 32 + 32];
                     let codes: [u8; 32] = std::array::from_fn(|l| {
                         let lo = if s % 2 == 0 {
@@ -246,7 +329,11 @@ impl Packer {
                         let hi = if five { (qh[l] >> s) & 1 } else { 0 };
                         lo | (hi << 4)
                     });
-                    self.packed(d * sc as f32, -dmin * mn as f32, &codes, five);
+                    let (qs, qh) = pack(&codes);
+                    self.qs.push(qs);
+                    if five {
+                        self.qh.push(qh);
+                    }
                 }
             }
             Kind::Q6K => {
@@ -254,22 +341,28 @@ impl Packer {
                 // weights), d. Halves of 128: ql[l] / ql[l + 32] low and high nibbles, qh[l]
                 // bits 0-1, 2-3, 4-5, 6-7 for weights l, l + 32, l + 64, l + 96.
                 let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
-                let d = f16_at(b, 208);
+                self.sup6.push(f16_at(b, 208));
                 for half in 0..2 {
                     let (ql, qh, sc) = (&ql[half * 64..], &qh[half * 32..], &sc[half * 8..]);
                     for part in 0..4 {
-                        let codes = std::array::from_fn(|l| {
+                        let codes: [u8; 32] = std::array::from_fn(|l| {
                             let lo = match part {
                                 0 => ql[l] & 0x0F,
                                 1 => ql[l + 32] & 0x0F,
                                 2 => ql[l] >> 4,
                                 _ => ql[l + 32] >> 4,
                             };
-                            let hi = (qh[l] >> (2 * part)) & 3;
-                            ((lo | (hi << 4)) as i8) - 32
+                            lo | (((qh[l] >> (2 * part)) & 3) << 4)
                         });
-                        let s = |i: usize| d * (sc[2 * part + i] as i8) as f32;
-                        self.signed(&[s(0), s(1)], codes);
+                        self.qs.push(std::array::from_fn(|j| {
+                            (codes[j] & 0x0F) | (codes[j + 16] << 4)
+                        }));
+                        let mut h = 0u64;
+                        for (j, c) in codes.iter().enumerate() {
+                            h |= ((c >> 4) as u64) << (8 * (j % 8) + 2 * (j / 8));
+                        }
+                        self.qh6.push(h);
+                        self.sc6.push([sc[2 * part] as i8, sc[2 * part + 1] as i8]);
                     }
                 }
             }
@@ -277,14 +370,30 @@ impl Packer {
     }
 
     fn finish(self, kind: Kind) -> Layout {
+        let d = |c| Scales::D { d: self.d, c };
         match kind {
-            Kind::Q8_0 | Kind::Q6K => Layout::Signed {
-                d: self.sd,
-                halves: kind == Kind::Q6K,
-                qs: self.sq,
+            Kind::Q8_0 => Layout::Signed {
+                scales: d(0.0),
+                qs: self.q8,
+            },
+            Kind::Q6K => Layout::Six {
+                scales: Scales::K6 {
+                    sup: self.sup6,
+                    sc: self.sc6,
+                },
+                qs: self.qs,
+                qh: self.qh6,
             },
             _ => Layout::Packed {
-                dm: self.dm,
+                scales: match kind {
+                    Kind::Q4_0 => d(-8.0),
+                    Kind::Q5_0 => d(-16.0),
+                    Kind::Q4_1 | Kind::Q5_1 => Scales::Dm(self.dm),
+                    _ => Scales::K {
+                        sup: self.sup,
+                        sm: self.sm,
+                    },
+                },
                 qs: self.qs,
                 qh: self.qh,
             },
@@ -347,28 +456,38 @@ impl QWeight {
     #[doc(hidden)]
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.n * self.k);
-        match &self.layout {
-            Layout::Packed { dm, qs, qh } => {
-                for (b, (&[d, m], q)) in dm.iter().zip(qs).enumerate() {
-                    let h = qh.get(b).copied().unwrap_or(0);
-                    for j in 0..32 {
+        let scales = self.layout.scales();
+        for b in 0..scales.blocks() {
+            let [d, m] = scales.block(b);
+            for j in 0..QK {
+                out.push(match &self.layout {
+                    Layout::Packed { qs, qh, .. } => {
+                        let q = &qs[b];
                         let nib = if j < 16 { q[j] & 0x0F } else { q[j - 16] >> 4 };
-                        let code = nib | ((((h >> j) & 1) as u8) << 4);
-                        out.push(d * code as f32 + m);
+                        let h = qh.get(b).map_or(0, |h| ((h >> j) & 1) as u8);
+                        d * (nib | (h << 4)) as f32 + m
                     }
-                }
-            }
-            Layout::Signed { d, halves, qs } => {
-                let per = if *halves { 2 } else { 1 };
-                for (b, q) in qs.iter().enumerate() {
-                    for (j, c) in q.iter().enumerate() {
-                        let s = d[b * per + if *halves { j / 16 } else { 0 }];
-                        out.push(s * *c as f32);
+                    Layout::Signed { qs, .. } => d * qs[b][j] as f32,
+                    Layout::Six { qs, qh, .. } => {
+                        let s = if j < 16 { d } else { m };
+                        s * (six_code(&qs[b], qh[b], j) as i8 - 32) as f32
                     }
-                }
+                });
             }
         }
         out
+    }
+
+    /// The bytes the repacked weight holds (the GGUF blocks took `n * k / 256 * 144` for
+    /// Q4_K, say).
+    pub fn bytes(&self) -> usize {
+        use std::mem::size_of_val;
+        self.layout.scales().bytes()
+            + match &self.layout {
+                Layout::Packed { qs, qh, .. } => size_of_val(&qs[..]) + size_of_val(&qh[..]),
+                Layout::Signed { qs, .. } => size_of_val(&qs[..]),
+                Layout::Six { qs, qh, .. } => size_of_val(&qs[..]) + size_of_val(&qh[..]),
+            }
     }
 
     /// The same weight, its kernels limited to `isa` (or what the CPU has, if narrower).
@@ -487,66 +606,79 @@ impl QWeight {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 {
             let xt = (&act.pairs[..], act.m, i);
-            // SAFETY: `isa` is Avx512 only when AVX-512 F/BW/VNNI (and AVX2) were detected
-            // at run time and the rows have an even number of blocks; the kernels assert
-            // the slice lengths.
+            // SAFETY: `isa` is Avx512 only when AVX-512 F/BW/VNNI (and AVX2, F16C) were
+            // detected at run time and the rows have an even number of blocks; the kernels
+            // assert the slice lengths.
             unsafe {
                 match &self.layout {
-                    Layout::Packed { dm, qs, qh } if qh.is_empty() => {
-                        avx512::packed_dot::<R, false, F>(dm, qs, qh, nb, rows, xt, emit)
+                    Layout::Packed { scales, qs, qh } if qh.is_empty() => {
+                        avx512::packed_dot::<R, false, F>(scales, qs, qh, nb, rows, xt, emit)
                     }
-                    Layout::Packed { dm, qs, qh } => {
-                        avx512::packed_dot::<R, true, F>(dm, qs, qh, nb, rows, xt, emit)
+                    Layout::Packed { scales, qs, qh } => {
+                        avx512::packed_dot::<R, true, F>(scales, qs, qh, nb, rows, xt, emit)
                     }
-                    Layout::Signed {
-                        d,
-                        halves: true,
-                        qs,
-                    } => avx512::signed_dot::<R, true, F>(d, qs, nb, rows, xt, emit),
-                    Layout::Signed {
-                        d,
-                        halves: false,
-                        qs,
-                    } => avx512::signed_dot::<R, false, F>(d, qs, nb, rows, xt, emit),
+                    Layout::Signed { scales, qs } => {
+                        avx512::signed_dot::<R, false, F>(scales, qs, &[], &[], nb, rows, xt, emit)
+                    }
+                    Layout::Six { scales, qs, qh } => {
+                        avx512::signed_dot::<R, true, F>(scales, &[], qs, qh, nb, rows, xt, emit)
+                    }
                 }
             }
             return;
         }
         let xq: [&[i8]; R] = std::array::from_fn(|r| act.codes(i + r));
         let xd: [&[[f32; 2]]; R] = std::array::from_fn(|r| act.scales(i + r));
-        let simd = isa >= Isa::Avx2;
-        match &self.layout {
-            Layout::Packed { dm, qs, qh } => {
-                let high = !qh.is_empty();
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    // SAFETY: `simd` is only true when AVX2 and FMA were detected at run
-                    // time (`Isa::detected`); the kernels assert the slice lengths.
-                    unsafe {
-                        if high {
-                            avx2::packed_dot::<R, true, F>(dm, qs, qh, nb, rows, &xq, &xd, emit);
-                        } else {
-                            avx2::packed_dot::<R, false, F>(dm, qs, qh, nb, rows, &xq, &xd, emit);
-                        }
+        #[cfg(target_arch = "x86_64")]
+        if isa >= Isa::Avx2 {
+            // SAFETY: AVX2, FMA and F16C were detected at run time (`Isa::detected`); the
+            // kernels assert the slice lengths.
+            unsafe {
+                match &self.layout {
+                    Layout::Packed { scales, qs, qh } if qh.is_empty() => {
+                        avx2::packed_dot::<R, false, F>(scales, qs, qh, nb, rows, &xq, &xd, emit)
                     }
-                    return;
+                    Layout::Packed { scales, qs, qh } => {
+                        avx2::packed_dot::<R, true, F>(scales, qs, qh, nb, rows, &xq, &xd, emit)
+                    }
+                    Layout::Signed { scales, qs } => avx2::signed_dot::<R, false, F>(
+                        scales,
+                        qs,
+                        &[],
+                        &[],
+                        nb,
+                        rows,
+                        &xq,
+                        &xd,
+                        emit,
+                    ),
+                    Layout::Six { scales, qs, qh } => avx2::signed_dot::<R, true, F>(
+                        scales,
+                        &[],
+                        qs,
+                        qh,
+                        nb,
+                        rows,
+                        &xq,
+                        &xd,
+                        emit,
+                    ),
                 }
-                scalar_packed_dot(dm, qs, qh, nb, rows, &xq, &xd, emit);
             }
-            Layout::Signed { d, halves, qs } => {
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    // SAFETY: as above.
-                    unsafe {
-                        if *halves {
-                            avx2::signed_dot::<R, true, F>(d, qs, nb, rows, &xq, &xd, emit);
-                        } else {
-                            avx2::signed_dot::<R, false, F>(d, qs, nb, rows, &xq, &xd, emit);
-                        }
-                    }
-                    return;
-                }
-                scalar_signed_dot(d, *halves, qs, nb, rows, &xq, &xd, emit);
+            return;
+        }
+        match &self.layout {
+            Layout::Packed { scales, qs, qh } => {
+                scalar_packed_dot(scales, qs, qh, nb, rows, &xq, &xd, emit)
+            }
+            Layout::Signed { scales, qs } => {
+                scalar_signed_dot(scales, false, |b| qs[b], nb, rows, &xq, &xd, emit)
+            }
+            Layout::Six { scales, qs, qh } => {
+                let codes = |b: usize| -> [i8; 32] {
+                    std::array::from_fn(|j| six_code(&qs[b], qh[b], j) as i8 - 32)
+                };
+                scalar_signed_dot(scales, true, codes, nb, rows, &xq, &xd, emit)
             }
         }
     }
@@ -779,7 +911,7 @@ fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Fl
 
 #[allow(clippy::too_many_arguments)]
 fn scalar_packed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
-    dm: &[[f32; 2]],
+    scales: &Scales,
     qs: &[[u8; 16]],
     qh: &[u32],
     nb: usize,
@@ -793,7 +925,7 @@ fn scalar_packed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
     for j in rows {
         let mut acc = [0f32; R];
         for b in j * nb..(j + 1) * nb {
-            let ([d, m], q) = (dm[b], qs[b]);
+            let ([d, m], q) = (scales.block(b), qs[b]);
             let h = if high { qh[b] } else { 0 };
             for jj in 0..16 {
                 w[jj] = (q[jj] & 0x0F) | ((((h >> jj) & 1) as u8) << 4);
@@ -811,11 +943,12 @@ fn scalar_packed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
     }
 }
 
+/// `halves`: a scale per 16 weights (`Scales::block`'s two), else one per block.
 #[allow(clippy::too_many_arguments)]
 fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
-    d: &[f32],
+    scales: &Scales,
     halves: bool,
-    qs: &[[i8; 32]],
+    codes: impl Fn(usize) -> [i8; 32],
     nb: usize,
     rows: std::ops::Range<usize>,
     xq: &[&[i8]; R],
@@ -825,7 +958,7 @@ fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
     for j in rows {
         let mut acc = [0f32; R];
         for b in j * nb..(j + 1) * nb {
-            let (q, xb) = (&qs[b], b - j * nb);
+            let (q, xb, [d0, d1]) = (codes(b), b - j * nb, scales.block(b));
             for r in 0..R {
                 let x = &xq[r][xb * QK..(xb + 1) * QK];
                 let dot = |lo: usize, hi: usize| -> f32 {
@@ -833,9 +966,9 @@ fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
                     s as f32
                 };
                 let w = if halves {
-                    d[2 * b] * dot(0, 16) + d[2 * b + 1] * dot(16, 32)
+                    d0 * dot(0, 16) + d1 * dot(16, 32)
                 } else {
-                    d[b] * dot(0, 32)
+                    d0 * dot(0, 32)
                 };
                 acc[r] += xd[r][xb][0] * w;
             }
@@ -846,6 +979,7 @@ fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::Scales;
     use std::arch::x86_64::*;
 
     /// The 32 bytes `0x10 * bit j of h` (bit 4 of code j for the 5-bit types).
@@ -879,7 +1013,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn packed_dot<const R: usize, const H: bool, F: FnMut(usize, &[f32; R])>(
-        dm: &[[f32; 2]],
+        scales: &Scales,
         qs: &[[u8; 16]],
         qh: &[u32],
         nb: usize,
@@ -888,7 +1022,7 @@ mod avx2 {
         xd: &[&[[f32; 2]]; R],
         mut emit: F,
     ) {
-        assert!(dm.len() >= rows.end * nb && qs.len() >= rows.end * nb);
+        assert!(scales.blocks() >= rows.end * nb && qs.len() >= rows.end * nb);
         assert!(!H || qh.len() >= rows.end * nb);
         for r in 0..R {
             assert!(xq[r].len() == nb * 32 && xd[r].len() == nb);
@@ -906,7 +1040,7 @@ mod avx2 {
                 if H {
                     w = _mm256_or_si256(w, high_bits(*qh.get_unchecked(b)));
                 }
-                let [d, m] = *dm.get_unchecked(b);
+                let [d, m] = scales.block(b);
                 for r in 0..R {
                     let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
                     let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
@@ -923,43 +1057,57 @@ mod avx2 {
         }
     }
 
-    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights.
+    /// See `super::scalar_signed_dot`: Q8_0's codes `q8`, or (`SIX`) Q6_K's nibbles `qs`
+    /// and high bits `qh` with a scale per 16 weights.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn signed_dot<
-        const R: usize,
-        const HALVES: bool,
-        F: FnMut(usize, &[f32; R]),
-    >(
-        d: &[f32],
-        qs: &[[i8; 32]],
+    pub(super) unsafe fn signed_dot<const R: usize, const SIX: bool, F: FnMut(usize, &[f32; R])>(
+        scales: &Scales,
+        q8: &[[i8; 32]],
+        qs: &[[u8; 16]],
+        qh: &[u64],
         nb: usize,
         rows: std::ops::Range<usize>,
         xq: &[&[i8]; R],
         xd: &[&[[f32; 2]]; R],
         mut emit: F,
     ) {
-        let per = if HALVES { 2 } else { 1 };
-        assert!(d.len() >= rows.end * nb * per && qs.len() >= rows.end * nb);
+        assert!(scales.blocks() >= rows.end * nb);
+        assert!(if SIX {
+            qs.len() >= rows.end * nb && qh.len() >= rows.end * nb
+        } else {
+            q8.len() >= rows.end * nb
+        });
         for r in 0..R {
             assert!(xq[r].len() == nb * 32 && xd[r].len() == nb);
         }
         let ones = _mm256_set1_epi16(1);
+        let low = _mm256_set1_epi8(0x0F);
+        let two = _mm256_set1_epi8(3);
+        let shifts = _mm256_set_epi64x(6, 4, 2, 0);
         for j in rows {
             let mut acc = [_mm256_setzero_ps(); R];
             for xb in 0..nb {
                 let b = j * nb + xb;
-                let w = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
+                let w = if SIX {
+                    let raw = _mm_loadu_si128(qs.as_ptr().add(b) as *const __m128i);
+                    let lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                    // Quadword t: bits 2t, 2t + 1 of each byte, i.e. codes 8t .. 8t + 8.
+                    let h =
+                        _mm256_srlv_epi64(_mm256_set1_epi64x(*qh.get_unchecked(b) as i64), shifts);
+                    let hi = _mm256_slli_epi16(_mm256_and_si256(h, two), 4);
+                    _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32))
+                } else {
+                    _mm256_loadu_si256(q8.as_ptr().add(b) as *const __m256i)
+                };
                 // maddubs wants unsigned × signed: |w| times x with w's sign.
                 let aw = _mm256_sign_epi8(w, w);
                 // Lanes 0-3 of the 32-bit sums cover weights 0..16, lanes 4-7 16..32.
-                let scale = if HALVES {
-                    _mm256_set_m128(
-                        _mm_set1_ps(*d.get_unchecked(2 * b + 1)),
-                        _mm_set1_ps(*d.get_unchecked(2 * b)),
-                    )
+                let [d0, d1] = scales.block(b);
+                let scale = if SIX {
+                    _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0))
                 } else {
-                    _mm256_set1_ps(*d.get_unchecked(b))
+                    _mm256_set1_ps(d0)
                 };
                 for r in 0..R {
                     let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
@@ -983,6 +1131,8 @@ mod avx512 {
     //! Two 32-weight blocks per instruction: `dpbusd` sums 4 byte products into each of 16
     //! i32 lanes, lanes 0..8 for the first block and 8..16 for the second, which then take
     //! their block's scales as f32.
+    use super::Scales;
+    use half::f16;
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -1003,12 +1153,62 @@ mod avx512 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
     }
 
+    /// The f32 scales of blocks `b` and `b + 1` (`b` even): `[d0, m0, d1, m1]` from
+    /// `Scales::D`, `Dm` and `K`, the four halves' scales from `K6`. The same products of the
+    /// same operands as `Scales::block`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn pair_scales(scales: &Scales, b: usize) -> __m128 {
+        match scales {
+            Scales::D { d, c } => {
+                let d = half2(d.as_ptr().add(b));
+                _mm_mul_ps(_mm_unpacklo_ps(d, d), _mm_set_ps(*c, 1.0, *c, 1.0))
+            }
+            Scales::Dm(dm) => _mm_cvtph_ps(_mm_loadl_epi64(dm.as_ptr().add(b) as *const __m128i)),
+            Scales::K { sup, sm } => {
+                let s = half2(sup.as_ptr().add(b / 8) as *const f16);
+                let s = _mm_xor_ps(_mm_movelh_ps(s, s), _mm_set_ps(-0.0, 0.0, -0.0, 0.0));
+                let bytes = (sm.as_ptr().add(b) as *const i32).read_unaligned();
+                let v = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes)));
+                _mm_mul_ps(s, v)
+            }
+            Scales::K6 { sup, sc } => {
+                let d = _mm_set1_ps(sup.get_unchecked(b / 8).to_f32());
+                let bytes = (sc.as_ptr().add(b) as *const i32).read_unaligned();
+                _mm_mul_ps(
+                    d,
+                    _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bytes))),
+                )
+            }
+        }
+    }
+
+    /// Two f16 values at `p` as f32: `[p[0], p[1], 0, 0]`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn half2(p: *const f16) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()))
+    }
+
+    /// The 64 nibbles of blocks `b` and `b + 1`, in code order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn nibbles(qs: &[[u8; 16]], b: usize) -> __m512i {
+        let low = _mm256_set1_epi8(0x0F);
+        let raw = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
+        let lo = _mm256_and_si256(raw, low);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+        // 128-bit lanes [b codes 0..16, b+1 0..16, b 16..32, b+1 16..32], put in order.
+        let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        _mm512_shuffle_i64x2(w, w, 0b11_01_10_00)
+    }
+
     /// See `super::scalar_packed_dot`; `H`: the blocks carry high bits. `xt`: all activation
     /// rows from `Q8Rows::to_pairs`, `stride` of them, of which `i .. i + R` are taken.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn packed_dot<const R: usize, const H: bool, F: FnMut(usize, &[f32; R])>(
-        dm: &[[f32; 2]],
+        scales: &Scales,
         qs: &[[u8; 16]],
         qh: &[u32],
         nb: usize,
@@ -1017,9 +1217,8 @@ mod avx512 {
         mut emit: F,
     ) {
         assert!(nb.is_multiple_of(2) && xt.len() == nb / 2 * stride && i + R <= stride);
-        assert!(dm.len() >= rows.end * nb && qs.len() >= rows.end * nb);
+        assert!(scales.blocks() >= rows.end * nb && qs.len() >= rows.end * nb);
         assert!(!H || qh.len() >= rows.end * nb);
-        let low = _mm256_set1_epi8(0x0F);
         let bit4 = _mm512_set1_epi8(0x10);
         // From a pair's [d0, m0, d1, m1]: d0 into lanes 0..8, d1 into lanes 8..16.
         let pick_d = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -1028,18 +1227,13 @@ mod avx512 {
             let mut off = [_mm_setzero_ps(); R];
             for p in 0..nb / 2 {
                 let b = j * nb + 2 * p;
-                let raw = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
-                let lo = _mm256_and_si256(raw, low);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-                // 128-bit lanes [b codes 0..16, b+1 0..16, b 16..32, b+1 16..32], put in order.
-                let w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                let mut w = _mm512_shuffle_i64x2(w, w, 0b11_01_10_00);
+                let mut w = nibbles(qs, b);
                 if H {
                     let bits =
                         *qh.get_unchecked(b) as u64 | (*qh.get_unchecked(b + 1) as u64) << 32;
                     w = _mm512_mask_add_epi8(w, bits, w, bit4);
                 }
-                let dmv = _mm_loadu_ps(dm.as_ptr().add(b) as *const f32);
+                let dmv = pair_scales(scales, b);
                 let dw = _mm512_permutexvar_ps(pick_d, _mm512_castps128_ps512(dmv));
                 let xp = xt.as_ptr().add(p * stride + i);
                 for r in 0..R {
@@ -1059,44 +1253,55 @@ mod avx512 {
         }
     }
 
-    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    /// See `super::scalar_signed_dot`: Q8_0's codes `q8`, or (`SIX`) Q6_K's nibbles `qs` and
+    /// high bits `qh` with a scale per 16 weights.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn signed_dot<
-        const R: usize,
-        const HALVES: bool,
-        F: FnMut(usize, &[f32; R]),
-    >(
-        d: &[f32],
-        qs: &[[i8; 32]],
+    pub(super) unsafe fn signed_dot<const R: usize, const SIX: bool, F: FnMut(usize, &[f32; R])>(
+        scales: &Scales,
+        q8: &[[i8; 32]],
+        qs: &[[u8; 16]],
+        qh: &[u64],
         nb: usize,
         rows: Range<usize>,
         (xt, stride, i): (&[Pair], usize, usize),
         mut emit: F,
     ) {
-        let per = if HALVES { 2 } else { 1 };
         assert!(nb.is_multiple_of(2) && xt.len() == nb / 2 * stride && i + R <= stride);
-        assert!(d.len() >= rows.end * nb * per && qs.len() >= rows.end * nb);
+        assert!(scales.blocks() >= rows.end * nb);
+        assert!(if SIX {
+            qs.len() >= rows.end * nb && qh.len() >= rows.end * nb
+        } else {
+            q8.len() >= rows.end * nb
+        });
         let bias = _mm512_set1_epi8(-128);
-        let pick = if HALVES {
+        let pick = if SIX {
             _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
         } else {
-            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+            // `pair_scales` gives [d0, 0, d1, 0] for Q8_0.
+            _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0)
         };
+        // Quadword t of a block: bits 2t, 2t + 1 of each of its 8 high-bit bytes.
+        let shifts = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
+        let spread = _mm512_set_epi64(1, 1, 1, 1, 0, 0, 0, 0);
         for j in rows {
             let mut acc = [_mm512_setzero_ps(); R];
             for p in 0..nb / 2 {
                 let b = j * nb + 2 * p;
-                let w = _mm512_loadu_si512(qs.as_ptr().add(b) as *const __m512i);
+                let w = if SIX {
+                    let h = _mm_loadu_si128(qh.as_ptr().add(b) as *const __m128i);
+                    let h = _mm512_permutexvar_epi64(spread, _mm512_castsi128_si512(h));
+                    let h = _mm512_and_si512(_mm512_srlv_epi64(h, shifts), _mm512_set1_epi8(3));
+                    let codes = _mm512_or_si512(nibbles(qs, b), _mm512_slli_epi16(h, 4));
+                    _mm512_sub_epi8(codes, _mm512_set1_epi8(32))
+                } else {
+                    _mm512_loadu_si512(q8.as_ptr().add(b) as *const __m512i)
+                };
                 // dpbusd wants unsigned × signed bytes: (x + 128) · w, less 128 Σ w.
                 let zero = _mm512_setzero_si512();
                 let corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, w));
-                let scales = if HALVES {
-                    _mm_loadu_ps(d.as_ptr().add(2 * b))
-                } else {
-                    _mm_castpd_ps(_mm_load_sd(d.as_ptr().add(b) as *const f64))
-                };
-                let dw = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(scales));
+                let dw =
+                    _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(pair_scales(scales, b)));
                 let xs = &xt[p * stride + i..][..R];
                 for (acc, x) in acc.iter_mut().zip(xs) {
                     let xv = _mm512_load_si512(x.codes.as_ptr() as *const __m512i);

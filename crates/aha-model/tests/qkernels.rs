@@ -81,6 +81,26 @@ fn repacking_keeps_every_weight() {
     }
 }
 
+/// Batch-1 decode reads every weight once per token: the repacked weights must not take more
+/// bytes than the GGUF blocks (the k-quants' 6-bit sub-scales are kept a byte each).
+#[test]
+fn repacked_weights_take_the_gguf_bytes() {
+    let dev = Device::Cpu;
+    for dtype in TYPES {
+        let (n, k) = (64, 1024);
+        let wt = Tensor::from_vec(rand_vec(n * k, 3), (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        let gguf = n * k / dtype.block_size() * dtype.type_size();
+        let ours = QWeight::from_qtensor(&q).unwrap().unwrap().bytes();
+        let ratio = ours as f64 / gguf as f64;
+        eprintln!("{dtype:?}: {ours} bytes repacked, {gguf} in the GGUF ({ratio:.3}x)");
+        assert!(
+            ratio <= 1.03,
+            "{dtype:?}: {ours} bytes repacked vs {gguf} ({ratio:.3}x)"
+        );
+    }
+}
+
 #[test]
 fn matches_candle_on_all_types_and_shapes() {
     let dev = Device::Cpu;
