@@ -11,7 +11,9 @@ rounds, the load average before every run (a run waits for it to fall to --threa
 llama-bench: `-p 512 -n 128 -r 1 -fa 0|1` (it warms up first). aha: `bench generate
 --batch 1 --repeat 1` (after its own warm-up): prompt = 512 / time(512-token prompt + 1
 token); decode = 128 / (time(16-token prompt + 129 tokens) - time(16-token prompt + 1)).
-Prompts are random ids, as llama-bench's.
+Prompts are random ids, as llama-bench's. `--aha` may be given several times as NAME=PATH (two
+aha builds side by side, say `--aha old=/tmp/aha-old --aha new=target/release/aha`); ratios are
+taken against the first aha and, with `--llama-bin`, against llama.cpp.
 """
 import argparse
 import json
@@ -69,22 +71,28 @@ def aha_job(aha, model, threads, vocab, seed=0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--aha", required=True)
-    ap.add_argument("--llama-bin", required=True, help="directory with llama-bench")
+    ap.add_argument("--aha", required=True, action="append", help="PATH or NAME=PATH (repeatable)")
+    ap.add_argument("--llama-bin", help="directory with llama-bench (omit to compare aha builds only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--vocab", type=int, default=49152, help="prompt ids are drawn below this")
     ap.add_argument("models", nargs="+")
     a = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)
-    flags_file = os.path.join(a.llama_bin, "BUILD_FLAGS")
+    ahas = [x.split("=", 1) if "=" in x else ["aha", x] for x in a.aha]
+    if len({n for n, _ in ahas}) != len(ahas):
+        ap.error("--aha names must differ (NAME=PATH)")
+    flags_file = os.path.join(a.llama_bin, "BUILD_FLAGS") if a.llama_bin else None
     report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "threads": a.threads, "runs": a.runs,
-              "llama_cpp_build": open(flags_file).read().strip() if os.path.exists(flags_file) else None,
+              "aha": dict(ahas),
+              "llama_cpp_build": open(flags_file).read().strip() if flags_file and os.path.exists(flags_file) else None,
               "models": {}}
     for m in a.models:
-        jobs = [("llama_fa0", llama_job(a.llama_bin, m, a.threads, 0)),
-                ("llama_fa1", llama_job(a.llama_bin, m, a.threads, 1)),
-                ("aha", aha_job(a.aha, m, a.threads, a.vocab))]
+        jobs = []
+        if a.llama_bin:
+            jobs += [("llama_fa0", llama_job(a.llama_bin, m, a.threads, 0)),
+                     ("llama_fa1", llama_job(a.llama_bin, m, a.threads, 1))]
+        jobs += [(name, aha_job(path, m, a.threads, a.vocab)) for name, path in ahas]
         results = alternate(jobs, a.runs, a.threads, log)
         s = summarize(results)
         row = {}
@@ -92,8 +100,13 @@ def main():
             med = {n: s["summary"][n]["0"][what] for n, _ in jobs}
             row[what] = {n: {"median": round(v["median"], 1), "range": [round(v["min"], 1), round(v["max"], 1)]}
                          for n, v in med.items()}
-            row[what]["aha_vs_fa0"] = round(med["aha"]["median"] / med["llama_fa0"]["median"], 3)
-            row[what]["aha_vs_fa1"] = round(med["aha"]["median"] / med["llama_fa1"]["median"], 3)
+            first = ahas[0][0]
+            for name, _ in ahas:
+                if a.llama_bin:
+                    row[what][f"{name}_vs_fa0"] = round(med[name]["median"] / med["llama_fa0"]["median"], 3)
+                    row[what][f"{name}_vs_fa1"] = round(med[name]["median"] / med["llama_fa1"]["median"], 3)
+                if name != first:
+                    row[what][f"{name}_vs_{first}"] = round(med[name]["median"] / med[first]["median"], 3)
         row["load_before"] = s["load_before"]
         report["models"][os.path.basename(m)] = row
         log(json.dumps({os.path.basename(m): row}))

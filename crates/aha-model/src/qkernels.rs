@@ -9,9 +9,8 @@
 //! - *packed*: unsigned 4- or 5-bit codes `q`, a weight is `d * q + m`: Q4_0, Q4_1, Q5_0, Q5_1
 //!   and the 32-weight sub-blocks of Q4_K and Q5_K. The 16 bytes of nibbles hold code j (low)
 //!   and code j + 16 (high); the 5-bit types add 32 high bits.
-//! - *signed*: Q8_0's i8 codes with a scale per block.
-//! - *six*: Q6_K's 6-bit codes less 32 with a scale per 16 weights: nibbles as in *packed* and
-//!   two high bits per code.
+//! - *signed*: i8 codes with a scale per 32 weights (Q8_0) or per 16 (Q6_K, whose 6-bit codes
+//!   are widened to bytes: unpacking them in the kernels cost more time than their bytes).
 //!
 //! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
 //! type (Q8_0, Q8_1 or Q8_K), kept as blocks of 32 (a scale, 32 i8 codes and
@@ -145,38 +144,16 @@ enum Layout {
         /// 5-bit types only: bit j is bit 4 of code j.
         qh: Vec<u32>,
     },
-    Signed {
-        scales: Scales,
-        qs: Vec<[i8; 32]>,
-    },
-    Six {
-        scales: Scales,
-        /// Bits 0-3 of the codes, as in `Packed`.
-        qs: Vec<[u8; 16]>,
-        /// Bits 4-5 of code 8t + l in bits 2t, 2t + 1 of byte l.
-        qh: Vec<u64>,
-    },
+    /// A scale per 16 weights with `Scales::K6`, else per block.
+    Signed { scales: Scales, qs: Vec<[i8; 32]> },
 }
 
 impl Layout {
     fn scales(&self) -> &Scales {
         match self {
-            Self::Packed { scales, .. }
-            | Self::Signed { scales, .. }
-            | Self::Six { scales, .. } => scales,
+            Self::Packed { scales, .. } | Self::Signed { scales, .. } => scales,
         }
     }
-}
-
-/// Q6_K's code `j` (0..32) of a block, from its nibbles and high bits.
-#[inline]
-fn six_code(qs: &[u8; 16], qh: u64, j: usize) -> u8 {
-    let nib = if j < 16 {
-        qs[j] & 0x0F
-    } else {
-        qs[j - 16] >> 4
-    };
-    nib | ((((qh >> (8 * (j % 8) + 2 * (j / 8))) & 3) as u8) << 4)
 }
 
 /// A `[n, k]` quantized weight matrix, repacked for [`QWeight::matmul`].
@@ -267,7 +244,6 @@ struct Packer {
     sc6: Vec<[i8; 2]>,
     qs: Vec<[u8; 16]>,
     qh: Vec<u32>,
-    qh6: Vec<u64>,
     q8: Vec<[i8; 32]>,
 }
 
@@ -345,23 +321,16 @@ impl Packer {
                 for half in 0..2 {
                     let (ql, qh, sc) = (&ql[half * 64..], &qh[half * 32..], &sc[half * 8..]);
                     for part in 0..4 {
-                        let codes: [u8; 32] = std::array::from_fn(|l| {
+                        let codes: [i8; 32] = std::array::from_fn(|l| {
                             let lo = match part {
                                 0 => ql[l] & 0x0F,
                                 1 => ql[l + 32] & 0x0F,
                                 2 => ql[l] >> 4,
                                 _ => ql[l + 32] >> 4,
                             };
-                            lo | (((qh[l] >> (2 * part)) & 3) << 4)
+                            ((lo | (((qh[l] >> (2 * part)) & 3) << 4)) as i8) - 32
                         });
-                        self.qs.push(std::array::from_fn(|j| {
-                            (codes[j] & 0x0F) | (codes[j + 16] << 4)
-                        }));
-                        let mut h = 0u64;
-                        for (j, c) in codes.iter().enumerate() {
-                            h |= ((c >> 4) as u64) << (8 * (j % 8) + 2 * (j / 8));
-                        }
-                        self.qh6.push(h);
+                        self.q8.push(codes);
                         self.sc6.push([sc[2 * part] as i8, sc[2 * part + 1] as i8]);
                     }
                 }
@@ -376,13 +345,12 @@ impl Packer {
                 scales: d(0.0),
                 qs: self.q8,
             },
-            Kind::Q6K => Layout::Six {
+            Kind::Q6K => Layout::Signed {
                 scales: Scales::K6 {
                     sup: self.sup6,
                     sc: self.sc6,
                 },
-                qs: self.qs,
-                qh: self.qh6,
+                qs: self.q8,
             },
             _ => Layout::Packed {
                 scales: match kind {
@@ -467,10 +435,10 @@ impl QWeight {
                         let h = qh.get(b).map_or(0, |h| ((h >> j) & 1) as u8);
                         d * (nib | (h << 4)) as f32 + m
                     }
-                    Layout::Signed { qs, .. } => d * qs[b][j] as f32,
-                    Layout::Six { qs, qh, .. } => {
-                        let s = if j < 16 { d } else { m };
-                        s * (six_code(&qs[b], qh[b], j) as i8 - 32) as f32
+                    Layout::Signed { qs, .. } => {
+                        // Q6_K: `m` is the second half's scale.
+                        let halves = matches!(scales, Scales::K6 { .. });
+                        (if halves && j >= 16 { m } else { d }) * qs[b][j] as f32
                     }
                 });
             }
@@ -486,7 +454,6 @@ impl QWeight {
             + match &self.layout {
                 Layout::Packed { qs, qh, .. } => size_of_val(&qs[..]) + size_of_val(&qh[..]),
                 Layout::Signed { qs, .. } => size_of_val(&qs[..]),
-                Layout::Six { qs, qh, .. } => size_of_val(&qs[..]) + size_of_val(&qh[..]),
             }
     }
 
@@ -544,8 +511,13 @@ impl QWeight {
         // left a light last tile: 40 rows ran at 75% of 32's speed); chunk-major, so that
         // the split of the task range hands each thread whole chunks and their weights stay
         // in its cache across the tiles.
-        // Rows per tile = per unpacked weight block: as many as the registers hold.
-        let mt = if isa == Isa::Avx512 { 8 } else { 4 };
+        // Rows per tile = per unpacked weight block: as many as the registers hold (the
+        // signed AVX-512 kernels keep no offset sums: 16, which halves the unpacking per row).
+        let mt = match (isa, &self.layout) {
+            (Isa::Avx512, Layout::Packed { .. }) => 8,
+            (Isa::Avx512, _) => 16,
+            _ => 4,
+        };
         let tiles = m.div_ceil(mt);
         let chunks = n.div_ceil(chunk);
         let y = SyncPtr(y.as_mut_ptr());
@@ -576,7 +548,12 @@ impl QWeight {
                         i += 4;
                         continue;
                     }
-                    _ => self.rows_dot::<8, _>(w, act, i, isa, |j, r| put(i)(j, r)),
+                    8..=15 => {
+                        self.rows_dot::<8, _>(w, act, i, isa, |j, r| put(i)(j, r));
+                        i += 8;
+                        continue;
+                    }
+                    _ => self.rows_dot::<16, _>(w, act, i, isa, |j, r| put(i)(j, r)),
                 }
                 i += step;
             }
@@ -610,18 +587,35 @@ impl QWeight {
             // detected at run time and the rows have an even number of blocks; the kernels
             // assert the slice lengths.
             unsafe {
+                use avx512::{packed_dot, signed_dot, RawScales, D, DM, K, K6};
                 match &self.layout {
-                    Layout::Packed { scales, qs, qh } if qh.is_empty() => {
-                        avx512::packed_dot::<R, false, F>(scales, qs, qh, nb, rows, xt, emit)
-                    }
                     Layout::Packed { scales, qs, qh } => {
-                        avx512::packed_dot::<R, true, F>(scales, qs, qh, nb, rows, xt, emit)
+                        let (form, raw, n) = (
+                            RawScales::form(scales),
+                            RawScales::new(scales),
+                            scales.blocks(),
+                        );
+                        macro_rules! go {
+                            ($h:literal, $s:ident) => {
+                                packed_dot::<R, $h, $s, F>(raw, n, qs, qh, nb, rows, xt, emit)
+                            };
+                        }
+                        match (qh.is_empty(), form) {
+                            (true, D) => go!(false, D),
+                            (true, DM) => go!(false, DM),
+                            (true, _) => go!(false, K),
+                            (false, D) => go!(true, D),
+                            (false, DM) => go!(true, DM),
+                            (false, _) => go!(true, K),
+                        }
                     }
                     Layout::Signed { scales, qs } => {
-                        avx512::signed_dot::<R, false, F>(scales, qs, &[], &[], nb, rows, xt, emit)
-                    }
-                    Layout::Six { scales, qs, qh } => {
-                        avx512::signed_dot::<R, true, F>(scales, &[], qs, qh, nb, rows, xt, emit)
+                        let (raw, n) = (RawScales::new(scales), scales.blocks());
+                        if RawScales::form(scales) == K6 {
+                            signed_dot::<R, true, F>(raw, n, qs, nb, rows, xt, emit)
+                        } else {
+                            signed_dot::<R, false, F>(raw, n, qs, nb, rows, xt, emit)
+                        }
                     }
                 }
             }
@@ -641,28 +635,12 @@ impl QWeight {
                     Layout::Packed { scales, qs, qh } => {
                         avx2::packed_dot::<R, true, F>(scales, qs, qh, nb, rows, &xq, &xd, emit)
                     }
-                    Layout::Signed { scales, qs } => avx2::signed_dot::<R, false, F>(
-                        scales,
-                        qs,
-                        &[],
-                        &[],
-                        nb,
-                        rows,
-                        &xq,
-                        &xd,
-                        emit,
-                    ),
-                    Layout::Six { scales, qs, qh } => avx2::signed_dot::<R, true, F>(
-                        scales,
-                        &[],
-                        qs,
-                        qh,
-                        nb,
-                        rows,
-                        &xq,
-                        &xd,
-                        emit,
-                    ),
+                    Layout::Signed { scales, qs } if matches!(scales, Scales::K6 { .. }) => {
+                        avx2::signed_dot::<R, true, F>(scales, qs, nb, rows, &xq, &xd, emit)
+                    }
+                    Layout::Signed { scales, qs } => {
+                        avx2::signed_dot::<R, false, F>(scales, qs, nb, rows, &xq, &xd, emit)
+                    }
                 }
             }
             return;
@@ -672,13 +650,8 @@ impl QWeight {
                 scalar_packed_dot(scales, qs, qh, nb, rows, &xq, &xd, emit)
             }
             Layout::Signed { scales, qs } => {
-                scalar_signed_dot(scales, false, |b| qs[b], nb, rows, &xq, &xd, emit)
-            }
-            Layout::Six { scales, qs, qh } => {
-                let codes = |b: usize| -> [i8; 32] {
-                    std::array::from_fn(|j| six_code(&qs[b], qh[b], j) as i8 - 32)
-                };
-                scalar_signed_dot(scales, true, codes, nb, rows, &xq, &xd, emit)
+                let halves = matches!(scales, Scales::K6 { .. });
+                scalar_signed_dot(scales, halves, qs, nb, rows, &xq, &xd, emit)
             }
         }
     }
@@ -948,7 +921,7 @@ fn scalar_packed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
 fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
     scales: &Scales,
     halves: bool,
-    codes: impl Fn(usize) -> [i8; 32],
+    qs: &[[i8; 32]],
     nb: usize,
     rows: std::ops::Range<usize>,
     xq: &[&[i8]; R],
@@ -958,7 +931,7 @@ fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
     for j in rows {
         let mut acc = [0f32; R];
         for b in j * nb..(j + 1) * nb {
-            let (q, xb, [d0, d1]) = (codes(b), b - j * nb, scales.block(b));
+            let (q, xb, [d0, d1]) = (&qs[b], b - j * nb, scales.block(b));
             for r in 0..R {
                 let x = &xq[r][xb * QK..(xb + 1) * QK];
                 let dot = |lo: usize, hi: usize| -> f32 {
@@ -1057,54 +1030,37 @@ mod avx2 {
         }
     }
 
-    /// See `super::scalar_signed_dot`: Q8_0's codes `q8`, or (`SIX`) Q6_K's nibbles `qs`
-    /// and high bits `qh` with a scale per 16 weights.
+    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn signed_dot<const R: usize, const SIX: bool, F: FnMut(usize, &[f32; R])>(
+    pub(super) unsafe fn signed_dot<
+        const R: usize,
+        const HALVES: bool,
+        F: FnMut(usize, &[f32; R]),
+    >(
         scales: &Scales,
-        q8: &[[i8; 32]],
-        qs: &[[u8; 16]],
-        qh: &[u64],
+        qs: &[[i8; 32]],
         nb: usize,
         rows: std::ops::Range<usize>,
         xq: &[&[i8]; R],
         xd: &[&[[f32; 2]]; R],
         mut emit: F,
     ) {
-        assert!(scales.blocks() >= rows.end * nb);
-        assert!(if SIX {
-            qs.len() >= rows.end * nb && qh.len() >= rows.end * nb
-        } else {
-            q8.len() >= rows.end * nb
-        });
+        assert!(scales.blocks() >= rows.end * nb && qs.len() >= rows.end * nb);
         for r in 0..R {
             assert!(xq[r].len() == nb * 32 && xd[r].len() == nb);
         }
         let ones = _mm256_set1_epi16(1);
-        let low = _mm256_set1_epi8(0x0F);
-        let two = _mm256_set1_epi8(3);
-        let shifts = _mm256_set_epi64x(6, 4, 2, 0);
         for j in rows {
             let mut acc = [_mm256_setzero_ps(); R];
             for xb in 0..nb {
                 let b = j * nb + xb;
-                let w = if SIX {
-                    let raw = _mm_loadu_si128(qs.as_ptr().add(b) as *const __m128i);
-                    let lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                    // Quadword t: bits 2t, 2t + 1 of each byte, i.e. codes 8t .. 8t + 8.
-                    let h =
-                        _mm256_srlv_epi64(_mm256_set1_epi64x(*qh.get_unchecked(b) as i64), shifts);
-                    let hi = _mm256_slli_epi16(_mm256_and_si256(h, two), 4);
-                    _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32))
-                } else {
-                    _mm256_loadu_si256(q8.as_ptr().add(b) as *const __m256i)
-                };
+                let w = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
                 // maddubs wants unsigned × signed: |w| times x with w's sign.
                 let aw = _mm256_sign_epi8(w, w);
                 // Lanes 0-3 of the 32-bit sums cover weights 0..16, lanes 4-7 16..32.
                 let [d0, d1] = scales.block(b);
-                let scale = if SIX {
+                let scale = if HALVES {
                     _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0))
                 } else {
                     _mm256_set1_ps(d0)
@@ -1153,28 +1109,69 @@ mod avx512 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
     }
 
-    /// The f32 scales of blocks `b` and `b + 1` (`b` even): `[d0, m0, d1, m1]` from
-    /// `Scales::D`, `Dm` and `K`, the four halves' scales from `K6`. The same products of the
-    /// same operands as `Scales::block`.
+    /// `Scales` as raw pointers, for inner loops that neither match nor reload: its variant
+    /// is a const parameter of the kernels (`D`, `DM`, `K`, `K6`).
+    #[derive(Clone, Copy)]
+    pub(super) struct RawScales {
+        a: *const u8,
+        b: *const u8,
+        c: f32,
+    }
+
+    pub(super) const D: u8 = 0;
+    pub(super) const DM: u8 = 1;
+    pub(super) const K: u8 = 2;
+    pub(super) const K6: u8 = 3;
+
+    impl RawScales {
+        pub(super) fn new(s: &Scales) -> Self {
+            let (a, b, c) = match s {
+                Scales::D { d, c } => (d.as_ptr() as *const u8, std::ptr::null(), *c),
+                Scales::Dm(dm) => (dm.as_ptr() as *const u8, std::ptr::null(), 0.0),
+                Scales::K { sup, sm } => (sup.as_ptr() as *const u8, sm.as_ptr() as *const u8, 0.0),
+                Scales::K6 { sup, sc } => {
+                    (sup.as_ptr() as *const u8, sc.as_ptr() as *const u8, 0.0)
+                }
+            };
+            Self { a, b, c }
+        }
+
+        pub(super) fn form(s: &Scales) -> u8 {
+            match s {
+                Scales::D { .. } => D,
+                Scales::Dm(_) => DM,
+                Scales::K { .. } => K,
+                Scales::K6 { .. } => K6,
+            }
+        }
+    }
+
+    /// The f32 scales of blocks `b` and `b + 1` (`b` even) of form `S`: `[d0, m0, d1, m1]`
+    /// (`D`, `DM`, `K`), the four halves' scales (`K6`). The same products of the same
+    /// operands as `Scales::block`. `b + 1` must be in bounds.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn pair_scales(scales: &Scales, b: usize) -> __m128 {
-        match scales {
-            Scales::D { d, c } => {
-                let d = half2(d.as_ptr().add(b));
-                _mm_mul_ps(_mm_unpacklo_ps(d, d), _mm_set_ps(*c, 1.0, *c, 1.0))
+    unsafe fn pair_scales<const S: u8>(s: RawScales, b: usize) -> __m128 {
+        match S {
+            D => {
+                let d = half2((s.a as *const f16).add(b));
+                _mm_mul_ps(_mm_unpacklo_ps(d, d), _mm_set_ps(s.c, 1.0, s.c, 1.0))
             }
-            Scales::Dm(dm) => _mm_cvtph_ps(_mm_loadl_epi64(dm.as_ptr().add(b) as *const __m128i)),
-            Scales::K { sup, sm } => {
-                let s = half2(sup.as_ptr().add(b / 8) as *const f16);
-                let s = _mm_xor_ps(_mm_movelh_ps(s, s), _mm_set_ps(-0.0, 0.0, -0.0, 0.0));
-                let bytes = (sm.as_ptr().add(b) as *const i32).read_unaligned();
-                let v = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes)));
-                _mm_mul_ps(s, v)
+            DM => _mm_cvtph_ps(_mm_loadl_epi64(
+                (s.a as *const [f16; 2]).add(b) as *const __m128i
+            )),
+            K => {
+                let sd = half2((s.a as *const [f16; 2]).add(b / 8) as *const f16);
+                let sd = _mm_xor_ps(_mm_movelh_ps(sd, sd), _mm_set_ps(-0.0, 0.0, -0.0, 0.0));
+                let bytes = ((s.b as *const [u8; 2]).add(b) as *const i32).read_unaligned();
+                _mm_mul_ps(
+                    sd,
+                    _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes))),
+                )
             }
-            Scales::K6 { sup, sc } => {
-                let d = _mm_set1_ps(sup.get_unchecked(b / 8).to_f32());
-                let bytes = (sc.as_ptr().add(b) as *const i32).read_unaligned();
+            _ => {
+                let d = _mm_set1_ps((*(s.a as *const f16).add(b / 8)).to_f32());
+                let bytes = ((s.b as *const [i8; 2]).add(b) as *const i32).read_unaligned();
                 _mm_mul_ps(
                     d,
                     _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bytes))),
@@ -1207,8 +1204,14 @@ mod avx512 {
     /// rows from `Q8Rows::to_pairs`, `stride` of them, of which `i .. i + R` are taken.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn packed_dot<const R: usize, const H: bool, F: FnMut(usize, &[f32; R])>(
-        scales: &Scales,
+    pub(super) unsafe fn packed_dot<
+        const R: usize,
+        const H: bool,
+        const S: u8,
+        F: FnMut(usize, &[f32; R]),
+    >(
+        scales: RawScales,
+        blocks: usize,
         qs: &[[u8; 16]],
         qh: &[u32],
         nb: usize,
@@ -1217,7 +1220,7 @@ mod avx512 {
         mut emit: F,
     ) {
         assert!(nb.is_multiple_of(2) && xt.len() == nb / 2 * stride && i + R <= stride);
-        assert!(scales.blocks() >= rows.end * nb && qs.len() >= rows.end * nb);
+        assert!(blocks >= rows.end * nb && qs.len() >= rows.end * nb);
         assert!(!H || qh.len() >= rows.end * nb);
         let bit4 = _mm512_set1_epi8(0x10);
         // From a pair's [d0, m0, d1, m1]: d0 into lanes 0..8, d1 into lanes 8..16.
@@ -1233,7 +1236,7 @@ mod avx512 {
                         *qh.get_unchecked(b) as u64 | (*qh.get_unchecked(b + 1) as u64) << 32;
                     w = _mm512_mask_add_epi8(w, bits, w, bit4);
                 }
-                let dmv = pair_scales(scales, b);
+                let dmv = pair_scales::<S>(scales, b);
                 let dw = _mm512_permutexvar_ps(pick_d, _mm512_castps128_ps512(dmv));
                 let xp = xt.as_ptr().add(p * stride + i);
                 for r in 0..R {
@@ -1253,55 +1256,48 @@ mod avx512 {
         }
     }
 
-    /// See `super::scalar_signed_dot`: Q8_0's codes `q8`, or (`SIX`) Q6_K's nibbles `qs` and
-    /// high bits `qh` with a scale per 16 weights.
+    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights (`K6`, else
+    /// `D`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn signed_dot<const R: usize, const SIX: bool, F: FnMut(usize, &[f32; R])>(
-        scales: &Scales,
-        q8: &[[i8; 32]],
-        qs: &[[u8; 16]],
-        qh: &[u64],
+    pub(super) unsafe fn signed_dot<
+        const R: usize,
+        const HALVES: bool,
+        F: FnMut(usize, &[f32; R]),
+    >(
+        scales: RawScales,
+        blocks: usize,
+        qs: &[[i8; 32]],
         nb: usize,
         rows: Range<usize>,
         (xt, stride, i): (&[Pair], usize, usize),
         mut emit: F,
     ) {
         assert!(nb.is_multiple_of(2) && xt.len() == nb / 2 * stride && i + R <= stride);
-        assert!(scales.blocks() >= rows.end * nb);
-        assert!(if SIX {
-            qs.len() >= rows.end * nb && qh.len() >= rows.end * nb
-        } else {
-            q8.len() >= rows.end * nb
-        });
+        assert!(blocks >= rows.end * nb && qs.len() >= rows.end * nb);
         let bias = _mm512_set1_epi8(-128);
-        let pick = if SIX {
+        let pick = if HALVES {
             _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
         } else {
             // `pair_scales` gives [d0, 0, d1, 0] for Q8_0.
             _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0)
         };
-        // Quadword t of a block: bits 2t, 2t + 1 of each of its 8 high-bit bytes.
-        let shifts = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
-        let spread = _mm512_set_epi64(1, 1, 1, 1, 0, 0, 0, 0);
         for j in rows {
             let mut acc = [_mm512_setzero_ps(); R];
             for p in 0..nb / 2 {
                 let b = j * nb + 2 * p;
-                let w = if SIX {
-                    let h = _mm_loadu_si128(qh.as_ptr().add(b) as *const __m128i);
-                    let h = _mm512_permutexvar_epi64(spread, _mm512_castsi128_si512(h));
-                    let h = _mm512_and_si512(_mm512_srlv_epi64(h, shifts), _mm512_set1_epi8(3));
-                    let codes = _mm512_or_si512(nibbles(qs, b), _mm512_slli_epi16(h, 4));
-                    _mm512_sub_epi8(codes, _mm512_set1_epi8(32))
-                } else {
-                    _mm512_loadu_si512(q8.as_ptr().add(b) as *const __m512i)
-                };
+                let w = _mm512_loadu_si512(qs.as_ptr().add(b) as *const __m512i);
                 // dpbusd wants unsigned × signed bytes: (x + 128) · w, less 128 Σ w.
                 let zero = _mm512_setzero_si512();
                 let corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, w));
-                let dw =
-                    _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(pair_scales(scales, b)));
+                let dw = _mm512_permutexvar_ps(
+                    pick,
+                    _mm512_castps128_ps512(if HALVES {
+                        pair_scales::<K6>(scales, b)
+                    } else {
+                        pair_scales::<D>(scales, b)
+                    }),
+                );
                 let xs = &xt[p * stride + i..][..R];
                 for (acc, x) in acc.iter_mut().zip(xs) {
                     let xv = _mm512_load_si512(x.codes.as_ptr() as *const __m512i);
