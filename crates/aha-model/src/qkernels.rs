@@ -914,8 +914,8 @@ fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
 ) {
     for j in rows {
         let mut acc = [0f32; R];
-        for b in j * nb..(j + 1) * nb {
-            let (q, xb, [d0, d1]) = (&qs[b], b - j * nb, scales.block(b));
+        for (xb, q) in qs[j * nb..(j + 1) * nb].iter().enumerate() {
+            let [d0, d1] = scales.block(j * nb + xb);
             for r in 0..R {
                 let x = &xq[r][xb * QK..(xb + 1) * QK];
                 let dot = |lo: usize, hi: usize| -> f32 {
