@@ -36,6 +36,8 @@ use std::sync::Arc;
 
 const QK: usize = 32;
 
+mod tiled;
+
 /// The block types handled here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -137,12 +139,17 @@ enum Layout {
     },
     /// A scale per 16 weights with `Scales::K6`, else per block.
     Signed { scales: Scales, qs: Vec<[i8; 32]> },
+    /// Sixteen rows interleaved, for the AVX-512 kernels only (`tiled.rs`): made from a
+    /// row layout when the weight may use AVX-512, turned back when it may not.
+    Tiled(tiled::Tiled),
 }
 
 impl Layout {
-    fn scales(&self) -> &Scales {
+    /// The scales of a row layout.
+    fn scales(&self) -> Option<&Scales> {
         match self {
-            Self::Packed { scales, .. } | Self::Signed { scales, .. } => scales,
+            Self::Packed { scales, .. } | Self::Signed { scales, .. } => Some(scales),
+            Self::Tiled(_) => None,
         }
     }
 }
@@ -378,8 +385,9 @@ impl QWeight {
             n,
             k,
             layout: p.finish(kind),
-            isa: Isa::detected(),
-        })
+            isa: Isa::Scalar,
+        }
+        .with_isa(Isa::detected()))
     }
 
     /// Repack a rank-2 CPU `QTensor` of a handled type; `None` for anything else.
@@ -407,12 +415,18 @@ impl QWeight {
     /// The weights as f32 `[n, k]`, row-major, from the repacked blocks (for tests).
     #[doc(hidden)]
     pub fn dequantize(&self) -> Vec<f32> {
+        if let Layout::Tiled(t) = &self.layout {
+            return self.with_layout(t.untile()).dequantize();
+        }
         let mut out = Vec::with_capacity(self.n * self.k);
-        let scales = self.layout.scales();
+        let Some(scales) = self.layout.scales() else {
+            return out;
+        };
         for b in 0..scales.blocks() {
             let [d, m] = scales.block(b);
             for j in 0..QK {
                 out.push(match &self.layout {
+                    Layout::Tiled(_) => 0.0,
                     Layout::Packed { qs, qh, .. } => {
                         let q = &qs[b];
                         let nib = if j < 16 { q[j] & 0x0F } else { q[j - 16] >> 4 };
@@ -434,23 +448,57 @@ impl QWeight {
     /// Q4_K, say).
     pub fn bytes(&self) -> usize {
         use std::mem::size_of_val;
-        self.layout.scales().bytes()
+        self.layout.scales().map_or(0, |s| s.bytes())
             + match &self.layout {
                 Layout::Packed { qs, qh, .. } => size_of_val(&qs[..]) + size_of_val(&qh[..]),
                 Layout::Signed { qs, .. } => size_of_val(&qs[..]),
+                Layout::Tiled(t) => t.bytes(),
             }
     }
 
     /// The same weight, its kernels limited to `isa` (or what the CPU has, if narrower).
     pub fn with_isa(mut self, isa: Isa) -> Self {
         self.isa = isa.min(Isa::detected());
+        let layout = std::mem::replace(&mut self.layout, Layout::Tiled(tiled::Tiled::empty()));
+        self.layout = match layout {
+            Layout::Tiled(t) if self.isa < Isa::Avx512 => t.untile(),
+            Layout::Tiled(t) => Layout::Tiled(t),
+            rows if self.isa == Isa::Avx512 => {
+                match tiled::Tiled::tile(self.kind, &rows, self.n, self.k) {
+                    Some(t) => Layout::Tiled(t),
+                    None => rows,
+                }
+            }
+            rows => rows,
+        };
         self
+    }
+
+    /// Whether the weight is in the tiled layout of the AVX-512 kernels (for tests).
+    #[doc(hidden)]
+    pub fn tiled(&self) -> bool {
+        matches!(self.layout, Layout::Tiled(_))
+    }
+
+    /// The same weight on another layout (tests and conversions).
+    fn with_layout(&self, layout: Layout) -> Self {
+        Self {
+            kind: self.kind,
+            n: self.n,
+            k: self.k,
+            layout,
+            isa: self.isa,
+        }
     }
 
     /// The instruction set [`QWeight::matmul`] uses.
     pub fn isa(&self) -> Isa {
-        // The two-block AVX-512 kernel needs an even number of blocks per row.
-        if self.isa == Isa::Avx512 && !(self.k / QK).is_multiple_of(2) {
+        // The two-block AVX-512 kernel needs an even number of blocks per row (the tiled
+        // one takes blocks one by one).
+        if self.isa == Isa::Avx512
+            && !(self.k / QK).is_multiple_of(2)
+            && !matches!(self.layout, Layout::Tiled(_))
+        {
             Isa::Avx2
         } else {
             self.isa
@@ -465,6 +513,11 @@ impl QWeight {
     /// [`QWeight::matmul`] with the portable scalar kernel only (for tests).
     #[doc(hidden)]
     pub fn matmul_scalar(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        if let Layout::Tiled(t) = &self.layout {
+            return self
+                .with_layout(t.untile())
+                .matmul_impl(x, m, y, Isa::Scalar, None);
+        }
         self.matmul_impl(x, m, y, Isa::Scalar, None)
     }
 
@@ -479,10 +532,19 @@ impl QWeight {
         }
         let act = quantized_input(x, m, k, self.kind.flavor(), isa, key);
         let act: &Q8Rows = &act;
+        // The row kernels' pair layout, made here rather than by the first task.
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 && !matches!(self.layout, Layout::Tiled(_)) {
+            act.pairs();
+        }
         let threads = rayon::current_num_threads().max(1);
         // Enough chunks to balance the threads, none so small that scheduling dominates.
         let min_rows = if m == 1 { 32 } else { 8 };
         let chunk = n.div_ceil(threads * 4).max(min_rows).min(n);
+        if let Layout::Tiled(t) = &self.layout {
+            let chunk = chunk.next_multiple_of(tiled::ROWS).min(n);
+            return tiled_matmul(t, act, m, n, y, chunk, threads);
+        }
         if m == 1 {
             crate::spin::for_chunks(y, chunk, |c, out| {
                 let j0 = c * chunk;
@@ -495,13 +557,8 @@ impl QWeight {
         // left a light last tile: 40 rows ran at 75% of 32's speed); chunk-major, so that
         // the split of the task range hands each thread whole chunks and their weights stay
         // in its cache across the tiles.
-        // Rows per tile = per unpacked weight block: as many as the registers hold (the
-        // signed AVX-512 kernels keep no offset sums: 16, which halves the unpacking per row).
-        let mt = match (isa, &self.layout) {
-            (Isa::Avx512, Layout::Packed { .. }) => 8,
-            (Isa::Avx512, _) => 16,
-            _ => 4,
-        };
+        // Rows per tile = per unpacked weight block: as many as the registers hold.
+        let mt = if isa == Isa::Avx512 { 8 } else { 4 };
         let tiles = m.div_ceil(mt);
         let chunks = n.div_ceil(chunk);
         let y = SyncPtr(y.as_mut_ptr());
@@ -532,12 +589,7 @@ impl QWeight {
                         i += 4;
                         continue;
                     }
-                    8..=15 => {
-                        self.rows_dot::<8, _>(w, act, i, isa, |j, r| put(i)(j, r));
-                        i += 8;
-                        continue;
-                    }
-                    _ => self.rows_dot::<16, _>(w, act, i, isa, |j, r| put(i)(j, r)),
+                    _ => self.rows_dot::<8, _>(w, act, i, isa, |j, r| put(i)(j, r)),
                 }
                 i += step;
             }
@@ -566,7 +618,7 @@ impl QWeight {
         );
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 {
-            let xt = (&act.pairs[..], act.m, i);
+            let xt = (act.pairs(), act.m, i);
             // SAFETY: `isa` is Avx512 only when AVX-512 F/BW/VNNI (and AVX2, F16C) were
             // detected at run time and the rows have an even number of blocks; the kernels
             // assert the slice lengths.
@@ -601,6 +653,7 @@ impl QWeight {
                             signed_dot::<R, false, F>(raw, n, qs, nb, rows, xt, emit)
                         }
                     }
+                    Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
                 }
             }
             return;
@@ -625,6 +678,7 @@ impl QWeight {
                     Layout::Signed { scales, qs } => {
                         avx2::signed_dot::<R, false, F>(scales, qs, nb, rows, &xq, &xd, emit)
                     }
+                    Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
                 }
             }
             return;
@@ -637,7 +691,61 @@ impl QWeight {
                 let halves = matches!(scales, Scales::K6(_));
                 scalar_signed_dot(scales, halves, qs, nb, rows, &xq, &xd, emit)
             }
+            Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
         }
+    }
+}
+
+/// [`QWeight::matmul`] on a tiled weight: tasks of up to 8 activation rows times `chunk` (a
+/// multiple of 16) weight rows, chunk-major as in `matmul_impl`.
+fn tiled_matmul(
+    t: &tiled::Tiled,
+    act: &Q8Rows,
+    m: usize,
+    n: usize,
+    y: &mut [f32],
+    chunk: usize,
+    threads: usize,
+) {
+    const MT: usize = 8;
+    let (tiles, chunks) = (m.div_ceil(MT), n.div_ceil(chunk));
+    let y = SyncPtr(y.as_mut_ptr());
+    let task = |task: usize| {
+        let (i0, c) = (task % tiles * MT, task / tiles);
+        let i1 = (i0 + MT).min(m);
+        let groups = c * chunk / tiled::ROWS..((c + 1) * chunk).min(n) / tiled::ROWS;
+        let mut i = i0;
+        while i < i1 {
+            let step = match i1 - i {
+                s @ 1..=3 => s,
+                4..=7 => 4,
+                _ => 8,
+            };
+            let g = groups.clone();
+            // SAFETY: a weight is tiled only when its ISA is AVX-512 (`QWeight::with_isa`),
+            // which `Isa::detected` grants with F/BW/VNNI, AVX2, FMA and F16C present; rows
+            // i .. i + step of the groups' columns are this task's block of y, disjoint from
+            // every other task's.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                let y = y.at(0);
+                match step {
+                    1 => t.dot::<1>(g, act, i, y, n),
+                    2 => t.dot::<2>(g, act, i, y, n),
+                    3 => t.dot::<3>(g, act, i, y, n),
+                    4 => t.dot::<4>(g, act, i, y, n),
+                    _ => t.dot::<8>(g, act, i, y, n),
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (g, t, &y);
+            i += step;
+        }
+    };
+    if threads <= 1 || tiles * chunks == 1 {
+        (0..tiles * chunks).for_each(task);
+    } else if !crate::spin::run(tiles * chunks, &task) {
+        (0..tiles * chunks).into_par_iter().for_each(task);
     }
 }
 
@@ -674,13 +782,7 @@ fn quantized_input(
             }
         }
     }
-    #[allow(unused_mut)]
-    let mut act = Q8Rows::quantize(x, m, k, flavor);
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        act.pairs = act.to_pairs();
-    }
-    let act = Arc::new(act);
+    let act = Arc::new(Q8Rows::quantize(x, m, k, flavor));
     if let Some(id) = key {
         LAST_INPUT.with_borrow_mut(|last| *last = Some((id, flavor, isa, x.to_vec(), act.clone())));
     }
@@ -707,9 +809,9 @@ struct Q8Rows {
     codes: Vec<i8>,
     /// Per block: scale and scale * Σ codes.
     scales: Vec<[f32; 2]>,
-    /// For the AVX-512 kernels (`Q8Rows::to_pairs`).
+    /// For the AVX-512 row kernels (`Q8Rows::pairs`), made on first use.
     #[cfg(target_arch = "x86_64")]
-    pairs: Vec<avx512::Pair>,
+    pairs: std::sync::OnceLock<Vec<avx512::Pair>>,
 }
 
 impl Q8Rows {
@@ -732,12 +834,17 @@ impl Q8Rows {
             codes,
             scales,
             #[cfg(target_arch = "x86_64")]
-            pairs: Vec::new(),
+            pairs: std::sync::OnceLock::new(),
         }
     }
 
     /// The rows as the AVX-512 kernels read them: pair of blocks by pair, each pair's rows
     /// side by side (so one pointer reaches a group of rows).
+    #[cfg(target_arch = "x86_64")]
+    fn pairs(&self) -> &[avx512::Pair] {
+        self.pairs.get_or_init(|| self.to_pairs())
+    }
+
     #[cfg(target_arch = "x86_64")]
     fn to_pairs(&self) -> Vec<avx512::Pair> {
         let np = self.k / QK / 2;

@@ -49,8 +49,10 @@ fn shapes(dtype: GgmlDType) -> Vec<(usize, usize)> {
             (512, 256),
         ]
     } else {
-        // 96: an odd number of blocks per row (the AVX-512 kernels take them in pairs).
-        vec![(576, 67), (1536, 130), (64, 5), (576, 1), (96, 9)]
+        // 96: an odd number of blocks per row (the AVX-512 row kernels take them in pairs).
+        // Row counts that are multiples of 16 take the tiled AVX-512 kernels (Q4_0, Q4_1,
+        // Q8_0; Q4_K above), the others the row kernels.
+        vec![(576, 67), (1536, 130), (64, 5), (576, 1), (96, 9), (576, 64), (96, 48)]
     }
 }
 
@@ -193,6 +195,31 @@ fn matches_candle_on_all_types_and_shapes() {
                 assert!(rel_err(&y3, &y) < 1e-6, "{what}: QMat forward");
             }
         }
+    }
+}
+
+/// Weights of 16-row multiples take the tiled kernels where AVX-512 is present; the same
+/// weight limited to AVX2 is turned back into rows, and both agree.
+#[test]
+fn tiled_weights_turn_back_into_rows() {
+    let dev = Device::Cpu;
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K] {
+        let (n, k, m) = (48, 512, 5);
+        let wt = Tensor::from_vec(rand_vec(n * k, 11), (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        let x = rand_vec(m * k, 12);
+        let qw = QWeight::from_qtensor(&q).unwrap().unwrap();
+        assert_eq!(qw.tiled(), qw.isa() == Isa::Avx512, "{dtype:?}");
+        let deq = qw.dequantize();
+        let (mut y, mut y2) = (vec![0f32; m * n], vec![0f32; m * n]);
+        qw.matmul(&x, m, &mut y);
+        let rows = qw.with_isa(Isa::Avx2);
+        assert!(!rows.tiled());
+        assert_eq!(rows.dequantize(), deq, "{dtype:?}: untiled weights differ");
+        rows.matmul(&x, m, &mut y2);
+        assert!(rel_err(&y, &y2) < 1e-5, "{dtype:?}: tiled vs rows {}", rel_err(&y, &y2));
+        // And tiled again, to the same weights.
+        assert_eq!(rows.with_isa(Isa::Avx512).dequantize(), deq);
     }
 }
 

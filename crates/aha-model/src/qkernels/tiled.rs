@@ -1,0 +1,355 @@
+//! Sixteen weight rows interleaved for AVX-512 VNNI. Per 32-weight block, each `dpbusd` takes
+//! four codes of all sixteen rows (one i32 lane per row) against four activation codes broadcast
+//! to every lane: the lanes need no horizontal sums, a block's scales apply to sixteen rows in
+//! one multiply, the sixteen outputs are stored at once, and one unpacked block serves up to
+//! eight activation rows. The row layout's per-row kernel spent about three times the
+//! instructions per weight.
+//!
+//! Tiled types: Q4_0, Q4_1, Q4_K (chunk c of a block holds codes 4c..4c+4 of each row in its low
+//! nibbles and codes 16+4c..20+4c in its high ones, as the row layout's bytes 4c..4c+4) and Q8_0
+//! (codes + 128 as unsigned bytes, the 128 taken back through the offset term `m = -128 d`
+//! against the activations' `d Σx`). The others, and weights whose row count is not a multiple of
+//! sixteen, keep the row layout.
+
+use super::{Kind, Layout, Q8Rows, Scales, QK};
+use half::f16;
+use std::ops::Range;
+
+/// Weight rows per tile.
+pub(super) const ROWS: usize = 16;
+
+pub(super) struct Tiled {
+    /// Per (group of 16 rows, block), group-major: 4 chunks of 64 bytes (4-bit codes) or 8
+    /// (Q8_0), lane r (4 bytes) for row r.
+    codes: Vec<[u8; 64]>,
+    scales: TScales,
+    nb: usize,
+    eight: bool,
+}
+
+/// Per (group, block): the sixteen rows' scales.
+enum TScales {
+    /// An f16 `d` per row, `m = c * d`.
+    D { d: Vec<[f16; ROWS]>, c: f32 },
+    Dm {
+        d: Vec<[f16; ROWS]>,
+        m: Vec<[f16; ROWS]>,
+    },
+    K {
+        d: Vec<[f32; ROWS]>,
+        m: Vec<[f32; ROWS]>,
+    },
+}
+
+/// `out[(g, b)][r] = f(row 16 g + r, block b)`, group-major.
+fn gather<T: Copy + Default>(
+    groups: usize,
+    nb: usize,
+    f: impl Fn(usize, usize) -> T,
+) -> Vec<[T; ROWS]> {
+    let mut out = Vec::with_capacity(groups * nb);
+    for g in 0..groups {
+        for b in 0..nb {
+            out.push(std::array::from_fn(|r| f(ROWS * g + r, b)));
+        }
+    }
+    out
+}
+
+impl Tiled {
+    /// No rows (a placeholder while a layout is swapped).
+    pub(super) fn empty() -> Self {
+        Self {
+            codes: Vec::new(),
+            scales: TScales::D {
+                d: Vec::new(),
+                c: 0.0,
+            },
+            nb: 1,
+            eight: false,
+        }
+    }
+
+    /// The tiled form of an `[n, k]` weight's row `layout`, if its type and shape have one.
+    pub(super) fn tile(kind: Kind, layout: &Layout, n: usize, k: usize) -> Option<Self> {
+        let nb = k / QK;
+        if !n.is_multiple_of(ROWS) || n == 0 || nb == 0 {
+            return None;
+        }
+        let groups = n / ROWS;
+        let chunks = |per: usize, byte: &dyn Fn(usize, usize, usize) -> u8| {
+            let mut codes = Vec::with_capacity(groups * nb * per);
+            for g in 0..groups {
+                for b in 0..nb {
+                    for c in 0..per {
+                        codes.push(std::array::from_fn(|l| {
+                            byte((ROWS * g + l / 4) * nb + b, c, l % 4)
+                        }));
+                    }
+                }
+            }
+            codes
+        };
+        match (kind, layout) {
+            (Kind::Q4_0 | Kind::Q4_1 | Kind::Q4K, Layout::Packed { scales, qs, qh })
+                if qh.is_empty() =>
+            {
+                let scales = match scales {
+                    Scales::D { d, c } => TScales::D {
+                        d: gather(groups, nb, |j, b| d[j * nb + b]),
+                        c: *c,
+                    },
+                    Scales::Dm(dm) => TScales::Dm {
+                        d: gather(groups, nb, |j, b| dm[j * nb + b][0]),
+                        m: gather(groups, nb, |j, b| dm[j * nb + b][1]),
+                    },
+                    Scales::K(v) => TScales::K {
+                        d: gather(groups, nb, |j, b| v[j * nb + b][0]),
+                        m: gather(groups, nb, |j, b| v[j * nb + b][1]),
+                    },
+                    Scales::K6(_) => return None,
+                };
+                Some(Self {
+                    codes: chunks(4, &|blk, c, i| qs[blk][4 * c + i]),
+                    scales,
+                    nb,
+                    eight: false,
+                })
+            }
+            (
+                Kind::Q8_0,
+                Layout::Signed {
+                    scales: Scales::D { d, .. },
+                    qs,
+                },
+            ) => Some(Self {
+                codes: chunks(8, &|blk, c, i| (qs[blk][4 * c + i] as u8) ^ 0x80),
+                scales: TScales::D {
+                    d: gather(groups, nb, |j, b| d[j * nb + b]),
+                    c: -128.0,
+                },
+                nb,
+                eight: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The row layout back, exactly.
+    pub(super) fn untile(&self) -> Layout {
+        let nb = self.nb;
+        let per = if self.eight { 8 } else { 4 };
+        let groups = self.codes.len() / (nb * per);
+        let n = groups * ROWS;
+        // (row j, block b), row-major, from (group, block) and lane.
+        let at = |j: usize, b: usize| ((j / ROWS) * nb + b, j % ROWS);
+        let byte = |j: usize, b: usize, c: usize, i: usize| {
+            let (t, r) = at(j, b);
+            self.codes[t * per + c][4 * r + i]
+        };
+        let lanes = |x: usize| at(x / nb, x % nb);
+        let d16 = |v: &[[f16; ROWS]]| -> Vec<f16> {
+            (0..n * nb)
+                .map(|x| lanes(x))
+                .map(|(t, r)| v[t][r])
+                .collect()
+        };
+        let d32 = |v: &[[f32; ROWS]]| -> Vec<f32> {
+            (0..n * nb)
+                .map(|x| lanes(x))
+                .map(|(t, r)| v[t][r])
+                .collect()
+        };
+        let scales = match (&self.scales, self.eight) {
+            (TScales::D { d, .. }, true) => {
+                return Layout::Signed {
+                    scales: Scales::D { d: d16(d), c: 0.0 },
+                    qs: (0..n * nb)
+                        .map(|x| {
+                            std::array::from_fn(|l| {
+                                (byte(x / nb, x % nb, l / 4, l % 4) ^ 0x80) as i8
+                            })
+                        })
+                        .collect(),
+                }
+            }
+            (TScales::D { d, c }, false) => Scales::D { d: d16(d), c: *c },
+            (TScales::Dm { d, m }, _) => Scales::Dm(
+                d16(d)
+                    .into_iter()
+                    .zip(d16(m))
+                    .map(|(d, m)| [d, m])
+                    .collect(),
+            ),
+            (TScales::K { d, m }, _) => Scales::K(
+                d32(d)
+                    .into_iter()
+                    .zip(d32(m))
+                    .map(|(d, m)| [d, m])
+                    .collect(),
+            ),
+        };
+        Layout::Packed {
+            scales,
+            qs: (0..n * nb)
+                .map(|x| std::array::from_fn(|l| byte(x / nb, x % nb, l / 4, l % 4)))
+                .collect(),
+            qh: Vec::new(),
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        use std::mem::size_of_val;
+        size_of_val(&self.codes[..])
+            + match &self.scales {
+                TScales::D { d, .. } => size_of_val(&d[..]),
+                TScales::Dm { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
+                TScales::K { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
+            }
+    }
+
+    /// Rows `16 g .. 16 g + 16` for `g` in `groups` of `y[i + r, ..]` (row stride `n`), for
+    /// activation rows `i .. i + R`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI, AVX2, FMA and F16C must be present; `y` must be valid for those
+    /// writes, and nothing else may touch them meanwhile.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn dot<const R: usize>(
+        &self,
+        groups: Range<usize>,
+        act: &Q8Rows,
+        i: usize,
+        y: *mut f32,
+        n: usize,
+    ) {
+        assert!(groups.end * ROWS <= n && i + R <= act.m && act.k == self.nb * QK);
+        let per = if self.eight { 8 } else { 4 };
+        assert!(self.codes.len() >= groups.end * self.nb * per);
+        let xq: [*const i8; R] = std::array::from_fn(|r| act.codes(i + r).as_ptr());
+        let xd: [*const [f32; 2]; R] = std::array::from_fn(|r| act.scales(i + r).as_ptr());
+        let y: [*mut f32; R] = std::array::from_fn(|r| y.add((i + r) * n));
+        let c = self.codes.as_ptr();
+        let nb = self.nb;
+        use avx512::{dot, Raw, D, DM, K};
+        match (&self.scales, self.eight) {
+            (TScales::D { d, c: off }, true) => {
+                let raw = Raw::new(d.as_ptr() as _, std::ptr::null(), *off);
+                dot::<R, true, D>(c, raw, nb, groups, xq, xd, y)
+            }
+            (TScales::D { d, c: off }, false) => {
+                let raw = Raw::new(d.as_ptr() as _, std::ptr::null(), *off);
+                dot::<R, false, D>(c, raw, nb, groups, xq, xd, y)
+            }
+            (TScales::Dm { d, m }, _) => {
+                let raw = Raw::new(d.as_ptr() as _, m.as_ptr() as _, 0.0);
+                dot::<R, false, DM>(c, raw, nb, groups, xq, xd, y)
+            }
+            (TScales::K { d, m }, _) => {
+                let raw = Raw::new(d.as_ptr() as _, m.as_ptr() as _, 0.0);
+                dot::<R, false, K>(c, raw, nb, groups, xq, xd, y)
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{QK, ROWS};
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// The tile scales as raw pointers (`d`, `m` per (group, block), 16 rows each) and the
+    /// offset factor of the `D` form.
+    #[derive(Clone, Copy)]
+    pub(super) struct Raw {
+        d: *const u8,
+        m: *const u8,
+        c: f32,
+    }
+
+    impl Raw {
+        pub(super) fn new(d: *const u8, m: *const u8, c: f32) -> Self {
+            Self { d, m, c }
+        }
+    }
+
+    /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; f32 `d` and `m`.
+    pub(super) const D: u8 = 0;
+    pub(super) const DM: u8 = 1;
+    pub(super) const K: u8 = 2;
+
+    /// See `Tiled::dot`; `EIGHT`: 8-bit codes (8 chunks a block), else nibbles (4).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn dot<const R: usize, const EIGHT: bool, const S: u8>(
+        codes: *const [u8; 64],
+        sc: Raw,
+        nb: usize,
+        groups: Range<usize>,
+        xq: [*const i8; R],
+        xd: [*const [f32; 2]; R],
+        y: [*mut f32; R],
+    ) {
+        let per = if EIGHT { 8 } else { 4 };
+        let low = _mm512_set1_epi8(0x0F);
+        for g in groups {
+            let mut acc = [_mm512_setzero_ps(); R];
+            for b in 0..nb {
+                let t = g * nb + b;
+                let base = codes.add(t * per) as *const __m512i;
+                // w[q]: codes 4q .. 4q + 4 of each row (the nibbles' high halves are 16..32).
+                let mut w = [_mm512_setzero_si512(); 8];
+                if EIGHT {
+                    for (q, w) in w.iter_mut().enumerate() {
+                        *w = _mm512_loadu_si512(base.add(q));
+                    }
+                } else {
+                    for q in 0..4 {
+                        let raw = _mm512_loadu_si512(base.add(q));
+                        w[q] = _mm512_and_si512(raw, low);
+                        w[q + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+                    }
+                }
+                let (d, m) = match S {
+                    D => {
+                        let d = _mm512_cvtph_ps(_mm256_loadu_si256(
+                            (sc.d as *const [u16; ROWS]).add(t) as *const __m256i,
+                        ));
+                        (d, _mm512_mul_ps(d, _mm512_set1_ps(sc.c)))
+                    }
+                    DM => (
+                        _mm512_cvtph_ps(_mm256_loadu_si256(
+                            (sc.d as *const [u16; ROWS]).add(t) as *const __m256i
+                        )),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(
+                            (sc.m as *const [u16; ROWS]).add(t) as *const __m256i
+                        )),
+                    ),
+                    _ => (
+                        _mm512_loadu_ps((sc.d as *const [f32; ROWS]).add(t) as *const f32),
+                        _mm512_loadu_ps((sc.m as *const [f32; ROWS]).add(t) as *const f32),
+                    ),
+                };
+                for r in 0..R {
+                    let xp = xq[r].add(b * QK) as *const i32;
+                    // Two chains, so that a lone row does not wait on each dpbusd in turn.
+                    let mut s0 = _mm512_setzero_si512();
+                    let mut s1 = _mm512_setzero_si512();
+                    for q in (0..8).step_by(2) {
+                        let x0 = _mm512_set1_epi32(xp.add(q).read_unaligned());
+                        let x1 = _mm512_set1_epi32(xp.add(q + 1).read_unaligned());
+                        s0 = _mm512_dpbusd_epi32(s0, w[q], x0);
+                        s1 = _mm512_dpbusd_epi32(s1, w[q + 1], x1);
+                    }
+                    let s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+                    let [dx, sx] = *xd[r].add(b);
+                    acc[r] = _mm512_fmadd_ps(s, _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc[r]);
+                    acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(sx), acc[r]);
+                }
+            }
+            for r in 0..R {
+                _mm512_storeu_ps(y[r].add(ROWS * g), acc[r]);
+            }
+        }
+    }
+}
