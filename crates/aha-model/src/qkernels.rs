@@ -708,6 +708,9 @@ fn tiled_matmul(
     threads: usize,
 ) {
     const MT: usize = 8;
+    if t.needs_half_sums() {
+        act.half_sums(0);
+    }
     let (tiles, chunks) = (m.div_ceil(MT), n.div_ceil(chunk));
     let y = SyncPtr(y.as_mut_ptr());
     let task = |task: usize| {
@@ -812,6 +815,9 @@ struct Q8Rows {
     /// For the AVX-512 row kernels (`Q8Rows::pairs`), made on first use.
     #[cfg(target_arch = "x86_64")]
     pairs: std::sync::OnceLock<Vec<avx512::Pair>>,
+    /// Per block: scale * Σ codes over codes 0..16 and 16..32 (for the tiled Q6_K kernel),
+    /// made on first use.
+    half_sums: std::sync::OnceLock<Vec<[f32; 2]>>,
 }
 
 impl Q8Rows {
@@ -835,6 +841,7 @@ impl Q8Rows {
             scales,
             #[cfg(target_arch = "x86_64")]
             pairs: std::sync::OnceLock::new(),
+            half_sums: std::sync::OnceLock::new(),
         }
     }
 
@@ -861,6 +868,22 @@ impl Q8Rows {
             }
         }
         out
+    }
+
+    /// Row `i`'s `half_sums`.
+    fn half_sums(&self, i: usize) -> &[[f32; 2]] {
+        let all = self.half_sums.get_or_init(|| {
+            self.codes
+                .chunks_exact(QK)
+                .zip(&self.scales)
+                .map(|(c, &[d, _])| {
+                    let sum = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>() as f32;
+                    [d * sum(&c[..16]), d * sum(&c[16..])]
+                })
+                .collect()
+        });
+        let nb = self.k / QK;
+        &all[i * nb..(i + 1) * nb]
     }
 
     fn codes(&self, i: usize) -> &[i8] {

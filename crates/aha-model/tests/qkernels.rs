@@ -52,7 +52,15 @@ fn shapes(dtype: GgmlDType) -> Vec<(usize, usize)> {
         // 96: an odd number of blocks per row (the AVX-512 row kernels take them in pairs).
         // Row counts that are multiples of 16 take the tiled AVX-512 kernels (Q4_0, Q4_1,
         // Q8_0; Q4_K above), the others the row kernels.
-        vec![(576, 67), (1536, 130), (64, 5), (576, 1), (96, 9), (576, 64), (96, 48)]
+        vec![
+            (576, 67),
+            (1536, 130),
+            (64, 5),
+            (576, 1),
+            (96, 9),
+            (576, 64),
+            (96, 48),
+        ]
     }
 }
 
@@ -198,12 +206,12 @@ fn matches_candle_on_all_types_and_shapes() {
     }
 }
 
-/// Weights of 16-row multiples take the tiled kernels where AVX-512 is present; the same
-/// weight limited to AVX2 is turned back into rows, and both agree.
+/// Weights of 16-row multiples take the tiled kernels where AVX-512 is present (every type);
+/// the same weight limited to AVX2 is turned back into rows, and both agree.
 #[test]
 fn tiled_weights_turn_back_into_rows() {
     let dev = Device::Cpu;
-    for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K] {
+    for dtype in TYPES {
         let (n, k, m) = (48, 512, 5);
         let wt = Tensor::from_vec(rand_vec(n * k, 11), (n, k), &dev).unwrap();
         let q = QTensor::quantize(&wt, dtype).unwrap();
@@ -217,7 +225,11 @@ fn tiled_weights_turn_back_into_rows() {
         assert!(!rows.tiled());
         assert_eq!(rows.dequantize(), deq, "{dtype:?}: untiled weights differ");
         rows.matmul(&x, m, &mut y2);
-        assert!(rel_err(&y, &y2) < 1e-5, "{dtype:?}: tiled vs rows {}", rel_err(&y, &y2));
+        assert!(
+            rel_err(&y, &y2) < 1e-5,
+            "{dtype:?}: tiled vs rows {}",
+            rel_err(&y, &y2)
+        );
         // And tiled again, to the same weights.
         assert_eq!(rows.with_isa(Isa::Avx512).dequantize(), deq);
     }

@@ -5,11 +5,13 @@
 //! eight activation rows. The row layout's per-row kernel spent about three times the
 //! instructions per weight.
 //!
-//! Tiled types: Q4_0, Q4_1, Q4_K (chunk c of a block holds codes 4c..4c+4 of each row in its low
-//! nibbles and codes 16+4c..20+4c in its high ones, as the row layout's bytes 4c..4c+4) and Q8_0
-//! (codes + 128 as unsigned bytes, the 128 taken back through the offset term `m = -128 d`
-//! against the activations' `d Σx`). The others, and weights whose row count is not a multiple of
-//! sixteen, keep the row layout.
+//! Every type of the row layout is tiled: Q4_0, Q4_1, Q4_K (chunk c of a block holds codes
+//! 4c..4c+4 of each row in its low nibbles and codes 16+4c..20+4c in its high ones, as the row
+//! layout's bytes 4c..4c+4); Q5_0, Q5_1, Q5_K the same plus, per group of four codes, a 64-bit
+//! mask of their fifth bits (one masked byte add); Q8_0 as codes + 128 in unsigned bytes, the 128
+//! taken back through the offset term `m = -128 d` against the activations' `d Σx`; Q6_K as
+//! codes + 32 with a scale per 16 weights, the 32 taken back against the activations' sums per
+//! 16. Weights whose row count is not a multiple of sixteen keep the row layout.
 
 use super::{Kind, Layout, Q8Rows, Scales, QK};
 use half::f16;
@@ -22,6 +24,9 @@ pub(super) struct Tiled {
     /// Per (group of 16 rows, block), group-major: 4 chunks of 64 bytes (4-bit codes) or 8
     /// (Q8_0), lane r (4 bytes) for row r.
     codes: Vec<[u8; 64]>,
+    /// 5-bit types: per (group, block), for codes 4q .. 4q + 4 (q = 0..8), bit 4r + i set
+    /// when code 4q + i of row r has its fifth bit.
+    highs: Vec<[u64; 8]>,
     scales: TScales,
     nb: usize,
     eight: bool,
@@ -38,6 +43,11 @@ enum TScales {
     K {
         d: Vec<[f32; ROWS]>,
         m: Vec<[f32; ROWS]>,
+    },
+    /// Q6_K: the scales of each row's two 16-weight halves (`m = -32 d` for each).
+    K6 {
+        d0: Vec<[f32; ROWS]>,
+        d1: Vec<[f32; ROWS]>,
     },
 }
 
@@ -61,6 +71,7 @@ impl Tiled {
     pub(super) fn empty() -> Self {
         Self {
             codes: Vec::new(),
+            highs: Vec::new(),
             scales: TScales::D {
                 d: Vec::new(),
                 c: 0.0,
@@ -91,9 +102,7 @@ impl Tiled {
             codes
         };
         match (kind, layout) {
-            (Kind::Q4_0 | Kind::Q4_1 | Kind::Q4K, Layout::Packed { scales, qs, qh })
-                if qh.is_empty() =>
-            {
+            (_, Layout::Packed { scales, qs, qh }) => {
                 let scales = match scales {
                     Scales::D { d, c } => TScales::D {
                         d: gather(groups, nb, |j, b| d[j * nb + b]),
@@ -109,8 +118,25 @@ impl Tiled {
                     },
                     Scales::K6(_) => return None,
                 };
+                let mut highs = Vec::new();
+                if !qh.is_empty() {
+                    highs.reserve(groups * nb);
+                    for g in 0..groups {
+                        for b in 0..nb {
+                            highs.push(std::array::from_fn(|q| {
+                                let mut mask = 0u64;
+                                for r in 0..ROWS {
+                                    let h = qh[(ROWS * g + r) * nb + b];
+                                    mask |= (((h >> (4 * q)) & 0xF) as u64) << (4 * r);
+                                }
+                                mask
+                            }));
+                        }
+                    }
+                }
                 Some(Self {
                     codes: chunks(4, &|blk, c, i| qs[blk][4 * c + i]),
+                    highs,
                     scales,
                     nb,
                     eight: false,
@@ -124,9 +150,26 @@ impl Tiled {
                 },
             ) => Some(Self {
                 codes: chunks(8, &|blk, c, i| (qs[blk][4 * c + i] as u8) ^ 0x80),
+                highs: Vec::new(),
                 scales: TScales::D {
                     d: gather(groups, nb, |j, b| d[j * nb + b]),
                     c: -128.0,
+                },
+                nb,
+                eight: true,
+            }),
+            (
+                Kind::Q6K,
+                Layout::Signed {
+                    scales: Scales::K6(v),
+                    qs,
+                },
+            ) => Some(Self {
+                codes: chunks(8, &|blk, c, i| (qs[blk][4 * c + i] + 32) as u8),
+                highs: Vec::new(),
+                scales: TScales::K6 {
+                    d0: gather(groups, nb, |j, b| v[j * nb + b][0]),
+                    d1: gather(groups, nb, |j, b| v[j * nb + b][1]),
                 },
                 nb,
                 eight: true,
@@ -161,6 +204,22 @@ impl Tiled {
                 .collect()
         };
         let scales = match (&self.scales, self.eight) {
+            (TScales::K6 { d0, d1 }, _) => {
+                return Layout::Signed {
+                    scales: Scales::K6(
+                        d32(d0)
+                            .into_iter()
+                            .zip(d32(d1))
+                            .map(|(a, b)| [a, b])
+                            .collect(),
+                    ),
+                    qs: (0..n * nb)
+                        .map(|x| {
+                            std::array::from_fn(|l| byte(x / nb, x % nb, l / 4, l % 4) as i8 - 32)
+                        })
+                        .collect(),
+                }
+            }
             (TScales::D { d, .. }, true) => {
                 return Layout::Signed {
                     scales: Scales::D { d: d16(d), c: 0.0 },
@@ -194,7 +253,18 @@ impl Tiled {
             qs: (0..n * nb)
                 .map(|x| std::array::from_fn(|l| byte(x / nb, x % nb, l / 4, l % 4)))
                 .collect(),
-            qh: Vec::new(),
+            qh: if self.highs.is_empty() {
+                Vec::new()
+            } else {
+                (0..n * nb)
+                    .map(|x| {
+                        let (t, r) = lanes(x);
+                        (0..8).fold(0u32, |h, q| {
+                            h | ((((self.highs[t][q] >> (4 * r)) & 0xF) as u32) << (4 * q))
+                        })
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -205,7 +275,9 @@ impl Tiled {
                 TScales::D { d, .. } => size_of_val(&d[..]),
                 TScales::Dm { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
                 TScales::K { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
+                TScales::K6 { d0, d1 } => size_of_val(&d0[..]) + size_of_val(&d1[..]),
             }
+            + size_of_val(&self.highs[..])
     }
 
     /// Rows `16 g .. 16 g + 16` for `g` in `groups` of `y[i + r, ..]` (row stride `n`), for
@@ -230,26 +302,85 @@ impl Tiled {
         let xd: [*const [f32; 2]; R] = std::array::from_fn(|r| act.scales(i + r).as_ptr());
         let y: [*mut f32; R] = std::array::from_fn(|r| y.add((i + r) * n));
         let c = self.codes.as_ptr();
+        let h = self.highs.as_ptr();
         let nb = self.nb;
-        use avx512::{dot, Raw, D, DM, K};
-        match (&self.scales, self.eight) {
-            (TScales::D { d, c: off }, true) => {
-                let raw = Raw::new(d.as_ptr() as _, std::ptr::null(), *off);
-                dot::<R, true, D>(c, raw, nb, groups, xq, xd, y)
-            }
-            (TScales::D { d, c: off }, false) => {
-                let raw = Raw::new(d.as_ptr() as _, std::ptr::null(), *off);
-                dot::<R, false, D>(c, raw, nb, groups, xq, xd, y)
-            }
-            (TScales::Dm { d, m }, _) => {
-                let raw = Raw::new(d.as_ptr() as _, m.as_ptr() as _, 0.0);
-                dot::<R, false, DM>(c, raw, nb, groups, xq, xd, y)
-            }
-            (TScales::K { d, m }, _) => {
-                let raw = Raw::new(d.as_ptr() as _, m.as_ptr() as _, 0.0);
-                dot::<R, false, K>(c, raw, nb, groups, xq, xd, y)
-            }
+        assert!(self.highs.is_empty() || self.highs.len() >= groups.end * nb);
+        let half_sums: [*const [f32; 2]; R] = match self.scales {
+            TScales::K6 { .. } => std::array::from_fn(|r| act.half_sums(i + r).as_ptr()),
+            _ => [std::ptr::null(); R],
+        };
+        let x = avx512::Rows {
+            xq,
+            xd,
+            half_sums,
+            y,
+        };
+        use avx512::{dot, Raw, D, DM, K, K6};
+        let raw = |d: *const u8, m: *const u8, c: f32| Raw::new(d, m, h, c);
+        let five = !self.highs.is_empty();
+        match (&self.scales, self.eight, five) {
+            (TScales::D { d, c: off }, true, _) => dot::<R, true, false, D>(
+                c,
+                raw(d.as_ptr() as _, std::ptr::null(), *off),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::K6 { d0, d1 }, _, _) => dot::<R, true, false, K6>(
+                c,
+                raw(d0.as_ptr() as _, d1.as_ptr() as _, 0.0),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::D { d, c: off }, false, false) => dot::<R, false, false, D>(
+                c,
+                raw(d.as_ptr() as _, std::ptr::null(), *off),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::D { d, c: off }, false, true) => dot::<R, false, true, D>(
+                c,
+                raw(d.as_ptr() as _, std::ptr::null(), *off),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::Dm { d, m }, _, false) => dot::<R, false, false, DM>(
+                c,
+                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::Dm { d, m }, _, true) => dot::<R, false, true, DM>(
+                c,
+                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::K { d, m }, _, false) => dot::<R, false, false, K>(
+                c,
+                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
+                nb,
+                groups,
+                x,
+            ),
+            (TScales::K { d, m }, _, true) => dot::<R, false, true, K>(
+                c,
+                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
+                nb,
+                groups,
+                x,
+            ),
         }
+    }
+
+    /// Whether the kernels need the activations' sums per 16 (`Q8Rows::half_sums`).
+    pub(super) fn needs_half_sums(&self) -> bool {
+        matches!(self.scales, TScales::K6 { .. })
     }
 }
 
@@ -259,39 +390,64 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    /// The tile scales as raw pointers (`d`, `m` per (group, block), 16 rows each) and the
-    /// offset factor of the `D` form.
+    /// The tile scales as raw pointers (`d`, `m` per (group, block), 16 rows each; Q6_K's two
+    /// halves' `d` in `d` and `m`), the fifth-bit masks, and the offset factor of the `D` form.
     #[derive(Clone, Copy)]
     pub(super) struct Raw {
         d: *const u8,
         m: *const u8,
+        h: *const [u64; 8],
         c: f32,
     }
 
     impl Raw {
-        pub(super) fn new(d: *const u8, m: *const u8, c: f32) -> Self {
-            Self { d, m, c }
+        pub(super) fn new(d: *const u8, m: *const u8, h: *const [u64; 8], c: f32) -> Self {
+            Self { d, m, h, c }
         }
     }
 
-    /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; f32 `d` and `m`.
+    /// Per activation row: its codes, block scales, sums per 16 (Q6_K only) and output row.
+    pub(super) struct Rows<const R: usize> {
+        pub xq: [*const i8; R],
+        pub xd: [*const [f32; 2]; R],
+        pub half_sums: [*const [f32; 2]; R],
+        pub y: [*mut f32; R],
+    }
+
+    /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; f32 `d` and `m`; f32 `d` per
+    /// 16 weights with `m = -32 d` (Q6_K).
     pub(super) const D: u8 = 0;
     pub(super) const DM: u8 = 1;
     pub(super) const K: u8 = 2;
+    pub(super) const K6: u8 = 3;
 
-    /// See `Tiled::dot`; `EIGHT`: 8-bit codes (8 chunks a block), else nibbles (4).
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot<const R: usize, const EIGHT: bool, const S: u8>(
+    unsafe fn f16x16(p: *const u8, t: usize) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(
+            (p as *const [u16; ROWS]).add(t) as *const __m256i
+        ))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn f32x16(p: *const u8, t: usize) -> __m512 {
+        _mm512_loadu_ps((p as *const [f32; ROWS]).add(t) as *const f32)
+    }
+
+    /// See `Tiled::dot`; `EIGHT`: 8-bit codes (8 chunks a block), else nibbles (4); `H`:
+    /// fifth bits.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn dot<const R: usize, const EIGHT: bool, const H: bool, const S: u8>(
         codes: *const [u8; 64],
         sc: Raw,
         nb: usize,
         groups: Range<usize>,
-        xq: [*const i8; R],
-        xd: [*const [f32; 2]; R],
-        y: [*mut f32; R],
+        x: Rows<R>,
     ) {
         let per = if EIGHT { 8 } else { 4 };
         let low = _mm512_set1_epi8(0x0F);
+        let bit4 = _mm512_set1_epi8(0x10);
         for g in groups {
             let mut acc = [_mm512_setzero_ps(); R];
             for b in 0..nb {
@@ -310,45 +466,58 @@ mod avx512 {
                         w[q + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
                     }
                 }
+                if H {
+                    let masks = &*sc.h.add(t);
+                    for q in 0..8 {
+                        w[q] = _mm512_mask_add_epi8(w[q], masks[q], w[q], bit4);
+                    }
+                }
+                // (d, m), or Q6_K's two halves' d.
                 let (d, m) = match S {
                     D => {
-                        let d = _mm512_cvtph_ps(_mm256_loadu_si256(
-                            (sc.d as *const [u16; ROWS]).add(t) as *const __m256i,
-                        ));
+                        let d = f16x16(sc.d, t);
                         (d, _mm512_mul_ps(d, _mm512_set1_ps(sc.c)))
                     }
-                    DM => (
-                        _mm512_cvtph_ps(_mm256_loadu_si256(
-                            (sc.d as *const [u16; ROWS]).add(t) as *const __m256i
-                        )),
-                        _mm512_cvtph_ps(_mm256_loadu_si256(
-                            (sc.m as *const [u16; ROWS]).add(t) as *const __m256i
-                        )),
-                    ),
-                    _ => (
-                        _mm512_loadu_ps((sc.d as *const [f32; ROWS]).add(t) as *const f32),
-                        _mm512_loadu_ps((sc.m as *const [f32; ROWS]).add(t) as *const f32),
-                    ),
+                    DM => (f16x16(sc.d, t), f16x16(sc.m, t)),
+                    _ => (f32x16(sc.d, t), f32x16(sc.m, t)),
                 };
                 for r in 0..R {
-                    let xp = xq[r].add(b * QK) as *const i32;
-                    // Two chains, so that a lone row does not wait on each dpbusd in turn.
+                    let xp = x.xq[r].add(b * QK) as *const i32;
+                    // Two chains (codes 0..16 and 16..32), so that a lone row does not wait on
+                    // each dpbusd in turn; Q6_K scales them apart.
                     let mut s0 = _mm512_setzero_si512();
                     let mut s1 = _mm512_setzero_si512();
-                    for q in (0..8).step_by(2) {
+                    for q in 0..4 {
                         let x0 = _mm512_set1_epi32(xp.add(q).read_unaligned());
-                        let x1 = _mm512_set1_epi32(xp.add(q + 1).read_unaligned());
+                        let x1 = _mm512_set1_epi32(xp.add(q + 4).read_unaligned());
                         s0 = _mm512_dpbusd_epi32(s0, w[q], x0);
-                        s1 = _mm512_dpbusd_epi32(s1, w[q + 1], x1);
+                        s1 = _mm512_dpbusd_epi32(s1, w[q + 4], x1);
                     }
-                    let s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-                    let [dx, sx] = *xd[r].add(b);
-                    acc[r] = _mm512_fmadd_ps(s, _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc[r]);
-                    acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(sx), acc[r]);
+                    let [dx, sx] = *x.xd[r].add(b);
+                    let dx = _mm512_set1_ps(dx);
+                    if S == K6 {
+                        let [h0, h1] = *x.half_sums[r].add(b);
+                        let (d0, d1) = (d, m);
+                        acc[r] =
+                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(d0, dx), acc[r]);
+                        acc[r] =
+                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), acc[r]);
+                        // Codes + 32: less 32 d Σx per half.
+                        let m0 = _mm512_mul_ps(d0, _mm512_set1_ps(-32.0 * h0));
+                        acc[r] = _mm512_fmadd_ps(
+                            d1,
+                            _mm512_set1_ps(-32.0 * h1),
+                            _mm512_add_ps(acc[r], m0),
+                        );
+                    } else {
+                        let s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+                        acc[r] = _mm512_fmadd_ps(s, _mm512_mul_ps(d, dx), acc[r]);
+                        acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(sx), acc[r]);
+                    }
                 }
             }
             for r in 0..R {
-                _mm512_storeu_ps(y[r].add(ROWS * g), acc[r]);
+                _mm512_storeu_ps(x.y[r].add(ROWS * g), acc[r]);
             }
         }
     }
