@@ -87,10 +87,12 @@ enum Scales {
     D { d: Vec<f16>, c: f32 },
     /// An f16 `d` and `m` per block (Q4_1, Q5_1).
     Dm(Vec<[f16; 2]>),
-    /// Q4_K, Q5_K: f32 `d` and `m` per block, the super-block's f16 `d` and `dmin` times the
-    /// 6-bit sub-scales. (Kept multiplied out: doing it in the decode kernel saved 2.5 bytes
-    /// per block and cost 7% of Q4_K's decode speed.)
-    K(Vec<[f32; 2]>),
+    /// Q4_K, Q5_K: an f16 `d` and `dmin` per 8 blocks, a 6-bit scale and min per block:
+    /// `d * sc` and `-dmin * mn`.
+    K {
+        sup: Vec<[f16; 2]>,
+        sm: Vec<[u8; 2]>,
+    },
     /// Q6_K: the f32 scales of the two 16-weight halves (`d` times the i8 sub-scales).
     K6(Vec<[f32; 2]>),
 }
@@ -106,7 +108,11 @@ impl Scales {
                 [d, c * d]
             }
             Self::Dm(dm) => [dm[b][0].to_f32(), dm[b][1].to_f32()],
-            Self::K(v) | Self::K6(v) => v[b],
+            Self::K { sup, sm } => {
+                let ([d, dmin], [sc, mn]) = (sup[b / 8], sm[b]);
+                [d.to_f32() * sc as f32, -dmin.to_f32() * mn as f32]
+            }
+            Self::K6(v) => v[b],
         }
     }
 
@@ -114,7 +120,8 @@ impl Scales {
         match self {
             Self::D { d, .. } => d.len(),
             Self::Dm(dm) => dm.len(),
-            Self::K(v) | Self::K6(v) => v.len(),
+            Self::K { sm, .. } => sm.len(),
+            Self::K6(v) => v.len(),
         }
     }
 
@@ -123,7 +130,8 @@ impl Scales {
         match self {
             Self::D { d, .. } => size_of_val(&d[..]),
             Self::Dm(dm) => size_of_val(&dm[..]),
-            Self::K(v) | Self::K6(v) => size_of_val(&v[..]),
+            Self::K { sup, sm } => size_of_val(&sup[..]) + size_of_val(&sm[..]),
+            Self::K6(v) => size_of_val(&v[..]),
         }
     }
 }
@@ -236,7 +244,8 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 struct Packer {
     d: Vec<f16>,
     dm: Vec<[f16; 2]>,
-    kdm: Vec<[f32; 2]>,
+    sup: Vec<[f16; 2]>,
+    sm: Vec<[u8; 2]>,
     k6: Vec<[f32; 2]>,
     qs: Vec<[u8; 16]>,
     qh: Vec<u32>,
@@ -280,7 +289,7 @@ impl Packer {
             Kind::Q4K | Kind::Q5K => {
                 // d, dmin, 12 scale bytes, (Q5_K: 32 bytes of high bits), 128 bytes of
                 // nibbles: each 32 bytes hold sub-block 2c (low nibbles) and 2c + 1 (high).
-                let (d, dmin) = (f16_at(b, 0).to_f32(), f16_at(b, 2).to_f32());
+                self.sup.push([f16_at(b, 0), f16_at(b, 2)]);
                 let scales = &b[4..16];
                 let five = kind == Kind::Q5K;
                 let (qh, ql) = if five {
@@ -290,7 +299,7 @@ impl Packer {
                 };
                 for s in 0..8 {
                     let (sc, mn) = scale_min_k4(s, scales);
-                    self.kdm.push([d * sc as f32, -dmin * mn as f32]);
+                    self.sm.push([sc, mn]);
                     let bytes = &ql[(s / 2) * 32..(s / 2) * 32 + 32];
                     let codes: [u8; 32] = std::array::from_fn(|l| {
                         let lo = if s % 2 == 0 {
@@ -351,7 +360,10 @@ impl Packer {
                     Kind::Q4_0 => d(-8.0),
                     Kind::Q5_0 => d(-16.0),
                     Kind::Q4_1 | Kind::Q5_1 => Scales::Dm(self.dm),
-                    _ => Scales::K(self.kdm),
+                    _ => Scales::K {
+                        sup: self.sup,
+                        sm: self.sm,
+                    },
                 },
                 qs: self.qs,
                 qh: self.qh,
@@ -1228,6 +1240,7 @@ mod avx512 {
     #[derive(Clone, Copy)]
     pub(super) struct RawScales {
         a: *const u8,
+        b: *const u8,
         c: f32,
     }
 
@@ -1238,19 +1251,21 @@ mod avx512 {
 
     impl RawScales {
         pub(super) fn new(s: &Scales) -> Self {
-            let (a, c) = match s {
-                Scales::D { d, c } => (d.as_ptr() as *const u8, *c),
-                Scales::Dm(dm) => (dm.as_ptr() as *const u8, 0.0),
-                Scales::K(v) | Scales::K6(v) => (v.as_ptr() as *const u8, 0.0),
+            let none = std::ptr::null();
+            let (a, b, c) = match s {
+                Scales::D { d, c } => (d.as_ptr() as *const u8, none, *c),
+                Scales::Dm(dm) => (dm.as_ptr() as *const u8, none, 0.0),
+                Scales::K { sup, sm } => (sup.as_ptr() as *const u8, sm.as_ptr() as *const u8, 0.0),
+                Scales::K6(v) => (v.as_ptr() as *const u8, none, 0.0),
             };
-            Self { a, c }
+            Self { a, b, c }
         }
 
         pub(super) fn form(s: &Scales) -> u8 {
             match s {
                 Scales::D { .. } => D,
                 Scales::Dm(_) => DM,
-                Scales::K(_) => K,
+                Scales::K { .. } => K,
                 Scales::K6(_) => K6,
             }
         }
@@ -1270,6 +1285,15 @@ mod avx512 {
             DM => _mm_cvtph_ps(_mm_loadl_epi64(
                 (s.a as *const [f16; 2]).add(b) as *const __m128i
             )),
+            K => {
+                let sd = half2((s.a as *const [f16; 2]).add(b / 8) as *const f16);
+                let sd = _mm_xor_ps(_mm_movelh_ps(sd, sd), _mm_set_ps(-0.0, 0.0, -0.0, 0.0));
+                let bytes = ((s.b as *const [u8; 2]).add(b) as *const i32).read_unaligned();
+                _mm_mul_ps(
+                    sd,
+                    _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes))),
+                )
+            }
             _ => _mm_loadu_ps((s.a as *const [f32; 2]).add(b) as *const f32),
         }
     }

@@ -40,9 +40,11 @@ enum TScales {
         d: Vec<[f16; ROWS]>,
         m: Vec<[f16; ROWS]>,
     },
+    /// Q4_K, Q5_K: per (group, 8 blocks) the rows' f16 `d` and `dmin`, per (group, block)
+    /// their 6-bit scales and mins: `d * sc`, `-dmin * mn`.
     K {
-        d: Vec<[f32; ROWS]>,
-        m: Vec<[f32; ROWS]>,
+        sup: Vec<[[f16; ROWS]; 2]>,
+        sm: Vec<[[u8; ROWS]; 2]>,
     },
     /// Q6_K: the scales of each row's two 16-weight halves (`m = -32 d` for each).
     K6 {
@@ -112,10 +114,18 @@ impl Tiled {
                         d: gather(groups, nb, |j, b| dm[j * nb + b][0]),
                         m: gather(groups, nb, |j, b| dm[j * nb + b][1]),
                     },
-                    Scales::K(v) => TScales::K {
-                        d: gather(groups, nb, |j, b| v[j * nb + b][0]),
-                        m: gather(groups, nb, |j, b| v[j * nb + b][1]),
-                    },
+                    Scales::K { sup, sm } => {
+                        let (sb, per) = (nb / 8, |i| {
+                            move |j: usize, b: usize| sup[j * (nb / 8) + b][i]
+                        });
+                        let (d, dmin) = (gather(groups, sb, per(0)), gather(groups, sb, per(1)));
+                        let sc = gather(groups, nb, |j, b| sm[j * nb + b][0]);
+                        let mn = gather(groups, nb, |j, b| sm[j * nb + b][1]);
+                        TScales::K {
+                            sup: d.into_iter().zip(dmin).map(|(a, b)| [a, b]).collect(),
+                            sm: sc.into_iter().zip(mn).map(|(a, b)| [a, b]).collect(),
+                        }
+                    }
                     Scales::K6(_) => return None,
                 };
                 let mut highs = Vec::new();
@@ -240,13 +250,22 @@ impl Tiled {
                     .map(|(d, m)| [d, m])
                     .collect(),
             ),
-            (TScales::K { d, m }, _) => Scales::K(
-                d32(d)
-                    .into_iter()
-                    .zip(d32(m))
-                    .map(|(d, m)| [d, m])
+            (TScales::K { sup, sm }, _) => Scales::K {
+                // Row j's super-block s: group j / 16's super-block s, lane j % 16.
+                sup: (0..n * (nb / 8))
+                    .map(|x| {
+                        let (j, s) = (x / (nb / 8), x % (nb / 8));
+                        let v = &sup[(j / ROWS) * (nb / 8) + s];
+                        [v[0][j % ROWS], v[1][j % ROWS]]
+                    })
                     .collect(),
-            ),
+                sm: (0..n * nb)
+                    .map(|x| {
+                        let (t, r) = lanes(x);
+                        [sm[t][0][r], sm[t][1][r]]
+                    })
+                    .collect(),
+            },
         };
         Layout::Packed {
             scales,
@@ -274,7 +293,7 @@ impl Tiled {
             + match &self.scales {
                 TScales::D { d, .. } => size_of_val(&d[..]),
                 TScales::Dm { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
-                TScales::K { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
+                TScales::K { sup, sm } => size_of_val(&sup[..]) + size_of_val(&sm[..]),
                 TScales::K6 { d0, d1 } => size_of_val(&d0[..]) + size_of_val(&d1[..]),
             }
             + size_of_val(&self.highs[..])
@@ -361,16 +380,16 @@ impl Tiled {
                 groups,
                 x,
             ),
-            (TScales::K { d, m }, _, false) => dot::<R, false, false, K>(
+            (TScales::K { sup, sm }, _, false) => dot::<R, false, false, K>(
                 c,
-                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
+                raw(sup.as_ptr() as _, sm.as_ptr() as _, 0.0),
                 nb,
                 groups,
                 x,
             ),
-            (TScales::K { d, m }, _, true) => dot::<R, false, true, K>(
+            (TScales::K { sup, sm }, _, true) => dot::<R, false, true, K>(
                 c,
-                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
+                raw(sup.as_ptr() as _, sm.as_ptr() as _, 0.0),
                 nb,
                 groups,
                 x,
@@ -414,8 +433,8 @@ mod avx512 {
         pub y: [*mut f32; R],
     }
 
-    /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; f32 `d` and `m`; f32 `d` per
-    /// 16 weights with `m = -32 d` (Q6_K).
+    /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; k-quant super-block f16 `d`,
+    /// `dmin` and 6-bit sub-scales; f32 `d` per 16 weights with `m = -32 d` (Q6_K).
     pub(super) const D: u8 = 0;
     pub(super) const DM: u8 = 1;
     pub(super) const K: u8 = 2;
@@ -479,6 +498,25 @@ mod avx512 {
                         (d, _mm512_mul_ps(d, _mm512_set1_ps(sc.c)))
                     }
                     DM => (f16x16(sc.d, t), f16x16(sc.m, t)),
+                    K => {
+                        // Super-block (g, b / 8): the rows' d and dmin; block t: sc and mn.
+                        let sup = (sc.d as *const [[u16; ROWS]; 2]).add(g * (nb / 8) + b / 8);
+                        let sm = (sc.m as *const [[u8; ROWS]; 2]).add(t);
+                        let bytes = |p: *const [u8; ROWS]| {
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                p as *const __m128i,
+                            )))
+                        };
+                        let d = f16x16(sup as *const u8, 0);
+                        let dmin = f16x16((sup as *const [u16; ROWS]).add(1) as *const u8, 0);
+                        let sign = _mm512_set1_epi32(i32::MIN);
+                        let neg =
+                            _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dmin), sign));
+                        (
+                            _mm512_mul_ps(d, bytes(sm as *const [u8; ROWS])),
+                            _mm512_mul_ps(neg, bytes((sm as *const [u8; ROWS]).add(1))),
+                        )
+                    }
                     _ => (f32x16(sc.d, t), f32x16(sc.m, t)),
                 };
                 for r in 0..R {
