@@ -448,6 +448,13 @@ mod avx512 {
         ))
     }
 
+    /// Sixteen bytes at `p` as f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    unsafe fn u8x16(p: *const u8) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)))
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
     unsafe fn f32x16(p: *const u8, t: usize) -> __m512 {
@@ -469,6 +476,8 @@ mod avx512 {
         let bit4 = _mm512_set1_epi8(0x10);
         for g in groups {
             let mut acc = [_mm512_setzero_ps(); R];
+            // The k-quants' current super-block scales (d, -dmin), loaded every 8 blocks.
+            let (mut kd, mut kneg) = (_mm512_setzero_ps(), _mm512_setzero_ps());
             for b in 0..nb {
                 let t = g * nb + b;
                 let base = codes.add(t * per) as *const __m512i;
@@ -499,22 +508,18 @@ mod avx512 {
                     }
                     DM => (f16x16(sc.d, t), f16x16(sc.m, t)),
                     K => {
-                        // Super-block (g, b / 8): the rows' d and dmin; block t: sc and mn.
-                        let sup = (sc.d as *const [[u16; ROWS]; 2]).add(g * (nb / 8) + b / 8);
-                        let sm = (sc.m as *const [[u8; ROWS]; 2]).add(t);
-                        let bytes = |p: *const [u8; ROWS]| {
-                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                                p as *const __m128i,
-                            )))
-                        };
-                        let d = f16x16(sup as *const u8, 0);
-                        let dmin = f16x16((sup as *const [u16; ROWS]).add(1) as *const u8, 0);
-                        let sign = _mm512_set1_epi32(i32::MIN);
-                        let neg =
-                            _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dmin), sign));
+                        // Block t's 6-bit scales and mins times its super-block's d, -dmin.
+                        if b % 8 == 0 {
+                            let sup = sc.d.add((g * (nb / 8) + b / 8) * 4 * ROWS);
+                            kd = f16x16(sup, 0);
+                            let dmin = _mm512_castps_si512(f16x16(sup, 1));
+                            let sign = _mm512_set1_epi32(i32::MIN);
+                            kneg = _mm512_castsi512_ps(_mm512_xor_si512(dmin, sign));
+                        }
+                        let sm = sc.m.add(t * 2 * ROWS);
                         (
-                            _mm512_mul_ps(d, bytes(sm as *const [u8; ROWS])),
-                            _mm512_mul_ps(neg, bytes((sm as *const [u8; ROWS]).add(1))),
+                            _mm512_mul_ps(kd, u8x16(sm)),
+                            _mm512_mul_ps(kneg, u8x16(sm.add(ROWS))),
                         )
                     }
                     _ => (f32x16(sc.d, t), f32x16(sc.m, t)),
