@@ -202,16 +202,10 @@ impl Tiled {
         };
         let lanes = |x: usize| at(x / nb, x % nb);
         let d16 = |v: &[[f16; ROWS]]| -> Vec<f16> {
-            (0..n * nb)
-                .map(|x| lanes(x))
-                .map(|(t, r)| v[t][r])
-                .collect()
+            (0..n * nb).map(&lanes).map(|(t, r)| v[t][r]).collect()
         };
         let d32 = |v: &[[f32; ROWS]]| -> Vec<f32> {
-            (0..n * nb)
-                .map(|x| lanes(x))
-                .map(|(t, r)| v[t][r])
-                .collect()
+            (0..n * nb).map(&lanes).map(|(t, r)| v[t][r]).collect()
         };
         let scales = match (&self.scales, self.eight) {
             (TScales::K6 { d0, d1 }, _) => {
@@ -524,7 +518,7 @@ mod avx512 {
                     }
                     _ => (f32x16(sc.d, t), f32x16(sc.m, t)),
                 };
-                for r in 0..R {
+                for (r, acc) in acc.iter_mut().enumerate() {
                     let xp = x.xq[r].add(b * QK) as *const i32;
                     // Two chains (codes 0..16 and 16..32), so that a lone row does not wait on
                     // each dpbusd in turn; Q6_K scales them apart.
@@ -541,26 +535,24 @@ mod avx512 {
                     if S == K6 {
                         let [h0, h1] = *x.half_sums[r].add(b);
                         let (d0, d1) = (d, m);
-                        acc[r] =
-                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(d0, dx), acc[r]);
-                        acc[r] =
-                            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), acc[r]);
+                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(d0, dx), *acc);
+                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), *acc);
                         // Codes + 32: less 32 d Σx per half.
                         let m0 = _mm512_mul_ps(d0, _mm512_set1_ps(-32.0 * h0));
-                        acc[r] = _mm512_fmadd_ps(
+                        *acc = _mm512_fmadd_ps(
                             d1,
                             _mm512_set1_ps(-32.0 * h1),
-                            _mm512_add_ps(acc[r], m0),
+                            _mm512_add_ps(*acc, m0),
                         );
                     } else {
                         let s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-                        acc[r] = _mm512_fmadd_ps(s, _mm512_mul_ps(d, dx), acc[r]);
-                        acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(sx), acc[r]);
+                        *acc = _mm512_fmadd_ps(s, _mm512_mul_ps(d, dx), *acc);
+                        *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(sx), *acc);
                     }
                 }
             }
-            for r in 0..R {
-                _mm512_storeu_ps(x.y[r].add(ROWS * g), acc[r]);
+            for (y, acc) in x.y.iter().zip(acc) {
+                _mm512_storeu_ps(y.add(ROWS * g), acc);
             }
         }
     }
