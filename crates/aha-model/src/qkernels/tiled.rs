@@ -68,6 +68,35 @@ fn gather<T: Copy + Default>(
     out
 }
 
+/// The code bytes of row-major blocks (`N` bytes each, `map`ped), sixteen rows interleaved:
+/// chunk c of (group, block) holds bytes 4c .. 4c + 4 of each of the rows' blocks, lane by lane.
+fn interleave<T: Copy + Sync, const N: usize>(
+    groups: usize,
+    nb: usize,
+    blocks: &[[T; N]],
+    map: impl Fn(T) -> u8 + Sync,
+) -> Vec<[u8; 64]> {
+    use rayon::prelude::*;
+    let per = N / 4;
+    let mut codes = vec![[0u8; 64]; groups * nb * per];
+    codes
+        .par_chunks_mut(nb * per)
+        .enumerate()
+        .for_each(|(g, out)| {
+            for (b, chunks) in out.chunks_exact_mut(per).enumerate() {
+                for r in 0..ROWS {
+                    let src = &blocks[(ROWS * g + r) * nb + b];
+                    for (c, chunk) in chunks.iter_mut().enumerate() {
+                        for i in 0..4 {
+                            chunk[4 * r + i] = map(src[4 * c + i]);
+                        }
+                    }
+                }
+            }
+        });
+    codes
+}
+
 impl Tiled {
     /// No rows (a placeholder while a layout is swapped).
     pub(super) fn empty() -> Self {
@@ -90,19 +119,6 @@ impl Tiled {
             return None;
         }
         let groups = n / ROWS;
-        let chunks = |per: usize, byte: &dyn Fn(usize, usize, usize) -> u8| {
-            let mut codes = Vec::with_capacity(groups * nb * per);
-            for g in 0..groups {
-                for b in 0..nb {
-                    for c in 0..per {
-                        codes.push(std::array::from_fn(|l| {
-                            byte((ROWS * g + l / 4) * nb + b, c, l % 4)
-                        }));
-                    }
-                }
-            }
-            codes
-        };
         match (kind, layout) {
             (_, Layout::Packed { scales, qs, qh }) => {
                 let scales = match scales {
@@ -145,7 +161,7 @@ impl Tiled {
                     }
                 }
                 Some(Self {
-                    codes: chunks(4, &|blk, c, i| qs[blk][4 * c + i]),
+                    codes: interleave(groups, nb, qs, |v| v),
                     highs,
                     scales,
                     nb,
@@ -159,7 +175,7 @@ impl Tiled {
                     qs,
                 },
             ) => Some(Self {
-                codes: chunks(8, &|blk, c, i| (qs[blk][4 * c + i] as u8) ^ 0x80),
+                codes: interleave(groups, nb, qs, |v| (v as u8) ^ 0x80),
                 highs: Vec::new(),
                 scales: TScales::D {
                     d: gather(groups, nb, |j, b| d[j * nb + b]),
@@ -175,7 +191,7 @@ impl Tiled {
                     qs,
                 },
             ) => Some(Self {
-                codes: chunks(8, &|blk, c, i| (qs[blk][4 * c + i] + 32) as u8),
+                codes: interleave(groups, nb, qs, |v| (v + 32) as u8),
                 highs: Vec::new(),
                 scales: TScales::K6 {
                     d0: gather(groups, nb, |j, b| v[j * nb + b][0]),
