@@ -345,65 +345,28 @@ impl Tiled {
             y,
         };
         use avx512::{dot, Raw, D, DM, K, K6};
-        let raw = |d: *const u8, m: *const u8, c: f32| Raw::new(d, m, h, c);
-        let five = !self.highs.is_empty();
-        match (&self.scales, self.eight, five) {
-            (TScales::D { d, c: off }, true, _) => dot::<R, true, false, D>(
-                c,
-                raw(d.as_ptr() as _, std::ptr::null(), *off),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::K6 { d0, d1 }, _, _) => dot::<R, true, false, K6>(
-                c,
-                raw(d0.as_ptr() as _, d1.as_ptr() as _, 0.0),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::D { d, c: off }, false, false) => dot::<R, false, false, D>(
-                c,
-                raw(d.as_ptr() as _, std::ptr::null(), *off),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::D { d, c: off }, false, true) => dot::<R, false, true, D>(
-                c,
-                raw(d.as_ptr() as _, std::ptr::null(), *off),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::Dm { d, m }, _, false) => dot::<R, false, false, DM>(
-                c,
-                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::Dm { d, m }, _, true) => dot::<R, false, true, DM>(
-                c,
-                raw(d.as_ptr() as _, m.as_ptr() as _, 0.0),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::K { sup, sm }, _, false) => dot::<R, false, false, K>(
-                c,
-                raw(sup.as_ptr() as _, sm.as_ptr() as _, 0.0),
-                nb,
-                groups,
-                x,
-            ),
-            (TScales::K { sup, sm }, _, true) => dot::<R, false, true, K>(
-                c,
-                raw(sup.as_ptr() as _, sm.as_ptr() as _, 0.0),
-                nb,
-                groups,
-                x,
-            ),
+        let none = std::ptr::null::<u8>();
+        let (form, d, m, off) = match &self.scales {
+            TScales::D { d, c } => (D, d.as_ptr() as *const u8, none, *c),
+            TScales::Dm { d, m } => (DM, d.as_ptr() as _, m.as_ptr() as _, 0.0),
+            TScales::K { sup, sm } => (K, sup.as_ptr() as _, sm.as_ptr() as _, 0.0),
+            TScales::K6 { d0, d1 } => (K6, d0.as_ptr() as _, d1.as_ptr() as _, 0.0),
+        };
+        let raw = Raw::new(d, m, h, off);
+        macro_rules! go {
+            ($eight:literal, $five:literal, $s:ident) => {
+                dot::<R, $eight, $five, $s>(c, raw, nb, groups, x)
+            };
+        }
+        match (form, self.eight, !self.highs.is_empty()) {
+            (D, true, _) => go!(true, false, D),
+            (K6, ..) => go!(true, false, K6),
+            (D, false, false) => go!(false, false, D),
+            (D, false, true) => go!(false, true, D),
+            (DM, _, false) => go!(false, false, DM),
+            (DM, _, true) => go!(false, true, DM),
+            (_, _, false) => go!(false, false, K),
+            (_, _, true) => go!(false, true, K),
         }
     }
 
