@@ -164,11 +164,66 @@ pub fn attend(
     let total = k.dim(2)?;
     let n_rep = h / kv_heads;
     let scale = 1.0 / (d as f64).sqrt();
+    // Long prompts: blocks of queries, each against the keys up to the last one the bias lets
+    // it see (a causal prompt of 512 skips 37% of the products).
+    if mode == Mode::Inference && t >= 2 * QUERY_BLOCK && bias.dims() == [b, 1, 1, t, total] {
+        return attend_blocks(q, k, v, bias, kv_heads, scale, mode);
+    }
     let q = (q.contiguous()?.reshape((b, kv_heads, n_rep * t, d))? * scale)?;
     let scores = q.matmul(&k.t()?)?.reshape((b, kv_heads, n_rep, t, total))?;
     let scores = scores.broadcast_add(bias)?;
     let probs = ops::softmax(&scores, mode)?.reshape((b, kv_heads, n_rep * t, total))?;
     probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d))
+}
+
+/// Queries per block of `attend_blocks`.
+const QUERY_BLOCK: usize = 128;
+
+/// `attend` by blocks of `QUERY_BLOCK` queries, each block against keys `0 .. end`, `end` past
+/// the last key the bias leaves visible to any of its queries (the rest add exact zeros).
+fn attend_blocks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    kv_heads: usize,
+    scale: f64,
+    mode: Mode,
+) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let total = k.dim(2)?;
+    let n_rep = h / kv_heads;
+    let masked = (ops::MASK_VALUE / 2.0) as f32;
+    let bias_rows = bias.flatten_all()?.to_vec1::<f32>()?;
+    let visible_end = |q0: usize, q1: usize| {
+        let mut end = 1;
+        for bi in 0..b {
+            for qi in q0..q1 {
+                let row = &bias_rows[(bi * t + qi) * total..][..total];
+                if let Some(j) = row.iter().rposition(|&x| x > masked) {
+                    end = end.max(j + 1);
+                }
+            }
+        }
+        end
+    };
+    let q = (q.contiguous()?.reshape((b, kv_heads, n_rep, t, d))? * scale)?;
+    let mut outs = Vec::with_capacity(t.div_ceil(QUERY_BLOCK));
+    for q0 in (0..t).step_by(QUERY_BLOCK) {
+        let tb = QUERY_BLOCK.min(t - q0);
+        let end = visible_end(q0, q0 + tb);
+        let qb = q
+            .narrow(3, q0, tb)?
+            .contiguous()?
+            .reshape((b, kv_heads, n_rep * tb, d))?;
+        let scores = qb.matmul(&k.narrow(2, 0, end)?.t()?)?;
+        let scores = scores.reshape((b, kv_heads, n_rep, tb, end))?;
+        let scores = scores.broadcast_add(&bias.narrow(3, q0, tb)?.narrow(4, 0, end)?)?;
+        let probs = ops::softmax(&scores, mode)?.reshape((b, kv_heads, n_rep * tb, end))?;
+        let out = probs.matmul(&v.narrow(2, 0, end)?.contiguous()?)?;
+        outs.push(out.reshape((b, kv_heads, n_rep, tb, d))?);
+    }
+    Tensor::cat(&outs, 3)?.reshape((b, h, t, d))
 }
 
 #[derive(Clone)]

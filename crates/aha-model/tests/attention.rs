@@ -115,3 +115,49 @@ fn few_query_attention_takes_no_queries() {
     let out = attend(&q, &k, &v, &bias, 2, Mode::Inference).unwrap();
     assert_eq!(out.dims(), &[2, 4, 0, 8]);
 }
+
+/// Long prompts go by blocks of queries against the keys they may see: the same as the
+/// composed ops over the full square for every real query, with left padding, a cache before
+/// the prompt, and a last block shorter than the rest.
+#[test]
+fn long_prompt_attention_by_blocks_matches_the_composed_ops() {
+    let dev = Device::Cpu;
+    let (kv, n_rep, d) = (2usize, 2usize, 16usize);
+    for (b, past, t) in [(1, 0, 256), (2, 0, 300), (2, 7, 260)] {
+        let total = past + t;
+        let k = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        let q = Tensor::randn(0f32, 1.0, (b, kv * n_rep, t, d), &dev).unwrap();
+        let mut mask = vec![1u8; b * total];
+        if b > 1 {
+            // Row 1 left-padded by 40.
+            mask[total..total + 40].fill(0);
+        }
+        let mask = Tensor::from_vec(mask, (b, total), &dev).unwrap();
+        let bias = attention_bias(Some(&mask), b, t, past, &dev).unwrap();
+        let blocks = attend(&q, &k, &v, &bias, kv, Mode::Inference).unwrap();
+        let composed = attend(&q, &k, &v, &bias, kv, Mode::Train).unwrap();
+        assert_eq!(blocks.dims(), composed.dims());
+        // Padding queries (row 1's first 40 positions) see no key at all: their outputs are
+        // never read, and the composed ops average every key for them where the blocks
+        // average fewer. Every real query must agree.
+        let real = |x: &Tensor, r: usize, from: usize| {
+            x.narrow(0, r, 1)
+                .unwrap()
+                .narrow(2, from, t - from)
+                .unwrap()
+        };
+        let mut err = max_abs_diff(&real(&blocks, 0, 0), &real(&composed, 0, 0));
+        if b > 1 {
+            let from = 40usize.saturating_sub(past);
+            err = err.max(max_abs_diff(
+                &real(&blocks, 1, from),
+                &real(&composed, 1, from),
+            ));
+        }
+        assert!(
+            err < 1e-5,
+            "b {b} past {past} t {t}: max |blocks - composed| over real queries = {err}"
+        );
+    }
+}
