@@ -21,8 +21,8 @@ use std::ops::Range;
 pub(super) const ROWS: usize = 16;
 
 pub(super) struct Tiled {
-    /// Per (group of 16 rows, block), group-major: 4 chunks of 64 bytes (4-bit codes) or 8
-    /// (Q8_0), lane r (4 bytes) for row r.
+    /// Per (group of 16 rows, block), group-major: 4 chunks of 64 bytes (4- and 5-bit codes)
+    /// or 8 (Q8_0, Q6_K: `eight`), lane r (4 bytes) for row r.
     codes: Vec<[u8; 64]>,
     /// 5-bit types: per (group, block), for codes 4q .. 4q + 4 (q = 0..8), bit 4r + i set
     /// when code 4q + i of row r has its fifth bit.
