@@ -94,7 +94,7 @@ enum Scales {
         sm: Vec<[u8; 2]>,
     },
     /// Q6_K: the f32 scales of the two 16-weight halves (`d` times the i8 sub-scales).
-    K6(Vec<[f32; 2]>),
+    K6 { sup: Vec<f16>, sc: Vec<[i8; 2]> },
 }
 
 impl Scales {
@@ -112,7 +112,10 @@ impl Scales {
                 let ([d, dmin], [sc, mn]) = (sup[b / 8], sm[b]);
                 [d.to_f32() * sc as f32, -dmin.to_f32() * mn as f32]
             }
-            Self::K6(v) => v[b],
+            Self::K6 { sup, sc } => {
+                let d = sup[b / 8].to_f32();
+                [d * sc[b][0] as f32, d * sc[b][1] as f32]
+            }
         }
     }
 
@@ -121,7 +124,7 @@ impl Scales {
             Self::D { d, .. } => d.len(),
             Self::Dm(dm) => dm.len(),
             Self::K { sm, .. } => sm.len(),
-            Self::K6(v) => v.len(),
+            Self::K6 { sc, .. } => sc.len(),
         }
     }
 
@@ -131,7 +134,7 @@ impl Scales {
             Self::D { d, .. } => size_of_val(&d[..]),
             Self::Dm(dm) => size_of_val(&dm[..]),
             Self::K { sup, sm } => size_of_val(&sup[..]) + size_of_val(&sm[..]),
-            Self::K6(v) => size_of_val(&v[..]),
+            Self::K6 { sup, sc } => size_of_val(&sup[..]) + size_of_val(&sc[..]),
         }
     }
 }
@@ -246,7 +249,8 @@ struct Packer {
     dm: Vec<[f16; 2]>,
     sup: Vec<[f16; 2]>,
     sm: Vec<[u8; 2]>,
-    k6: Vec<[f32; 2]>,
+    sup6: Vec<f16>,
+    sc6: Vec<[i8; 2]>,
     qs: Vec<[u8; 16]>,
     qh: Vec<u32>,
     q8: Vec<[i8; 32]>,
@@ -322,7 +326,7 @@ impl Packer {
                 // weights), d. Halves of 128: ql[l] / ql[l + 32] low and high nibbles, qh[l]
                 // bits 0-1, 2-3, 4-5, 6-7 for weights l, l + 32, l + 64, l + 96.
                 let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
-                let d = f16_at(b, 208).to_f32();
+                self.sup6.push(f16_at(b, 208));
                 for half in 0..2 {
                     let (ql, qh, sc) = (&ql[half * 64..], &qh[half * 32..], &sc[half * 8..]);
                     for part in 0..4 {
@@ -336,8 +340,7 @@ impl Packer {
                             ((lo | (((qh[l] >> (2 * part)) & 3) << 4)) as i8) - 32
                         });
                         self.q8.push(codes);
-                        let s = |i: usize| d * (sc[2 * part + i] as i8) as f32;
-                        self.k6.push([s(0), s(1)]);
+                        self.sc6.push([sc[2 * part] as i8, sc[2 * part + 1] as i8]);
                     }
                 }
             }
@@ -352,7 +355,10 @@ impl Packer {
                 qs: self.q8,
             },
             Kind::Q6K => Layout::Signed {
-                scales: Scales::K6(self.k6),
+                scales: Scales::K6 {
+                    sup: self.sup6,
+                    sc: self.sc6,
+                },
                 qs: self.q8,
             },
             _ => Layout::Packed {
@@ -447,7 +453,7 @@ impl QWeight {
                     }
                     Layout::Signed { qs, .. } => {
                         // Q6_K: `m` is the second half's scale.
-                        let halves = matches!(scales, Scales::K6(_));
+                        let halves = matches!(scales, Scales::K6 { .. });
                         (if halves && j >= 16 { m } else { d }) * qs[b][j] as f32
                     }
                 });
@@ -684,7 +690,7 @@ impl QWeight {
                     Layout::Packed { scales, qs, qh } => {
                         avx2::packed_dot::<R, true, F>(scales, qs, qh, nb, rows, &xq, &xd, emit)
                     }
-                    Layout::Signed { scales, qs } if matches!(scales, Scales::K6(_)) => {
+                    Layout::Signed { scales, qs } if matches!(scales, Scales::K6 { .. }) => {
                         avx2::signed_dot::<R, true, F>(scales, qs, nb, rows, &xq, &xd, emit)
                     }
                     Layout::Signed { scales, qs } => {
@@ -700,7 +706,7 @@ impl QWeight {
                 scalar_packed_dot(scales, qs, qh, nb, rows, &xq, &xd, emit)
             }
             Layout::Signed { scales, qs } => {
-                let halves = matches!(scales, Scales::K6(_));
+                let halves = matches!(scales, Scales::K6 { .. });
                 scalar_signed_dot(scales, halves, qs, nb, rows, &xq, &xd, emit)
             }
             Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
@@ -1256,7 +1262,9 @@ mod avx512 {
                 Scales::D { d, c } => (d.as_ptr() as *const u8, none, *c),
                 Scales::Dm(dm) => (dm.as_ptr() as *const u8, none, 0.0),
                 Scales::K { sup, sm } => (sup.as_ptr() as *const u8, sm.as_ptr() as *const u8, 0.0),
-                Scales::K6(v) => (v.as_ptr() as *const u8, none, 0.0),
+                Scales::K6 { sup, sc } => {
+                    (sup.as_ptr() as *const u8, sc.as_ptr() as *const u8, 0.0)
+                }
             };
             Self { a, b, c }
         }
@@ -1266,7 +1274,7 @@ mod avx512 {
                 Scales::D { .. } => D,
                 Scales::Dm(_) => DM,
                 Scales::K { .. } => K,
-                Scales::K6(_) => K6,
+                Scales::K6 { .. } => K6,
             }
         }
     }
@@ -1294,7 +1302,16 @@ mod avx512 {
                     _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes))),
                 )
             }
-            _ => _mm_loadu_ps((s.a as *const [f32; 2]).add(b) as *const f32),
+            _ => {
+                let d = _mm_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                    (*(s.a as *const u16).add(b / 8)) as i32,
+                ))));
+                let bytes = ((s.b as *const [i8; 2]).add(b) as *const i32).read_unaligned();
+                _mm_mul_ps(
+                    d,
+                    _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bytes))),
+                )
+            }
         }
     }
 

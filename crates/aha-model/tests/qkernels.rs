@@ -98,7 +98,7 @@ fn repacked_weights_take_about_the_gguf_bytes() {
     let dev = Device::Cpu;
     // Bytes per 256 weights: GGUF, repacked.
     let sizes = [144, 160, 176, 192, 272, 144, 176, 210];
-    let repacked = [144, 160, 176, 192, 272, 148, 180, 320];
+    let repacked = [144, 160, 176, 192, 272, 148, 180, 274];
     for ((dtype, gguf), want) in TYPES.into_iter().zip(sizes).zip(repacked) {
         let (n, k) = (64, 1024);
         let wt = Tensor::from_vec(rand_vec(n * k, 3), (n, k), &dev).unwrap();

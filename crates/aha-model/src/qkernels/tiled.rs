@@ -46,10 +46,11 @@ enum TScales {
         sup: Vec<[[f16; ROWS]; 2]>,
         sm: Vec<[[u8; ROWS]; 2]>,
     },
-    /// Q6_K: the scales of each row's two 16-weight halves (`m = -32 d` for each).
+    /// Q6_K: per (group, 8 blocks) the rows' f16 `d`, per (group, block) their i8 scales of
+    /// the two 16-weight halves: `d * sc` (and `m = -32 d * sc` for each).
     K6 {
-        d0: Vec<[f32; ROWS]>,
-        d1: Vec<[f32; ROWS]>,
+        sup: Vec<[f16; ROWS]>,
+        sc: Vec<[[i8; ROWS]; 2]>,
     },
 }
 
@@ -142,7 +143,7 @@ impl Tiled {
                             sm: sc.into_iter().zip(mn).map(|(a, b)| [a, b]).collect(),
                         }
                     }
-                    Scales::K6(_) => return None,
+                    Scales::K6 { .. } => return None,
                 };
                 let mut highs = Vec::new();
                 if !qh.is_empty() {
@@ -187,15 +188,19 @@ impl Tiled {
             (
                 Kind::Q6K,
                 Layout::Signed {
-                    scales: Scales::K6(v),
+                    scales: Scales::K6 { sup, sc },
                     qs,
                 },
             ) => Some(Self {
                 codes: interleave(groups, nb, qs, |v| (v + 32) as u8),
                 highs: Vec::new(),
                 scales: TScales::K6 {
-                    d0: gather(groups, nb, |j, b| v[j * nb + b][0]),
-                    d1: gather(groups, nb, |j, b| v[j * nb + b][1]),
+                    sup: gather(groups, nb / 8, |j, s| sup[j * (nb / 8) + s]),
+                    sc: gather(groups, nb, |j, b| sc[j * nb + b][0])
+                        .into_iter()
+                        .zip(gather(groups, nb, |j, b| sc[j * nb + b][1]))
+                        .map(|(a, b)| [a, b])
+                        .collect(),
                 },
                 nb,
                 eight: true,
@@ -220,19 +225,21 @@ impl Tiled {
         let d16 = |v: &[[f16; ROWS]]| -> Vec<f16> {
             (0..n * nb).map(&lanes).map(|(t, r)| v[t][r]).collect()
         };
-        let d32 = |v: &[[f32; ROWS]]| -> Vec<f32> {
-            (0..n * nb).map(&lanes).map(|(t, r)| v[t][r]).collect()
-        };
         let scales = match (&self.scales, self.eight) {
-            (TScales::K6 { d0, d1 }, _) => {
+            (TScales::K6 { sup, sc }, _) => {
                 return Layout::Signed {
-                    scales: Scales::K6(
-                        d32(d0)
-                            .into_iter()
-                            .zip(d32(d1))
-                            .map(|(a, b)| [a, b])
+                    scales: Scales::K6 {
+                        sup: (0..n * (nb / 8))
+                            .map(|x| {
+                                let (j, s) = (x / (nb / 8), x % (nb / 8));
+                                sup[(j / ROWS) * (nb / 8) + s][j % ROWS]
+                            })
                             .collect(),
-                    ),
+                        sc: (0..n * nb)
+                            .map(&lanes)
+                            .map(|(t, r)| [sc[t][0][r], sc[t][1][r]])
+                            .collect(),
+                    },
                     qs: (0..n * nb)
                         .map(|x| {
                             std::array::from_fn(|l| byte(x / nb, x % nb, l / 4, l % 4) as i8 - 32)
@@ -304,7 +311,7 @@ impl Tiled {
                 TScales::D { d, .. } => size_of_val(&d[..]),
                 TScales::Dm { d, m } => size_of_val(&d[..]) + size_of_val(&m[..]),
                 TScales::K { sup, sm } => size_of_val(&sup[..]) + size_of_val(&sm[..]),
-                TScales::K6 { d0, d1 } => size_of_val(&d0[..]) + size_of_val(&d1[..]),
+                TScales::K6 { sup, sc } => size_of_val(&sup[..]) + size_of_val(&sc[..]),
             }
             + size_of_val(&self.highs[..])
     }
@@ -350,7 +357,7 @@ impl Tiled {
             TScales::D { d, c } => (D, d.as_ptr() as *const u8, none, *c),
             TScales::Dm { d, m } => (DM, d.as_ptr() as _, m.as_ptr() as _, 0.0),
             TScales::K { sup, sm } => (K, sup.as_ptr() as _, sm.as_ptr() as _, 0.0),
-            TScales::K6 { d0, d1 } => (K6, d0.as_ptr() as _, d1.as_ptr() as _, 0.0),
+            TScales::K6 { sup, sc } => (K6, sup.as_ptr() as _, sc.as_ptr() as _, 0.0),
         };
         let raw = Raw::new(d, m, h, off);
         macro_rules! go {
@@ -407,7 +414,7 @@ mod avx512 {
     }
 
     /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; k-quant super-block f16 `d`,
-    /// `dmin` and 6-bit sub-scales; f32 `d` per 16 weights with `m = -32 d` (Q6_K).
+    /// `dmin` and 6-bit sub-scales; Q6_K's super-block f16 `d` and i8 scales per 16 weights.
     pub(super) const D: u8 = 0;
     pub(super) const DM: u8 = 1;
     pub(super) const K: u8 = 2;
@@ -428,10 +435,11 @@ mod avx512 {
         _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)))
     }
 
+    /// Sixteen signed bytes at `p` as f32.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    unsafe fn f32x16(p: *const u8, t: usize) -> __m512 {
-        _mm512_loadu_ps((p as *const [f32; ROWS]).add(t) as *const f32)
+    unsafe fn i8x16(p: *const u8) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
     }
 
     /// See `Tiled::dot`; `EIGHT`: 8-bit codes (8 chunks a block), else nibbles (4); `H`:
@@ -495,7 +503,17 @@ mod avx512 {
                             _mm512_mul_ps(kneg, u8x16(sm.add(ROWS))),
                         )
                     }
-                    _ => (f32x16(sc.d, t), f32x16(sc.m, t)),
+                    _ => {
+                        // Q6_K: the halves' i8 scales times the super-block's d.
+                        if b % 8 == 0 {
+                            kd = f16x16(sc.d, g * (nb / 8) + b / 8);
+                        }
+                        let s = sc.m.add(t * 2 * ROWS);
+                        (
+                            _mm512_mul_ps(kd, i8x16(s)),
+                            _mm512_mul_ps(kd, i8x16(s.add(ROWS))),
+                        )
+                    }
                 };
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let xp = x.xq[r].add(b * QK) as *const i32;
