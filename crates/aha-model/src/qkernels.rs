@@ -2,16 +2,18 @@
 //! faster than candle 0.11's kernels (scalar code for Q4_1/Q5_0/Q5_1, and for every type a
 //! many-row path that re-reads the weights once per activation row).
 //!
-//! At load the weight blocks are repacked into layouts of 32-weight blocks. Batch-1 decode
-//! streams every weight once per token, so the scales stay as the GGUF has them where the kernel
-//! expands them for free (an f16 `d`, or `d` and `m`, per block: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
-//! take exactly their GGUF bytes); the k-quants' scales are multiplied out to f32 per block at
-//! load (expanding the 6-bit sub-scales per block in the kernel cost more than the bytes saved).
+//! At load the weight blocks are repacked into layouts of 32-weight blocks that keep the GGUF's
+//! scales as they are (f16 `d`, or `d` and `m`; the k-quants' f16 super-block scales with a byte
+//! per sub-scale) and expand them to f32 in the kernels: batch-1 decode streams every weight once
+//! per token, so bytes are time.
 //! - *packed*: unsigned 4- or 5-bit codes `q`, a weight is `d * q + m`: Q4_0, Q4_1, Q5_0, Q5_1
 //!   and the 32-weight sub-blocks of Q4_K and Q5_K. The 16 bytes of nibbles hold code j (low)
 //!   and code j + 16 (high); the 5-bit types add 32 high bits.
 //! - *signed*: i8 codes with a scale per 32 weights (Q8_0) or per 16 (Q6_K, whose 6-bit codes
 //!   are widened to bytes: unpacking them in the kernels cost more time than their bytes).
+//! - *tiled* (`tiled.rs`, AVX-512 only): either of the above with sixteen weight rows
+//!   interleaved, the layout of every weight whose row count is a multiple of 16 when AVX-512
+//!   is present; the row kernels below serve the rest and the narrower instruction sets.
 //!
 //! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
 //! type (Q8_0, Q8_1 or Q8_K), kept as blocks of 32 (a scale, 32 i8 codes and
@@ -93,7 +95,7 @@ enum Scales {
         sup: Vec<[f16; 2]>,
         sm: Vec<[u8; 2]>,
     },
-    /// Q6_K: the f32 scales of the two 16-weight halves (`d` times the i8 sub-scales).
+    /// Q6_K: an f16 `d` per 8 blocks, an i8 scale per 16 weights: `d * sc`.
     K6 { sup: Vec<f16>, sc: Vec<[i8; 2]> },
 }
 

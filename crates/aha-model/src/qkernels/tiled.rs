@@ -55,11 +55,7 @@ enum TScales {
 }
 
 /// `out[(g, b)][r] = f(row 16 g + r, block b)`, group-major.
-fn gather<T: Copy + Default>(
-    groups: usize,
-    nb: usize,
-    f: impl Fn(usize, usize) -> T,
-) -> Vec<[T; ROWS]> {
+fn gather<T: Copy>(groups: usize, nb: usize, f: impl Fn(usize, usize) -> T) -> Vec<[T; ROWS]> {
     let mut out = Vec::with_capacity(groups * nb);
     for g in 0..groups {
         for b in 0..nb {
