@@ -167,6 +167,9 @@ pub fn attend(
     // Long prompts: blocks of queries, each against the keys up to the last one the bias lets
     // it see (a causal prompt of 512 skips 37% of the products).
     if mode == Mode::Inference && t >= 2 * QUERY_BLOCK && bias.dims() == [b, 1, 1, t, total] {
+        if let Some(out) = ops::attend_prefill(q, k, v, bias, kv_heads)? {
+            return Ok(out);
+        }
         return attend_blocks(q, k, v, bias, kv_heads, scale, mode);
     }
     let q = (q.contiguous()?.reshape((b, kv_heads, n_rep * t, d))? * scale)?;
@@ -180,8 +183,10 @@ pub fn attend(
 const QUERY_BLOCK: usize = 128;
 
 /// `attend` by blocks of `QUERY_BLOCK` queries, each block against keys `0 .. end`, `end` past
-/// the last key the bias leaves visible to any of its queries (the rest add exact zeros).
-fn attend_blocks(
+/// the last key the bias leaves visible to any of its queries (the rest add exact zeros):
+/// long prompts on CPUs without the AVX-512 prefill kernel. Public for its test.
+#[doc(hidden)]
+pub fn attend_blocks(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,

@@ -6,6 +6,9 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Result, Tensor, D};
 use std::sync::Arc;
 
+mod prefill;
+pub use prefill::attend_prefill;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Fused ops, weights detached from the autograd graph.

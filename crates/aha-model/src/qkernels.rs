@@ -947,6 +947,7 @@ fn round(v: f32) -> f32 {
 }
 
 /// The largest |v| (0 for none; NaNs ignored), 16 lanes at a time so that it vectorizes.
+#[inline(always)]
 fn abs_max(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let mut chunks = x.chunks_exact(16);
@@ -964,6 +965,31 @@ fn abs_max(x: &[f32]) -> f32 {
 }
 
 fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Flavor) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detected() {
+        // SAFETY: the features were detected at run time.
+        Isa::Avx512 => return unsafe { quantize_row_avx512(x, codes, scales, flavor) },
+        Isa::Avx2 => return unsafe { quantize_row_avx2(x, codes, scales, flavor) },
+        Isa::Scalar => {}
+    }
+    quantize_row_any(x, codes, scales, flavor)
+}
+
+/// The same code for wider vectors (no fused multiply-adds: the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+unsafe fn quantize_row_avx512(x: &[f32], codes: &mut [i8], s: &mut [[f32; 2]], flavor: Flavor) {
+    quantize_row_any(x, codes, s, flavor)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn quantize_row_avx2(x: &[f32], codes: &mut [i8], s: &mut [[f32; 2]], flavor: Flavor) {
+    quantize_row_any(x, codes, s, flavor)
+}
+
+#[inline(always)]
+fn quantize_row_any(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Flavor) {
     let r16 = |v: f32| f16::from_f32(v).to_f32();
     if flavor == Flavor::Q8K {
         // Per 256: the scale from the largest-magnitude value with its sign, codes <= 127.

@@ -1,9 +1,9 @@
-//! The decode attention kernel (`ops::attend_few`, taken by inference with few queries per
-//! sequence) against the composed ops of training mode, on strided cache views with a
-//! causal and padding mask.
+//! The inference attention kernels (`ops::attend_few` for few queries per sequence,
+//! `ops::attend_prefill` and `llama::attend_blocks` for long prompts) against the composed
+//! ops of training mode, on strided cache views with a causal and padding mask.
 
 use crate::common::max_abs_diff;
-use aha_model::llama::attend;
+use aha_model::llama::{attend, attend_blocks};
 use aha_model::{attention_bias, KvCache, Mode};
 use candle_core::{DType, Device, Tensor};
 
@@ -116,17 +116,40 @@ fn few_query_attention_takes_no_queries() {
     assert_eq!(out.dims(), &[2, 4, 0, 8]);
 }
 
-/// Long prompts go by blocks of queries against the keys they may see: the same as the
-/// composed ops over the full square for every real query, with left padding, a cache before
-/// the prompt, and a last block shorter than the rest.
+/// Long prompts (the AVX-512 prefill kernel where the CPU has it, else blocks of queries
+/// against the keys they may see), and the blocks on their own: the same as the composed ops
+/// over the full square for every real query, with left padding, a cache before the prompt,
+/// strided cache views, last blocks shorter than the rest, and head sizes that take the
+/// kernel's 64-lane and 16-lane tiles.
 #[test]
-fn long_prompt_attention_by_blocks_matches_the_composed_ops() {
+fn long_prompt_attention_matches_the_composed_ops() {
     let dev = Device::Cpu;
-    let (kv, n_rep, d) = (2usize, 2usize, 16usize);
-    for (b, past, t) in [(1, 0, 256), (2, 0, 300), (2, 7, 260)] {
+    for (b, past, t, kv, n_rep, d) in [
+        (1, 0, 256, 2, 2, 16),
+        (2, 0, 300, 2, 2, 16),
+        (2, 7, 260, 2, 2, 16),
+        (1, 0, 270, 4, 3, 64),
+        (2, 5, 257, 1, 1, 80),
+        (1, 3, 256, 2, 4, 128),
+    ] {
         let total = past + t;
-        let k = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        let k_all = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        let v_all = Tensor::randn(0f32, 1.0, (b, kv, total, d), &dev).unwrap();
+        let mut cache = KvCache::new(1);
+        if past > 0 {
+            let (k, v) = (
+                k_all.narrow(2, 0, past).unwrap(),
+                v_all.narrow(2, 0, past).unwrap(),
+            );
+            cache.append(0, &k, &v).unwrap();
+        }
+        let (k, v) = cache
+            .append(
+                0,
+                &k_all.narrow(2, past, t).unwrap(),
+                &v_all.narrow(2, past, t).unwrap(),
+            )
+            .unwrap();
         let q = Tensor::randn(0f32, 1.0, (b, kv * n_rep, t, d), &dev).unwrap();
         let mut mask = vec![1u8; b * total];
         if b > 1 {
@@ -135,29 +158,44 @@ fn long_prompt_attention_by_blocks_matches_the_composed_ops() {
         }
         let mask = Tensor::from_vec(mask, (b, total), &dev).unwrap();
         let bias = attention_bias(Some(&mask), b, t, past, &dev).unwrap();
-        let blocks = attend(&q, &k, &v, &bias, kv, Mode::Inference).unwrap();
         let composed = attend(&q, &k, &v, &bias, kv, Mode::Train).unwrap();
-        assert_eq!(blocks.dims(), composed.dims());
-        // Padding queries (row 1's first 40 positions) see no key at all: their outputs are
-        // never read, and the composed ops average every key for them where the blocks
-        // average fewer. Every real query must agree.
-        let real = |x: &Tensor, r: usize, from: usize| {
-            x.narrow(0, r, 1)
-                .unwrap()
-                .narrow(2, from, t - from)
-                .unwrap()
-        };
-        let mut err = max_abs_diff(&real(&blocks, 0, 0), &real(&composed, 0, 0));
-        if b > 1 {
-            let from = 40usize.saturating_sub(past);
-            err = err.max(max_abs_diff(
-                &real(&blocks, 1, from),
-                &real(&composed, 1, from),
-            ));
+        let fast = attend(&q, &k, &v, &bias, kv, Mode::Inference).unwrap();
+        let scale = 1.0 / (d as f64).sqrt();
+        let blocks = attend_blocks(&q, &k, &v, &bias, kv, scale, Mode::Inference).unwrap();
+        for (name, out) in [("attend", &fast), ("attend_blocks", &blocks)] {
+            assert_eq!(out.dims(), composed.dims());
+            // Padding queries (row 1's first 40 positions) see no key at all: their outputs
+            // are never read, and the composed ops average every key for them where the
+            // fast paths average fewer. Every real query must agree.
+            let real = |x: &Tensor, r: usize, from: usize| {
+                x.narrow(0, r, 1)
+                    .unwrap()
+                    .narrow(2, from, t - from)
+                    .unwrap()
+            };
+            let mut err = max_abs_diff(&real(out, 0, 0), &real(&composed, 0, 0));
+            if b > 1 {
+                let from = 40usize.saturating_sub(past);
+                err = err.max(max_abs_diff(&real(out, 1, from), &real(&composed, 1, from)));
+            }
+            assert!(
+                err < 1e-5,
+                "{name}: b {b} past {past} t {t} kv {kv} n_rep {n_rep} d {d}: \
+                 max |fast - composed| over real queries = {err}"
+            );
         }
-        assert!(
-            err < 1e-5,
-            "b {b} past {past} t {t}: max |blocks - composed| over real queries = {err}"
-        );
+        if b > 1 {
+            // A sequence's result does not depend on the rest of the batch.
+            let one = |x: &Tensor| x.narrow(0, 1, 1).unwrap();
+            let alone = attend(
+                &one(&q),
+                &one(&k),
+                &one(&v),
+                &one(&bias),
+                kv,
+                Mode::Inference,
+            );
+            assert_eq!(max_abs_diff(&alone.unwrap(), &one(&fast)), 0.0);
+        }
     }
 }
