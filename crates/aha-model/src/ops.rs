@@ -961,9 +961,75 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate.forward(x, mode)?)?;
-        self.down
-            .forward(&(gate * self.up.forward(x, mode)?)?, mode)
+        let (gate, up) = (self.gate.forward(x, mode)?, self.up.forward(x, mode)?);
+        // GGUF weights: silu and the product in one vectorized pass. Dense models keep
+        // candle's silu, whose bits their sampled rollouts were measured with.
+        let hidden = if self.gate.is_quantized() && gate.dtype() == DType::F32 {
+            gate.apply_op2_no_bwd(&up, &SiluMul)?
+        } else {
+            (candle_nn::ops::silu(&gate)? * up)?
+        };
+        self.down.forward(&hidden, mode)
+    }
+}
+
+/// silu(a) * b for f32 CPU tensors of one shape, with the vectorized exp.
+struct SiluMul;
+
+impl candle_core::CustomOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "aha-silu-mul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &candle_core::CpuStorage,
+        la: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        lb: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (candle_core::CpuStorage::F32(a), candle_core::CpuStorage::F32(b)) = (a, b) else {
+            candle_core::bail!("silu-mul: f32 only");
+        };
+        let (Some((a0, a1)), Some((b0, b1))) = (la.contiguous_offsets(), lb.contiguous_offsets())
+        else {
+            candle_core::bail!("silu-mul: inputs not contiguous");
+        };
+        if la.shape() != lb.shape() {
+            candle_core::bail!("silu-mul: shapes {:?} and {:?}", la.shape(), lb.shape());
+        }
+        let (a, b) = (&a[a0..a1], &b[b0..b1]);
+        let mut out = vec![0f32; a.len()];
+        out.par_chunks_mut(4096)
+            .zip(a.par_chunks(4096).zip(b.par_chunks(4096)))
+            .for_each(|(o, (a, b))| silu_mul(a, b, o));
+        Ok((candle_core::CpuStorage::F32(out), la.shape().clone()))
+    }
+}
+
+fn silu_mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
+        // SAFETY: AVX2 was detected at run time.
+        return unsafe { silu_mul_avx2(a, b, out) };
+    }
+    silu_mul_any(a, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn silu_mul_avx2(a: &[f32], b: &[f32], out: &mut [f32]) {
+    silu_mul_any(a, b, out)
+}
+
+/// sigmoid(x) from e^-|x| (no overflow): 1 / (1 + e) for x >= 0, e / (1 + e) below.
+#[inline(always)]
+fn silu_mul_any(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let e = exp_nonpositive(-x.abs());
+        let num = if x >= 0.0 { 1.0 } else { e };
+        *o = x * num / (1.0 + e) * y;
     }
 }
 
@@ -971,6 +1037,29 @@ impl Mlp {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    /// The fused silu(a) * b of GGUF models against candle's silu and product, from deep
+    /// negatives (where e^x underflows) to large positives.
+    #[test]
+    fn silu_mul_matches_candle() {
+        let dev = Device::Cpu;
+        let a: Vec<f32> = (0..10_000).map(|i| (i as f32 - 5_000.0) * 0.021).collect();
+        let b: Vec<f32> = (0..10_000).map(|i| 1.0 + (i % 7) as f32 * 0.5).collect();
+        let (a, b) = (
+            Tensor::from_vec(a, (100, 100), &dev).unwrap(),
+            Tensor::from_vec(b, (100, 100), &dev).unwrap(),
+        );
+        let fused = a.apply_op2_no_bwd(&b, &SiluMul).unwrap();
+        let plain = (candle_nn::ops::silu(&a).unwrap() * &b).unwrap();
+        let fused = fused.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let plain = plain.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+            assert!(
+                (f - p).abs() <= 2e-6 * p.abs().max(1e-3),
+                "element {i}: fused {f}, candle {p}"
+            );
+        }
+    }
 
     /// The AVX2 builds of the row kernels give the baseline build's bits (they are the same
     /// code; the training log-probs and the rollouts' softmax must not move with the CPU).
