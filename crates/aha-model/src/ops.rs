@@ -1010,10 +1010,18 @@ impl candle_core::CustomOp2 for SiluMul {
 
 fn silu_mul(a: &[f32], b: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
-        // SAFETY: AVX2 was detected at run time.
-        return unsafe { silu_mul_avx2(a, b, out) };
+    match crate::qkernels::Isa::detected() {
+        // SAFETY: the features were detected at run time.
+        crate::qkernels::Isa::Avx512 => return unsafe { silu_mul_avx512(a, b, out) },
+        crate::qkernels::Isa::Avx2 => return unsafe { silu_mul_avx2(a, b, out) },
+        crate::qkernels::Isa::Scalar => {}
     }
+    silu_mul_any(a, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn silu_mul_avx512(a: &[f32], b: &[f32], out: &mut [f32]) {
     silu_mul_any(a, b, out)
 }
 

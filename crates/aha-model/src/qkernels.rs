@@ -772,9 +772,15 @@ fn tiled_matmul(
     }
 }
 
-/// The last input quantized on this thread: the id of the tensor it came from, its values,
-/// and its quantized rows.
-type LastInput = (TensorId, Flavor, Isa, Vec<f32>, Arc<Q8Rows>);
+/// The last input quantized on this thread: the id of the tensor it came from, its values'
+/// bits, and its quantized rows.
+type LastInput = (TensorId, Flavor, Isa, Vec<u32>, Arc<Q8Rows>);
+
+/// The bits of `x` (compared as integers, a `memcmp`: f32 equality goes element by element).
+fn bits(x: &[f32]) -> &[u32] {
+    // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a u32.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u32>(), x.len()) }
+}
 
 thread_local! {
     static LAST_INPUT: std::cell::RefCell<Option<LastInput>> =
@@ -794,7 +800,7 @@ fn quantized_input(
 ) -> Arc<Q8Rows> {
     if let Some(id) = key {
         let hit = LAST_INPUT.with_borrow(|last| match last {
-            Some((i, f, a, xs, rows)) if *i == id && *f == flavor && *a == isa && xs == x => {
+            Some((i, f, a, xs, rows)) if *i == id && *f == flavor && *a == isa && xs == bits(x) => {
                 Some(rows.clone())
             }
             _ => None,
@@ -807,7 +813,8 @@ fn quantized_input(
     }
     let act = Arc::new(Q8Rows::quantize(x, m, k, flavor));
     if let Some(id) = key {
-        LAST_INPUT.with_borrow_mut(|last| *last = Some((id, flavor, isa, x.to_vec(), act.clone())));
+        LAST_INPUT
+            .with_borrow_mut(|last| *last = Some((id, flavor, isa, bits(x).to_vec(), act.clone())));
     }
     act
 }
