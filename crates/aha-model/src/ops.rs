@@ -182,12 +182,14 @@ struct AttendHead<'a> {
 impl AttendHead<'_> {
     /// The body, with the row kernels of `K` (inlined into each instruction-set entry).
     #[inline(always)]
-    fn run<K: simd::Rows>(&self, o: &mut [f32]) {
+    fn run<K: simd::Rows>(&self, o: &mut [f32], scratch: &mut [f32]) {
         let (total, d) = (self.total, self.d);
         let rows = self.q.len() / d;
         let (ks, kt, ktj) = self.k;
         let (vs, vt, vtj) = self.v;
-        let mut p = vec![0f32; rows * total];
+        // Every element of p and inv is written before it is read.
+        let (p, inv) = scratch.split_at_mut(rows * total);
+        let inv = &mut inv[..rows];
         let masked = (MASK_VALUE / 2.0) as f32;
         for j in 0..total {
             // Keys no query may see (padding of shorter sequences in a batch): not read.
@@ -201,7 +203,6 @@ impl AttendHead<'_> {
                 p[r * total + j] = K::dot(&self.q[r * d..][..d], kj) * self.scale + b;
             }
         }
-        let mut inv = vec![0f32; rows];
         for (pr, inv) in p.chunks_mut(total).zip(inv.iter_mut()) {
             let max = pr.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
             let mut sum = 0f32;
@@ -222,9 +223,25 @@ impl AttendHead<'_> {
             }
         }
         for (or, inv) in o.chunks_mut(d).zip(inv) {
-            or.iter_mut().for_each(|x| *x *= inv);
+            or.iter_mut().for_each(|x| *x *= *inv);
         }
     }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` on this thread's scratch buffer of at least `n` floats (contents unspecified): the
+/// attention tasks run on both threads at once, and allocating per task made them contend
+/// for the allocator's one arena (a futex wake per allocation in batch-1 decode).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with_borrow_mut(|v| {
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+        f(&mut v[..n])
+    })
 }
 
 /// Row kernels (dot product, `y += a x`) for [`AttendHead`]: AVX2/FMA when the CPU has
@@ -251,15 +268,22 @@ mod simd {
     }
 
     pub fn attend_head(head: &AttendHead, o: &mut [f32]) {
+        let rows = head.q.len() / head.d;
+        super::with_scratch(rows * (head.total + 1), |scratch| {
+            attend_head_in(head, o, scratch)
+        })
+    }
+
+    fn attend_head_in(head: &AttendHead, o: &mut [f32], scratch: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if head.d.is_multiple_of(8)
             && crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2
         {
             // SAFETY: AVX2 and FMA were detected (one detection for every kernel); rows are a
             // multiple of 8 long.
-            return unsafe { fma::attend_head(head, o) };
+            return unsafe { fma::attend_head(head, o, scratch) };
         }
-        head.run::<Portable>(o)
+        head.run::<Portable>(o, scratch)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -268,8 +292,8 @@ mod simd {
         use std::arch::x86_64::*;
 
         #[target_feature(enable = "avx2,fma")]
-        pub unsafe fn attend_head(head: &AttendHead, o: &mut [f32]) {
-            head.run::<Fma>(o)
+        pub unsafe fn attend_head(head: &AttendHead, o: &mut [f32], scratch: &mut [f32]) {
+            head.run::<Fma>(o, scratch)
         }
 
         /// Only reached through `attend_head` above (rows a multiple of 8, features there).

@@ -111,9 +111,13 @@ fn run(
             kv_heads,
             d,
         };
+        let rows = h / kv_heads * QUERY_BLOCK;
+        let scratch = rows * (d + width + 1);
         crate::spin::for_chunks(out, QUERY_BLOCK * h * d, |c, o| {
-            // SAFETY: AVX-512 F was detected (`Isa::detected`); `block` checks its lengths.
-            unsafe { avx512::block(&seq, c * QUERY_BLOCK, o) }
+            super::with_scratch(scratch, |scratch| {
+                // SAFETY: AVX-512 F was detected (`Isa::detected`); `block` checks its lengths.
+                unsafe { avx512::block(&seq, c * QUERY_BLOCK, o, scratch) }
+            })
         });
     }
     let out = Tensor::from_vec(out, (b, t, h, d), q.device())?;
@@ -143,9 +147,9 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// Queries `q0 ..` (at most `QUERY_BLOCK`, as many as `o` holds) of every head into `o`
-    /// ([queries, h, d]).
+    /// ([queries, h, d]); `scratch` holds at least rows x (d + width + 1) floats.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn block(s: &Seq, q0: usize, o: &mut [f32]) {
+    pub unsafe fn block(s: &Seq, q0: usize, o: &mut [f32], scratch: &mut [f32]) {
         let (d, h, total) = (s.d, s.h, s.total);
         let tb = o.len() / (h * d);
         assert!(tb > 0 && q0 + tb <= s.t && o.len() == tb * h * d);
@@ -156,9 +160,10 @@ mod avx512 {
         let width = end.next_multiple_of(16);
         assert!(width <= s.width && s.kt.len() == s.kv_heads * d * s.width);
         let scale = 1.0 / (d as f32).sqrt();
-        let mut qr = vec![0f32; rows * d];
-        let mut p = vec![0f32; rows * width];
-        let mut inv = vec![0f32; rows];
+        // Every element is written before it is read.
+        let (qr, rest) = scratch.split_at_mut(rows * d);
+        let (p, inv) = rest.split_at_mut(rows * width);
+        let inv = &mut inv[..rows];
         for g in 0..s.kv_heads {
             // Row r = rep * tb + i: head g * n_rep + rep, query q0 + i; scaled as the
             // composed path scales q before its product.
@@ -168,7 +173,7 @@ mod avx512 {
                 qrow.iter_mut().zip(src).for_each(|(y, &x)| *y = x * scale);
             }
             let kt = &s.kt[g * d * s.width..][..d * s.width];
-            scores(&qr, kt, d, s.width, &mut p);
+            scores(qr, kt, d, s.width, p);
             for (r, (pr, inv)) in p.chunks_mut(width).zip(inv.iter_mut()).enumerate() {
                 let qi = q0 + r % tb;
                 *inv = softmax_unnormalized(pr, &s.bias[qi * total..][..end]);
@@ -176,7 +181,7 @@ mod avx512 {
             let (vs, v0, vh, vj) = s.v;
             let vbase = v0 + g * vh;
             assert!(vbase + (end - 1) * vj + d <= vs.len());
-            values(&p, width, end, (vs, vbase, vj), &inv, &mut qr);
+            values(p, width, end, (vs, vbase, vj), inv, qr);
             for (r, row) in qr.chunks(d).enumerate() {
                 let (rep, i) = (r / tb, r % tb);
                 o[(i * h + g * n_rep + rep) * d..][..d].copy_from_slice(row);
