@@ -988,7 +988,8 @@ impl Mlp {
         let (gate, up) = (self.gate.forward(x, mode)?, self.up.forward(x, mode)?);
         // GGUF weights: silu and the product in one vectorized pass. Dense models keep
         // candle's silu, whose bits their sampled rollouts were measured with.
-        let hidden = if self.gate.is_quantized() && gate.dtype() == DType::F32 {
+        let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        let hidden = if self.gate.is_quantized() && f32_cpu(&gate) && f32_cpu(&up) {
             gate.apply_op2_no_bwd(&up, &SiluMul)?
         } else {
             (candle_nn::ops::silu(&gate)? * up)?

@@ -842,9 +842,9 @@ struct Q8Rows {
     /// For the AVX-512 row kernels (`Q8Rows::pairs`), made on first use.
     #[cfg(target_arch = "x86_64")]
     pairs: std::sync::OnceLock<Vec<avx512::Pair>>,
-    /// Per block: scale * Σ codes over codes 0..16 and 16..32 (for the tiled Q6_K kernel),
-    /// made on first use.
-    half_sums: std::sync::OnceLock<Vec<[f32; 2]>>,
+    /// Per block: Σ codes over codes 0..16 and 16..32 (for the tiled Q6_K kernel), made on
+    /// first use.
+    half_sums: std::sync::OnceLock<Vec<[i32; 2]>>,
 }
 
 impl Q8Rows {
@@ -898,14 +898,13 @@ impl Q8Rows {
     }
 
     /// Row `i`'s `half_sums`.
-    fn half_sums(&self, i: usize) -> &[[f32; 2]] {
+    fn half_sums(&self, i: usize) -> &[[i32; 2]] {
         let all = self.half_sums.get_or_init(|| {
             self.codes
                 .chunks_exact(QK)
-                .zip(&self.scales)
-                .map(|(c, &[d, _])| {
-                    let sum = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>() as f32;
-                    [d * sum(&c[..16]), d * sum(&c[16..])]
+                .map(|c| {
+                    let sum = |h: &[i8]| h.iter().map(|&v| v as i32).sum::<i32>();
+                    [sum(&c[..16]), sum(&c[16..])]
                 })
                 .collect()
         });

@@ -337,7 +337,7 @@ impl Tiled {
         let h = self.highs.as_ptr();
         let nb = self.nb;
         assert!(self.highs.is_empty() || self.highs.len() >= groups.end * nb);
-        let half_sums: [*const [f32; 2]; R] = match self.scales {
+        let half_sums: [*const [i32; 2]; R] = match self.scales {
             TScales::K6 { .. } => std::array::from_fn(|r| act.half_sums(i + r).as_ptr()),
             _ => [std::ptr::null(); R],
         };
@@ -405,7 +405,7 @@ mod avx512 {
     pub(super) struct Rows<const R: usize> {
         pub xq: [*const i8; R],
         pub xd: [*const [f32; 2]; R],
-        pub half_sums: [*const [f32; 2]; R],
+        pub half_sums: [*const [i32; 2]; R],
         pub y: [*mut f32; R],
     }
 
@@ -451,8 +451,12 @@ mod avx512 {
         let per = if EIGHT { 8 } else { 4 };
         let low = _mm512_set1_epi8(0x0F);
         let bit4 = _mm512_set1_epi8(0x10);
+        assert!(S != K6 || nb.is_multiple_of(8));
         for g in groups {
             let mut acc = [_mm512_setzero_ps(); R];
+            // Q6_K: the current super-block's sums, before the activations' scale (one per
+            // 256 weights, Q8_K) is applied at its last block.
+            let mut sup = [_mm512_setzero_ps(); R];
             // The k-quants' current super-block scales (d, -dmin), loaded every 8 blocks.
             let (mut kd, mut kneg) = (_mm512_setzero_ps(), _mm512_setzero_ps());
             for b in 0..nb {
@@ -511,7 +515,7 @@ mod avx512 {
                         )
                     }
                 };
-                for (r, acc) in acc.iter_mut().enumerate() {
+                for (r, (acc, sup)) in acc.iter_mut().zip(sup.iter_mut()).enumerate() {
                     let xp = x.xq[r].add(b * QK) as *const i32;
                     // Two chains (codes 0..16 and 16..32), so that a lone row does not wait on
                     // each dpbusd in turn; Q6_K scales them apart.
@@ -526,17 +530,16 @@ mod avx512 {
                     let [dx, sx] = *x.xd[r].add(b);
                     let dx = _mm512_set1_ps(dx);
                     if S == K6 {
+                        // Codes + 32: less 32 Σx per half, in integers.
                         let [h0, h1] = *x.half_sums[r].add(b);
-                        let (d0, d1) = (d, m);
-                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(d0, dx), *acc);
-                        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), *acc);
-                        // Codes + 32: less 32 d Σx per half.
-                        let m0 = _mm512_mul_ps(d0, _mm512_set1_ps(-32.0 * h0));
-                        *acc = _mm512_fmadd_ps(
-                            d1,
-                            _mm512_set1_ps(-32.0 * h1),
-                            _mm512_add_ps(*acc, m0),
-                        );
+                        let s0 = _mm512_sub_epi32(s0, _mm512_set1_epi32(32 * h0));
+                        let s1 = _mm512_sub_epi32(s1, _mm512_set1_epi32(32 * h1));
+                        *sup = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, *sup);
+                        *sup = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), m, *sup);
+                        if b % 8 == 7 {
+                            *acc = _mm512_fmadd_ps(*sup, dx, *acc);
+                            *sup = _mm512_setzero_ps();
+                        }
                     } else {
                         let s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
                         *acc = _mm512_fmadd_ps(s, _mm512_mul_ps(d, dx), *acc);
