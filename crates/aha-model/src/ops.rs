@@ -95,6 +95,86 @@ pub fn attend_few(
     bias: &Tensor,
     kv_heads: usize,
 ) -> Result<Option<Tensor>> {
+    with_attention_inputs(q, k, v, bias, kv_heads, |a| {
+        let AttentionInputs {
+            b, h, t, d, total, ..
+        } = *a;
+        let n_rep = h / kv_heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        // One task per (sequence, kv head): its n_rep query heads are adjacent in q and in
+        // the output, and each key and value row is read once for all of them. With fewer
+        // such tasks than a few per thread (a lone sequence), one per query head instead, so
+        // that the threads share the work evenly (keys and values are then read n_rep times).
+        let per_kv = b * kv_heads >= 4 * rayon::current_num_threads();
+        let heads_per_task = if per_kv { n_rep } else { 1 };
+        let rows = heads_per_task * t;
+        let mut out = vec![0f32; b * h * t * d];
+        let task = |c: usize, o: &mut [f32]| {
+            let tasks_per_seq = h / heads_per_task;
+            let (bi, first) = (c / tasks_per_seq, c % tasks_per_seq * heads_per_task);
+            let g = first / n_rep;
+            let head = AttendHead {
+                q: &a.q[(bi * h + first) * t * d..][..rows * d],
+                bias: &a.bias[bi * t * total..][..t * total],
+                k: (a.k.buf, a.k.head(bi, g), a.k.row),
+                v: (a.v.buf, a.v.head(bi, g), a.v.row),
+                t,
+                total,
+                d,
+                scale,
+            };
+            simd::attend_head(&head, o);
+        };
+        crate::spin::for_chunks(&mut out, rows * d, task);
+        Tensor::from_vec(out, (b, h, t, d), q.device())
+    })
+}
+
+/// An inference attention call's f32 CPU buffers, in the form the attention kernels take:
+/// q [b, h, t, d] and bias [b, 1, 1, t, total] as slices of exactly their elements, keys and
+/// values [b, kv, total, d] strided with contiguous rows.
+#[derive(Clone, Copy)]
+struct AttentionInputs<'a> {
+    b: usize,
+    h: usize,
+    t: usize,
+    d: usize,
+    total: usize,
+    q: &'a [f32],
+    bias: &'a [f32],
+    k: Strided<'a>,
+    v: Strided<'a>,
+}
+
+/// A [b, kv, rows, d] buffer: element [0, 0, 0, 0] at `start`, strides per sequence, head
+/// and row.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    buf: &'a [f32],
+    start: usize,
+    seq: usize,
+    head: usize,
+    row: usize,
+}
+
+impl Strided<'_> {
+    /// The offset of row 0 of sequence `b`, head `g`.
+    fn head(&self, b: usize, g: usize) -> usize {
+        self.start + b * self.seq + g * self.head
+    }
+}
+
+/// `f` on the buffers of q [b, h, t, d], k/v [b, kv, total, d] (any strides, last
+/// contiguous) and bias [b, 1, 1, t, total]; `None` when they are not non-empty f32 CPU
+/// tensors of that form (the composed ops take them).
+fn with_attention_inputs(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    kv_heads: usize,
+    f: impl FnOnce(&AttentionInputs) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
     use candle_core::{CpuStorage, Storage};
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
     if ![q, k, v, bias].into_iter().all(f32_cpu) {
@@ -105,7 +185,7 @@ pub fn attend_few(
     if (kb, kvh, kd) != (b, kv_heads, d) || v.dims4()? != (b, kv_heads, total, d) {
         return Ok(None);
     }
-    let empty = b * h * t * d == 0;
+    let empty = b * h * t * d * total == 0;
     if empty || kv_heads == 0 || h % kv_heads != 0 || bias.dims() != [b, 1, 1, t, total] {
         return Ok(None);
     }
@@ -113,7 +193,6 @@ pub fn attend_few(
     if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
         return Ok(None);
     }
-    let n_rep = h / kv_heads;
     let (q, bias) = (q.contiguous()?, bias.contiguous()?);
     let (qs, _) = q.storage_and_layout();
     let (bs, _) = bias.storage_and_layout();
@@ -127,43 +206,25 @@ pub fn attend_few(
     else {
         return Ok(None);
     };
-    let q0 = q.layout().start_offset();
-    let b0 = bias.layout().start_offset();
-    let scale = 1.0 / (d as f32).sqrt();
-    // One task per (sequence, kv head): its n_rep query heads are adjacent in q and in the
-    // output, and each key and value row is read once for all of them. With fewer such
-    // tasks than a few per thread (a lone sequence), one per query head instead, so that
-    // the threads share the work evenly (keys and values are then read n_rep times).
-    let per_kv = b * kv_heads >= 4 * rayon::current_num_threads();
-    let heads_per_task = if per_kv { n_rep } else { 1 };
-    let rows = heads_per_task * t;
-    let mut out = vec![0f32; b * h * t * d];
-    let task = |c: usize, o: &mut [f32]| {
-        let tasks_per_seq = h / heads_per_task;
-        let (bi, first) = (c / tasks_per_seq, c % tasks_per_seq * heads_per_task);
-        let g = first / n_rep;
-        let head = AttendHead {
-            q: &qs[q0 + (bi * h + first) * t * d..][..rows * d],
-            bias: &bs[b0 + bi * t * total..][..t * total],
-            k: (
-                ks,
-                kl.start_offset() + bi * kl.stride()[0] + g * kl.stride()[1],
-                kl.stride()[2],
-            ),
-            v: (
-                vs,
-                vl.start_offset() + bi * vl.stride()[0] + g * vl.stride()[1],
-                vl.stride()[2],
-            ),
-            t,
-            total,
-            d,
-            scale,
-        };
-        simd::attend_head(&head, o);
+    let strided = |buf, l: &candle_core::Layout| Strided {
+        buf,
+        start: l.start_offset(),
+        seq: l.stride()[0],
+        head: l.stride()[1],
+        row: l.stride()[2],
     };
-    crate::spin::for_chunks(&mut out, rows * d, task);
-    Ok(Some(Tensor::from_vec(out, (b, h, t, d), q.device())?))
+    let inputs = AttentionInputs {
+        b,
+        h,
+        t,
+        d,
+        total,
+        q: &qs[q.layout().start_offset()..][..b * h * t * d],
+        bias: &bs[bias.layout().start_offset()..][..b * t * total],
+        k: strided(ks, kl),
+        v: strided(vs, vl),
+    };
+    f(&inputs).map(Some)
 }
 
 /// One (sequence, kv head) of [`attend_few`]: `rows = n_rep * t` query rows of `q`, the

@@ -5,8 +5,8 @@
 //! of the cache, and the output comes out in [b, t, h, d], the order the output projection
 //! reads.
 
-use super::MASK_VALUE;
-use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+use super::{with_attention_inputs, with_scratch, AttentionInputs, MASK_VALUE};
+use candle_core::{Result, Tensor, D};
 
 /// Queries per task.
 const QUERY_BLOCK: usize = 16;
@@ -38,90 +38,63 @@ fn run(
     bias: &Tensor,
     kv_heads: usize,
 ) -> Result<Option<Tensor>> {
-    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-    if ![q, k, v, bias].into_iter().all(f32_cpu) {
+    if !q.dim(D::Minus1)?.is_multiple_of(16) {
         return Ok(None);
     }
-    let (b, h, t, d) = q.dims4()?;
-    let (kb, kvh, total, kd) = k.dims4()?;
-    if (kb, kvh, kd) != (b, kv_heads, d) || v.dims4()? != (b, kv_heads, total, d) {
-        return Ok(None);
-    }
-    let empty = b * h * t * d * total == 0;
-    if empty || kv_heads == 0 || h % kv_heads != 0 || !d.is_multiple_of(16) {
-        return Ok(None);
-    }
-    if bias.dims() != [b, 1, 1, t, total] {
-        return Ok(None);
-    }
-    let (kl, vl) = (k.layout(), v.layout());
-    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
-        return Ok(None);
-    }
-    let (q, bias) = (q.contiguous()?, bias.contiguous()?);
-    let (qs, _) = q.storage_and_layout();
-    let (bs, _) = bias.storage_and_layout();
-    let (ks, _) = k.storage_and_layout();
-    let (vs, _) = v.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(qs)), Storage::Cpu(CpuStorage::F32(bs))) = (&*qs, &*bs)
-    else {
-        return Ok(None);
-    };
-    let (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) = (&*ks, &*vs)
-    else {
-        return Ok(None);
-    };
-    let qs = &qs[q.layout().start_offset()..][..b * h * t * d];
-    let bs = &bs[bias.layout().start_offset()..][..b * t * total];
-    let masked = (MASK_VALUE / 2.0) as f32;
-    let (k0, kh, kj) = (kl.start_offset(), kl.stride()[1], kl.stride()[2]);
-    let width = total.next_multiple_of(16);
-    let mut kt = vec![0f32; kv_heads * d * width];
-    let mut out = vec![0f32; b * t * h * d];
-    for (bi, out) in out.chunks_mut(t * h * d).enumerate() {
-        let bias = &bs[bi * t * total..][..t * total];
-        // Past the last key each query may see (at least 1: a query that sees nothing gets
-        // the composed softmax's uniform average over its block's keys, never read).
-        let ends: Vec<usize> = bias
-            .chunks(total)
-            .map(|row| row.iter().rposition(|&x| x > masked).map_or(1, |j| j + 1))
-            .collect();
-        // Every kv head's keys transposed once ([kv, d, width], zero past `total`) for the
-        // score tiles, which broadcast one lane of a query against that lane of 16 keys.
-        let kb = k0 + bi * kl.stride()[0];
-        for (g, kt) in kt.chunks_mut(d * width).enumerate() {
-            for j in 0..total {
-                let row = &ks[kb + g * kh + j * kj..][..d];
-                for (i, &x) in row.iter().enumerate() {
-                    kt[i * width + j] = x;
+    let out = with_attention_inputs(q, k, v, bias, kv_heads, |a| {
+        let AttentionInputs {
+            b, h, t, d, total, ..
+        } = *a;
+        let masked = (MASK_VALUE / 2.0) as f32;
+        let width = total.next_multiple_of(16);
+        let mut kt = vec![0f32; kv_heads * d * width];
+        let mut out = vec![0f32; b * t * h * d];
+        for (bi, out) in out.chunks_mut(t * h * d).enumerate() {
+            let bias = &a.bias[bi * t * total..][..t * total];
+            // Past the last key each query may see (at least 1: a query that sees nothing
+            // gets the composed softmax's uniform average over its block's keys, never read).
+            let ends: Vec<usize> = bias
+                .chunks(total)
+                .map(|row| row.iter().rposition(|&x| x > masked).map_or(1, |j| j + 1))
+                .collect();
+            // Every kv head's keys transposed once ([kv, d, width], zero past `total`) for
+            // the score tiles, which broadcast one lane of a query against that lane of 16
+            // keys.
+            for (g, kt) in kt.chunks_mut(d * width).enumerate() {
+                let k0 = a.k.head(bi, g);
+                for j in 0..total {
+                    let row = &a.k.buf[k0 + j * a.k.row..][..d];
+                    for (i, &x) in row.iter().enumerate() {
+                        kt[i * width + j] = x;
+                    }
                 }
             }
+            let seq = Seq {
+                q: &a.q[bi * h * t * d..][..h * t * d],
+                bias,
+                ends: &ends,
+                kt: &kt,
+                width,
+                v: (a.v.buf, a.v.head(bi, 0), a.v.head, a.v.row),
+                t,
+                total,
+                h,
+                kv_heads,
+                d,
+            };
+            let rows = h / kv_heads * QUERY_BLOCK;
+            let scratch = rows * (d + width + 1);
+            crate::spin::for_chunks(out, QUERY_BLOCK * h * d, |c, o| {
+                with_scratch(scratch, |scratch| {
+                    // SAFETY: AVX-512 F was detected (`Isa::detected`); `block` checks its
+                    // lengths.
+                    unsafe { avx512::block(&seq, c * QUERY_BLOCK, o, scratch) }
+                })
+            });
         }
-        let vb = vl.start_offset() + bi * vl.stride()[0];
-        let seq = Seq {
-            q: &qs[bi * h * t * d..][..h * t * d],
-            bias,
-            ends: &ends,
-            kt: &kt,
-            width,
-            v: (vs, vb, vl.stride()[1], vl.stride()[2]),
-            t,
-            total,
-            h,
-            kv_heads,
-            d,
-        };
-        let rows = h / kv_heads * QUERY_BLOCK;
-        let scratch = rows * (d + width + 1);
-        crate::spin::for_chunks(out, QUERY_BLOCK * h * d, |c, o| {
-            super::with_scratch(scratch, |scratch| {
-                // SAFETY: AVX-512 F was detected (`Isa::detected`); `block` checks its lengths.
-                unsafe { avx512::block(&seq, c * QUERY_BLOCK, o, scratch) }
-            })
-        });
-    }
-    let out = Tensor::from_vec(out, (b, t, h, d), q.device())?;
-    Ok(Some(out.transpose(1, 2)?))
+        Tensor::from_vec(out, (b, t, h, d), q.device())
+    })?;
+    out.map(|o| o.transpose(1, 2)).transpose()
 }
 
 /// One sequence: its queries [h, t, d], bias rows [t, total], each query's visible end, the
