@@ -198,19 +198,12 @@ pub fn attend_blocks(
     let (b, h, t, d) = q.dims4()?;
     let total = k.dim(2)?;
     let n_rep = h / kv_heads;
-    let masked = (ops::MASK_VALUE / 2.0) as f32;
     let bias_rows = bias.flatten_all()?.to_vec1::<f32>()?;
     let visible_end = |q0: usize, q1: usize| {
-        let mut end = 1;
-        for bi in 0..b {
-            for qi in q0..q1 {
-                let row = &bias_rows[(bi * t + qi) * total..][..total];
-                if let Some(j) = row.iter().rposition(|&x| x > masked) {
-                    end = end.max(j + 1);
-                }
-            }
-        }
-        end
+        (0..b)
+            .flat_map(|bi| (q0..q1).map(move |qi| (bi * t + qi) * total))
+            .map(|row| ops::visible_end(&bias_rows[row..][..total]))
+            .fold(1, usize::max)
     };
     let q = (q.contiguous()?.reshape((b, kv_heads, n_rep, t, d))? * scale)?;
     let mut outs = Vec::with_capacity(t.div_ceil(QUERY_BLOCK));

@@ -20,6 +20,15 @@ pub enum Mode {
 /// A large finite negative: -inf turns fully masked rows into NaN.
 pub const MASK_VALUE: f64 = -1e9;
 
+/// Past the last key an additive bias row (0 or `MASK_VALUE`) leaves visible; 0 when none is.
+pub fn visible_end(bias_row: &[f32]) -> usize {
+    let masked = (MASK_VALUE / 2.0) as f32;
+    bias_row
+        .iter()
+        .rposition(|&x| x > masked)
+        .map_or(0, |j| j + 1)
+}
+
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
     match mode {
         Mode::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),

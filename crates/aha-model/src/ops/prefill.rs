@@ -5,7 +5,7 @@
 //! of the cache, and the output comes out in [b, t, h, d], the order the output projection
 //! reads.
 
-use super::{with_attention_inputs, with_scratch, AttentionInputs, MASK_VALUE};
+use super::{visible_end, with_attention_inputs, with_scratch, AttentionInputs, MASK_VALUE};
 use candle_core::{Result, Tensor, D};
 
 /// Queries per task.
@@ -45,7 +45,6 @@ fn run(
         let AttentionInputs {
             b, h, t, d, total, ..
         } = *a;
-        let masked = (MASK_VALUE / 2.0) as f32;
         let width = total.next_multiple_of(16);
         let mut kt = vec![0f32; kv_heads * d * width];
         let mut out = vec![0f32; b * t * h * d];
@@ -53,10 +52,7 @@ fn run(
             let bias = &a.bias[bi * t * total..][..t * total];
             // Past the last key each query may see (at least 1: a query that sees nothing
             // gets the composed softmax's uniform average over its block's keys, never read).
-            let ends: Vec<usize> = bias
-                .chunks(total)
-                .map(|row| row.iter().rposition(|&x| x > masked).map_or(1, |j| j + 1))
-                .collect();
+            let ends: Vec<usize> = bias.chunks(total).map(|r| visible_end(r).max(1)).collect();
             // Every kv head's keys transposed once ([kv, d, width], zero past `total`) for
             // the score tiles, which broadcast one lane of a query against that lane of 16
             // keys.
