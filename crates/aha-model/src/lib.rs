@@ -244,6 +244,38 @@ impl Model {
         }
     }
 
+    /// Log-probs and entropies (detached) [b, n] of `targets` [b, n] (u32): target k of row r
+    /// under softmax(scale · logits) at position k of row r of the positions
+    /// `input.logits` keeps. What [`Model::forward`] and [`ops::token_logprobs`] give, without
+    /// the logits' intermediate views in the graph (see [`ops::head_logprobs`]).
+    pub fn target_logprobs(
+        &self,
+        input: &ForwardInput,
+        targets: &Tensor,
+        scale: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        match &self.arch {
+            Arch::Llama(m) => {
+                let x = m.hidden(input, None)?;
+                Ok(ops::head_logprobs(
+                    &x,
+                    m.lm_head(),
+                    targets,
+                    scale,
+                    input.mode,
+                )?)
+            }
+            Arch::DeepseekV3(m) => {
+                let n = targets.dim(1)?;
+                let logits = m
+                    .forward(input, None)?
+                    .to_dtype(DType::F32)?
+                    .narrow(1, 0, n)?;
+                Ok(ops::token_logprobs(&logits, targets, scale)?)
+            }
+        }
+    }
+
     pub fn new_cache(&self) -> KvCache {
         match &self.arch {
             Arch::Llama(m) => KvCache::new(m.num_layers()),

@@ -386,7 +386,14 @@ impl Llama {
         &self.params
     }
 
-    pub fn forward(&self, input: &ForwardInput, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(&self, input: &ForwardInput, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let x = self.hidden(input, cache)?;
+        Ok(self.lm_head.forward(&x, input.mode)?)
+    }
+
+    /// The final norm's output [b, t', hidden] at the positions `input.logits` keeps: what
+    /// the output head reads.
+    pub fn hidden(&self, input: &ForwardInput, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let mode = input.mode;
         // With an adapter the base weights are constants (no gradient) even when training.
         let frozen = self.adapter.is_some();
@@ -409,8 +416,11 @@ impl Llama {
             x = (x + layer.mlp.forward(&n, mode)?)?;
         }
         let x = input.logits.select(&x)?;
-        let x = ops::rms_norm(&x, &ops::param(&self.norm, base), eps, mode)?;
-        Ok(self.lm_head.forward(&x, mode)?)
+        Ok(ops::rms_norm(&x, &ops::param(&self.norm, base), eps, mode)?)
+    }
+
+    pub fn lm_head(&self) -> &Linear {
+        &self.lm_head
     }
 
     pub fn hidden_size(&self) -> usize {

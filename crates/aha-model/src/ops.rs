@@ -580,6 +580,27 @@ fn row_moments_any(x: &[f32], s: f32) -> (f32, f32, f32) {
     (max, sum, sum_z)
 }
 
+/// (log p(target), entropy) of one row of logits x under softmax(s x).
+fn score_row(x: &[f32], target: usize, s: f32) -> [f32; 2] {
+    let (max, sum, sum_z) = row_moments(x, s);
+    let lse = max + sum.ln();
+    [s * x[target] - lse, lse - sum_z / sum]
+}
+
+/// `o` (zeroed) = g * d log p(target) / dx = g s (onehot(target) - softmax(s x)).
+fn grad_row(o: &mut [f32], x: &[f32], target: usize, g: f32, s: f32) {
+    let gk = g * s;
+    if gk == 0.0 {
+        return; // padding: the row stays zero
+    }
+    let (max, sum, _) = row_moments(x, s);
+    let c = -gk / sum;
+    for (oj, &xj) in o.iter_mut().zip(x) {
+        *oj = c * exp_nonpositive(s * xj - max);
+    }
+    o[target] += gk;
+}
+
 fn contiguous_f32<'a>(
     s: &'a candle_core::CpuStorage,
     l: &candle_core::Layout,
@@ -638,12 +659,7 @@ impl candle_core::CustomOp2 for TokenLogprobs {
             .zip(x.par_chunks(v))
             .zip(t.par_iter())
             .with_min_len(8)
-            .for_each(|((o, row), &k)| {
-                let (max, sum, sum_z) = row_moments(row, s);
-                let lse = max + sum.ln();
-                o[0] = s * row[k as usize] - lse;
-                o[1] = lse - sum_z / sum;
-            });
+            .for_each(|((o, row), &k)| o.copy_from_slice(&score_row(row, k as usize, s)));
         Ok((candle_core::CpuStorage::F32(out), (n, 2).into()))
     }
 
@@ -698,19 +714,187 @@ impl candle_core::CustomOp3 for TokenLogprobsGrad {
             .zip(x.par_chunks(v))
             .zip(t.par_iter().zip(g.par_chunks(2)))
             .with_min_len(8)
-            .for_each(|((o, row), (&k, gr))| {
-                let gk = gr[0] * s;
-                if gk == 0.0 {
-                    return; // padding: the row is already zero
-                }
-                let (max, sum, _) = row_moments(row, s);
-                let c = -gk / sum;
-                for (oj, &xj) in o.iter_mut().zip(row) {
-                    *oj = c * exp_nonpositive(s * xj - max);
-                }
-                o[k as usize] += gk;
-            });
+            .for_each(|((o, row), (&k, gr))| grad_row(o, row, k as usize, gr[0], s));
         Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// [`token_logprobs`] of the output head's logits: for hidden states `x` [b, t, h] and
+/// `targets` [b, n] (n <= t), target k of row r is scored at position k of row r, under
+/// softmax(scale · head(x)). A dense f32 head on the CPU (no adapter, no bias) takes one
+/// node from the hidden states to the log-probs: the logits are kept for the backward pass,
+/// but none of the views and copies between them (each a zeroed and accumulated gradient
+/// of the logits' size) exists. Same products, same bits as the composed path (tested).
+pub fn head_logprobs(
+    x: &Tensor,
+    head: &Linear,
+    targets: &Tensor,
+    scale: f64,
+    mode: Mode,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t, h) = x.dims3()?;
+    let (tb, n) = targets.dims2()?;
+    if tb != b || n > t {
+        candle_core::bail!(
+            "head_logprobs: targets {:?} for hidden states {:?}",
+            targets.dims(),
+            x.dims()
+        );
+    }
+    let dense = match (&head.weight, &head.lora, &head.bias) {
+        (Weight::Dense(w), None, None) => Some(w),
+        _ => None,
+    };
+    let fused = dense.filter(|w| {
+        w.dtype() == DType::F32
+            && x.dtype() == DType::F32
+            && w.device().is_cpu()
+            && scale > 0.0
+            && scale.is_finite()
+    });
+    let Some(w) = fused else {
+        let logits = head
+            .forward(x, mode)?
+            .to_dtype(DType::F32)?
+            .narrow(1, 0, n)?;
+        return token_logprobs(&logits, targets, scale);
+    };
+    let rows = b * t;
+    let x2 = x.reshape((rows, h))?;
+    let logits = head.forward(&x2.detach(), Mode::Inference)?.contiguous()?;
+    let v = logits.dim(1)?;
+    let targets: Vec<u32> = targets.to_dtype(DType::U32)?.flatten_all()?.to_vec1()?;
+    if let Some(bad) = targets.iter().find(|&&k| k as usize >= v) {
+        candle_core::bail!("head_logprobs: target {bad} outside the vocabulary (0..{v})");
+    }
+    let w_grad = mode == Mode::Train && !head.frozen;
+    let w = if w_grad { w.clone() } else { w.detach() };
+    let op = HeadLogprobs {
+        logits,
+        targets,
+        positions: t,
+        scored: n,
+        scale: scale as f32,
+        w_grad,
+    };
+    let both = x2.apply_op2(&w, op)?;
+    let logp = both.narrow(1, 0, 1)?.reshape((b, n))?;
+    let entropy = both.narrow(1, 1, 1)?.detach().reshape((b, n))?;
+    Ok((logp, entropy))
+}
+
+/// The node of [`head_logprobs`]: inputs x [b t, h] and W [V, h], output [b n, 2]
+/// (log p, entropy). It holds the logits x Wᵀ (computed outside, detached) and the targets.
+struct HeadLogprobs {
+    /// [b t, V] contiguous.
+    logits: Tensor,
+    /// [b n].
+    targets: Vec<u32>,
+    positions: usize,
+    scored: usize,
+    scale: f32,
+    w_grad: bool,
+}
+
+impl HeadLogprobs {
+    /// The logits' storage and where they start in it.
+    fn logits(
+        &self,
+    ) -> Result<(
+        impl std::ops::Deref<Target = candle_core::Storage> + '_,
+        usize,
+    )> {
+        let (st, l) = self.logits.storage_and_layout();
+        if !matches!(
+            &*st,
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(_))
+        ) {
+            candle_core::bail!("head_logprobs: f32 CPU logits expected");
+        }
+        Ok((st, l.start_offset()))
+    }
+
+    /// The row of logits that scores target i.
+    fn row_of(&self, i: usize) -> usize {
+        (i / self.scored) * self.positions + i % self.scored
+    }
+}
+
+fn f32_slice(st: &candle_core::Storage) -> &[f32] {
+    match st {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => v,
+        _ => &[],
+    }
+}
+
+impl candle_core::CustomOp2 for HeadLogprobs {
+    fn name(&self) -> &'static str {
+        "aha-head-logprobs"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let v = self.logits.dim(1)?;
+        let (st, start) = self.logits()?;
+        let all = &f32_slice(&st)[start..];
+        let s = self.scale;
+        let n = self.targets.len();
+        let mut out = vec![0f32; 2 * n];
+        out.par_chunks_mut(2)
+            .enumerate()
+            .with_min_len(8)
+            .for_each(|(i, o)| {
+                let r = self.row_of(i);
+                let row = &all[r * v..(r + 1) * v];
+                o.copy_from_slice(&score_row(row, self.targets[i] as usize, s));
+            });
+        Ok((candle_core::CpuStorage::F32(out), (n, 2).into()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        use rayon::prelude::*;
+        let (rows, v) = self.logits.dims2()?;
+        let g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+        let mut dlogits = vec![0f32; rows * v];
+        {
+            let (st, start) = self.logits()?;
+            let all = &f32_slice(&st)[start..];
+            let s = self.scale;
+            dlogits
+                .par_chunks_mut(v)
+                .enumerate()
+                .with_min_len(8)
+                .for_each(|(r, o)| {
+                    let (seq, pos) = (r / self.positions, r % self.positions);
+                    if pos >= self.scored {
+                        return;
+                    }
+                    let i = seq * self.scored + pos;
+                    let row = &all[r * v..(r + 1) * v];
+                    grad_row(o, row, self.targets[i] as usize, g[2 * i], s);
+                });
+        }
+        let dlogits = Tensor::from_vec(dlogits, (rows, v), x.device())?;
+        // The products candle's matmul backward takes for x Wᵀ (lhs x, rhs the view Wᵀ).
+        let dx = dlogits.matmul(w)?;
+        let dw = if self.w_grad {
+            Some(x.t()?.matmul(&dlogits)?.t()?)
+        } else {
+            None
+        };
+        Ok((Some(dx), dw))
     }
 }
 
@@ -864,7 +1048,47 @@ const FEW_ROWS: usize = 16;
 /// the small xᵀ instead of all of W at every call (that packing was 57% of a batch-32 MoE
 /// decode step). Each output is the same sum in the same order: the same bits (tested).
 fn few_rows_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    w.matmul(&x.t()?)?.t()?.contiguous()
+    let y = w.matmul(&x.t()?)?;
+    if y.dtype() == DType::F32 && y.device().is_cpu() {
+        // candle's strided copy walks the [n, m] transpose one element at a time (as long as
+        // the product itself for a 128k-row output head).
+        return y.apply_op1_no_bwd(&TransposeNarrow);
+    }
+    y.t()?.contiguous()
+}
+
+/// [n, m] -> [m, n] for a contiguous f32 matrix with few columns m: each input row is read
+/// once and scattered to m output rows (a copy: the same bits as `t().contiguous()`).
+struct TransposeNarrow;
+
+impl candle_core::CustomOp1 for TransposeNarrow {
+    fn name(&self) -> &'static str {
+        "transpose-narrow"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (n, m) = layout.shape().dims2()?;
+        let candle_core::CpuStorage::F32(v) = storage else {
+            candle_core::bail!("transpose: f32 expected");
+        };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("transpose: input not contiguous");
+        };
+        let x = &v[a..b];
+        let mut out = vec![0f32; n * m];
+        if m > 0 {
+            for (i, row) in x.chunks_exact(m).enumerate() {
+                for (j, &val) in row.iter().enumerate() {
+                    out[j * n + i] = val;
+                }
+            }
+        }
+        Ok((candle_core::CpuStorage::F32(out), (m, n).into()))
+    }
 }
 
 /// A token embedding table [vocab, hidden]: dense, or GGUF blocks whose rows are
@@ -1356,6 +1580,83 @@ mod tests {
         );
         assert!(diff(f, p) < 1e-5);
         assert!(gf.get(w.as_tensor()).is_none() && gp.get(w.as_tensor()).is_some());
+    }
+
+    /// The head's fused log-probs against the composed path (head, narrow, token_logprobs):
+    /// the same bits for the log-probs, the entropies and the gradients of x and W, for a
+    /// trainable and a frozen head, few (<= 16) and many rows, all or some positions scored.
+    #[test]
+    fn head_logprobs_give_the_composed_paths_bits() {
+        let dev = Device::Cpu;
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        for (b, t, n, h, vocab, frozen, scale) in [
+            (3usize, 7usize, 6usize, 32usize, 301usize, false, 1.0),
+            (2, 4, 4, 16, 97, false, 1.0 / 0.7),
+            (4, 9, 5, 48, 1000, true, 1.0),
+            (1, 3, 2, 8, 50, false, 1.0),
+        ] {
+            let x = var((b * t, h), 11);
+            let x = Var::from_tensor(&x.as_tensor().reshape((b, t, h)).unwrap()).unwrap();
+            let w = var((vocab, h), 12);
+            let mut head = Linear::new(w.as_tensor().clone(), None);
+            head.frozen = frozen;
+            let targets: Vec<u32> = (0..b * n).map(|i| ((i * 53 + 7) % vocab) as u32).collect();
+            let targets = Tensor::from_vec(targets, (b, n), &dev).unwrap();
+            let weight: Vec<f32> = (0..b * n)
+                .map(|i| {
+                    if i % 5 == 4 {
+                        0.0
+                    } else {
+                        0.3 + i as f32 / 7.0
+                    }
+                })
+                .collect();
+            let weight = Tensor::from_vec(weight, (b, n), &dev).unwrap();
+            let composed = || {
+                let logits = head.forward(x.as_tensor(), Mode::Train).unwrap();
+                token_logprobs(&logits.narrow(1, 0, n).unwrap(), &targets, scale).unwrap()
+            };
+            let (lp, ent) =
+                head_logprobs(x.as_tensor(), &head, &targets, scale, Mode::Train).unwrap();
+            let (want_lp, want_ent) = composed();
+            let case = format!("b={b} t={t} n={n} frozen={frozen}");
+            assert_eq!(bits(&lp), bits(&want_lp), "log p, {case}");
+            assert_eq!(bits(&ent), bits(&want_ent), "entropy, {case}");
+            let g = (&lp * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gw = (&want_lp * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let dx = g.get(x.as_tensor()).unwrap();
+            assert_eq!(bits(dx), bits(gw.get(x.as_tensor()).unwrap()), "dx, {case}");
+            assert!(
+                dx.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0
+            );
+            match (g.get(w.as_tensor()), gw.get(w.as_tensor())) {
+                (Some(f), Some(c)) => assert_eq!(bits(f), bits(c), "dW, {case}"),
+                (None, None) => assert!(frozen),
+                _ => panic!("W's gradient on one path only, {case}"),
+            }
+            let (lp, _) =
+                head_logprobs(x.as_tensor(), &head, &targets, scale, Mode::Inference).unwrap();
+            assert_eq!(bits(&lp), bits(&want_lp), "inference, {case}");
+        }
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::optim::{AdamWConfig, LrSchedule};
 use crate::rollout::{Generated, Local, Pending, RolloutRequest, RolloutSource};
 use crate::trainer::{MicroLoss, Objective, OptimConfig, Stats, Trainer};
 use aha_engine::{Completion, FinishReason, GenerateOptions, SamplingParams};
-use aha_model::ops::token_logprobs;
 use aha_model::{ForwardInput, LogitsFor, Mode, Model};
 use aha_text::Tokenizer;
 use candle_core::{DType, Tensor};
@@ -120,15 +119,37 @@ pub struct CompletionLogits {
     pub mask: Tensor,
 }
 
-/// One forward pass over the batch laid out as `[left pad, prompt, completion, right pad]`,
-/// keeping the logits at the positions that predict completion tokens. `Mode::Train` keeps
-/// the graph to the parameters; `Mode::Inference` detaches.
-pub fn completion_logits(
+/// Prompts and completions laid out as `[left pad, prompt, completion, right pad]`.
+struct CompletionBatch {
+    input_ids: Tensor,
+    position_ids: Tensor,
+    key_mask: Tensor,
+    /// Completion tokens per row (the logits of the last this-many-plus-one positions are
+    /// needed).
+    c_max: usize,
+    /// [b, c] u32: the completion tokens (0 at padding).
+    targets: Tensor,
+    /// [b, c] f32, 1 at real completion tokens.
+    mask: Tensor,
+}
+
+impl CompletionBatch {
+    fn input(&self, mode: Mode) -> ForwardInput<'_> {
+        ForwardInput {
+            input_ids: &self.input_ids,
+            position_ids: &self.position_ids,
+            key_mask: Some(&self.key_mask),
+            mode,
+            logits: LogitsFor::Tail(self.c_max + 1),
+        }
+    }
+}
+
+fn completion_batch(
     model: &Model,
     prompts: &[&[u32]],
     completions: &[&[u32]],
-    mode: Mode,
-) -> Result<CompletionLogits> {
+) -> Result<CompletionBatch> {
     if prompts.len() != completions.len() || prompts.is_empty() {
         return Err(TrainError::Invalid(
             "need one completion per prompt, and at least one".into(),
@@ -171,19 +192,31 @@ pub fn completion_logits(
             mask[r * c_max + k] = 1.0;
         }
     }
-    let input_ids = Tensor::from_vec(ids, (b, width), device)?;
-    let position_ids = Tensor::from_vec(pos, (b, width), device)?;
-    let key_mask = Tensor::from_vec(key, (b, width), device)?;
-    let input = ForwardInput {
-        input_ids: &input_ids,
-        position_ids: &position_ids,
-        key_mask: Some(&key_mask),
-        mode,
-        logits: LogitsFor::Tail(c_max + 1),
-    };
-    let logits = model.forward(&input, None)?.to_dtype(DType::F32)?;
+    Ok(CompletionBatch {
+        input_ids: Tensor::from_vec(ids, (b, width), device)?,
+        position_ids: Tensor::from_vec(pos, (b, width), device)?,
+        key_mask: Tensor::from_vec(key, (b, width), device)?,
+        c_max,
+        targets: Tensor::from_vec(targets, (b, c_max), device)?,
+        mask: Tensor::from_vec(mask, (b, c_max), device)?,
+    })
+}
+
+/// One forward pass over the batch laid out as `[left pad, prompt, completion, right pad]`,
+/// keeping the logits at the positions that predict completion tokens. `Mode::Train` keeps
+/// the graph to the parameters; `Mode::Inference` detaches.
+pub fn completion_logits(
+    model: &Model,
+    prompts: &[&[u32]],
+    completions: &[&[u32]],
+    mode: Mode,
+) -> Result<CompletionLogits> {
+    let batch = completion_batch(model, prompts, completions)?;
+    let logits = model
+        .forward(&batch.input(mode), None)?
+        .to_dtype(DType::F32)?;
     // Logits at position p_max - 1 + k predict completion token k; the tail starts at p_max - 1.
-    let logits = logits.narrow(1, 0, c_max)?;
+    let logits = logits.narrow(1, 0, batch.c_max)?;
     let logits = if mode == Mode::Inference {
         logits.detach()
     } else {
@@ -191,8 +224,8 @@ pub fn completion_logits(
     };
     Ok(CompletionLogits {
         logits,
-        targets: Tensor::from_vec(targets, (b, c_max, 1), device)?,
-        mask: Tensor::from_vec(mask, (b, c_max), device)?,
+        targets: batch.targets.unsqueeze(2)?,
+        mask: batch.mask,
     })
 }
 
@@ -216,17 +249,14 @@ pub fn completion_logprobs_at(
     mode: Mode,
     temperature: f32,
 ) -> Result<CompletionLogprobs> {
-    let CompletionLogits {
-        logits,
-        targets,
-        mask,
-    } = completion_logits(model, prompts, completions, mode)?;
+    let batch = completion_batch(model, prompts, completions)?;
     let scale = if temperature > 0.0 {
         1.0 / temperature as f64
     } else {
         1.0
     };
-    let (logprobs, entropy) = token_logprobs(&logits, &targets.squeeze(2)?, scale)?;
+    let (logprobs, entropy) = model.target_logprobs(&batch.input(mode), &batch.targets, scale)?;
+    let mask = batch.mask;
     let logprobs = (logprobs * &mask)?;
     let entropy = (entropy * &mask)?;
     Ok(CompletionLogprobs {

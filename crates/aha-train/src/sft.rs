@@ -45,8 +45,7 @@ use crate::trainer::{
     epoch_order, file_err, progress_bar, MetricsSink, MicroLoss, Objective, OptimConfig, Result,
     Stats, TrainError, Trainer,
 };
-use aha_model::ops::token_logprobs;
-use aha_model::{DType, ForwardInput, LogitsFor, Mode, Model, Tensor};
+use aha_model::{ForwardInput, LogitsFor, Mode, Model, Tensor};
 use aha_text::{ChatMessage, ChatTemplate, Tokenizer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -611,18 +610,9 @@ fn rows_logprobs(model: &Model, rows: &[Row], mode: Mode) -> Result<(Tensor, Ten
         mode,
         logits: LogitsFor::Tail(n + 1),
     };
-    let logits = model
-        .forward(&input, None)?
-        .to_dtype(DType::F32)?
-        .narrow(1, 0, n)?;
-    let logits = if mode == Mode::Inference {
-        logits.detach()
-    } else {
-        logits
-    };
     let targets = Tensor::from_vec(targets, (b, n), device)?;
     let mask = Tensor::from_vec(mask, (b, n), device)?;
-    let (logp, _) = token_logprobs(&logits, &targets, 1.0)?;
+    let (logp, _) = model.target_logprobs(&input, &targets, 1.0)?;
     let logp = (logp * &mask)?;
     Ok((logp, mask, first))
 }
