@@ -19,6 +19,7 @@ use aha_model::{ForwardInput, KvCache, LogitsFor, Mode, Model, Tensor};
 use aha_text::Tokenizer;
 use candle_core::{DType, IndexOp};
 use rand::{rngs::StdRng, SeedableRng};
+use rayon::prelude::*;
 use std::collections::{HashMap, VecDeque};
 
 /// Per-request generation settings.
@@ -345,18 +346,36 @@ impl<'m, R: Reply> Scheduler<'m, R> {
             return Ok(stats);
         };
         let rows: Vec<Vec<f32>> = batch.logits.i((.., 0))?.to_dtype(DType::F32)?.to_vec2()?;
+        // The rows to sample, with their logits processed (in row order).
+        let mut draws = Vec::with_capacity(rows.len());
         for (logits, row) in rows.into_iter().zip(batch.rows.iter_mut()) {
+            draws.push(self.live.get_mut(&row.req).and_then(|live| {
+                if live.cancelled || live.reply.is_closed() {
+                    live.cancelled = true;
+                    return None;
+                }
+                row.queued.is_empty().then(|| Draw::new(live, row, logits))
+            }));
+        }
+        // Each row draws from its own generator, so the rows can be sampled in parallel
+        // (a 128k-vocabulary row is ~0.5 ms) with the same tokens.
+        let drawn: Vec<Option<(u32, Option<TokenLogprob>)>> = draws
+            .into_par_iter()
+            .zip(batch.rows.par_iter_mut())
+            .map(|(d, row)| d.map(|d| d.draw(&mut row.rng)))
+            .collect();
+        for (drawn, row) in drawn.into_iter().zip(batch.rows.iter_mut()) {
             let Some(live) = self.live.get_mut(&row.req) else {
                 row.done = true;
                 continue;
             };
-            if live.cancelled || live.reply.is_closed() {
-                live.cancelled = true;
+            if live.cancelled {
                 row.done = true;
                 continue;
             }
-            if row.queued.is_empty() {
-                sample_row(live, row, logits, &mut stats)?;
+            if let Some((tok, logprob)) = drawn {
+                stats.sampled += 1;
+                emit(live, row, tok, logprob)?;
                 fast_forward(live, row, &mut stats)?;
             }
         }
@@ -580,22 +599,34 @@ impl<'m, R: Reply> Scheduler<'m, R> {
     }
 }
 
-/// Sample one token for `row` and send it.
-fn sample_row<R: Reply>(
-    live: &mut Live<R>,
-    row: &mut Row,
-    mut logits: Vec<f32>,
-    stats: &mut StepStats,
-) -> Result<()> {
-    if let Some(p) = live.processor.as_mut() {
-        p.process(row.sample, &row.tokens, &mut logits);
+/// One row's next-token draw: its logits after the request's processor, and what the
+/// request asks of the draw.
+struct Draw {
+    logits: Vec<f32>,
+    sampling: SamplingParams,
+    logprobs: Option<usize>,
+    logprob_temperature: f32,
+}
+
+impl Draw {
+    fn new<R: Reply>(live: &mut Live<R>, row: &Row, mut logits: Vec<f32>) -> Self {
+        if let Some(p) = live.processor.as_mut() {
+            p.process(row.sample, &row.tokens, &mut logits);
+        }
+        Self {
+            logits,
+            sampling: live.params.sampling.clone(),
+            logprobs: live.params.logprobs,
+            logprob_temperature: live.params.logprob_temperature,
+        }
     }
-    let t = live.params.logprob_temperature;
-    let logprob = live.params.logprobs.map(|k| logprob_of(&logits, k, t));
-    let tok = live.params.sampling.sample(&mut logits, &mut row.rng);
-    let logprob = logprob.map(|f| f(tok));
-    stats.sampled += 1;
-    emit(live, row, tok, logprob)
+
+    fn draw(mut self, rng: &mut StdRng) -> (u32, Option<TokenLogprob>) {
+        let t = self.logprob_temperature;
+        let logprob = self.logprobs.map(|k| logprob_of(&self.logits, k, t));
+        let tok = self.sampling.sample(&mut self.logits, rng);
+        (tok, logprob.map(|f| f(tok)))
+    }
 }
 
 /// Append the tokens the processor forces after the row's last one, until it forces no more

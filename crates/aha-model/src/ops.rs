@@ -6,6 +6,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Result, Tensor, D};
 use std::sync::Arc;
 
+mod few_rows;
 mod prefill;
 pub use prefill::attend_prefill;
 
@@ -450,13 +451,16 @@ fn exp_nonpositive(z: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: x + ROUND - ROUND rounds to an integer
     let zc = z.max(-87.0);
-    let n = (zc * LOG2E + ROUND) - ROUND;
+    let t = zc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = (zc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n (in -126..=0) read from t's low mantissa bits: `n as i32` would not vectorize.
+    let n_int = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     let e = p * scale;
     if z >= -87.0 {
         e
@@ -526,17 +530,31 @@ struct TokenLogprobs {
 /// Row `x` scaled by `s`: (max of s*x, sum of e^(s*x - max), sum of e^(s*x - max) * s*x).
 fn row_moments(x: &[f32], s: f32) -> (f32, f32, f32) {
     #[cfg(target_arch = "x86_64")]
-    if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
-        // SAFETY: AVX2 was detected at run time.
-        return unsafe { row_moments_avx2(x, s) };
+    {
+        use crate::qkernels::Isa;
+        let isa = Isa::detected();
+        if isa >= Isa::Avx512 {
+            // SAFETY: AVX-512 was detected at run time.
+            return unsafe { row_moments_avx512(x, s) };
+        }
+        if isa >= Isa::Avx2 {
+            // SAFETY: AVX2 was detected at run time.
+            return unsafe { row_moments_avx2(x, s) };
+        }
     }
     row_moments_any(x, s)
 }
 
-/// The same code compiled for AVX2 (no FMA contraction: the same bits).
+/// The same code compiled for AVX2 and for AVX-512 (no FMA contraction: the same bits).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn row_moments_avx2(x: &[f32], s: f32) -> (f32, f32, f32) {
+    row_moments_any(x, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_moments_avx512(x: &[f32], s: f32) -> (f32, f32, f32) {
     row_moments_any(x, s)
 }
 
@@ -557,11 +575,28 @@ fn max_lanes(x: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m })
 }
 
+/// The sums run in 8 lanes (element i into lane i % 8, in order, then the lanes and the
+/// tail); the exponentials of 16 elements are computed together so that AVX-512 takes them in
+/// one register, then added low half first: the same sums in the same order at any width.
 #[inline(always)]
 fn row_moments_any(x: &[f32], s: f32) -> (f32, f32, f32) {
     let max = s * max_lanes(x);
     let (mut se, mut sez) = ([0f32; 8], [0f32; 8]);
-    let mut chunks = x.chunks_exact(8);
+    let mut pairs = x.chunks_exact(16);
+    for c in &mut pairs {
+        let (mut z, mut e) = ([0f32; 16], [0f32; 16]);
+        for k in 0..16 {
+            z[k] = s * c[k];
+            e[k] = exp_nonpositive(z[k] - max);
+        }
+        for half in [0, 8] {
+            for k in 0..8 {
+                se[k] += e[half + k];
+                sez[k] += e[half + k] * z[half + k];
+            }
+        }
+    }
+    let mut chunks = pairs.remainder().chunks_exact(8);
     for c in &mut chunks {
         for k in 0..8 {
             let z = s * c[k];
@@ -580,25 +615,65 @@ fn row_moments_any(x: &[f32], s: f32) -> (f32, f32, f32) {
     (max, sum, sum_z)
 }
 
-/// (log p(target), entropy) of one row of logits x under softmax(s x).
-fn score_row(x: &[f32], target: usize, s: f32) -> [f32; 2] {
+/// (log p(target), entropy) of one row of logits x under softmax(s x), and the row's
+/// (max, sum) for [`grad_row`].
+fn score_row(x: &[f32], target: usize, s: f32) -> ([f32; 2], (f32, f32)) {
     let (max, sum, sum_z) = row_moments(x, s);
     let lse = max + sum.ln();
-    [s * x[target] - lse, lse - sum_z / sum]
+    ([s * x[target] - lse, lse - sum_z / sum], (max, sum))
 }
 
-/// `o` (zeroed) = g * d log p(target) / dx = g s (onehot(target) - softmax(s x)).
-fn grad_row(o: &mut [f32], x: &[f32], target: usize, g: f32, s: f32) {
+/// `o` (zeroed) = g * d log p(target) / dx = g s (onehot(target) - softmax(s x)); `moments`:
+/// the row's (max, sum) from [`score_row`] if kept (else computed again).
+fn grad_row(o: &mut [f32], x: &[f32], target: usize, g: f32, s: f32, moments: Option<(f32, f32)>) {
     let gk = g * s;
     if gk == 0.0 {
         return; // padding: the row stays zero
     }
-    let (max, sum, _) = row_moments(x, s);
+    let (max, sum) = moments.unwrap_or_else(|| {
+        let (max, sum, _) = row_moments(x, s);
+        (max, sum)
+    });
     let c = -gk / sum;
+    scaled_softmax_into(o, x, s, max, c);
+    o[target] += gk;
+}
+
+/// o_j = c e^(s x_j - max).
+fn scaled_softmax_into(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::qkernels::Isa;
+        let isa = Isa::detected();
+        if isa >= Isa::Avx512 {
+            // SAFETY: AVX-512 was detected at run time.
+            return unsafe { scaled_softmax_avx512(o, x, s, max, c) };
+        }
+        if isa >= Isa::Avx2 {
+            // SAFETY: AVX2 was detected at run time.
+            return unsafe { scaled_softmax_avx2(o, x, s, max, c) };
+        }
+    }
+    scaled_softmax_any(o, x, s, max, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scaled_softmax_avx2(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
+    scaled_softmax_any(o, x, s, max, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scaled_softmax_avx512(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
+    scaled_softmax_any(o, x, s, max, c)
+}
+
+#[inline(always)]
+fn scaled_softmax_any(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
     for (oj, &xj) in o.iter_mut().zip(x) {
         *oj = c * exp_nonpositive(s * xj - max);
     }
-    o[target] += gk;
 }
 
 fn contiguous_f32<'a>(
@@ -659,7 +734,7 @@ impl candle_core::CustomOp2 for TokenLogprobs {
             .zip(x.par_chunks(v))
             .zip(t.par_iter())
             .with_min_len(8)
-            .for_each(|((o, row), &k)| o.copy_from_slice(&score_row(row, k as usize, s)));
+            .for_each(|((o, row), &k)| o.copy_from_slice(&score_row(row, k as usize, s).0));
         Ok((candle_core::CpuStorage::F32(out), (n, 2).into()))
     }
 
@@ -714,7 +789,7 @@ impl candle_core::CustomOp3 for TokenLogprobsGrad {
             .zip(x.par_chunks(v))
             .zip(t.par_iter().zip(g.par_chunks(2)))
             .with_min_len(8)
-            .for_each(|((o, row), (&k, gr))| grad_row(o, row, k as usize, gr[0], s));
+            .for_each(|((o, row), (&k, gr))| grad_row(o, row, k as usize, gr[0], s, None));
         Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -776,6 +851,7 @@ pub fn head_logprobs(
         scored: n,
         scale: scale as f32,
         w_grad,
+        moments: Default::default(),
     };
     let both = x2.apply_op2(&w, op)?;
     let logp = both.narrow(1, 0, 1)?.reshape((b, n))?;
@@ -794,6 +870,8 @@ struct HeadLogprobs {
     scored: usize,
     scale: f32,
     w_grad: bool,
+    /// Each scored row's (max, sum) from the forward pass, for the backward pass.
+    moments: std::sync::Mutex<Vec<(f32, f32)>>,
 }
 
 impl HeadLogprobs {
@@ -846,14 +924,21 @@ impl candle_core::CustomOp2 for HeadLogprobs {
         let s = self.scale;
         let n = self.targets.len();
         let mut out = vec![0f32; 2 * n];
+        let mut moments = vec![(0f32, 0f32); n];
         out.par_chunks_mut(2)
+            .zip(moments.par_iter_mut())
             .enumerate()
             .with_min_len(8)
-            .for_each(|(i, o)| {
+            .for_each(|(i, (o, m))| {
                 let r = self.row_of(i);
                 let row = &all[r * v..(r + 1) * v];
-                o.copy_from_slice(&score_row(row, self.targets[i] as usize, s));
+                let (scores, row_moments) = score_row(row, self.targets[i] as usize, s);
+                o.copy_from_slice(&scores);
+                *m = row_moments;
             });
+        if let Ok(mut kept) = self.moments.lock() {
+            *kept = moments;
+        }
         Ok((candle_core::CpuStorage::F32(out), (n, 2).into()))
     }
 
@@ -868,6 +953,7 @@ impl candle_core::CustomOp2 for HeadLogprobs {
         let (rows, v) = self.logits.dims2()?;
         let g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
         let mut dlogits = vec![0f32; rows * v];
+        let moments = self.moments.lock().map(|m| m.clone()).unwrap_or_default();
         {
             let (st, start) = self.logits()?;
             let all = &f32_slice(&st)[start..];
@@ -883,7 +969,8 @@ impl candle_core::CustomOp2 for HeadLogprobs {
                     }
                     let i = seq * self.scored + pos;
                     let row = &all[r * v..(r + 1) * v];
-                    grad_row(o, row, self.targets[i] as usize, g[2 * i], s);
+                    let m = moments.get(i).copied();
+                    grad_row(o, row, self.targets[i] as usize, g[2 * i], s, m);
                 });
         }
         let dlogits = Tensor::from_vec(dlogits, (rows, v), x.device())?;
@@ -1048,6 +1135,23 @@ const FEW_ROWS: usize = 16;
 /// the small xᵀ instead of all of W at every call (that packing was 57% of a batch-32 MoE
 /// decode step). Each output is the same sum in the same order: the same bits (tested).
 fn few_rows_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dtype() == DType::F32 && w.dtype() == DType::F32 && x.device().is_cpu() {
+        let ((rows, k), (n, _)) = (x.dims2()?, w.dims2()?);
+        let x = x.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        if let (
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xv)),
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(wv)),
+            Some((x0, x1)),
+            Some((w0, w1)),
+        ) = (&*xs, &*ws, xl.contiguous_offsets(), wl.contiguous_offsets())
+        {
+            if let Some(y) = few_rows::matmul_t(&xv[x0..x1], rows, &wv[w0..w1], n, k) {
+                return Tensor::from_vec(y, (rows, n), x.device());
+            }
+        }
+    }
     let y = w.matmul(&x.t()?)?;
     if y.dtype() == DType::F32 && y.device().is_cpu() {
         // candle's strided copy walks the [n, m] transpose one element at a time (as long as
@@ -1388,8 +1492,32 @@ mod tests {
         }
     }
 
-    /// The AVX2 builds of the row kernels give the baseline build's bits (they are the same
-    /// code; the training log-probs and the rollouts' softmax must not move with the CPU).
+    /// The moments as first written: one 8-lane pass, exponentials 8 at a time.
+    fn row_moments_eight(x: &[f32], s: f32) -> (f32, f32, f32) {
+        let max = s * max_lanes(x);
+        let (mut se, mut sez) = ([0f32; 8], [0f32; 8]);
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            for k in 0..8 {
+                let z = s * c[k];
+                let e = exp_nonpositive(z - max);
+                se[k] += e;
+                sez[k] += e * z;
+            }
+        }
+        let (mut sum, mut sum_z) = (se.iter().sum::<f32>(), sez.iter().sum::<f32>());
+        for &v in chunks.remainder() {
+            let z = s * v;
+            let e = exp_nonpositive(z - max);
+            sum += e;
+            sum_z += e * z;
+        }
+        (max, sum, sum_z)
+    }
+
+    /// The AVX2 and AVX-512 builds of the row kernels give the baseline build's bits, and
+    /// the moments those of their first 8-wide form (the training log-probs and the
+    /// rollouts' softmax must not move with the CPU or with the kernels' speed).
     #[test]
     fn row_kernels_give_the_same_bits_on_every_isa() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -1399,13 +1527,30 @@ mod tests {
             x ^= x << 17;
             ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0
         };
-        for n in [1usize, 7, 8, 9, 100, 4099] {
+        for n in [1usize, 7, 8, 9, 16, 24, 100, 4099, 4104] {
             let mut row: Vec<f32> = (0..n).map(|_| next()).collect();
             if n > 50 {
                 row[3] = f32::NEG_INFINITY;
                 row[11] = -1e9;
             }
             let plain = row_moments_any(&row, 0.7);
+            let first = row_moments_eight(&row, 0.7);
+            let b3 = |m: (f32, f32, f32)| [m.0.to_bits(), m.1.to_bits(), m.2.to_bits()];
+            assert_eq!(b3(plain), b3(first), "n = {n}");
+            let (c, max, sum) = (-0.3f32, plain.0, plain.1);
+            let mut want = vec![0f32; n];
+            scaled_softmax_any(&mut want, &row, 0.7, max, c);
+            let mut got = vec![0f32; n];
+            scaled_softmax_into(&mut got, &row, 0.7, max, c);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "n = {n}");
+            #[cfg(target_arch = "x86_64")]
+            if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx512 {
+                // SAFETY: AVX-512 detected.
+                let wide = unsafe { row_moments_avx512(&row, 0.7) };
+                assert_eq!(b3(wide), b3(plain), "n = {n}");
+                assert!(sum > 0.0);
+            }
             let mut a = vec![0f32; n];
             let mut b = vec![0f32; n];
             softmax_row_any(&row, &mut a);
@@ -1470,6 +1615,44 @@ mod tests {
         assert!(worst < 5e-7, "max relative error {worst}");
         assert!(exp_nonpositive(f32::NAN).is_nan());
         assert_eq!(exp_nonpositive(0.0), 1.0);
+    }
+
+    /// Reading 2^n from the rounding constant's bits gives the bits of the first form
+    /// (`n as i32`) for every z: a sweep of all floats in [-100, 0] at a stride, and the edges.
+    #[test]
+    fn exp_gives_the_bits_of_its_first_form() {
+        fn first(z: f32) -> f32 {
+            let zc = z.max(-87.0);
+            let n = (zc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+            let r = (zc - n * 0.693_145_75) - n * 1.428_606_8e-6;
+            let p = 1.0
+                + r * (1.0
+                    + r * (0.5
+                        + r * (1.0 / 6.0
+                            + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+            let e = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+            if z >= -87.0 {
+                e
+            } else if z.is_nan() {
+                z
+            } else {
+                0.0
+            }
+        }
+        let (lo, hi) = ((-100f32).to_bits(), (-0f32).to_bits());
+        let mut zs: Vec<f32> = (hi..=lo).step_by(97).map(f32::from_bits).collect();
+        zs.extend([
+            0.0,
+            -0.0,
+            -87.0,
+            -87.000_01,
+            f32::NEG_INFINITY,
+            -f32::MIN_POSITIVE,
+        ]);
+        for z in zs {
+            assert_eq!(exp_nonpositive(z).to_bits(), first(z).to_bits(), "z = {z}");
+        }
+        assert!(exp_nonpositive(f32::NAN).is_nan());
     }
 
     #[test]

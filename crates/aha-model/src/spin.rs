@@ -89,12 +89,12 @@ where
 }
 
 /// A buffer that tasks write at disjoint offsets.
-struct Disjoint(*mut f32);
+pub(crate) struct Disjoint(pub(crate) *mut f32);
 // SAFETY: only used to write disjoint ranges from different tasks (see `for_chunks`).
 unsafe impl Sync for Disjoint {}
 
 impl Disjoint {
-    fn at(&self, i: usize) -> *mut f32 {
+    pub(crate) fn at(&self, i: usize) -> *mut f32 {
         self.0.wrapping_add(i)
     }
 }
