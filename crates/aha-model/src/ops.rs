@@ -1113,7 +1113,7 @@ impl Linear {
             lora => {
                 let y = if self.frozen && mode == Mode::Train {
                     frozen_matmul_t(x2, w)?
-                } else if mode == Mode::Inference && (2..=FEW_ROWS).contains(&x2.dim(0)?) {
+                } else if mode == Mode::Inference && (2..=few_rows::MAX_ROWS).contains(&x2.dim(0)?) {
                     few_rows_matmul_t(x2, w)?
                 } else {
                     x2.matmul(&param(w, base_mode).t()?)?
@@ -1127,13 +1127,14 @@ impl Linear {
     }
 }
 
-/// Inputs of 2 to this many rows take [`few_rows_matmul_t`] in inference (one row is faster
-/// on the plain path).
+/// Up to this many rows, a product the few-row kernel does not take is computed as (W xᵀ)ᵀ.
 const FEW_ROWS: usize = 16;
 
-/// x Wᵀ for few rows x (decode, a routed expert's tokens) as (W xᵀ)ᵀ: the GEMM then packs
-/// the small xᵀ instead of all of W at every call (that packing was 57% of a batch-32 MoE
-/// decode step). Each output is the same sum in the same order: the same bits (tested).
+/// x Wᵀ for 2 to 32 rows x (decode, a routed expert's tokens): the AVX-512 few-row kernel
+/// where it applies, else for up to 16 rows (W xᵀ)ᵀ (the GEMM then packs the small xᵀ
+/// instead of all of W at every call: that packing was 57% of a batch-32 MoE decode step),
+/// else the plain product. Each output is the same sum in the same order: the same bits
+/// (tested).
 fn few_rows_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if x.dtype() == DType::F32 && w.dtype() == DType::F32 && x.device().is_cpu() {
         let ((rows, k), (n, _)) = (x.dims2()?, w.dims2()?);
@@ -1151,6 +1152,9 @@ fn few_rows_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                 return Tensor::from_vec(y, (rows, n), x.device());
             }
         }
+    }
+    if x.dim(0)? > FEW_ROWS {
+        return x.matmul(&w.t()?);
     }
     let y = w.matmul(&x.t()?)?;
     if y.dtype() == DType::F32 && y.device().is_cpu() {
@@ -1584,6 +1588,9 @@ mod tests {
             (16, 1408, 512),
             (5, 64, 300),
             (2, 96, 3000),
+            (4, 64, 100),
+            (24, 576, 1000),
+            (32, 128, 200),
         ] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();

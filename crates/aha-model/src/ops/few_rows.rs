@@ -1,36 +1,35 @@
-//! x Wᵀ for a few rows of x (a decoding step of up to 16 sequences) and a dense f32 weight
-//! W [n, k] with AVX-512: the rows of x transposed so that lane j of one register holds row
-//! j's value at one k, each weight value broadcast against that register, eight weight rows
+//! x Wᵀ for a few rows of x (a decoding step of up to 32 sequences) and a dense f32 weight
+//! W [n, k] with AVX-512: the rows of x transposed so that lane j of one (or two) registers
+//! holds row j's value at one k, each weight value broadcast against them, eight weight rows
 //! in flight. W is read once, in place (the GEMM packed all of it at every call), and the
 //! result is written as [rows, n] directly.
 //!
-//! Each output is the chain fma(w[k-1], x[k-1], ... fma(w[0], x[0], 0)), the order in which
-//! candle's GEMM sums a product whose k fits one of its blocks: the same bits (tested against
-//! the GEMM for every k this path takes).
+//! Each output is summed as candle's GEMM sums it: k cut into equal blocks of at most 512,
+//! a chain fma(w, x, ..fma(w, x, 0)) over each block, the blocks' sums added in order. The
+//! same bits (tested against the GEMM on every shape class this path takes; below a few
+//! hundred outputs the GEMM takes other kernels, so small products keep it).
 
 use crate::spin::Disjoint;
 
 /// At most this many rows of x.
-pub const MAX_ROWS: usize = 16;
-
-/// The GEMM sums a product in one chain when k fits its block (512 here) and the product is
-/// not tiny (it takes other kernels below a few hundred outputs); the path is taken only
-/// inside those bounds, where the test checks the bits.
-pub const MAX_K: usize = 512;
+pub const MAX_ROWS: usize = 32;
 
 /// Fewest weight rows.
-pub const MIN_N: usize = 1024;
+pub const MIN_N: usize = 256;
+
+/// The GEMM's largest block of k.
+const KC: usize = 512;
 
 /// Weight rows per task.
 const TASK_ROWS: usize = 256;
 
 /// x [rows, k] times W [n, k] transposed, as [rows, n]; `None` without AVX-512 or outside
-/// 2..=MAX_ROWS rows, k <= MAX_K and n >= MIN_N.
+/// 2..=MAX_ROWS rows and n >= MIN_N.
 pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
     if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx512
         && (2..=MAX_ROWS).contains(&rows)
-        && (1..=MAX_K).contains(&k)
+        && k > 0
         && n >= MIN_N
         && x.len() == rows * k
         && w.len() == n * k
@@ -44,11 +43,12 @@ pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Option
 #[cfg(target_arch = "x86_64")]
 fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     use rayon::prelude::*;
-    // xt[kk * 16 + j] = x[j, kk]; lanes past `rows` stay zero.
-    let mut xt = vec![0f32; k * MAX_ROWS];
+    let lanes = if rows > 16 { 32 } else { 16 };
+    // xt[kk * lanes + j] = x[j, kk]; lanes past `rows` stay zero.
+    let mut xt = vec![0f32; k * lanes];
     for (j, row) in x.chunks_exact(k).enumerate() {
         for (kk, &v) in row.iter().enumerate() {
-            xt[kk * MAX_ROWS + j] = v;
+            xt[kk * lanes + j] = v;
         }
     }
     let mut out = vec![0f32; rows * n];
@@ -57,12 +57,19 @@ fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     let task = |t: usize| {
         let (v0, v1) = (t * TASK_ROWS, ((t + 1) * TASK_ROWS).min(n));
         let mut tile = [0f32; TASK_ROWS * MAX_ROWS];
+        let w = &w[v0 * k..v1 * k];
         // SAFETY: AVX-512 was detected by `matmul_t`; the slices have the checked sizes.
-        unsafe { tile_avx512(&xt, &w[v0 * k..v1 * k], k, &mut tile) };
+        unsafe {
+            if lanes == 32 {
+                tile_avx512::<2>(&xt, w, k, &mut tile)
+            } else {
+                tile_avx512::<1>(&xt, w, k, &mut tile)
+            }
+        };
         for j in 0..rows {
             for (i, v) in (v0..v1).enumerate() {
                 // SAFETY: task t alone writes columns v0..v1 of each row; j * n + v < rows * n.
-                unsafe { *dst.at(j * n + v) = tile[i * MAX_ROWS + j] };
+                unsafe { *dst.at(j * n + v) = tile[i * lanes + j] };
             }
         }
     };
@@ -72,37 +79,57 @@ fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// tile[i * 16 + j] = Σ_kk w[i, kk] x[j, kk] for the weight rows in `w` (at most TASK_ROWS).
+/// tile[i * 16 R + j] = Σ_kk w[i, kk] x[j, kk] for the weight rows in `w` (at most
+/// TASK_ROWS) and the 16 R rows of x in `xt` ([k, 16 R]): a chain per block of k (the GEMM's
+/// equal blocks of at most KC), the blocks' sums added in order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(xt: &[f32], w: &[f32], k: usize, tile: &mut [f32]) {
+unsafe fn tile_avx512<const R: usize>(xt: &[f32], w: &[f32], k: usize, tile: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = w.len() / k;
+    let lanes = 16 * R;
     let xp = xt.as_ptr();
+    let tp = tile.as_mut_ptr();
+    let kc = k.div_ceil(k.div_ceil(KC));
     let mut i = 0;
-    while i + 8 <= n {
-        let wp = w.as_ptr().add(i * k);
-        let mut acc = [_mm512_setzero_ps(); 8];
-        for kk in 0..k {
-            let xv = _mm512_loadu_ps(xp.add(kk * MAX_ROWS));
-            for (r, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(_mm512_set1_ps(*wp.add(r * k + kk)), xv, *a);
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            _mm512_storeu_ps(tile.as_mut_ptr().add((i + r) * MAX_ROWS), *a);
-        }
-        i += 8;
-    }
     while i < n {
+        let group = (n - i).min(8);
         let wp = w.as_ptr().add(i * k);
-        let mut a = _mm512_setzero_ps();
-        for kk in 0..k {
-            let xv = _mm512_loadu_ps(xp.add(kk * MAX_ROWS));
-            a = _mm512_fmadd_ps(_mm512_set1_ps(*wp.add(kk)), xv, a);
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + kc).min(k);
+            let mut acc = [[_mm512_setzero_ps(); R]; 8];
+            for kk in k0..k1 {
+                let mut xv = [_mm512_setzero_ps(); R];
+                for (h, x) in xv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(xp.add(kk * lanes + 16 * h));
+                }
+                if group == 8 {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*wp.add(r * k + kk));
+                        for h in 0..R {
+                            a[h] = _mm512_fmadd_ps(wv, xv[h], a[h]);
+                        }
+                    }
+                } else {
+                    for (r, a) in acc.iter_mut().enumerate().take(group) {
+                        let wv = _mm512_set1_ps(*wp.add(r * k + kk));
+                        for h in 0..R {
+                            a[h] = _mm512_fmadd_ps(wv, xv[h], a[h]);
+                        }
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate().take(group) {
+                for (h, a) in a.iter().enumerate() {
+                    let at = tp.add((i + r) * lanes + 16 * h);
+                    let sum = if k0 == 0 { *a } else { _mm512_add_ps(_mm512_loadu_ps(at), *a) };
+                    _mm512_storeu_ps(at, sum);
+                }
+            }
+            k0 = k1;
         }
-        _mm512_storeu_ps(tile.as_mut_ptr().add(i * MAX_ROWS), a);
-        i += 1;
+        i += group;
     }
 }
 
@@ -111,18 +138,19 @@ mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
-    /// The same bits as candle's matmul (its GEMM) wherever the path is taken, and outside
-    /// its bounds it is not.
+    /// The same bits as candle's matmul (its GEMM) wherever the path is taken (one and two
+    /// registers of rows, one and several blocks of k, odd sizes), and outside its bounds it
+    /// is not taken.
     #[test]
     fn few_rows_product_gives_the_gemms_bits() {
         if crate::qkernels::Isa::detected() < crate::qkernels::Isa::Avx512 {
             return;
         }
         let dev = Device::Cpu;
-        let mut cases = vec![(1, 64, 2000), (17, 64, 2000), (4, 513, 2000), (4, 64, 1000)];
-        for rows in [2usize, 3, 7, 8, 16] {
-            for k in [1usize, 16, 64, 100, 128, 129, 256, 384, 500, 512] {
-                for n in [1024usize, 1031, 4099] {
+        let mut cases = vec![(1, 64, 2000), (33, 64, 2000), (4, 64, 255)];
+        for rows in [2usize, 3, 7, 8, 16, 17, 24, 32] {
+            for k in [1usize, 16, 100, 129, 512, 513, 576, 896, 1024, 1408, 2048, 4864] {
+                for n in [256usize, 300, 512, 1031, 4099] {
                     cases.push((rows, k, n));
                 }
             }
@@ -140,7 +168,7 @@ mod tests {
                 .to_vec1()
                 .unwrap();
             let got = matmul_t(&xs, rows, &ws, n, k);
-            if !(2..=MAX_ROWS).contains(&rows) || k > MAX_K || n < MIN_N {
+            if !(2..=MAX_ROWS).contains(&rows) || n < MIN_N {
                 assert!(got.is_none(), "rows={rows} k={k} n={n}");
                 continue;
             }
