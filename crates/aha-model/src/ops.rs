@@ -1113,7 +1113,10 @@ impl Linear {
             lora => {
                 let y = if self.frozen && mode == Mode::Train {
                     frozen_matmul_t(x2, w)?
-                } else if mode == Mode::Inference && (2..=few_rows::MAX_ROWS).contains(&x2.dim(0)?) {
+                } else if mode == Mode::Inference && x2.dim(0)? == 1 {
+                    one_row_matmul_t(x2, w)?
+                } else if mode == Mode::Inference && (2..=few_rows::MAX_ROWS).contains(&x2.dim(0)?)
+                {
                     few_rows_matmul_t(x2, w)?
                 } else {
                     x2.matmul(&param(w, base_mode).t()?)?
@@ -1125,6 +1128,44 @@ impl Linear {
             }
         })
     }
+}
+
+/// Fewest weight rows in a part of [`one_row_matmul_t`]: the GEMM takes another kernel for
+/// products of at most 256 outputs.
+const ONE_ROW_PART: usize = 257;
+
+/// x Wᵀ for one row x. candle's GEMM computes it as one dot product per output, all on the
+/// calling thread; here W's rows are cut into parts of at least [`ONE_ROW_PART`], each a GEMM
+/// call of its own, on every thread. Each output is the same dot product: the same bits.
+fn one_row_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let n = w.dim(0)?;
+    let threads = rayon::current_num_threads();
+    let parts = (n / ONE_ROW_PART).min(4 * threads);
+    if threads < 2 || parts < 2 || !x.device().is_cpu() {
+        return x.matmul(&w.t()?);
+    }
+    let (len, extra) = (n / parts, n % parts);
+    let start = |i: usize| i * len + i.min(extra);
+    let out: Vec<std::sync::OnceLock<Result<Tensor>>> =
+        (0..parts).map(|_| Default::default()).collect();
+    let task = |i: usize| {
+        let part = w
+            .narrow(0, start(i), start(i + 1) - start(i))
+            .and_then(|p| x.matmul(&p.t()?));
+        let _ = out[i].set(part);
+    };
+    if !crate::spin::run(parts, &task) {
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().for_each(task);
+    }
+    let parts = out
+        .into_iter()
+        .map(|p| {
+            p.into_inner()
+                .unwrap_or_else(|| candle_core::bail!("a part was not computed"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
 }
 
 /// Up to this many rows, a product the few-row kernel does not take is computed as (W xᵀ)ᵀ.
@@ -1578,6 +1619,33 @@ mod tests {
 
     /// The few-rows product equals the plain one to the bit (else inference would drift
     /// from the documented runs when a batch shrinks).
+    /// One row against W cut into parts on several threads: the plain product's bits.
+    #[test]
+    fn one_row_product_gives_the_same_bits() {
+        let dev = Device::Cpu;
+        for (k, n) in [
+            (64, 300),
+            (512, 513),
+            (512, 514),
+            (96, 1000),
+            (1408, 4099),
+            (512, 32000),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (1, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let bits = |t: Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                v.into_iter().map(f32::to_bits).collect()
+            };
+            let plain = bits(x.matmul(&w.t().unwrap()).unwrap());
+            assert_eq!(
+                bits(one_row_matmul_t(&x, &w).unwrap()),
+                plain,
+                "k={k} n={n}"
+            );
+        }
+    }
+
     #[test]
     fn few_rows_product_gives_the_same_bits() {
         let dev = Device::Cpu;

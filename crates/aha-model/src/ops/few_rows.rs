@@ -123,7 +123,11 @@ unsafe fn tile_avx512<const R: usize>(xt: &[f32], w: &[f32], k: usize, tile: &mu
             for (r, a) in acc.iter().enumerate().take(group) {
                 for (h, a) in a.iter().enumerate() {
                     let at = tp.add((i + r) * lanes + 16 * h);
-                    let sum = if k0 == 0 { *a } else { _mm512_add_ps(_mm512_loadu_ps(at), *a) };
+                    let sum = if k0 == 0 {
+                        *a
+                    } else {
+                        _mm512_add_ps(_mm512_loadu_ps(at), *a)
+                    };
                     _mm512_storeu_ps(at, sum);
                 }
             }
@@ -149,7 +153,9 @@ mod tests {
         let dev = Device::Cpu;
         let mut cases = vec![(1, 64, 2000), (33, 64, 2000), (4, 64, 255)];
         for rows in [2usize, 3, 7, 8, 16, 17, 24, 32] {
-            for k in [1usize, 16, 100, 129, 512, 513, 576, 896, 1024, 1408, 2048, 4864] {
+            for k in [
+                1usize, 16, 100, 129, 512, 513, 576, 896, 1024, 1408, 2048, 4864,
+            ] {
                 for n in [256usize, 300, 512, 1031, 4099] {
                     cases.push((rows, k, n));
                 }
