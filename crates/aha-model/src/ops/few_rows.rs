@@ -1,7 +1,7 @@
 //! x Wᵀ for a few rows of x (a decoding step of up to 32 sequences) and a dense f32 weight
 //! W [n, k] with AVX-512: the rows of x transposed so that lane j of one (or two) registers
-//! holds row j's value at one k, each weight value broadcast against them, eight weight rows
-//! in flight. W is read once, in place (the GEMM packed all of it at every call), and the
+//! holds row j's value at one k, each weight value broadcast against them, 16 weight rows
+//! in flight (12 with two registers of rows). W is read once, in place (the GEMM packed all of it at every call), and the
 //! result is written as [rows, n] directly.
 //!
 //! Each output is summed as candle's GEMM sums it: k cut into equal blocks of at most 512,
@@ -61,9 +61,9 @@ fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
         // SAFETY: AVX-512 was detected by `matmul_t`; the slices have the checked sizes.
         unsafe {
             if lanes == 32 {
-                tile_avx512::<2>(&xt, w, k, &mut tile)
+                tile_avx512::<2, 12>(&xt, w, k, &mut tile)
             } else {
-                tile_avx512::<1>(&xt, w, k, &mut tile)
+                tile_avx512::<1, 16>(&xt, w, k, &mut tile)
             }
         };
         for j in 0..rows {
@@ -84,7 +84,12 @@ fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
 /// equal blocks of at most KC), the blocks' sums added in order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize>(xt: &[f32], w: &[f32], k: usize, tile: &mut [f32]) {
+unsafe fn tile_avx512<const R: usize, const G: usize>(
+    xt: &[f32],
+    w: &[f32],
+    k: usize,
+    tile: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let n = w.len() / k;
     let lanes = 16 * R;
@@ -93,18 +98,18 @@ unsafe fn tile_avx512<const R: usize>(xt: &[f32], w: &[f32], k: usize, tile: &mu
     let kc = k.div_ceil(k.div_ceil(KC));
     let mut i = 0;
     while i < n {
-        let group = (n - i).min(8);
+        let group = (n - i).min(G);
         let wp = w.as_ptr().add(i * k);
         let mut k0 = 0;
         while k0 < k {
             let k1 = (k0 + kc).min(k);
-            let mut acc = [[_mm512_setzero_ps(); R]; 8];
+            let mut acc = [[_mm512_setzero_ps(); R]; G];
             for kk in k0..k1 {
                 let mut xv = [_mm512_setzero_ps(); R];
                 for (h, x) in xv.iter_mut().enumerate() {
                     *x = _mm512_loadu_ps(xp.add(kk * lanes + 16 * h));
                 }
-                if group == 8 {
+                if group == G {
                     for (r, a) in acc.iter_mut().enumerate() {
                         let wv = _mm512_set1_ps(*wp.add(r * k + kk));
                         for h in 0..R {
