@@ -1,8 +1,8 @@
 //! x Wᵀ for a few rows of x (a decoding step of up to 32 sequences) and a dense f32 weight
 //! W [n, k] with AVX-512: the rows of x transposed so that lane j of one (or two) registers
 //! holds row j's value at one k, each weight value broadcast against them, 16 weight rows
-//! in flight (12 with two registers of rows). W is read once, in place (the GEMM packed all of it at every call), and the
-//! result is written as [rows, n] directly.
+//! in flight (12 with two registers of rows). W is read once, in place (the GEMM packed all
+//! of it at every call), and the result is written as [rows, n] directly.
 //!
 //! Each output is summed as candle's GEMM sums it: k cut into equal blocks of at most 512,
 //! a chain fma(w, x, ..fma(w, x, 0)) over each block, the blocks' sums added in order. The
