@@ -39,7 +39,7 @@ impl SamplingParams {
         if self.temperature <= 0.0 {
             return argmax(logits);
         }
-        let max = max_of(logits);
+        let max = aha_model::ops::max_lanes(logits);
         let inv_t = 1.0 / self.temperature;
         let mut sum = 0.0f32;
         for l in logits.iter_mut() {
@@ -104,23 +104,6 @@ impl SamplingParams {
     }
 }
 
-/// The largest value, NaNs ignored (-inf for none): `fold(-inf, f32::max)` in 16 lanes so
-/// that it vectorizes. Of equal values it may keep +0 where the fold kept -0, which changes
-/// nothing after `x - max`.
-fn max_of(xs: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = xs.chunks_exact(16);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = if v > *l { v } else { *l };
-        }
-    }
-    lanes
-        .into_iter()
-        .chain(chunks.remainder().iter().copied())
-        .fold(f32::NEG_INFINITY, f32::max)
-}
-
 pub fn argmax(xs: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in xs.iter().enumerate() {
@@ -175,9 +158,16 @@ mod tests {
                 v[n - 1] = f32::NEG_INFINITY;
             }
             let fold = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            assert_eq!(max_of(&v).to_bits(), fold.to_bits(), "n = {n}");
+            assert_eq!(
+                aha_model::ops::max_lanes(&v).to_bits(),
+                fold.to_bits(),
+                "n = {n}"
+            );
         }
-        assert_eq!(max_of(&[f32::NAN; 20]), f32::NEG_INFINITY);
+        assert_eq!(
+            aha_model::ops::max_lanes(&[f32::NAN; 20]),
+            f32::NEG_INFINITY
+        );
     }
 
     #[test]

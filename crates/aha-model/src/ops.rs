@@ -558,9 +558,11 @@ unsafe fn row_moments_avx512(x: &[f32], s: f32) -> (f32, f32, f32) {
     row_moments_any(x, s)
 }
 
-/// The largest value (NaNs ignored; -inf for none), in 8 lanes so that it vectorizes.
+/// The largest value (NaNs ignored; -inf for none), in 8 lanes so that it vectorizes: the
+/// value of `fold(-inf, f32::max)` (of equal zeros it may keep the other sign, which changes
+/// nothing after `x - max`).
 #[inline(always)]
-fn max_lanes(x: &[f32]) -> f32 {
+pub fn max_lanes(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
@@ -953,7 +955,8 @@ impl candle_core::CustomOp2 for HeadLogprobs {
         let (rows, v) = self.logits.dims2()?;
         let g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
         let mut dlogits = vec![0f32; rows * v];
-        let moments = self.moments.lock().map(|m| m.clone()).unwrap_or_default();
+        let kept = self.moments.lock().ok();
+        let moments: &[(f32, f32)] = kept.as_deref().map_or(&[], |m| m.as_slice());
         {
             let (st, start) = self.logits()?;
             let all = &f32_slice(&st)[start..];

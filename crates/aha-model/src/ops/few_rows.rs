@@ -17,7 +17,9 @@ pub const MAX_ROWS: usize = 32;
 /// Fewest weight rows.
 pub const MIN_N: usize = 256;
 
-/// The GEMM's largest block of k.
+/// The GEMM's largest block of k: gemm-common 0.19 takes max(512, a value from the L1
+/// cache's geometry that stays below 512 unless the L1 is more than 32-way), so 512 on
+/// realistic x86 caches; the test fails if a machine or a gemm update differs.
 const KC: usize = 512;
 
 /// Weight rows per task.
