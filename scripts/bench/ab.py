@@ -56,8 +56,8 @@ def alternate(jobs, runs, max_load, log):
 
 
 def summarize(results, key=None, metrics=None):
-    """Per job and row key, every metric's median/min/max over the rounds, and each job's
-    ratio of medians to the first job's."""
+    """Per job and row key, every metric's median/min/max over the rounds (and the command's
+    wall time under the key "command"), and each job's ratio of medians to the first job's."""
     def rows_by_key(name):
         out = {}
         for rnd in results[name]:
@@ -81,6 +81,12 @@ def summarize(results, key=None, metrics=None):
                     stats[f] = {"median": round(statistics.median(xs), 4), "min": round(min(xs), 4),
                                 "max": round(max(xs), 4), "n": len(xs)}
             summary[name][k] = stats
+        walls = [r["wall_s"] for r in results[name] if "wall_s" in r]
+        if walls:
+            # The whole command's wall time, for commands that print no metrics of their own.
+            summary[name]["command"] = {"wall_s": {
+                "median": round(statistics.median(walls), 4), "min": min(walls),
+                "max": max(walls), "n": len(walls)}}
     first = names[0]
     for name in names[1:]:
         for k, stats in summary[name].items():

@@ -76,20 +76,20 @@ enum Command {
 /// larger batches set new peaks (672 MiB after 10 minutes; with glibc's defaults it rises and
 /// falls, peak 438 MiB in 6), at no cost in tokens/s (measured 6% faster at 32 requests).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
+fn keep_freed_memory(arenas: i32) {
     // SAFETY: mallopt only changes allocator parameters; called before any threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         // -1: never give freed memory back to the system.
         libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
-        // One arena: a worker thread's own arena cannot grow past 64 MB without mmap, which
-        // brought the page faults back for commands run on rayon's threads.
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // One arena unless asked: a worker thread's own arena cannot grow past 64 MB without
+        // mmap, which brought the page faults back for commands run on rayon's threads.
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}
+fn keep_freed_memory(_arenas: i32) {}
 
 fn main() {
     tracing_subscriber::fmt()
@@ -99,8 +99,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
-        keep_freed_memory();
+    match cli.command {
+        Command::Serve(_) => {}
+        // `--micro-batch` pretrains with a worker thread per pass: both allocate constantly,
+        // and one shared arena made them wait for each other's lock (no faster than one pass).
+        Command::Pretrain(_) => keep_freed_memory(2),
+        _ => keep_freed_memory(1),
     }
     if let Some(n) = cli.threads {
         // candle's kernels size their pools from this variable; set it before any runs.

@@ -49,9 +49,10 @@ pub struct MicroLoss {
     pub stats: Stats,
 }
 
-/// A training objective: the loss of one micro-batch.
-pub trait Objective {
-    type Batch;
+/// A training objective: the loss of one micro-batch. `Sync`, so that a trainer with
+/// several workers can compute micro-batches at once.
+pub trait Objective: Sync {
+    type Batch: Sync;
     fn micro_loss(&self, model: &Model, batch: &Self::Batch) -> Result<MicroLoss>;
 }
 
@@ -138,6 +139,9 @@ pub struct Trainer {
     pub cfg: OptimConfig,
     /// Optimizer steps done.
     pub step: u64,
+    /// One single-threaded pool per data-parallel worker (none: micro-batches one after
+    /// the other on the caller's threads). See [`Trainer::with_workers`].
+    workers: Vec<rayon::ThreadPool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +149,34 @@ struct TrainerFile {
     step: u64,
     /// The objective's state: its config, its data position.
     state: serde_json::Value,
+}
+
+/// `f` of each item, in order: item i on worker i's pool (all at once), or on the caller's
+/// thread when there are no workers.
+fn on_workers<T: Sync, R: Send>(
+    workers: &[rayon::ThreadPool],
+    items: &[T],
+    f: &(dyn Fn(&T) -> R + Sync),
+) -> Vec<R> {
+    if workers.is_empty() {
+        return items.iter().map(f).collect();
+    }
+    std::thread::scope(|s| {
+        let rest: Vec<_> = items
+            .iter()
+            .zip(workers)
+            .skip(1)
+            .map(|(item, pool)| s.spawn(move || pool.install(|| f(item))))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        if let (Some(item), Some(pool)) = (items.first(), workers.first()) {
+            out.push(pool.install(|| f(item)));
+        }
+        for h in rest {
+            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        out
+    })
 }
 
 /// The file of f32 master weights, written when the model's stored dtype is not f32.
@@ -160,7 +192,30 @@ impl Trainer {
             opt,
             cfg,
             step: 0,
+            workers: Vec::new(),
         })
+    }
+
+    /// Compute up to `n` micro-batches of a step at once, each on its own thread (data
+    /// parallelism, for models too small to keep several threads busy inside one forward
+    /// pass). The gradients are still added in micro-batch order, so a step's result is the
+    /// same bit for bit whatever `n`; only memory (one gradient set per worker) and speed
+    /// change. `n <= 1`: one micro-batch at a time on the caller's threads.
+    pub fn with_workers(mut self, n: usize) -> Result<Self> {
+        self.workers = if n <= 1 {
+            Vec::new()
+        } else {
+            (0..n)
+                .map(|i| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .thread_name(move |_| format!("aha-train-{i}"))
+                        .build()
+                        .map_err(|e| TrainError::Invalid(format!("worker threads: {e}")))
+                })
+                .collect::<Result<_>>()?
+        };
+        Ok(self)
     }
 
     /// The summed gradients of the micro-batches of one step, the step's loss and stats.
@@ -169,17 +224,25 @@ impl Trainer {
         objective: &O,
         micro: &[O::Batch],
     ) -> Result<(Grads, f64, Stats)> {
+        let one = |batch: &O::Batch| -> Result<(f64, Stats, Grads)> {
+            let out = objective.micro_loss(&self.model, batch)?;
+            let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let store = out.loss.backward()?;
+            let grads = Grads::from_store(self.model.trainable_params(), &store)?;
+            Ok((loss, out.stats, grads))
+        };
         let mut grads = Grads::default();
         let mut loss = 0f64;
         let mut stats = Stats::new();
-        for batch in micro {
-            let out = objective.micro_loss(&self.model, batch)?;
-            loss += out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            for (k, v) in out.stats {
-                *stats.entry(k).or_insert(0.0) += v;
+        for wave in micro.chunks(self.workers.len().max(1)) {
+            for out in on_workers(&self.workers, wave, &one) {
+                let (l, s, g) = out?;
+                loss += l;
+                for (k, v) in s {
+                    *stats.entry(k).or_insert(0.0) += v;
+                }
+                grads.accumulate(g)?;
             }
-            let store = out.loss.backward()?;
-            grads.accumulate(Grads::from_store(self.model.trainable_params(), &store)?)?;
         }
         Ok((grads, loss, stats))
     }

@@ -9,6 +9,54 @@ use aha_train::pretrain::{self, ensure_base, PretrainConfig};
 use aha_train::sft::{self, Example, SftConfig};
 use aha_train::tasks::{r1_zero_prompt, Task};
 
+/// A step's micro-batches run on one worker thread each; the base must not depend on how
+/// many threads there were.
+#[test]
+fn the_base_does_not_depend_on_the_thread_count() {
+    let cfg = PretrainConfig {
+        steps: 4,
+        micro_batch: 3,
+        ..PretrainConfig::tiny(Task::Arithmetic { difficulty: 2 })
+    };
+    assert!(
+        cfg.batch_size > cfg.micro_batch,
+        "the test needs several passes per step"
+    );
+    let weights = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let (model, tok) = pretrain::prepare(&cfg, dir.path()).unwrap();
+            let (model, report) = pretrain::train(model, &tok, &cfg, false).unwrap();
+            let w: Vec<(String, Vec<u32>)> = model
+                .trainable_params()
+                .iter()
+                .map(|(name, v)| {
+                    let t = v
+                        .as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap();
+                    (name.clone(), t.iter().map(|x| x.to_bits()).collect())
+                })
+                .collect();
+            (w, report.final_loss.to_bits())
+        })
+    };
+    let (one, loss_one) = weights(1);
+    let (two, loss_two) = weights(2);
+    assert!(!one.is_empty());
+    assert_eq!(loss_one, loss_two);
+    assert!(
+        one == two,
+        "the weights after 4 steps differ between 1 and 2 threads"
+    );
+}
+
 #[test]
 fn tokenizer_keeps_numbers_apart_and_tags_whole() {
     let dir = tempfile::tempdir().unwrap();

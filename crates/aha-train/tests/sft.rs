@@ -99,6 +99,33 @@ fn accumulated_micro_batches_give_the_full_batch_gradient() {
 }
 
 #[test]
+fn data_parallel_workers_give_the_same_bits() {
+    let ex = examples(7, 3);
+    let idx: Vec<usize> = (0..ex.len()).collect();
+    let batches = sft::step_batches(&ex, &idx, false, 64, 2);
+    assert_eq!(batches.len(), 4);
+    let run = |workers: usize| {
+        let mut t = Trainer::new(tiny(), OptimConfig::default())
+            .unwrap()
+            .with_workers(workers)
+            .unwrap();
+        let (g, loss, stats) = t.gradients(&Nll, &batches).unwrap();
+        let out = t.step(&Nll, &batches).unwrap();
+        (g, loss, stats, out.loss, weights(&t.model))
+    };
+    let (g1, l1, s1, step1, w1) = run(1);
+    for workers in [2, 3] {
+        let (g, l, s, step, w) = run(workers);
+        assert_eq!(l.to_bits(), l1.to_bits(), "{workers} workers");
+        assert_eq!(s, s1);
+        assert_eq!(step.to_bits(), step1.to_bits());
+        assert_eq!(max_grad_diff(&g, &g1), 0.0, "{workers} workers");
+        assert!(w == w1, "{workers} workers: weights after a step differ");
+    }
+    assert!(g1.global_norm().unwrap() > 1e-3);
+}
+
+#[test]
 fn packed_and_unpacked_log_probs_agree() {
     let ex = examples(7, 2);
     let rows = sft::make_rows(&ex, &(0..7).collect::<Vec<_>>(), true, 40);

@@ -22,6 +22,10 @@ pub struct PretrainArgs {
     /// Documents per step.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Documents per forward/backward pass (a step's passes run on parallel threads; the
+    /// result does not depend on the thread count). 0: the whole step in one pass.
+    #[arg(long)]
+    micro_batch: Option<usize>,
     /// Peak learning rate.
     #[arg(long)]
     lr: Option<f64>,
@@ -66,6 +70,9 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     }
     if let Some(b) = args.batch_size {
         cfg.batch_size = b;
+    }
+    if let Some(m) = args.micro_batch {
+        cfg.micro_batch = m;
     }
     if let Some(lr) = args.lr {
         cfg.lr = lr;
