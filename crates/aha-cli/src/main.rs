@@ -101,9 +101,9 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(_) => {}
-        // `--micro-batch` pretrains with a worker thread per pass: both allocate constantly,
-        // and one shared arena made them wait for each other's lock (no faster than one pass).
-        Command::Pretrain(_) => keep_freed_memory(2),
+        // Pretraining runs a worker thread per pass: both allocate constantly, and one shared
+        // arena made them wait for each other's lock (no faster than one pass).
+        Command::Pretrain(_) | Command::Zero(_) | Command::Pipeline(_) => keep_freed_memory(2),
         _ => keep_freed_memory(1),
     }
     if let Some(n) = cli.threads {

@@ -47,10 +47,9 @@ pub struct PretrainConfig {
     /// Documents per step.
     pub batch_size: usize,
     /// Documents per forward/backward pass; 0: the whole step in one pass. A step's passes
-    /// run at once, one per thread (their gradients added in order, so the base does not
-    /// depend on the thread count): 4 pretrains about 1.8x faster on 2 cores than one pass,
-    /// but changes the rounding, hence which base comes out (docs/benchmarks.md), so the
-    /// default keeps one pass. Left out of the config's hash when 0.
+    /// run at once, one per thread, their gradients added in order, so the base does not
+    /// depend on the thread count (4 on 2 cores: 1.8x faster than one pass). Left out of the
+    /// config's hash when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub micro_batch: usize,
     pub lr: f64,
@@ -65,9 +64,12 @@ pub struct PretrainConfig {
 }
 
 impl Default for PretrainConfig {
-    /// Sized for a few minutes on 2 CPU cores (measured in a release build: 4500 steps of 16
-    /// documents, 2.6M tokens, 306 s on one thread of a shared 2-core machine). 3000 steps
-    /// were not always enough: the seed-1 base then did its single steps off by one.
+    /// Sized for about two minutes on 2 CPU cores (4500 steps of 16 documents, 2.6M tokens, in
+    /// passes of 4 on two workers). 3000 steps were not always enough: the seed-1 base then
+    /// did its single steps off by one. The peak rate is half what it was (5e-3), where the
+    /// base came out well or badly by the rounding alone: R1-Zero's gain fell under 25 points
+    /// on 4 of 9 bases pretrained with the step's gradient summed in passes of 16, 8 or 4,
+    /// against 0 of 6 at 2.5e-3 (docs/benchmarks.md).
     fn default() -> Self {
         Self {
             task: Task::Arithmetic { difficulty: 2 },
@@ -80,8 +82,8 @@ impl Default for PretrainConfig {
             max_position_embeddings: 512,
             steps: 4500,
             batch_size: 16,
-            micro_batch: 0,
-            lr: 5e-3,
+            micro_batch: 4,
+            lr: 2.5e-3,
             warmup_steps: 50,
             min_lr_ratio: 0.1,
             weight_decay: 0.05,
