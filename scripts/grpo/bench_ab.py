@@ -7,6 +7,7 @@ random 17M Qwen2 with the R1 tokenizer, 2 GSM8K prompts x G = 8, 64 completion t
 beta 0.001, reference model on both sides, 3 steps of which the last 2 are timed.
 
     python3 scripts/grpo/bench_ab.py --aha target/release/aha [--runs 3 --micro-batch 4]
+                                     [--aha-before OLD/aha]   # a second aha build, first in each round
 """
 import argparse
 import json
@@ -29,11 +30,11 @@ def peak_rss_mb(time_v_stderr):
     return int(m.group(1)) / 1024 if m else None
 
 
-def aha_job(a, work, model, data):
+def aha_job(a, binary, work, model, data):
     def run():
         out = os.path.join(work, "aha-bench")
         shutil.rmtree(out, ignore_errors=True)
-        p = subprocess.run(["/usr/bin/time", "-v", a.aha, "--threads", str(a.threads), "grpo",
+        p = subprocess.run(["/usr/bin/time", "-v", binary, "--threads", str(a.threads), "grpo",
                             "--model", model, "--dataset", data, "--reward", "accuracy,format",
                             "--template", "r1-zero", "--group-size", "8", "--batch-prompts", "2",
                             "--max-tokens", str(a.max_tokens), "--steps", "3", "--beta", "0.001",
@@ -65,6 +66,7 @@ def trl_job(a, model, data, env):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aha", default="target/release/aha")
+    ap.add_argument("--aha-before", help="another aha binary to run alongside (before/after)")
     ap.add_argument("--data", default=os.path.join(here, "..", "..", "..", "shared", "data", "gsm8k", "train.jsonl"))
     ap.add_argument("--work", default="/tmp/aha-grpo")
     ap.add_argument("--runs", type=int, default=3)
@@ -78,7 +80,8 @@ def main():
         subprocess.run([sys.executable, os.path.join(here, "make_tiny_qwen2.py"), model], check=True)
     threads = {"RAYON_NUM_THREADS": str(a.threads), "OMP_NUM_THREADS": str(a.threads)}
     os.environ.update(threads)
-    jobs = [("aha", aha_job(a, a.work, model, a.data)),
+    before = [("aha_before", aha_job(a, a.aha_before, a.work, model, a.data))] if a.aha_before else []
+    jobs = before + [("aha", aha_job(a, a.aha, a.work, model, a.data)),
             ("trl", trl_job(a, model, a.data, {})),
             ("trl_tuned_alloc", trl_job(a, model, a.data, {"GLIBC_TUNABLES": TUNED}))]
     log = lambda m: print(m, file=sys.stderr, flush=True)
@@ -87,7 +90,7 @@ def main():
     s = report["summary"]
     report["trl_over_aha_step_time"] = {
         n: round(s[n]["0"]["warm_step_s"]["median"] / s["aha"]["0"]["warm_step_s"]["median"], 3)
-        for n in ("trl", "trl_tuned_alloc")}
+        for n in ("trl", "trl_tuned_alloc") + (("aha_before",) if a.aha_before else ())}
     report["aha_over_trl_peak_rss"] = {
         n: round(s["aha"]["0"]["peak_rss_mb"]["median"] / s[n]["0"]["peak_rss_mb"]["median"], 3)
         for n in ("trl", "trl_tuned_alloc")}

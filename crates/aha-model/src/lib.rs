@@ -7,6 +7,7 @@ use gemm as _;
 pub mod config;
 pub mod deepseek_v3;
 mod error;
+mod fused;
 pub mod gguf;
 pub mod gguf_deepseek2;
 pub mod gguf_llama;

@@ -1,6 +1,7 @@
 //! The op set by mode: fused kernels for inference, differentiable compositions for training.
 //! (candle's fused rms_norm, softmax_last_dim and rope have no backward pass.)
 
+use crate::fused::{self, contiguous_f32};
 use crate::qkernels::{Kernels, QMat};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Result, Tensor, D};
@@ -33,6 +34,7 @@ pub fn visible_end(bias_row: &[f32]) -> usize {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
     match mode {
         Mode::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
+        Mode::Train if fused::supported(x) => fused::rms_norm(x, weight, eps),
         Mode::Train => {
             let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
             x.broadcast_mul(&inv)?.broadcast_mul(weight)
@@ -42,53 +44,14 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
 
 pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     match mode {
-        Mode::Inference => {
-            let x = x.contiguous()?;
-            if x.dtype() == DType::F32 && x.device().is_cpu() {
-                x.apply_op1_no_bwd(&SoftmaxLastDim)
-            } else {
-                candle_nn::ops::softmax_last_dim(&x)
-            }
-        }
+        Mode::Inference if fused::supported(x) => x.contiguous()?.apply_op1_no_bwd(&fused::Softmax),
+        Mode::Inference => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
+        Mode::Train if fused::supported(x) => fused::softmax(x),
         Mode::Train => {
             let max = x.max_keepdim(D::Minus1)?.detach();
             let e = x.broadcast_sub(&max)?.exp()?;
             e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
         }
-    }
-}
-
-/// Inference softmax over the last dim of a contiguous f32 CPU tensor. Unlike libm's
-/// `expf` per element (which takes a slow error-reporting path for every masked score that
-/// underflows), it uses a branch-free exp the compiler vectorizes, and gives exact zeros
-/// below e^-87.
-struct SoftmaxLastDim;
-
-impl candle_core::CustomOp1 for SoftmaxLastDim {
-    fn name(&self) -> &'static str {
-        "aha-softmax-last-dim"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use rayon::prelude::*;
-        let candle_core::CpuStorage::F32(v) = storage else {
-            candle_core::bail!("softmax: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("softmax: input not contiguous");
-        };
-        let d = layout.dims().last().copied().unwrap_or(1).max(1);
-        let v = &v[start..end];
-        let mut out = vec![0f32; v.len()];
-        out.par_chunks_mut(d)
-            .zip(v.par_chunks(d))
-            .with_min_len(64)
-            .for_each(|(o, x)| softmax_row(x, o));
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
@@ -404,7 +367,9 @@ mod simd {
     }
 }
 
-fn softmax_row(x: &[f32], out: &mut [f32]) {
+/// Softmax of one row, with a branch-free exp the compiler vectorizes (libm's `expf` takes a
+/// slow error-reporting path for every masked score that underflows); exact zeros below e^-87.
+pub(crate) fn softmax_row(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
         // SAFETY: AVX2 was detected at run time.
@@ -445,7 +410,7 @@ fn softmax_row_any(x: &[f32], out: &mut [f32]) {
 /// e^z for z <= 0 (0 below -87, NaN stays NaN), within a few ulp: z = n ln2 + r with
 /// |r| <= ln2 / 2, a degree-6 polynomial for e^r, and 2^n put into the exponent bits.
 #[inline(always)]
-fn exp_nonpositive(z: f32) -> f32 {
+pub(crate) fn exp_nonpositive(z: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -678,19 +643,6 @@ fn scaled_softmax_any(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
     }
 }
 
-fn contiguous_f32<'a>(
-    s: &'a candle_core::CpuStorage,
-    l: &candle_core::Layout,
-) -> Result<&'a [f32]> {
-    let candle_core::CpuStorage::F32(v) = s else {
-        candle_core::bail!("token_logprobs: f32 expected");
-    };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("token_logprobs: input not contiguous");
-    };
-    Ok(&v[a..b])
-}
-
 fn checked_targets<'a>(
     s: &'a candle_core::CpuStorage,
     l: &candle_core::Layout,
@@ -726,7 +678,7 @@ impl candle_core::CustomOp2 for TokenLogprobs {
         l2: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
-        let x = contiguous_f32(s1, l1)?;
+        let x = contiguous_f32(s1, l1, "token_logprobs")?;
         let v = l1.dims().last().copied().unwrap_or(1).max(1);
         let n = x.len() / v;
         let t = checked_targets(s2, l2, n, v)?;
@@ -774,11 +726,11 @@ impl candle_core::CustomOp3 for TokenLogprobsGrad {
         l3: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
-        let x = contiguous_f32(s1, l1)?;
+        let x = contiguous_f32(s1, l1, "token_logprobs")?;
         let v = l1.dims().last().copied().unwrap_or(1).max(1);
         let n = x.len() / v;
         let t = checked_targets(s2, l2, n, v)?;
-        let g = contiguous_f32(s3, l3)?;
+        let g = contiguous_f32(s3, l3, "token_logprobs")?;
         if g.len() != 2 * n {
             candle_core::bail!(
                 "token_logprobs: gradient of {} values for {n} rows",
@@ -1432,54 +1384,21 @@ pub struct Mlp {
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let (gate, up) = (self.gate.forward(x, mode)?, self.up.forward(x, mode)?);
-        // GGUF weights: silu and the product in one vectorized pass. Dense models keep
-        // candle's silu, whose bits their sampled rollouts were measured with.
-        let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-        let hidden = if self.gate.is_quantized() && f32_cpu(&gate) && f32_cpu(&up) {
-            gate.apply_op2_no_bwd(&up, &SiluMul)?
-        } else {
-            (candle_nn::ops::silu(&gate)? * up)?
+        // f32 on the CPU: silu and the product in one vectorized pass (with its own backward
+        // when training), the same forward bits in rollouts and in the training pass.
+        let hidden = match mode {
+            _ if !(fused::supported(&gate) && fused::supported(&up)) => {
+                (candle_nn::ops::silu(&gate)? * up)?
+            }
+            Mode::Train => fused::swiglu(&gate, &up)?,
+            Mode::Inference => fused::swiglu_no_grad(&gate, &up)?,
         };
         self.down.forward(&hidden, mode)
     }
 }
 
-/// silu(a) * b for f32 CPU tensors of one shape, with the vectorized exp.
-struct SiluMul;
-
-impl candle_core::CustomOp2 for SiluMul {
-    fn name(&self) -> &'static str {
-        "aha-silu-mul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        a: &candle_core::CpuStorage,
-        la: &candle_core::Layout,
-        b: &candle_core::CpuStorage,
-        lb: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use rayon::prelude::*;
-        let (candle_core::CpuStorage::F32(a), candle_core::CpuStorage::F32(b)) = (a, b) else {
-            candle_core::bail!("silu-mul: f32 only");
-        };
-        let (Some((a0, a1)), Some((b0, b1))) = (la.contiguous_offsets(), lb.contiguous_offsets())
-        else {
-            candle_core::bail!("silu-mul: inputs not contiguous");
-        };
-        if la.shape() != lb.shape() {
-            candle_core::bail!("silu-mul: shapes {:?} and {:?}", la.shape(), lb.shape());
-        }
-        let (a, b) = (&a[a0..a1], &b[b0..b1]);
-        let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(4096)
-            .zip(a.par_chunks(4096).zip(b.par_chunks(4096)))
-            .for_each(|(o, (a, b))| silu_mul(a, b, o));
-        Ok((candle_core::CpuStorage::F32(out), la.shape().clone()))
-    }
-}
-
-fn silu_mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+/// silu(a) * b, element by element.
+pub(crate) fn silu_mul(a: &[f32], b: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     match crate::qkernels::Isa::detected() {
         // SAFETY: the features were detected at run time.
@@ -1513,7 +1432,7 @@ fn silu_mul_any(a: &[f32], b: &[f32], out: &mut [f32]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
@@ -1528,7 +1447,7 @@ mod tests {
             Tensor::from_vec(a, (100, 100), &dev).unwrap(),
             Tensor::from_vec(b, (100, 100), &dev).unwrap(),
         );
-        let fused = a.apply_op2_no_bwd(&b, &SiluMul).unwrap();
+        let fused = fused::swiglu_no_grad(&a, &b).unwrap();
         let plain = (candle_nn::ops::silu(&a).unwrap() * &b).unwrap();
         let fused = fused.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let plain = plain.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -1756,20 +1675,25 @@ mod tests {
     }
 
     fn var(shape: (usize, usize), seed: u64) -> Var {
-        let n = shape.0 * shape.1;
+        random_var(&[shape.0, shape.1], seed, 1.0)
+    }
+
+    /// Values in [-scale / 2, scale / 2) from a fixed LCG stream.
+    pub(crate) fn random_var(dims: &[usize], seed: u64, scale: f32) -> Var {
+        let n: usize = dims.iter().product();
         let mut z = seed;
         let v: Vec<f32> = (0..n)
             .map(|_| {
                 z = z
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                scale * (((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5)
             })
             .collect();
-        Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
+        Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
     }
 
-    fn diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(crate) fn diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()

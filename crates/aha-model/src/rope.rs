@@ -139,6 +139,7 @@ impl Rope {
     pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
         match mode {
             Mode::Inference => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+            Mode::Train if crate::fused::supported(x) => crate::fused::rope(x, cos, sin),
             Mode::Train => {
                 let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
                 let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;

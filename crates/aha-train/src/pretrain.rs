@@ -27,8 +27,9 @@ use std::time::Instant;
 
 pub use crate::error::{Result, TrainError};
 
-/// Bumped when pretraining's results change for the same config (v2: the shared trainer).
-const TRAIN_CODE_VERSION: &str = "v2";
+/// Bumped when pretraining's results change for the same config (v2: the shared trainer;
+/// v3: the fused training kernels).
+const TRAIN_CODE_VERSION: &str = "v3";
 use crate::error::io_err;
 
 /// Everything that determines a pretrained base (its hash keys the cache of [`ensure_base`]).
