@@ -1,5 +1,6 @@
-//! The op set by mode: fused kernels for inference, differentiable compositions for training.
-//! (candle's fused rms_norm, softmax_last_dim and rope have no backward pass.)
+//! The op set by mode: fused kernels for inference; for training, f32 CPU kernels with their
+//! own backward (`crate::fused`) or differentiable compositions elsewhere (candle's fused
+//! rms_norm, softmax_last_dim and rope have no backward pass).
 
 use crate::fused::{self, contiguous_f32};
 use crate::qkernels::{Kernels, QMat};
