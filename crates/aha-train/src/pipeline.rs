@@ -275,9 +275,9 @@ impl Default for PipelineConfig {
                 language_weight: 0.5,
                 ..RlConfig::default()
             },
-            // Every training problem (2048 draws, about 1500 distinct at difficulty 2): the
-            // paper distils on all of R1's curated samples. A quarter of them left the
-            // student 3-10 points lower on seeds 0-2 (docs/benchmarks.md).
+            // 2048 draws (about 1500 distinct problems at difficulty 2): the paper distils on
+            // all of R1's curated samples. A quarter as many left the student 3-10 points
+            // lower on seeds 0-2 (docs/benchmarks.md).
             distill_data: DataConfig {
                 prompts: 2048,
                 ..data
