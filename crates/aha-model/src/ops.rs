@@ -150,8 +150,7 @@ fn with_attention_inputs(
     f: impl FnOnce(&AttentionInputs) -> Result<Tensor>,
 ) -> Result<Option<Tensor>> {
     use candle_core::{CpuStorage, Storage};
-    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-    if ![q, k, v, bias].into_iter().all(f32_cpu) {
+    if ![q, k, v, bias].into_iter().all(crate::fused::supported) {
         return Ok(None);
     }
     let (b, h, t, d) = q.dims4()?;
@@ -1232,12 +1231,8 @@ fn lora_delta(x: &Tensor, l: &LoraWeights, mode: Mode) -> Result<Tensor> {
     (x.matmul(&a.t()?)? * l.scale)?.matmul(&b.t()?)
 }
 
-fn f32_cpu(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
-}
-
 fn fused_lora_ok(x: &Tensor, w: &Tensor, l: &LoraWeights) -> bool {
-    f32_cpu(x) && f32_cpu(w) && f32_cpu(&l.a) && f32_cpu(&l.b)
+    [x, w, &l.a, &l.b].into_iter().all(crate::fused::supported)
 }
 
 /// `x W^T + scale (x A^T) B^T` for x [m, k], a frozen W [n, k], A [r, k], B [n, r], as one

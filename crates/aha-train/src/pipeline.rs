@@ -3,7 +3,8 @@
 //! 1. `base`: the tiny pretrained model (cached, as `aha zero` makes it);
 //! 2. `zero`: R1-Zero, GRPO from the base on accuracy and format rewards alone;
 //! 3. `cold_start`: completions rejection-sampled from R1-Zero, kept only when correct,
-//!    well formatted and in one language, then SFT of the base on them;
+//!    well formatted, in one language and worked (long chains of thought), then SFT of the
+//!    base on them;
 //! 4. `reasoning_rl`: GRPO from the cold-start model with a language-consistency reward added;
 //! 5. `rejection_sft`: completions rejection-sampled from that model plus non-reasoning data
 //!    (simple questions answered without working), SFT of the base on the union;
@@ -193,6 +194,9 @@ pub struct DataConfig {
     pub temperature: f32,
     /// At most this many kept completions per problem.
     pub per_prompt: usize,
+    /// Keep only completions with at least this many reasoning words.
+    #[serde(default)]
+    pub min_reasoning_words: Option<usize>,
 }
 
 /// Everything `aha pipeline` runs with.
@@ -245,6 +249,7 @@ impl Default for PipelineConfig {
             samples: 4,
             temperature: 1.0,
             per_prompt: 2,
+            min_reasoning_words: None,
         };
         Self {
             task: Task::default(),
@@ -254,8 +259,15 @@ impl Default for PipelineConfig {
             eval_n: 200,
             eval_k: 4,
             zero: RlConfig::default(),
+            // Long chains of thought only, as the paper's cold start: the corpus' direct
+            // answers ("The answer is N", "Ответ N") have at most 4 words and any worked step
+            // ("a + b is c") has 5. Without it, an R1-Zero that settled on direct answers
+            // passed them on to every later stage (seeds 1 and 2, docs/benchmarks.md). 512
+            // draws, as such an R1-Zero yields few worked answers (about 150 kept, against
+            // about 35 from 128 draws).
             cold_start_data: DataConfig {
-                prompts: 128,
+                prompts: 512,
+                min_reasoning_words: Some(5),
                 ..data.clone()
             },
             cold_start_sft: sft.clone(),
@@ -424,6 +436,7 @@ impl Run<'_> {
                 keep_correct: true,
                 require_format: true,
                 max_language_mix: Some(0.0),
+                min_reasoning_words: data.min_reasoning_words,
                 ..Filters::default()
             },
             ..SampleConfig::default()

@@ -1,8 +1,8 @@
 //! Rejection sampling as in the R1 paper: k completions per prompt (the prompt's prefill
 //! shared), each scored (correct, format, language consistency), then kept or dropped by
 //! small pure filters: only correct ones, language mixing in the reasoning, overly long
-//! paragraphs, code blocks in the reasoning, missing or malformed tags, and a pass-rate window
-//! over the prompt's k samples.
+//! paragraphs, code blocks in the reasoning, missing or malformed tags, reasoning too short to
+//! be a chain of thought, and a pass-rate window over the prompt's k samples.
 //!
 //! Output (with a path `FILE.jsonl`):
 //! * `FILE.jsonl`: one line per *kept* completion ([`SampleLine`]: `problem_id`, `sample`,
@@ -48,16 +48,19 @@ pub enum Filter {
     LongParagraph,
     /// A ``` code block in the reasoning.
     CodeBlock,
+    /// Fewer reasoning words than the minimum (an answer given without working).
+    ShortReasoning,
 }
 
 impl Filter {
-    pub const ALL: [Filter; 6] = [
+    pub const ALL: [Filter; 7] = [
         Filter::PassRate,
         Filter::Correct,
         Filter::Format,
         Filter::LanguageMix,
         Filter::LongParagraph,
         Filter::CodeBlock,
+        Filter::ShortReasoning,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -68,6 +71,7 @@ impl Filter {
             Filter::LanguageMix => "language_mix",
             Filter::LongParagraph => "long_paragraph",
             Filter::CodeBlock => "code_block",
+            Filter::ShortReasoning => "short_reasoning",
         }
     }
 }
@@ -85,6 +89,9 @@ pub struct Filters {
     pub max_paragraph_chars: Option<usize>,
     /// Drop completions with a ``` code block in the reasoning.
     pub no_code: bool,
+    /// Drop completions whose reasoning has fewer whitespace-separated words than this (the
+    /// cold start's long chains of thought, not answers given at once).
+    pub min_reasoning_words: Option<usize>,
     /// Keep only prompts whose pass rate over their k samples lies in `[min, max]`.
     pub pass_rate: Option<(f64, f64)>,
 }
@@ -154,6 +161,11 @@ pub fn failed_filters(f: &Filters, c: &Candidate) -> Vec<Filter> {
     }
     if f.no_code && has_code_block(c.reasoning) {
         out.push(Filter::CodeBlock);
+    }
+    if f.min_reasoning_words
+        .is_some_and(|n| c.reasoning.split_whitespace().count() < n)
+    {
+        out.push(Filter::ShortReasoning);
     }
     out
 }
@@ -578,6 +590,7 @@ mod tests {
             max_language_mix: Some(0.2),
             max_paragraph_chars: Some(40),
             no_code: true,
+            min_reasoning_words: Some(1),
             pass_rate: None,
         };
         let ok = cand("<think>short</think><answer>1</answer>", "short");
@@ -615,6 +628,24 @@ mod tests {
         };
         assert!(failed_filters(&Filters::default(), &bad).is_empty());
         assert_eq!(failed_filters(&all, &bad).len(), 4);
+        let empty = cand("<think></think><answer>1</answer>", " \n ");
+        assert_eq!(failed_filters(&all, &empty), vec![Filter::ShortReasoning]);
+    }
+
+    #[test]
+    fn short_reasoning_counts_words_not_characters() {
+        let f = Filters {
+            min_reasoning_words: Some(5),
+            ..Filters::default()
+        };
+        let direct = cand("x", "The answer is 29");
+        let worked = cand("x", "3 * 8 + 5 is 24 + 5 is 29");
+        let second = cand("x", "Ответ\t29");
+        assert_eq!(failed_filters(&f, &direct), vec![Filter::ShortReasoning]);
+        assert!(failed_filters(&f, &worked).is_empty());
+        assert_eq!(failed_filters(&f, &second), vec![Filter::ShortReasoning]);
+        let at_limit = cand("x", "one two three four five");
+        assert!(failed_filters(&f, &at_limit).is_empty());
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn tiny() -> PipelineConfig {
         samples: 2,
         temperature: 1.0,
         per_prompt: 1,
+        min_reasoning_words: None,
     };
     let sft = SftConfig {
         epochs: 1,

@@ -41,6 +41,10 @@ pub struct SampleArgs {
     /// Drop completions with missing or malformed <think>/<answer> tags.
     #[arg(long)]
     require_format: bool,
+    /// Drop completions whose reasoning has fewer than this many words (answers without
+    /// working; R1's cold start keeps long chains of thought only).
+    #[arg(long, value_name = "N")]
+    min_reasoning_words: Option<usize>,
     /// Keep only prompts whose pass rate over the k samples lies in MIN,MAX (e.g. 0.1,0.9).
     #[arg(long, value_name = "MIN,MAX", value_parser = parse_window)]
     pass_rate: Option<(f64, f64)>,
@@ -72,6 +76,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             max_language_mix: args.max_language_mix,
             max_paragraph_chars: args.max_paragraph_chars,
             no_code: args.no_code,
+            min_reasoning_words: args.min_reasoning_words,
             pass_rate: args.pass_rate,
         },
         write_dropped: args.write_dropped,
