@@ -3,6 +3,7 @@
 # the same random Qwen2 (~40M params), the same token data (40 x 256 tokens, the first 64 of
 # each masked), batch 8 in micro-batches of 4, f32, 2 threads, one warm-up + 4 timed steps.
 # PyTorch runs twice: as installed, and with the glibc allocator settings aha sets for itself.
+# aha also times the step's matrix products alone (--roofline: the GEMM bound on a step).
 # The three alternate RUNS times (scripts/bench/ab.py: median and range, load checked).
 #   benches/sft.sh [MODEL_DIR] [RUNS]    (needs: cargo build --release; python3 with torch + transformers)
 set -euo pipefail
@@ -15,6 +16,6 @@ export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 torch="python3 scripts/ref/bench_sft_torch.py --model-dir $dir --threads $threads"
 tuned=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1
 python3 scripts/bench/ab.py --runs "$runs" --threads $threads \
-  --job "aha=target/release/aha --threads $threads bench sft --model $dir" \
+  --job "aha=target/release/aha --threads $threads bench sft --model $dir --roofline" \
   --job "pytorch=$torch" \
   --job "pytorch_tuned_alloc=env GLIBC_TUNABLES=$tuned $torch"

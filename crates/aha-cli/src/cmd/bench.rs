@@ -81,6 +81,13 @@ struct SftBench {
     /// Timed optimizer steps, after one warm-up step.
     #[arg(long, default_value_t = 4)]
     steps: usize,
+    /// Also time the step's matrix products alone (best of 3 after a warm-up): for each
+    /// micro-batch, every 2-D weight's forward product and its two backward ones (input and
+    /// weight gradients) over all its tokens, and attention's four score/value products per
+    /// head forward and back (no causal skipping), as a plain training loop computes them. A
+    /// step can be no faster: the trained tokens over that time are the GEMM roofline.
+    #[arg(long)]
+    roofline: bool,
 }
 
 #[derive(Args)]
@@ -409,15 +416,109 @@ fn bench_sft(a: SftBench) -> Result<()> {
         }
     }
     let seconds: f64 = times.iter().sum();
-    println!(
-        "{}",
-        serde_json::json!({"impl": "aha", "batch_size": a.batch_size, "micro_batch": a.micro_batch,
-            "seq_len": max_len, "steps": a.steps, "step_seconds": times,
-            "trained_tokens_per_s": trained as f64 / seconds,
-            "peak_rss_mb": peak_rss_mb(),
-            "threads": std::env::var("RAYON_NUM_THREADS").ok()})
-    );
+    let tokens_per_s = trained as f64 / seconds;
+    let mut row = serde_json::json!({"impl": "aha", "batch_size": a.batch_size,
+        "micro_batch": a.micro_batch, "seq_len": max_len, "steps": a.steps, "step_seconds": times,
+        "trained_tokens_per_s": tokens_per_s, "peak_rss_mb": peak_rss_mb(),
+        "threads": std::env::var("RAYON_NUM_THREADS").ok()});
+    if a.roofline {
+        let micro = a.batch_size.div_ceil(a.micro_batch.max(1));
+        // aha computes logits from the first trained position on (as `rows_logprobs` does).
+        let first = examples
+            .iter()
+            .filter_map(|e| e.labels.iter().skip(1).position(|&l| l >= 0).map(|p| p + 1))
+            .min()
+            .unwrap_or(1);
+        let b = a.micro_batch.min(a.batch_size);
+        let (gemm_s, flop) = sft_gemm_time(&a.model, b, max_len, max_len - first)?;
+        let (step_s, step_flop) = (gemm_s * micro as f64, flop * micro as f64);
+        let roof = (trained as f64 / a.steps as f64) / step_s;
+        row["gemm_seconds_per_step"] = step_s.into();
+        row["gemm_gflop_per_step"] = (step_flop / 1e9).into();
+        row["gemm_gflop_per_s"] = (flop / gemm_s / 1e9).into();
+        row["roofline_trained_tokens_per_s"] = roof.into();
+        row["share_of_roofline"] = (tokens_per_s / roof).into();
+    }
+    println!("{row}");
     Ok(())
+}
+
+/// The time one SFT micro-batch of `b` sequences of `t` tokens spends in matrix products
+/// alone, and their FLOPs: for every 2-D weight [out, in] (the tied embedding as the head,
+/// over `head_t` positions per sequence), x [b t, in] W^T forward, dy W and dy^T x backward;
+/// per sequence and head, q k^T and p v forward, and their four gradient products back. Best
+/// of 3 after a warm-up.
+fn sft_gemm_time(model: &std::path::Path, b: usize, t: usize, head_t: usize) -> Result<(f64, f64)> {
+    use candle_core::{DType, Device, Tensor};
+    let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
+        .with_context(|| format!("--roofline reads {}", model.display()))?;
+    let cfg_path = model.join("config.json");
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("--roofline reads {}", cfg_path.display()))?,
+    )?;
+    let field = |k: &str| {
+        cfg[k]
+            .as_u64()
+            .map(|v| v as usize)
+            .with_context(|| format!("{}: no {k}", cfg_path.display()))
+    };
+    let (heads, layers, hidden) = (
+        field("num_attention_heads")?,
+        field("num_hidden_layers")?,
+        field("hidden_size")?,
+    );
+    let d = hidden / heads.max(1);
+    let has_head = weights.keys().any(|k| k.ends_with("lm_head.weight"));
+    let mut mats: Vec<(&String, &Tensor)> = weights
+        .iter()
+        .filter(|(name, w)| w.rank() == 2 && !(name.contains("embed_tokens") && has_head))
+        .collect();
+    mats.sort_by_key(|(name, _)| name.as_str());
+    let is_head = |name: &str| name.contains("embed_tokens") || name.ends_with("lm_head.weight");
+    let rows = |name: &str| if is_head(name) { b * head_t } else { b * t };
+    let randn = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &Device::Cpu);
+    let mut acts: std::collections::HashMap<(usize, usize), Tensor> = Default::default();
+    let mut flop = 0.0;
+    for (name, w) in &mats {
+        let (out, inp) = w.dims2()?;
+        let r = rows(name);
+        for n in [inp, out] {
+            if !acts.contains_key(&(r, n)) {
+                acts.insert((r, n), randn(&[r, n])?);
+            }
+        }
+        flop += (3 * 2 * r * out * inp) as f64;
+    }
+    // Attention per layer: [b heads, t, d] queries, keys, values; [b heads, t, t] scores.
+    let (q, s) = (randn(&[b * heads, t, d])?, randn(&[b * heads, t, t])?);
+    flop += (layers * 6 * 2 * b * heads * t * t * d) as f64;
+    let mut best = f64::INFINITY;
+    for pass in 0..4 {
+        let started = Instant::now();
+        for (name, w) in &mats {
+            let (out, inp) = w.dims2()?;
+            let r = rows(name);
+            let (x, dy) = (&acts[&(r, inp)], &acts[&(r, out)]);
+            x.matmul(&w.t()?)?;
+            dy.matmul(w)?;
+            dy.t()?.matmul(x)?;
+        }
+        for _ in 0..layers {
+            // Score-shaped left side: p v forward; dv = p^T do, dq = ds k, dk = ds^T q back.
+            s.matmul(&q)?;
+            s.t()?.matmul(&q)?;
+            s.matmul(&q)?;
+            s.t()?.matmul(&q)?;
+            // Score-shaped result: q k^T forward, dp = do v^T back.
+            q.matmul(&q.t()?)?;
+            q.matmul(&q.t()?)?;
+        }
+        if pass > 0 {
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok((best, flop))
 }
 
 /// The process's peak resident memory (VmHWM), in MB; None where /proc does not say.
