@@ -484,8 +484,8 @@ fn sft_gemm_time(model: &std::path::Path, b: usize, t: usize, head_t: usize) -> 
         let (out, inp) = w.dims2()?;
         let r = rows(name);
         for n in [inp, out] {
-            if !acts.contains_key(&(r, n)) {
-                acts.insert((r, n), randn(&[r, n])?);
+            if let std::collections::hash_map::Entry::Vacant(e) = acts.entry((r, n)) {
+                e.insert(randn(&[r, n])?);
             }
         }
         flop += (3 * 2 * r * out * inp) as f64;
