@@ -314,21 +314,29 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
     Ok(())
 }
 
+/// The model's 2-D weights in name order (the embedding table only when it is also the
+/// head, with no separate `lm_head`): the matrices a pass multiplies by.
+fn matrix_weights(model: &std::path::Path) -> Result<Vec<(String, candle_core::Tensor)>> {
+    use candle_core::{DType, Device};
+    let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
+        .with_context(|| format!("--roofline reads {}", model.display()))?;
+    let has_head = weights.keys().any(|k| k.ends_with("lm_head.weight"));
+    let mut mats: Vec<_> = weights
+        .into_iter()
+        .filter(|(name, w)| w.rank() == 2 && !(name.contains("embed_tokens") && has_head))
+        .collect();
+    mats.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(mats)
+}
+
 /// The time one decode step of batch `b` spends in the model's dense matrix products alone,
 /// and their FLOPs: x [b, in] times each 2-D weight [out, in] transposed (the embedding
 /// table counts once, as the output head, when there is no separate `lm_head`), each weight
 /// a distinct tensor taken once per pass (in name order), so that a pass reads them all from
 /// memory as a step does; the best of 3 passes after a warm-up one.
 fn gemm_time(model: &std::path::Path, b: usize) -> Result<(f64, f64)> {
-    use candle_core::{DType, Device, Tensor};
-    let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
-        .with_context(|| format!("--roofline reads {}", model.display()))?;
-    let has_head = weights.keys().any(|k| k.ends_with("lm_head.weight"));
-    let mut mats: Vec<(&String, &Tensor)> = weights
-        .iter()
-        .filter(|(name, w)| w.rank() == 2 && !(name.contains("embed_tokens") && has_head))
-        .collect();
-    mats.sort_by_key(|(name, _)| name.as_str());
+    use candle_core::{Device, Tensor};
+    let mats = matrix_weights(model)?;
     let mut inputs: std::collections::HashMap<usize, Tensor> = Default::default();
     let mut flop = 0.0;
     for (_, w) in &mats {
@@ -449,9 +457,7 @@ fn bench_sft(a: SftBench) -> Result<()> {
 /// per sequence and head, q k^T and p v forward, and their four gradient products back. Best
 /// of 3 after a warm-up.
 fn sft_gemm_time(model: &std::path::Path, b: usize, t: usize, head_t: usize) -> Result<(f64, f64)> {
-    use candle_core::{DType, Device, Tensor};
-    let weights = aha_model::read_weights(model, DType::F32, &Device::Cpu)
-        .with_context(|| format!("--roofline reads {}", model.display()))?;
+    use candle_core::{Device, Tensor};
     let cfg_path = model.join("config.json");
     let cfg: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&cfg_path)
@@ -469,12 +475,7 @@ fn sft_gemm_time(model: &std::path::Path, b: usize, t: usize, head_t: usize) -> 
         field("hidden_size")?,
     );
     let d = hidden / heads.max(1);
-    let has_head = weights.keys().any(|k| k.ends_with("lm_head.weight"));
-    let mut mats: Vec<(&String, &Tensor)> = weights
-        .iter()
-        .filter(|(name, w)| w.rank() == 2 && !(name.contains("embed_tokens") && has_head))
-        .collect();
-    mats.sort_by_key(|(name, _)| name.as_str());
+    let mats = matrix_weights(model)?;
     let is_head = |name: &str| name.contains("embed_tokens") || name.ends_with("lm_head.weight");
     let rows = |name: &str| if is_head(name) { b * head_t } else { b * t };
     let randn = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &Device::Cpu);
