@@ -336,6 +336,97 @@ impl Summary {
     }
 }
 
+/// One of the paper's findings, checked on a run's summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    pub claim: String,
+    pub holds: bool,
+    /// The numbers behind it.
+    pub measured: String,
+}
+
+/// Steps averaged at each end of an RL stage for its length trend.
+const TREND_STEPS: usize = 10;
+
+/// The findings `aha pipeline` reproduces (those whose stages the summary has): the base's
+/// format rate under 0.5 and R1-Zero's at least 0.9; R1 at least R1-Zero in pass@1 and above
+/// it in language consistency; R1's cons@k above its pass@1; the distilled student 5 points
+/// or more above the RL-only one; and, per RL stage in `rl_lengths` (mean completion length
+/// per step), the mean of its last 10 steps above that of its first 10.
+pub fn findings(s: &Summary, rl_lengths: &[(String, Vec<f64>)]) -> Vec<Finding> {
+    let pct = |x: f64| format!("{:.2}", 100.0 * x);
+    let mut out = Vec::new();
+    let mut add = |claim: &str, holds: bool, measured: String| {
+        out.push(Finding {
+            claim: claim.to_string(),
+            holds,
+            measured,
+        })
+    };
+    if let Some(b) = s.stage("base") {
+        add(
+            "the base's format rate is below 0.5",
+            b.format_rate < 0.5,
+            format!("{:.3}", b.format_rate),
+        );
+    }
+    if let Some(z) = s.stage("zero") {
+        add(
+            "R1-Zero's format rate is at least 0.9",
+            z.format_rate >= 0.9,
+            format!("{:.3}", z.format_rate),
+        );
+    }
+    if let (Some(z), Some(r)) = (s.stage("zero"), s.stage("r1")) {
+        add(
+            "R1's pass@1 is at least R1-Zero's",
+            r.pass1 >= z.pass1,
+            format!("{} vs {}", pct(r.pass1), pct(z.pass1)),
+        );
+        add(
+            "R1's language consistency is above R1-Zero's",
+            r.language_consistency > z.language_consistency,
+            format!(
+                "{:.3} vs {:.3}",
+                r.language_consistency, z.language_consistency
+            ),
+        );
+    }
+    if let Some(r) = s.stage("r1") {
+        add(
+            "R1's cons@k is above its pass@1",
+            r.cons > r.pass1,
+            format!("{} vs {}", pct(r.cons), pct(r.pass1)),
+        );
+    }
+    if let (Some(d), Some(rl)) = (s.stage("student_distilled"), s.stage("student_rl")) {
+        add(
+            "the distilled student beats the RL-only one by 5 points or more",
+            d.pass1 - rl.pass1 >= 0.05 - 1e-9,
+            format!(
+                "{} vs {} ({:+.2} points)",
+                pct(d.pass1),
+                pct(rl.pass1),
+                100.0 * (d.pass1 - rl.pass1)
+            ),
+        );
+    }
+    for (stage, lengths) in rl_lengths {
+        let n = TREND_STEPS.min(lengths.len() / 2);
+        if n == 0 {
+            continue;
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (first, last) = (mean(&lengths[..n]), mean(&lengths[lengths.len() - n..]));
+        add(
+            &format!("response length grows during {stage}"),
+            last > first,
+            format!("{first:.2} -> {last:.2} tokens (first {n} steps -> last {n})"),
+        );
+    }
+    out
+}
+
 /// What the caller sees as the recipe goes (progress, printing, plots).
 pub trait Observer {
     fn stage_started(&mut self, _name: &str, _what: &str) {}
@@ -356,6 +447,8 @@ struct Run<'a> {
     summary: Summary,
     /// Examples of the SFT stage being made, for its summary.
     examples: Option<usize>,
+    /// Mean completion length per step of each RL stage, in order.
+    rl_lengths: Vec<(String, Vec<f64>)>,
     obs: &'a mut dyn Observer,
 }
 
@@ -403,9 +496,16 @@ impl Run<'_> {
         self.obs.stage_started(name, "GRPO");
         let dir = self.out.join(name);
         let obs = &mut *self.obs;
-        let (model, _) = run_rl(model, &self.tok, self.cfg.task, cfg, seed, &dir, |m| {
+        let (model, history) = run_rl(model, &self.tok, self.cfg.task, cfg, seed, &dir, |m| {
             obs.rl_step(name, m, cfg.steps)
         })?;
+        self.rl_lengths.push((
+            name.to_string(),
+            history
+                .iter()
+                .map(|m| m.completion_len_mean as f64)
+                .collect(),
+        ));
         model.save(&dir.join("model"))?;
         let wall = t.elapsed().as_secs_f64();
         self.eval(name, &model, wall)?;
@@ -518,7 +618,8 @@ pub fn non_reasoning_pairs(task: Task, n: usize, seed: u64) -> Vec<(String, Stri
         .collect()
 }
 
-/// Run the whole recipe into `out` (one directory per stage, `summary.json` at the end).
+/// Run the whole recipe into `out` (one directory per stage; `summary.json`, and
+/// `findings.json` with the paper's findings checked on it, at the end).
 /// `cache` holds pretrained bases (reused across runs).
 pub fn run(
     cfg: &PipelineConfig,
@@ -556,6 +657,7 @@ pub fn run(
             wall_seconds: 0.0,
         },
         examples: None,
+        rl_lengths: Vec::new(),
         obs,
     };
     run.eval("base", &base, t.elapsed().as_secs_f64())?;
@@ -645,5 +747,98 @@ pub fn run(
     let text = serde_json::to_string_pretty(&run.summary)
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
     aha_model::write_atomic(&out.join("summary.json"), text.as_bytes())?;
+    let found = findings(&run.summary, &run.rl_lengths);
+    let text =
+        serde_json::to_string_pretty(&found).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    aha_model::write_atomic(&out.join("findings.json"), text.as_bytes())?;
     Ok(run.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(name: &str, pass1: f64, cons: f64, format_rate: f64, language: f64) -> StageSummary {
+        StageSummary {
+            name: name.into(),
+            pass1,
+            cons,
+            k: 4,
+            format_rate,
+            language_consistency: language,
+            mean_length: 17.0,
+            params: 1,
+            examples: None,
+            wall_seconds: 1.0,
+        }
+    }
+
+    fn holds(found: &[Finding]) -> Vec<(String, bool)> {
+        found.iter().map(|f| (f.claim.clone(), f.holds)).collect()
+    }
+
+    #[test]
+    fn findings_check_each_claim_on_the_summary() {
+        let summary = Summary {
+            stages: vec![
+                stage("base", 0.17, 0.2, 0.32, 0.55),
+                stage("zero", 0.72, 0.74, 1.0, 0.76),
+                stage("r1", 0.78, 0.79, 1.0, 1.0),
+                stage("student_distilled", 0.89, 0.88, 1.0, 1.0),
+                stage("student_rl", 0.84, 0.88, 1.0, 0.9),
+            ],
+            seed: 0,
+            wall_seconds: 1.0,
+        };
+        let mut up: Vec<f64> = (0..40).map(|i| 14.0 + i as f64 * 0.1).collect();
+        let lengths = vec![
+            ("zero".to_string(), up.clone()),
+            ("r1".to_string(), {
+                up.reverse();
+                up
+            }),
+            ("student_rl".to_string(), vec![15.0]),
+        ];
+        let found = findings(&summary, &lengths);
+        let claims = holds(&found);
+        let want = [
+            ("the base's format rate is below 0.5", true),
+            ("R1-Zero's format rate is at least 0.9", true),
+            ("R1's pass@1 is at least R1-Zero's", true),
+            ("R1's language consistency is above R1-Zero's", true),
+            ("R1's cons@k is above its pass@1", true),
+            (
+                "the distilled student beats the RL-only one by 5 points or more",
+                true,
+            ),
+            ("response length grows during zero", true),
+            ("response length grows during r1", false),
+        ];
+        let want: Vec<(String, bool)> = want.iter().map(|(c, h)| (c.to_string(), *h)).collect();
+        // student_rl's one step has no trend to report.
+        assert_eq!(claims, want);
+        assert_eq!(
+            found[7].measured,
+            "17.45 -> 14.45 tokens (first 10 steps -> last 10)"
+        );
+
+        // Each claim fails on its own numbers.
+        let worse = Summary {
+            stages: vec![
+                stage("base", 0.17, 0.2, 0.5, 0.55),
+                stage("zero", 0.72, 0.74, 0.89, 1.0),
+                stage("r1", 0.71, 0.71, 1.0, 1.0),
+                stage("student_distilled", 0.89, 0.88, 1.0, 1.0),
+                stage("student_rl", 0.8401, 0.88, 1.0, 0.9),
+            ],
+            ..summary
+        };
+        assert!(findings(&worse, &[]).iter().all(|f| !f.holds));
+        // Stages a run does not have are not judged.
+        let only_base = Summary {
+            stages: vec![stage("base", 0.1, 0.1, 0.2, 0.5)],
+            ..worse
+        };
+        assert_eq!(findings(&only_base, &[]).len(), 1);
+    }
 }

@@ -120,6 +120,28 @@ fn every_stage_runs_is_evaluated_and_repeats_for_a_seed() {
     }
     let written = std::fs::read_to_string(dir.path().join("a/summary.json")).unwrap();
     assert_eq!(written, serde_json::to_string_pretty(&a).unwrap());
+    // findings.json: the findings of this summary, with each RL stage's lengths as its
+    // metrics.jsonl recorded them.
+    let lengths: Vec<(String, Vec<f64>)> = ["zero", "reasoning_rl", "r1", "student_rl"]
+        .iter()
+        .map(|rl| {
+            let text = std::fs::read_to_string(dir.path().join("a").join(rl).join("metrics.jsonl"))
+                .unwrap();
+            let lens = text
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["completion_len_mean"].as_f64().unwrap()
+                })
+                .collect();
+            (rl.to_string(), lens)
+        })
+        .collect();
+    let found: Vec<pipeline::Finding> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/findings.json")).unwrap())
+            .unwrap();
+    assert_eq!(found, pipeline::findings(&a, &lengths));
+    assert_eq!(found.len(), 6 + 4, "{found:?}");
 
     // Bases come from the cache the second time; everything else is recomputed.
     let b = pipeline::run(&cfg, &dir.path().join("b"), &cache, &mut Quiet).unwrap();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 #[derive(Args)]
 pub struct PipelineArgs {
     /// Output directory: one folder per stage (model, metrics, eval samples and results),
-    /// plots, config.json and summary.json.
+    /// plots, config.json, summary.json and findings.json (the paper's findings checked).
     #[arg(long, default_value = "runs/pipeline")]
     out: PathBuf,
     /// Every setting of the recipe as JSON, in the shape `--print-config` prints (top-level
@@ -166,6 +166,22 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         summary.wall_seconds,
         args.out.display()
     );
+    let lengths: Vec<(String, Vec<f64>)> = summary
+        .stages
+        .iter()
+        .filter_map(|s| obs.rl.get(&s.name).map(|h| (s.name.clone(), h)))
+        .map(|(name, h)| {
+            (
+                name,
+                h.iter().map(|m| m.completion_len_mean as f64).collect(),
+            )
+        })
+        .collect();
+    println!("\nThe paper's findings on this run (findings.json):");
+    for f in pipeline::findings(&summary, &lengths) {
+        let mark = if f.holds { "holds" } else { "NOT  " };
+        println!("  {mark}  {}: {}", f.claim, f.measured);
+    }
     Ok(())
 }
 
