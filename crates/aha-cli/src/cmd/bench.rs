@@ -83,9 +83,10 @@ struct SftBench {
     steps: usize,
     /// Also time the step's matrix products alone (best of 3 after a warm-up): for each
     /// micro-batch, every 2-D weight's forward product and its two backward ones (input and
-    /// weight gradients) over all its tokens, and attention's four score/value products per
-    /// head forward and back (no causal skipping), as a plain training loop computes them. A
-    /// step can be no faster: the trained tokens over that time are the GEMM roofline.
+    /// weight gradients) over all its tokens (the head from the first trained position on),
+    /// and attention's two score/value products per head and their four gradient products (no
+    /// causal skipping). A step can be no faster: the trained tokens over that time are the
+    /// GEMM roofline.
     #[arg(long)]
     roofline: bool,
 }
