@@ -1,5 +1,6 @@
 //! `aha eval` (with `--rescore`) and `aha sample` on a tiny base: the files they promise,
-//! rescoring byte for byte, and a rerun of a finished `aha sample` adding nothing.
+//! rescoring byte for byte, a rerun of a finished `aha sample` adding nothing, and a filter
+//! counted in the stats.
 
 fn aha(args: &[&str]) -> String {
     crate::common::stdout(&crate::common::ok(args))
@@ -79,4 +80,26 @@ fn eval_rescore_and_sample() {
     // Rerunning a finished run resumes to nothing new.
     aha(&args);
     assert_eq!(std::fs::read(&kept).unwrap(), first);
+
+    // --min-reasoning-words: no 12-token completion has 1000 words of reasoning.
+    let short = dir.path().join("short.jsonl");
+    let mut args = vec![
+        "sample",
+        "--out",
+        short.to_str().unwrap(),
+        "--min-reasoning-words",
+        "1000",
+    ];
+    args.extend(common);
+    aha(&args);
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("short.stats.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["stats"]["kept"], 0, "{stats}");
+    assert_eq!(
+        stats["stats"]["dropped_by"]["short_reasoning"], 6,
+        "{stats}"
+    );
+    assert_eq!(stats["config"]["filters"]["min_reasoning_words"], 1000);
 }
