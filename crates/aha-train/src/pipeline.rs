@@ -433,6 +433,8 @@ pub trait Observer {
     fn rl_step(&mut self, _stage: &str, _m: &StepMetrics, _total: u64) {}
     fn stage_done(&mut self, _stage: &StageSummary, _dir: &Path) {}
     fn warning(&mut self, _message: &str) {}
+    /// The paper's findings checked on the finished run (as in `findings.json`).
+    fn findings(&mut self, _findings: &[Finding]) {}
 }
 
 /// Runs silently.
@@ -751,6 +753,7 @@ pub fn run(
     let text =
         serde_json::to_string_pretty(&found).map_err(|e| TrainError::Invalid(e.to_string()))?;
     aha_model::write_atomic(&out.join("findings.json"), text.as_bytes())?;
+    run.obs.findings(&found);
     Ok(run.summary)
 }
 

@@ -439,7 +439,13 @@ fn bench_sft(a: SftBench) -> Result<()> {
             .min()
             .unwrap_or(1);
         let b = a.micro_batch.min(a.batch_size);
-        let (gemm_s, flop) = sft_gemm_time(&a.model, b, max_len, max_len - first)?;
+        let (gemm_s, flop) = sft_gemm_time(
+            &a.model,
+            trainer.model.config(),
+            b,
+            max_len,
+            max_len - first,
+        )?;
         let (step_s, step_flop) = (gemm_s * micro as f64, flop * micro as f64);
         let roof = (trained as f64 / a.steps as f64) / step_s;
         row["gemm_seconds_per_step"] = step_s.into();
@@ -457,18 +463,19 @@ fn bench_sft(a: SftBench) -> Result<()> {
 /// over `head_t` positions per sequence), x [b t, in] W^T forward, dy W and dy^T x backward;
 /// per sequence and head, q k^T and p v forward, and their four gradient products back. Best
 /// of 3 after a warm-up.
-fn sft_gemm_time(model: &std::path::Path, b: usize, t: usize, head_t: usize) -> Result<(f64, f64)> {
+fn sft_gemm_time(
+    model: &std::path::Path,
+    config: &serde_json::Value,
+    b: usize,
+    t: usize,
+    head_t: usize,
+) -> Result<(f64, f64)> {
     use candle_core::{Device, Tensor};
-    let cfg_path = model.join("config.json");
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&cfg_path)
-            .with_context(|| format!("--roofline reads {}", cfg_path.display()))?,
-    )?;
     let field = |k: &str| {
-        cfg[k]
+        config[k]
             .as_u64()
             .map(|v| v as usize)
-            .with_context(|| format!("{}: no {k}", cfg_path.display()))
+            .with_context(|| format!("--roofline: the model's config has no {k}"))
     };
     let (heads, layers, hidden) = (
         field("num_attention_heads")?,

@@ -4,7 +4,7 @@
 
 use crate::plot::line_chart;
 use aha_train::grpo::StepMetrics;
-use aha_train::pipeline::{self, Observer, PipelineConfig, StageSummary};
+use aha_train::pipeline::{self, Finding, Observer, PipelineConfig, StageSummary};
 use aha_train::tasks::Task;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -48,10 +48,12 @@ pub struct PipelineArgs {
     print_config: bool,
 }
 
-/// Progress bars per RL stage, and the RL metrics kept for the plots.
+/// Progress bars per RL stage, the RL metrics kept for the plots, and the findings to print
+/// after the table.
 struct Cli {
     bar: Option<indicatif::ProgressBar>,
     rl: BTreeMap<String, Vec<StepMetrics>>,
+    findings: Vec<Finding>,
 }
 
 impl Observer for Cli {
@@ -77,6 +79,9 @@ impl Observer for Cli {
     }
     fn warning(&mut self, message: &str) {
         eprintln!("warning: {message}");
+    }
+    fn findings(&mut self, findings: &[Finding]) {
+        self.findings = findings.to_vec();
     }
     fn stage_done(&mut self, s: &StageSummary, dir: &Path) {
         if let Some(bar) = self.bar.take() {
@@ -137,6 +142,7 @@ pub fn run(args: PipelineArgs) -> Result<()> {
     let mut obs = Cli {
         bar: None,
         rl: BTreeMap::new(),
+        findings: Vec::new(),
     };
     let summary =
         pipeline::run(&cfg, &args.out, &args.cache, &mut obs).context("running the R1 recipe")?;
@@ -166,19 +172,8 @@ pub fn run(args: PipelineArgs) -> Result<()> {
         summary.wall_seconds,
         args.out.display()
     );
-    let lengths: Vec<(String, Vec<f64>)> = summary
-        .stages
-        .iter()
-        .filter_map(|s| obs.rl.get(&s.name).map(|h| (s.name.clone(), h)))
-        .map(|(name, h)| {
-            (
-                name,
-                h.iter().map(|m| m.completion_len_mean as f64).collect(),
-            )
-        })
-        .collect();
     println!("\nThe paper's findings on this run (findings.json):");
-    for f in pipeline::findings(&summary, &lengths) {
+    for f in &obs.findings {
         let mark = if f.holds { "holds" } else { "NOT  " };
         println!("  {mark}  {}: {}", f.claim, f.measured);
     }
