@@ -341,6 +341,293 @@ fn check_swiglu(gate: &Tensor, up: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// x Wᵀ (+ b) for x [.., in], W [out, in], b [out]: the matrix product and the bias in one
+/// node. Composed, a training linear is five nodes (reshape, Wᵀ, product, broadcast bias,
+/// reshape), each backward edge a zeroed and accumulated gradient. Same storage calls and
+/// backward products as the composed path, so the same bits (tested).
+pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, LinearOp),
+        None => x.apply_op2(&w, LinearOp),
+    }
+}
+
+struct LinearOp;
+
+impl LinearOp {
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (&[out, inp], dims) = (w.1.dims(), x.1.dims()) else {
+            candle_core::bail!("linear: weight must be [out, in], got {:?}", w.1.dims());
+        };
+        if dims.last() != Some(&inp) || !x.1.is_contiguous() || !w.1.is_contiguous() {
+            candle_core::bail!("linear: x {dims:?} against weight [{out}, {inp}]");
+        }
+        let rows = x.1.shape().elem_count() / inp.max(1);
+        let x2 = Layout::contiguous_with_offset((rows, inp), x.1.start_offset());
+        let mut y =
+            x.0.matmul(w.0, (1, rows, out, inp), &x2, &w.1.transpose(0, 1)?)?;
+        if let Some((b, bl)) = b {
+            if bl.dims() != [out] {
+                candle_core::bail!("linear: bias {:?} for {out} outputs", bl.dims());
+            }
+            let yl = Layout::contiguous((rows, out));
+            y = y.binary_impl::<candle_core::op::Add>(b, &yl, &bl.broadcast_as((rows, out))?)?;
+        }
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = out;
+        }
+        Ok((y, shape.into()))
+    }
+
+    /// The products candle's backward takes for x Wᵀ (rhs the view Wᵀ), and the bias's row
+    /// sum as its broadcast's backward takes it.
+    fn backward(
+        x: &Tensor,
+        w: &Tensor,
+        bias: bool,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let (out, inp) = w.dims2()?;
+        let rows = x.elem_count() / inp.max(1);
+        let x2 = x.detach().reshape((rows, inp))?;
+        let dy = dy.reshape((rows, out))?;
+        let dx = dy.matmul(&w.detach())?.reshape(x.shape())?;
+        let dw = x2.t()?.matmul(&dy)?.t()?;
+        let db = if bias { Some(column_sums(&dy)?) } else { None };
+        Ok((dx, dw, db))
+    }
+}
+
+/// The sums over rows of a contiguous [rows, n] matrix: each column summed from 0 in row
+/// order, as candle's `sum_keepdim(0)` sums it (same bits), a row at a time.
+fn column_sums(m: &Tensor) -> Result<Tensor> {
+    let (rows, n) = m.dims2()?;
+    let m = m.contiguous()?;
+    let sums = {
+        let (storage, layout) = m.storage_and_layout();
+        let Storage::Cpu(s) = &*storage else {
+            candle_core::bail!("linear: gradient not on the CPU");
+        };
+        let v = contiguous_f32(s, layout, "linear")?;
+        let mut sums = vec![0f32; n];
+        for row in v.chunks_exact(n.max(1)).take(rows) {
+            for (acc, &x) in sums.iter_mut().zip(row) {
+                *acc += x;
+            }
+        }
+        sums
+    };
+    Tensor::from_vec(sums, n, m.device())
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "aha-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = Self::backward(x, w, false, dy)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "aha-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = Self::backward(x, w, true, dy)?;
+        Ok((Some(dx), Some(dw), db))
+    }
+}
+
+/// Causal attention for training, heads merged: q [b, h, t, d], k/v [b, kv, T, d] (the
+/// `n_rep = h / kv` query heads of a group stacked along the query axis, as
+/// [`crate::llama::attend`] does), bias additive [b or 1, 1, 1, t, T]; returns [b, t, h d].
+/// One node for scale, q kᵀ, bias, softmax, p v and the head merge, with the same storage
+/// calls and backward products as the composed path: the same bits (tested).
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    kv_heads: usize,
+) -> Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let (kb, kvh, total, kd) = k.dims4()?;
+    if kb != b || kvh != kv_heads || kd != d || kv_heads == 0 || h % kv_heads != 0 {
+        candle_core::bail!("attention: q {:?} against k {:?}", q.dims(), k.dims());
+    }
+    if v.dims() != k.dims() {
+        candle_core::bail!("attention: k {:?} against v {:?}", k.dims(), v.dims());
+    }
+    let op = Attention {
+        bias: bias.broadcast_as((b, kv_heads, h / kv_heads, t, total))?,
+        kv_heads,
+        scale: 1.0 / (d as f64).sqrt(),
+        probs: Default::default(),
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+struct Attention {
+    /// Broadcast to [b, kv, n_rep, t, T].
+    bias: Tensor,
+    kv_heads: usize,
+    scale: f64,
+    /// The softmax of the forward pass, taken by the backward pass.
+    probs: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl Attention {
+    /// (b, kv, n_rep, t, T, d) from q's and k's shapes.
+    fn dims(&self, q: &[usize], k: &[usize]) -> Result<[usize; 6]> {
+        let (&[b, h, t, d], &[_, _, total, _]) = (q, k) else {
+            candle_core::bail!("attention: q {q:?}, k {k:?}");
+        };
+        Ok([b, self.kv_heads, h / self.kv_heads, t, total, d])
+    }
+
+    /// softmax(scale q kᵀ + bias) as [b, kv, n_rep t, T], from detached tensors (the
+    /// backward pass's fallback when the forward's is gone).
+    fn probs(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+        let [b, kv, rep, t, total, d] = self.dims(q.dims(), k.dims())?;
+        let q = (q.reshape((b, kv, rep * t, d))? * self.scale)?;
+        let scores = q.matmul(&k.t()?)?.reshape((b, kv, rep, t, total))?;
+        let scores = scores.broadcast_add(&self.bias)?.contiguous()?;
+        scores
+            .apply_op1_no_bwd(&Softmax)?
+            .reshape((b, kv, rep * t, total))
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "aha-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sq: &CpuStorage,
+        lq: &Layout,
+        sk: &CpuStorage,
+        lk: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let [b, kv, rep, t, total, d] = self.dims(lq.dims(), lk.dims())?;
+        if !(lq.is_contiguous() && lk.is_contiguous() && lv.is_contiguous()) {
+            candle_core::bail!("attention: inputs not contiguous");
+        }
+        let (bias, bias_layout) = self.bias.storage_and_layout();
+        let Storage::Cpu(bias) = &*bias else {
+            candle_core::bail!("attention: bias not on the CPU");
+        };
+        let lq = Layout::contiguous_with_offset((b, kv, rep * t, d), lq.start_offset());
+        let q = sq.affine(&lq, self.scale, 0.0)?;
+        let lq = Layout::contiguous((b, kv, rep * t, d));
+        let scores = q.matmul(sk, (b * kv, rep * t, total, d), &lq, &lk.transpose(2, 3)?)?;
+        let l5 = Layout::contiguous((b, kv, rep, t, total));
+        let scores = scores.binary_impl::<candle_core::op::Add>(bias, &l5, bias_layout)?;
+        let (probs, _) = Softmax.cpu_fwd(&scores, &l5)?;
+        let lp = Layout::contiguous((b, kv, rep * t, total));
+        let out = probs.matmul(sv, (b * kv, rep * t, d, total), &lp, lv)?;
+        // [b, h, t, d] to [b, t, h, d].
+        let mut merged = CpuStorage::F32(vec![0f32; b * kv * rep * t * d]);
+        let heads_first = Layout::contiguous((b, kv * rep, t, d)).transpose(1, 2)?;
+        out.copy_strided_src(&mut merged, 0, &heads_first)?;
+        if let (CpuStorage::F32(p), Ok(mut kept)) = (probs, self.probs.lock()) {
+            *kept = Some(p);
+        }
+        Ok((merged, (b, t, kv * rep * d).into()))
+    }
+
+    /// The composed path's backward, product for product: the head merge's transpose, p v,
+    /// the softmax, q kᵀ and the scale.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [b, kv, rep, t, total, d] = self.dims(q.dims(), k.dims())?;
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let kept = self.probs.lock().ok().and_then(|mut p| p.take());
+        let probs = match kept {
+            Some(p) => Tensor::from_vec(p, (b, kv, rep * t, total), q.device())?,
+            None => self.probs(&q, &k)?,
+        };
+        let dout = dout
+            .reshape((b, t, kv * rep, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, kv, rep * t, d))?;
+        let dv = probs.t()?.matmul(&dout)?;
+        let dprobs = dout
+            .matmul(&v.t()?)?
+            .reshape((b, kv, rep, t, total))?
+            .contiguous()?;
+        let probs = probs.reshape((b, kv, rep, t, total))?;
+        let dscores =
+            probs
+                .apply_op2_no_bwd(&dprobs, &SoftmaxGrad)?
+                .reshape((b, kv, rep * t, total))?;
+        let qs = (q.reshape((b, kv, rep * t, d))? * self.scale)?;
+        let dq = (dscores.matmul(&k)? * self.scale)?.reshape((b, kv * rep, t, d))?;
+        let dk = qs.t()?.matmul(&dscores)?.t()?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
 struct SwiGlu;
 
 fn sigmoid(x: f32) -> f32 {
@@ -567,6 +854,133 @@ mod tests {
             |t| rope_composed(&t[0].transpose(1, 2).unwrap(), &cos, &sin),
             1e-5,
         );
+    }
+
+    /// The fused linear gives the composed path's bits: output and every gradient, with and
+    /// without a bias, 2-D and 3-D inputs, k past the GEMM's 512 block, and an upstream
+    /// gradient that arrives as a transposed (non-contiguous) view.
+    #[test]
+    fn linear_gives_the_composed_paths_bits() {
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        for (dims, out, bias, seed) in [
+            (vec![2usize, 7, 48], 33usize, true, 20u64),
+            (vec![2, 7, 48], 33, false, 21),
+            (vec![5, 16], 64, true, 22),
+            (vec![3, 4, 600], 40, true, 23),
+        ] {
+            let inp = *dims.last().unwrap();
+            let rows = dims.iter().product::<usize>() / inp;
+            let x = var(&dims, seed, 2.0);
+            let w = var(&[out, inp], seed + 100, 0.5);
+            let b = var(&[out], seed + 200, 1.0);
+            let fused = linear(x.as_tensor(), w.as_tensor(), bias.then(|| b.as_tensor())).unwrap();
+            let mut composed = x
+                .as_tensor()
+                .reshape((rows, inp))
+                .unwrap()
+                .matmul(&w.as_tensor().t().unwrap())
+                .unwrap();
+            if bias {
+                composed = composed.broadcast_add(b.as_tensor()).unwrap();
+            }
+            let mut shape = dims.clone();
+            *shape.last_mut().unwrap() = out;
+            let composed = composed.reshape(shape.as_slice()).unwrap();
+            assert_eq!(fused.dims(), composed.dims());
+            assert_eq!(bits(&fused), bits(&composed), "output of {dims:?}");
+            // A loss through a transpose: the gradient reaches the node as a strided view.
+            let weights = var(&[out, rows], seed + 300, 2.0).as_tensor().clone();
+            let loss = |y: &Tensor| {
+                let y = y.reshape((rows, out)).unwrap().t().unwrap();
+                (y * &weights).unwrap().sum_all().unwrap()
+            };
+            let (gf, gc) = (
+                loss(&fused).backward().unwrap(),
+                loss(&composed).backward().unwrap(),
+            );
+            let mut inputs = vec![("x", &x), ("w", &w)];
+            if bias {
+                inputs.push(("b", &b));
+            }
+            for (name, v) in inputs {
+                let (a, c) = (
+                    gf.get(v.as_tensor()).unwrap(),
+                    gc.get(v.as_tensor()).unwrap(),
+                );
+                assert_eq!(a.dims(), c.dims(), "{name}");
+                assert_eq!(bits(a), bits(c), "gradient of {name}, {dims:?}");
+                assert!(
+                    max_diff(a, &a.zeros_like().unwrap()) > 0.0,
+                    "{name}: zero gradient"
+                );
+            }
+        }
+    }
+
+    /// Training attention in one node against `llama::attend` and the head merge: the same
+    /// bits for the output and the gradients of q, k and v, with and without grouped heads,
+    /// a per-sequence padding bias and a bias shared by the batch.
+    #[test]
+    fn attention_gives_the_composed_paths_bits() {
+        use crate::llama::attend;
+        use crate::ops::Mode;
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        for (b, h, kv, t, d, per_row, seed) in [
+            (3usize, 4usize, 2usize, 9usize, 8usize, true, 40u64),
+            (2, 2, 1, 13, 32, true, 41),
+            (2, 3, 3, 5, 16, false, 42),
+        ] {
+            // Causal, and in per-row biases the first `row` keys are padding.
+            let rows = if per_row { b } else { 1 };
+            let mut mask = vec![0f32; rows * t * t];
+            for r in 0..rows {
+                for i in 0..t {
+                    for j in 0..t {
+                        if j > i || (per_row && j < r && i >= r) {
+                            mask[(r * t + i) * t + j] = -1e9;
+                        }
+                    }
+                }
+            }
+            let bias =
+                Tensor::from_vec(mask, (rows, 1, 1, t, t), &candle_core::Device::Cpu).unwrap();
+            let (q, k, v) = (
+                var(&[b, h, t, d], seed, 2.0),
+                var(&[b, kv, t, d], seed + 1, 2.0),
+                var(&[b, kv, t, d], seed + 2, 2.0),
+            );
+            let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            let fused = attention(qt, kt, vt, &bias, kv).unwrap();
+            let composed = attend(qt, kt, vt, &bias, kv, Mode::Train)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((b, t, h * d))
+                .unwrap();
+            assert_eq!(fused.dims(), composed.dims());
+            assert_eq!(bits(&fused), bits(&composed), "output, h {h} kv {kv}");
+            let weights = var(&[b, t, h * d], seed + 3, 2.0).as_tensor().clone();
+            let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+            let (gf, gc) = (
+                loss(&fused).backward().unwrap(),
+                loss(&composed).backward().unwrap(),
+            );
+            for (name, x) in [("q", qt), ("k", kt), ("v", vt)] {
+                let (a, c) = (gf.get(x).unwrap(), gc.get(x).unwrap());
+                assert_eq!(a.dims(), c.dims(), "{name}");
+                assert_eq!(bits(a), bits(c), "gradient of {name}, h {h} kv {kv}");
+                assert!(
+                    max_diff(a, &a.zeros_like().unwrap()) > 0.0,
+                    "{name}: zero gradient"
+                );
+            }
+        }
     }
 
     #[test]

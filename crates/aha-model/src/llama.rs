@@ -8,6 +8,7 @@
 
 use crate::config::{parse_rope, RopeConfig};
 use crate::error::{ModelError, Result};
+use crate::fused;
 use crate::kv_cache::KvCache;
 use crate::lora::{self, Adapter, LoraConfig};
 use crate::ops::{self, Embedding, Linear, Mlp, Mode, Weight};
@@ -135,10 +136,14 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
-        let out = attend(&q, &k, &v, bias, self.kv_heads, mode)?;
-        let out = out
-            .transpose(1, 2)?
-            .reshape((b, t, self.heads * self.head_dim))?;
+        let out = if mode == Mode::Train && [&q, &k, &v, bias].into_iter().all(fused::supported) {
+            // The same products as below, in one training node.
+            fused::attention(&q, &k, &v, bias, self.kv_heads)?
+        } else {
+            attend(&q, &k, &v, bias, self.kv_heads, mode)?
+                .transpose(1, 2)?
+                .reshape((b, t, self.heads * self.head_dim))?
+        };
         Ok(self.o.forward(&out, mode)?)
     }
 }

@@ -1033,6 +1033,16 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if let (Weight::Dense(w), None, Mode::Train, false) =
+            (&self.weight, &self.lora, mode, self.frozen)
+        {
+            if fused::supported(x)
+                && fused::supported(w)
+                && self.bias.as_ref().is_none_or(fused::supported)
+            {
+                return fused::linear(x, w, self.bias.as_ref());
+            }
+        }
         let dims = x.dims().to_vec();
         let (lead, in_dim) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
