@@ -28,8 +28,8 @@ use std::time::Instant;
 pub use crate::error::{Result, TrainError};
 
 /// Bumped when pretraining's results change for the same config (v2: the shared trainer;
-/// v3: the fused training kernels).
-const TRAIN_CODE_VERSION: &str = "v3";
+/// v3: the fused training kernels; v4: passes of documents of similar length).
+const TRAIN_CODE_VERSION: &str = "v4";
 use crate::error::io_err;
 
 /// Everything that determines a pretrained base (its hash keys the cache of [`ensure_base`]).
@@ -335,7 +335,6 @@ pub fn train(
     let (mut tokens, mut first_loss, mut tail) = (0usize, f64::NAN, Vec::new());
     let tail_from = cfg.steps - (cfg.steps / 10).max(1).min(cfg.steps);
     let mut ema = f64::NAN;
-    let all: Vec<usize> = (0..cfg.batch_size).collect();
     for step in 0..cfg.steps {
         let mut examples = Vec::with_capacity(cfg.batch_size);
         for _ in 0..cfg.batch_size {
@@ -345,9 +344,12 @@ pub fn train(
             examples.push(Example { input_ids, labels });
         }
         tokens += examples.iter().map(|e| e.input_ids.len()).sum::<usize>();
+        // Passes of documents of similar length: less padding.
+        let mut by_len: Vec<usize> = (0..examples.len()).collect();
+        by_len.sort_by_key(|&i| examples[i].input_ids.len());
         let micro = step_batches(
             &examples,
-            &all,
+            &by_len,
             false,
             cfg.max_position_embeddings,
             micro_batch,
