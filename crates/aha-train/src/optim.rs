@@ -160,6 +160,73 @@ pub struct AdamW {
     v: BTreeMap<String, Tensor>,
 }
 
+/// One step's AdamW constants.
+struct Hyper {
+    b1: f64,
+    b2: f64,
+    bc1: f64,
+    bc2: f64,
+    eps: f64,
+    lr: f64,
+    /// Weight decay, when this tensor decays.
+    decay: Option<f64>,
+}
+
+/// Elements per rayon task of [`update_f32`].
+const UPDATE_CHUNK: usize = 1 << 15;
+
+/// AdamW on one f32 tensor in one pass: (p, m, v) new. Each element takes the f32 operations
+/// candle's ops take in the composed step, in the same order (`x * c` is candle's affine
+/// `x * c + 0`, its constants rounded from f64 to f32), so the bits are the same.
+fn update_f32(
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    h: &Hyper,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    use rayon::prelude::*;
+    let f = |x: f64| x as f32;
+    let (b1, nb1, b2, nb2) = (f(h.b1), f(1.0 - h.b1), f(h.b2), f(1.0 - h.b2));
+    let (ibc1, ibc2, eps, lr) = (f(1.0 / h.bc1), f(1.0 / h.bc2), f(h.eps), f(h.lr));
+    let keep = h.decay.map(|wd| f(1.0 - h.lr * wd));
+    let vec = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
+    let (mut p1, g1, mut m1, mut v1) = (vec(p)?, vec(g)?, vec(m)?, vec(v)?);
+    if g1.len() != p1.len() || m1.len() != p1.len() || v1.len() != p1.len() {
+        return Err(OptimError::Invalid(format!(
+            "AdamW: gradient {:?} for a parameter {:?}",
+            g.dims(),
+            p.dims()
+        )));
+    }
+    let one = |p: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
+        *m = (*m * b1 + 0.0) + (g * nb1 + 0.0);
+        *v = (*v * b2 + 0.0) + ((g * g) * nb2 + 0.0);
+        let mut x = *p;
+        if let Some(keep) = keep {
+            x = x * keep + 0.0;
+        }
+        let denom = (*v * ibc2 + 0.0).sqrt() * 1.0 + eps;
+        let update = (*m * ibc1 + 0.0) / denom;
+        *p = x - (update * lr + 0.0);
+    };
+    p1.par_chunks_mut(UPDATE_CHUNK)
+        .zip(g1.par_chunks(UPDATE_CHUNK))
+        .zip(m1.par_chunks_mut(UPDATE_CHUNK))
+        .zip(v1.par_chunks_mut(UPDATE_CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                one(p, g, m, v);
+            }
+        });
+    let (shape, dev) = (p.shape(), p.device());
+    Ok((
+        Tensor::from_vec(p1, shape, dev)?,
+        Tensor::from_vec(m1, shape, dev)?,
+        Tensor::from_vec(v1, shape, dev)?,
+    ))
+}
+
 #[derive(Serialize, Deserialize)]
 struct AdamWMeta {
     step: u64,
@@ -195,6 +262,12 @@ impl AdamW {
     /// One update with learning rate `lr`. Parameters without a gradient are left alone
     /// (their moments too).
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
+        self.step_with(grads, lr, true)
+    }
+
+    /// `fused`: f32 CPU parameters in one pass per tensor ([`update_f32`]), the others (and
+    /// all of them when false) through candle's ops. The same bits either way (tested).
+    fn step_with(&mut self, grads: &Grads, lr: f64, fused: bool) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
@@ -204,12 +277,33 @@ impl AdamW {
             let Some(g) = grads.grads.get(name) else {
                 continue;
             };
+            let decay = self.cfg.weight_decay > 0.0 && (self.cfg.decay_1d || var.rank() >= 2);
+            let cpu_f32 = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+            if fused
+                && [var.as_tensor(), g, &self.m[name], &self.v[name]]
+                    .into_iter()
+                    .all(cpu_f32)
+            {
+                let h = Hyper {
+                    b1,
+                    b2,
+                    bc1,
+                    bc2,
+                    eps: self.cfg.eps,
+                    lr,
+                    decay: decay.then_some(self.cfg.weight_decay),
+                };
+                let (p, m, v) = update_f32(var.as_tensor(), g, &self.m[name], &self.v[name], &h)?;
+                var.set(&p)?;
+                self.m.insert(name.clone(), m);
+                self.v.insert(name.clone(), v);
+                continue;
+            }
             let g = g.to_dtype(DType::F32)?;
             let p_dtype = var.dtype();
             let mut p = var.as_tensor().detach().to_dtype(DType::F32)?;
             let m = ((&self.m[name] * b1)? + (&g * (1.0 - b1))?)?;
             let v = ((&self.v[name] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let decay = self.cfg.weight_decay > 0.0 && (self.cfg.decay_1d || p.rank() >= 2);
             if decay {
                 p = (&p * (1.0 - lr * self.cfg.weight_decay))?;
             }
@@ -404,6 +498,96 @@ mod tests {
             );
         }
         assert_eq!(opt.step, 2);
+    }
+
+    /// The one-pass f32 update gives candle's composed step's bits: parameters and moments
+    /// over several steps, with and without decay, a 1-D and a large 2-D tensor (several
+    /// rayon chunks), gradients spanning many magnitudes, zeros and negative zeros.
+    #[test]
+    fn fused_update_gives_the_composed_steps_bits() {
+        let noise = |n: usize, seed: u64| -> Vec<f32> {
+            let mut z = seed;
+            (0..n)
+                .map(|i| {
+                    z = z
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let u = ((z >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+                    match i % 7 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        k => u * 10f32.powi(k as i32 - 6),
+                    }
+                })
+                .collect()
+        };
+        let big = UPDATE_CHUNK + 1000;
+        for (wd, decay_1d) in [(0.0, false), (0.05, true), (0.1, false)] {
+            let cfg = AdamWConfig {
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: wd,
+                decay_1d,
+            };
+            let make = || {
+                let mut p = Params::default();
+                p.insert(
+                    "a",
+                    Tensor::from_vec(noise(big, 1), (big / 8, 8), &Device::Cpu).unwrap(),
+                )
+                .unwrap();
+                p.insert(
+                    "b",
+                    Tensor::from_vec(noise(37, 2), 37, &Device::Cpu).unwrap(),
+                )
+                .unwrap();
+                p
+            };
+            let (pf, pc) = (make(), make());
+            let (mut of, mut oc) = (
+                AdamW::new(&pf, cfg.clone()).unwrap(),
+                AdamW::new(&pc, cfg.clone()).unwrap(),
+            );
+            for step in 0..4u64 {
+                let mut g = Grads::default();
+                g.grads.insert(
+                    "a".into(),
+                    Tensor::from_vec(noise(big, 10 + step), (big / 8, 8), &Device::Cpu).unwrap(),
+                );
+                g.grads.insert(
+                    "b".into(),
+                    Tensor::from_vec(noise(37, 20 + step), 37, &Device::Cpu).unwrap(),
+                );
+                let lr = 1e-3 / (step + 1) as f64;
+                of.step_with(&g, lr, true).unwrap();
+                oc.step_with(&g, lr, false).unwrap();
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                    v.into_iter().map(f32::to_bits).collect()
+                };
+                for name in ["a", "b"] {
+                    let (a, c) = (pf.get(name).unwrap(), pc.get(name).unwrap());
+                    assert_eq!(
+                        bits(a.as_tensor()),
+                        bits(c.as_tensor()),
+                        "{name} step {step}"
+                    );
+                    assert_eq!(bits(&of.m[name]), bits(&oc.m[name]), "m of {name}");
+                    assert_eq!(bits(&of.v[name]), bits(&oc.v[name]), "v of {name}");
+                }
+            }
+            assert_ne!(
+                pf.get("a").unwrap().as_tensor().to_vec2::<f32>().unwrap(),
+                make()
+                    .get("a")
+                    .unwrap()
+                    .as_tensor()
+                    .to_vec2::<f32>()
+                    .unwrap(),
+                "the parameters moved"
+            );
+        }
     }
 
     #[test]

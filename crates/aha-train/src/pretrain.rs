@@ -20,6 +20,7 @@ use aha_model::Model;
 use aha_text::Tokenizer;
 use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -336,13 +337,16 @@ pub fn train(
     let tail_from = cfg.steps - (cfg.steps / 10).max(1).min(cfg.steps);
     let mut ema = f64::NAN;
     for step in 0..cfg.steps {
-        let mut examples = Vec::with_capacity(cfg.batch_size);
-        for _ in 0..cfg.batch_size {
-            let doc = docs.next().unwrap_or_default();
-            let input_ids = tok.encode(&doc, false)?;
-            let labels = input_ids.iter().map(|&t| t as i64).collect();
-            examples.push(Example { input_ids, labels });
-        }
+        // Encoded on every thread: the workers wait for the step's data.
+        let texts: Vec<String> = (&mut docs).take(cfg.batch_size).collect();
+        let examples = texts
+            .par_iter()
+            .map(|doc| {
+                let input_ids = tok.encode(doc, false)?;
+                let labels = input_ids.iter().map(|&t| t as i64).collect();
+                Ok(Example { input_ids, labels })
+            })
+            .collect::<Result<Vec<_>>>()?;
         tokens += examples.iter().map(|e| e.input_ids.len()).sum::<usize>();
         // Passes of documents of similar length: less padding.
         let mut by_len: Vec<usize> = (0..examples.len()).collect();
