@@ -29,8 +29,8 @@ use std::time::Instant;
 pub use crate::error::{Result, TrainError};
 
 /// Bumped when pretraining's results change for the same config (v2: the shared trainer;
-/// v3: the fused training kernels; v4: passes of documents of similar length).
-const TRAIN_CODE_VERSION: &str = "v4";
+/// v3: the fused training kernels).
+const TRAIN_CODE_VERSION: &str = "v3";
 use crate::error::io_err;
 
 /// Everything that determines a pretrained base (its hash keys the cache of [`ensure_base`]).
@@ -348,12 +348,12 @@ pub fn train(
             })
             .collect::<Result<Vec<_>>>()?;
         tokens += examples.iter().map(|e| e.input_ids.len()).sum::<usize>();
-        // Passes of documents of similar length: less padding.
-        let mut by_len: Vec<usize> = (0..examples.len()).collect();
-        by_len.sort_by_key(|&i| examples[i].input_ids.len());
+        // In document order: passes of documents of similar length pad less (0.85x the
+        // time) but change the rounding, and gave two of six seeds weak bases.
+        let all: Vec<usize> = (0..examples.len()).collect();
         let micro = step_batches(
             &examples,
-            &by_len,
+            &all,
             false,
             cfg.max_position_embeddings,
             micro_batch,
