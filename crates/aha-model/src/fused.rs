@@ -759,6 +759,27 @@ mod tests {
         }
     }
 
+    fn bits(t: &Tensor) -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.into_iter().map(f32::to_bits).collect()
+    }
+
+    /// The gradients of `inputs` in two backward passes: the same shape and bits, not zero.
+    fn assert_same_gradients(
+        fused: &candle_core::backprop::GradStore,
+        composed: &candle_core::backprop::GradStore,
+        inputs: &[(&str, &Tensor)],
+        case: &str,
+    ) {
+        for &(name, x) in inputs {
+            let (a, c) = (fused.get(x).unwrap(), composed.get(x).unwrap());
+            assert_eq!(a.dims(), c.dims(), "{name}, {case}");
+            assert_eq!(bits(a), bits(c), "gradient of {name}, {case}");
+            let zero = a.zeros_like().unwrap();
+            assert!(max_diff(a, &zero) > 0.0, "{name}: zero gradient, {case}");
+        }
+    }
+
     #[test]
     fn softmax_matches_composed_ops() {
         let x = var(&[3, 5, 37], 1, 8.0);
@@ -861,10 +882,6 @@ mod tests {
     /// gradient that arrives as a transposed (non-contiguous) view.
     #[test]
     fn linear_gives_the_composed_paths_bits() {
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            v.into_iter().map(f32::to_bits).collect()
-        };
         for (dims, out, bias, seed) in [
             (vec![2usize, 7, 48], 33usize, true, 20u64),
             (vec![2, 7, 48], 33, false, 21),
@@ -901,22 +918,11 @@ mod tests {
                 loss(&fused).backward().unwrap(),
                 loss(&composed).backward().unwrap(),
             );
-            let mut inputs = vec![("x", &x), ("w", &w)];
+            let mut inputs = vec![("x", x.as_tensor()), ("w", w.as_tensor())];
             if bias {
-                inputs.push(("b", &b));
+                inputs.push(("b", b.as_tensor()));
             }
-            for (name, v) in inputs {
-                let (a, c) = (
-                    gf.get(v.as_tensor()).unwrap(),
-                    gc.get(v.as_tensor()).unwrap(),
-                );
-                assert_eq!(a.dims(), c.dims(), "{name}");
-                assert_eq!(bits(a), bits(c), "gradient of {name}, {dims:?}");
-                assert!(
-                    max_diff(a, &a.zeros_like().unwrap()) > 0.0,
-                    "{name}: zero gradient"
-                );
-            }
+            assert_same_gradients(&gf, &gc, &inputs, &format!("{dims:?}"));
         }
     }
 
@@ -927,10 +933,6 @@ mod tests {
     fn attention_gives_the_composed_paths_bits() {
         use crate::llama::attend;
         use crate::ops::Mode;
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            v.into_iter().map(f32::to_bits).collect()
-        };
         for (b, h, kv, t, d, per_row, seed) in [
             (3usize, 4usize, 2usize, 9usize, 8usize, true, 40u64),
             (2, 2, 1, 13, 32, true, 41),
@@ -971,15 +973,8 @@ mod tests {
                 loss(&fused).backward().unwrap(),
                 loss(&composed).backward().unwrap(),
             );
-            for (name, x) in [("q", qt), ("k", kt), ("v", vt)] {
-                let (a, c) = (gf.get(x).unwrap(), gc.get(x).unwrap());
-                assert_eq!(a.dims(), c.dims(), "{name}");
-                assert_eq!(bits(a), bits(c), "gradient of {name}, h {h} kv {kv}");
-                assert!(
-                    max_diff(a, &a.zeros_like().unwrap()) > 0.0,
-                    "{name}: zero gradient"
-                );
-            }
+            let inputs = [("q", qt), ("k", kt), ("v", vt)];
+            assert_same_gradients(&gf, &gc, &inputs, &format!("h {h} kv {kv}"));
         }
     }
 
