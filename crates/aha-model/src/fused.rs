@@ -4,7 +4,9 @@
 //! more of an SFT step than the matrix products. Here each is one node, forward and back.
 //! Callers check [`supported`] and fall back to composed ops elsewhere. The forward passes
 //! reuse the inference kernels' rows (`ops::softmax_row`, `ops::silu_mul`), so a rollout and
-//! the training pass over it compute softmax and SwiGLU the same way.
+//! the training pass over it compute softmax and SwiGLU the same way. The linear layer and
+//! attention nodes make the composed paths' own storage calls and backward products, so they
+//! give the same bits with fewer graph edges.
 
 use crate::ops::{exp_nonpositive, silu_mul, softmax_row};
 use candle_core::{
