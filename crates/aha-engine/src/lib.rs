@@ -257,6 +257,7 @@ pub fn full_logits(model: &Model, seq: &[u32]) -> Result<Tensor> {
         input_ids: &ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::All,
     };

@@ -501,6 +501,7 @@ impl<'m, R: Reply> Scheduler<'m, R> {
             input_ids: &input_ids,
             position_ids: &position_ids,
             key_mask: Some(&key_mask),
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::Last,
         };
@@ -589,6 +590,7 @@ impl<'m, R: Reply> Scheduler<'m, R> {
             input_ids: &input_ids,
             position_ids: &position_ids,
             key_mask: Some(&batch.key_mask),
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::Last,
         };

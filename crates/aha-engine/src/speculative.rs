@@ -61,6 +61,7 @@ pub fn speculative_greedy(
             input_ids: &input_ids,
             position_ids: &position_ids,
             key_mask: None,
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::All,
         };

@@ -14,6 +14,7 @@ fn pass(model: &Model, ids: &Tensor, pos: &Tensor, tail: usize) -> candle_core::
         input_ids: ids,
         position_ids: pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Train,
         logits: LogitsFor::Tail(tail),
     };

@@ -500,31 +500,95 @@ pub(crate) fn attention(
     bias: &Tensor,
     kv_heads: usize,
 ) -> Result<Tensor> {
+    let (b, h, t, _) = check_attention(q, k, v, kv_heads)?;
+    let total = k.dim(2)?;
+    let bias = bias.broadcast_as((b, kv_heads, h / kv_heads, t, total))?;
+    let parts = vec![Part {
+        start: 0,
+        len: t,
+        bias,
+    }];
+    apply_attention(q, k, v, kv_heads, parts)
+}
+
+/// [`attention`] over sequences packed back to back along t (q [1, h, t, d], k/v [1, kv, t,
+/// d], `lens` summing to t), each causal within itself: no padding and no [t, t] mask, each
+/// sequence's products as [`attention`] computes them for that sequence alone.
+pub(crate) fn attention_packed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    lens: &[usize],
+    kv_heads: usize,
+) -> Result<Tensor> {
+    let (b, h, t, _) = check_attention(q, k, v, kv_heads)?;
+    if b != 1 || k.dim(2)? != t || lens.iter().sum::<usize>() != t {
+        candle_core::bail!(
+            "packed attention: q {:?}, k {:?} for sequences of {lens:?}",
+            q.dims(),
+            k.dims()
+        );
+    }
+    let mut parts = Vec::with_capacity(lens.len());
+    let mut start = 0;
+    for &len in lens.iter().filter(|&&n| n > 0) {
+        let bias = crate::attention_bias(None, 1, len, 0, q.device())?;
+        let bias = bias.broadcast_as((1, kv_heads, h / kv_heads, len, len))?;
+        parts.push(Part { start, len, bias });
+        start += len;
+    }
+    apply_attention(q, k, v, kv_heads, parts)
+}
+
+fn check_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kv_heads: usize,
+) -> Result<(usize, usize, usize, usize)> {
     let (b, h, t, d) = q.dims4()?;
-    let (kb, kvh, total, kd) = k.dims4()?;
+    let (kb, kvh, _, kd) = k.dims4()?;
     if kb != b || kvh != kv_heads || kd != d || kv_heads == 0 || h % kv_heads != 0 {
         candle_core::bail!("attention: q {:?} against k {:?}", q.dims(), k.dims());
     }
     if v.dims() != k.dims() {
         candle_core::bail!("attention: k {:?} against v {:?}", k.dims(), v.dims());
     }
+    Ok((b, h, t, d))
+}
+
+fn apply_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    kv_heads: usize,
+    parts: Vec<Part>,
+) -> Result<Tensor> {
     let op = Attention {
-        bias: bias.broadcast_as((b, kv_heads, h / kv_heads, t, total))?,
+        probs: std::sync::Mutex::new(vec![None; parts.len()]),
+        parts,
         kv_heads,
-        scale: 1.0 / (d as f64).sqrt(),
-        probs: Default::default(),
+        scale: 1.0 / (q.dim(3)? as f64).sqrt(),
     };
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }
 
-struct Attention {
-    /// Broadcast to [b, kv, n_rep, t, T].
+/// Queries `start .. start + len` of the attention (all keys but a packed sequence's own
+/// are left out), with their bias broadcast to [b, kv, n_rep, len, T].
+struct Part {
+    start: usize,
+    len: usize,
     bias: Tensor,
+}
+
+struct Attention {
+    /// One part, or one per packed sequence.
+    parts: Vec<Part>,
     kv_heads: usize,
     scale: f64,
-    /// The softmax of the forward pass, taken by the backward pass.
-    probs: std::sync::Mutex<Option<Vec<f32>>>,
+    /// Each part's softmax from the forward pass, taken by the backward pass.
+    probs: std::sync::Mutex<Vec<Option<Vec<f32>>>>,
 }
 
 impl Attention {
@@ -536,16 +600,103 @@ impl Attention {
         Ok([b, self.kv_heads, h / self.kv_heads, t, total, d])
     }
 
+    /// Whether the one part covers every query and key: not packed.
+    fn whole(&self) -> bool {
+        self.parts.len() == 1 && self.parts[0].start == 0
+    }
+
     /// softmax(scale q kᵀ + bias) as [b, kv, n_rep t, T], from detached tensors (the
     /// backward pass's fallback when the forward's is gone).
-    fn probs(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+    fn probs(&self, q: &Tensor, k: &Tensor, bias: &Tensor) -> Result<Tensor> {
         let [b, kv, rep, t, total, d] = self.dims(q.dims(), k.dims())?;
         let q = (q.reshape((b, kv, rep * t, d))? * self.scale)?;
         let scores = q.matmul(&k.t()?)?.reshape((b, kv, rep, t, total))?;
-        let scores = scores.broadcast_add(&self.bias)?.contiguous()?;
+        let scores = scores.broadcast_add(bias)?.contiguous()?;
         scores
             .apply_op1_no_bwd(&Softmax)?
             .reshape((b, kv, rep * t, total))
+    }
+
+    /// One part's output [b, t, h d] and softmax from contiguous q, k, v.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_part(
+        &self,
+        sq: &CpuStorage,
+        lq: &Layout,
+        sk: &CpuStorage,
+        lk: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+        bias: &Tensor,
+    ) -> Result<(CpuStorage, Option<Vec<f32>>)> {
+        use candle_core::backend::BackendStorage;
+        let [b, kv, rep, t, total, d] = self.dims(lq.dims(), lk.dims())?;
+        if !(lq.is_contiguous() && lk.is_contiguous() && lv.is_contiguous()) {
+            candle_core::bail!("attention: inputs not contiguous");
+        }
+        let (bias, bias_layout) = bias.storage_and_layout();
+        let Storage::Cpu(bias) = &*bias else {
+            candle_core::bail!("attention: bias not on the CPU");
+        };
+        let lq = Layout::contiguous_with_offset((b, kv, rep * t, d), lq.start_offset());
+        let q = sq.affine(&lq, self.scale, 0.0)?;
+        let lq = Layout::contiguous((b, kv, rep * t, d));
+        let scores = q.matmul(sk, (b * kv, rep * t, total, d), &lq, &lk.transpose(2, 3)?)?;
+        let l5 = Layout::contiguous((b, kv, rep, t, total));
+        let scores = scores.binary_impl::<candle_core::op::Add>(bias, &l5, bias_layout)?;
+        let (probs, _) = Softmax.cpu_fwd(&scores, &l5)?;
+        let lp = Layout::contiguous((b, kv, rep * t, total));
+        let out = probs.matmul(sv, (b * kv, rep * t, d, total), &lp, lv)?;
+        // [b, h, t, d] to [b, t, h, d].
+        let mut merged = CpuStorage::F32(vec![0f32; b * kv * rep * t * d]);
+        let heads_first = Layout::contiguous((b, kv * rep, t, d)).transpose(1, 2)?;
+        out.copy_strided_src(&mut merged, 0, &heads_first)?;
+        let kept = match probs {
+            CpuStorage::F32(p) => Some(p),
+            _ => None,
+        };
+        Ok((merged, kept))
+    }
+
+    /// The composed path's backward for one part, product for product: the head merge's
+    /// transpose, p v, the softmax, q kᵀ and the scale. q, k, v detached and contiguous.
+    fn backward_part(
+        &self,
+        part: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let [b, kv, rep, t, total, d] = self.dims(q.dims(), k.dims())?;
+        let kept = self
+            .probs
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(part).and_then(Option::take));
+        let probs = match kept {
+            Some(p) => Tensor::from_vec(p, (b, kv, rep * t, total), q.device())?,
+            None => self.probs(q, k, &self.parts[part].bias)?,
+        };
+        let dout = dout
+            .reshape((b, t, kv * rep, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, kv, rep * t, d))?;
+        let dv = probs.t()?.matmul(&dout)?;
+        let dprobs = dout
+            .matmul(&v.t()?)?
+            .reshape((b, kv, rep, t, total))?
+            .contiguous()?;
+        let probs = probs.reshape((b, kv, rep, t, total))?;
+        let dscores =
+            probs
+                .apply_op2_no_bwd(&dprobs, &SoftmaxGrad)?
+                .reshape((b, kv, rep * t, total))?;
+        let qs = (q.reshape((b, kv, rep * t, d))? * self.scale)?;
+        let dq = (dscores.matmul(k)? * self.scale)?.reshape((b, kv * rep, t, d))?;
+        let dk = qs.t()?.matmul(&dscores)?.t()?;
+        Ok((dq, dk, dv))
     }
 }
 
@@ -564,35 +715,39 @@ impl CustomOp3 for Attention {
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         use candle_core::backend::BackendStorage;
-        let [b, kv, rep, t, total, d] = self.dims(lq.dims(), lk.dims())?;
-        if !(lq.is_contiguous() && lk.is_contiguous() && lv.is_contiguous()) {
-            candle_core::bail!("attention: inputs not contiguous");
-        }
-        let (bias, bias_layout) = self.bias.storage_and_layout();
-        let Storage::Cpu(bias) = &*bias else {
-            candle_core::bail!("attention: bias not on the CPU");
+        let [b, kv, rep, t, _, d] = self.dims(lq.dims(), lk.dims())?;
+        let mut kept = Vec::with_capacity(self.parts.len());
+        let out = if self.whole() {
+            let (out, probs) = self.forward_part(sq, lq, sk, lk, sv, lv, &self.parts[0].bias)?;
+            kept.push(probs);
+            out
+        } else {
+            // Each packed sequence's q, k, v copied out, its rows of the output written.
+            let width = kv * rep * d;
+            let mut out = vec![0f32; t * width];
+            for part in &self.parts {
+                let slice = |s: &CpuStorage, l: &Layout| -> Result<(CpuStorage, Layout)> {
+                    let view = l.narrow(2, part.start, part.len)?;
+                    let mut dst = CpuStorage::F32(vec![0f32; view.shape().elem_count()]);
+                    s.copy_strided_src(&mut dst, 0, &view)?;
+                    Ok((dst, Layout::contiguous(view.shape())))
+                };
+                let ((q, lq), (k, lk), (v, lv)) = (slice(sq, lq)?, slice(sk, lk)?, slice(sv, lv)?);
+                let (merged, probs) = self.forward_part(&q, &lq, &k, &lk, &v, &lv, &part.bias)?;
+                let CpuStorage::F32(merged) = merged else {
+                    candle_core::bail!("attention: f32 expected");
+                };
+                out[part.start * width..][..merged.len()].copy_from_slice(&merged);
+                kept.push(probs);
+            }
+            CpuStorage::F32(out)
         };
-        let lq = Layout::contiguous_with_offset((b, kv, rep * t, d), lq.start_offset());
-        let q = sq.affine(&lq, self.scale, 0.0)?;
-        let lq = Layout::contiguous((b, kv, rep * t, d));
-        let scores = q.matmul(sk, (b * kv, rep * t, total, d), &lq, &lk.transpose(2, 3)?)?;
-        let l5 = Layout::contiguous((b, kv, rep, t, total));
-        let scores = scores.binary_impl::<candle_core::op::Add>(bias, &l5, bias_layout)?;
-        let (probs, _) = Softmax.cpu_fwd(&scores, &l5)?;
-        let lp = Layout::contiguous((b, kv, rep * t, total));
-        let out = probs.matmul(sv, (b * kv, rep * t, d, total), &lp, lv)?;
-        // [b, h, t, d] to [b, t, h, d].
-        let mut merged = CpuStorage::F32(vec![0f32; b * kv * rep * t * d]);
-        let heads_first = Layout::contiguous((b, kv * rep, t, d)).transpose(1, 2)?;
-        out.copy_strided_src(&mut merged, 0, &heads_first)?;
-        if let (CpuStorage::F32(p), Ok(mut kept)) = (probs, self.probs.lock()) {
-            *kept = Some(p);
+        if let Ok(mut slot) = self.probs.lock() {
+            *slot = kept;
         }
-        Ok((merged, (b, t, kv * rep * d).into()))
+        Ok((out, (b, t, kv * rep * d).into()))
     }
 
-    /// The composed path's backward, product for product: the head merge's transpose, p v,
-    /// the softmax, q kᵀ and the scale.
     fn bwd(
         &self,
         q: &Tensor,
@@ -601,32 +756,25 @@ impl CustomOp3 for Attention {
         _out: &Tensor,
         dout: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [b, kv, rep, t, total, d] = self.dims(q.dims(), k.dims())?;
         let (q, k, v) = (q.detach(), k.detach(), v.detach());
-        let kept = self.probs.lock().ok().and_then(|mut p| p.take());
-        let probs = match kept {
-            Some(p) => Tensor::from_vec(p, (b, kv, rep * t, total), q.device())?,
-            None => self.probs(&q, &k)?,
-        };
-        let dout = dout
-            .reshape((b, t, kv * rep, d))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, kv, rep * t, d))?;
-        let dv = probs.t()?.matmul(&dout)?;
-        let dprobs = dout
-            .matmul(&v.t()?)?
-            .reshape((b, kv, rep, t, total))?
-            .contiguous()?;
-        let probs = probs.reshape((b, kv, rep, t, total))?;
-        let dscores =
-            probs
-                .apply_op2_no_bwd(&dprobs, &SoftmaxGrad)?
-                .reshape((b, kv, rep * t, total))?;
-        let qs = (q.reshape((b, kv, rep * t, d))? * self.scale)?;
-        let dq = (dscores.matmul(&k)? * self.scale)?.reshape((b, kv * rep, t, d))?;
-        let dk = qs.t()?.matmul(&dscores)?.t()?;
-        Ok((Some(dq), Some(dk), Some(dv)))
+        if self.whole() {
+            let (dq, dk, dv) = self.backward_part(0, &q, &k, &v, dout)?;
+            return Ok((Some(dq), Some(dk), Some(dv)));
+        }
+        let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, part) in self.parts.iter().enumerate() {
+            let rows = |x: &Tensor| x.narrow(2, part.start, part.len)?.contiguous();
+            let dout = dout.narrow(1, part.start, part.len)?;
+            let (a, b, c) = self.backward_part(i, &rows(&q)?, &rows(&k)?, &rows(&v)?, &dout)?;
+            dq.push(a);
+            dk.push(b);
+            dv.push(c);
+        }
+        Ok((
+            Some(Tensor::cat(&dq, 2)?),
+            Some(Tensor::cat(&dk, 2)?),
+            Some(Tensor::cat(&dv, 2)?),
+        ))
     }
 }
 
@@ -978,6 +1126,49 @@ mod tests {
             let inputs = [("q", qt), ("k", kt), ("v", vt)];
             assert_same_gradients(&gf, &gc, &inputs, &format!("h {h} kv {kv}"));
         }
+    }
+
+    /// Packed sequences give, bit for bit, what each sequence gives alone (outputs and the
+    /// gradients of q, k and v), with grouped heads and a one-token sequence.
+    #[test]
+    fn packed_attention_gives_each_sequence_alone_bits() {
+        let dev = candle_core::Device::Cpu;
+        for (h, kv, d, lens, seed) in [
+            (4usize, 2usize, 8usize, vec![5usize, 9, 1, 7], 50u64),
+            (2, 1, 32, vec![16, 3], 51),
+        ] {
+            let t: usize = lens.iter().sum();
+            let (q, k, v) = (
+                var(&[1, h, t, d], seed, 2.0),
+                var(&[1, kv, t, d], seed + 1, 2.0),
+                var(&[1, kv, t, d], seed + 2, 2.0),
+            );
+            let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            let packed = attention_packed(qt, kt, vt, &lens, kv).unwrap();
+            let mut alone = Vec::new();
+            let mut start = 0;
+            for &len in &lens {
+                let bias = crate::attention_bias(None, 1, len, 0, &dev).unwrap();
+                let part = |x: &Tensor| x.narrow(2, start, len).unwrap();
+                alone.push(attention(&part(qt), &part(kt), &part(vt), &bias, kv).unwrap());
+                start += len;
+            }
+            let alone = Tensor::cat(&alone, 1).unwrap();
+            assert_eq!(packed.dims(), alone.dims());
+            assert_eq!(bits(&packed), bits(&alone), "output, lens {lens:?}");
+            let weights = var(&[1, t, h * d], seed + 3, 2.0).as_tensor().clone();
+            let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+            let (gp, ga) = (
+                loss(&packed).backward().unwrap(),
+                loss(&alone).backward().unwrap(),
+            );
+            let inputs = [("q", qt), ("k", kt), ("v", vt)];
+            assert_same_gradients(&gp, &ga, &inputs, &format!("lens {lens:?}"));
+        }
+        // Lengths that do not cover the row are refused.
+        let (q, k) = (var(&[1, 2, 6, 8], 1, 1.0), var(&[1, 1, 6, 8], 2, 1.0));
+        let (qt, kt) = (q.as_tensor(), k.as_tensor());
+        assert!(attention_packed(qt, kt, kt, &[2, 3], 1).is_err());
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub struct ForwardInput<'a> {
     /// block-diagonal mask for several sequences packed into one row.
     /// None: every position is real.
     pub key_mask: Option<&'a Tensor>,
+    /// Lengths of the sequences packed back to back into the batch's one row (b = 1, no
+    /// cache, no `key_mask`): each attends causally within itself. Training's attention then
+    /// goes sequence by sequence (no padding, no [t, t] mask); other paths build the
+    /// block-diagonal mask.
+    pub segments: Option<&'a [usize]>,
     pub mode: Mode,
     pub logits: LogitsFor,
 }
@@ -97,6 +102,43 @@ pub fn attention_bias(
         allowed = allowed.broadcast_as((b, t, total))?.contiguous()?;
     }
     ((allowed - 1.0)? * -ops::MASK_VALUE)?.reshape((b, 1, 1, t, total))
+}
+
+/// The additive bias of `input` for its [b, t] ids after `past` cached positions: as
+/// [`attention_bias`], packed `segments` as a block-diagonal causal mask.
+pub(crate) fn input_bias(input: &ForwardInput, past: usize) -> candle_core::Result<Tensor> {
+    let (b, t) = input.input_ids.dims2()?;
+    let device = input.input_ids.device();
+    match input.segments {
+        None => attention_bias(input.key_mask, b, t, past, device),
+        Some(lens) => {
+            check_segments(input, past)?;
+            let mut allowed = vec![0u8; t * t];
+            let mut start = 0;
+            for &len in lens {
+                for q in start..start + len {
+                    allowed[q * t + start..q * t + start + len].fill(1);
+                }
+                start += len;
+            }
+            let mask = Tensor::from_vec(allowed, (1, t, t), device)?;
+            attention_bias(Some(&mask), 1, t, 0, device)
+        }
+    }
+}
+
+/// Packed segments need one row, no cache, no key mask, and lengths that add up to the row.
+pub(crate) fn check_segments(input: &ForwardInput, past: usize) -> candle_core::Result<()> {
+    let (b, t) = input.input_ids.dims2()?;
+    if let Some(lens) = input.segments {
+        if b != 1 || past != 0 || input.key_mask.is_some() || lens.iter().sum::<usize>() != t {
+            candle_core::bail!(
+                "packed sequences {lens:?} need one row of {t} tokens, no cache and no key mask \
+                 (got {b} rows, {past} cached)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// How to load a model.

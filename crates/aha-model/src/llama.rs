@@ -115,13 +115,22 @@ struct Attention {
     head_dim: usize,
 }
 
+/// Which keys each query sees.
+enum Keys<'a> {
+    /// An additive bias [b, 1, 1, t, T].
+    Bias(Tensor),
+    /// Sequences of these lengths packed into one row, each causal within itself (training
+    /// on f32 CPU only: [`fused::attention_packed`]).
+    Packed(&'a [usize]),
+}
+
 impl Attention {
     fn forward(
         &self,
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        bias: &Tensor,
+        keys: &Keys,
         mode: Mode,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Result<Tensor> {
@@ -136,13 +145,17 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
-        let out = if mode == Mode::Train && [&q, &k, &v, bias].into_iter().all(fused::supported) {
-            // The same products as below, in one training node.
-            fused::attention(&q, &k, &v, bias, self.kv_heads)?
-        } else {
-            attend(&q, &k, &v, bias, self.kv_heads, mode)?
+        let out = match keys {
+            Keys::Packed(lens) => fused::attention_packed(&q, &k, &v, lens, self.kv_heads)?,
+            Keys::Bias(bias)
+                if mode == Mode::Train && [&q, &k, &v, bias].into_iter().all(fused::supported) =>
+            {
+                // The same products as below, in one training node.
+                fused::attention(&q, &k, &v, bias, self.kv_heads)?
+            }
+            Keys::Bias(bias) => attend(&q, &k, &v, bias, self.kv_heads, mode)?
                 .transpose(1, 2)?
-                .reshape((b, t, self.heads * self.head_dim))?
+                .reshape((b, t, self.heads * self.head_dim))?,
         };
         Ok(self.o.forward(&out, mode)?)
     }
@@ -405,7 +418,13 @@ impl Llama {
         let base = if frozen { Mode::Inference } else { mode };
         let (b, t) = input.input_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
-        let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
+        let keys = match input.segments {
+            Some(lens) if mode == Mode::Train && fused::supported(&self.norm) => {
+                crate::check_segments(input, past)?;
+                Keys::Packed(lens)
+            }
+            _ => Keys::Bias(crate::input_bias(input, past)?),
+        };
         let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
         let ids = input.input_ids.flatten_all()?;
         let mut x = self
@@ -416,7 +435,7 @@ impl Llama {
         for (i, layer) in self.layers.iter().enumerate() {
             let n = ops::rms_norm(&x, &ops::param(&layer.input_norm, base), eps, mode)?;
             let c = cache.as_deref_mut().map(|c| (c, i));
-            x = (x + layer.attn.forward(&n, &cos, &sin, &bias, mode, c)?)?;
+            x = (x + layer.attn.forward(&n, &cos, &sin, &keys, mode, c)?)?;
             let n = ops::rms_norm(&x, &ops::param(&layer.post_norm, base), eps, mode)?;
             x = (x + layer.mlp.forward(&n, mode)?)?;
         }

@@ -61,6 +61,7 @@ fn logits(model: &DeepseekV3, input_ids: &Tensor, mode: Mode) -> Tensor {
         input_ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode,
         logits: LogitsFor::All,
     };
@@ -100,6 +101,7 @@ fn chosen_experts_match_exactly() {
             input_ids: &input,
             position_ids: &pos,
             key_mask: None,
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::All,
         };
@@ -128,6 +130,7 @@ fn left_padded_batch_matches_reference_and_single() {
             input_ids: &batch_ids,
             position_ids: &pos,
             key_mask: Some(&mask),
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::All,
         };
@@ -167,6 +170,7 @@ fn greedy(model: &DeepseekV3, prompt: &Tensor, n: usize) -> (Vec<i64>, Vec<Tenso
             input_ids: &seq,
             position_ids: &pos,
             key_mask: None,
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::Last,
         };
@@ -245,6 +249,7 @@ fn mla_cache_is_compressed() {
         input_ids: &ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::Last,
     };
@@ -365,6 +370,7 @@ fn registered_in_model_and_fp8_dequantized_on_load() {
         input_ids: &input,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::All,
     };
@@ -485,6 +491,7 @@ fn decode_tokens_per_s(model: &DeepseekV3, prompt_len: usize, new: usize) -> f64
         input_ids: &prompt,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::Last,
     };
@@ -505,6 +512,7 @@ fn decode_tokens_per_s(model: &DeepseekV3, prompt_len: usize, new: usize) -> f64
             input_ids: &ids,
             position_ids: &pos,
             key_mask: None,
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::Last,
         };
@@ -726,6 +734,7 @@ fn save_and_reload_roundtrip() {
             input_ids: &input,
             position_ids: &pos,
             key_mask: None,
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::All,
         };
@@ -754,6 +763,7 @@ fn mtp_module_matches_transformers() {
         input_ids: &all,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::All,
     };

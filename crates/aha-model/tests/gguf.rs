@@ -163,6 +163,7 @@ fn forward_ids(
         input_ids: &x,
         position_ids: &p,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: which,
     };

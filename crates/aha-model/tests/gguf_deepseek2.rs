@@ -37,6 +37,7 @@ fn logits(model: &Model, ids: &[u32]) -> Tensor {
         input_ids: &input_ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::All,
     };
@@ -54,6 +55,7 @@ fn stepped_logits(model: &Model, ids: &[u32]) -> Tensor {
             input_ids: &input_ids,
             position_ids: &pos,
             key_mask: None,
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::Last,
         };
@@ -714,6 +716,7 @@ fn q8_0_and_q4_k_projections_run_quantized() {
                 input_ids: &ids,
                 position_ids: &pos,
                 key_mask: None,
+                segments: None,
                 mode: Mode::Train,
                 logits: LogitsFor::All,
             };

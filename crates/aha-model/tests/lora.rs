@@ -48,6 +48,7 @@ fn logits(model: &Model, ids: &Tensor, mode: Mode) -> Tensor {
         input_ids: &input_ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode,
         logits: LogitsFor::All,
     };

@@ -14,6 +14,17 @@ fn model() -> Model {
 }
 
 fn logits(m: &Model, ids: &[u32], pos: &[u32], mask: Option<&Tensor>, mode: Mode) -> Tensor {
+    segment_logits(m, ids, pos, mask, None, mode).unwrap()
+}
+
+fn segment_logits(
+    m: &Model,
+    ids: &[u32],
+    pos: &[u32],
+    mask: Option<&Tensor>,
+    segments: Option<&[usize]>,
+    mode: Mode,
+) -> aha_model::Result<Tensor> {
     let dev = m.device();
     let t = ids.len();
     let input_ids = Tensor::from_vec(ids.to_vec(), (1, t), dev).unwrap();
@@ -23,12 +34,12 @@ fn logits(m: &Model, ids: &[u32], pos: &[u32], mask: Option<&Tensor>, mode: Mode
             input_ids: &input_ids,
             position_ids: &position_ids,
             key_mask: mask,
+            segments,
             mode,
             logits: LogitsFor::All,
         },
         None,
     )
-    .unwrap()
 }
 
 #[test]
@@ -58,6 +69,43 @@ fn block_diagonal_mask_matches_separate_sequences() {
     }
 }
 
+/// Sequence lengths instead of a mask: the same logits in every mode (training takes them
+/// sequence by sequence), and gradients that reach the weights; lengths that do not cover
+/// the row, or come with a second row, are errors.
+#[test]
+fn packed_segments_match_the_block_diagonal_mask() {
+    let m = model();
+    let ids = [5u32, 17, 99, 3, 42, 7, 200, 11];
+    let pos = [0u32, 1, 2, 3, 0, 1, 2, 0];
+    let seg = [0u32, 0, 0, 0, 1, 1, 1, 2];
+    let t = seg.len();
+    let allowed: Vec<f32> = seg
+        .iter()
+        .flat_map(|q| seg.iter().map(move |k| (q == k) as u8 as f32))
+        .collect();
+    let mask = Tensor::from_vec(allowed, (1, t, t), m.device()).unwrap();
+    let lens = [4usize, 3, 1];
+    for mode in [Mode::Inference, Mode::Train] {
+        let want = logits(&m, &ids, &pos, Some(&mask), mode);
+        let got = segment_logits(&m, &ids, &pos, None, Some(&lens), mode).unwrap();
+        assert!(max_abs_diff(&got, &want) < 1e-5, "{mode:?}");
+    }
+    let got = segment_logits(&m, &ids, &pos, None, Some(&lens), Mode::Train).unwrap();
+    let grads = got.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, p) in m.params().iter() {
+        let g = grads
+            .get(p.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        let g: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(g.iter().all(|x| x.is_finite()), "{name}");
+        assert!(g.iter().any(|&x| x != 0.0), "{name}: zero gradient");
+    }
+    for bad in [&[4usize, 3][..], &[4, 3, 2]] {
+        assert!(segment_logits(&m, &ids, &pos, None, Some(bad), Mode::Train).is_err());
+    }
+    assert!(segment_logits(&m, &ids, &pos, Some(&mask), Some(&lens), Mode::Train).is_err());
+}
+
 #[test]
 fn key_mask_of_the_wrong_shape_is_an_error() {
     let m = model();
@@ -71,6 +119,7 @@ fn key_mask_of_the_wrong_shape_is_an_error() {
                 input_ids: &ids,
                 position_ids: &pos,
                 key_mask: Some(&bad),
+                segments: None,
                 mode: Mode::Inference,
                 logits: LogitsFor::All,
             },

@@ -39,6 +39,7 @@ fn logits(model: &Model, input_ids: &Tensor, mode: Mode) -> Tensor {
         input_ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode,
         logits: LogitsFor::All,
     };
@@ -69,6 +70,7 @@ fn left_padded_batch_matches_reference_and_single() {
             input_ids: &batch_ids,
             position_ids: &pos,
             key_mask: Some(&mask),
+            segments: None,
             mode: Mode::Inference,
             logits: LogitsFor::All,
         };
@@ -116,6 +118,7 @@ fn greedy_tokens_with_kv_cache_match() {
                 input_ids: &seq,
                 position_ids: &pos,
                 key_mask: None,
+                segments: None,
                 mode: Mode::Inference,
                 logits: LogitsFor::Last,
             };

@@ -23,6 +23,7 @@ fn logits(model: &Model) -> Vec<f32> {
         input_ids: &ids,
         position_ids: &pos,
         key_mask: None,
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::All,
     };

@@ -139,6 +139,7 @@ impl CompletionBatch {
             input_ids: &self.input_ids,
             position_ids: &self.position_ids,
             key_mask: Some(&self.key_mask),
+            segments: None,
             mode,
             logits: LogitsFor::Tail(self.c_max + 1),
         }

@@ -12,7 +12,7 @@
 use crate::bpe;
 use crate::corpus::{corpus, CorpusMix};
 use crate::optim::AdamWConfig;
-use crate::sft::{step_batches, Example, Nll};
+use crate::sft::{packed_passes, step_batches, Example, Nll};
 use crate::tasks::{fnv1a, Task};
 use crate::trainer::{progress_bar, OptimConfig, Trainer};
 use aha_model::weights::Checkpoint;
@@ -29,8 +29,8 @@ use std::time::Instant;
 pub use crate::error::{Result, TrainError};
 
 /// Bumped when pretraining's results change for the same config (v2: the shared trainer;
-/// v3: the fused training kernels).
-const TRAIN_CODE_VERSION: &str = "v3";
+/// v3: the fused training kernels; v4: passes packed by default).
+const TRAIN_CODE_VERSION: &str = "v4";
 use crate::error::io_err;
 
 /// Everything that determines a pretrained base (its hash keys the cache of [`ensure_base`]).
@@ -54,6 +54,10 @@ pub struct PretrainConfig {
     /// config's hash when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub micro_batch: usize,
+    /// Each pass's documents packed into one row, attention within each document: no
+    /// padding. Padded passes (off) give the bases of cache version v3.
+    #[serde(default = "yes")]
+    pub packed: bool,
     pub lr: f64,
     pub warmup_steps: usize,
     /// Final learning rate as a fraction of `lr` (cosine decay).
@@ -85,6 +89,7 @@ impl Default for PretrainConfig {
             steps: 4500,
             batch_size: 16,
             micro_batch: 4,
+            packed: true,
             lr: 2.5e-3,
             warmup_steps: 50,
             min_lr_ratio: 0.1,
@@ -98,6 +103,10 @@ impl Default for PretrainConfig {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl PretrainConfig {
@@ -348,16 +357,20 @@ pub fn train(
             })
             .collect::<Result<Vec<_>>>()?;
         tokens += examples.iter().map(|e| e.input_ids.len()).sum::<usize>();
-        // In document order: passes of documents of similar length pad less (0.85x the
-        // time) but change the rounding, and gave two of six seeds weak bases.
+        // In document order (documents of similar length in a pass would pad less, but
+        // packing pads nothing).
         let all: Vec<usize> = (0..examples.len()).collect();
-        let micro = step_batches(
-            &examples,
-            &all,
-            false,
-            cfg.max_position_embeddings,
-            micro_batch,
-        );
+        let micro = if cfg.packed {
+            packed_passes(&examples, &all, micro_batch)
+        } else {
+            step_batches(
+                &examples,
+                &all,
+                false,
+                cfg.max_position_embeddings,
+                micro_batch,
+            )
+        };
         let out = trainer.step(&Nll, &micro)?;
         if !out.loss.is_finite() {
             return Err(TrainError::Invalid(format!(

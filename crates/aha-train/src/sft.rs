@@ -589,7 +589,23 @@ fn rows_logprobs(model: &Model, rows: &[Row], mode: Mode) -> Result<(Tensor, Ten
     }
     let input_ids = Tensor::from_vec(ids, (b, width), device)?;
     let position_ids = Tensor::from_vec(pos, (b, width), device)?;
-    let key_mask = if packed {
+    // One packed row: its sequences' lengths, no [t, t] mask.
+    let lens: Option<Vec<usize>> = match rows {
+        [row] if packed => Some(
+            row.members
+                .iter()
+                .map(|&(_, off)| off)
+                .chain([row.ids.len()])
+                .collect::<Vec<_>>()
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .collect(),
+        ),
+        _ => None,
+    };
+    let key_mask = if lens.is_some() {
+        None
+    } else if packed {
         let mut allowed = vec![0u8; b * width * width];
         for (r, row) in rows.iter().enumerate() {
             for (q, sq) in row.segments.iter().enumerate() {
@@ -599,14 +615,15 @@ fn rows_logprobs(model: &Model, rows: &[Row], mode: Mode) -> Result<(Tensor, Ten
                 }
             }
         }
-        Tensor::from_vec(allowed, (b, width, width), device)?
+        Some(Tensor::from_vec(allowed, (b, width, width), device)?)
     } else {
-        Tensor::from_vec(real, (b, width), device)?
+        Some(Tensor::from_vec(real, (b, width), device)?)
     };
     let input = ForwardInput {
         input_ids: &input_ids,
         position_ids: &position_ids,
-        key_mask: Some(&key_mask),
+        key_mask: key_mask.as_ref(),
+        segments: lens.as_deref(),
         mode,
         logits: LogitsFor::Tail(n + 1),
     };
@@ -687,6 +704,18 @@ pub fn step_batches(
         .chunks(micro_batch.max(1))
         .map(|c| NllBatch {
             rows: c.to_vec(),
+            step_tokens,
+        })
+        .collect()
+}
+
+/// The micro-batches of one optimizer step over examples `idx`, `per_pass` examples packed
+/// into the one row of each: no padding, each example attending within itself.
+pub fn packed_passes(examples: &[Example], idx: &[usize], per_pass: usize) -> Vec<NllBatch> {
+    let step_tokens = idx.iter().map(|&i| examples[i].trained_tokens()).sum();
+    idx.chunks(per_pass.max(1))
+        .map(|c| NllBatch {
+            rows: make_rows(examples, c, true, usize::MAX),
             step_tokens,
         })
         .collect()

@@ -52,6 +52,7 @@ fn routed(model: &DeepseekV3, ids: &Tensor, mask: Option<&Tensor>, mode: Mode) -
         input_ids: ids,
         position_ids: &pos,
         key_mask: mask,
+        segments: None,
         mode,
         logits: LogitsFor::All,
     };
@@ -68,6 +69,7 @@ fn expert_load_counts_real_tokens_only() {
         input_ids: &batch_ids,
         position_ids: &pos,
         key_mask: Some(&mask),
+        segments: None,
         mode: Mode::Inference,
         logits: LogitsFor::All,
     };

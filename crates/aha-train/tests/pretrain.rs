@@ -13,11 +13,24 @@ use aha_train::tasks::{r1_zero_prompt, Task};
 /// many threads there were.
 #[test]
 fn the_base_does_not_depend_on_the_thread_count() {
+    for packed in [false, true] {
+        base_does_not_depend_on_the_thread_count(packed);
+    }
+}
+
+/// Padded or packed passes, a step's gradient is summed in pass order on any thread count.
+fn base_does_not_depend_on_the_thread_count(packed: bool) {
     let cfg = PretrainConfig {
         steps: 4,
         micro_batch: 3,
+        packed,
         ..PretrainConfig::tiny(Task::Arithmetic { difficulty: 2 })
     };
+    let other = PretrainConfig {
+        packed: !packed,
+        ..cfg.clone()
+    };
+    assert_ne!(cfg.hash(), other.hash(), "packing is in the cache key");
     assert!(
         cfg.batch_size > cfg.micro_batch,
         "the test needs several passes per step"
@@ -53,7 +66,7 @@ fn the_base_does_not_depend_on_the_thread_count() {
     assert_eq!(loss_one, loss_two);
     assert!(
         one == two,
-        "the weights after 4 steps differ between 1 and 2 threads"
+        "the weights after 4 steps differ between 1 and 2 threads (packed: {packed})"
     );
 }
 

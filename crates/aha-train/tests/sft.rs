@@ -80,6 +80,18 @@ fn accumulated_micro_batches_give_the_full_batch_gradient() {
     let (g, loss) = grads_of(2, true, &ex);
     assert!((loss - loss_full).abs() < 1e-5);
     assert!(max_grad_diff(&g, &full) < 1e-5 * scale.max(1.0));
+    // So do passes of one packed row each (pretraining's: attention sequence by sequence).
+    let idx: Vec<usize> = (0..ex.len()).collect();
+    for per_pass in [2, 6] {
+        let batches = sft::packed_passes(&ex, &idx, per_pass);
+        assert_eq!(batches.len(), 6 / per_pass);
+        assert!(batches.iter().all(|b| b.rows.len() == 1));
+        let t = Trainer::new(tiny(), OptimConfig::default()).unwrap();
+        let (g, loss, _) = t.gradients(&Nll, &batches).unwrap();
+        assert!((loss - loss_full).abs() < 1e-5, "{per_pass} per pass");
+        let d = max_grad_diff(&g, &full);
+        assert!(d < 1e-5 * scale.max(1.0), "{per_pass} per pass: {d}");
+    }
 
     // The step loss is the mean NLL over all trained tokens, which is not the mean of the
     // per-example means on this data (so a per-micro-batch mean would be wrong).

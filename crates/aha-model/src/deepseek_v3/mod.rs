@@ -293,7 +293,7 @@ impl DeepseekV3 {
         let mode = input.mode;
         let (b, t) = input.input_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
-        let bias = crate::attention_bias(input.key_mask, b, t, past, input.input_ids.device())?;
+        let bias = crate::input_bias(input, past)?;
         let (cos, sin) = self.rope.cos_sin(input.position_ids)?;
         let ids = input.input_ids.flatten_all()?;
         let mut x = ops::param(&self.embed, mode)
