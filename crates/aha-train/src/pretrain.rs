@@ -70,12 +70,12 @@ pub struct PretrainConfig {
 }
 
 impl Default for PretrainConfig {
-    /// Sized for about two minutes on 2 CPU cores (4500 steps of 16 documents, 2.6M tokens, in
-    /// passes of 4 on two workers). 3000 steps are not enough, at this rate or the old one:
-    /// some bases then do their single steps off by one. The peak rate is half what it was
-    /// (5e-3), where the base came out well or badly by the rounding alone: R1-Zero's gain
-    /// fell under 25 points on 4 of 9 bases pretrained with the step's gradient summed in
-    /// passes of 16, 8 or 4, against 0 of 6 at 2.5e-3 (docs/benchmarks.md).
+    /// Sized for about a minute on 2 CPU cores (4500 steps of 16 documents, 2.6M tokens, in
+    /// packed passes of 4 on two workers). 3000 steps are not enough, at this rate or the
+    /// old one: some bases then do their single steps off by one. The peak rate is half what
+    /// it was (5e-3), where R1-Zero's gain fell under 25 points on 4 of 9 bases that differed
+    /// only in rounding; at 2.5e-3 about one seed in ten still gives such a base, padded or
+    /// packed (docs/benchmarks.md).
     fn default() -> Self {
         Self {
             task: Task::Arithmetic { difficulty: 2 },
