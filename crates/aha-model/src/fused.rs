@@ -618,15 +618,11 @@ impl Attention {
     }
 
     /// One part's output [b, t, h d] and softmax from contiguous q, k, v.
-    #[allow(clippy::too_many_arguments)]
     fn forward_part(
         &self,
-        sq: &CpuStorage,
-        lq: &Layout,
-        sk: &CpuStorage,
-        lk: &Layout,
-        sv: &CpuStorage,
-        lv: &Layout,
+        (sq, lq): (&CpuStorage, &Layout),
+        (sk, lk): (&CpuStorage, &Layout),
+        (sv, lv): (&CpuStorage, &Layout),
         bias: &Tensor,
     ) -> Result<(CpuStorage, Option<Vec<f32>>)> {
         use candle_core::backend::BackendStorage;
@@ -718,7 +714,8 @@ impl CustomOp3 for Attention {
         let [b, kv, rep, t, _, d] = self.dims(lq.dims(), lk.dims())?;
         let mut kept = Vec::with_capacity(self.parts.len());
         let out = if self.whole() {
-            let (out, probs) = self.forward_part(sq, lq, sk, lk, sv, lv, &self.parts[0].bias)?;
+            let bias = &self.parts[0].bias;
+            let (out, probs) = self.forward_part((sq, lq), (sk, lk), (sv, lv), bias)?;
             kept.push(probs);
             out
         } else {
@@ -733,7 +730,8 @@ impl CustomOp3 for Attention {
                     Ok((dst, Layout::contiguous(view.shape())))
                 };
                 let ((q, lq), (k, lk), (v, lv)) = (slice(sq, lq)?, slice(sk, lk)?, slice(sv, lv)?);
-                let (merged, probs) = self.forward_part(&q, &lq, &k, &lk, &v, &lv, &part.bias)?;
+                let (merged, probs) =
+                    self.forward_part((&q, &lq), (&k, &lk), (&v, &lv), &part.bias)?;
                 let CpuStorage::F32(merged) = merged else {
                     candle_core::bail!("attention: f32 expected");
                 };

@@ -42,18 +42,23 @@ fn segment_logits(
     )
 }
 
+/// [1, t, t]: 1 where query and key belong to the same sequence.
+fn block_mask(seg: &[u32], m: &Model) -> Tensor {
+    let t = seg.len();
+    let allowed: Vec<f32> = seg
+        .iter()
+        .flat_map(|q| seg.iter().map(move |k| (q == k) as u8 as f32))
+        .collect();
+    Tensor::from_vec(allowed, (1, t, t), m.device()).unwrap()
+}
+
 #[test]
 fn block_diagonal_mask_matches_separate_sequences() {
     let m = model();
     let a = [5u32, 17, 99, 3];
     let b = [42u32, 7, 200];
     let seg = [0u32, 0, 0, 0, 1, 1, 1];
-    let t = seg.len();
-    let allowed: Vec<f32> = seg
-        .iter()
-        .flat_map(|q| seg.iter().map(move |k| (q == k) as u8 as f32))
-        .collect();
-    let mask = Tensor::from_vec(allowed, (1, t, t), m.device()).unwrap();
+    let mask = block_mask(&seg, &m);
     let packed_ids: Vec<u32> = a.iter().chain(&b).copied().collect();
     for mode in [Mode::Inference, Mode::Train] {
         let packed = logits(&m, &packed_ids, &[0, 1, 2, 3, 0, 1, 2], Some(&mask), mode);
@@ -78,12 +83,7 @@ fn packed_segments_match_the_block_diagonal_mask() {
     let ids = [5u32, 17, 99, 3, 42, 7, 200, 11];
     let pos = [0u32, 1, 2, 3, 0, 1, 2, 0];
     let seg = [0u32, 0, 0, 0, 1, 1, 1, 2];
-    let t = seg.len();
-    let allowed: Vec<f32> = seg
-        .iter()
-        .flat_map(|q| seg.iter().map(move |k| (q == k) as u8 as f32))
-        .collect();
-    let mask = Tensor::from_vec(allowed, (1, t, t), m.device()).unwrap();
+    let mask = block_mask(&seg, &m);
     let lens = [4usize, 3, 1];
     for mode in [Mode::Inference, Mode::Train] {
         let want = logits(&m, &ids, &pos, Some(&mask), mode);
