@@ -511,17 +511,40 @@ pub(crate) fn attention(
     apply_attention(q, k, v, kv_heads, parts)
 }
 
+/// Sequences packed back to back into one row: their lengths and each one's causal bias
+/// [1, 1, 1, len, len], made once per forward pass for every layer.
+pub(crate) struct Packed {
+    lens: Vec<usize>,
+    biases: Vec<Tensor>,
+}
+
+impl Packed {
+    pub(crate) fn new(lens: &[usize], device: &candle_core::Device) -> Result<Self> {
+        let lens: Vec<usize> = lens.iter().copied().filter(|&n| n > 0).collect();
+        let mut biases: Vec<Tensor> = Vec::with_capacity(lens.len());
+        for (i, &len) in lens.iter().enumerate() {
+            let bias = match lens[..i].iter().position(|&l| l == len) {
+                Some(j) => biases[j].clone(),
+                None => crate::attention_bias(None, 1, len, 0, device)?,
+            };
+            biases.push(bias);
+        }
+        Ok(Self { lens, biases })
+    }
+}
+
 /// [`attention`] over sequences packed back to back along t (q [1, h, t, d], k/v [1, kv, t,
-/// d], `lens` summing to t), each causal within itself: no padding and no [t, t] mask, each
-/// sequence's products as [`attention`] computes them for that sequence alone.
+/// d], the lengths summing to t), each causal within itself: no padding and no [t, t] mask,
+/// each sequence's products as [`attention`] computes them for that sequence alone.
 pub(crate) fn attention_packed(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    lens: &[usize],
+    packed: &Packed,
     kv_heads: usize,
 ) -> Result<Tensor> {
     let (b, h, t, _) = check_attention(q, k, v, kv_heads)?;
+    let lens = &packed.lens;
     if b != 1 || k.dim(2)? != t || lens.iter().sum::<usize>() != t {
         candle_core::bail!(
             "packed attention: q {:?}, k {:?} for sequences of {lens:?}",
@@ -531,8 +554,7 @@ pub(crate) fn attention_packed(
     }
     let mut parts = Vec::with_capacity(lens.len());
     let mut start = 0;
-    for &len in lens.iter().filter(|&&n| n > 0) {
-        let bias = crate::attention_bias(None, 1, len, 0, q.device())?;
+    for (&len, bias) in lens.iter().zip(&packed.biases) {
         let bias = bias.broadcast_as((1, kv_heads, h / kv_heads, len, len))?;
         parts.push(Part { start, len, bias });
         start += len;
@@ -1142,7 +1164,8 @@ mod tests {
                 var(&[1, kv, t, d], seed + 2, 2.0),
             );
             let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
-            let packed = attention_packed(qt, kt, vt, &lens, kv).unwrap();
+            let masks = Packed::new(&lens, &dev).unwrap();
+            let packed = attention_packed(qt, kt, vt, &masks, kv).unwrap();
             let mut alone = Vec::new();
             let mut start = 0;
             for &len in &lens {
@@ -1166,7 +1189,8 @@ mod tests {
         // Lengths that do not cover the row are refused.
         let (q, k) = (var(&[1, 2, 6, 8], 1, 1.0), var(&[1, 1, 6, 8], 2, 1.0));
         let (qt, kt) = (q.as_tensor(), k.as_tensor());
-        assert!(attention_packed(qt, kt, kt, &[2, 3], 1).is_err());
+        let short = Packed::new(&[2, 3], &candle_core::Device::Cpu).unwrap();
+        assert!(attention_packed(qt, kt, kt, &short, 1).is_err());
     }
 
     #[test]

@@ -116,12 +116,12 @@ struct Attention {
 }
 
 /// Which keys each query sees.
-enum Keys<'a> {
+enum Keys {
     /// An additive bias [b, 1, 1, t, T].
     Bias(Tensor),
-    /// Sequences of these lengths packed into one row, each causal within itself (training
-    /// on f32 CPU only: [`fused::attention_packed`]).
-    Packed(&'a [usize]),
+    /// Sequences packed into one row, each causal within itself (training on f32 CPU only:
+    /// [`fused::attention_packed`]).
+    Packed(fused::Packed),
 }
 
 impl Attention {
@@ -146,7 +146,7 @@ impl Attention {
             None => (k, v),
         };
         let out = match keys {
-            Keys::Packed(lens) => fused::attention_packed(&q, &k, &v, lens, self.kv_heads)?,
+            Keys::Packed(packed) => fused::attention_packed(&q, &k, &v, packed, self.kv_heads)?,
             Keys::Bias(bias)
                 if mode == Mode::Train && [&q, &k, &v, bias].into_iter().all(fused::supported) =>
             {
@@ -421,7 +421,7 @@ impl Llama {
         let keys = match input.segments {
             Some(lens) if mode == Mode::Train && fused::supported(&self.norm) => {
                 crate::check_segments(input, past)?;
-                Keys::Packed(lens)
+                Keys::Packed(fused::Packed::new(lens, input.input_ids.device())?)
             }
             _ => Keys::Bias(crate::input_bias(input, past)?),
         };
