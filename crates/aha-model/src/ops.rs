@@ -1136,7 +1136,7 @@ fn one_row_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// Up to this many rows, a product the few-row kernel does not take is computed as (W xᵀ)ᵀ.
 const FEW_ROWS: usize = 16;
 
-/// x Wᵀ for 2 to 32 rows x (decode, a routed expert's tokens): the AVX-512 few-row kernel
+/// x Wᵀ for 2 to 32 rows x (decode, a routed expert's tokens): the few-row kernel (AVX-512, AVX2)
 /// where it applies, else for up to 16 rows (W xᵀ)ᵀ (the GEMM then packs the small xᵀ
 /// instead of all of W at every call: that packing was 57% of a batch-32 MoE decode step),
 /// else the plain product. Each output is the same sum in the same order: the same bits

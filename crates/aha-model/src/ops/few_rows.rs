@@ -1,14 +1,16 @@
 //! x Wᵀ for a few rows of x (a decoding step of up to 32 sequences) and a dense f32 weight
-//! W [n, k] with AVX-512: the rows of x transposed so that lane j of one (or two) registers
-//! holds row j's value at one k, each weight value broadcast against them, 16 weight rows
-//! in flight (12 with two registers of rows). W is read once, in place (the GEMM packed all
-//! of it at every call), and the result is written as [rows, n] directly.
+//! W [n, k], with AVX-512 or AVX2: the rows of x transposed so that lane j of a few
+//! registers holds row j's value at one k, each weight value broadcast against them, several
+//! weight rows in flight. W is read once, in place (the GEMM packed all of it at every call),
+//! and the result is written as [rows, n] directly.
 //!
 //! Each output is summed as candle's GEMM sums it: k cut into equal blocks of at most 512,
 //! a chain fma(w, x, ..fma(w, x, 0)) over each block, the blocks' sums added in order. The
-//! same bits (tested against the GEMM on every shape class this path takes; below a few
-//! hundred outputs the GEMM takes other kernels, so small products keep it).
+//! same bits (tested against the GEMM on every shape class this path takes, with each
+//! instruction set the CPU has; below a few hundred outputs the GEMM takes other kernels, so
+//! small products keep it).
 
+use crate::qkernels::Isa;
 use crate::spin::Disjoint;
 
 /// At most this many rows of x.
@@ -25,27 +27,41 @@ const KC: usize = 512;
 /// Weight rows per task.
 const TASK_ROWS: usize = 256;
 
-/// x [rows, k] times W [n, k] transposed, as [rows, n]; `None` without AVX-512 or outside
+/// x [rows, k] times W [n, k] transposed, as [rows, n]; `None` without AVX2 or outside
 /// 2..=MAX_ROWS rows and n >= MIN_N.
 pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Option<Vec<f32>> {
+    matmul_t_with(Isa::detected(), x, rows, w, n, k)
+}
+
+/// [`matmul_t`] with the kernels of `isa` (at most the detected set).
+fn matmul_t_with(
+    isa: Isa,
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    n: usize,
+    k: usize,
+) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
-    if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx512
+    if isa >= Isa::Avx2
+        && isa <= Isa::detected()
         && (2..=MAX_ROWS).contains(&rows)
         && k > 0
         && n >= MIN_N
         && x.len() == rows * k
         && w.len() == n * k
     {
-        return Some(run(x, rows, w, n, k));
+        return Some(run(isa, x, rows, w, n, k));
     }
-    let _ = (x, rows, w, n, k);
+    let _ = (isa, x, rows, w, n, k);
     None
 }
 
 #[cfg(target_arch = "x86_64")]
-fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     use rayon::prelude::*;
-    let lanes = if rows > 16 { 32 } else { 16 };
+    let width = if isa >= Isa::Avx512 { 16 } else { 8 };
+    let lanes = rows.div_ceil(width) * width;
     // xt[kk * lanes + j] = x[j, kk]; lanes past `rows` stay zero.
     let mut xt = vec![0f32; k * lanes];
     for (j, row) in x.chunks_exact(k).enumerate() {
@@ -60,12 +76,17 @@ fn run(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
         let (v0, v1) = (t * TASK_ROWS, ((t + 1) * TASK_ROWS).min(n));
         let mut tile = [0f32; TASK_ROWS * MAX_ROWS];
         let w = &w[v0 * k..v1 * k];
-        // SAFETY: AVX-512 was detected by `matmul_t`; the slices have the checked sizes.
+        // SAFETY: `matmul_t_with` checked that the CPU has `isa`; the slices have the checked
+        // sizes. Accumulators, rows of x and a broadcast fill at most the 32 (AVX-512) or 16
+        // (AVX2) vector registers.
         unsafe {
-            if lanes == 32 {
-                tile_avx512::<2, 12>(&xt, w, k, &mut tile)
-            } else {
-                tile_avx512::<1, 16>(&xt, w, k, &mut tile)
+            match (width, lanes) {
+                (16, 32) => tile_avx512::<2, 12>(&xt, w, k, &mut tile),
+                (16, _) => tile_avx512::<1, 16>(&xt, w, k, &mut tile),
+                (_, 8) => tile_avx2::<1, 12>(&xt, w, k, &mut tile),
+                (_, 16) => tile_avx2::<2, 6>(&xt, w, k, &mut tile),
+                (_, 24) => tile_avx2::<3, 3>(&xt, w, k, &mut tile),
+                _ => tile_avx2::<4, 2>(&xt, w, k, &mut tile),
             }
         };
         for j in 0..rows {
@@ -144,6 +165,67 @@ unsafe fn tile_avx512<const R: usize, const G: usize>(
     }
 }
 
+/// [`tile_avx512`] with 8-lane registers: the 8 R rows of x in `xt` ([k, 8 R]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize, const G: usize>(
+    xt: &[f32],
+    w: &[f32],
+    k: usize,
+    tile: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let n = w.len() / k;
+    let lanes = 8 * R;
+    let xp = xt.as_ptr();
+    let tp = tile.as_mut_ptr();
+    let kc = k.div_ceil(k.div_ceil(KC));
+    let mut i = 0;
+    while i < n {
+        let group = (n - i).min(G);
+        let wp = w.as_ptr().add(i * k);
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + kc).min(k);
+            let mut acc = [[_mm256_setzero_ps(); R]; G];
+            for kk in k0..k1 {
+                let mut xv = [_mm256_setzero_ps(); R];
+                for (h, x) in xv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(xp.add(kk * lanes + 8 * h));
+                }
+                if group == G {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let wv = _mm256_broadcast_ss(&*wp.add(r * k + kk));
+                        for h in 0..R {
+                            a[h] = _mm256_fmadd_ps(wv, xv[h], a[h]);
+                        }
+                    }
+                } else {
+                    for (r, a) in acc.iter_mut().enumerate().take(group) {
+                        let wv = _mm256_broadcast_ss(&*wp.add(r * k + kk));
+                        for h in 0..R {
+                            a[h] = _mm256_fmadd_ps(wv, xv[h], a[h]);
+                        }
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate().take(group) {
+                for (h, a) in a.iter().enumerate() {
+                    let at = tp.add((i + r) * lanes + 8 * h);
+                    let sum = if k0 == 0 {
+                        *a
+                    } else {
+                        _mm256_add_ps(_mm256_loadu_ps(at), *a)
+                    };
+                    _mm256_storeu_ps(at, sum);
+                }
+            }
+            k0 = k1;
+        }
+        i += group;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,9 +236,10 @@ mod tests {
     /// is not taken.
     #[test]
     fn few_rows_product_gives_the_gemms_bits() {
-        if crate::qkernels::Isa::detected() < crate::qkernels::Isa::Avx512 {
-            return;
-        }
+        let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= Isa::detected())
+            .collect();
         let dev = Device::Cpu;
         let mut cases = vec![(1, 64, 2000), (33, 64, 2000), (4, 64, 255)];
         for rows in [2usize, 3, 7, 8, 16, 17, 24, 32] {
@@ -180,14 +263,20 @@ mod tests {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            let got = matmul_t(&xs, rows, &ws, n, k);
-            if !(2..=MAX_ROWS).contains(&rows) || n < MIN_N {
-                assert!(got.is_none(), "rows={rows} k={k} n={n}");
-                continue;
+            for &isa in &isas {
+                let got = matmul_t_with(isa, &xs, rows, &ws, n, k);
+                if !(2..=MAX_ROWS).contains(&rows) || n < MIN_N {
+                    assert!(got.is_none(), "{isa:?} rows={rows} k={k} n={n}");
+                    continue;
+                }
+                let got = got.unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{isa:?} rows={rows} k={k} n={n}");
             }
-            let got = got.unwrap();
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "rows={rows} k={k} n={n}");
         }
+        assert!(
+            matmul_t_with(Isa::Scalar, &[0.0; 2], 2, &[0.0; 256], 256, 1).is_none(),
+            "no kernel without AVX2"
+        );
     }
 }
