@@ -106,129 +106,84 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
     out
 }
 
-/// tile[i * 16 R + j] = Σ_kk w[i, kk] x[j, kk] for the weight rows in `w` (at most
-/// TASK_ROWS) and the 16 R rows of x in `xt` ([k, 16 R]): a chain per block of k (the GEMM's
-/// equal blocks of at most KC), the blocks' sums added in order.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize, const G: usize>(
-    xt: &[f32],
-    w: &[f32],
-    k: usize,
-    tile: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let n = w.len() / k;
-    let lanes = 16 * R;
-    let xp = xt.as_ptr();
-    let tp = tile.as_mut_ptr();
-    let kc = k.div_ceil(k.div_ceil(KC));
-    let mut i = 0;
-    while i < n {
-        let group = (n - i).min(G);
-        let wp = w.as_ptr().add(i * k);
-        let mut k0 = 0;
-        while k0 < k {
-            let k1 = (k0 + kc).min(k);
-            let mut acc = [[_mm512_setzero_ps(); R]; G];
-            for kk in k0..k1 {
-                let mut xv = [_mm512_setzero_ps(); R];
-                for (h, x) in xv.iter_mut().enumerate() {
-                    *x = _mm512_loadu_ps(xp.add(kk * lanes + 16 * h));
-                }
-                if group == G {
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let wv = _mm512_set1_ps(*wp.add(r * k + kk));
-                        for h in 0..R {
-                            a[h] = _mm512_fmadd_ps(wv, xv[h], a[h]);
+/// One tile kernel per instruction set, from one body: `$w` lanes per register of type `$v`.
+macro_rules! tile_kernel {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $w:literal, $v:ty,
+     $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<const R: usize, const G: usize>(
+            xt: &[f32],
+            w: &[f32],
+            k: usize,
+            tile: &mut [f32],
+        ) {
+            use std::arch::x86_64::*;
+            let n = w.len() / k;
+            let lanes = $w * R;
+            let xp = xt.as_ptr();
+            let tp = tile.as_mut_ptr();
+            let kc = k.div_ceil(k.div_ceil(KC));
+            let mut i = 0;
+            while i < n {
+                let group = (n - i).min(G);
+                let wp = w.as_ptr().add(i * k);
+                let mut k0 = 0;
+                while k0 < k {
+                    let k1 = (k0 + kc).min(k);
+                    let mut acc: [[$v; R]; G] = [[$zero(); R]; G];
+                    for kk in k0..k1 {
+                        let mut xv: [$v; R] = [$zero(); R];
+                        for (h, x) in xv.iter_mut().enumerate() {
+                            *x = $load(xp.add(kk * lanes + $w * h));
+                        }
+                        if group == G {
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                let wv = $set1(*wp.add(r * k + kk));
+                                for h in 0..R {
+                                    a[h] = $fma(wv, xv[h], a[h]);
+                                }
+                            }
+                        } else {
+                            for (r, a) in acc.iter_mut().enumerate().take(group) {
+                                let wv = $set1(*wp.add(r * k + kk));
+                                for h in 0..R {
+                                    a[h] = $fma(wv, xv[h], a[h]);
+                                }
+                            }
                         }
                     }
-                } else {
-                    for (r, a) in acc.iter_mut().enumerate().take(group) {
-                        let wv = _mm512_set1_ps(*wp.add(r * k + kk));
-                        for h in 0..R {
-                            a[h] = _mm512_fmadd_ps(wv, xv[h], a[h]);
+                    for (r, a) in acc.iter().enumerate().take(group) {
+                        for (h, a) in a.iter().enumerate() {
+                            let at = tp.add((i + r) * lanes + $w * h);
+                            let sum = if k0 == 0 { *a } else { $add($load(at), *a) };
+                            $store(at, sum);
                         }
                     }
+                    k0 = k1;
                 }
+                i += group;
             }
-            for (r, a) in acc.iter().enumerate().take(group) {
-                for (h, a) in a.iter().enumerate() {
-                    let at = tp.add((i + r) * lanes + 16 * h);
-                    let sum = if k0 == 0 {
-                        *a
-                    } else {
-                        _mm512_add_ps(_mm512_loadu_ps(at), *a)
-                    };
-                    _mm512_storeu_ps(at, sum);
-                }
-            }
-            k0 = k1;
         }
-        i += group;
-    }
+    };
 }
 
-/// [`tile_avx512`] with 8-lane registers: the 8 R rows of x in `xt` ([k, 8 R]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const R: usize, const G: usize>(
-    xt: &[f32],
-    w: &[f32],
-    k: usize,
-    tile: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let n = w.len() / k;
-    let lanes = 8 * R;
-    let xp = xt.as_ptr();
-    let tp = tile.as_mut_ptr();
-    let kc = k.div_ceil(k.div_ceil(KC));
-    let mut i = 0;
-    while i < n {
-        let group = (n - i).min(G);
-        let wp = w.as_ptr().add(i * k);
-        let mut k0 = 0;
-        while k0 < k {
-            let k1 = (k0 + kc).min(k);
-            let mut acc = [[_mm256_setzero_ps(); R]; G];
-            for kk in k0..k1 {
-                let mut xv = [_mm256_setzero_ps(); R];
-                for (h, x) in xv.iter_mut().enumerate() {
-                    *x = _mm256_loadu_ps(xp.add(kk * lanes + 8 * h));
-                }
-                if group == G {
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let wv = _mm256_broadcast_ss(&*wp.add(r * k + kk));
-                        for h in 0..R {
-                            a[h] = _mm256_fmadd_ps(wv, xv[h], a[h]);
-                        }
-                    }
-                } else {
-                    for (r, a) in acc.iter_mut().enumerate().take(group) {
-                        let wv = _mm256_broadcast_ss(&*wp.add(r * k + kk));
-                        for h in 0..R {
-                            a[h] = _mm256_fmadd_ps(wv, xv[h], a[h]);
-                        }
-                    }
-                }
-            }
-            for (r, a) in acc.iter().enumerate().take(group) {
-                for (h, a) in a.iter().enumerate() {
-                    let at = tp.add((i + r) * lanes + 8 * h);
-                    let sum = if k0 == 0 {
-                        *a
-                    } else {
-                        _mm256_add_ps(_mm256_loadu_ps(at), *a)
-                    };
-                    _mm256_storeu_ps(at, sum);
-                }
-            }
-            k0 = k1;
-        }
-        i += group;
-    }
-}
+tile_kernel!(
+    /// tile[i * 16 R + j] = Σ_kk w[i, kk] x[j, kk] for the weight rows in `w` (at most
+    /// TASK_ROWS) and the 16 R rows of x in `xt` ([k, 16 R]): a chain per block of k (the
+    /// GEMM's equal blocks of at most KC), the blocks' sums added in order.
+    tile_avx512, "avx512f", 16, __m512,
+    _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+    _mm512_add_ps
+);
+
+tile_kernel!(
+    /// [`tile_avx512`] with 8-lane registers: the 8 R rows of x in `xt` ([k, 8 R]).
+    tile_avx2, "avx2,fma", 8, __m256,
+    _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
+    _mm256_add_ps
+);
 
 #[cfg(test)]
 mod tests {
