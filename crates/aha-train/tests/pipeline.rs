@@ -141,8 +141,7 @@ fn every_stage_runs_is_evaluated_and_repeats_for_a_seed() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/findings.json")).unwrap())
             .unwrap();
     assert_eq!(found, pipeline::findings(&a, &lengths));
-    // Six claims, and the length trend of the recipe's three RL stages (not the student's).
-    assert_eq!(found.len(), 6 + 3, "{found:?}");
+    assert_eq!(found.len(), 6 + 4, "{found:?}");
 
     // Bases come from the cache the second time; everything else is recomputed.
     let b = pipeline::run(&cfg, &dir.path().join("b"), &cache, &mut Quiet).unwrap();
