@@ -48,16 +48,18 @@ fn matmul_t_with(
     k: usize,
 ) -> Option<Vec<f32>> {
     #[cfg(target_arch = "x86_64")]
-    let min_rows = if isa >= Isa::Avx512 { 2 } else { MIN_ROWS_AVX2 };
-    if isa >= Isa::Avx2
-        && isa <= Isa::detected()
-        && (min_rows..=MAX_ROWS).contains(&rows)
-        && k > 0
-        && n >= MIN_N
-        && x.len() == rows * k
-        && w.len() == n * k
     {
-        return Some(run(isa, x, rows, w, n, k));
+        let min_rows = if isa >= Isa::Avx512 { 2 } else { MIN_ROWS_AVX2 };
+        if isa >= Isa::Avx2
+            && isa <= Isa::detected()
+            && (min_rows..=MAX_ROWS).contains(&rows)
+            && k > 0
+            && n >= MIN_N
+            && x.len() == rows * k
+            && w.len() == n * k
+        {
+            return Some(run(isa, x, rows, w, n, k));
+        }
     }
     let _ = (isa, x, rows, w, n, k);
     None
