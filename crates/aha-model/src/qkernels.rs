@@ -141,6 +141,49 @@ impl Scales {
     }
 }
 
+/// `Scales` as raw pointers, for SIMD inner loops that neither match nor reload: the variant
+/// is a const parameter of the kernels (`D`, `DM`, `K`, `K6`).
+#[cfg(target_arch = "x86_64")]
+mod raw {
+    use super::Scales;
+
+    #[derive(Clone, Copy)]
+    pub(super) struct RawScales {
+        pub a: *const u8,
+        pub b: *const u8,
+        pub c: f32,
+    }
+
+    pub(super) const D: u8 = 0;
+    pub(super) const DM: u8 = 1;
+    pub(super) const K: u8 = 2;
+    pub(super) const K6: u8 = 3;
+
+    impl RawScales {
+        pub(super) fn new(s: &Scales) -> Self {
+            let none = std::ptr::null();
+            let (a, b, c) = match s {
+                Scales::D { d, c } => (d.as_ptr() as *const u8, none, *c),
+                Scales::Dm(dm) => (dm.as_ptr() as *const u8, none, 0.0),
+                Scales::K { sup, sm } => (sup.as_ptr() as *const u8, sm.as_ptr() as *const u8, 0.0),
+                Scales::K6 { sup, sc } => {
+                    (sup.as_ptr() as *const u8, sc.as_ptr() as *const u8, 0.0)
+                }
+            };
+            Self { a, b, c }
+        }
+
+        pub(super) fn form(s: &Scales) -> u8 {
+            match s {
+                Scales::D { .. } => D,
+                Scales::Dm(_) => DM,
+                Scales::K { .. } => K,
+                Scales::K6 { .. } => K6,
+            }
+        }
+    }
+}
+
 /// Repacked blocks of 32 weights, row-major (`k / 32` per row).
 enum Layout {
     Packed {
@@ -643,7 +686,8 @@ impl QWeight {
             // detected at run time and the rows have an even number of blocks; the kernels
             // assert the slice lengths.
             unsafe {
-                use avx512::{packed_dot, signed_dot, RawScales, D, DM, K, K6};
+                use avx512::{packed_dot, signed_dot};
+                use raw::{RawScales, D, DM, K, K6};
                 match &self.layout {
                     Layout::Packed { scales, qs, qh } => {
                         let (form, raw, n) = (
@@ -683,20 +727,39 @@ impl QWeight {
         #[cfg(target_arch = "x86_64")]
         if isa >= Isa::Avx2 {
             // SAFETY: AVX2, FMA and F16C were detected at run time (`Isa::detected`); the
-            // kernels assert the slice lengths.
+            // kernels assert the slice lengths, and the scales' form matches their pointers.
             unsafe {
+                use raw::{RawScales, D, DM, K, K6};
                 match &self.layout {
-                    Layout::Packed { scales, qs, qh } if qh.is_empty() => {
-                        avx2::packed_dot::<R, false, F>(scales, qs, qh, nb, rows, &xq, &xd, emit)
-                    }
                     Layout::Packed { scales, qs, qh } => {
-                        avx2::packed_dot::<R, true, F>(scales, qs, qh, nb, rows, &xq, &xd, emit)
-                    }
-                    Layout::Signed { scales, qs } if matches!(scales, Scales::K6 { .. }) => {
-                        avx2::signed_dot::<R, true, F>(scales, qs, nb, rows, &xq, &xd, emit)
+                        let (form, raw, n) = (
+                            RawScales::form(scales),
+                            RawScales::new(scales),
+                            scales.blocks(),
+                        );
+                        macro_rules! go {
+                            ($h:literal, $s:ident) => {
+                                avx2::packed_dot::<R, $h, $s, F>(
+                                    raw, n, qs, qh, nb, rows, &xq, &xd, emit,
+                                )
+                            };
+                        }
+                        match (qh.is_empty(), form) {
+                            (true, D) => go!(false, D),
+                            (true, DM) => go!(false, DM),
+                            (true, _) => go!(false, K),
+                            (false, D) => go!(true, D),
+                            (false, DM) => go!(true, DM),
+                            (false, _) => go!(true, K),
+                        }
                     }
                     Layout::Signed { scales, qs } => {
-                        avx2::signed_dot::<R, false, F>(scales, qs, nb, rows, &xq, &xd, emit)
+                        let (raw, n) = (RawScales::new(scales), scales.blocks());
+                        if RawScales::form(scales) == K6 {
+                            avx2::signed_dot::<R, true, F>(raw, n, qs, nb, rows, &xq, &xd, emit)
+                        } else {
+                            avx2::signed_dot::<R, false, F>(raw, n, qs, nb, rows, &xq, &xd, emit)
+                        }
                     }
                     Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
                 }
@@ -1124,8 +1187,49 @@ fn scalar_signed_dot<const R: usize, F: FnMut(usize, &[f32; R])>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::Scales;
+    //! One weight row at a time against up to four activation rows (each unpacked block
+    //! serves them all), `maddubs` on 32 bytes. Each row's blocks go to two accumulators,
+    //! even and odd blocks, so that consecutive blocks' FMAs do not wait on each other.
+    use super::raw::{RawScales, D, DM, K};
     use std::arch::x86_64::*;
+
+    /// One f16 (as bits) in f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn h2f(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// Block `b`'s two scales of form `S`, the same products of the same operands as
+    /// `Scales::block`: `[d, m]` (packed forms), the two halves' `d` (`K6`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block_scales<const S: u8>(s: RawScales, b: usize) -> [f32; 2] {
+        let half = |p: *const u16, i: usize| h2f(p.add(i).read_unaligned());
+        match S {
+            D => {
+                let d = half(s.a as *const u16, b);
+                [d, s.c * d]
+            }
+            DM => [
+                half(s.a as *const u16, 2 * b),
+                half(s.a as *const u16, 2 * b + 1),
+            ],
+            K => {
+                let (d, dmin) = (
+                    half(s.a as *const u16, b / 8 * 2),
+                    half(s.a as *const u16, b / 8 * 2 + 1),
+                );
+                let [sc, mn] = (s.b as *const [u8; 2]).add(b).read();
+                [d * sc as f32, -dmin * mn as f32]
+            }
+            _ => {
+                let d = half(s.a as *const u16, b / 8);
+                let [s0, s1] = (s.b as *const [i8; 2]).add(b).read();
+                [d * s0 as f32, d * s1 as f32]
+            }
+        }
+    }
 
     /// The 32 bytes `0x10 * bit j of h` (bit 4 of code j for the 5-bit types).
     #[inline]
@@ -1154,11 +1258,18 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// See `super::scalar_packed_dot`; `H`: the blocks carry high bits.
-    #[target_feature(enable = "avx2,fma")]
+    /// See `super::scalar_packed_dot`; `H`: the blocks carry high bits; `S`: the scales'
+    /// form (`n_scales` of them).
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn packed_dot<const R: usize, const H: bool, F: FnMut(usize, &[f32; R])>(
-        scales: &Scales,
+    pub(super) unsafe fn packed_dot<
+        const R: usize,
+        const H: bool,
+        const S: u8,
+        F: FnMut(usize, &[f32; R]),
+    >(
+        scales: RawScales,
+        n_scales: usize,
         qs: &[[u8; 16]],
         qh: &[u32],
         nb: usize,
@@ -1167,7 +1278,7 @@ mod avx2 {
         xd: &[&[[f32; 2]]; R],
         mut emit: F,
     ) {
-        assert!(scales.blocks() >= rows.end * nb && qs.len() >= rows.end * nb);
+        assert!(n_scales >= rows.end * nb && qs.len() >= rows.end * nb);
         assert!(!H || qh.len() >= rows.end * nb);
         for r in 0..R {
             assert!(xq[r].len() == nb * 32 && xd[r].len() == nb);
@@ -1175,7 +1286,7 @@ mod avx2 {
         let low = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
         for j in rows {
-            let mut acc = [_mm256_setzero_ps(); R];
+            let mut acc = [[_mm256_setzero_ps(); R]; 2];
             let mut offs = [0f32; R];
             for xb in 0..nb {
                 let b = j * nb + xb;
@@ -1185,7 +1296,8 @@ mod avx2 {
                 if H {
                     w = _mm256_or_si256(w, high_bits(*qh.get_unchecked(b)));
                 }
-                let [d, m] = scales.block(b);
+                let [d, m] = block_scales::<S>(scales, b);
+                let acc = &mut acc[xb % 2];
                 for r in 0..R {
                     let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
                     let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
@@ -1196,21 +1308,22 @@ mod avx2 {
             }
             let mut out = [0f32; R];
             for r in 0..R {
-                out[r] = hsum(acc[r]) + offs[r];
+                out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + offs[r];
             }
             emit(j, &out);
         }
     }
 
-    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights.
-    #[target_feature(enable = "avx2,fma")]
+    /// See `super::scalar_signed_dot`; `HALVES`: a scale per 16 weights (`K6`), else `D`.
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn signed_dot<
         const R: usize,
         const HALVES: bool,
         F: FnMut(usize, &[f32; R]),
     >(
-        scales: &Scales,
+        scales: RawScales,
+        n_scales: usize,
         qs: &[[i8; 32]],
         nb: usize,
         rows: std::ops::Range<usize>,
@@ -1218,25 +1331,26 @@ mod avx2 {
         xd: &[&[[f32; 2]]; R],
         mut emit: F,
     ) {
-        assert!(scales.blocks() >= rows.end * nb && qs.len() >= rows.end * nb);
+        assert!(n_scales >= rows.end * nb && qs.len() >= rows.end * nb);
         for r in 0..R {
             assert!(xq[r].len() == nb * 32 && xd[r].len() == nb);
         }
         let ones = _mm256_set1_epi16(1);
         for j in rows {
-            let mut acc = [_mm256_setzero_ps(); R];
+            let mut acc = [[_mm256_setzero_ps(); R]; 2];
             for xb in 0..nb {
                 let b = j * nb + xb;
                 let w = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
                 // maddubs wants unsigned × signed: |w| times x with w's sign.
                 let aw = _mm256_sign_epi8(w, w);
                 // Lanes 0-3 of the 32-bit sums cover weights 0..16, lanes 4-7 16..32.
-                let [d0, d1] = scales.block(b);
                 let scale = if HALVES {
+                    let [d0, d1] = block_scales::<{ super::raw::K6 }>(scales, b);
                     _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0))
                 } else {
-                    _mm256_set1_ps(d0)
+                    _mm256_set1_ps(block_scales::<D>(scales, b)[0])
                 };
+                let acc = &mut acc[xb % 2];
                 for r in 0..R {
                     let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
                     let p =
@@ -1247,7 +1361,7 @@ mod avx2 {
             }
             let mut out = [0f32; R];
             for r in 0..R {
-                out[r] = hsum(acc[r]);
+                out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r]));
             }
             emit(j, &out);
         }
@@ -1259,7 +1373,7 @@ mod avx512 {
     //! Two 32-weight blocks per instruction: `dpbusd` sums 4 byte products into each of 16
     //! i32 lanes, lanes 0..8 for the first block and 8..16 for the second, which then take
     //! their block's scales as f32.
-    use super::Scales;
+    use super::raw::{RawScales, D, DM, K, K6};
     use half::f16;
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -1279,44 +1393,6 @@ mod avx512 {
     unsafe fn hsum4(v: __m128) -> f32 {
         let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
-    }
-
-    /// `Scales` as raw pointers, for inner loops that neither match nor reload: its variant
-    /// is a const parameter of the kernels (`D`, `DM`, `K`, `K6`).
-    #[derive(Clone, Copy)]
-    pub(super) struct RawScales {
-        a: *const u8,
-        b: *const u8,
-        c: f32,
-    }
-
-    pub(super) const D: u8 = 0;
-    pub(super) const DM: u8 = 1;
-    pub(super) const K: u8 = 2;
-    pub(super) const K6: u8 = 3;
-
-    impl RawScales {
-        pub(super) fn new(s: &Scales) -> Self {
-            let none = std::ptr::null();
-            let (a, b, c) = match s {
-                Scales::D { d, c } => (d.as_ptr() as *const u8, none, *c),
-                Scales::Dm(dm) => (dm.as_ptr() as *const u8, none, 0.0),
-                Scales::K { sup, sm } => (sup.as_ptr() as *const u8, sm.as_ptr() as *const u8, 0.0),
-                Scales::K6 { sup, sc } => {
-                    (sup.as_ptr() as *const u8, sc.as_ptr() as *const u8, 0.0)
-                }
-            };
-            Self { a, b, c }
-        }
-
-        pub(super) fn form(s: &Scales) -> u8 {
-            match s {
-                Scales::D { .. } => D,
-                Scales::Dm(_) => DM,
-                Scales::K { .. } => K,
-                Scales::K6 { .. } => K6,
-            }
-        }
     }
 
     /// The f32 scales of blocks `b` and `b + 1` (`b` even) of form `S`: `[d0, m0, d1, m1]`
