@@ -524,9 +524,9 @@ impl QWeight {
         self.isa = isa.min(Isa::detected());
         let layout = std::mem::replace(&mut self.layout, Layout::Tiled(tiled::Tiled::empty()));
         self.layout = match layout {
-            Layout::Tiled(t) if self.isa < Isa::Avx512 => t.untile(),
+            Layout::Tiled(t) if self.isa < Isa::Avx2 => t.untile(),
             Layout::Tiled(t) => Layout::Tiled(t),
-            rows if self.isa == Isa::Avx512 => {
+            rows if self.isa >= Isa::Avx2 => {
                 match tiled::Tiled::tile(self.kind, &rows, self.n, self.k) {
                     Some(t) => Layout::Tiled(t),
                     None => rows,
@@ -606,7 +606,7 @@ impl QWeight {
         let chunk = n.div_ceil(threads * 4).max(min_rows).min(n);
         if let Layout::Tiled(t) = &self.layout {
             let chunk = chunk.next_multiple_of(tiled::ROWS).min(n);
-            return tiled_matmul(t, act, m, n, y, chunk, threads);
+            return tiled_matmul(t, act, m, n, y, chunk, threads, isa == Isa::Avx512);
         }
         if m == 1 {
             crate::spin::for_chunks(y, chunk, |c, out| {
@@ -780,7 +780,7 @@ impl QWeight {
 }
 
 /// [`QWeight::matmul`] on a tiled weight: tasks of up to 8 activation rows times `chunk` (a
-/// multiple of 16) weight rows, chunk-major as in `matmul_impl`.
+/// multiple of 16) weight rows, chunk-major as in `matmul_impl`; `wide`: AVX-512 kernels.
 fn tiled_matmul(
     t: &tiled::Tiled,
     act: &Q8Rows,
@@ -789,6 +789,7 @@ fn tiled_matmul(
     y: &mut [f32],
     chunk: usize,
     threads: usize,
+    wide: bool,
 ) {
     const MT: usize = 8;
     if t.needs_half_sums() {
@@ -802,25 +803,27 @@ fn tiled_matmul(
         let groups = c * chunk / tiled::ROWS..((c + 1) * chunk).min(n) / tiled::ROWS;
         let mut i = i0;
         while i < i1 {
+            // AVX2 has half the registers: 4 rows at a time at most.
             let step = match i1 - i {
                 s @ 1..=3 => s,
-                4..=7 => 4,
+                s if s < 8 || !wide => 4,
                 _ => 8,
             };
             let g = groups.clone();
-            // SAFETY: a weight is tiled only when its ISA is AVX-512 (`QWeight::with_isa`),
-            // which `Isa::detected` grants with F/BW/VNNI, AVX2, FMA and F16C present; rows
+            // SAFETY: a weight is tiled only when its ISA is AVX2 or AVX-512
+            // (`QWeight::with_isa`), which `Isa::detected` grants with AVX2, FMA and F16C
+            // present (and F/BW/VNNI for AVX-512, the only ISA that sets `wide`); rows
             // i .. i + step of the groups' columns are this task's block of y, disjoint from
             // every other task's.
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 let y = y.at(0);
                 match step {
-                    1 => t.dot::<1>(g, act, i, y, n),
-                    2 => t.dot::<2>(g, act, i, y, n),
-                    3 => t.dot::<3>(g, act, i, y, n),
-                    4 => t.dot::<4>(g, act, i, y, n),
-                    _ => t.dot::<8>(g, act, i, y, n),
+                    1 => t.dot::<1>(g, act, i, y, n, wide),
+                    2 => t.dot::<2>(g, act, i, y, n, wide),
+                    3 => t.dot::<3>(g, act, i, y, n, wide),
+                    4 => t.dot::<4>(g, act, i, y, n, wide),
+                    _ => t.dot::<8>(g, act, i, y, n, wide),
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -1286,29 +1289,41 @@ mod avx2 {
         let low = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
         for j in rows {
-            let mut acc = [[_mm256_setzero_ps(); R]; 2];
+            let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
             let mut offs = [0f32; R];
-            for xb in 0..nb {
-                let b = j * nb + xb;
-                let raw = _mm_loadu_si128(qs.as_ptr().add(b) as *const __m128i);
-                // Codes 0..15 from the low nibbles, 16..31 from the high ones.
-                let mut w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                if H {
-                    w = _mm256_or_si256(w, high_bits(*qh.get_unchecked(b)));
-                }
-                let [d, m] = block_scales::<S>(scales, b);
-                let acc = &mut acc[xb % 2];
-                for r in 0..R {
-                    let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
-                    let [sd, ss] = *xd[r].get_unchecked(xb);
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * sd), acc[r]);
-                    offs[r] += m * ss;
-                }
+            // One block into `acc` (a macro: the accumulators must stay in registers).
+            macro_rules! block {
+                ($xb:expr, $acc:ident) => {{
+                    let xb = $xb;
+                    let b = j * nb + xb;
+                    let raw = _mm_loadu_si128(qs.as_ptr().add(b) as *const __m128i);
+                    // Codes 0..15 from the low nibbles, 16..31 from the high ones.
+                    let mut w =
+                        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                    if H {
+                        w = _mm256_or_si256(w, high_bits(*qh.get_unchecked(b)));
+                    }
+                    let [d, m] = block_scales::<S>(scales, b);
+                    for r in 0..R {
+                        let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
+                        let [sd, ss] = *xd[r].get_unchecked(xb);
+                        $acc[r] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * sd), $acc[r]);
+                        offs[r] += m * ss;
+                    }
+                }};
+            }
+            for pair in 0..nb / 2 {
+                block!(2 * pair, even);
+                block!(2 * pair + 1, odd);
+            }
+            if nb % 2 == 1 {
+                block!(nb - 1, even);
             }
             let mut out = [0f32; R];
             for r in 0..R {
-                out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + offs[r];
+                out[r] = hsum(_mm256_add_ps(even[r], odd[r])) + offs[r];
             }
             emit(j, &out);
         }
@@ -1337,31 +1352,42 @@ mod avx2 {
         }
         let ones = _mm256_set1_epi16(1);
         for j in rows {
-            let mut acc = [[_mm256_setzero_ps(); R]; 2];
-            for xb in 0..nb {
-                let b = j * nb + xb;
-                let w = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
-                // maddubs wants unsigned × signed: |w| times x with w's sign.
-                let aw = _mm256_sign_epi8(w, w);
-                // Lanes 0-3 of the 32-bit sums cover weights 0..16, lanes 4-7 16..32.
-                let scale = if HALVES {
-                    let [d0, d1] = block_scales::<{ super::raw::K6 }>(scales, b);
-                    _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0))
-                } else {
-                    _mm256_set1_ps(block_scales::<D>(scales, b)[0])
-                };
-                let acc = &mut acc[xb % 2];
-                for r in 0..R {
-                    let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
-                    let p =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
-                    let s = _mm256_mul_ps(scale, _mm256_set1_ps(xd[r].get_unchecked(xb)[0]));
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r]);
-                }
+            let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+            macro_rules! block {
+                ($xb:expr, $acc:ident) => {{
+                    let xb = $xb;
+                    let b = j * nb + xb;
+                    let w = _mm256_loadu_si256(qs.as_ptr().add(b) as *const __m256i);
+                    // maddubs wants unsigned × signed: |w| times x with w's sign.
+                    let aw = _mm256_sign_epi8(w, w);
+                    // Lanes 0-3 of the 32-bit sums cover weights 0..16, lanes 4-7 16..32.
+                    let scale = if HALVES {
+                        let [d0, d1] = block_scales::<{ super::raw::K6 }>(scales, b);
+                        _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0))
+                    } else {
+                        _mm256_set1_ps(block_scales::<D>(scales, b)[0])
+                    };
+                    for r in 0..R {
+                        let x = _mm256_loadu_si256(xq[r].as_ptr().add(xb * 32) as *const __m256i);
+                        let p = _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)),
+                            ones,
+                        );
+                        let s = _mm256_mul_ps(scale, _mm256_set1_ps(xd[r].get_unchecked(xb)[0]));
+                        $acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, $acc[r]);
+                    }
+                }};
+            }
+            for pair in 0..nb / 2 {
+                block!(2 * pair, even);
+                block!(2 * pair + 1, odd);
+            }
+            if nb % 2 == 1 {
+                block!(nb - 1, even);
             }
             let mut out = [0f32; R];
             for r in 0..R {
-                out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r]));
+                out[r] = hsum(_mm256_add_ps(even[r], odd[r]));
             }
             emit(j, &out);
         }

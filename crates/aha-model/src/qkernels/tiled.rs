@@ -315,9 +315,11 @@ impl Tiled {
     /// Rows `16 g .. 16 g + 16` for `g` in `groups` of `y[i + r, ..]` (row stride `n`), for
     /// activation rows `i .. i + R`.
     ///
+    /// `wide`: the AVX-512 kernel, else the AVX2 one (at most 4 rows at a time there).
+    ///
     /// # Safety
-    /// AVX-512 F/BW/VNNI, AVX2, FMA and F16C must be present; `y` must be valid for those
-    /// writes, and nothing else may touch them meanwhile.
+    /// AVX2, FMA and F16C must be present, and with `wide` AVX-512 F/BW/VNNI; `y` must be
+    /// valid for those writes, and nothing else may touch them meanwhile.
     #[cfg(target_arch = "x86_64")]
     pub(super) unsafe fn dot<const R: usize>(
         &self,
@@ -326,6 +328,7 @@ impl Tiled {
         i: usize,
         y: *mut f32,
         n: usize,
+        wide: bool,
     ) {
         assert!(groups.end * ROWS <= n && i + R <= act.m && act.k == self.nb * QK);
         let per = if self.eight { 8 } else { 4 };
@@ -341,13 +344,12 @@ impl Tiled {
             TScales::K6 { .. } => std::array::from_fn(|r| act.half_sums(i + r).as_ptr()),
             _ => [std::ptr::null(); R],
         };
-        let x = avx512::Rows {
+        let x = Rows {
             xq,
             xd,
             half_sums,
             y,
         };
-        use avx512::{dot, Raw, D, DM, K, K6};
         let none = std::ptr::null::<u8>();
         let (form, d, m, off) = match &self.scales {
             TScales::D { d, c } => (D, d.as_ptr() as *const u8, none, *c),
@@ -358,7 +360,11 @@ impl Tiled {
         let raw = Raw::new(d, m, h, off);
         macro_rules! go {
             ($eight:literal, $five:literal, $s:ident) => {
-                dot::<R, $eight, $five, $s>(c, raw, nb, groups, x)
+                if wide {
+                    avx512::dot::<R, $eight, $five, $s>(c, raw, nb, groups, x)
+                } else {
+                    avx2::dot::<R, $eight, $five, $s>(c, raw, nb, groups, x)
+                }
             };
         }
         match (form, self.eight, !self.highs.is_empty()) {
@@ -380,19 +386,20 @@ impl Tiled {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{QK, ROWS};
-    use std::arch::x86_64::*;
-    use std::ops::Range;
+use kernel_args::*;
+
+#[cfg(target_arch = "x86_64")]
+mod kernel_args {
+    //! What `Tiled::dot` hands its kernels.
 
     /// The tile scales as raw pointers (`d`, `m` per (group, block), 16 rows each; Q6_K's two
     /// halves' `d` in `d` and `m`), the fifth-bit masks, and the offset factor of the `D` form.
     #[derive(Clone, Copy)]
     pub(super) struct Raw {
-        d: *const u8,
-        m: *const u8,
-        h: *const [u64; 8],
-        c: f32,
+        pub(super) d: *const u8,
+        pub(super) m: *const u8,
+        pub(super) h: *const [u64; 8],
+        pub(super) c: f32,
     }
 
     impl Raw {
@@ -403,10 +410,10 @@ mod avx512 {
 
     /// Per activation row: its codes, block scales, sums per 16 (Q6_K only) and output row.
     pub(super) struct Rows<const R: usize> {
-        pub xq: [*const i8; R],
-        pub xd: [*const [f32; 2]; R],
-        pub half_sums: [*const [i32; 2]; R],
-        pub y: [*mut f32; R],
+        pub(super) xq: [*const i8; R],
+        pub(super) xd: [*const [f32; 2]; R],
+        pub(super) half_sums: [*const [i32; 2]; R],
+        pub(super) y: [*mut f32; R],
     }
 
     /// Scale forms: f16 `d` with `m = c d`; f16 `d` and `m`; k-quant super-block f16 `d`,
@@ -415,6 +422,13 @@ mod avx512 {
     pub(super) const DM: u8 = 1;
     pub(super) const K: u8 = 2;
     pub(super) const K6: u8 = 3;
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Raw, Rows, D, DM, K, K6, QK, ROWS};
+    use std::arch::x86_64::*;
+    use std::ops::Range;
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
@@ -549,6 +563,196 @@ mod avx512 {
             }
             for (y, acc) in x.y.iter().zip(acc) {
                 _mm512_storeu_ps(y.add(ROWS * g), acc);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The tiles as two halves of eight rows (bytes 0..32 and 32..64 of every chunk): per
+    //! half and block, `maddubs` of four codes of each row against four activation codes
+    //! broadcast to every lane, two such products summed in i16 (at most 2 x 2 x 63 x 128,
+    //! below 2^15) before `madd` widens them. Q8_0's codes are stored + 128 for VNNI's
+    //! unsigned bytes: here they are turned back to signed and meet the activations through
+    //! `sign` (a single product can reach 2 x 128 x 127), and the offset term is left out.
+    use super::{Raw, Rows, D, DM, K, K6, QK, ROWS};
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    const HALF: usize = ROWS / 2;
+
+    /// Eight f16 (as bits) at `p` as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16x8(p: *const u16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    /// Eight bytes at `p`, unsigned (`SIGNED` false) or signed, as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bytes8<const SIGNED: bool>(p: *const u8) -> __m256 {
+        let v = _mm_loadl_epi64(p as *const __m128i);
+        _mm256_cvtepi32_ps(if SIGNED {
+            _mm256_cvtepi8_epi32(v)
+        } else {
+            _mm256_cvtepu8_epi32(v)
+        })
+    }
+
+    /// The 32 bytes `0x10 * bit j of h`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn high_bits(h: u32) -> __m256i {
+        let v = _mm256_set1_epi32(h as i32);
+        let pick = _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, pick), bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+
+    /// See `Tiled::dot`, for `R` at most 4.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot<const R: usize, const EIGHT: bool, const H: bool, const S: u8>(
+        codes: *const [u8; 64],
+        sc: Raw,
+        nb: usize,
+        groups: Range<usize>,
+        x: Rows<R>,
+    ) {
+        let per = if EIGHT { 8 } else { 4 };
+        let signed = EIGHT && S == D;
+        let low = _mm256_set1_epi8(0x0F);
+        let flip = _mm256_set1_epi8(-128);
+        let ones = _mm256_set1_epi16(1);
+        assert!(S != K6 || nb.is_multiple_of(8));
+        for g in groups {
+            for h in 0..2 {
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut sup = [_mm256_setzero_ps(); R];
+                let (mut kd, mut kneg) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for b in 0..nb {
+                    let t = g * nb + b;
+                    let base = (codes.add(t * per) as *const u8).add(HALF * 4 * h);
+                    // w[q]: codes 4q .. 4q + 4 of the half's rows.
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    if EIGHT {
+                        for (q, w) in w.iter_mut().enumerate() {
+                            *w = _mm256_loadu_si256(base.add(64 * q) as *const __m256i);
+                        }
+                    } else {
+                        for q in 0..4 {
+                            let raw = _mm256_loadu_si256(base.add(64 * q) as *const __m256i);
+                            w[q] = _mm256_and_si256(raw, low);
+                            w[q + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                        }
+                    }
+                    if H {
+                        let masks = &*sc.h.add(t);
+                        for q in 0..8 {
+                            let bits = (masks[q] >> (32 * h)) as u32;
+                            w[q] = _mm256_or_si256(w[q], high_bits(bits));
+                        }
+                    }
+                    let lane = t * ROWS + HALF * h;
+                    let (d, m) = match S {
+                        D => {
+                            let d = f16x8((sc.d as *const u16).add(lane));
+                            (d, _mm256_mul_ps(d, _mm256_set1_ps(sc.c)))
+                        }
+                        DM => (
+                            f16x8((sc.d as *const u16).add(lane)),
+                            f16x8((sc.m as *const u16).add(lane)),
+                        ),
+                        K => {
+                            if b % 8 == 0 {
+                                let sup = (sc.d as *const u16)
+                                    .add((g * (nb / 8) + b / 8) * 2 * ROWS + HALF * h);
+                                kd = f16x8(sup);
+                                let sign = _mm256_set1_ps(-0.0);
+                                kneg = _mm256_xor_ps(f16x8(sup.add(ROWS)), sign);
+                            }
+                            let sm = sc.m.add(t * 2 * ROWS + HALF * h);
+                            (
+                                _mm256_mul_ps(kd, bytes8::<false>(sm)),
+                                _mm256_mul_ps(kneg, bytes8::<false>(sm.add(ROWS))),
+                            )
+                        }
+                        _ => {
+                            if b % 8 == 0 {
+                                let at = (g * (nb / 8) + b / 8) * ROWS + HALF * h;
+                                kd = f16x8((sc.d as *const u16).add(at));
+                            }
+                            let s = sc.m.add(t * 2 * ROWS + HALF * h);
+                            (
+                                _mm256_mul_ps(kd, bytes8::<true>(s)),
+                                _mm256_mul_ps(kd, bytes8::<true>(s.add(ROWS))),
+                            )
+                        }
+                    };
+                    if signed {
+                        for w in w.iter_mut() {
+                            *w = _mm256_xor_si256(*w, flip);
+                        }
+                    }
+                    for r in 0..R {
+                        let xp = x.xq[r].add(b * QK) as *const i32;
+                        let xs = |q: usize| _mm256_set1_epi32(xp.add(q).read_unaligned());
+                        // Codes 0..16 (s0) and 16..32 (s1): Q6_K scales them apart.
+                        let mut s = [_mm256_setzero_si256(); 2];
+                        for (half, s) in s.iter_mut().enumerate() {
+                            for pair in 0..2 {
+                                let q = 4 * half + 2 * pair;
+                                let p = if signed {
+                                    let prod = |q: usize| {
+                                        let (w, xv) = (w[q], xs(q));
+                                        let p = _mm256_maddubs_epi16(
+                                            _mm256_sign_epi8(w, w),
+                                            _mm256_sign_epi8(xv, w),
+                                        );
+                                        _mm256_madd_epi16(p, ones)
+                                    };
+                                    _mm256_add_epi32(prod(q), prod(q + 1))
+                                } else {
+                                    let p = _mm256_add_epi16(
+                                        _mm256_maddubs_epi16(w[q], xs(q)),
+                                        _mm256_maddubs_epi16(w[q + 1], xs(q + 1)),
+                                    );
+                                    _mm256_madd_epi16(p, ones)
+                                };
+                                *s = _mm256_add_epi32(*s, p);
+                            }
+                        }
+                        let [dx, sx] = *x.xd[r].add(b);
+                        let dx = _mm256_set1_ps(dx);
+                        if S == K6 {
+                            let [h0, h1] = *x.half_sums[r].add(b);
+                            let s0 = _mm256_sub_epi32(s[0], _mm256_set1_epi32(32 * h0));
+                            let s1 = _mm256_sub_epi32(s[1], _mm256_set1_epi32(32 * h1));
+                            sup[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), d, sup[r]);
+                            sup[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), m, sup[r]);
+                            if b % 8 == 7 {
+                                acc[r] = _mm256_fmadd_ps(sup[r], dx, acc[r]);
+                                sup[r] = _mm256_setzero_ps();
+                            }
+                        } else {
+                            let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s[0], s[1]));
+                            acc[r] = _mm256_fmadd_ps(s, _mm256_mul_ps(d, dx), acc[r]);
+                            if !signed {
+                                acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(sx), acc[r]);
+                            }
+                        }
+                    }
+                }
+                for (y, acc) in x.y.iter().zip(acc) {
+                    _mm256_storeu_ps(y.add(ROWS * g + HALF * h), acc);
+                }
             }
         }
     }
