@@ -606,7 +606,7 @@ impl QWeight {
         let chunk = n.div_ceil(threads * 4).max(min_rows).min(n);
         if let Layout::Tiled(t) = &self.layout {
             let chunk = chunk.next_multiple_of(tiled::ROWS).min(n);
-            return tiled_matmul(t, act, m, n, y, chunk, threads, isa == Isa::Avx512);
+            return tiled_matmul(t, act, m, n, y, chunk, isa == Isa::Avx512);
         }
         if m == 1 {
             crate::spin::for_chunks(y, chunk, |c, out| {
@@ -788,10 +788,10 @@ fn tiled_matmul(
     n: usize,
     y: &mut [f32],
     chunk: usize,
-    threads: usize,
     wide: bool,
 ) {
     const MT: usize = 8;
+    let threads = rayon::current_num_threads().max(1);
     if t.needs_half_sums() {
         act.half_sums(0);
     }
