@@ -633,11 +633,14 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         assert!(S != K6 || nb.is_multiple_of(8));
         for g in groups {
-            for h in 0..2 {
-                let mut acc = [_mm256_setzero_ps(); R];
-                let mut sup = [_mm256_setzero_ps(); R];
-                let (mut kd, mut kneg) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                for b in 0..nb {
+            // Both halves per block, so that the weights stream through in order.
+            let mut accs = [[_mm256_setzero_ps(); R]; 2];
+            let mut sups = [[_mm256_setzero_ps(); R]; 2];
+            let (mut kds, mut knegs) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
+            for b in 0..nb {
+                for h in 0..2 {
+                    let (acc, sup) = (&mut accs[h], &mut sups[h]);
+                    let (kd, kneg) = (&mut kds[h], &mut knegs[h]);
                     let t = g * nb + b;
                     let base = (codes.add(t * per) as *const u8).add(HALF * 4 * h);
                     // w[q]: codes 4q .. 4q + 4 of the half's rows.
@@ -674,25 +677,25 @@ mod avx2 {
                             if b % 8 == 0 {
                                 let sup = (sc.d as *const u16)
                                     .add((g * (nb / 8) + b / 8) * 2 * ROWS + HALF * h);
-                                kd = f16x8(sup);
+                                *kd = f16x8(sup);
                                 let sign = _mm256_set1_ps(-0.0);
-                                kneg = _mm256_xor_ps(f16x8(sup.add(ROWS)), sign);
+                                *kneg = _mm256_xor_ps(f16x8(sup.add(ROWS)), sign);
                             }
                             let sm = sc.m.add(t * 2 * ROWS + HALF * h);
                             (
-                                _mm256_mul_ps(kd, bytes8::<false>(sm)),
-                                _mm256_mul_ps(kneg, bytes8::<false>(sm.add(ROWS))),
+                                _mm256_mul_ps(*kd, bytes8::<false>(sm)),
+                                _mm256_mul_ps(*kneg, bytes8::<false>(sm.add(ROWS))),
                             )
                         }
                         _ => {
                             if b % 8 == 0 {
                                 let at = (g * (nb / 8) + b / 8) * ROWS + HALF * h;
-                                kd = f16x8((sc.d as *const u16).add(at));
+                                *kd = f16x8((sc.d as *const u16).add(at));
                             }
                             let s = sc.m.add(t * 2 * ROWS + HALF * h);
                             (
-                                _mm256_mul_ps(kd, bytes8::<true>(s)),
-                                _mm256_mul_ps(kd, bytes8::<true>(s.add(ROWS))),
+                                _mm256_mul_ps(*kd, bytes8::<true>(s)),
+                                _mm256_mul_ps(*kd, bytes8::<true>(s.add(ROWS))),
                             )
                         }
                     };
@@ -750,6 +753,8 @@ mod avx2 {
                         }
                     }
                 }
+            }
+            for (h, acc) in accs.into_iter().enumerate() {
                 for (y, acc) in x.y.iter().zip(acc) {
                     _mm256_storeu_ps(y.add(ROWS * g + HALF * h), acc);
                 }
