@@ -11,9 +11,9 @@
 //!   and code j + 16 (high); the 5-bit types add 32 high bits.
 //! - *signed*: i8 codes with a scale per 32 weights (Q8_0) or per 16 (Q6_K, whose 6-bit codes
 //!   are widened to bytes: unpacking them in the kernels cost more time than their bytes).
-//! - *tiled* (`tiled.rs`, AVX-512 only): either of the above with sixteen weight rows
-//!   interleaved, the layout of every weight whose row count is a multiple of 16 when AVX-512
-//!   is present; the row kernels below serve the rest and the narrower instruction sets.
+//! - *tiled* (`tiled.rs`, AVX-512 and AVX2): either of the above with sixteen weight rows
+//!   interleaved, the layout of every weight whose row count is a multiple of 16 when AVX2 or
+//!   AVX-512 is present; the row kernels below serve the rest and the scalar fallback.
 //!
 //! Each call quantizes every activation row once to 8 bits as llama.cpp does for the weight
 //! type (Q8_0, Q8_1 or Q8_K), kept as blocks of 32 (a scale, 32 i8 codes and
@@ -195,8 +195,8 @@ enum Layout {
     },
     /// A scale per 16 weights with `Scales::K6`, else per block.
     Signed { scales: Scales, qs: Vec<[i8; 32]> },
-    /// Sixteen rows interleaved, for the AVX-512 kernels only (`tiled.rs`): made from a
-    /// row layout when the weight may use AVX-512, turned back when it may not.
+    /// Sixteen rows interleaved, for the AVX-512 and AVX2 kernels (`tiled.rs`): made from a
+    /// row layout when the weight may use either, turned back when it may not.
     Tiled(tiled::Tiled),
 }
 
@@ -537,7 +537,7 @@ impl QWeight {
         self
     }
 
-    /// Whether the weight is in the tiled layout of the AVX-512 kernels (for tests).
+    /// Whether the weight is in the tiled layout (for tests).
     #[doc(hidden)]
     pub fn tiled(&self) -> bool {
         matches!(self.layout, Layout::Tiled(_))

@@ -1,9 +1,10 @@
-//! Sixteen weight rows interleaved for AVX-512 VNNI. Per 32-weight block, each `dpbusd` takes
-//! four codes of all sixteen rows (one i32 lane per row) against four activation codes broadcast
-//! to every lane: the lanes need no horizontal sums, a block's scales apply to sixteen rows in
-//! one multiply, the sixteen outputs are stored at once, and one unpacked block serves up to
-//! eight activation rows. The row layout's per-row kernel spent about three times the
-//! instructions per weight.
+//! Sixteen weight rows interleaved, for AVX-512 VNNI and (as two halves of eight rows) AVX2.
+//! Per 32-weight block, each `dpbusd` takes four codes of all sixteen rows (one i32 lane per
+//! row) against four activation codes broadcast to every lane: the lanes need no horizontal
+//! sums, a block's scales apply to sixteen rows in one multiply, the sixteen outputs are stored
+//! at once, and one unpacked block serves up to eight activation rows (four with AVX2). The row
+//! layout's per-row kernel spent about three times the instructions per weight (with AVX2,
+//! 512-token prompts ran 2.0-2.6x faster tiled than on rows: `docs/benchmarks.md`).
 //!
 //! Every type of the row layout is tiled: Q4_0, Q4_1, Q4_K (chunk c of a block holds codes
 //! 4c..4c+4 of each row in its low nibbles and codes 16+4c..20+4c in its high ones, as the row
@@ -633,12 +634,14 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         assert!(S != K6 || nb.is_multiple_of(8));
         for g in groups {
-            // Both halves per block, so that the weights stream through in order.
+            // Decode (one or two activation rows): both halves per block, so that the
+            // weights stream through in order; prompts: one half at a time (fewer registers).
             let mut accs = [[_mm256_setzero_ps(); R]; 2];
             let mut sups = [[_mm256_setzero_ps(); R]; 2];
             let (mut kds, mut knegs) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
-            for b in 0..nb {
-                for h in 0..2 {
+            macro_rules! half_block {
+                ($b:expr, $h:expr) => {{
+                    let (b, h) = ($b, $h);
                     let (acc, sup) = (&mut accs[h], &mut sups[h]);
                     let (kd, kneg) = (&mut kds[h], &mut knegs[h]);
                     let t = g * nb + b;
@@ -751,6 +754,18 @@ mod avx2 {
                                 acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(sx), acc[r]);
                             }
                         }
+                    }
+                }};
+            }
+            if R <= 2 {
+                for b in 0..nb {
+                    half_block!(b, 0);
+                    half_block!(b, 1);
+                }
+            } else {
+                for h in 0..2 {
+                    for b in 0..nb {
+                        half_block!(b, h);
                     }
                 }
             }
