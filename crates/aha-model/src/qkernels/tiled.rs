@@ -710,9 +710,19 @@ mod avx2 {
                     for r in 0..R {
                         let xp = x.xq[r].add(b * QK) as *const i32;
                         let xs = |q: usize| _mm256_set1_epi32(xp.add(q).read_unaligned());
-                        // Codes 0..16 (s0) and 16..32 (s1): Q6_K scales them apart.
+                        // Codes 0..16 (s0) and 16..32 (s1): Q6_K scales them apart. 4-bit
+                        // codes: all eight products summed in i16 (at most 8 x 2 x 15 x 128).
                         let mut s = [_mm256_setzero_si256(); 2];
-                        for (half, s) in s.iter_mut().enumerate() {
+                        if !EIGHT && !H {
+                            // As a tree: a lone row's chain of adds stays short.
+                            let p: [__m256i; 8] =
+                                std::array::from_fn(|q| _mm256_maddubs_epi16(w[q], xs(q)));
+                            let add = |a, b| _mm256_add_epi16(a, b);
+                            let (p01, p23) = (add(p[0], p[1]), add(p[2], p[3]));
+                            let (p45, p67) = (add(p[4], p[5]), add(p[6], p[7]));
+                            s[0] = _mm256_madd_epi16(add(add(p01, p23), add(p45, p67)), ones);
+                        }
+                        for (half, s) in s.iter_mut().enumerate().filter(|_| EIGHT || H) {
                             for pair in 0..2 {
                                 let q = 4 * half + 2 * pair;
                                 let p = if signed {
