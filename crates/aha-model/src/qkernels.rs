@@ -184,6 +184,53 @@ mod raw {
     }
 }
 
+/// Calls SIMD module `$isa`'s row kernel (`avx512` or `avx2`) for a row layout: the scales
+/// as raw pointers with their form a constant parameter; `$act`: the module's activation
+/// arguments. Unsafe: the module's instruction sets must be present.
+#[cfg(target_arch = "x86_64")]
+macro_rules! row_kernel {
+    ($isa:ident, $layout:expr, $r:ident, $f:ident, $nb:expr, $rows:expr, $emit:expr,
+     $($act:expr),+) => {{
+        use raw::{RawScales, D, DM, K, K6};
+        match $layout {
+            Layout::Packed { scales, qs, qh } => {
+                let (raw, n) = (RawScales::new(scales), scales.blocks());
+                let (nb, rows, emit) = ($nb, $rows, $emit);
+                // (no fifth bits, form) -> the kernel's `H` and `S`.
+                match (qh.is_empty(), RawScales::form(scales)) {
+                    (true, D) => $isa::packed_dot::<$r, false, D, $f>(
+                        raw, n, qs, qh, nb, rows, $($act),+, emit,
+                    ),
+                    (true, DM) => $isa::packed_dot::<$r, false, DM, $f>(
+                        raw, n, qs, qh, nb, rows, $($act),+, emit,
+                    ),
+                    (true, _) => $isa::packed_dot::<$r, false, K, $f>(
+                        raw, n, qs, qh, nb, rows, $($act),+, emit,
+                    ),
+                    (false, D) => $isa::packed_dot::<$r, true, D, $f>(
+                        raw, n, qs, qh, nb, rows, $($act),+, emit,
+                    ),
+                    (false, DM) => $isa::packed_dot::<$r, true, DM, $f>(
+                        raw, n, qs, qh, nb, rows, $($act),+, emit,
+                    ),
+                    (false, _) => $isa::packed_dot::<$r, true, K, $f>(
+                        raw, n, qs, qh, nb, rows, $($act),+, emit,
+                    ),
+                }
+            }
+            Layout::Signed { scales, qs } => {
+                let (raw, n) = (RawScales::new(scales), scales.blocks());
+                if RawScales::form(scales) == K6 {
+                    $isa::signed_dot::<$r, true, $f>(raw, n, qs, $nb, $rows, $($act),+, $emit)
+                } else {
+                    $isa::signed_dot::<$r, false, $f>(raw, n, qs, $nb, $rows, $($act),+, $emit)
+                }
+            }
+            Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
+        }
+    }};
+}
+
 /// Repacked blocks of 32 weights, row-major (`k / 32` per row).
 enum Layout {
     Packed {
@@ -685,41 +732,7 @@ impl QWeight {
             // SAFETY: `isa` is Avx512 only when AVX-512 F/BW/VNNI (and AVX2, F16C) were
             // detected at run time and the rows have an even number of blocks; the kernels
             // assert the slice lengths.
-            unsafe {
-                use avx512::{packed_dot, signed_dot};
-                use raw::{RawScales, D, DM, K, K6};
-                match &self.layout {
-                    Layout::Packed { scales, qs, qh } => {
-                        let (form, raw, n) = (
-                            RawScales::form(scales),
-                            RawScales::new(scales),
-                            scales.blocks(),
-                        );
-                        macro_rules! go {
-                            ($h:literal, $s:ident) => {
-                                packed_dot::<R, $h, $s, F>(raw, n, qs, qh, nb, rows, xt, emit)
-                            };
-                        }
-                        match (qh.is_empty(), form) {
-                            (true, D) => go!(false, D),
-                            (true, DM) => go!(false, DM),
-                            (true, _) => go!(false, K),
-                            (false, D) => go!(true, D),
-                            (false, DM) => go!(true, DM),
-                            (false, _) => go!(true, K),
-                        }
-                    }
-                    Layout::Signed { scales, qs } => {
-                        let (raw, n) = (RawScales::new(scales), scales.blocks());
-                        if RawScales::form(scales) == K6 {
-                            signed_dot::<R, true, F>(raw, n, qs, nb, rows, xt, emit)
-                        } else {
-                            signed_dot::<R, false, F>(raw, n, qs, nb, rows, xt, emit)
-                        }
-                    }
-                    Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
-                }
-            }
+            unsafe { row_kernel!(avx512, &self.layout, R, F, nb, rows, emit, xt) }
             return;
         }
         let xq: [&[i8]; R] = std::array::from_fn(|r| act.codes(i + r));
@@ -728,42 +741,7 @@ impl QWeight {
         if isa >= Isa::Avx2 {
             // SAFETY: AVX2, FMA and F16C were detected at run time (`Isa::detected`); the
             // kernels assert the slice lengths, and the scales' form matches their pointers.
-            unsafe {
-                use raw::{RawScales, D, DM, K, K6};
-                match &self.layout {
-                    Layout::Packed { scales, qs, qh } => {
-                        let (form, raw, n) = (
-                            RawScales::form(scales),
-                            RawScales::new(scales),
-                            scales.blocks(),
-                        );
-                        macro_rules! go {
-                            ($h:literal, $s:ident) => {
-                                avx2::packed_dot::<R, $h, $s, F>(
-                                    raw, n, qs, qh, nb, rows, &xq, &xd, emit,
-                                )
-                            };
-                        }
-                        match (qh.is_empty(), form) {
-                            (true, D) => go!(false, D),
-                            (true, DM) => go!(false, DM),
-                            (true, _) => go!(false, K),
-                            (false, D) => go!(true, D),
-                            (false, DM) => go!(true, DM),
-                            (false, _) => go!(true, K),
-                        }
-                    }
-                    Layout::Signed { scales, qs } => {
-                        let (raw, n) = (RawScales::new(scales), scales.blocks());
-                        if RawScales::form(scales) == K6 {
-                            avx2::signed_dot::<R, true, F>(raw, n, qs, nb, rows, &xq, &xd, emit)
-                        } else {
-                            avx2::signed_dot::<R, false, F>(raw, n, qs, nb, rows, &xq, &xd, emit)
-                        }
-                    }
-                    Layout::Tiled(_) => unreachable!("tiled weights take tiled_matmul"),
-                }
-            }
+            unsafe { row_kernel!(avx2, &self.layout, R, F, nb, rows, emit, &xq, &xd) }
             return;
         }
         match &self.layout {
@@ -1237,7 +1215,7 @@ mod avx2 {
     /// The 32 bytes `0x10 * bit j of h` (bit 4 of code j for the 5-bit types).
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn high_bits(h: u32) -> __m256i {
+    pub(super) unsafe fn high_bits(h: u32) -> __m256i {
         let v = _mm256_set1_epi32(h as i32);
         // Byte j takes byte j / 8 of h (each 128-bit lane holds all of h).
         let pick = _mm256_set_epi64x(

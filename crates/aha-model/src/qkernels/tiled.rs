@@ -577,6 +577,7 @@ mod avx2 {
     //! below 2^15) before `madd` widens them. Q8_0's codes are stored + 128 for VNNI's
     //! unsigned bytes: here they are turned back to signed and meet the activations through
     //! `sign` (a single product can reach 2 x 128 x 127), and the offset term is left out.
+    use super::super::avx2::high_bits;
     use super::{Raw, Rows, D, DM, K, K6, QK, ROWS};
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -600,22 +601,6 @@ mod avx2 {
         } else {
             _mm256_cvtepu8_epi32(v)
         })
-    }
-
-    /// The 32 bytes `0x10 * bit j of h`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn high_bits(h: u32) -> __m256i {
-        let v = _mm256_set1_epi32(h as i32);
-        let pick = _mm256_set_epi64x(
-            0x0303_0303_0303_0303,
-            0x0202_0202_0202_0202,
-            0x0101_0101_0101_0101,
-            0,
-        );
-        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-        let set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, pick), bit), bit);
-        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
     }
 
     /// See `Tiled::dot`, for `R` at most 4.
