@@ -9,7 +9,8 @@
 //! Every type of the row layout is tiled: Q4_0, Q4_1, Q4_K (chunk c of a block holds codes
 //! 4c..4c+4 of each row in its low nibbles and codes 16+4c..20+4c in its high ones, as the row
 //! layout's bytes 4c..4c+4); Q5_0, Q5_1, Q5_K the same plus, per group of four codes, a 64-bit
-//! mask of their fifth bits (one masked byte add); Q8_0 as codes + 128 in unsigned bytes, the 128
+//! mask of their fifth bits (one masked byte add; for AVX2 transposed into byte planes, bit q of
+//! a byte for chunk q, moved to bit 4 by an and and a shift); Q8_0 as codes + 128 in unsigned bytes, the 128
 //! taken back through the offset term `m = -128 d` against the activations' `d Σx`; Q6_K as
 //! codes + 32 with a scale per 16 weights, the 32 taken back against the activations' sums per
 //! 16. Weights whose row count is not a multiple of sixteen keep the row layout.
@@ -26,8 +27,11 @@ pub(super) struct Tiled {
     /// or 8 (Q8_0, Q6_K: `eight`), lane r (4 bytes) for row r.
     codes: Vec<[u8; 64]>,
     /// 5-bit types: per (group, block), for codes 4q .. 4q + 4 (q = 0..8), bit 4r + i set
-    /// when code 4q + i of row r has its fifth bit.
+    /// when code 4q + i of row r has its fifth bit (AVX-512's masks); with `planes`, the same
+    /// bits transposed: bit q of byte 4r + i (AVX2 moves each to bit 4 in two operations
+    /// where expanding a mask took six).
     highs: Vec<[u64; 8]>,
+    planes: bool,
     scales: TScales,
     nb: usize,
     eight: bool,
@@ -66,6 +70,25 @@ fn gather<T: Copy>(groups: usize, nb: usize, f: impl Fn(usize, usize) -> T) -> V
     out
 }
 
+/// Fifth-bit masks (bit j of mask q) as byte planes (bit q of byte j).
+fn transpose(masks: [u64; 8]) -> [u64; 8] {
+    let mut bytes = [0u8; 64];
+    for (q, mask) in masks.iter().enumerate() {
+        for (j, byte) in bytes.iter_mut().enumerate() {
+            *byte |= (((mask >> j) & 1) as u8) << q;
+        }
+    }
+    std::array::from_fn(|w| u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i])))
+}
+
+/// [`transpose`] undone.
+fn untranspose(planes: [u64; 8]) -> [u64; 8] {
+    let bytes: Vec<u8> = planes.iter().flat_map(|w| w.to_le_bytes()).collect();
+    std::array::from_fn(|q| {
+        (0..64).fold(0u64, |mask, j| mask | ((((bytes[j] >> q) & 1) as u64) << j))
+    })
+}
+
 /// The code bytes of row-major blocks (`N` bytes each, `map`ped), sixteen rows interleaved:
 /// chunk c of (group, block) holds bytes 4c .. 4c + 4 of each of the rows' blocks, lane by lane.
 fn interleave<T: Copy + Sync, const N: usize>(
@@ -101,6 +124,7 @@ impl Tiled {
         Self {
             codes: Vec::new(),
             highs: Vec::new(),
+            planes: false,
             scales: TScales::D {
                 d: Vec::new(),
                 c: 0.0,
@@ -110,8 +134,15 @@ impl Tiled {
         }
     }
 
-    /// The tiled form of an `[n, k]` weight's row `layout`, if its type and shape have one.
-    pub(super) fn tile(kind: Kind, layout: &Layout, n: usize, k: usize) -> Option<Self> {
+    /// The tiled form of an `[n, k]` weight's row `layout`, if its type and shape have one;
+    /// `planes`: fifth bits for the AVX2 kernel.
+    pub(super) fn tile(
+        kind: Kind,
+        layout: &Layout,
+        n: usize,
+        k: usize,
+        planes: bool,
+    ) -> Option<Self> {
         let nb = k / QK;
         if !n.is_multiple_of(ROWS) || n == 0 || nb == 0 {
             return None;
@@ -147,20 +178,22 @@ impl Tiled {
                     highs.reserve(groups * nb);
                     for g in 0..groups {
                         for b in 0..nb {
-                            highs.push(std::array::from_fn(|q| {
+                            let masks = std::array::from_fn(|q| {
                                 let mut mask = 0u64;
                                 for r in 0..ROWS {
                                     let h = qh[(ROWS * g + r) * nb + b];
                                     mask |= (((h >> (4 * q)) & 0xF) as u64) << (4 * r);
                                 }
                                 mask
-                            }));
+                            });
+                            highs.push(if planes { transpose(masks) } else { masks });
                         }
                     }
                 }
                 Some(Self {
                     codes: interleave(groups, nb, qs, |v| v),
                     highs,
+                    planes,
                     scales,
                     nb,
                     eight: false,
@@ -175,6 +208,7 @@ impl Tiled {
             ) => Some(Self {
                 codes: interleave(groups, nb, qs, |v| (v as u8) ^ 0x80),
                 highs: Vec::new(),
+                planes: false,
                 scales: TScales::D {
                     d: gather(groups, nb, |j, b| d[j * nb + b]),
                     c: -128.0,
@@ -191,6 +225,7 @@ impl Tiled {
             ) => Some(Self {
                 codes: interleave(groups, nb, qs, |v| (v + 32) as u8),
                 highs: Vec::new(),
+                planes: false,
                 scales: TScales::K6 {
                     sup: gather(groups, nb / 8, |j, s| sup[j * (nb / 8) + s]),
                     sc: gather(groups, nb, |j, b| sc[j * nb + b][0])
@@ -289,11 +324,15 @@ impl Tiled {
             qh: if self.highs.is_empty() {
                 Vec::new()
             } else {
+                let masks: Vec<[u64; 8]> = match self.planes {
+                    true => self.highs.iter().map(|&p| untranspose(p)).collect(),
+                    false => self.highs.clone(),
+                };
                 (0..n * nb)
                     .map(|x| {
                         let (t, r) = lanes(x);
                         (0..8).fold(0u32, |h, q| {
-                            h | ((((self.highs[t][q] >> (4 * r)) & 0xF) as u32) << (4 * q))
+                            h | ((((masks[t][q] >> (4 * r)) & 0xF) as u32) << (4 * q))
                         })
                     })
                     .collect()
@@ -341,6 +380,10 @@ impl Tiled {
         let h = self.highs.as_ptr();
         let nb = self.nb;
         assert!(self.highs.is_empty() || self.highs.len() >= groups.end * nb);
+        assert!(
+            self.highs.is_empty() || self.planes != wide,
+            "fifth bits for the other ISA"
+        );
         let half_sums: [*const [i32; 2]; R] = match self.scales {
             TScales::K6 { .. } => std::array::from_fn(|r| act.half_sums(i + r).as_ptr()),
             _ => [std::ptr::null(); R],
@@ -378,6 +421,11 @@ impl Tiled {
             (_, _, false) => go!(false, false, K),
             (_, _, true) => go!(false, true, K),
         }
+    }
+
+    /// Whether the fifth bits, if any, are laid out as `Tiled::tile`'s `planes` asks.
+    pub(super) fn fits(&self, planes: bool) -> bool {
+        self.highs.is_empty() || self.planes == planes
     }
 
     /// Whether the kernels need the activations' sums per 16 (`Q8Rows::half_sums`).
@@ -506,9 +554,9 @@ mod avx512 {
                     K => {
                         // Block t's 6-bit scales and mins times its super-block's d, -dmin.
                         if b % 8 == 0 {
-                            let sup = sc.d.add((g * (nb / 8) + b / 8) * 4 * ROWS);
-                            kd = f16x16(sup, 0);
-                            let dmin = _mm512_castps_si512(f16x16(sup, 1));
+                            let super_dm = sc.d.add((g * (nb / 8) + b / 8) * 4 * ROWS);
+                            kd = f16x16(super_dm, 0);
+                            let dmin = _mm512_castps_si512(f16x16(super_dm, 1));
                             let sign = _mm512_set1_epi32(i32::MIN);
                             kneg = _mm512_castsi512_ps(_mm512_xor_si512(dmin, sign));
                         }
@@ -577,7 +625,6 @@ mod avx2 {
     //! below 2^15) before `madd` widens them. Q8_0's codes are stored + 128 for VNNI's
     //! unsigned bytes: here they are turned back to signed and meet the activations through
     //! `sign` (a single product can reach 2 x 128 x 127), and the offset term is left out.
-    use super::super::avx2::high_bits;
     use super::{Raw, Rows, D, DM, K, K6, QK, ROWS};
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -647,10 +694,21 @@ mod avx2 {
                         }
                     }
                     if H {
-                        let masks = &*sc.h.add(t);
-                        for q in 0..8 {
-                            let bits = (masks[q] >> (32 * h)) as u32;
-                            w[q] = _mm256_or_si256(w[q], high_bits(bits));
+                        // Bit q of each byte: the fifth bit of w[q]'s code there.
+                        let planes = _mm256_loadu_si256((sc.h.add(t) as *const __m256i).add(h));
+                        for (q, w) in w.iter_mut().enumerate() {
+                            let bit = _mm256_and_si256(planes, _mm256_set1_epi8(1 << q));
+                            let bit = match q {
+                                0 => _mm256_slli_epi16::<4>(bit),
+                                1 => _mm256_slli_epi16::<3>(bit),
+                                2 => _mm256_slli_epi16::<2>(bit),
+                                3 => _mm256_slli_epi16::<1>(bit),
+                                4 => bit,
+                                5 => _mm256_srli_epi16::<1>(bit),
+                                6 => _mm256_srli_epi16::<2>(bit),
+                                _ => _mm256_srli_epi16::<3>(bit),
+                            };
+                            *w = _mm256_or_si256(*w, bit);
                         }
                     }
                     let lane = t * ROWS + HALF * h;
@@ -665,11 +723,11 @@ mod avx2 {
                         ),
                         K => {
                             if b % 8 == 0 {
-                                let sup = (sc.d as *const u16)
+                                let super_dm = (sc.d as *const u16)
                                     .add((g * (nb / 8) + b / 8) * 2 * ROWS + HALF * h);
-                                *kd = f16x8(sup);
+                                *kd = f16x8(super_dm);
                                 let sign = _mm256_set1_ps(-0.0);
-                                *kneg = _mm256_xor_ps(f16x8(sup.add(ROWS)), sign);
+                                *kneg = _mm256_xor_ps(f16x8(super_dm.add(ROWS)), sign);
                             }
                             let sm = sc.m.add(t * 2 * ROWS + HALF * h);
                             (
