@@ -81,6 +81,41 @@ fn transpose(masks: [u64; 8]) -> [u64; 8] {
     std::array::from_fn(|w| u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i])))
 }
 
+/// Q6_K's codes + 32 as the 4-bit types' bytes: byte l holds code l's low four bits and
+/// code 16 + l's in its high nibble.
+fn q6_nibbles(qs: &[[i8; QK]]) -> Vec<[u8; 16]> {
+    let u = |v: i8| (v + 32) as u8;
+    qs.iter()
+        .map(|q| std::array::from_fn(|l| u(q[l]) & 0xF | (u(q[16 + l]) & 0xF) << 4))
+        .collect()
+}
+
+/// Q6_K's two high bits (of codes + 32) per (group, block), two entries: bits 2c, 2c + 1 of
+/// byte 4r + i of the first hold code 4c + i of row r's bits 4 and 5, the second's code
+/// 16 + 4c + i's (c = 0..4), so that a mask and a shift put them in place.
+fn q6_high_planes(groups: usize, nb: usize, qs: &[[i8; QK]]) -> Vec<[u64; 8]> {
+    let mut out = Vec::with_capacity(2 * groups * nb);
+    for g in 0..groups {
+        for b in 0..nb {
+            for part in 0..2 {
+                let mut bytes = [0u8; 64];
+                for (j, byte) in bytes.iter_mut().enumerate() {
+                    let (r, i) = (j / 4, j % 4);
+                    let q = &qs[(ROWS * g + r) * nb + b];
+                    for c in 0..4 {
+                        let high = ((q[16 * part + 4 * c + i] + 32) as u8) >> 4;
+                        *byte |= high << (2 * c);
+                    }
+                }
+                out.push(std::array::from_fn(|w| {
+                    u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i]))
+                }));
+            }
+        }
+    }
+    out
+}
+
 /// [`transpose`] undone.
 fn untranspose(planes: [u64; 8]) -> [u64; 8] {
     let bytes: Vec<u8> = planes.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -223,9 +258,15 @@ impl Tiled {
                     qs,
                 },
             ) => Some(Self {
-                codes: interleave(groups, nb, qs, |v| (v + 32) as u8),
-                highs: Vec::new(),
-                planes: false,
+                codes: match planes {
+                    true => interleave(groups, nb, &q6_nibbles(qs), |v| v),
+                    false => interleave(groups, nb, qs, |v| (v + 32) as u8),
+                },
+                highs: match planes {
+                    true => q6_high_planes(groups, nb, qs),
+                    false => Vec::new(),
+                },
+                planes,
                 scales: TScales::K6 {
                     sup: gather(groups, nb / 8, |j, s| sup[j * (nb / 8) + s]),
                     sc: gather(groups, nb, |j, b| sc[j * nb + b][0])
@@ -235,7 +276,7 @@ impl Tiled {
                         .collect(),
                 },
                 nb,
-                eight: true,
+                eight: !planes,
             }),
             _ => None,
         }
@@ -274,7 +315,21 @@ impl Tiled {
                     },
                     qs: (0..n * nb)
                         .map(|x| {
-                            std::array::from_fn(|l| byte(x / nb, x % nb, l / 4, l % 4) as i8 - 32)
+                            let (j, b) = (x / nb, x % nb);
+                            std::array::from_fn(|l| {
+                                let u = match self.planes {
+                                    false => byte(j, b, l / 4, l % 4),
+                                    true => {
+                                        let (part, c, i) = (l / 16, l % 16 / 4, l % 4);
+                                        let (t, r) = at(j, b);
+                                        let high = self.highs[2 * t + part][r / 2]
+                                            >> (8 * (4 * (r % 2) + i) + 2 * c)
+                                            & 3;
+                                        byte(j, b, c, i) >> (4 * part) & 0xF | (high as u8) << 4
+                                    }
+                                };
+                                u as i8 - 32
+                            })
                         })
                         .collect(),
                 }
@@ -413,6 +468,7 @@ impl Tiled {
         }
         match (form, self.eight, !self.highs.is_empty()) {
             (D, true, _) => go!(true, false, D),
+            (K6, false, _) => go!(false, true, K6),
             (K6, ..) => go!(true, false, K6),
             (D, false, false) => go!(false, false, D),
             (D, false, true) => go!(false, true, D),
@@ -693,7 +749,24 @@ mod avx2 {
                             w[q + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
                         }
                     }
-                    if H {
+                    if H && S == K6 {
+                        // Bits 2c, 2c + 1 of each byte: bits 4 and 5 of w[4 part + c]'s code.
+                        for part in 0..2 {
+                            let p = sc.h.add(2 * t + part) as *const __m256i;
+                            let planes = _mm256_loadu_si256(p.add(h));
+                            for c in 0..4 {
+                                let two = _mm256_and_si256(planes, _mm256_set1_epi8(3 << (2 * c)));
+                                let two = match c {
+                                    0 => _mm256_slli_epi16::<4>(two),
+                                    1 => _mm256_slli_epi16::<2>(two),
+                                    2 => two,
+                                    _ => _mm256_srli_epi16::<2>(two),
+                                };
+                                let w = &mut w[4 * part + c];
+                                *w = _mm256_or_si256(*w, two);
+                            }
+                        }
+                    } else if H {
                         // Bit q of each byte: the fifth bit of w[q]'s code there.
                         let planes = _mm256_loadu_si256((sc.h.add(t) as *const __m256i).add(h));
                         for (q, w) in w.iter_mut().enumerate() {
