@@ -569,21 +569,21 @@ impl QWeight {
     /// The same weight, its kernels limited to `isa` (or what the CPU has, if narrower).
     pub fn with_isa(mut self, isa: Isa) -> Self {
         self.isa = isa.min(Isa::detected());
-        let planes = self.isa < Isa::Avx512;
+        let avx2 = self.isa < Isa::Avx512;
         let layout = std::mem::replace(&mut self.layout, Layout::Tiled(tiled::Tiled::empty()));
         self.layout = match layout {
             Layout::Tiled(t) if self.isa < Isa::Avx2 => t.untile(),
-            // Fifth bits laid out for the other ISA's kernel: tiled again.
-            Layout::Tiled(t) if t.fits(planes) => Layout::Tiled(t),
+            // Laid out for the other ISA's kernel: tiled again.
+            Layout::Tiled(t) if t.fits(avx2) => Layout::Tiled(t),
             Layout::Tiled(t) => {
                 let rows = t.untile();
-                match tiled::Tiled::tile(self.kind, &rows, self.n, self.k, planes) {
+                match tiled::Tiled::tile(self.kind, &rows, self.n, self.k, avx2) {
                     Some(t) => Layout::Tiled(t),
                     None => rows,
                 }
             }
             rows if self.isa >= Isa::Avx2 => {
-                match tiled::Tiled::tile(self.kind, &rows, self.n, self.k, planes) {
+                match tiled::Tiled::tile(self.kind, &rows, self.n, self.k, avx2) {
                     Some(t) => Layout::Tiled(t),
                     None => rows,
                 }

@@ -99,7 +99,11 @@ fn repacked_weights_take_about_the_gguf_bytes() {
     let dev = Device::Cpu;
     // Bytes per 256 weights: GGUF, repacked.
     let sizes = [144, 160, 176, 192, 272, 144, 176, 210];
-    let q6k = if Isa::detected() == Isa::Avx2 { 210 } else { 274 };
+    let q6k = if Isa::detected() == Isa::Avx2 {
+        210
+    } else {
+        274
+    };
     let repacked = [144, 160, 176, 192, 272, 148, 180, q6k];
     for ((dtype, gguf), want) in TYPES.into_iter().zip(sizes).zip(repacked) {
         let (n, k) = (64, 1024);

@@ -13,7 +13,8 @@
 //! a byte for chunk q, moved to bit 4 by an and and a shift); Q8_0 as codes + 128 in unsigned bytes, the 128
 //! taken back through the offset term `m = -128 d` against the activations' `d Σx`; Q6_K as
 //! codes + 32 with a scale per 16 weights, the 32 taken back against the activations' sums per
-//! 16. Weights whose row count is not a multiple of sixteen keep the row layout.
+//! 16: in bytes for AVX-512, for AVX2 as the 4-bit nibbles plus the two high bits in byte planes
+//! (the GGUF's 6.6 bits per weight rather than 8.6: decode reads every weight once per token). Weights whose row count is not a multiple of sixteen keep the row layout.
 
 use super::{Kind, Layout, Q8Rows, Scales, QK};
 use half::f16;
@@ -23,15 +24,17 @@ use std::ops::Range;
 pub(super) const ROWS: usize = 16;
 
 pub(super) struct Tiled {
-    /// Per (group of 16 rows, block), group-major: 4 chunks of 64 bytes (4- and 5-bit codes)
-    /// or 8 (Q8_0, Q6_K: `eight`), lane r (4 bytes) for row r.
+    /// Per (group of 16 rows, block), group-major: 4 chunks of 64 bytes (4- and 5-bit codes,
+    /// Q6_K's low nibbles with `avx2`) or 8 (Q8_0, Q6_K: `eight`), lane r (4 bytes) for row r.
     codes: Vec<[u8; 64]>,
     /// 5-bit types: per (group, block), for codes 4q .. 4q + 4 (q = 0..8), bit 4r + i set
-    /// when code 4q + i of row r has its fifth bit (AVX-512's masks); with `planes`, the same
+    /// when code 4q + i of row r has its fifth bit (AVX-512's masks); with `avx2`, the same
     /// bits transposed: bit q of byte 4r + i (AVX2 moves each to bit 4 in two operations
-    /// where expanding a mask took six).
+    /// where expanding a mask took six). Q6_K with `avx2`: two entries per (group, block),
+    /// see `q6_high_planes`.
     highs: Vec<[u64; 8]>,
-    planes: bool,
+    /// Laid out for the AVX2 kernel (else AVX-512's): the Q5 and Q6_K forms above.
+    avx2: bool,
     scales: TScales,
     nb: usize,
     eight: bool,
@@ -159,7 +162,7 @@ impl Tiled {
         Self {
             codes: Vec::new(),
             highs: Vec::new(),
-            planes: false,
+            avx2: false,
             scales: TScales::D {
                 d: Vec::new(),
                 c: 0.0,
@@ -170,13 +173,13 @@ impl Tiled {
     }
 
     /// The tiled form of an `[n, k]` weight's row `layout`, if its type and shape have one;
-    /// `planes`: fifth bits for the AVX2 kernel.
+    /// `avx2`: laid out for the AVX2 kernel, else for AVX-512's.
     pub(super) fn tile(
         kind: Kind,
         layout: &Layout,
         n: usize,
         k: usize,
-        planes: bool,
+        avx2: bool,
     ) -> Option<Self> {
         let nb = k / QK;
         if !n.is_multiple_of(ROWS) || n == 0 || nb == 0 {
@@ -221,14 +224,14 @@ impl Tiled {
                                 }
                                 mask
                             });
-                            highs.push(if planes { transpose(masks) } else { masks });
+                            highs.push(if avx2 { transpose(masks) } else { masks });
                         }
                     }
                 }
                 Some(Self {
                     codes: interleave(groups, nb, qs, |v| v),
                     highs,
-                    planes,
+                    avx2,
                     scales,
                     nb,
                     eight: false,
@@ -243,7 +246,7 @@ impl Tiled {
             ) => Some(Self {
                 codes: interleave(groups, nb, qs, |v| (v as u8) ^ 0x80),
                 highs: Vec::new(),
-                planes: false,
+                avx2,
                 scales: TScales::D {
                     d: gather(groups, nb, |j, b| d[j * nb + b]),
                     c: -128.0,
@@ -258,15 +261,15 @@ impl Tiled {
                     qs,
                 },
             ) => Some(Self {
-                codes: match planes {
+                codes: match avx2 {
                     true => interleave(groups, nb, &q6_nibbles(qs), |v| v),
                     false => interleave(groups, nb, qs, |v| (v + 32) as u8),
                 },
-                highs: match planes {
+                highs: match avx2 {
                     true => q6_high_planes(groups, nb, qs),
                     false => Vec::new(),
                 },
-                planes,
+                avx2,
                 scales: TScales::K6 {
                     sup: gather(groups, nb / 8, |j, s| sup[j * (nb / 8) + s]),
                     sc: gather(groups, nb, |j, b| sc[j * nb + b][0])
@@ -276,7 +279,7 @@ impl Tiled {
                         .collect(),
                 },
                 nb,
-                eight: !planes,
+                eight: !avx2,
             }),
             _ => None,
         }
@@ -317,7 +320,7 @@ impl Tiled {
                         .map(|x| {
                             let (j, b) = (x / nb, x % nb);
                             std::array::from_fn(|l| {
-                                let u = match self.planes {
+                                let u = match self.avx2 {
                                     false => byte(j, b, l / 4, l % 4),
                                     true => {
                                         let (part, c, i) = (l / 16, l % 16 / 4, l % 4);
@@ -379,7 +382,7 @@ impl Tiled {
             qh: if self.highs.is_empty() {
                 Vec::new()
             } else {
-                let masks: Vec<[u64; 8]> = match self.planes {
+                let masks: Vec<[u64; 8]> = match self.avx2 {
                     true => self.highs.iter().map(|&p| untranspose(p)).collect(),
                     false => self.highs.clone(),
                 };
@@ -435,10 +438,7 @@ impl Tiled {
         let h = self.highs.as_ptr();
         let nb = self.nb;
         assert!(self.highs.is_empty() || self.highs.len() >= groups.end * nb);
-        assert!(
-            self.highs.is_empty() || self.planes != wide,
-            "fifth bits for the other ISA"
-        );
+        assert!(self.avx2 != wide, "tiles laid out for the other ISA");
         let half_sums: [*const [i32; 2]; R] = match self.scales {
             TScales::K6 { .. } => std::array::from_fn(|r| act.half_sums(i + r).as_ptr()),
             _ => [std::ptr::null(); R],
@@ -479,9 +479,9 @@ impl Tiled {
         }
     }
 
-    /// Whether the fifth bits, if any, are laid out as `Tiled::tile`'s `planes` asks.
-    pub(super) fn fits(&self, planes: bool) -> bool {
-        self.highs.is_empty() || self.planes == planes
+    /// Whether the layout is the one `Tiled::tile` gives for `avx2`.
+    pub(super) fn fits(&self, avx2: bool) -> bool {
+        self.avx2 == avx2
     }
 
     /// Whether the kernels need the activations' sums per 16 (`Q8Rows::half_sums`).
@@ -681,6 +681,7 @@ mod avx2 {
     //! below 2^15) before `madd` widens them. Q8_0's codes are stored + 128 for VNNI's
     //! unsigned bytes: here they are turned back to signed and meet the activations through
     //! `sign` (a single product can reach 2 x 128 x 127), and the offset term is left out.
+    //! (Storing them signed for AVX2 saved the flip but not time: decode 0.99x, 7 rounds.)
     use super::{Raw, Rows, D, DM, K, K6, QK, ROWS};
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -784,6 +785,11 @@ mod avx2 {
                             *w = _mm256_or_si256(*w, bit);
                         }
                     }
+                    if signed {
+                        for w in w.iter_mut() {
+                            *w = _mm256_xor_si256(*w, flip);
+                        }
+                    }
                     let lane = t * ROWS + HALF * h;
                     let (d, m) = match S {
                         D => {
@@ -820,11 +826,6 @@ mod avx2 {
                             )
                         }
                     };
-                    if signed {
-                        for w in w.iter_mut() {
-                            *w = _mm256_xor_si256(*w, flip);
-                        }
-                    }
                     for r in 0..R {
                         let xp = x.xq[r].add(b * QK) as *const i32;
                         let xs = |q: usize| _mm256_set1_epi32(xp.add(q).read_unaligned());
