@@ -9,12 +9,14 @@
 //! Every type of the row layout is tiled: Q4_0, Q4_1, Q4_K (chunk c of a block holds codes
 //! 4c..4c+4 of each row in its low nibbles and codes 16+4c..20+4c in its high ones, as the row
 //! layout's bytes 4c..4c+4); Q5_0, Q5_1, Q5_K the same plus, per group of four codes, a 64-bit
-//! mask of their fifth bits (one masked byte add; for AVX2 transposed into byte planes, bit q of
-//! a byte for chunk q, moved to bit 4 by an and and a shift); Q8_0 as codes + 128 in unsigned bytes, the 128
-//! taken back through the offset term `m = -128 d` against the activations' `d Σx`; Q6_K as
-//! codes + 32 with a scale per 16 weights, the 32 taken back against the activations' sums per
-//! 16: in bytes for AVX-512, for AVX2 as the 4-bit nibbles plus the two high bits in byte planes
-//! (the GGUF's 6.6 bits per weight rather than 8.6: decode reads every weight once per token). Weights whose row count is not a multiple of sixteen keep the row layout.
+//! mask of their fifth bits (one masked byte add; for AVX2 transposed into byte planes, bit q
+//! of a byte for chunk q, put at bit 4 by an and and a shift); Q8_0 as codes + 128 in unsigned
+//! bytes, the 128 taken back through the offset term `m = -128 d` against the activations'
+//! `d Σx`; Q6_K as codes + 32 with a scale per 16 weights, the 32 taken back against the
+//! activations' sums per 16: in bytes for AVX-512, for AVX2 as the 4-bit nibbles plus the two
+//! high bits in byte planes (the GGUF's 6.6 bits per weight rather than 8.6: decode reads every
+//! weight once per token). Weights whose row count is not a multiple of sixteen keep the row
+//! layout.
 
 use super::{Kind, Layout, Q8Rows, Scales, QK};
 use half::f16;
@@ -97,26 +99,23 @@ fn q6_nibbles(qs: &[[i8; QK]]) -> Vec<[u8; 16]> {
 /// byte 4r + i of the first hold code 4c + i of row r's bits 4 and 5, the second's code
 /// 16 + 4c + i's (c = 0..4), so that a mask and a shift put them in place.
 fn q6_high_planes(groups: usize, nb: usize, qs: &[[i8; QK]]) -> Vec<[u64; 8]> {
-    let mut out = Vec::with_capacity(2 * groups * nb);
-    for g in 0..groups {
-        for b in 0..nb {
-            for part in 0..2 {
-                let mut bytes = [0u8; 64];
-                for (j, byte) in bytes.iter_mut().enumerate() {
-                    let (r, i) = (j / 4, j % 4);
-                    let q = &qs[(ROWS * g + r) * nb + b];
-                    for c in 0..4 {
-                        let high = ((q[16 * part + 4 * c + i] + 32) as u8) >> 4;
-                        *byte |= high << (2 * c);
-                    }
+    use rayon::prelude::*;
+    (0..2 * groups * nb)
+        .into_par_iter()
+        .map(|x| {
+            let (g, b, part) = (x / (2 * nb), x / 2 % nb, x % 2);
+            let mut bytes = [0u8; 64];
+            for (j, byte) in bytes.iter_mut().enumerate() {
+                let (r, i) = (j / 4, j % 4);
+                let q = &qs[(ROWS * g + r) * nb + b];
+                for c in 0..4 {
+                    let high = ((q[16 * part + 4 * c + i] + 32) as u8) >> 4;
+                    *byte |= high << (2 * c);
                 }
-                out.push(std::array::from_fn(|w| {
-                    u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i]))
-                }));
             }
-        }
-    }
-    out
+            std::array::from_fn(|w| u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i])))
+        })
+        .collect()
 }
 
 /// [`transpose`] undone.
@@ -213,9 +212,11 @@ impl Tiled {
                 };
                 let mut highs = Vec::new();
                 if !qh.is_empty() {
-                    highs.reserve(groups * nb);
-                    for g in 0..groups {
-                        for b in 0..nb {
+                    use rayon::prelude::*;
+                    highs = (0..groups * nb)
+                        .into_par_iter()
+                        .map(|t| {
+                            let (g, b) = (t / nb, t % nb);
                             let masks = std::array::from_fn(|q| {
                                 let mut mask = 0u64;
                                 for r in 0..ROWS {
@@ -224,9 +225,13 @@ impl Tiled {
                                 }
                                 mask
                             });
-                            highs.push(if avx2 { transpose(masks) } else { masks });
-                        }
-                    }
+                            if avx2 {
+                                transpose(masks)
+                            } else {
+                                masks
+                            }
+                        })
+                        .collect();
                 }
                 Some(Self {
                     codes: interleave(groups, nb, qs, |v| v),
@@ -785,11 +790,6 @@ mod avx2 {
                             *w = _mm256_or_si256(*w, bit);
                         }
                     }
-                    if signed {
-                        for w in w.iter_mut() {
-                            *w = _mm256_xor_si256(*w, flip);
-                        }
-                    }
                     let lane = t * ROWS + HALF * h;
                     let (d, m) = match S {
                         D => {
@@ -826,6 +826,11 @@ mod avx2 {
                             )
                         }
                     };
+                    if signed {
+                        for w in w.iter_mut() {
+                            *w = _mm256_xor_si256(*w, flip);
+                        }
+                    }
                     for r in 0..R {
                         let xp = x.xq[r].add(b * QK) as *const i32;
                         let xs = |q: usize| _mm256_set1_epi32(xp.add(q).read_unaligned());
@@ -888,10 +893,9 @@ mod avx2 {
             }
             if R <= 2 {
                 for b in 0..nb {
-                    // Decode is bound by how fast the weights arrive: without this the
-                    // hardware prefetchers, which stop at each 4 KiB page, left the kernel at
-                    // ~21 GB/s (Q4_0, Q8_0, Q4_K decode 1.2x with it).
-                    // (wrapping: past the last block the address is never read.)
+                    // Decode waits on the weights: the hardware prefetchers stop at each 4 KiB
+                    // page, and the kernel streamed ~21 GB/s without this (Q4_0 decode 1.21x,
+                    // Q4_K 1.10x with it). Wrapping: past the last block nothing is read.
                     let ahead = codes.wrapping_add((g * nb + b + PREFETCH) * per) as *const i8;
                     for line in 0..per {
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
