@@ -83,6 +83,11 @@ fn transpose(masks: [u64; 8]) -> [u64; 8] {
             *byte |= (((mask >> j) & 1) as u8) << q;
         }
     }
+    words(bytes)
+}
+
+/// 64 bytes as the little-endian words `highs` holds.
+fn words(bytes: [u8; 64]) -> [u64; 8] {
     std::array::from_fn(|w| u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i])))
 }
 
@@ -113,7 +118,7 @@ fn q6_high_planes(groups: usize, nb: usize, qs: &[[i8; QK]]) -> Vec<[u64; 8]> {
                     *byte |= high << (2 * c);
                 }
             }
-            std::array::from_fn(|w| u64::from_le_bytes(std::array::from_fn(|i| bytes[8 * w + i])))
+            words(bytes)
         })
         .collect()
 }
@@ -442,7 +447,9 @@ impl Tiled {
         let c = self.codes.as_ptr();
         let h = self.highs.as_ptr();
         let nb = self.nb;
-        assert!(self.highs.is_empty() || self.highs.len() >= groups.end * nb);
+        // Q6_K's AVX2 form holds two entries per (group, block).
+        let highs_per = 1 + matches!(self.scales, TScales::K6 { .. }) as usize;
+        assert!(self.highs.is_empty() || self.highs.len() >= highs_per * groups.end * nb);
         assert!(self.avx2 != wide, "tiles laid out for the other ISA");
         let half_sums: [*const [i32; 2]; R] = match self.scales {
             TScales::K6 { .. } => std::array::from_fn(|r| act.half_sums(i + r).as_ptr()),
