@@ -65,31 +65,28 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
 }
 
-/// glibc serves every large allocation (a step's logits are hundreds of MB) with a fresh mmap
-/// and unmaps it on free, so the kernel faults in and zeroes every page again each time:
-/// measured as over half of a GRPO step's wall time (step 2 of `scripts/grpo/bench.sh`:
-/// 15.7 s, 5.5 s with this). Keep freed memory in the heap instead; the cost is that the
-/// process's resident size stays at its peak.
-///
-/// `aha serve` does not: a server's resident size would stay at its busiest moment's, and a
-/// soak (10 minutes of mixed traffic, docs/benchmarks.md) saw it climb in steps as rarer,
-/// larger batches set new peaks (672 MiB after 10 minutes; with glibc's defaults it rises and
-/// falls, peak 438 MiB in 6), at no cost in tokens/s (measured 6% faster at 32 requests).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory(arenas: i32) {
-    // SAFETY: mallopt only changes allocator parameters; called before any threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        // -1: never give freed memory back to the system.
-        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
-        // One arena unless asked: a worker thread's own arena cannot grow past 64 MB without
-        // mmap, which brought the page faults back for commands run on rayon's threads.
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
-    }
-}
+/// mimalloc, not glibc's malloc: a training step allocates and frees thousands of tensors,
+/// on two worker threads at once when pretraining, where glibc's arenas (locks,
+/// consolidation) slowed a tiny model's pretraining (`aha pretrain --steps 1000`,
+/// 3 alternated runs: 19.99 s with glibc kept from returning memory, 19.01 s with this).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory(_arenas: i32) {}
+/// mimalloc's `mi_option_purge_delay` (mimalloc.h, v3): how long freed memory waits before
+/// it goes back to the system, in ms; -1: never.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keep freed memory in the process instead of returning it to the system: a step's large
+/// buffers (logits are hundreds of MB) would otherwise be faulted in and zeroed by the kernel
+/// again on every step (with glibc's defaults over half of a GRPO step's wall time). The cost
+/// is that the resident size stays at its peak.
+///
+/// `aha serve` does not: a server's resident size would stay at its busiest moment's (a
+/// 10-minute soak under glibc saw it climb in steps as rarer, larger batches set new peaks).
+fn keep_freed_memory() {
+    // SAFETY: sets one of mimalloc's options, read whenever it considers purging.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
 
 fn main() {
     tracing_subscriber::fmt()
@@ -99,12 +96,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(_) => {}
-        // Pretraining runs a worker thread per pass: both allocate constantly, and one shared
-        // arena made them wait for each other's lock (no faster than one pass).
-        Command::Pretrain(_) | Command::Zero(_) | Command::Pipeline(_) => keep_freed_memory(2),
-        _ => keep_freed_memory(1),
+    if !matches!(cli.command, Command::Serve(_)) {
+        keep_freed_memory();
     }
     if let Some(n) = cli.threads {
         // candle's kernels size their pools from this variable; set it before any runs.
@@ -139,5 +132,23 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_delay_is_the_option_we_set() {
+        // SAFETY: reads and sets mimalloc options.
+        unsafe {
+            // mimalloc v3's default purge delay is 1000 ms: a wrong index reads another option.
+            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 1000);
+            }
+            keep_freed_memory();
+            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), -1);
+        }
     }
 }

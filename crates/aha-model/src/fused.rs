@@ -299,6 +299,9 @@ impl CustomOp1 for Rope {
                         let src = start + bi * sb + hi * sh + ti * st;
                         let c0 = ((if per_batch { bi * t } else { 0 }) + ti) * half;
                         let (c, s) = (&cos[c0..c0 + half], &sin[c0..c0 + half]);
+                        if sd == 1 {
+                            return rope_row(&x[src..src + d], c, s, sign, o);
+                        }
                         for j in 0..half {
                             let x1 = x[src + j * sd];
                             let x2 = x[src + (j + half) * sd];
@@ -320,6 +323,44 @@ impl CustomOp1 for Rope {
             inverse: !self.inverse,
         };
         Ok(Some(dy.apply_op1_no_bwd(&inverse)?))
+    }
+}
+
+/// One contiguous row of [`Rope`]'s output, compiled for AVX-512 and AVX2 where present
+/// (the strided loop's operations, so its bits).
+fn rope_row(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match crate::qkernels::Isa::detected() {
+        // SAFETY: the features were detected at run time.
+        crate::qkernels::Isa::Avx512 => return unsafe { rope_row_avx512(x, c, s, sign, o) },
+        crate::qkernels::Isa::Avx2 => return unsafe { rope_row_avx2(x, c, s, sign, o) },
+        crate::qkernels::Isa::Scalar => {}
+    }
+    rope_row_any(x, c, s, sign, o)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn rope_row_avx512(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
+    rope_row_any(x, c, s, sign, o)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rope_row_avx2(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
+    rope_row_any(x, c, s, sign, o)
+}
+
+#[inline(always)]
+fn rope_row_any(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
+    let half = c.len();
+    let (x1, x2) = (&x[..half], &x[half..2 * half]);
+    let (o1, o2) = o.split_at_mut(half);
+    let (s, o2) = (&s[..half], &mut o2[..half]);
+    for j in 0..half {
+        let sj = sign * s[j];
+        o1[j] = x1[j] * c[j] - x2[j] * sj;
+        o2[j] = x2[j] * c[j] + x1[j] * sj;
     }
 }
 
@@ -800,15 +841,6 @@ impl CustomOp3 for Attention {
 
 struct SwiGlu;
 
-fn sigmoid(x: f32) -> f32 {
-    let e = exp_nonpositive(-x.abs());
-    if x >= 0.0 {
-        1.0 / (1.0 + e)
-    } else {
-        e / (1.0 + e)
-    }
-}
-
 impl CustomOp2 for SwiGlu {
     fn name(&self) -> &'static str {
         "aha-swiglu"
@@ -851,6 +883,45 @@ impl CustomOp2 for SwiGlu {
 /// Output: d gate then d up, flat.
 struct SwiGluGrad;
 
+/// SwiGLU's backward over one row: dg and du from g, u and dy. Compiled for AVX-512 and AVX2
+/// where present (the same operations, so the same bits: no FMA contraction).
+fn swiglu_grad(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match crate::qkernels::Isa::detected() {
+        // SAFETY: the features were detected at run time.
+        crate::qkernels::Isa::Avx512 => return unsafe { swiglu_grad_avx512(g, u, dy, dg, du) },
+        crate::qkernels::Isa::Avx2 => return unsafe { swiglu_grad_avx2(g, u, dy, dg, du) },
+        crate::qkernels::Isa::Scalar => {}
+    }
+    swiglu_grad_any(g, u, dy, dg, du)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn swiglu_grad_avx512(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
+    swiglu_grad_any(g, u, dy, dg, du)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn swiglu_grad_avx2(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
+    swiglu_grad_any(g, u, dy, dg, du)
+}
+
+/// sigmoid(x) from e^-|x| (no overflow): 1 / (1 + e) for x >= 0, e / (1 + e) below.
+#[inline(always)]
+fn swiglu_grad_any(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
+    let n = g.len();
+    let (u, dy, dg, du) = (&u[..n], &dy[..n], &mut dg[..n], &mut du[..n]);
+    for i in 0..n {
+        let x = g[i];
+        let e = exp_nonpositive(-x.abs());
+        let s = if x >= 0.0 { 1.0 } else { e } / (1.0 + e);
+        du[i] = dy[i] * x * s;
+        dg[i] = dy[i] * u[i] * s * (1.0 + x * (1.0 - s));
+    }
+}
+
 impl CustomOp3 for SwiGluGrad {
     fn name(&self) -> &'static str {
         "aha-swiglu-grad"
@@ -876,13 +947,7 @@ impl CustomOp3 for SwiGluGrad {
             .zip(du.par_chunks_mut(d))
             .zip(g.par_chunks(d).zip(u.par_chunks(d)).zip(dy.par_chunks(d)))
             .with_min_len(MIN_ROWS)
-            .for_each(|((dg, du), ((g, u), dy))| {
-                for i in 0..g.len() {
-                    let s = sigmoid(g[i]);
-                    du[i] = dy[i] * g[i] * s;
-                    dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-                }
-            });
+            .for_each(|((dg, du), ((g, u), dy))| swiglu_grad(g, u, dy, dg, du));
         Ok((CpuStorage::F32(out), Shape::from(2 * n)))
     }
 }

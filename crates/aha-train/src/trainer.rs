@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 pub(crate) use crate::error::file_err;
@@ -151,31 +152,53 @@ struct TrainerFile {
     state: serde_json::Value,
 }
 
-/// `f` of each item, in order: item i on worker i's pool (all at once), or on the caller's
-/// thread when there are no workers.
+/// `f` of every item, handed to `each` in item order. With workers, each takes the next item
+/// not yet taken (a long micro-batch holds up no one but its own worker), and result i is
+/// handed over as soon as results 0..i have been; without, the items run one after the
+/// other on the caller's threads.
 fn on_workers<T: Sync, R: Send>(
     workers: &[rayon::ThreadPool],
     items: &[T],
     f: &(dyn Fn(&T) -> R + Sync),
-) -> Vec<R> {
+    each: &mut dyn FnMut(R),
+) {
     if workers.is_empty() {
-        return items.iter().map(f).collect();
+        items.iter().map(f).for_each(each);
+        return;
     }
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
-        let rest: Vec<_> = items
+        let handles: Vec<_> = workers
             .iter()
-            .zip(workers)
-            .skip(1)
-            .map(|(item, pool)| s.spawn(move || pool.install(|| f(item))))
+            .take(items.len())
+            .map(|pool| {
+                let (tx, next) = (tx.clone(), &next);
+                s.spawn(move || {
+                    pool.install(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        if tx.send((i, f(item))).is_err() {
+                            break;
+                        }
+                    })
+                })
+            })
             .collect();
-        let mut out = Vec::with_capacity(items.len());
-        if let (Some(item), Some(pool)) = (items.first(), workers.first()) {
-            out.push(pool.install(|| f(item)));
+        drop(tx);
+        let (mut pending, mut due) = (BTreeMap::new(), 0);
+        for (i, r) in rx {
+            pending.insert(i, r);
+            while let Some(r) = pending.remove(&due) {
+                each(r);
+                due += 1;
+            }
         }
-        for h in rest {
-            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        for h in handles {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
         }
-        out
     })
 }
 
@@ -234,15 +257,22 @@ impl Trainer {
         let mut grads = Grads::default();
         let mut loss = 0f64;
         let mut stats = Stats::new();
-        for wave in micro.chunks(self.workers.len().max(1)) {
-            for out in on_workers(&self.workers, wave, &one) {
-                let (l, s, g) = out?;
+        let mut failed = None;
+        on_workers(&self.workers, micro, &one, &mut |out| {
+            if failed.is_some() {
+                return;
+            }
+            let added = out.and_then(|(l, s, g)| {
                 loss += l;
                 for (k, v) in s {
                     *stats.entry(k).or_insert(0.0) += v;
                 }
-                grads.accumulate(g)?;
-            }
+                Ok(grads.accumulate(g)?)
+            });
+            failed = added.err();
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok((grads, loss, stats))
     }
