@@ -2,7 +2,8 @@
 # Side by side: full fine-tuning (SFT) throughput of aha vs a plain PyTorch training loop on
 # the same random Qwen2 (~40M params), the same token data (40 x 256 tokens, the first 64 of
 # each masked), batch 8 in micro-batches of 4, f32, 2 threads, one warm-up + 4 timed steps.
-# PyTorch runs twice: as installed, and with the glibc allocator settings aha sets for itself.
+# PyTorch runs twice: as installed, and with glibc set to keep freed memory (GLIBC_TUNABLES
+# below: what aha set for itself before mimalloc, which it also keeps from returning memory).
 # aha also times the step's matrix products alone (--roofline: the GEMM bound on a step).
 # The three alternate RUNS times (scripts/bench/ab.py: median and range, load checked).
 #   benches/sft.sh [MODEL_DIR] [RUNS]    (needs: cargo build --release; python3 with torch + transformers)

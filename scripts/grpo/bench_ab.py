@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """GRPO step time and peak memory, aha against TRL's GRPOTrainer as installed and against TRL
-with the glibc allocator settings aha sets for itself (GLIBC_TUNABLES below), alternated
+with glibc set to keep freed memory (GLIBC_TUNABLES below, what aha set for itself before it
+moved to mimalloc, which it also keeps from returning memory), alternated
 (aha, TRL, TRL tuned; again; ...) with scripts/bench/ab.py: median and range over --runs
 rounds, the load average checked before each run. Same setup as scripts/grpo/bench.sh:
 random 17M Qwen2 with the R1 tokenizer, 2 GSM8K prompts x G = 8, 64 completion tokens,
