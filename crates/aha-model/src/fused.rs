@@ -326,29 +326,13 @@ impl CustomOp1 for Rope {
     }
 }
 
-/// One contiguous row of [`Rope`]'s output, compiled for AVX-512 and AVX2 where present
-/// (the strided loop's operations, so its bits).
-fn rope_row(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match crate::qkernels::Isa::detected() {
-        // SAFETY: the features were detected at run time.
-        crate::qkernels::Isa::Avx512 => return unsafe { rope_row_avx512(x, c, s, sign, o) },
-        crate::qkernels::Isa::Avx2 => return unsafe { rope_row_avx2(x, c, s, sign, o) },
-        crate::qkernels::Isa::Scalar => {}
-    }
-    rope_row_any(x, c, s, sign, o)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn rope_row_avx512(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
-    rope_row_any(x, c, s, sign, o)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn rope_row_avx2(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32]) {
-    rope_row_any(x, c, s, sign, o)
+simd_variants! {
+    /// One contiguous row of [`Rope`]'s output (the strided loop's operations, so its bits).
+    fn rope_row(x: &[f32], c: &[f32], s: &[f32], sign: f32, o: &mut [f32])
+        = rope_row_any for {
+            rope_row_avx512: "avx512f,avx2",
+            rope_row_avx2: "avx2",
+        }
 }
 
 #[inline(always)]
@@ -883,29 +867,13 @@ impl CustomOp2 for SwiGlu {
 /// Output: d gate then d up, flat.
 struct SwiGluGrad;
 
-/// SwiGLU's backward over one row: dg and du from g, u and dy. Compiled for AVX-512 and AVX2
-/// where present (the same operations, so the same bits: no FMA contraction).
-fn swiglu_grad(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match crate::qkernels::Isa::detected() {
-        // SAFETY: the features were detected at run time.
-        crate::qkernels::Isa::Avx512 => return unsafe { swiglu_grad_avx512(g, u, dy, dg, du) },
-        crate::qkernels::Isa::Avx2 => return unsafe { swiglu_grad_avx2(g, u, dy, dg, du) },
-        crate::qkernels::Isa::Scalar => {}
-    }
-    swiglu_grad_any(g, u, dy, dg, du)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn swiglu_grad_avx512(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
-    swiglu_grad_any(g, u, dy, dg, du)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn swiglu_grad_avx2(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
-    swiglu_grad_any(g, u, dy, dg, du)
+simd_variants! {
+    /// SwiGLU's backward over one row: dg and du from g, u and dy.
+    fn swiglu_grad(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32])
+        = swiglu_grad_any for {
+            swiglu_grad_avx512: "avx512f,avx2",
+            swiglu_grad_avx2: "avx2",
+        }
 }
 
 /// sigmoid(x) from e^-|x| (no overflow): 1 / (1 + e) for x >= 0, e / (1 + e) below.
@@ -997,6 +965,56 @@ mod tests {
     fn bits(t: &Tensor) -> Vec<u32> {
         let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
         v.into_iter().map(f32::to_bits).collect()
+    }
+
+    /// SwiGLU's backward and RoPE's rows: the AVX-512 and AVX2 copies give the baseline
+    /// copy's bits (the training runs' bits do not depend on the CPU), on rows that need the
+    /// vector loops' tails, and on gates from deep negatives to large positives.
+    #[test]
+    fn row_kernels_give_the_same_bits_on_every_isa() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |scale: f32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+        };
+        let b = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        #[cfg(target_arch = "x86_64")]
+        let isa = crate::qkernels::Isa::detected();
+        for n in [1usize, 7, 16, 33, 100, 1408] {
+            let [g, u, dy]: [Vec<f32>; 3] =
+                [60.0, 4.0, 2.0].map(|s| (0..n).map(|_| next(s)).collect());
+            let (mut dg, mut du) = (vec![0f32; n], vec![0f32; n]);
+            swiglu_grad_any(&g, &u, &dy, &mut dg, &mut du);
+            assert!(dg.iter().chain(&du).all(|v| v.is_finite()));
+            let half = n.div_ceil(2);
+            let x: Vec<f32> = (0..2 * half).map(|_| next(4.0)).collect();
+            let [c, s]: [Vec<f32>; 2] = [2.0, 2.0].map(|k| (0..half).map(|_| next(k)).collect());
+            let mut o = vec![0f32; 2 * half];
+            rope_row_any(&x, &c, &s, -1.0, &mut o);
+            #[cfg(target_arch = "x86_64")]
+            for wide in [crate::qkernels::Isa::Avx2, crate::qkernels::Isa::Avx512] {
+                if isa < wide {
+                    continue;
+                }
+                let (mut dg2, mut du2) = (vec![0f32; n], vec![0f32; n]);
+                let mut o2 = vec![0f32; 2 * half];
+                // SAFETY: the CPU has the set (checked above).
+                unsafe {
+                    if wide == crate::qkernels::Isa::Avx512 {
+                        swiglu_grad_avx512(&g, &u, &dy, &mut dg2, &mut du2);
+                        rope_row_avx512(&x, &c, &s, -1.0, &mut o2);
+                    } else {
+                        swiglu_grad_avx2(&g, &u, &dy, &mut dg2, &mut du2);
+                        rope_row_avx2(&x, &c, &s, -1.0, &mut o2);
+                    }
+                }
+                assert_eq!(b(&dg2), b(&dg), "{wide:?}, n = {n}");
+                assert_eq!(b(&du2), b(&du), "{wide:?}, n = {n}");
+                assert_eq!(b(&o2), b(&o), "{wide:?}, n = {n}");
+            }
+        }
     }
 
     /// The gradients of `inputs` in two backward passes: the same shape and bits, not zero.

@@ -4,6 +4,41 @@
 
 // Not called directly: turns on the AVX-512 kernels of the GEMM crate under candle.
 use gemm as _;
+
+/// `fn NAME(args) -> ret` that runs `ANY` (an `#[inline(always)]` fn of the same signature)
+/// compiled with the AVX-512 set's target features or the AVX2 set's, whichever the CPU has
+/// (`Isa::detected()`), else as compiled for the baseline; the two compiled copies are named
+/// so that tests can call each. The same Rust for every set, and Rust never contracts into
+/// fused multiply-adds: the same bits whichever runs.
+macro_rules! simd_variants {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        = $any:ident for { $v512:ident: $f512:literal, $v2:ident: $f2:literal $(,)? }) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            match crate::qkernels::Isa::detected() {
+                // SAFETY: the CPU has these features (detected at run time).
+                crate::qkernels::Isa::Avx512 => return unsafe { $v512($($arg),*) },
+                crate::qkernels::Isa::Avx2 => return unsafe { $v2($($arg),*) },
+                crate::qkernels::Isa::Scalar => {}
+            }
+            $any($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $f512)]
+        unsafe fn $v512($($arg: $ty),*) $(-> $ret)? {
+            $any($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $f2)]
+        unsafe fn $v2($($arg: $ty),*) $(-> $ret)? {
+            $any($($arg),*)
+        }
+    };
+}
+
 pub mod config;
 pub mod deepseek_v3;
 mod error;

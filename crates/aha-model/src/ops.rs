@@ -445,23 +445,16 @@ mod simd {
     }
 }
 
-/// Softmax of one row, with a branch-free exp the compiler vectorizes (libm's `expf` takes a
-/// slow error-reporting path for every masked score that underflows); exact zeros below e^-87.
-pub(crate) fn softmax_row(x: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx2 {
-        // SAFETY: AVX2 was detected at run time.
-        return unsafe { softmax_row_avx2(x, out) };
-    }
-    softmax_row_any(x, out)
-}
-
-/// The same code compiled for AVX2 (8 lanes instead of SSE's 4; no FMA contraction, so
-/// the results are the same to the bit).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn softmax_row_avx2(x: &[f32], out: &mut [f32]) {
-    softmax_row_any(x, out)
+simd_variants! {
+    /// Softmax of one row, with a branch-free exp the compiler vectorizes (libm's `expf` takes
+    /// a slow error-reporting path for every masked score that underflows); exact zeros below
+    /// e^-87.
+    /// (AVX2 code at most.)
+    pub(crate) fn softmax_row(x: &[f32], out: &mut [f32])
+        = softmax_row_any for {
+            softmax_row_avx512: "avx2",
+            softmax_row_avx2: "avx2",
+        }
 }
 
 #[inline(always)]
@@ -570,35 +563,13 @@ struct TokenLogprobs {
     scale: f32,
 }
 
-/// Row `x` scaled by `s`: (max of s*x, sum of e^(s*x - max), sum of e^(s*x - max) * s*x).
-fn row_moments(x: &[f32], s: f32) -> (f32, f32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use crate::qkernels::Isa;
-        let isa = Isa::detected();
-        if isa >= Isa::Avx512 {
-            // SAFETY: AVX-512 was detected at run time.
-            return unsafe { row_moments_avx512(x, s) };
+simd_variants! {
+    /// Row `x` scaled by `s`: (max of s*x, sum of e^(s*x - max), sum of e^(s*x - max) * s*x).
+    fn row_moments(x: &[f32], s: f32) -> (f32, f32, f32)
+        = row_moments_any for {
+            row_moments_avx512: "avx512f",
+            row_moments_avx2: "avx2",
         }
-        if isa >= Isa::Avx2 {
-            // SAFETY: AVX2 was detected at run time.
-            return unsafe { row_moments_avx2(x, s) };
-        }
-    }
-    row_moments_any(x, s)
-}
-
-/// The same code compiled for AVX2 and for AVX-512 (no FMA contraction: the same bits).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn row_moments_avx2(x: &[f32], s: f32) -> (f32, f32, f32) {
-    row_moments_any(x, s)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn row_moments_avx512(x: &[f32], s: f32) -> (f32, f32, f32) {
-    row_moments_any(x, s)
 }
 
 /// The largest value (NaNs ignored; -inf for none), in 8 lanes so that it vectorizes: the
@@ -684,34 +655,13 @@ fn grad_row(o: &mut [f32], x: &[f32], target: usize, g: f32, s: f32, moments: Op
     o[target] += gk;
 }
 
-/// o_j = c e^(s x_j - max).
-fn scaled_softmax_into(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use crate::qkernels::Isa;
-        let isa = Isa::detected();
-        if isa >= Isa::Avx512 {
-            // SAFETY: AVX-512 was detected at run time.
-            return unsafe { scaled_softmax_avx512(o, x, s, max, c) };
+simd_variants! {
+    /// o_j = c e^(s x_j - max).
+    fn scaled_softmax_into(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32)
+        = scaled_softmax_any for {
+            scaled_softmax_avx512: "avx512f",
+            scaled_softmax_avx2: "avx2",
         }
-        if isa >= Isa::Avx2 {
-            // SAFETY: AVX2 was detected at run time.
-            return unsafe { scaled_softmax_avx2(o, x, s, max, c) };
-        }
-    }
-    scaled_softmax_any(o, x, s, max, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scaled_softmax_avx2(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
-    scaled_softmax_any(o, x, s, max, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn scaled_softmax_avx512(o: &mut [f32], x: &[f32], s: f32, max: f32, c: f32) {
-    scaled_softmax_any(o, x, s, max, c)
 }
 
 #[inline(always)]
@@ -1481,28 +1431,13 @@ impl Mlp {
     }
 }
 
-/// silu(a) * b, element by element.
-pub(crate) fn silu_mul(a: &[f32], b: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match crate::qkernels::Isa::detected() {
-        // SAFETY: the features were detected at run time.
-        crate::qkernels::Isa::Avx512 => return unsafe { silu_mul_avx512(a, b, out) },
-        crate::qkernels::Isa::Avx2 => return unsafe { silu_mul_avx2(a, b, out) },
-        crate::qkernels::Isa::Scalar => {}
-    }
-    silu_mul_any(a, b, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn silu_mul_avx512(a: &[f32], b: &[f32], out: &mut [f32]) {
-    silu_mul_any(a, b, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn silu_mul_avx2(a: &[f32], b: &[f32], out: &mut [f32]) {
-    silu_mul_any(a, b, out)
+simd_variants! {
+    /// silu(a) * b, element by element.
+    pub(crate) fn silu_mul(a: &[f32], b: &[f32], out: &mut [f32])
+        = silu_mul_any for {
+            silu_mul_avx512: "avx512f,avx2",
+            silu_mul_avx2: "avx2",
+        }
 }
 
 /// sigmoid(x) from e^-|x| (no overflow): 1 / (1 + e) for x >= 0, e / (1 + e) below.

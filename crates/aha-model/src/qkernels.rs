@@ -1024,28 +1024,12 @@ fn abs_max(x: &[f32]) -> f32 {
         .fold(0f32, |m, a| if a > m { a } else { m })
 }
 
-fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Flavor) {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detected() {
-        // SAFETY: the features were detected at run time.
-        Isa::Avx512 => return unsafe { quantize_row_avx512(x, codes, scales, flavor) },
-        Isa::Avx2 => return unsafe { quantize_row_avx2(x, codes, scales, flavor) },
-        Isa::Scalar => {}
-    }
-    quantize_row_any(x, codes, scales, flavor)
-}
-
-/// The same code for wider vectors (no fused multiply-adds: the same bits).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
-unsafe fn quantize_row_avx512(x: &[f32], codes: &mut [i8], s: &mut [[f32; 2]], flavor: Flavor) {
-    quantize_row_any(x, codes, s, flavor)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn quantize_row_avx2(x: &[f32], codes: &mut [i8], s: &mut [[f32; 2]], flavor: Flavor) {
-    quantize_row_any(x, codes, s, flavor)
+simd_variants! {
+    fn quantize_row(x: &[f32], codes: &mut [i8], scales: &mut [[f32; 2]], flavor: Flavor)
+        = quantize_row_any for {
+            quantize_row_avx512: "avx512f,avx512bw,avx2,f16c",
+            quantize_row_avx2: "avx2,f16c",
+        }
 }
 
 #[inline(always)]
