@@ -67,8 +67,8 @@ enum Command {
 
 /// mimalloc, not glibc's malloc: a training step allocates and frees thousands of tensors,
 /// on two worker threads at once when pretraining, where glibc's arenas (locks,
-/// consolidation) slowed a tiny model's pretraining (`aha pretrain --steps 1000`,
-/// 3 alternated runs: 19.99 s with glibc kept from returning memory, 19.01 s with this).
+/// consolidation) slowed a tiny model's pretraining (`aha pretrain --steps 1000`: 0.95x the
+/// time with this, docs/benchmarks.md of 2026-12-06).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
