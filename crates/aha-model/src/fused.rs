@@ -390,7 +390,6 @@ impl LinearOp {
         w: (&CpuStorage, &Layout),
         b: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
         let (&[out, inp], dims) = (w.1.dims(), x.1.dims()) else {
             candle_core::bail!("linear: weight must be [out, in], got {:?}", w.1.dims());
         };
@@ -398,16 +397,22 @@ impl LinearOp {
             candle_core::bail!("linear: x {dims:?} against weight [{out}, {inp}]");
         }
         let rows = x.1.shape().elem_count() / inp.max(1);
-        let x2 = Layout::contiguous_with_offset((rows, inp), x.1.start_offset());
-        let mut y =
-            x.0.matmul(w.0, (1, rows, out, inp), &x2, &w.1.transpose(0, 1)?)?;
+        let xs = contiguous_f32(x.0, x.1, "linear")?;
+        let ws = contiguous_f32(w.0, w.1, "linear")?;
+        // x [rows, inp] times the view Wᵀ [inp, out] (row stride 1, column stride inp).
+        let mut y = matmul_f32((rows, out, inp), (xs, inp, 1), (ws, 1, inp))?;
         if let Some((b, bl)) = b {
             if bl.dims() != [out] {
                 candle_core::bail!("linear: bias {:?} for {out} outputs", bl.dims());
             }
-            let yl = Layout::contiguous((rows, out));
-            y = y.binary_impl::<candle_core::op::Add>(b, &yl, &bl.broadcast_as((rows, out))?)?;
+            let bs = contiguous_f32(b, bl, "linear")?;
+            for row in y.chunks_exact_mut(out.max(1)) {
+                for (y, &b) in row.iter_mut().zip(bs) {
+                    *y += b;
+                }
+            }
         }
+        let y = CpuStorage::F32(y);
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = out;
@@ -425,13 +430,84 @@ impl LinearOp {
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let (out, inp) = w.dims2()?;
         let rows = x.elem_count() / inp.max(1);
-        let x2 = x.detach().reshape((rows, inp))?;
-        let dy = dy.reshape((rows, out))?;
-        let dx = dy.matmul(&w.detach())?.reshape(x.shape())?;
-        let dw = x2.t()?.matmul(&dy)?.t()?;
+        let dy = dy.reshape((rows, out))?.contiguous()?;
+        let (dx, dw) = {
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
+            let (gs, gl) = dy.storage_and_layout();
+            let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(gs)) = (&*xs, &*ws, &*gs) else {
+                candle_core::bail!("linear: backward on the CPU only");
+            };
+            let xs = contiguous_f32(xs, xl, "linear")?;
+            let ws = contiguous_f32(ws, wl, "linear")?;
+            let gs = contiguous_f32(gs, gl, "linear")?;
+            // dy [rows, out] W [out, inp]; xᵀ (the view [inp, rows]) dy, whose transpose is
+            // dW, left as a view.
+            let dx = matmul_f32((rows, inp, out), (gs, out, 1), (ws, inp, 1))?;
+            let dwt = matmul_f32((inp, out, rows), (xs, 1, inp), (gs, out, 1))?;
+            (dx, dwt)
+        };
+        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
+        let dw = Tensor::from_vec(dw, (inp, out), x.device())?.t()?;
         let db = if bias { Some(column_sums(&dy)?) } else { None };
         Ok((dx, dw, db))
     }
+}
+
+/// The product of lhs [m, k] and rhs [k, n], each given as (elements, row stride, column
+/// stride), into a new row-major [m, n]: the call candle's CPU matmul makes, without first
+/// zeroing the output it overwrites, and on one thread in a one-thread pool (a training
+/// worker's), where candle would split the product among threads that are not there. The
+/// same bits either way (tested).
+fn matmul_f32(
+    (m, n, k): (usize, usize, usize),
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+) -> Result<Vec<f32>> {
+    let last = |rows: usize, rs: usize, cols: usize, cs: usize| {
+        (rows.saturating_sub(1) * rs + cols.saturating_sub(1) * cs) + 1
+    };
+    if m * n * k > 0
+        && (lhs.len() < last(m, lhs_rs, k, lhs_cs) || rhs.len() < last(k, rhs_rs, n, rhs_cs))
+    {
+        candle_core::bail!("matmul: [{m}, {k}] x [{k}, {n}] out of its operands' bounds");
+    }
+    if k == 0 {
+        return Ok(vec![0.0; m * n]);
+    }
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    let parallelism = match candle_core::utils::get_num_threads().min(rayon::current_num_threads())
+    {
+        1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    // SAFETY: the operands hold every element the strides reach (checked above); gemm
+    // writes all m * n outputs without reading them (read_dst false, alpha 0).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        dst.set_len(m * n);
+    }
+    Ok(dst)
 }
 
 /// The sums over rows of a contiguous [rows, n] matrix: each column summed from 0 in row
@@ -1132,14 +1208,26 @@ mod tests {
 
     /// The fused linear gives the composed path's bits: output and every gradient, with and
     /// without a bias, 2-D and 3-D inputs, k past the GEMM's 512 block, and an upstream
-    /// gradient that arrives as a transposed (non-contiguous) view.
+    /// gradient that arrives as a transposed (non-contiguous) view; on the caller's threads
+    /// and in a one-thread pool (a training worker's, where its products run unsplit).
     #[test]
     fn linear_gives_the_composed_paths_bits() {
+        linear_cases();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        one.install(linear_cases);
+    }
+
+    fn linear_cases() {
         for (dims, out, bias, seed) in [
             (vec![2usize, 7, 48], 33usize, true, 20u64),
             (vec![2, 7, 48], 33, false, 21),
             (vec![5, 16], 64, true, 22),
             (vec![3, 4, 600], 40, true, 23),
+            (vec![150, 64], 192, false, 24),
+            (vec![96, 700], 130, true, 25),
         ] {
             let inp = *dims.last().unwrap();
             let rows = dims.iter().product::<usize>() / inp;

@@ -8,6 +8,7 @@
 use aha_model::Params;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -185,14 +186,12 @@ fn update_f32(
     v: &Tensor,
     h: &Hyper,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    use rayon::prelude::*;
     let f = |x: f64| x as f32;
     let (b1, nb1, b2, nb2) = (f(h.b1), f(1.0 - h.b1), f(h.b2), f(1.0 - h.b2));
     let (ibc1, ibc2, eps, lr) = (f(1.0 / h.bc1), f(1.0 / h.bc2), f(h.eps), f(h.lr));
     let keep = h.decay.map(|wd| f(1.0 - h.lr * wd));
-    let vec = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
-    let (mut p1, g1, mut m1, mut v1) = (vec(p)?, vec(g)?, vec(m)?, vec(v)?);
-    if g1.len() != p1.len() || m1.len() != p1.len() || v1.len() != p1.len() {
+    let n = p.elem_count();
+    if g.elem_count() != n || m.elem_count() != n || v.elem_count() != n {
         return Err(OptimError::Invalid(format!(
             "AdamW: gradient {:?} for a parameter {:?}",
             g.dims(),
@@ -210,21 +209,54 @@ fn update_f32(
         let update = (*m * ibc1 + 0.0) / denom;
         *p = x - (update * lr + 0.0);
     };
-    p1.par_chunks_mut(UPDATE_CHUNK)
-        .zip(g1.par_chunks(UPDATE_CHUNK))
-        .zip(m1.par_chunks_mut(UPDATE_CHUNK))
-        .zip(v1.par_chunks_mut(UPDATE_CHUNK))
-        .for_each(|(((p, g), m), v)| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                one(p, g, m, v);
-            }
-        });
+    // Read in place, written once into the new tensors' buffers.
+    let (mut p1, mut m1, mut v1) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    {
+        let (p0, g0, m0, v0) = (
+            p.storage_and_layout(),
+            g.storage_and_layout(),
+            m.storage_and_layout(),
+            v.storage_and_layout(),
+        );
+        let inputs = (f32_elems(&p0.0, p0.1)?.par_chunks(UPDATE_CHUNK))
+            .zip(f32_elems(&g0.0, g0.1)?.par_chunks(UPDATE_CHUNK))
+            .zip(f32_elems(&m0.0, m0.1)?.par_chunks(UPDATE_CHUNK))
+            .zip(f32_elems(&v0.0, v0.1)?.par_chunks(UPDATE_CHUNK));
+        let outputs = p1
+            .par_chunks_mut(UPDATE_CHUNK)
+            .zip(m1.par_chunks_mut(UPDATE_CHUNK))
+            .zip(v1.par_chunks_mut(UPDATE_CHUNK));
+        inputs
+            .zip(outputs)
+            .for_each(|((((p, g), m), v), ((p1, m1), v1))| {
+                p1.copy_from_slice(p);
+                m1.copy_from_slice(m);
+                v1.copy_from_slice(v);
+                for (((p, &g), m), v) in p1.iter_mut().zip(g).zip(m1.iter_mut()).zip(v1.iter_mut())
+                {
+                    one(p, g, m, v);
+                }
+            });
+    }
     let (shape, dev) = (p.shape(), p.device());
     Ok((
         Tensor::from_vec(p1, shape, dev)?,
         Tensor::from_vec(m1, shape, dev)?,
         Tensor::from_vec(v1, shape, dev)?,
     ))
+}
+
+/// A contiguous f32 CPU tensor's elements, from its storage.
+fn f32_elems<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
+        _ => Err(OptimError::Invalid(
+            "AdamW: contiguous f32 CPU tensor expected".into(),
+        )),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -273,30 +305,50 @@ impl AdamW {
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
+        let cpu_f32 = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        let hyper = |var: &Var| Hyper {
+            b1,
+            b2,
+            bc1,
+            bc2,
+            eps: self.cfg.eps,
+            lr,
+            decay: (self.cfg.weight_decay > 0.0 && (self.cfg.decay_1d || var.rank() >= 2))
+                .then_some(self.cfg.weight_decay),
+        };
+        // Fused tensors side by side (each update stands alone: the same bits in any order),
+        // then the others one by one.
+        let (m_all, v_all) = (&self.m, &self.v);
+        let fused_tensor = |name: &String, var: &Var| {
+            let g = grads.grads.get(name)?;
+            let all = [var.as_tensor(), g, &m_all[name], &v_all[name]];
+            (fused && all.into_iter().all(cpu_f32)).then_some(g)
+        };
+        let updated: Vec<(String, Tensor, Tensor)> = self
+            .vars
+            .par_iter()
+            .filter_map(|(name, var)| {
+                let g = fused_tensor(name, var)?;
+                let update = || -> Result<(String, Tensor, Tensor)> {
+                    let (p, m, v) =
+                        update_f32(var.as_tensor(), g, &m_all[name], &v_all[name], &hyper(var))?;
+                    var.set(&p)?;
+                    Ok((name.clone(), m, v))
+                };
+                Some(update())
+            })
+            .collect::<Result<_>>()?;
+        let done: std::collections::BTreeSet<String> =
+            updated.iter().map(|(name, ..)| name.clone()).collect();
+        for (name, m, v) in updated {
+            self.m.insert(name.clone(), m);
+            self.v.insert(name, v);
+        }
         for (name, var) in &self.vars {
             let Some(g) = grads.grads.get(name) else {
                 continue;
             };
-            let decay = self.cfg.weight_decay > 0.0 && (self.cfg.decay_1d || var.rank() >= 2);
-            let cpu_f32 = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-            if fused
-                && [var.as_tensor(), g, &self.m[name], &self.v[name]]
-                    .into_iter()
-                    .all(cpu_f32)
-            {
-                let h = Hyper {
-                    b1,
-                    b2,
-                    bc1,
-                    bc2,
-                    eps: self.cfg.eps,
-                    lr,
-                    decay: decay.then_some(self.cfg.weight_decay),
-                };
-                let (p, m, v) = update_f32(var.as_tensor(), g, &self.m[name], &self.v[name], &h)?;
-                var.set(&p)?;
-                self.m.insert(name.clone(), m);
-                self.v.insert(name.clone(), v);
+            if done.contains(name) {
                 continue;
             }
             let g = g.to_dtype(DType::F32)?;
@@ -304,8 +356,8 @@ impl AdamW {
             let mut p = var.as_tensor().detach().to_dtype(DType::F32)?;
             let m = ((&self.m[name] * b1)? + (&g * (1.0 - b1))?)?;
             let v = ((&self.v[name] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            if decay {
-                p = (&p * (1.0 - lr * self.cfg.weight_decay))?;
+            if let Some(wd) = hyper(var).decay {
+                p = (&p * (1.0 - lr * wd))?;
             }
             let denom = ((&v / bc2)?.sqrt()? + self.cfg.eps)?;
             let update = ((&m / bc1)? / denom)?;

@@ -20,7 +20,6 @@ use aha_model::Model;
 use aha_text::Tokenizer;
 use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -300,6 +299,39 @@ pub fn prepare(cfg: &PretrainConfig, dir: &Path) -> Result<(Model, Tokenizer)> {
     Ok((model, tok))
 }
 
+/// One step's documents encoded (every token trained) and cut into passes of `micro_batch`
+/// documents, in document order (documents of similar length in a pass would pad less, but
+/// packing pads nothing); with the step's token count.
+fn step_data(
+    tok: &Tokenizer,
+    cfg: &PretrainConfig,
+    texts: &[String],
+    micro_batch: usize,
+) -> Result<(usize, Vec<crate::sft::NllBatch>)> {
+    let examples = texts
+        .iter()
+        .map(|doc| {
+            let input_ids = tok.encode(doc, false)?;
+            let labels = input_ids.iter().map(|&t| t as i64).collect();
+            Ok(Example { input_ids, labels })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tokens = examples.iter().map(|e| e.input_ids.len()).sum();
+    let all: Vec<usize> = (0..examples.len()).collect();
+    let micro = if cfg.packed {
+        packed_passes(&examples, &all, micro_batch)
+    } else {
+        step_batches(
+            &examples,
+            &all,
+            false,
+            cfg.max_position_embeddings,
+            micro_batch,
+        )
+    };
+    Ok((tokens, micro))
+}
+
 /// The optimizer of a pretraining run: AdamW (β2 0.95, weight decay on every tensor),
 /// linear warmup then cosine decay, clipping at 1.
 fn optim_config(cfg: &PretrainConfig) -> OptimConfig {
@@ -335,7 +367,6 @@ pub fn train(
     let passes = cfg.batch_size.div_ceil(micro_batch);
     let mut trainer = Trainer::new(model, optim_config(cfg))?
         .with_workers(rayon::current_num_threads().min(passes))?;
-    let mut docs = corpus(cfg.task, cfg.mix, cfg.seed);
     let bar = if progress {
         progress_bar(cfg.steps as u64)
     } else {
@@ -345,53 +376,49 @@ pub fn train(
     let (mut tokens, mut first_loss, mut tail) = (0usize, f64::NAN, Vec::new());
     let tail_from = cfg.steps - (cfg.steps / 10).max(1).min(cfg.steps);
     let mut ema = f64::NAN;
-    for step in 0..cfg.steps {
-        // Encoded on every thread: the workers wait for the step's data.
-        let texts: Vec<String> = (&mut docs).take(cfg.batch_size).collect();
-        let examples = texts
-            .par_iter()
-            .map(|doc| {
-                let input_ids = tok.encode(doc, false)?;
-                let labels = input_ids.iter().map(|&t| t as i64).collect();
-                Ok(Example { input_ids, labels })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        tokens += examples.iter().map(|e| e.input_ids.len()).sum::<usize>();
-        // In document order (documents of similar length in a pass would pad less, but
-        // packing pads nothing).
-        let all: Vec<usize> = (0..examples.len()).collect();
-        let micro = if cfg.packed {
-            packed_passes(&examples, &all, micro_batch)
-        } else {
-            step_batches(
-                &examples,
-                &all,
-                false,
-                cfg.max_position_embeddings,
-                micro_batch,
-            )
-        };
-        let out = trainer.step(&Nll, &micro)?;
-        if !out.loss.is_finite() {
-            return Err(TrainError::Invalid(format!(
-                "loss is {} at step {step}",
+    // The next steps' documents are encoded and packed on a thread of their own, in the
+    // time the workers wait for a step's longest pass and for the update.
+    std::thread::scope(|s| -> Result<()> {
+        // Inside the scope: leaving it early drops `rx`, which stops the thread.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        s.spawn(move || {
+            let mut docs = corpus(cfg.task, cfg.mix, cfg.seed);
+            for _ in 0..cfg.steps {
+                let texts: Vec<String> = (&mut docs).take(cfg.batch_size).collect();
+                if tx.send(step_data(tok, cfg, &texts, micro_batch)).is_err() {
+                    break;
+                }
+            }
+        });
+        for step in 0..cfg.steps {
+            let Ok(data) = rx.recv() else {
+                return Err(TrainError::Invalid("the data thread stopped".into()));
+            };
+            let (step_tokens, micro) = data?;
+            tokens += step_tokens;
+            let out = trainer.step(&Nll, &micro)?;
+            if !out.loss.is_finite() {
+                return Err(TrainError::Invalid(format!(
+                    "loss is {} at step {step}",
+                    out.loss
+                )));
+            }
+            if step == 0 {
+                first_loss = out.loss;
+            }
+            if step >= tail_from {
+                tail.push(out.loss);
+            }
+            ema = if ema.is_nan() {
                 out.loss
-            )));
+            } else {
+                0.95 * ema + 0.05 * out.loss
+            };
+            bar.set_message(format!("loss {ema:.3}"));
+            bar.inc(1);
         }
-        if step == 0 {
-            first_loss = out.loss;
-        }
-        if step >= tail_from {
-            tail.push(out.loss);
-        }
-        ema = if ema.is_nan() {
-            out.loss
-        } else {
-            0.95 * ema + 0.05 * out.loss
-        };
-        bar.set_message(format!("loss {ema:.3}"));
-        bar.inc(1);
-    }
+        Ok(())
+    })?;
     bar.finish();
     let final_loss = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
     let model = trainer.model;

@@ -676,6 +676,12 @@ pub struct Nll;
 impl Objective for Nll {
     type Batch = NllBatch;
 
+    /// Positions computed: rows times the longest (padded rows are as long as it).
+    fn cost(&self, batch: &NllBatch) -> usize {
+        let longest = batch.rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+        batch.rows.len() * longest
+    }
+
     fn micro_loss(&self, model: &Model, batch: &NllBatch) -> Result<MicroLoss> {
         let (logp, mask, _) = rows_logprobs(model, &batch.rows, Mode::Train)?;
         let sum = logp.sum_all()?;

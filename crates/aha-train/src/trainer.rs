@@ -55,6 +55,13 @@ pub struct MicroLoss {
 pub trait Objective: Sync {
     type Batch: Sync;
     fn micro_loss(&self, model: &Model, batch: &Self::Batch) -> Result<MicroLoss>;
+
+    /// What a micro-batch costs relative to the others (its tokens, say). Workers take the
+    /// costliest first, so that a step does not end waiting on a long pass taken last; the
+    /// gradients are added in batch order whatever the cost.
+    fn cost(&self, _batch: &Self::Batch) -> usize {
+        0
+    }
 }
 
 /// Optimizer, schedule and clipping.
@@ -153,12 +160,13 @@ struct TrainerFile {
 }
 
 /// `f` of every item, handed to `each` in item order. With workers, each takes the next item
-/// not yet taken (a long micro-batch holds up no one but its own worker), and result i is
-/// handed over as soon as results 0..i have been; without, the items run one after the
-/// other on the caller's threads.
+/// of `order` not yet taken (a long micro-batch holds up no one but its own worker), and
+/// result i is handed over as soon as results 0..i have been; without, the items run one
+/// after the other on the caller's threads.
 fn on_workers<T: Sync, R: Send>(
     workers: &[rayon::ThreadPool],
     items: &[T],
+    order: &[usize],
     f: &(dyn Fn(&T) -> R + Sync),
     each: &mut dyn FnMut(R),
 ) {
@@ -175,11 +183,12 @@ fn on_workers<T: Sync, R: Send>(
             .map(|pool| {
                 let (tx, next) = (tx.clone(), &next);
                 s.spawn(move || {
-                    pool.install(|| loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        if tx.send((i, f(item))).is_err() {
-                            break;
+                    pool.install(|| {
+                        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let Some(item) = items.get(i) else { break };
+                            if tx.send((i, f(item))).is_err() {
+                                break;
+                            }
                         }
                     })
                 })
@@ -258,7 +267,10 @@ impl Trainer {
         let mut loss = 0f64;
         let mut stats = Stats::new();
         let mut failed = None;
-        on_workers(&self.workers, micro, &one, &mut |out| {
+        // Costliest first (a stable sort: equal costs keep their order).
+        let mut order: Vec<usize> = (0..micro.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(objective.cost(&micro[i])));
+        on_workers(&self.workers, micro, &order, &one, &mut |out| {
             if failed.is_some() {
                 return;
             }
