@@ -131,11 +131,20 @@ macro_rules! tile_kernel {
             while i < n {
                 let group = (n - i).min(G);
                 let wp = w.as_ptr().add(i * k);
+                // The next group's rows (contiguous) are fetched into L1 a line per step of
+                // k while this group runs: the hardware prefetchers, following G row streams
+                // a row apart, left the kernel waiting on memory (1.5-2x slower on weights
+                // from DRAM).
+                let next = wp.wrapping_add(G * k);
+                let next_len = (n - i - group).min(G) * k;
                 let mut k0 = 0;
                 while k0 < k {
                     let k1 = (k0 + kc).min(k);
                     let mut acc: [[$v; R]; G] = [[$zero(); R]; G];
                     for kk in k0..k1 {
+                        if kk * 16 < next_len {
+                            _mm_prefetch::<_MM_HINT_T0>(next.add(kk * 16) as *const i8);
+                        }
                         let mut xv: [$v; R] = [$zero(); R];
                         for (h, x) in xv.iter_mut().enumerate() {
                             *x = $load(xp.add(kk * lanes + $w * h));
