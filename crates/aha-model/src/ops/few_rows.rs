@@ -70,14 +70,16 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
     use rayon::prelude::*;
     let width = if isa >= Isa::Avx512 { 16 } else { 8 };
     let lanes = rows.div_ceil(width) * width;
-    // xt[kk * lanes + j] = x[j, kk]; lanes past `rows` stay zero.
+    // xt[kk * lanes + j] = x[j, kk]; lanes past `rows` stay zero. Written in order (the rows
+    // of x, a few KiB, stay in L1; xt does not).
     let mut xt = vec![0f32; k * lanes];
-    for (j, row) in x.chunks_exact(k).enumerate() {
-        for (kk, &v) in row.iter().enumerate() {
-            xt[kk * lanes + j] = v;
+    for (kk, col) in xt.chunks_exact_mut(lanes).enumerate() {
+        for (j, v) in col[..rows].iter_mut().enumerate() {
+            *v = x[j * k + kk];
         }
     }
-    let mut out = vec![0f32; rows * n];
+    // Every element is written by exactly one task below; not zero-filled first.
+    let mut out: Vec<f32> = Vec::with_capacity(rows * n);
     let dst = Disjoint(out.as_mut_ptr());
     let tasks = n.div_ceil(TASK_ROWS);
     let task = |t: usize| {
@@ -105,6 +107,8 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
     if !crate::spin::run(tasks, &task) {
         (0..tasks).into_par_iter().for_each(task);
     }
+    // SAFETY: the tasks (all run, each to completion) wrote all rows * n elements.
+    unsafe { out.set_len(rows * n) };
     out
 }
 
