@@ -105,13 +105,10 @@ impl SamplingParams {
 }
 
 pub fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
-        }
-    }
-    best as u32
+    // The maximum in vector lanes, then its first index: a compare-and-branch chain over a
+    // 32k-vocabulary row took 2-3% of a batch-32 greedy decode step.
+    let max = aha_model::ops::max_lanes(xs);
+    xs.iter().position(|&x| x == max).unwrap_or(0) as u32
 }
 
 fn draw(items: impl Iterator<Item = (u32, f32)>, mass: f32, rng: &mut impl Rng) -> u32 {
@@ -177,6 +174,27 @@ mod tests {
             SamplingParams::greedy().sample(&mut [0.1, 3.0, 2.9, -1.0], &mut rng),
             1
         );
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for len in [1usize, 7, 8, 9, 33, 1000] {
+            for _ in 0..20 {
+                // Few distinct values, so that ties are common.
+                let xs: Vec<f32> = (0..len).map(|_| rng.random_range(0..5) as f32).collect();
+                let mut best = 0;
+                for (i, &x) in xs.iter().enumerate() {
+                    if x > xs[best] {
+                        best = i;
+                    }
+                }
+                assert_eq!(argmax(&xs), best as u32, "{xs:?}");
+            }
+        }
+        assert_eq!(argmax(&[]), 0);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
+        assert_eq!(argmax(&[-0.0, 0.0, -1.0]), 0);
     }
 
     #[test]
