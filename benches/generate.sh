@@ -14,5 +14,6 @@ threads=2
 export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 python3 scripts/bench/ab.py --runs "$runs" --threads $threads --key batch \
   --metric tokens_per_s --metric roofline_tokens_per_s --metric share_of_roofline --metric gemm_gflop_per_s \
+  --metric achieved_gflop_per_s --metric compute_bound_tokens_per_s --metric memory_bound_tokens_per_s \
   --job "aha=target/release/aha --threads $threads bench generate --model $dir --batch 1 --batch 32 --new-tokens 128 --roofline" \
   --job "transformers=python3 scripts/ref/bench_generate_hf.py --model-dir $dir --batch 1 --batch 32 --new-tokens 128 --threads $threads"

@@ -1,4 +1,4 @@
-//! `aha bench sft --roofline`: the FLOPs it counts for a step, from the model's shapes.
+//! `aha bench sft --roofline` and `aha bench generate --roofline`: the FLOPs and bytes they count.
 
 use crate::common::{ok, stdout};
 
@@ -60,4 +60,44 @@ fn sft_roofline_counts_every_product_of_the_step() {
     let share = row["share_of_roofline"].as_f64().unwrap();
     assert!(share > 0.0 && share < 1.0, "{row}");
     assert!(row["roofline_trained_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn generate_roofline_takes_the_larger_of_its_two_bounds() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../aha-model/tests/fixtures/qwen2_tied");
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.json");
+    std::fs::write(&prompts, "[[1, 2, 3], [4, 5, 6]]").unwrap();
+    let out = ok(&[
+        "--threads",
+        "1",
+        "bench",
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--new-tokens",
+        "3",
+        "--roofline",
+    ]);
+    let row: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let f = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k} in {row}"));
+    // The fixture (as above): per layer q, k, v, o, gate, up, down, and the tied head.
+    let layer = 48 * 48 + 2 * 24 * 48 + 48 * 48 + 3 * 96 * 48;
+    let weights = 2 * layer + 256 * 48;
+    assert!((f("gflop_per_step") - (2 * 2 * weights) as f64 / 1e9).abs() < 1e-12);
+    assert!((f("weight_gb") - (4 * weights) as f64 / 1e9).abs() < 1e-12);
+    let (compute, memory) = (
+        f("compute_bound_tokens_per_s"),
+        f("memory_bound_tokens_per_s"),
+    );
+    assert!(compute > 0.0 && memory > 0.0, "{row}");
+    assert_eq!(f("roofline_tokens_per_s"), compute.min(memory));
+    let share = f("share_of_roofline");
+    assert!((share - f("tokens_per_s") / compute.min(memory)).abs() < 1e-9 * share.max(1.0));
+    assert!(share > 0.0 && share < 1.0, "{row}");
 }
