@@ -2,7 +2,8 @@
 # Side by side: batched generation throughput of aha vs transformers' generate, same random
 # Qwen2 (~40M params), same prompts, f32, 2 threads, 128 new tokens, batch 1 and 32; the two
 # alternated 3 times (scripts/bench/ab.py: median and range, load average checked before each
-# run). aha also reports its GEMM roofline: the time the step's matrix products alone take.
+# run). aha also reports its roofline: the step's FLOPs at a large f32 GEMM's rate, or reading every
+# weight once at the memory's streaming rate, whichever takes longer.
 #   benches/generate.sh [MODEL_DIR] [RUNS]   (needs: cargo build --release; python3 with torch + transformers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
