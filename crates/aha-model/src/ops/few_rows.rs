@@ -81,9 +81,24 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
     // Every element is written by exactly one task below; not zero-filled first.
     let mut out: Vec<f32> = Vec::with_capacity(rows * n);
     let dst = Disjoint(out.as_mut_ptr());
-    let tasks = n.div_ceil(TASK_ROWS);
+    // Weight rows the kernel takes at once: G of the kernel the tasks dispatch to below.
+    let group = match (width, lanes) {
+        (16, 32) => 12,
+        (16, _) => 16,
+        (_, 24) => 3,
+        _ => 2,
+    };
+    // Tasks of at most TASK_ROWS rows, at least one per thread, in whole groups: a [256, k]
+    // weight (an MoE expert's, or k and v) was one task, leaving the other threads waiting.
+    let threads = rayon::current_num_threads().max(1);
+    let rounds = n.div_ceil(threads * TASK_ROWS);
+    let per = n
+        .div_ceil(rounds * threads)
+        .next_multiple_of(group)
+        .min(TASK_ROWS);
+    let tasks = n.div_ceil(per);
     let task = |t: usize| {
-        let (v0, v1) = (t * TASK_ROWS, ((t + 1) * TASK_ROWS).min(n));
+        let (v0, v1) = (t * per, ((t + 1) * per).min(n));
         let mut tile = [0f32; TASK_ROWS * MAX_ROWS];
         let w = &w[v0 * k..v1 * k];
         // SAFETY: `matmul_t_with` checked that the CPU has `isa`; the slices have the checked
@@ -253,5 +268,48 @@ mod tests {
             matmul_t_with(Isa::Scalar, &[0.0; 2], 2, &[0.0; 256], 256, 1).is_none(),
             "no kernel without AVX2"
         );
+    }
+
+    /// The tasks depend on the thread count; whatever it is, they cover every output (which
+    /// is not zero-filled first).
+    #[test]
+    fn every_output_is_written_at_any_thread_count() {
+        let dev = Device::Cpu;
+        for threads in [1, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for (rows, n) in [
+                (8, 256),
+                (17, 256),
+                (32, 256),
+                (32, 300),
+                (9, 1031),
+                (32, 4099),
+            ] {
+                let k = 64;
+                let x = Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap();
+                let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+                let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+                let ws: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+                let want: Vec<f32> = x
+                    .matmul(&w.t().unwrap())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let Some(got) = pool.install(|| matmul_t(&xs, rows, &ws, n, k)) else {
+                    continue;
+                };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "threads={threads} rows={rows} n={n}"
+                );
+            }
+        }
     }
 }
