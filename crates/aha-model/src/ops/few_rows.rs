@@ -220,6 +220,16 @@ mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
+    /// Random x [rows, k] and W [n, k], and x Wᵀ by candle's matmul (its GEMM).
+    fn case(rows: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = flat(&x.matmul(&w.t().unwrap()).unwrap());
+        (flat(&x), flat(&w), want)
+    }
+
     /// The same bits as candle's matmul (its GEMM) wherever the path is taken (one and two
     /// registers of rows, one and several blocks of k, odd sizes), and outside its bounds it
     /// is not taken.
@@ -229,7 +239,6 @@ mod tests {
             .into_iter()
             .filter(|&i| i <= Isa::detected())
             .collect();
-        let dev = Device::Cpu;
         let mut cases = vec![(1, 64, 2000), (33, 64, 2000), (4, 64, 255)];
         for rows in [2usize, 3, 7, 8, 16, 17, 24, 25, 32] {
             for k in [
@@ -241,17 +250,7 @@ mod tests {
             }
         }
         for (rows, k, n) in cases {
-            let x = Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap();
-            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-            let ws: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
-            let want: Vec<f32> = x
-                .matmul(&w.t().unwrap())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let (xs, ws, want) = case(rows, k, n);
             for &isa in &isas {
                 let got = matmul_t_with(isa, &xs, rows, &ws, n, k);
                 let min_rows = if isa == Isa::Avx2 { MIN_ROWS_AVX2 } else { 2 };
@@ -274,7 +273,6 @@ mod tests {
     /// is not zero-filled first).
     #[test]
     fn every_output_is_written_at_any_thread_count() {
-        let dev = Device::Cpu;
         for threads in [1, 3, 4] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -289,17 +287,7 @@ mod tests {
                 (32, 4099),
             ] {
                 let k = 64;
-                let x = Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap();
-                let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-                let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-                let ws: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
-                let want: Vec<f32> = x
-                    .matmul(&w.t().unwrap())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
+                let (xs, ws, want) = case(rows, k, n);
                 let Some(got) = pool.install(|| matmul_t(&xs, rows, &ws, n, k)) else {
                     continue;
                 };
