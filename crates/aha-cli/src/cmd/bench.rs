@@ -342,6 +342,19 @@ fn matrix_weights(model: &std::path::Path) -> Result<Vec<(String, candle_core::T
     Ok(mats)
 }
 
+/// The shortest of 3 timed runs of `f`, after a warm-up run.
+fn best_of_3(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for pass in 0..4 {
+        let t = Instant::now();
+        f()?;
+        if pass > 0 {
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(best)
+}
+
 /// What bounds a decode step from below, measured on this machine: the step's matrix
 /// products (per token: x [1, in] times each 2-D weight [out, in], the embedding table once,
 /// as the output head, when there is no separate `lm_head`) run no faster than a large f32
@@ -358,20 +371,9 @@ struct DecodeRoofline {
 fn decode_roofline(model: &std::path::Path) -> Result<DecodeRoofline> {
     use candle_core::{Device, Tensor};
     use rayon::prelude::*;
-    let best_of_3 = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        let mut best = f64::INFINITY;
-        for pass in 0..4 {
-            let t = Instant::now();
-            f()?;
-            if pass > 0 {
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-        }
-        Ok(best)
-    };
     let x = Tensor::randn(0f32, 1.0, (1024, 512), &Device::Cpu)?;
     let w = Tensor::randn(0f32, 1.0, (1408, 512), &Device::Cpu)?;
-    let gemm_s = best_of_3(&mut || {
+    let gemm_s = best_of_3(|| {
         x.matmul(&w.t()?)?;
         Ok(())
     })?;
@@ -384,7 +386,7 @@ fn decode_roofline(model: &std::path::Path) -> Result<DecodeRoofline> {
     }
     let weight_bytes = weights.iter().map(|w| 4.0 * w.len() as f64).sum::<f64>();
     let mut total = 0f32;
-    let stream_s = best_of_3(&mut || {
+    let stream_s = best_of_3(|| {
         for w in &weights {
             // Eight lanes per chunk, so that the sum vectorizes.
             total += w
@@ -551,9 +553,7 @@ fn sft_gemm_time(
     // Attention per layer: [b heads, t, d] queries, keys, values; [b heads, t, t] scores.
     let (q, s) = (randn(&[b * heads, t, d])?, randn(&[b * heads, t, t])?);
     flop += (layers * 6 * 2 * b * heads * t * t * d) as f64;
-    let mut best = f64::INFINITY;
-    for pass in 0..4 {
-        let started = Instant::now();
+    let best = best_of_3(|| {
         for (name, w) in &mats {
             let (out, inp) = w.dims2()?;
             let r = rows(name);
@@ -572,10 +572,8 @@ fn sft_gemm_time(
             q.matmul(&q.t()?)?;
             q.matmul(&q.t()?)?;
         }
-        if pass > 0 {
-            best = best.min(started.elapsed().as_secs_f64());
-        }
-    }
+        Ok(())
+    })?;
     Ok((best, flop))
 }
 

@@ -81,12 +81,15 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
     // Every element is written by exactly one task below; not zero-filled first.
     let mut out: Vec<f32> = Vec::with_capacity(rows * n);
     let dst = Disjoint(out.as_mut_ptr());
-    // Weight rows the kernel takes at once: G of the kernel the tasks dispatch to below.
-    let group = match (width, lanes) {
-        (16, 32) => 12,
-        (16, _) => 16,
-        (_, 24) => 3,
-        _ => 2,
+    // The tile kernel (R registers of rows, G weight rows at once) and its G. Each fills at
+    // most the 32 (AVX-512) or 16 (AVX2) vector registers with its accumulators, rows of x
+    // and a broadcast.
+    type Kernel = unsafe fn(&[f32], &[f32], usize, &mut [f32]);
+    let (kernel, group): (Kernel, usize) = match (width, lanes) {
+        (16, 32) => (tile_avx512::<2, 12>, 12),
+        (16, _) => (tile_avx512::<1, 16>, 16),
+        (_, 24) => (tile_avx2::<3, 3>, 3),
+        _ => (tile_avx2::<4, 2>, 2),
     };
     // Tasks of at most TASK_ROWS rows, at least one per thread, in whole groups: a [256, k]
     // weight (an MoE expert's, or k and v) was one task, leaving the other threads waiting.
@@ -102,16 +105,8 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
         let mut tile = [0f32; TASK_ROWS * MAX_ROWS];
         let w = &w[v0 * k..v1 * k];
         // SAFETY: `matmul_t_with` checked that the CPU has `isa`; the slices have the checked
-        // sizes. Accumulators, rows of x and a broadcast fill at most the 32 (AVX-512) or 16
-        // (AVX2) vector registers.
-        unsafe {
-            match (width, lanes) {
-                (16, 32) => tile_avx512::<2, 12>(&xt, w, k, &mut tile),
-                (16, _) => tile_avx512::<1, 16>(&xt, w, k, &mut tile),
-                (_, 24) => tile_avx2::<3, 3>(&xt, w, k, &mut tile),
-                _ => tile_avx2::<4, 2>(&xt, w, k, &mut tile),
-            }
-        };
+        // sizes.
+        unsafe { kernel(&xt, w, k, &mut tile) };
         for j in 0..rows {
             for (i, v) in (v0..v1).enumerate() {
                 // SAFETY: task t alone writes columns v0..v1 of each row; j * n + v < rows * n.
