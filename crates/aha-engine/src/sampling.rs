@@ -34,9 +34,14 @@ impl SamplingParams {
         }
     }
 
+    /// Temperature 0: the most likely token, no draw.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+
     /// Pick a token from `logits` (modified in place).
     pub fn sample(&self, logits: &mut [f32], rng: &mut impl Rng) -> u32 {
-        if self.temperature <= 0.0 {
+        if self.is_greedy() {
             return argmax(logits);
         }
         let max = aha_model::ops::max_lanes(logits);

@@ -13,13 +13,14 @@
 //! [`SchedulerConfig::fast_forward`] positions in all, each row's new tokens right-aligned
 //! (rows with fewer are padded, masked, inside their own row).
 
-use crate::sampling::SamplingParams;
+use crate::sampling::{argmax, SamplingParams};
 use crate::{EngineError, FinishReason, Result};
 use aha_model::{ForwardInput, KvCache, LogitsFor, Mode, Model, Tensor};
 use aha_text::Tokenizer;
 use candle_core::{DType, IndexOp};
 use rand::{rngs::StdRng, SeedableRng};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
 /// Per-request generation settings.
@@ -345,10 +346,26 @@ impl<'m, R: Reply> Scheduler<'m, R> {
         let Some(batch) = self.batch.as_mut() else {
             return Ok(stats);
         };
-        let rows: Vec<Vec<f32>> = batch.logits.i((.., 0))?.to_dtype(DType::F32)?.to_vec2()?;
+        // The logits read in place where they are a CPU buffer (a batch-32 step copied 4 MB
+        // here on one thread, the others waiting); each draw copies its row only to change it.
+        let logits = batch
+            .logits
+            .i((.., 0))?
+            .to_dtype(DType::F32)?
+            .contiguous()?;
+        let vocab = logits.dim(1)?;
+        let (storage, layout) = logits.storage_and_layout();
+        let owned: Vec<f32>;
+        let flat: &[f32] = match (&*storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+            _ => {
+                owned = logits.flatten_all()?.to_vec1()?;
+                &owned
+            }
+        };
         // The rows to sample, with their logits processed (in row order).
-        let mut draws = Vec::with_capacity(rows.len());
-        for (logits, row) in rows.into_iter().zip(batch.rows.iter_mut()) {
+        let mut draws = Vec::with_capacity(batch.rows.len());
+        for (logits, row) in flat.chunks_exact(vocab).zip(batch.rows.iter_mut()) {
             draws.push(self.live.get_mut(&row.req).and_then(|live| {
                 if live.cancelled || live.reply.is_closed() {
                     live.cancelled = true;
@@ -603,17 +620,18 @@ impl<'m, R: Reply> Scheduler<'m, R> {
 
 /// One row's next-token draw: its logits after the request's processor, and what the
 /// request asks of the draw.
-struct Draw {
-    logits: Vec<f32>,
+struct Draw<'a> {
+    logits: Cow<'a, [f32]>,
     sampling: SamplingParams,
     logprobs: Option<usize>,
     logprob_temperature: f32,
 }
 
-impl Draw {
-    fn new<R: Reply>(live: &mut Live<R>, row: &Row, mut logits: Vec<f32>) -> Self {
+impl<'a> Draw<'a> {
+    fn new<R: Reply>(live: &mut Live<R>, row: &Row, logits: &'a [f32]) -> Self {
+        let mut logits = Cow::Borrowed(logits);
         if let Some(p) = live.processor.as_mut() {
-            p.process(row.sample, &row.tokens, &mut logits);
+            p.process(row.sample, &row.tokens, logits.to_mut());
         }
         Self {
             logits,
@@ -626,7 +644,11 @@ impl Draw {
     fn draw(mut self, rng: &mut StdRng) -> (u32, Option<TokenLogprob>) {
         let t = self.logprob_temperature;
         let logprob = self.logprobs.map(|k| logprob_of(&self.logits, k, t));
-        let tok = self.sampling.sample(&mut self.logits, rng);
+        let tok = if self.sampling.is_greedy() {
+            argmax(&self.logits)
+        } else {
+            self.sampling.sample(self.logits.to_mut(), rng)
+        };
         (tok, logprob.map(|f| f(tok)))
     }
 }

@@ -260,12 +260,9 @@ impl AttendHead<'_> {
         }
         for (pr, inv) in p.chunks_mut(total).zip(inv.iter_mut()) {
             let max = pr.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0f32;
-            for x in pr.iter_mut() {
-                *x = exp_nonpositive(*x - max);
-                sum += *x;
-            }
-            *inv = 1.0 / sum;
+            // The exponentials vectorize on their own; the sum keeps its order.
+            pr.iter_mut().for_each(|x| *x = exp_nonpositive(*x - max));
+            *inv = 1.0 / pr.iter().fold(0f32, |s, &x| s + x);
         }
         for ((or, pr), inv) in o.chunks_mut(d).zip(p.chunks(total)).zip(inv) {
             K::mix(or, pr, |j| &vs[vt + j * vtj..][..d]);
