@@ -136,9 +136,10 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let split = |y: Tensor, h: usize| y.reshape((b, t, h, self.head_dim))?.transpose(1, 2);
-        let q = split(self.q.forward(x, mode)?, self.heads)?;
-        let k = split(self.k.forward(x, mode)?, self.kv_heads)?;
-        let v = split(self.v.forward(x, mode)?, self.kv_heads)?.contiguous()?;
+        let [q, k, v] = Linear::forward_all([&self.q, &self.k, &self.v], x, mode)?;
+        let q = split(q, self.heads)?;
+        let k = split(k, self.kv_heads)?;
+        let v = split(v, self.kv_heads)?.contiguous()?;
         let q = Rope::apply(&q, cos, sin, mode)?;
         let k = Rope::apply(&k, cos, sin, mode)?;
         let (k, v) = match cache {

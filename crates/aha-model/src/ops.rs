@@ -1089,6 +1089,27 @@ impl Linear {
         y.reshape(out)
     }
 
+    /// Each layer on the same x, as `[l.forward(x, mode) for l in layers]`. Decoding a few rows
+    /// with dense f32 weights and no adapters, one few-row pass computes them all (x
+    /// transposed once, one hand-off to the threads), with the same bits.
+    pub fn forward_all<const N: usize>(
+        layers: [&Linear; N],
+        x: &Tensor,
+        mode: Mode,
+    ) -> Result<[Tensor; N]> {
+        if mode == Mode::Inference {
+            if let Some(ys) = few_rows_all(&layers, x)? {
+                return Ok(ys);
+            }
+        }
+        let ys = layers
+            .iter()
+            .map(|l| l.forward(x, mode))
+            .collect::<Result<Vec<_>>>()?;
+        ys.try_into()
+            .map_err(|_| candle_core::Error::Msg("forward_all: a layer's output is missing".into()))
+    }
+
     fn dense_forward(
         &self,
         w: &Tensor,
@@ -1155,6 +1176,63 @@ fn one_row_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         })
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&parts, 1)
+}
+
+/// [`Linear::forward_all`]'s one pass, where every layer is a dense f32 weight without an
+/// adapter (biases added after, as `forward` adds them) and the few-row kernel takes every
+/// product; `None` elsewhere.
+fn few_rows_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Option<[Tensor; N]>> {
+    let dims = x.dims().to_vec();
+    let Some((&k, lead)) = dims.split_last() else {
+        return Ok(None);
+    };
+    let rows: usize = lead.iter().product();
+    fn dense(l: &Linear) -> Option<&Tensor> {
+        match (&l.weight, &l.lora) {
+            (Weight::Dense(w), None) if w.dtype() == DType::F32 && w.device().is_cpu() => Some(w),
+            _ => None,
+        }
+    }
+    let Some(ws) = layers.iter().map(|l| dense(l)).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    if x.dtype() != DType::F32 || !x.device().is_cpu() || !(2..=few_rows::MAX_ROWS).contains(&rows)
+    {
+        return Ok(None);
+    }
+    let x2 = x.reshape((rows, k))?.contiguous()?;
+    let (xs, xl) = x2.storage_and_layout();
+    let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+    let mut parts: Vec<(&[f32], usize)> = Vec::with_capacity(N);
+    for ((st, l), w) in guards.iter().zip(&ws) {
+        match (&**st, l.contiguous_offsets(), w.dims2()) {
+            (
+                candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
+                Some((a, b)),
+                Ok((n, wk)),
+            ) if wk == k => parts.push((&v[a..b], n)),
+            _ => return Ok(None),
+        }
+    }
+    let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xv)), Some((x0, x1))) =
+        (&*xs, xl.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let Some(ys) = few_rows::matmul_t_many(&xv[x0..x1], rows, &parts, k) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(N);
+    for ((y, &(_, n)), l) in ys.into_iter().zip(&parts).zip(layers) {
+        let mut y = Tensor::from_vec(y, (rows, n), x.device())?;
+        if let Some(b) = &l.bias {
+            y = y.broadcast_add(b)?;
+        }
+        let mut shape = lead.to_vec();
+        shape.push(n);
+        out.push(y.reshape(shape)?);
+    }
+    Ok(out.try_into().ok())
 }
 
 /// Up to this many rows, a product the few-row kernel does not take is computed as (W xᵀ)ᵀ.
@@ -1413,7 +1491,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (gate, up) = (self.gate.forward(x, mode)?, self.up.forward(x, mode)?);
+        let [gate, up] = Linear::forward_all([&self.gate, &self.up], x, mode)?;
         // f32 on the CPU: silu and the product in one vectorized pass (with its own backward
         // when training), the same forward bits in rollouts and in the training pass.
         let hidden = match mode {
@@ -1610,6 +1688,45 @@ pub(crate) mod tests {
                 "m={m} k={k} n={n}"
             );
         }
+    }
+
+    /// `Linear::forward_all` gives each layer's `forward` bits: q, k and v with biases, at the
+    /// row counts the one-pass path takes and at those it leaves to `forward` (one row, more
+    /// than 32), and with an adapter on one layer.
+    #[test]
+    fn forward_all_gives_each_layers_bits() {
+        let dev = Device::Cpu;
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        let layer = |n: usize, bias: bool| {
+            let w = Tensor::randn(0f32, 1.0, (n, 512), &dev).unwrap();
+            let b = bias.then(|| Tensor::randn(0f32, 1.0, n, &dev).unwrap());
+            Linear::new(w, b)
+        };
+        let (q, k) = (layer(512, true), layer(256, true));
+        let mut v = layer(256, false);
+        for rows in [1usize, 2, 17, 32, 33] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 1, 512), &dev).unwrap();
+            let all = Linear::forward_all([&q, &k, &v], &x, Mode::Inference).unwrap();
+            for (y, l) in all.iter().zip([&q, &k, &v]) {
+                let alone = l.forward(&x, Mode::Inference).unwrap();
+                assert_eq!(y.dims(), alone.dims(), "rows={rows}");
+                assert_eq!(bits(y), bits(&alone), "rows={rows}");
+            }
+        }
+        v.lora = Some(LoraWeights {
+            a: Tensor::randn(0f32, 1.0, (4, 512), &dev).unwrap(),
+            b: Tensor::randn(0f32, 1.0, (256, 4), &dev).unwrap(),
+            scale: 0.5,
+        });
+        let x = Tensor::randn(0f32, 1.0, (32, 512), &dev).unwrap();
+        let all = Linear::forward_all([&q, &v], &x, Mode::Inference).unwrap();
+        assert_eq!(
+            bits(&all[1]),
+            bits(&v.forward(&x, Mode::Inference).unwrap())
+        );
     }
 
     #[test]

@@ -35,18 +35,29 @@ const MIN_ROWS_AVX2: usize = 17;
 /// x [rows, k] times W [n, k] transposed, as [rows, n]; `None` without AVX2 or outside
 /// 2..=MAX_ROWS rows (17..=MAX_ROWS with AVX2 alone) and n >= MIN_N.
 pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Option<Vec<f32>> {
-    matmul_t_with(Isa::detected(), x, rows, w, n, k)
+    matmul_t_many(x, rows, &[(w, n)], k).and_then(|mut ys| ys.pop())
 }
 
-/// [`matmul_t`] with the kernels of `isa` (at most the detected set).
+/// x times each weight (W_i [n_i, k]) transposed, one [rows, n_i] each, in one hand-off to the
+/// threads and with x transposed once (q, k and v; gate and up); each product exactly as
+/// [`matmul_t`] computes it alone. `None` unless every weight takes the kernel.
+pub fn matmul_t_many(
+    x: &[f32],
+    rows: usize,
+    ws: &[(&[f32], usize)],
+    k: usize,
+) -> Option<Vec<Vec<f32>>> {
+    matmul_t_with(Isa::detected(), x, rows, ws, k)
+}
+
+/// [`matmul_t_many`] with the kernels of `isa` (at most the detected set).
 fn matmul_t_with(
     isa: Isa,
     x: &[f32],
     rows: usize,
-    w: &[f32],
-    n: usize,
+    ws: &[(&[f32], usize)],
     k: usize,
-) -> Option<Vec<f32>> {
+) -> Option<Vec<Vec<f32>>> {
     #[cfg(target_arch = "x86_64")]
     {
         let min_rows = if isa >= Isa::Avx512 { 2 } else { MIN_ROWS_AVX2 };
@@ -54,19 +65,19 @@ fn matmul_t_with(
             && isa <= Isa::detected()
             && (min_rows..=MAX_ROWS).contains(&rows)
             && k > 0
-            && n >= MIN_N
             && x.len() == rows * k
-            && w.len() == n * k
+            && !ws.is_empty()
+            && ws.iter().all(|&(w, n)| n >= MIN_N && w.len() == n * k)
         {
-            return Some(run(isa, x, rows, w, n, k));
+            return Some(run(isa, x, rows, ws, k));
         }
     }
-    let _ = (isa, x, rows, w, n, k);
+    let _ = (isa, x, rows, ws, k);
     None
 }
 
 #[cfg(target_arch = "x86_64")]
-fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Vec<Vec<f32>> {
     use rayon::prelude::*;
     let width = if isa >= Isa::Avx512 { 16 } else { 8 };
     let lanes = rows.div_ceil(width) * width;
@@ -87,9 +98,6 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
         }
         xt.set_len(k * lanes);
     }
-    // Every element is written by exactly one task below; not zero-filled first.
-    let mut out: Vec<f32> = Vec::with_capacity(rows * n);
-    let dst = Disjoint(out.as_mut_ptr());
     // The tile kernel (R registers of rows, G weight rows at once) and its G. Each fills at
     // most the 32 (AVX-512) or 16 (AVX2) vector registers with its accumulators, rows of x
     // and a broadcast.
@@ -100,16 +108,32 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
         (_, 24) => (tile_avx2::<3, 3>, 3),
         _ => (tile_avx2::<4, 2>, 2),
     };
-    // Tasks of at most TASK_ROWS rows, at least one per thread, in whole groups: a [256, k]
-    // weight (an MoE expert's, or k and v) was one task, leaving the other threads waiting.
+    // Each weight's tasks: at most TASK_ROWS rows, at least one per thread, in whole groups
+    // (a [256, k] weight, an MoE expert's or k and v, was one task, leaving the other threads
+    // waiting). Task t is weight i's task t - first[i].
     let threads = rayon::current_num_threads().max(1);
-    let rounds = n.div_ceil(threads * TASK_ROWS);
-    let per = n
-        .div_ceil(rounds * threads)
-        .next_multiple_of(group)
-        .min(TASK_ROWS);
-    let tasks = n.div_ceil(per);
+    let per: Vec<usize> = ws
+        .iter()
+        .map(|&(_, n)| {
+            let rounds = n.div_ceil(threads * TASK_ROWS);
+            n.div_ceil(rounds * threads)
+                .next_multiple_of(group)
+                .min(TASK_ROWS)
+        })
+        .collect();
+    let mut first = vec![0];
+    for (&(_, n), &per) in ws.iter().zip(&per) {
+        first.push(first[first.len() - 1] + n.div_ceil(per));
+    }
+    // Every element is written by exactly one task below; not zero-filled first.
+    let mut outs: Vec<Vec<f32>> = ws
+        .iter()
+        .map(|&(_, n)| Vec::with_capacity(rows * n))
+        .collect();
+    let dsts: Vec<Disjoint> = outs.iter_mut().map(|o| Disjoint(o.as_mut_ptr())).collect();
     let task = |t: usize| {
+        let i = first.partition_point(|&f| f <= t) - 1;
+        let ((w, n), per, t) = (ws[i], per[i], t - first[i]);
         let (v0, v1) = (t * per, ((t + 1) * per).min(n));
         let w = &w[v0 * k..v1 * k];
         // The kernel writes every value of the tile before it reads one: a reused buffer,
@@ -117,19 +141,22 @@ fn run(isa: Isa, x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Vec<f
         super::with_scratch((v1 - v0) * lanes, |tile| {
             // SAFETY: `matmul_t_with` checked that the CPU has `isa` (AVX among it); the
             // slices have the checked sizes. Task t alone writes columns v0..v1 of each row
-            // of the output (all in bounds).
+            // of its weight's output (all in bounds).
             unsafe {
                 kernel(&xt, w, k, tile);
-                transpose(tile.as_ptr(), lanes, v1 - v0, rows, dst.at(v0), n);
+                transpose(tile.as_ptr(), lanes, v1 - v0, rows, dsts[i].at(v0), n);
             }
         });
     };
+    let tasks = first[ws.len()];
     if !crate::spin::run(tasks, &task) {
         (0..tasks).into_par_iter().for_each(task);
     }
-    // SAFETY: the tasks (all run, each to completion) wrote all rows * n elements.
-    unsafe { out.set_len(rows * n) };
-    out
+    for (out, &(_, n)) in outs.iter_mut().zip(ws) {
+        // SAFETY: the tasks (all run, each to completion) wrote all rows * n elements.
+        unsafe { out.set_len(rows * n) };
+    }
+    outs
 }
 
 /// `dst[j * dst_stride + i] = src[i * src_stride + j]` for i < ni and j < nj, in 8 x 8 blocks
@@ -326,7 +353,7 @@ mod tests {
         for (rows, k, n) in cases {
             let (xs, ws, want) = case(rows, k, n);
             for &isa in &isas {
-                let got = matmul_t_with(isa, &xs, rows, &ws, n, k);
+                let got = matmul_t_with(isa, &xs, rows, &[(&ws, n)], k).and_then(|mut y| y.pop());
                 let min_rows = if isa == Isa::Avx2 { MIN_ROWS_AVX2 } else { 2 };
                 if !(min_rows..=MAX_ROWS).contains(&rows) || n < MIN_N {
                     assert!(got.is_none(), "{isa:?} rows={rows} k={k} n={n}");
@@ -338,9 +365,46 @@ mod tests {
             }
         }
         assert!(
-            matmul_t_with(Isa::Scalar, &[0.0; 2], 2, &[0.0; 256], 256, 1).is_none(),
+            matmul_t_with(Isa::Scalar, &[0.0; 2], 2, &[(&[0.0; 256], 256)], 1).is_none(),
             "no kernel without AVX2"
         );
+    }
+
+    /// Several weights in one call: each product has the bits it has alone (q, k and v of
+    /// different sizes; gate and up), and a weight the kernel does not take sends the whole
+    /// call back (`None`).
+    #[test]
+    fn many_weights_give_each_products_bits() {
+        let dev = Device::Cpu;
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (rows, k, ns) in [
+            (32, 512, vec![512, 256, 256]),
+            (8, 512, vec![256, 256]),
+            (20, 129, vec![1031, 300, 4099]),
+        ] {
+            let x = flat(&Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap());
+            let ws: Vec<Vec<f32>> = ns
+                .iter()
+                .map(|&n| flat(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap()))
+                .collect();
+            let pairs: Vec<(&[f32], usize)> = ws
+                .iter()
+                .zip(&ns)
+                .map(|(w, &n)| (w.as_slice(), n))
+                .collect();
+            let Some(got) = matmul_t_many(&x, rows, &pairs, k) else {
+                continue;
+            };
+            assert_eq!(got.len(), ns.len());
+            for (y, &(w, n)) in got.iter().zip(&pairs) {
+                let alone = matmul_t(&x, rows, w, n, k).unwrap();
+                assert_eq!(bits(y), bits(&alone), "rows={rows} k={k} n={n}");
+            }
+            let mut small = pairs.clone();
+            small.push((&ws[0][..255 * k], 255));
+            assert!(matmul_t_many(&x, rows, &small, k).is_none());
+        }
     }
 
     /// The tasks depend on the thread count; whatever it is, they cover every output (which
