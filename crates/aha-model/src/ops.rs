@@ -1529,6 +1529,16 @@ pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The values' bit patterns: the tests compare paths bit for bit.
+    pub(crate) fn slice_bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// [`slice_bits`] of a tensor's values.
+    pub(crate) fn bits(t: &Tensor) -> Vec<u32> {
+        slice_bits(&t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+    }
+
     /// The fused silu(a) * b of GGUF models against candle's silu and product, from deep
     /// negatives (where e^x underflows) to large positives.
     #[test]
@@ -1602,8 +1612,7 @@ pub(crate) mod tests {
             scaled_softmax_any(&mut want, &row, 0.7, max, c);
             let mut got = vec![0f32; n];
             scaled_softmax_into(&mut got, &row, 0.7, max, c);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "n = {n}");
+            assert_eq!(slice_bits(&got), slice_bits(&want), "n = {n}");
             #[cfg(target_arch = "x86_64")]
             if crate::qkernels::Isa::detected() >= crate::qkernels::Isa::Avx512 {
                 // SAFETY: AVX-512 detected.
@@ -1626,8 +1635,7 @@ pub(crate) mod tests {
                     "n = {n}"
                 );
                 unsafe { softmax_row_avx2(&row, &mut b) };
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&a), bits(&b), "n = {n}");
+                assert_eq!(slice_bits(&a), slice_bits(&b), "n = {n}");
             }
         }
     }
@@ -1648,13 +1656,9 @@ pub(crate) mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (1, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let bits = |t: Tensor| -> Vec<u32> {
-                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-                v.into_iter().map(f32::to_bits).collect()
-            };
-            let plain = bits(x.matmul(&w.t().unwrap()).unwrap());
+            let plain = bits(&x.matmul(&w.t().unwrap()).unwrap());
             assert_eq!(
-                bits(one_row_matmul_t(&x, &w).unwrap()),
+                bits(&one_row_matmul_t(&x, &w).unwrap()),
                 plain,
                 "k={k} n={n}"
             );
@@ -1677,13 +1681,9 @@ pub(crate) mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let bits = |t: Tensor| -> Vec<u32> {
-                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-                v.into_iter().map(f32::to_bits).collect()
-            };
-            let plain = bits(x.matmul(&w.t().unwrap()).unwrap());
+            let plain = bits(&x.matmul(&w.t().unwrap()).unwrap());
             assert_eq!(
-                bits(few_rows_matmul_t(&x, &w).unwrap()),
+                bits(&few_rows_matmul_t(&x, &w).unwrap()),
                 plain,
                 "m={m} k={k} n={n}"
             );
@@ -1696,10 +1696,6 @@ pub(crate) mod tests {
     #[test]
     fn forward_all_gives_each_layers_bits() {
         let dev = Device::Cpu;
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            v.into_iter().map(f32::to_bits).collect()
-        };
         let layer = |n: usize, bias: bool| {
             let w = Tensor::randn(0f32, 1.0, (n, 512), &dev).unwrap();
             let b = bias.then(|| Tensor::randn(0f32, 1.0, n, &dev).unwrap());
@@ -1905,10 +1901,6 @@ pub(crate) mod tests {
     #[test]
     fn head_logprobs_give_the_composed_paths_bits() {
         let dev = Device::Cpu;
-        let bits = |t: &Tensor| -> Vec<u32> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            v.into_iter().map(f32::to_bits).collect()
-        };
         for (b, t, n, h, vocab, frozen, scale) in [
             (3usize, 7usize, 6usize, 32usize, 301usize, false, 1.0),
             (2, 4, 4, 16, 97, false, 1.0 / 0.7),

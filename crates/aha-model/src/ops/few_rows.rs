@@ -319,6 +319,7 @@ tile_kernel!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::tests::slice_bits;
     use candle_core::{Device, Tensor};
 
     /// Random x [rows, k] and W [n, k], and x Wᵀ by candle's matmul (its GEMM).
@@ -360,8 +361,11 @@ mod tests {
                     continue;
                 }
                 let got = got.unwrap();
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "{isa:?} rows={rows} k={k} n={n}");
+                assert_eq!(
+                    slice_bits(&got),
+                    slice_bits(&want),
+                    "{isa:?} rows={rows} k={k} n={n}"
+                );
             }
         }
         assert!(
@@ -377,7 +381,6 @@ mod tests {
     fn many_weights_give_each_products_bits() {
         let dev = Device::Cpu;
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for (rows, k, ns) in [
             (32, 512, vec![512, 256, 256]),
             (8, 512, vec![256, 256]),
@@ -399,7 +402,7 @@ mod tests {
             assert_eq!(got.len(), ns.len());
             for (y, &(w, n)) in got.iter().zip(&pairs) {
                 let alone = matmul_t(&x, rows, w, n, k).unwrap();
-                assert_eq!(bits(y), bits(&alone), "rows={rows} k={k} n={n}");
+                assert_eq!(slice_bits(y), slice_bits(&alone), "rows={rows} k={k} n={n}");
             }
             let mut small = pairs.clone();
             small.push((&ws[0][..255 * k], 255));
@@ -429,10 +432,9 @@ mod tests {
                 let Some(got) = pool.install(|| matmul_t(&xs, rows, &ws, n, k)) else {
                     continue;
                 };
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
-                    bits(&got),
-                    bits(&want),
+                    slice_bits(&got),
+                    slice_bits(&want),
                     "threads={threads} rows={rows} n={n}"
                 );
             }
