@@ -356,9 +356,9 @@ impl<'m, R: Reply> Scheduler<'m, R> {
         let vocab = logits.dim(1)?;
         let (storage, layout) = logits.storage_and_layout();
         let owned: Vec<f32>;
-        let flat: &[f32] = match (&*storage, layout.contiguous_offsets()) {
-            (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
-            _ => {
+        let flat: &[f32] = match aha_model::ops::f32_elems(&storage, layout) {
+            Some(v) => v,
+            None => {
                 owned = logits.flatten_all()?.to_vec1()?;
                 &owned
             }

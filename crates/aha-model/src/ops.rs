@@ -876,6 +876,18 @@ impl HeadLogprobs {
     }
 }
 
+/// A contiguous f32 CPU tensor's elements, read in place from what `storage_and_layout`
+/// returns; `None` for any other storage or a strided layout.
+pub fn f32_elems<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> Option<&'a [f32]> {
+    match storage {
+        candle_core::Storage::Cpu(s) => fused::contiguous_f32(s, layout, "").ok(),
+        _ => None,
+    }
+}
+
 fn f32_slice(st: &candle_core::Storage) -> &[f32] {
     match st {
         candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => v,
@@ -1205,21 +1217,15 @@ fn few_rows_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Opt
     let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
     let mut parts: Vec<(&[f32], usize)> = Vec::with_capacity(N);
     for ((st, l), w) in guards.iter().zip(&ws) {
-        match (&**st, l.contiguous_offsets(), w.dims2()) {
-            (
-                candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
-                Some((a, b)),
-                Ok((n, wk)),
-            ) if wk == k => parts.push((&v[a..b], n)),
+        match (f32_elems(st, l), w.dims2()) {
+            (Some(v), Ok((n, wk))) if wk == k => parts.push((v, n)),
             _ => return Ok(None),
         }
     }
-    let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xv)), Some((x0, x1))) =
-        (&*xs, xl.contiguous_offsets())
-    else {
+    let Some(xv) = f32_elems(&xs, xl) else {
         return Ok(None);
     };
-    let Some(ys) = few_rows::matmul_t_many(&xv[x0..x1], rows, &parts, k) else {
+    let Some(ys) = few_rows::matmul_t_many(xv, rows, &parts, k) else {
         return Ok(None);
     };
     let mut out = Vec::with_capacity(N);
@@ -1249,14 +1255,8 @@ fn few_rows_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         let (xs, xl) = x.storage_and_layout();
         let (ws, wl) = w.storage_and_layout();
-        if let (
-            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xv)),
-            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(wv)),
-            Some((x0, x1)),
-            Some((w0, w1)),
-        ) = (&*xs, &*ws, xl.contiguous_offsets(), wl.contiguous_offsets())
-        {
-            if let Some(y) = few_rows::matmul_t(&xv[x0..x1], rows, &wv[w0..w1], n, k) {
+        if let (Some(xv), Some(wv)) = (f32_elems(&xs, xl), f32_elems(&ws, wl)) {
+            if let Some(y) = few_rows::matmul_t(xv, rows, wv, n, k) {
                 return Tensor::from_vec(y, (rows, n), x.device());
             }
         }

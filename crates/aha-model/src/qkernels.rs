@@ -1636,14 +1636,12 @@ impl QMat {
                 let mut y = vec![0f32; m * w.n];
                 {
                     let (storage, layout) = xf.storage_and_layout();
-                    let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) = &*storage
-                    else {
-                        candle_core::bail!("qkernels: the input is not an f32 CPU tensor");
+                    let Some(v) = crate::ops::f32_elems(&storage, layout) else {
+                        candle_core::bail!(
+                            "qkernels: the input is not a contiguous f32 CPU tensor"
+                        );
                     };
-                    let Some((from, to)) = layout.contiguous_offsets() else {
-                        candle_core::bail!("qkernels: the input is not contiguous");
-                    };
-                    w.matmul_impl(&v[from..to], m, &mut y, w.isa(), source);
+                    w.matmul_impl(v, m, &mut y, w.isa(), source);
                 }
                 let mut out_dims = dims.to_vec();
                 *out_dims.last_mut().expect("rank >= 1") = w.n;

@@ -251,12 +251,8 @@ fn f32_elems<'a>(
     storage: &'a candle_core::Storage,
     layout: &candle_core::Layout,
 ) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(OptimError::Invalid(
-            "AdamW: contiguous f32 CPU tensor expected".into(),
-        )),
-    }
+    aha_model::ops::f32_elems(storage, layout)
+        .ok_or_else(|| OptimError::Invalid("AdamW: contiguous f32 CPU tensor expected".into()))
 }
 
 #[derive(Serialize, Deserialize)]
