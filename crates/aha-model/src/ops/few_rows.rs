@@ -182,28 +182,19 @@ unsafe fn transpose(
             let r = |i: usize| _mm256_loadu_ps(src.add((i0 + i) * src_stride + j0));
             let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
             let (r4, r5, r6, r7) = (r(4), r(5), r(6), r(7));
-            let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
-            let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
-            let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
-            let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
-            // s_c: column c of rows 0-3 (low half) and column c + 4 (high half); s_{c+4} the
-            // same for rows 4-7.
-            let (s0, s1) = (
-                _mm256_shuffle_ps::<0x44>(t0, t2),
-                _mm256_shuffle_ps::<0xEE>(t0, t2),
-            );
-            let (s2, s3) = (
-                _mm256_shuffle_ps::<0x44>(t1, t3),
-                _mm256_shuffle_ps::<0xEE>(t1, t3),
-            );
-            let (s4, s5) = (
-                _mm256_shuffle_ps::<0x44>(t4, t6),
-                _mm256_shuffle_ps::<0xEE>(t4, t6),
-            );
-            let (s6, s7) = (
-                _mm256_shuffle_ps::<0x44>(t5, t7),
-                _mm256_shuffle_ps::<0xEE>(t5, t7),
-            );
+            // Pairs of rows interleaved, then pairs of pairs: s_c holds column c of rows 0-3
+            // (low half) and column c + 4 (high half), s_{c+4} the same for rows 4-7.
+            let unpack = |a, b| (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+            let shuffle = |a, b| {
+                (
+                    _mm256_shuffle_ps::<0x44>(a, b),
+                    _mm256_shuffle_ps::<0xEE>(a, b),
+                )
+            };
+            let ((t0, t1), (t2, t3)) = (unpack(r0, r1), unpack(r2, r3));
+            let ((t4, t5), (t6, t7)) = (unpack(r4, r5), unpack(r6, r7));
+            let ((s0, s1), (s2, s3)) = (shuffle(t0, t2), shuffle(t1, t3));
+            let ((s4, s5), (s6, s7)) = (shuffle(t4, t6), shuffle(t5, t7));
             let columns = [
                 _mm256_permute2f128_ps::<0x20>(s0, s4),
                 _mm256_permute2f128_ps::<0x20>(s1, s5),
