@@ -313,14 +313,21 @@ mod tests {
     use crate::ops::tests::slice_bits;
     use candle_core::{Device, Tensor};
 
+    fn flat(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    /// Random W [n, k] for x, and x Wᵀ by candle's matmul (its GEMM).
+    fn weight_and_product(x: &Tensor, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let w = Tensor::randn(0f32, 1.0, (n, x.dim(1).unwrap()), &Device::Cpu).unwrap();
+        (flat(&w), flat(&x.matmul(&w.t().unwrap()).unwrap()))
+    }
+
     /// Random x [rows, k] and W [n, k], and x Wᵀ by candle's matmul (its GEMM).
     fn case(rows: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap();
-        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let want = flat(&x.matmul(&w.t().unwrap()).unwrap());
-        (flat(&x), flat(&w), want)
+        let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
+        let (w, want) = weight_and_product(&x, n);
+        (flat(&x), w, want)
     }
 
     /// The same bits as candle's matmul (its GEMM) wherever the path is taken (one and two
@@ -365,38 +372,34 @@ mod tests {
         );
     }
 
-    /// Several weights in one call: each product has the bits it has alone (q, k and v of
+    /// Several weights in one call: each product has the GEMM's bits, as alone (q, k and v of
     /// different sizes; gate and up), and a weight the kernel does not take sends the whole
     /// call back (`None`).
     #[test]
     fn many_weights_give_each_products_bits() {
-        let dev = Device::Cpu;
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for (rows, k, ns) in [
             (32, 512, vec![512, 256, 256]),
             (8, 512, vec![256, 256]),
             (20, 129, vec![1031, 300, 4099]),
         ] {
-            let x = flat(&Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap());
-            let ws: Vec<Vec<f32>> = ns
-                .iter()
-                .map(|&n| flat(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap()))
-                .collect();
-            let pairs: Vec<(&[f32], usize)> = ws
+            let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
+            let cases: Vec<(Vec<f32>, Vec<f32>)> =
+                ns.iter().map(|&n| weight_and_product(&x, n)).collect();
+            let pairs: Vec<(&[f32], usize)> = cases
                 .iter()
                 .zip(&ns)
-                .map(|(w, &n)| (w.as_slice(), n))
+                .map(|((w, _), &n)| (w.as_slice(), n))
                 .collect();
+            let x = flat(&x);
             let Some(got) = matmul_t_many(&x, rows, &pairs, k) else {
                 continue;
             };
             assert_eq!(got.len(), ns.len());
-            for (y, &(w, n)) in got.iter().zip(&pairs) {
-                let alone = matmul_t(&x, rows, w, n, k).unwrap();
-                assert_eq!(slice_bits(y), slice_bits(&alone), "rows={rows} k={k} n={n}");
+            for (y, ((_, want), n)) in got.iter().zip(cases.iter().zip(&ns)) {
+                assert_eq!(slice_bits(y), slice_bits(want), "rows={rows} k={k} n={n}");
             }
             let mut small = pairs.clone();
-            small.push((&ws[0][..255 * k], 255));
+            small.push((&cases[0].0[..255 * k], 255));
             assert!(matmul_t_many(&x, rows, &small, k).is_none());
         }
     }
