@@ -19,7 +19,6 @@ use aha_model::{ForwardInput, KvCache, LogitsFor, Mode, Model, Tensor};
 use aha_text::Tokenizer;
 use candle_core::{DType, IndexOp};
 use rand::{rngs::StdRng, SeedableRng};
-use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
@@ -375,12 +374,13 @@ impl<'m, R: Reply> Scheduler<'m, R> {
             }));
         }
         // Each row draws from its own generator, so the rows can be sampled in parallel
-        // (a 128k-vocabulary row is ~0.5 ms) with the same tokens.
-        let drawn: Vec<Option<(u32, Option<TokenLogprob>)>> = draws
-            .into_par_iter()
-            .zip(batch.rows.par_iter_mut())
-            .map(|(d, row)| d.map(|d| d.draw(&mut row.rng)))
-            .collect();
+        // (a 128k-vocabulary row is ~0.5 ms) with the same tokens; on the spin pool, whose
+        // helper would otherwise spin beside rayon's threads.
+        let rngs = batch.rows.iter_mut().map(|row| &mut row.rng);
+        let drawn: Vec<Option<(u32, Option<TokenLogprob>)>> =
+            aha_model::spin::map(draws.into_iter().zip(rngs).collect(), |(d, rng)| {
+                d.map(|d| d.draw(rng))
+            });
         for (drawn, row) in drawn.into_iter().zip(batch.rows.iter_mut()) {
             let Some(live) = self.live.get_mut(&row.req) else {
                 row.done = true;
@@ -482,7 +482,7 @@ impl<'m, R: Reply> Scheduler<'m, R> {
                 },
             );
         }
-        self.batch = Some(match self.batch.take() {
+        let mut batch = match self.batch.take() {
             None => Batch {
                 rows: new_rows,
                 cache,
@@ -490,7 +490,20 @@ impl<'m, R: Reply> Scheduler<'m, R> {
                 logits,
             },
             Some(old) => merge(old, new_rows, cache, key_mask, logits)?,
-        });
+        };
+        // Room for the longest remaining generation (up to a bound), so that the cache's
+        // buffers are not regrown and copied as the batch decodes.
+        let ahead = batch
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let live = self.live.get(&r.req)?;
+                Some(live.params.max_tokens.saturating_sub(r.tokens.len()))
+            })
+            .max()
+            .unwrap_or(0);
+        batch.cache.reserve(ahead.min(RESERVE_AHEAD))?;
+        self.batch = Some(batch);
         Ok(stats)
     }
 
@@ -617,6 +630,9 @@ impl<'m, R: Reply> Scheduler<'m, R> {
         Ok(())
     }
 }
+
+/// At most this many positions reserved ahead in the cache when requests join.
+const RESERVE_AHEAD: usize = 512;
 
 /// One row's next-token draw: its logits after the request's processor, and what the
 /// request asks of the draw.

@@ -11,6 +11,12 @@ struct LayerCache {
     len: usize,
 }
 
+impl LayerCache {
+    fn capacity(&self) -> usize {
+        self.k.as_ref().map_or(0, |b| b.dim(2).unwrap_or(0))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
@@ -37,7 +43,7 @@ impl KvCache {
         let c = &mut self.layers[layer];
         let t = k.dim(2)?;
         let needed = c.len + t;
-        let capacity = c.k.as_ref().map_or(0, |b| b.dim(2).unwrap_or(0));
+        let capacity = c.capacity();
         if needed > capacity {
             let new_cap = needed.max(capacity * 2).max(64).next_multiple_of(64);
             c.k = Some(grow(c.k.as_ref(), k, c.len, new_cap)?);
@@ -51,6 +57,24 @@ impl KvCache {
         vb.slice_set(&v.contiguous()?, 2, c.len)?;
         c.len = needed;
         Ok((kb.narrow(2, 0, needed)?, vb.narrow(2, 0, needed)?))
+    }
+
+    /// Room for `extra` more positions in every layer that holds any, so that a decode of a
+    /// known length grows its buffers once (doubling as it went, a batch-32 decode of 128
+    /// tokens zeroed and copied three buffers per layer: ~2% of its time).
+    pub fn reserve(&mut self, extra: usize) -> Result<()> {
+        for c in &mut self.layers {
+            let needed = c.len + extra;
+            if needed <= c.capacity() {
+                continue;
+            }
+            if let (Some(k), Some(v)) = (&c.k, &c.v) {
+                let cap = needed.next_multiple_of(64);
+                let (k, v) = (grow(Some(k), k, c.len, cap)?, grow(Some(v), v, c.len, cap)?);
+                (c.k, c.v) = (Some(k), Some(v));
+            }
+        }
+        Ok(())
     }
 
     /// Keep only the batch rows in `rows` (u32 indices), e.g. to drop finished sequences.
@@ -140,4 +164,56 @@ fn grow(old: Option<&Tensor>, like: &Tensor, len: usize, cap: usize) -> Result<T
         }
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn kv(t: usize, offset: f32) -> Tensor {
+        Tensor::arange(0f32, (2 * 3 * t * 4) as f32, &Device::Cpu)
+            .unwrap()
+            .affine(1.0, offset as f64)
+            .unwrap()
+            .reshape((2, 3, t, 4))
+            .unwrap()
+    }
+
+    fn flat(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn reserve_grows_once_and_keeps_what_was_cached() {
+        let mut cache = KvCache::new(2);
+        // Nothing to grow before the first append.
+        cache.reserve(500).unwrap();
+        assert_eq!(cache.layers[0].capacity(), 0);
+        let (a, b) = (kv(5, 0.0), kv(5, 1000.0));
+        for l in 0..2 {
+            cache.append(l, &a, &b).unwrap();
+        }
+        assert_eq!(cache.layers[0].capacity(), 64);
+        cache.reserve(100).unwrap();
+        assert_eq!(cache.layers[0].capacity(), 128);
+        assert_eq!(cache.layers[1].capacity(), 128);
+        // Within the reservation, appends write in place: capacity unchanged, and the keys
+        // and values read back are the history in order.
+        let (mut ks, mut vs) = (vec![a.clone()], vec![b.clone()]);
+        for step in 0..100 {
+            let (k, v) = (kv(1, step as f32 * 7.0), kv(1, -(step as f32)));
+            let (all_k, all_v) = cache.append(0, &k, &v).unwrap();
+            ks.push(k);
+            vs.push(v);
+            assert_eq!(cache.layers[0].capacity(), 128);
+            let want_k = Tensor::cat(&ks, 2).unwrap();
+            let want_v = Tensor::cat(&vs, 2).unwrap();
+            assert_eq!(flat(&all_k), flat(&want_k));
+            assert_eq!(flat(&all_v), flat(&want_v));
+        }
+        // Past it, the doubling of `append` takes over.
+        cache.append(0, &kv(30, 0.0), &kv(30, 0.0)).unwrap();
+        assert_eq!(cache.layers[0].capacity(), 256);
+    }
 }

@@ -52,7 +52,7 @@ pub mod lora;
 pub mod ops;
 pub mod qkernels;
 pub mod rope;
-mod spin;
+pub mod spin;
 pub mod weights;
 
 pub use candle_core::{DType, Device, Tensor};

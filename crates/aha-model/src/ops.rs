@@ -34,6 +34,9 @@ pub fn visible_end(bias_row: &[f32]) -> usize {
 
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
     match mode {
+        Mode::Inference if fused::supported(x) && fused::supported(weight) => {
+            fused::rms_norm_no_grad(x, weight, eps)
+        }
         Mode::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
         Mode::Train if fused::supported(x) => fused::rms_norm(x, weight, eps),
         Mode::Train => {

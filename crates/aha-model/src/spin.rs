@@ -58,15 +58,15 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
 }
 
 /// `f(chunk index, chunk)` over `y` in chunks of `chunk` (the last may be shorter): on the
-/// pool, else on rayon's threads, or in the calling thread when there is one thread
-/// (handing each kernel to a pool thread and waiting for it cost ~40% of single-threaded
-/// decode in context switches).
+/// pool, else on rayon's threads, or in the calling thread when there is one thread or one
+/// chunk (handing each kernel to a pool thread and waiting for it cost ~40% of
+/// single-threaded decode in context switches).
 pub fn for_chunks<F>(y: &mut [f32], chunk: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync + Send,
 {
     use rayon::prelude::*;
-    if rayon::current_num_threads() <= 1 {
+    if rayon::current_num_threads() <= 1 || y.len() <= chunk {
         y.chunks_mut(chunk)
             .enumerate()
             .for_each(|(c, out)| f(c, out));
@@ -86,6 +86,38 @@ where
             .enumerate()
             .for_each(|(c, out)| f(c, out));
     }
+}
+
+/// `f` of each item, in order: on the pool, else on rayon's threads, or in the calling
+/// thread when there is one thread or one item.
+pub fn map<T, R, F>(items: Vec<T>, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> R + Sync + Send,
+{
+    use rayon::prelude::*;
+    if rayon::current_num_threads() <= 1 || items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    // Each slot is taken by the one task of its index; the locks are never contended.
+    let slots: Vec<Mutex<(Option<T>, Option<R>)>> = items
+        .into_iter()
+        .map(|t| Mutex::new((Some(t), None)))
+        .collect();
+    let task = |i: usize| {
+        let mut slot = lock(&slots[i]);
+        if let Some(t) = slot.0.take() {
+            slot.1 = Some(f(t));
+        }
+    };
+    if !run(slots.len(), &task) {
+        (0..slots.len()).into_par_iter().for_each(task);
+    }
+    slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).1)
+        .collect()
 }
 
 /// A buffer that tasks write at disjoint offsets.
@@ -275,6 +307,27 @@ mod tests {
                 hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
                 "n = {n}"
             );
+        }
+    }
+
+    /// `map` returns each item's result in the items' order, each item taken once (moved,
+    /// not cloned), in pools of one to three threads.
+    #[test]
+    fn map_keeps_the_order() {
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for n in [0usize, 1, 2, 33] {
+                let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                let out = pool.install(|| map(items, |s| s.parse::<usize>().unwrap() * 3));
+                assert_eq!(
+                    out,
+                    (0..n).map(|i| i * 3).collect::<Vec<_>>(),
+                    "{threads}, {n}"
+                );
+            }
         }
     }
 
