@@ -46,6 +46,11 @@ static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 /// are done; `false` (nothing run) when the pool is busy, absent, or sized for a different
 /// thread count than the caller's rayon pool.
 pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
+    if IN_TASK.get() {
+        // A task of a job (an MoE expert per thread) runs its own kernels on its thread.
+        (0..n).for_each(f);
+        return true;
+    }
     let threads = rayon::current_num_threads();
     if threads < 2 || disabled() {
         return false;
@@ -131,6 +136,23 @@ impl Disjoint {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs a pool task.
+    static IN_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `f(i)` with [`IN_TASK`] set, so that kernels it calls run inline.
+fn as_task(f: &(dyn Fn(usize) + Sync), i: usize) {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_TASK.set(self.0);
+        }
+    }
+    let _reset = Reset(IN_TASK.replace(true));
+    f(i)
+}
+
 /// `AHA_SPIN=0` turns the pool off (every kernel on rayon), for side-by-side measurements.
 fn disabled() -> bool {
     static OFF: OnceLock<bool> = OnceLock::new();
@@ -191,7 +213,7 @@ impl Pool {
             if i >= n {
                 break;
             }
-            f(i);
+            as_task(f, i);
         }
         drop(close);
         if s.panicked.swap(false, Ordering::Relaxed) {
@@ -277,7 +299,7 @@ fn helper(s: &Shared) {
                 if i >= n {
                     break;
                 }
-                if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
+                if catch_unwind(AssertUnwindSafe(|| as_task(f, i))).is_err() {
                     s.panicked.store(true, Ordering::Relaxed);
                 }
             }
@@ -308,6 +330,23 @@ mod tests {
                 "n = {n}"
             );
         }
+    }
+
+    /// A kernel called from a pool task runs inline on the task's thread (all of its
+    /// tasks, once each), and the thread is a task no more once the task returns.
+    #[test]
+    fn kernels_inside_a_task_run_inline() {
+        let p = pool();
+        let hits: Vec<AtomicUsize> = (0..8 * 5).map(|_| AtomicUsize::new(0)).collect();
+        assert!(p.dispatch(8, &|i| {
+            let me = std::thread::current().id();
+            assert!(run(5, &|j| {
+                assert_eq!(std::thread::current().id(), me);
+                hits[i * 5 + j].fetch_add(1, Ordering::Relaxed);
+            }));
+        }));
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        assert!(!IN_TASK.get());
     }
 
     /// `map` returns each item's result in the items' order, each item taken once (moved,

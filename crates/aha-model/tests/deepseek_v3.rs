@@ -224,6 +224,37 @@ fn greedy_tokens_with_compressed_cache_match_in_both_forms() {
     }
 }
 
+/// A batch's decode logits have the same bits on one thread and on two (where each thread
+/// takes whole experts, and their kernels run on it alone).
+#[test]
+fn batch_logits_do_not_depend_on_the_threads() {
+    let (model, r) = fixture("deepseek_v3_default");
+    // Six different rows, so that the experts see different numbers of rows.
+    let prompt: Vec<u32> = ids(&r["greedy_prompt"])
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let vocab = model.cfg.vocab_size as u32;
+    let rows: Vec<Vec<u32>> = (0..6u32)
+        .map(|r| prompt.iter().map(|&v| (v + 7 * r) % vocab).collect())
+        .collect();
+    let batch = Tensor::new(rows, &Device::Cpu).unwrap();
+    let bits = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let l = logits(&model, &batch, Mode::Inference);
+            let v: Vec<f32> = l.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+        })
+    };
+    let one = bits(1);
+    assert_eq!(bits(2), one);
+}
+
 #[test]
 fn mla_cache_is_compressed() {
     let (model, _) = fixture("deepseek_v3_default");

@@ -294,20 +294,29 @@ fn bench_generate(a: GenerateBench) -> Result<()> {
         let batch = &prompts[..b];
         generate(&loaded.model, None, batch, &opts, |_| {})?;
         let mut best = f64::INFINITY;
+        // FNV-1a over every generated id: two builds that claim the same bits must agree.
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
         for _ in 0..a.repeat.max(1) {
             let t = Instant::now();
             let out = generate(&loaded.model, None, batch, &opts, |_| {})?;
+            best = best.min(t.elapsed().as_secs_f64());
             let n: usize = out.iter().map(|c| c.token_ids.len()).sum();
             anyhow::ensure!(
                 n == b * a.new_tokens,
                 "generated {n} tokens, expected {}",
                 b * a.new_tokens
             );
-            best = best.min(t.elapsed().as_secs_f64());
+            hash = 0xcbf2_9ce4_8422_2325;
+            for id in out.iter().flat_map(|c| &c.token_ids) {
+                for byte in id.to_le_bytes() {
+                    hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
         }
         let tokens_per_s = (b * a.new_tokens) as f64 / best;
         let mut row = serde_json::json!({"impl": "aha", "batch": b, "new_tokens": a.new_tokens,
-            "seconds": best, "tokens_per_s": tokens_per_s, "threads": threads});
+            "seconds": best, "tokens_per_s": tokens_per_s, "threads": threads,
+            "tokens_fnv1a": format!("{hash:016x}")});
         if let Some(r) = &roof {
             let compute_s = r.flop_per_token * b as f64 / r.gemm_flop_per_s;
             let memory_s = r.weight_bytes / r.bytes_per_s;

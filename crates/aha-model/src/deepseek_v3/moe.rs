@@ -173,20 +173,33 @@ impl Moe {
             for (slot, &ex) in chosen.iter().enumerate() {
                 per_expert[ex as usize].push(slot as u32);
             }
-            let mut outs = Vec::new();
-            let mut rows = Vec::new();
-            for (ei, slots) in per_expert.iter().enumerate() {
-                if slots.is_empty() {
-                    continue;
-                }
+            let expert = |(ei, slots): (usize, Vec<u32>)| -> Result<(Tensor, Vec<u32>)> {
                 let toks: Vec<u32> = slots.iter().map(|s| s / k as u32).collect();
                 let m = toks.len();
                 let tok_t = Tensor::from_vec(toks.clone(), m, x.device())?;
-                let slot_t = Tensor::from_vec(slots.clone(), m, x.device())?;
+                let slot_t = Tensor::from_vec(slots, m, x.device())?;
                 let xs = x2.index_select(&tok_t, 0)?;
                 let ys = self.experts[ei].forward(&xs, mode)?;
                 let ws = w_flat.index_select(&slot_t, 0)?.unsqueeze(1)?;
-                outs.push(ys.broadcast_mul(&ws)?);
+                Ok((ys.broadcast_mul(&ws)?, toks))
+            };
+            let active: Vec<(usize, Vec<u32>)> = per_expert
+                .into_iter()
+                .enumerate()
+                .filter(|(_, slots)| !slots.is_empty())
+                .collect();
+            // Decoding, each thread takes whole experts (each sees a few rows: split across
+            // the threads, their products and glue left a thread waiting for ~10% of a
+            // batch-32 step); a task's products run on its thread alone, with the same bits.
+            let done: Vec<Result<(Tensor, Vec<u32>)>> = match mode {
+                Mode::Inference => crate::spin::map(active, expert),
+                Mode::Train => active.into_iter().map(expert).collect(),
+            };
+            let mut outs = Vec::with_capacity(done.len());
+            let mut rows = Vec::new();
+            for r in done {
+                let (ys, toks) = r?;
+                outs.push(ys);
                 rows.extend(toks);
             }
             let zeros = Tensor::zeros((n, hd), x.dtype(), x.device())?;
