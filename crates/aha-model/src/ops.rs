@@ -1218,10 +1218,31 @@ fn few_rows_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Opt
     let x2 = x.reshape((rows, k))?.contiguous()?;
     let (xs, xl) = x2.storage_and_layout();
     let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
-    let mut parts: Vec<(&[f32], usize)> = Vec::with_capacity(N);
-    for ((st, l), w) in guards.iter().zip(&ws) {
+    // The biases go into the kernel's output pass (one addition each, as broadcast_add).
+    let biases: Vec<Option<Tensor>> = layers
+        .iter()
+        .map(|l| {
+            l.bias
+                .as_ref()
+                .map(|b| b.to_dtype(DType::F32)?.contiguous())
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    let bias_guards: Vec<_> = biases
+        .iter()
+        .map(|b| b.as_ref().map(|b| b.storage_and_layout()))
+        .collect();
+    let mut parts: Vec<few_rows::Part> = Vec::with_capacity(N);
+    for (((st, l), w), b) in guards.iter().zip(&ws).zip(&bias_guards) {
+        let bias = match b {
+            Some((bs, bl)) => match f32_elems(bs, bl) {
+                Some(v) => Some(v),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         match (f32_elems(st, l), w.dims2()) {
-            (Some(v), Ok((n, wk))) if wk == k => parts.push((v, n)),
+            (Some(w), Ok((n, wk))) if wk == k => parts.push(few_rows::Part { w, n, bias }),
             _ => return Ok(None),
         }
     }
@@ -1232,11 +1253,9 @@ fn few_rows_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Opt
         return Ok(None);
     };
     let mut out = Vec::with_capacity(N);
-    for ((y, &(_, n)), l) in ys.into_iter().zip(&parts).zip(layers) {
-        let mut y = Tensor::from_vec(y, (rows, n), x.device())?;
-        if let Some(b) = &l.bias {
-            y = y.broadcast_add(b)?;
-        }
+    for (y, part) in ys.into_iter().zip(&parts) {
+        let n = part.n;
+        let y = Tensor::from_vec(y, (rows, n), x.device())?;
         let mut shape = lead.to_vec();
         shape.push(n);
         out.push(y.reshape(shape)?);

@@ -32,32 +32,31 @@ const TASK_ROWS: usize = 256;
 /// ran 0.83x with this kernel at every row count).
 const MIN_ROWS_AVX2: usize = 17;
 
+/// One weight of [`matmul_t_many`]: W [n, k], and a bias [n] added to its products.
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    pub w: &'a [f32],
+    pub n: usize,
+    pub bias: Option<&'a [f32]>,
+}
+
 /// x [rows, k] times W [n, k] transposed, as [rows, n]; `None` without AVX2 or outside
 /// 2..=MAX_ROWS rows (17..=MAX_ROWS with AVX2 alone) and n >= MIN_N.
 pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Option<Vec<f32>> {
-    matmul_t_many(x, rows, &[(w, n)], k).and_then(|mut ys| ys.pop())
+    let part = Part { w, n, bias: None };
+    matmul_t_many(x, rows, &[part], k).and_then(|mut ys| ys.pop())
 }
 
-/// x times each weight (W_i [n_i, k]) transposed, one [rows, n_i] each, in one hand-off to the
-/// threads and with x transposed once (q, k and v; gate and up); each product exactly as
-/// [`matmul_t`] computes it alone. `None` unless every weight takes the kernel.
-pub fn matmul_t_many(
-    x: &[f32],
-    rows: usize,
-    ws: &[(&[f32], usize)],
-    k: usize,
-) -> Option<Vec<Vec<f32>>> {
+/// x times each weight (W_i [n_i, k]) transposed, plus its bias, one [rows, n_i] each, in one
+/// hand-off to the threads and with x transposed once (q, k and v; gate and up); each product
+/// exactly as [`matmul_t`] computes it alone, the bias added to it as one f32 addition (as
+/// candle's `broadcast_add` after the product). `None` unless every weight takes the kernel.
+pub fn matmul_t_many(x: &[f32], rows: usize, ws: &[Part], k: usize) -> Option<Vec<Vec<f32>>> {
     matmul_t_with(Isa::detected(), x, rows, ws, k)
 }
 
 /// [`matmul_t_many`] with the kernels of `isa` (at most the detected set).
-fn matmul_t_with(
-    isa: Isa,
-    x: &[f32],
-    rows: usize,
-    ws: &[(&[f32], usize)],
-    k: usize,
-) -> Option<Vec<Vec<f32>>> {
+fn matmul_t_with(isa: Isa, x: &[f32], rows: usize, ws: &[Part], k: usize) -> Option<Vec<Vec<f32>>> {
     #[cfg(target_arch = "x86_64")]
     {
         let min_rows = if isa >= Isa::Avx512 { 2 } else { MIN_ROWS_AVX2 };
@@ -67,7 +66,9 @@ fn matmul_t_with(
             && k > 0
             && x.len() == rows * k
             && !ws.is_empty()
-            && ws.iter().all(|&(w, n)| n >= MIN_N && w.len() == n * k)
+            && ws.iter().all(|p| {
+                p.n >= MIN_N && p.w.len() == p.n * k && p.bias.is_none_or(|b| b.len() == p.n)
+            })
         {
             return Some(run(isa, x, rows, ws, k));
         }
@@ -77,7 +78,7 @@ fn matmul_t_with(
 }
 
 #[cfg(target_arch = "x86_64")]
-fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Vec<Vec<f32>> {
+fn run(isa: Isa, x: &[f32], rows: usize, ws: &[Part], k: usize) -> Vec<Vec<f32>> {
     use rayon::prelude::*;
     let width = if isa >= Isa::Avx512 { 16 } else { 8 };
     let lanes = rows.div_ceil(width) * width;
@@ -87,7 +88,7 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Ve
     // its k * lanes values is written (rows by the transpose, the rest by the fill) before
     // the length is set.
     unsafe {
-        transpose(x.as_ptr(), k, rows, k, xt.as_mut_ptr(), lanes);
+        transpose(x.as_ptr(), k, rows, k, xt.as_mut_ptr(), lanes, None);
         if rows < lanes {
             for kk in 0..k {
                 // All-zero bits: 0.0.
@@ -114,7 +115,7 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Ve
     let threads = rayon::current_num_threads().max(1);
     let per: Vec<usize> = ws
         .iter()
-        .map(|&(_, n)| {
+        .map(|&Part { n, .. }| {
             let rounds = n.div_ceil(threads * TASK_ROWS);
             n.div_ceil(rounds * threads)
                 .next_multiple_of(group)
@@ -122,20 +123,18 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Ve
         })
         .collect();
     let mut first = vec![0];
-    for (&(_, n), &per) in ws.iter().zip(&per) {
+    for (&Part { n, .. }, &per) in ws.iter().zip(&per) {
         first.push(first[first.len() - 1] + n.div_ceil(per));
     }
     // Every element is written by exactly one task below; not zero-filled first.
-    let mut outs: Vec<Vec<f32>> = ws
-        .iter()
-        .map(|&(_, n)| Vec::with_capacity(rows * n))
-        .collect();
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|p| Vec::with_capacity(rows * p.n)).collect();
     let dsts: Vec<Disjoint> = outs.iter_mut().map(|o| Disjoint(o.as_mut_ptr())).collect();
     let task = |t: usize| {
         let i = first.partition_point(|&f| f <= t) - 1;
-        let ((w, n), per, t) = (ws[i], per[i], t - first[i]);
+        let (Part { w, n, bias }, per, t) = (ws[i], per[i], t - first[i]);
         let (v0, v1) = (t * per, ((t + 1) * per).min(n));
         let w = &w[v0 * k..v1 * k];
+        let bias = bias.map(|b| b[v0..v1].as_ptr());
         // The kernel writes every value of the tile before it reads one: a reused buffer,
         // not a zeroed one per task (32 KiB, ~2% of a batch-32 decode step).
         super::with_scratch((v1 - v0) * lanes, |tile| {
@@ -144,7 +143,7 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Ve
             // of its weight's output (all in bounds).
             unsafe {
                 kernel(&xt, w, k, tile);
-                transpose(tile.as_ptr(), lanes, v1 - v0, rows, dsts[i].at(v0), n);
+                transpose(tile.as_ptr(), lanes, v1 - v0, rows, dsts[i].at(v0), n, bias);
             }
         });
     };
@@ -152,19 +151,20 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[(&[f32], usize)], k: usize) -> Ve
     if !crate::spin::run(tasks, &task) {
         (0..tasks).into_par_iter().for_each(task);
     }
-    for (out, &(_, n)) in outs.iter_mut().zip(ws) {
+    for (out, &Part { n, .. }) in outs.iter_mut().zip(ws) {
         // SAFETY: the tasks (all run, each to completion) wrote all rows * n elements.
         unsafe { out.set_len(rows * n) };
     }
     outs
 }
 
-/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for i < ni and j < nj, in 8 x 8 blocks
-/// through registers (a scalar copy, a strided read and a store per element, was 5% of a
-/// batch-32 decode step for the tiles alone).
+/// `dst[j * dst_stride + i] = src[i * src_stride + j] (+ bias[i])` for i < ni and j < nj, in
+/// 8 x 8 blocks through registers (a scalar copy, a strided read and a store per element, was
+/// 5% of a batch-32 decode step for the tiles alone).
 ///
 /// # Safety
-/// AVX present; `src` readable and `dst` writable at every such index.
+/// AVX present; `src` readable and `dst` writable at every such index, `bias` readable at
+/// every i.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn transpose(
@@ -174,6 +174,7 @@ unsafe fn transpose(
     nj: usize,
     dst: *mut f32,
     dst_stride: usize,
+    bias: Option<*const f32>,
 ) {
     use std::arch::x86_64::*;
     let (whole_i, whole_j) = (ni / 8 * 8, nj / 8 * 8);
@@ -205,12 +206,17 @@ unsafe fn transpose(
                 _mm256_permute2f128_ps::<0x31>(s2, s6),
                 _mm256_permute2f128_ps::<0x31>(s3, s7),
             ];
-            for (c, v) in columns.iter().enumerate() {
-                _mm256_storeu_ps(dst.add((j0 + c) * dst_stride + i0), *v);
+            let add = bias.map(|b| _mm256_loadu_ps(b.add(i0)));
+            for (c, &v) in columns.iter().enumerate() {
+                let v = add.map_or(v, |b| _mm256_add_ps(v, b));
+                _mm256_storeu_ps(dst.add((j0 + c) * dst_stride + i0), v);
             }
         }
     }
-    let scalar = |i: usize, j: usize| *dst.add(j * dst_stride + i) = *src.add(i * src_stride + j);
+    let scalar = |i: usize, j: usize| {
+        let v = *src.add(i * src_stride + j);
+        *dst.add(j * dst_stride + i) = bias.map_or(v, |b| v + *b.add(i));
+    };
     for i in 0..whole_i {
         (whole_j..nj).for_each(|j| scalar(i, j));
     }
@@ -352,7 +358,18 @@ mod tests {
         for (rows, k, n) in cases {
             let (xs, ws, want) = case(rows, k, n);
             for &isa in &isas {
-                let got = matmul_t_with(isa, &xs, rows, &[(&ws, n)], k).and_then(|mut y| y.pop());
+                let got = matmul_t_with(
+                    isa,
+                    &xs,
+                    rows,
+                    &[Part {
+                        w: &ws,
+                        n,
+                        bias: None,
+                    }],
+                    k,
+                )
+                .and_then(|mut y| y.pop());
                 let min_rows = if isa == Isa::Avx2 { MIN_ROWS_AVX2 } else { 2 };
                 if !(min_rows..=MAX_ROWS).contains(&rows) || n < MIN_N {
                     assert!(got.is_none(), "{isa:?} rows={rows} k={k} n={n}");
@@ -367,14 +384,26 @@ mod tests {
             }
         }
         assert!(
-            matmul_t_with(Isa::Scalar, &[0.0; 2], 2, &[(&[0.0; 256], 256)], 1).is_none(),
+            matmul_t_with(
+                Isa::Scalar,
+                &[0.0; 2],
+                2,
+                &[Part {
+                    w: &[0.0; 256],
+                    n: 256,
+                    bias: None
+                }],
+                1
+            )
+            .is_none(),
             "no kernel without AVX2"
         );
     }
 
-    /// Several weights in one call: each product has the GEMM's bits, as alone (q, k and v of
-    /// different sizes; gate and up), and a weight the kernel does not take sends the whole
-    /// call back (`None`).
+    /// Several weights in one call: each product has the GEMM's bits, plus its bias as
+    /// candle's `broadcast_add` adds it (q, k and v of different sizes, with and without a
+    /// bias; gate and up), and a weight the kernel does not take, or a bias of the wrong
+    /// length, sends the whole call back (`None`).
     #[test]
     fn many_weights_give_each_products_bits() {
         for (rows, k, ns) in [
@@ -383,24 +412,47 @@ mod tests {
             (20, 129, vec![1031, 300, 4099]),
         ] {
             let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
-            let cases: Vec<(Vec<f32>, Vec<f32>)> =
-                ns.iter().map(|&n| weight_and_product(&x, n)).collect();
-            let pairs: Vec<(&[f32], usize)> = cases
+            // Every other weight has a bias; the expected output is candle's product + bias.
+            let cases: Vec<(Vec<f32>, Option<Vec<f32>>, Vec<f32>)> = ns
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let (w, y) = weight_and_product(&x, n);
+                    if i % 2 == 1 {
+                        return (w, None, y);
+                    }
+                    let b = Tensor::randn(0f32, 1.0, n, &Device::Cpu).unwrap();
+                    let y = Tensor::from_vec(y, (rows, n), &Device::Cpu).unwrap();
+                    (w, Some(flat(&b)), flat(&y.broadcast_add(&b).unwrap()))
+                })
+                .collect();
+            let parts: Vec<Part> = cases
                 .iter()
                 .zip(&ns)
-                .map(|((w, _), &n)| (w.as_slice(), n))
+                .map(|((w, b, _), &n)| Part {
+                    w,
+                    n,
+                    bias: b.as_deref(),
+                })
                 .collect();
             let x = flat(&x);
-            let Some(got) = matmul_t_many(&x, rows, &pairs, k) else {
+            let Some(got) = matmul_t_many(&x, rows, &parts, k) else {
                 continue;
             };
             assert_eq!(got.len(), ns.len());
-            for (y, ((_, want), n)) in got.iter().zip(cases.iter().zip(&ns)) {
+            for (y, ((_, _, want), n)) in got.iter().zip(cases.iter().zip(&ns)) {
                 assert_eq!(slice_bits(y), slice_bits(want), "rows={rows} k={k} n={n}");
             }
-            let mut small = pairs.clone();
-            small.push((&cases[0].0[..255 * k], 255));
+            let mut small = parts.clone();
+            small.push(Part {
+                w: &cases[0].0[..255 * k],
+                n: 255,
+                bias: None,
+            });
             assert!(matmul_t_many(&x, rows, &small, k).is_none());
+            let mut short_bias = parts.clone();
+            short_bias[0].bias = Some(&cases[0].2[..ns[0] - 1]);
+            assert!(matmul_t_many(&x, rows, &short_bias, k).is_none());
         }
     }
 
