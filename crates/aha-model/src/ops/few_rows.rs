@@ -413,7 +413,9 @@ mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
             // Every other weight has a bias; the expected output is candle's product + bias.
-            let cases: Vec<(Vec<f32>, Option<Vec<f32>>, Vec<f32>)> = ns
+            // (weight, bias, expected output) of each part.
+            type Case = (Vec<f32>, Option<Vec<f32>>, Vec<f32>);
+            let cases: Vec<Case> = ns
                 .iter()
                 .enumerate()
                 .map(|(i, &n)| {
