@@ -122,6 +122,20 @@ struct RmsNorm {
     eps: f32,
 }
 
+/// An RMSNorm's rows x, its weight w and the row width d.
+fn norm_inputs<'a>(
+    x: (&'a CpuStorage, &Layout),
+    w: (&'a CpuStorage, &Layout),
+    op: &str,
+) -> Result<(&'a [f32], &'a [f32], usize)> {
+    let (xs, ws) = (contiguous_f32(x.0, x.1, op)?, contiguous_f32(w.0, w.1, op)?);
+    let d = last_dim(x.1);
+    if ws.len() != d {
+        candle_core::bail!("rms_norm: weight of {} for rows of {d}", ws.len());
+    }
+    Ok((xs, ws, d))
+}
+
 fn inv_rms(x: &[f32], eps: f32) -> f32 {
     1.0 / (dot8(x, x) / x.len() as f32 + eps).sqrt()
 }
@@ -138,12 +152,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let d = last_dim(l1);
-        if w.len() != d {
-            candle_core::bail!("rms_norm: weight of {} for rows of {d}", w.len());
-        }
+        let (x, w, d) = norm_inputs((s1, l1), (s2, l2), self.name())?;
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(d)
             .zip(x.par_chunks(d))
@@ -201,12 +210,7 @@ impl CustomOp2 for RmsNormNoGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let d = last_dim(l1);
-        if w.len() != d {
-            candle_core::bail!("rms_norm: weight of {} for rows of {d}", w.len());
-        }
+        let (x, w, d) = norm_inputs((s1, l1), (s2, l2), self.name())?;
         let mut out = vec![0f32; x.len()];
         // Task c: rows NORM_ROWS c.. (the last task may have fewer).
         let task = |c: usize, o: &mut [f32]| {
