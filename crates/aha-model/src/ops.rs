@@ -1218,28 +1218,17 @@ fn few_rows_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Opt
     let x2 = x.reshape((rows, k))?.contiguous()?;
     let (xs, xl) = x2.storage_and_layout();
     let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
-    // The biases go into the kernel's output pass (one addition each, as broadcast_add).
-    let biases: Vec<Option<Tensor>> = layers
+    // The biases go into the kernel's output pass (one addition each, as broadcast_add);
+    // one that is not a contiguous f32 CPU vector declines the kernel.
+    let bias_guards: Vec<_> = layers
         .iter()
-        .map(|l| {
-            l.bias
-                .as_ref()
-                .map(|b| b.to_dtype(DType::F32)?.contiguous())
-                .transpose()
-        })
-        .collect::<Result<_>>()?;
-    let bias_guards: Vec<_> = biases
-        .iter()
-        .map(|b| b.as_ref().map(|b| b.storage_and_layout()))
+        .map(|l| l.bias.as_ref().map(|b| b.storage_and_layout()))
         .collect();
     let mut parts: Vec<few_rows::Part> = Vec::with_capacity(N);
     for (((st, l), w), b) in guards.iter().zip(&ws).zip(&bias_guards) {
-        let bias = match b {
-            Some((bs, bl)) => match f32_elems(bs, bl) {
-                Some(v) => Some(v),
-                None => return Ok(None),
-            },
-            None => None,
+        let bias = match b.as_ref().map(|(bs, bl)| f32_elems(bs, bl)) {
+            Some(None) => return Ok(None),
+            other => other.flatten(),
         };
         match (f32_elems(st, l), w.dims2()) {
             (Some(w), Ok((n, wk))) if wk == k => parts.push(few_rows::Part { w, n, bias }),
