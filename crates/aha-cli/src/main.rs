@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
     about = "The DeepSeek-R1 system: run, train, verify and evaluate reasoning models"
 )]
 struct Cli {
-    /// Worker threads for the numeric kernels (default: all cores).
-    #[arg(long, global = true)]
+    /// Worker threads for the numeric kernels, 1 to 1024 (default: all cores).
+    #[arg(long, global = true, value_parser = cmd::common::range::threads)]
     threads: Option<usize>,
     /// Kernels for the weights a GGUF file keeps quantized: aha's own (Q4_0/Q4_1/Q5_x/Q8_0/
     /// K-quants; AVX-512 VNNI or AVX2, whichever the CPU has), aha's own with AVX2 at most, or
@@ -130,14 +130,61 @@ fn main() {
         Err(_) => run(),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause its wrapper already ends
+/// with (library errors name the path and the I/O error; the chain would say the latter
+/// twice).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_is_said_once() {
+        // As the libraries' errors are: the path and the I/O error said, the latter the source.
+        #[derive(Debug)]
+        struct Wrapped {
+            path: String,
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "{}: {}", self.path, self.source)
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "not there");
+        let e = anyhow::Error::new(Wrapped {
+            path: "/x".into(),
+            source: io(),
+        });
+        assert_eq!(error_chain(&e), "/x: not there");
+        let e = anyhow::Error::new(io()).context("reading /y");
+        assert_eq!(error_chain(&e), "reading /y: not there");
+        let e = e.context("loading the dataset");
+        assert_eq!(
+            error_chain(&e),
+            "loading the dataset: reading /y: not there"
+        );
+    }
 
     #[test]
     fn purge_delay_is_the_option_we_set() {

@@ -621,6 +621,12 @@ pub fn results_from_samples(
             )));
         }
         rs.sort_by_key(|r| r.sample);
+        if rs.iter().enumerate().any(|(j, r)| r.sample != j) {
+            return Err(TrainError::Invalid(format!(
+                "problem {id:?}: its samples are not numbered 0 to {} once each",
+                k - 1
+            )));
+        }
         let c = rs.iter().filter(|r| r.correct).count();
         pass1.push(c as f64 / k as f64);
         let answers: Vec<Option<&str>> = rs.iter().map(|r| r.extracted.as_deref()).collect();
@@ -808,7 +814,14 @@ pub(crate) fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Ve
 /// Recompute `results.json` in `dir` from its `samples.jsonl` (and the echoed
 /// `config.json`, `null` when absent).
 pub fn rescore(dir: &Path) -> Result<Results> {
-    let samples: Vec<SampleRecord> = read_jsonl(&dir.join(SAMPLES_FILE))?;
+    let path = dir.join(SAMPLES_FILE);
+    let samples: Vec<SampleRecord> = read_jsonl(&path)?;
+    if samples.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "{}: no samples to score",
+            path.display()
+        )));
+    }
     let config_path = dir.join(CONFIG_FILE);
     let config = if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
@@ -905,6 +918,25 @@ mod tests {
             formatted: correct,
             language_consistency: 1.0,
         }
+    }
+
+    #[test]
+    fn samples_that_are_not_one_set_per_problem_are_refused() {
+        let twice = vec![rec("a", 0, None, false), rec("a", 0, None, true)];
+        let err = results_from_samples(&twice, serde_json::Value::Null).unwrap_err();
+        assert!(err.to_string().contains("numbered 0 to 1"), "{err}");
+        let gap = vec![rec("a", 0, None, false), rec("a", 99, None, true)];
+        assert!(results_from_samples(&gap, serde_json::Value::Null).is_err());
+        let uneven = vec![
+            rec("a", 0, None, false),
+            rec("a", 1, None, true),
+            rec("b", 0, None, true),
+        ];
+        assert!(results_from_samples(&uneven, serde_json::Value::Null).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SAMPLES_FILE), "").unwrap();
+        let err = rescore(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("no samples"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,40 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
+    /// Rejects settings that would train nothing or turn the weights into NaN (a NaN
+    /// learning rate trained to the end and saved a NaN model).
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: &str, v: f64| Err(TrainError::Invalid(format!("{what}, not {v}")));
+        let a = &self.adam;
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "the learning rate must be a positive finite number",
+                self.lr,
+            );
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad("min_lr_ratio must be in [0, 1]", self.min_lr_ratio);
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return bad(
+                "max_grad_norm must be finite and at least 0 (0: no clipping)",
+                self.max_grad_norm,
+            );
+        }
+        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
+            return bad("weight_decay must be finite and at least 0", a.weight_decay);
+        }
+        for (name, beta) in [("beta1", a.beta1), ("beta2", a.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return bad(&format!("AdamW's {name} must be in [0, 1)"), beta);
+            }
+        }
+        if !(a.eps.is_finite() && a.eps > 0.0) {
+            return bad("AdamW's eps must be a positive finite number", a.eps);
+        }
+        Ok(())
+    }
+
     /// AdamW over `total_steps` with a linear warmup over `warmup_ratio` of them, then cosine
     /// decay to `min_lr_ratio * lr` (the SFT and distillation runs' schedule).
     pub fn cosine(
@@ -218,6 +252,7 @@ const STATE_FILE: &str = "trainer.json";
 impl Trainer {
     /// Optimizer over the model's trainable parameters (the adapters, with LoRA).
     pub fn new(model: Model, cfg: OptimConfig) -> Result<Self> {
+        cfg.check()?;
         let opt = AdamW::new(model.trainable_params(), cfg.adam.clone())?;
         Ok(Self {
             model,
@@ -532,6 +567,30 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_would_train_nothing_or_nan_are_refused() {
+        assert!(OptimConfig::default().check().is_ok());
+        let with = |f: &dyn Fn(&mut OptimConfig)| {
+            let mut c = OptimConfig::default();
+            f(&mut c);
+            c.check().map_err(|e| e.to_string())
+        };
+        for lr in [f64::NAN, f64::INFINITY, 0.0, -1e-4] {
+            let err = with(&|c| c.lr = lr).unwrap_err();
+            assert!(err.contains("learning rate"), "{err}");
+        }
+        assert!(with(&|c| c.min_lr_ratio = -1.0).is_err());
+        assert!(with(&|c| c.min_lr_ratio = f64::NAN).is_err());
+        assert!(with(&|c| c.max_grad_norm = -1.0).is_err());
+        assert!(
+            with(&|c| c.max_grad_norm = 0.0).is_ok(),
+            "0 turns clipping off"
+        );
+        assert!(with(&|c| c.adam.weight_decay = f64::NAN).is_err());
+        assert!(with(&|c| c.adam.beta2 = 1.0).is_err());
+        assert!(with(&|c| c.adam.eps = 0.0).is_err());
+    }
 
     #[test]
     fn epoch_order_is_a_seeded_permutation() {

@@ -73,10 +73,10 @@ struct SftBench {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Examples per optimizer step.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::common::range::count)]
     batch_size: usize,
     /// Examples per forward/backward pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::common::range::count)]
     micro_batch: usize,
     /// Timed optimizer steps, after one warm-up step.
     #[arg(long, default_value_t = 4)]
@@ -99,7 +99,7 @@ struct GenerateBench {
     #[arg(long)]
     prompts: Option<PathBuf>,
     /// Batch sizes to run (repeatable).
-    #[arg(long, default_values_t = vec![1, 32])]
+    #[arg(long, default_values_t = vec![1, 32], value_parser = super::common::range::count)]
     batch: Vec<usize>,
     #[arg(long, default_value_t = 128)]
     new_tokens: usize,

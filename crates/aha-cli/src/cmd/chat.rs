@@ -25,9 +25,9 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = 1024)]
     max_tokens: usize,
     /// DeepSeek recommends 0.6 for R1 models.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, value_parser = super::common::range::temperature)]
     temperature: f32,
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = super::common::range::top_p)]
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,

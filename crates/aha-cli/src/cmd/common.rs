@@ -126,11 +126,15 @@ impl Loaded {
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
         match (&self.tokenizer, &self.tokenizer_error) {
             (Some(t), _) => Ok(t),
-            (None, Some(e)) => anyhow::bail!("{e}: pass token ids with --ids instead"),
-            (None, None) => anyhow::bail!(
-                "this model directory has no tokenizer.json: pass token ids with --ids instead"
-            ),
+            (None, Some(e)) => anyhow::bail!("{e}"),
+            (None, None) => anyhow::bail!("this model directory has no tokenizer.json"),
         }
+    }
+
+    /// [`Loaded::tokenizer`] for the commands that also take token ids (`--ids`).
+    pub fn tokenizer_or_ids(&self) -> Result<&Tokenizer> {
+        self.tokenizer()
+            .map_err(|e| anyhow::anyhow!("{e}: pass token ids with --ids instead"))
     }
 
     /// EOS ids: the tokenizer's (generation_config, config, tokenizer_config) or else config.json's.
@@ -158,6 +162,90 @@ pub fn parse_ids(s: &str) -> Result<Ids, String> {
         Ok(v) if v.is_empty() => Err("expected comma-separated token ids, got none".into()),
         Ok(v) => Ok(Ids(v)),
         Err(e) => Err(format!("expected comma-separated token ids ({e})")),
+    }
+}
+
+/// Value parsers for numeric flags with a range (clap then names the flag and the value):
+/// a NaN temperature or a top-p of 2 used to run and print garbage.
+pub mod range {
+    fn number<T: std::str::FromStr>(s: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        s.trim()
+            .parse::<T>()
+            .map_err(|e| format!("not a number ({e})"))
+    }
+
+    fn check<T: Copy>(v: T, ok: bool, what: &str) -> Result<T, String> {
+        if ok {
+            Ok(v)
+        } else {
+            Err(format!("must be {what}"))
+        }
+    }
+
+    /// A sampling temperature: finite, at least 0 (0: greedy).
+    pub fn temperature(s: &str) -> Result<f32, String> {
+        let v: f32 = number(s)?;
+        check(
+            v,
+            v.is_finite() && v >= 0.0,
+            "a finite number at least 0 (0: greedy)",
+        )
+    }
+
+    /// Top-p: in (0, 1] (1: off).
+    pub fn top_p(s: &str) -> Result<f32, String> {
+        let v: f32 = number(s)?;
+        check(v, v > 0.0 && v <= 1.0, "in (0, 1] (1: off)")
+    }
+
+    /// A fraction in [0, 1].
+    pub fn unit(s: &str) -> Result<f64, String> {
+        let v: f64 = number(s)?;
+        check(v, (0.0..=1.0).contains(&v), "in [0, 1]")
+    }
+
+    /// [`unit`] as an f32 (min-p).
+    pub fn unit_f32(s: &str) -> Result<f32, String> {
+        unit(s).map(|v| v as f32)
+    }
+
+    /// A fraction in [0, 1).
+    pub fn below_one(s: &str) -> Result<f64, String> {
+        let v: f64 = number(s)?;
+        check(v, (0.0..1.0).contains(&v), "in [0, 1)")
+    }
+
+    /// Finite and at least 0.
+    pub fn non_negative(s: &str) -> Result<f64, String> {
+        let v: f64 = number(s)?;
+        check(v, v.is_finite() && v >= 0.0, "a finite number at least 0")
+    }
+
+    /// Finite and above 0.
+    pub fn positive(s: &str) -> Result<f64, String> {
+        let v: f64 = number(s)?;
+        check(v, v.is_finite() && v > 0.0, "a finite number above 0")
+    }
+
+    /// A count of at least 1.
+    pub fn count(s: &str) -> Result<usize, String> {
+        let v: usize = number(s)?;
+        check(v, v >= 1, "at least 1")
+    }
+
+    /// A thread count, 1 to 1024 (100,000 threads took minutes to start, and gigabytes).
+    pub fn threads(s: &str) -> Result<usize, String> {
+        let v: usize = number(s)?;
+        check(v, (1..=1024).contains(&v), "from 1 to 1024")
+    }
+
+    /// A step count of at least 1.
+    pub fn steps(s: &str) -> Result<u64, String> {
+        let v: u64 = number(s)?;
+        check(v, v >= 1, "at least 1")
     }
 }
 

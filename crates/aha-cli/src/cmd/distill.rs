@@ -65,9 +65,9 @@ pub struct DistillArgs {
     #[arg(long, value_enum, default_value = "correct")]
     keep: Keep,
     /// Sampling temperature of the teacher (and of the student on on-policy steps).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, value_parser = super::common::range::temperature)]
     temperature: f32,
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = super::common::range::top_p)]
     top_p: f32,
     /// Longest sample in tokens (default: the task's, or 512 for a dataset).
     #[arg(long)]
@@ -86,13 +86,13 @@ pub struct DistillArgs {
     epochs: usize,
     /// Peak learning rate. Default: 2e-4 with LoRA; full training 1e-3 below 50M
     /// parameters, 1e-4 below 1B, else 4e-5.
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::positive)]
     lr: Option<f64>,
     /// Warmup, as a fraction of all steps (cosine decay after it).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::common::range::unit)]
     warmup_ratio: f64,
     /// Sequences per optimizer step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::common::range::count)]
     batch_size: usize,
     /// Rows per forward/backward pass (gradients accumulate exactly over them).
     #[arg(long, default_value_t = 4)]

@@ -49,16 +49,16 @@ pub struct ProblemArgs {
     #[arg(long, default_value_t = 4)]
     pub samples: usize,
     /// Sampling temperature (the paper: 0.6; 0 with --samples 1 is greedy evaluation).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, value_parser = super::common::range::temperature)]
     pub temperature: f32,
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = super::common::range::top_p)]
     pub top_p: f32,
     /// Maximum completion length in tokens (default: the task's, or 512 for a dataset).
     #[arg(long)]
     pub max_tokens: Option<usize>,
     /// Problems per generation batch (each with --samples rows). Samples depend on
     /// (seed, batch size).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::common::range::count)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

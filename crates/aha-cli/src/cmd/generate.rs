@@ -29,14 +29,14 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
     /// 0 for greedy decoding.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::common::range::temperature)]
     temperature: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::common::range::top_p)]
     top_p: f32,
     /// 0 keeps all tokens.
     #[arg(long, default_value_t = 0)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::common::range::unit_f32)]
     min_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -62,7 +62,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // Prompt texts, when given as text (to tell whether they open the reasoning).
     let mut texts: Vec<String> = Vec::new();
     let prompts: Vec<Vec<u32>> = if args.ids.is_empty() {
-        let tok = loaded.tokenizer()?;
+        let tok = loaded.tokenizer_or_ids()?;
         let template = if args.chat {
             Some(common::chat_template(&args.model)?)
         } else {

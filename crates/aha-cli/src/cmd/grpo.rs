@@ -67,33 +67,33 @@ pub struct GrpoArgs {
     /// G: samples per prompt.
     #[arg(long, default_value_t = 8)]
     group_size: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::common::range::steps)]
     steps: u64,
     /// Prompts per step.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::common::range::count)]
     batch_prompts: usize,
     /// Peak learning rate; after warmup it follows a cosine over --steps down to
     /// --min-lr-ratio x lr. The schedule counts GRPO steps: all --num-iterations passes of a
     /// step use that step's learning rate.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = super::common::range::positive)]
     lr: f64,
     /// Linear warmup length, in GRPO steps.
     #[arg(long, default_value_t = 0)]
     warmup_steps: u64,
     /// Floor of the cosine decay, as a fraction of --lr.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::common::range::unit)]
     min_lr_ratio: f64,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::common::range::non_negative)]
     weight_decay: f64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::common::range::non_negative)]
     max_grad_norm: f64,
     /// KL coefficient (0 keeps no reference model).
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, value_parser = super::common::range::non_negative)]
     beta: f64,
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = super::common::range::below_one)]
     eps_low: f64,
     /// Upper clip bound (DAPO's clip-higher: 0.28).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = super::common::range::non_negative)]
     eps_high: f64,
     #[arg(long, value_enum, default_value = "group")]
     advantage: AdvArg,
@@ -106,11 +106,11 @@ pub struct GrpoArgs {
     #[arg(long, default_value_t = 8)]
     micro_batch: usize,
     /// Maximum completion tokens.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::common::range::count)]
     max_tokens: usize,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::common::range::temperature)]
     temperature: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::common::range::top_p)]
     top_p: f32,
     /// No loss on completions cut at --max-tokens (they stay in the loss normaliser, so the
     /// other rows keep their weight).
@@ -182,7 +182,7 @@ pub struct RemoteArgs {
     max_staleness: u64,
     /// Truncated importance sampling cap: weight each token by min(p_policy / p_sampler, C)
     /// when servers report log-probs (0: off).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::common::range::positive)]
     tis_cap: f64,
     /// Longest wait for one request, in seconds.
     #[arg(long, default_value_t = 600)]

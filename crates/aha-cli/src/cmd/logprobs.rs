@@ -32,7 +32,7 @@ pub fn run(args: LogprobsArgs) -> Result<()> {
     let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
     let ids = match (&args.ids, &args.text) {
         (Some(ids), _) => ids.0.clone(),
-        (None, Some(text)) => loaded.tokenizer()?.encode(text, true)?,
+        (None, Some(text)) => loaded.tokenizer_or_ids()?.encode(text, true)?,
         (None, None) => anyhow::bail!("give --text or --ids"),
     };
     if ids.is_empty() {

@@ -17,10 +17,10 @@ pub struct PretrainArgs {
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// Optimizer steps (default: the built-in config's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::count)]
     steps: Option<usize>,
     /// Documents per step.
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::count)]
     batch_size: Option<usize>,
     /// Documents per forward/backward pass (a step's passes run on parallel threads; the
     /// result does not depend on the thread count). 0: the whole step in one pass.
@@ -31,7 +31,7 @@ pub struct PretrainArgs {
     #[arg(long)]
     padded: bool,
     /// Peak learning rate.
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::positive)]
     lr: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -52,7 +52,7 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 200)]
     eval_n: usize,
     /// Also evaluate with sampling at this temperature (0: greedy only).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::common::range::temperature)]
     eval_temperature: f32,
     /// Print this many evaluated completions.
     #[arg(long, default_value_t = 4)]

@@ -32,21 +32,21 @@ pub struct SftArgs {
     epochs: usize,
     /// Peak learning rate. Default: 2e-4 with LoRA; full fine-tuning 1e-3 below 50M
     /// parameters, 1e-4 below 1B, else 4e-5.
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::positive)]
     lr: Option<f64>,
     /// Warmup, as a fraction of all steps.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::common::range::unit)]
     warmup_ratio: f64,
     /// Floor of the cosine decay, as a fraction of the peak learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::common::range::unit)]
     min_lr_ratio: f64,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::common::range::non_negative)]
     weight_decay: f64,
     /// Global gradient-norm bound (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::common::range::non_negative)]
     max_grad_norm: f64,
     /// Examples per optimizer step (the loss is the mean NLL over all their trained tokens).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::common::range::count)]
     batch_size: usize,
     /// Rows per forward/backward pass (gradients accumulate exactly over them).
     #[arg(long, default_value_t = 4)]
@@ -60,7 +60,7 @@ pub struct SftArgs {
     packing: bool,
     /// Hold out this fraction of the dataset for the held-out loss (ignored with
     /// --eval-dataset).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = super::common::range::below_one)]
     eval_fraction: f64,
     /// A separate held-out dataset (same shapes as --dataset).
     #[arg(long)]

@@ -30,20 +30,20 @@ pub struct ZeroArgs {
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// GRPO steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::common::range::steps)]
     steps: u64,
     /// Prompts per step; each gets --group-size samples.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::common::range::count)]
     batch_prompts: usize,
     /// Samples per prompt (G): advantages are normalised within each group.
     #[arg(long, default_value_t = 8)]
     group_size: usize,
     /// Peak learning rate (AdamW, warmup then cosine decay). Much higher collapses the
     /// policy (measured: 2e-3 drove accuracy to 0 within 20 steps).
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 3e-4, value_parser = super::common::range::positive)]
     lr: f64,
     /// KL coefficient against the base (R1 used 0.001; 0 keeps no reference model).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::common::range::non_negative)]
     beta: f64,
     /// Maximum completion length (default: the task's).
     #[arg(long)]

@@ -1,0 +1,44 @@
+//! Numeric flags out of their range are refused by name before any work (a NaN learning rate
+//! used to train to the end and save a NaN model; a top-p of 2 sampled garbage).
+
+use crate::common::{run, stderr};
+
+#[test]
+fn out_of_range_flags_are_refused_by_name() {
+    for (args, flag) in [
+        (&["generate", "--temperature", "nan"][..], "--temperature"),
+        (&["generate", "--top-p", "2"], "--top-p"),
+        (&["generate", "--min-p=-0.5"], "--min-p"),
+        (&["chat", "--temperature=-1"], "--temperature"),
+        (&["eval", "--top-p", "0"], "--top-p"),
+        (&["sft", "--lr", "nan"], "--lr"),
+        (&["sft", "--eval-fraction", "1"], "--eval-fraction"),
+        (&["sft", "--warmup-ratio", "2"], "--warmup-ratio"),
+        (&["grpo", "--batch-prompts", "0"], "--batch-prompts"),
+        (&["grpo", "--beta=-1"], "--beta"),
+        (&["grpo", "--eps-low", "1"], "--eps-low"),
+        (&["zero", "--lr", "inf"], "--lr"),
+        (&["pretrain", "--batch-size", "0"], "--batch-size"),
+        (&["bench", "sft", "--micro-batch", "0"], "--micro-batch"),
+        (&["--threads", "100000", "verify"], "--threads"),
+    ] {
+        let out = run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "aha {args:?}: {err}");
+        assert!(
+            err.contains("invalid value") && err.contains(flag) && err.contains("must be"),
+            "aha {args:?}: {err}"
+        );
+    }
+    // In range, the same flags parse (the run then fails for the missing model, not them).
+    let out = run(&[
+        "generate",
+        "--temperature",
+        "0.6",
+        "--top-p",
+        "1",
+        "--min-p",
+        "0",
+    ]);
+    assert!(!stderr(&out).contains("invalid value"), "{}", stderr(&out));
+}
