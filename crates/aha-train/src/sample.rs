@@ -17,7 +17,9 @@
 //! `FILE.jsonl` is cut back to the length the last complete progress line recorded (dropping a
 //! prompt cut off mid-write) and the prompts listed there are skipped, so none is duplicated.
 //! Problems are generated in fixed chunks (seeded by chunk index), so a resumed run produces
-//! the same lines as an uninterrupted one. Resume with the same settings.
+//! the same lines as an uninterrupted one. A resume with other settings (kept in
+//! `FILE.config.json`), other problems, or a progress file with a line that is not a record is
+//! refused, the files untouched.
 
 use crate::eval::{
     generate_chunk, io_err, read_jsonl, to_line, GenConfig, ProblemSet, PromptStyle, Result,
@@ -337,6 +339,55 @@ pub fn side_path(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{}.{suffix}", stem.unwrap_or_else(|| "out".into())))
 }
 
+/// A resumed run must be the run it continues: its settings are kept beside the output
+/// (`FILE.config.json`) when it starts and compared when it resumes, and the prompts it
+/// finished must be among this run's (resuming `--samples 3` on a `--samples 2` run, or
+/// another task into the same file, mixed the two in one output).
+fn check_settings(
+    out: &Path,
+    cfg: &SampleConfig,
+    set: &ProblemSet,
+    done: &[PromptProgress],
+) -> Result<()> {
+    let path = side_path(out, "config.json");
+    let settings = serde_json::to_value(cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    if done.is_empty() {
+        return aha_model::write_atomic(&path, to_line(&settings).as_bytes()).map_err(Into::into);
+    }
+    let refuse = |why: String| {
+        Err(TrainError::Invalid(format!(
+            "{} cannot be resumed with these settings: {why}; use the same settings or another output",
+            out.display()
+        )))
+    };
+    if let Some(p) = done.iter().find(|p| p.samples != cfg.gen.samples) {
+        return refuse(format!(
+            "it has {} samples per prompt, this run {}",
+            p.samples, cfg.gen.samples
+        ));
+    }
+    let ids: HashSet<&str> = set.problems.iter().map(|p| p.id.as_str()).collect();
+    if let Some(p) = done.iter().find(|p| !ids.contains(p.problem_id.as_str())) {
+        return refuse(format!(
+            "it holds problem {:?}, which is not in this run's problems",
+            p.problem_id
+        ));
+    }
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let before: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| TrainError::Json {
+                path: path.clone(),
+                line: e.line(),
+                msg: e.to_string(),
+            })?;
+        if before != settings {
+            return refuse(format!("they differ from {}'s", path.display()));
+        }
+    }
+    Ok(())
+}
+
 /// The output files of a (possibly resumed) run, opened for appending.
 struct Output {
     out: std::fs::File,
@@ -367,10 +418,16 @@ fn open_output(path: &Path) -> Result<(Output, Vec<PromptProgress>, Vec<SampleLi
             if n == 0 || !line.ends_with('\n') {
                 break;
             }
-            match serde_json::from_str::<PromptProgress>(&line) {
-                Ok(p) => done.push(p),
-                Err(_) => break,
-            }
+            // A complete line that is not a record is not a kill's doing: stop rather than
+            // cut the output back to what it vouches for.
+            let p = serde_json::from_str::<PromptProgress>(&line).map_err(|e| {
+                TrainError::Invalid(format!(
+                    "{} line {}: not a progress record ({e}); remove it and the output to start over",
+                    progress_path.display(),
+                    done.len() + 1
+                ))
+            })?;
+            done.push(p);
             good_len += n as u64;
         }
     } else if path.metadata().is_ok_and(|m| m.len() > 0) {
@@ -482,6 +539,9 @@ pub fn rejection_sample(
         }
         None => (None, Vec::new(), Vec::new()),
     };
+    if let Some(p) = out {
+        check_settings(p, cfg, set, &done)?;
+    }
     let mut stats = SampleStats::default();
     let mut finished: HashSet<String> = HashSet::new();
     for p in &done {

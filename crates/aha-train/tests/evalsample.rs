@@ -402,6 +402,32 @@ fn rejection_sampling_filters_counts_and_resumes_without_duplicates() {
     assert_eq!(std::fs::read(&killed).unwrap(), full);
     assert_eq!(again.stats, all.stats);
 
+    // Another run's settings, problems or a corrupt progress file: refused, nothing touched.
+    let refused = |cfg: &SampleConfig, set: &ProblemSet, path: &Path| {
+        let before = std::fs::read(path).unwrap();
+        let err = rejection_sample(&model, &tok, set, &PromptStyle::R1Zero, cfg, Some(path))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(std::fs::read(path).unwrap(), before, "{err}");
+        err
+    };
+    let mut more = sample_cfg(Filters::default(), false);
+    more.gen.samples += 1;
+    assert!(refused(&more, &set, &all_path).contains("samples per prompt"));
+    let strict_cfg = sample_cfg(
+        Filters {
+            keep_correct: true,
+            ..Filters::default()
+        },
+        false,
+    );
+    assert!(refused(&strict_cfg, &set, &all_path).contains("all.config.json"));
+    let other = ProblemSet::task_problems(TASK, TASK.train_problems(2).skip(50).take(6));
+    let plain = sample_cfg(Filters::default(), false);
+    assert!(refused(&plain, &other, &all_path).contains("not in this run's problems"));
+    std::fs::write(dir.path().join("all.progress.jsonl"), "garbage\n").unwrap();
+    assert!(refused(&plain, &set, &all_path).contains("not a progress record"));
+
     // Filters: the file holds kept lines only, and the counts add up.
     let strict = Filters {
         keep_correct: true,
