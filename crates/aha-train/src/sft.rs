@@ -940,6 +940,21 @@ pub fn train(
     let mut trainer = if resume {
         let (t, saved) = Trainer::resume(&ckpt, model, optim.clone())?;
         let saved: RunState = serde_json::from_value(saved).map_err(|e| file_err(&ckpt, e))?;
+        // What shapes the steps must match (a resumed run with another batch size or
+        // schedule is a different run); eval and save cadence, the bar and the stop may change.
+        let shape = |c: &SftConfig| SftConfig {
+            eval_every: 0,
+            save_every: 0,
+            progress: false,
+            stop_after: None,
+            ..c.clone()
+        };
+        if shape(&saved.config) != shape(cfg) || saved.lr != lr {
+            return Err(file_err(
+                &ckpt,
+                "the checkpoint was trained with other settings (its config.json has them):                  resume with the same epochs, batch sizes, length, packing, schedule and seed",
+            ));
+        }
         if saved.train_examples != train.len() {
             return Err(file_err(
                 &ckpt,

@@ -411,6 +411,16 @@ fn check_resume(lora: bool) {
         weights(&mb),
         "resumed weights are bit-identical"
     );
+    // Another batch size is another run: refused, not continued on the other schedule.
+    let other = SftConfig {
+        batch_size: cfg.batch_size + 1,
+        ..cfg.clone()
+    };
+    let base = if lora { tiny() } else { start() };
+    match sft::train(base, &ex, &eval, &other, b.path(), true) {
+        Ok(_) => panic!("a resume with another batch size went on"),
+        Err(e) => assert!(e.to_string().contains("other settings"), "{e}"),
+    }
     let metrics = |d: &Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(d.join("metrics.jsonl"))
             .unwrap()

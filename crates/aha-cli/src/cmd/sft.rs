@@ -241,10 +241,13 @@ pub fn run(args: SftArgs) -> Result<()> {
     } else {
         format!("; held-out loss by step {}", evals.join(" "))
     };
-    eprintln!(
-        "final train loss {:.4}{evals}; {:.0} s",
-        report.final_loss.unwrap_or(f64::NAN),
-        report.wall_s
-    );
+    match report.final_loss {
+        Some(loss) => eprintln!("final train loss {loss:.4}{evals}; {:.0} s", report.wall_s),
+        None => eprintln!(
+            "nothing left to train: the checkpoint is at step {} of {}{evals}",
+            report.resumed_from.unwrap_or(0),
+            report.steps
+        ),
+    }
     Ok(())
 }
