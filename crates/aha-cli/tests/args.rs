@@ -42,3 +42,19 @@ fn out_of_range_flags_are_refused_by_name() {
     ]);
     assert!(!stderr(&out).contains("invalid value"), "{}", stderr(&out));
 }
+
+#[test]
+fn quantize_does_not_write_over_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.safetensors");
+    std::fs::write(&weights, b"the source weights").unwrap();
+    let (model, out) = (dir.path().to_str().unwrap(), weights.to_str().unwrap());
+    let result = run(&["quantize", "--model", model, "--out", out]);
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("would overwrite"),
+        "{}",
+        stderr(&result)
+    );
+    assert_eq!(std::fs::read(&weights).unwrap(), b"the source weights");
+}

@@ -23,6 +23,19 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let qtype = gguf_llama::parse_quant_type(&args.qtype)
         .with_context(|| format!("unknown --type {}", args.qtype))?;
     let dir = &args.model;
+    // Writing into the model directory over one of its files (its weights) would destroy
+    // the source.
+    let out_dir = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if args.out.exists() && out_dir.canonicalize().ok() == dir.canonicalize().ok() {
+        anyhow::bail!(
+            "--out {} would overwrite a file of the model being quantized: write elsewhere",
+            args.out.display()
+        );
+    }
     let cfg_path = dir.join("config.json");
     let cfg = config::read_config(&cfg_path)?;
     let vocab_size = cfg["vocab_size"]

@@ -46,7 +46,7 @@ pub struct ZeroArgs {
     #[arg(long, default_value_t = 0.0, value_parser = super::common::range::non_negative)]
     beta: f64,
     /// Maximum completion length (default: the task's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::count)]
     max_tokens: Option<usize>,
     /// Held-out problems evaluated before and after.
     #[arg(long, default_value_t = 200)]
