@@ -27,6 +27,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// The chat roles of the OpenAI API.
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
 pub struct AppState {
     cfg: ServeConfig,
     assets: Assets,
@@ -542,6 +552,18 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
         if m.role.is_empty() {
             return Err(ApiError::bad_request(
                 "a message has an empty role",
+                Some("messages"),
+            ));
+        }
+        // Templates skip roles they do not know, leaving an empty or a silently shortened
+        // prompt.
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::bad_request(
+                format!(
+                    "unknown message role {:?} (one of {})",
+                    m.role,
+                    ROLES.join(", ")
+                ),
                 Some("messages"),
             ));
         }

@@ -265,6 +265,11 @@ fn bad_requests_get_openai_errors() {
             Some("top_p"),
         ),
         (r#"{"messages": "hi"}"#, "invalid request body", None),
+        (
+            r#"{"messages": [{"role": "wizard", "content": "hi"}]}"#,
+            "unknown message role",
+            Some("messages"),
+        ),
     ];
     for (body, msg, param) in cases {
         let r = request(a, "POST", "/v1/chat/completions", Some(body), None);
