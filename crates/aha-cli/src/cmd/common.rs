@@ -207,7 +207,7 @@ pub mod range {
         check(v, (0.0..=1.0).contains(&v), "in [0, 1]")
     }
 
-    /// [`unit`] as an f32 (min-p).
+    /// [`unit()`] as an f32 (min-p).
     pub fn unit_f32(s: &str) -> Result<f32, String> {
         unit(s).map(|v| v as f32)
     }
