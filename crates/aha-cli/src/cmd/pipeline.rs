@@ -104,13 +104,44 @@ impl Observer for Cli {
     }
 }
 
+/// The first key of `given` (nested objects) that `known` does not have, as a dotted path.
+fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, at: &str) -> Option<String> {
+    given.as_object()?.iter().find_map(|(k, v)| {
+        let path = if at.is_empty() {
+            k.clone()
+        } else {
+            format!("{at}.{k}")
+        };
+        match known.get(k) {
+            None => Some(path),
+            Some(inner) if inner.is_object() => unknown_key(v, inner, &path),
+            Some(_) => None,
+        }
+    })
+}
+
 pub fn run(args: PipelineArgs) -> Result<()> {
     let mut cfg = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str::<PipelineConfig>(&text)
-                .with_context(|| format!("{}: not a pipeline config", path.display()))?
+            let given: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", path.display()))?;
+            anyhow::ensure!(
+                given.is_object(),
+                "{}: a pipeline config is a JSON object (`aha pipeline --print-config` prints one)",
+                path.display()
+            );
+            let cfg = serde_json::from_value::<PipelineConfig>(given.clone())
+                .with_context(|| format!("{}: not a pipeline config", path.display()))?;
+            // A misspelt setting took its default without a word.
+            unknown_key(&given, &serde_json::to_value(&cfg)?, "").map_or(Ok(()), |k| {
+                Err(anyhow::anyhow!(
+                    "{}: no setting {k} (`aha pipeline --print-config` shows them all)",
+                    path.display()
+                ))
+            })?;
+            cfg
         }
         None => PipelineConfig::default(),
     };
@@ -197,5 +228,20 @@ fn plot_lengths(out: &Path, rl: &BTreeMap<String, Vec<StepMetrics>>) {
         &lines,
     ) {
         eprintln!("warning: length.png not drawn: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_setting_is_named() {
+        let known = serde_json::to_value(PipelineConfig::default()).unwrap();
+        let given = serde_json::json!({"seed": 1, "zero": {"steps": 3, "lrr": 1.0}});
+        assert_eq!(unknown_key(&given, &known, ""), Some("zero.lrr".into()));
+        let given = serde_json::json!({"seed": 1, "nosuch": 1});
+        assert_eq!(unknown_key(&given, &known, ""), Some("nosuch".into()));
+        assert_eq!(unknown_key(&known, &known, ""), None);
     }
 }
