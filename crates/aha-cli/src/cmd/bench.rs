@@ -73,10 +73,10 @@ struct SftBench {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Examples per optimizer step.
-    #[arg(long, default_value_t = 8, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 8, value_parser = super::common::range::count::<usize>)]
     batch_size: usize,
     /// Examples per forward/backward pass.
-    #[arg(long, default_value_t = 4, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 4, value_parser = super::common::range::count::<usize>)]
     micro_batch: usize,
     /// Timed optimizer steps, after one warm-up step.
     #[arg(long, default_value_t = 4)]
@@ -99,7 +99,7 @@ struct GenerateBench {
     #[arg(long)]
     prompts: Option<PathBuf>,
     /// Batch sizes to run (repeatable).
-    #[arg(long, default_values_t = vec![1, 32], value_parser = super::common::range::count)]
+    #[arg(long, default_values_t = vec![1, 32], value_parser = super::common::range::count::<usize>)]
     batch: Vec<usize>,
     #[arg(long, default_value_t = 128)]
     new_tokens: usize,

@@ -230,22 +230,20 @@ pub mod range {
         check(v, v.is_finite() && v > 0.0, "a finite number above 0")
     }
 
-    /// A count of at least 1.
-    pub fn count(s: &str) -> Result<usize, String> {
-        let v: usize = number(s)?;
-        check(v, v >= 1, "at least 1")
+    /// A count (of items, steps, tokens) of at least 1.
+    pub fn count<T>(s: &str) -> Result<T, String>
+    where
+        T: std::str::FromStr + PartialOrd + From<u8> + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let v: T = number(s)?;
+        check(v, v >= T::from(1), "at least 1")
     }
 
     /// A thread count, 1 to 1024 (100,000 threads took minutes to start, and gigabytes).
     pub fn threads(s: &str) -> Result<usize, String> {
         let v: usize = number(s)?;
         check(v, (1..=1024).contains(&v), "from 1 to 1024")
-    }
-
-    /// A step count of at least 1.
-    pub fn steps(s: &str) -> Result<u64, String> {
-        let v: u64 = number(s)?;
-        check(v, v >= 1, "at least 1")
     }
 }
 

@@ -92,7 +92,7 @@ pub struct DistillArgs {
     #[arg(long, default_value_t = 0.1, value_parser = super::common::range::unit)]
     warmup_ratio: f64,
     /// Sequences per optimizer step.
-    #[arg(long, default_value_t = 16, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 16, value_parser = super::common::range::count::<usize>)]
     batch_size: usize,
     /// Rows per forward/backward pass (gradients accumulate exactly over them).
     #[arg(long, default_value_t = 4)]

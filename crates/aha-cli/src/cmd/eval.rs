@@ -58,7 +58,7 @@ pub struct ProblemArgs {
     pub max_tokens: Option<usize>,
     /// Problems per generation batch (each with --samples rows). Samples depend on
     /// (seed, batch size).
-    #[arg(long, default_value_t = 8, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 8, value_parser = super::common::range::count::<usize>)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

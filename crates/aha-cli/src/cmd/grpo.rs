@@ -67,10 +67,10 @@ pub struct GrpoArgs {
     /// G: samples per prompt.
     #[arg(long, default_value_t = 8)]
     group_size: usize,
-    #[arg(long, default_value_t = 100, value_parser = super::common::range::steps)]
+    #[arg(long, default_value_t = 100, value_parser = super::common::range::count::<u64>)]
     steps: u64,
     /// Prompts per step.
-    #[arg(long, default_value_t = 2, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 2, value_parser = super::common::range::count::<usize>)]
     batch_prompts: usize,
     /// Peak learning rate; after warmup it follows a cosine over --steps down to
     /// --min-lr-ratio x lr. The schedule counts GRPO steps: all --num-iterations passes of a
@@ -106,7 +106,7 @@ pub struct GrpoArgs {
     #[arg(long, default_value_t = 8)]
     micro_batch: usize,
     /// Maximum completion tokens.
-    #[arg(long, default_value_t = 256, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 256, value_parser = super::common::range::count::<usize>)]
     max_tokens: usize,
     #[arg(long, default_value_t = 1.0, value_parser = super::common::range::temperature)]
     temperature: f32,

@@ -17,10 +17,10 @@ pub struct PretrainArgs {
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// Optimizer steps (default: the built-in config's).
-    #[arg(long, value_parser = super::common::range::count)]
+    #[arg(long, value_parser = super::common::range::count::<usize>)]
     steps: Option<usize>,
     /// Documents per step.
-    #[arg(long, value_parser = super::common::range::count)]
+    #[arg(long, value_parser = super::common::range::count::<usize>)]
     batch_size: Option<usize>,
     /// Documents per forward/backward pass (a step's passes run on parallel threads; the
     /// result does not depend on the thread count). 0: the whole step in one pass.

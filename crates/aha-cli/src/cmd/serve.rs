@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256)]
     max_queue: usize,
     /// max_tokens for requests that give none (capped by the context).
-    #[arg(long, default_value_t = 1024, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 1024, value_parser = super::common::range::count::<usize>)]
     default_max_tokens: usize,
     /// The model name clients see (default: the file or directory name).
     #[arg(long)]

@@ -46,7 +46,7 @@ pub struct SftArgs {
     #[arg(long, default_value_t = 1.0, value_parser = super::common::range::non_negative)]
     max_grad_norm: f64,
     /// Examples per optimizer step (the loss is the mean NLL over all their trained tokens).
-    #[arg(long, default_value_t = 16, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 16, value_parser = super::common::range::count::<usize>)]
     batch_size: usize,
     /// Rows per forward/backward pass (gradients accumulate exactly over them).
     #[arg(long, default_value_t = 4)]

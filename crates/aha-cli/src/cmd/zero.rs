@@ -30,10 +30,10 @@ pub struct ZeroArgs {
     #[arg(long, default_value = "arithmetic:2")]
     task: Task,
     /// GRPO steps.
-    #[arg(long, default_value_t = 100, value_parser = super::common::range::steps)]
+    #[arg(long, default_value_t = 100, value_parser = super::common::range::count::<u64>)]
     steps: u64,
     /// Prompts per step; each gets --group-size samples.
-    #[arg(long, default_value_t = 16, value_parser = super::common::range::count)]
+    #[arg(long, default_value_t = 16, value_parser = super::common::range::count::<usize>)]
     batch_prompts: usize,
     /// Samples per prompt (G): advantages are normalised within each group.
     #[arg(long, default_value_t = 8)]
@@ -46,7 +46,7 @@ pub struct ZeroArgs {
     #[arg(long, default_value_t = 0.0, value_parser = super::common::range::non_negative)]
     beta: f64,
     /// Maximum completion length (default: the task's).
-    #[arg(long, value_parser = super::common::range::count)]
+    #[arg(long, value_parser = super::common::range::count::<usize>)]
     max_tokens: Option<usize>,
     /// Held-out problems evaluated before and after.
     #[arg(long, default_value_t = 200)]
