@@ -5,7 +5,9 @@ Every case is hand-labelled: each gold answer comes with answers that are
 equivalent to it and answers that are not. Each answer is used twice: bare,
 and wrapped in a full response with reasoning (R1 tags, \\boxed, "the answer
 is", MATH's "Final Answer" line), so half the set is full responses. Extraction
-and adversarial cases are written out whole. Deterministic: no randomness.
+and adversarial cases are written out whole. A rounded decimal is not an exact
+answer (`0.333` for 1/3, `3.1416` for pi), as MATH-style graders and the
+independently written sets have it (relabelled 2026-12-07; it was accepted before). Deterministic: no randomness.
 
 Usage: python3 scripts/verify/make_devset.py > crates/aha-reward/tests/data/devset.jsonl
 """
@@ -17,21 +19,21 @@ PAIRS = [
     # numbers
     ("number", "1000", ["1,000", "1 000", "1000.0", "10^3", "1\\times10^3", "1e3", "1{,}000"], ["100", "1001", "1,001"]),
     ("number", "0.5", ["\\frac12", "\\frac{1}{2}", "1/2", "\\dfrac{1}{2}", ".5", "\\tfrac{1}{2}"], ["0.51", "\\frac{1}{3}", "5"]),
-    ("number", "\\frac{1}{3}", ["0.333", "\\frac{2}{6}", "1/3", "0.3333", "\\frac{1}{3}"], ["0.33", "0.3", "\\frac{1}{4}", "0.334"]),
+    ("number", "\\frac{1}{3}", ["\\frac{2}{6}", "1/3", "\\frac{1}{3}"], ["0.333", "0.3333", "0.33", "0.3", "\\frac{1}{4}", "0.334"]),
     ("number", "-7", ["\u22127", "-7.0", "-\\frac{14}{2}", "- 7"], ["7", "-6", "-7.1"]),
     ("number", "120000", ["1.2e5", "1.2\\times10^5", "120,000", "1.2 \\times 10^{5}", "1.2\\cdot 10^5"], ["1.2e4", "12000", "1.2\\times10^6"]),
     ("number", "3.75", ["\\frac{15}{4}", "3.750", "15/4"], ["3.7", "3.8", "\\frac{15}{2}"]),
     ("number", "25\\%", ["25", "0.25", "25%", "\\frac{1}{4}"], ["0.025", "2.5", "52\\%"]),
     ("number", "12345678901234567890", ["12345678901234567890", "12,345,678,901,234,567,890"], ["12345678901234567891", "1.2345678901234567e19"]),
-    ("number", "\\pi", ["3.14159", "\\frac{2\\pi}{2}", "3.1416", "\u03c0"], ["3.15", "3", "3.1"]),
+    ("number", "\\pi", ["\\frac{2\\pi}{2}", "\u03c0"], ["3.14159", "3.1416", "3.15", "3", "3.1"]),
     ("number", "12", ["\u0661\u0662", "\uff11\uff12", "12.00", "\\mathbf{12}"], ["13", "1.2", "21"]),
     ("number", "2", ["\\sqrt{4}", "\\sqrt[3]{8}", "4^{1/2}", "\\log_2 4", "\\frac{6}{3}"], ["\\sqrt{2}", "4", "-2"]),
     ("number", "0.000012", ["1.2e-5", "1.2\\times 10^{-5}", "\\frac{12}{1000000}"], ["1.2e-6", "0.00012"]),
     ("number", "-\\frac{3}{4}", ["-0.75", "\\frac{-3}{4}", "-\\dfrac34", "\\frac{3}{-4}"], ["\\frac{3}{4}", "-\\frac{4}{3}"]),
     ("number", "100", ["100", "10^2", "10 \\cdot 10"], ["99.9", "1000", "10"]),
-    ("number", "\\frac{2}{3}", ["0.667", "0.6667", "\\frac{4}{6}"], ["0.67", "0.66", "0.6"]),
+    ("number", "\\frac{2}{3}", ["\\frac{4}{6}"], ["0.667", "0.6667", "0.67", "0.66", "0.6"]),
     # LaTeX expressions
-    ("latex", "\\frac{\\sqrt{2}}{2}", ["\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt2}{2}", "2^{-1/2}", "\\sin\\frac{\\pi}{4}", "0.7071", "\\dfrac{\\sqrt{2}}{2}"], ["\\sqrt{2}", "\\frac{\\sqrt{3}}{2}", "0.7"]),
+    ("latex", "\\frac{\\sqrt{2}}{2}", ["\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt2}{2}", "2^{-1/2}", "\\sin\\frac{\\pi}{4}", "\\dfrac{\\sqrt{2}}{2}"], ["\\sqrt{2}", "\\frac{\\sqrt{3}}{2}", "0.7071", "0.7"]),
     ("latex", "2\\sqrt{2}", ["\\sqrt{8}", "2\\sqrt2", "\\sqrt{2}\\cdot 2", "2 \\sqrt{2}"], ["\\sqrt{6}", "4", "2\\sqrt{3}"]),
     ("latex", "\\frac{3\\pi}{4}", ["\\frac34\\pi", "0.75\\pi", "\\frac{3}{4}\\pi", "3\\pi/4"], ["\\frac{\\pi}{4}", "\\frac{4\\pi}{3}"]),
     ("latex", "x^2+2x+1", ["(x+1)^2", "x^2 + 2x + 1", "1+2x+x^2", "\\left(x+1\\right)^{2}"], ["x^2+1", "(x-1)^2", "x^2+2x"]),
@@ -48,7 +50,7 @@ PAIRS = [
     ("latex", "\\frac{1}{x+1}", ["(x+1)^{-1}", "\\frac{1}{1+x}", "1/(x+1)"], ["\\frac{1}{x}+1", "x+1"]),
     ("latex", "\\sin^2 x + \\cos^2 x", ["1"], ["2", "\\sin x"]),
     ("latex", "\\frac{5\\sqrt{3}}{3}", ["\\frac{5}{\\sqrt{3}}", "\\frac{5}{3}\\sqrt{3}"], ["5\\sqrt{3}", "\\frac{3\\sqrt{5}}{5}"]),
-    ("latex", "4\\pi", ["4 \\pi", "\\pi \\cdot 4", "12.566"], ["4", "2\\pi", "12.5"]),
+    ("latex", "4\\pi", ["4 \\pi", "\\pi \\cdot 4"], ["12.566", "4", "2\\pi", "12.5"]),
     ("latex", "|x-1|", ["|1-x|", "\\left|x-1\\right|"], ["x-1", "|x+1|"]),
     # sets and tuples
     ("set_tuple", "\\{1,2,3\\}", ["\\{3,2,1\\}", "\\{1, 2, 3\\}", "1,2,3", "\\left\\{ 2,1,3 \\right\\}"], ["\\{1,2\\}", "(1,2,3)", "\\{1,2,4\\}"]),

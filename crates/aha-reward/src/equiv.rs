@@ -29,9 +29,11 @@ pub fn answers_equivalent(gold: &str, pred: &str) -> bool {
 /// [`answers_equivalent`] where, with `round_to = Some(d)`, two real numbers
 /// are also equal when both round to the same value at `d` decimal places
 /// (`0.33` for `\frac{1}{3}` at 2). A tolerance the caller states for its
-/// data, like math-verify's `float_rounding`; the default (`None`) accepts a
-/// decimal only when it is right to every digit it states, with at least
-/// three significant digits.
+/// data, like math-verify's `float_rounding`. The default (`None`) does not
+/// take a rounded decimal for an exact answer (`0.333` for `\frac{1}{3}`,
+/// `3.14` for `\pi`), as MATH-style graders do not; a rounded decimal *gold*
+/// accepts the exact value when it is right to every digit it states, with
+/// at least three significant digits.
 pub fn answers_equivalent_rounded(gold: &str, pred: &str, round_to: Option<u32>) -> bool {
     let equivalent_forms = |g: &str, p: &str| equivalent_forms(g, p, round_to);
     let g = prepare(gold);
@@ -1032,18 +1034,11 @@ fn scalar_eq(g: &Node, p: &Node, b: &mut Budget) -> bool {
                 return true;
             }
         }
-        // Decimal approximation of a value without a finite expansion.
-        for (dec_side, other, other_exact) in [(g, p, &ep), (p, g, &eg)] {
-            if let Some((dv, d)) = decimal_form(dec_side) {
-                if decimal_form(other).is_some() {
-                    continue;
-                }
-                if let Some(y) = other_exact {
-                    if terminates(y) {
-                        continue;
-                    }
-                }
-                if let Some(x) = real_value(other, b) {
+        // A gold stated as a rounded decimal, answered with the exact value.
+        if let Some((dv, d)) = decimal_form(g) {
+            let p_terminates = ep.as_ref().is_some_and(terminates);
+            if decimal_form(p).is_none() && !p_terminates {
+                if let Some(x) = real_value(p, b) {
                     if approx_ok(&dv, &d, x) {
                         return true;
                     }
@@ -1182,10 +1177,18 @@ mod tests {
         assert!(eq("120000", "1.2\\times10^5"));
         assert!(eq("120000", "1.2e5"));
         assert!(!eq("2", "3"));
-        assert!(eq("\\frac{1}{3}", "0.333"));
+        // A rounded decimal is not the exact answer; a rounded gold takes the exact one.
+        assert!(!eq("\\frac{1}{3}", "0.333"));
         assert!(!eq("\\frac{1}{3}", "0.33"));
+        assert!(eq("0.333", "\\frac{1}{3}"));
+        assert!(!eq("0.33", "\\frac{1}{3}"));
         assert!(!eq("\\frac{1}{4}", "0.26"));
-        assert!(eq("\\pi", "3.14"));
+        assert!(eq("\\frac{1}{4}", "0.25"));
+        assert!(!eq("\\pi", "3.14"));
+        assert!(eq("3.14", "\\pi"));
+        assert!(eq("\\sqrt{2}", "\\sqrt{2} \\approx 1.414"));
+        assert!(!eq("\\sqrt{2}", "\\approx 1.414"));
+        assert!(eq("9+8i", "9+8\\mathrm{i}"));
         assert!(!eq("0.5", "0.50001"));
         assert!(eq("-3", "\u{2212}3"));
         assert!(eq("12", "\u{0661}\u{0662}"));

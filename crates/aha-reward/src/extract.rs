@@ -337,7 +337,12 @@ fn connector(gap: &str) -> Option<bool> {
         let cut = head.rfind(' ').map_or(0, |i| i + 1);
         g = head[..cut].trim().to_string();
     }
-    let words = drop_part_labels(g.split_whitespace().collect());
+    // `$\frac12$ (or possibly $\frac14$ ...)`: an alternative offered in passing.
+    let g = g.replace("(or ", "or ");
+    let mut words = drop_part_labels(g.split_whitespace().collect());
+    if words.contains(&"or") {
+        words.retain(|w| !["possibly", "maybe", "perhaps"].contains(w));
+    }
     let joins = |w: &&str| *w == "and" || *w == "or";
     // Beside "and"/"or", one word may name the unit of the value before it
     // (`\\boxed{1} papers and \\boxed{2} bins`).
@@ -404,7 +409,7 @@ fn gsm8k_answer(s: &str) -> Option<String> {
     (!line.is_empty()).then(|| line.to_string())
 }
 
-const PHRASES: [&str; 14] = [
+const PHRASES: [&str; 18] = [
     "final answer is",
     "final answer:",
     "the answer is",
@@ -419,6 +424,11 @@ const PHRASES: [&str; 14] = [
     "correct choice is",
     "答案是",
     "答案：",
+    // A Markdown heading over the answer (`### Answer`), and the Chinese school form `答：`.
+    "# answer\n",
+    "# final answer\n",
+    "答：",
+    "答:",
 ];
 
 fn phrase_answer(s: &str) -> Option<String> {
@@ -484,7 +494,10 @@ fn phrase_answer(s: &str) -> Option<String> {
         end -= 1;
     }
     let window = &rest[..end];
-    let mut stop = window.find(['\n', '<']).unwrap_or(window.len());
+    let mut stop = window
+        .find('\n')
+        .unwrap_or(window.len())
+        .min(tag_start(window).unwrap_or(window.len()));
     let wb = window.as_bytes();
     for (k, &c) in wb.iter().enumerate().take(stop) {
         if c == b'.' && (k + 1 == wb.len() || wb[k + 1].is_ascii_whitespace()) {
@@ -530,6 +543,52 @@ fn phrase_answer(s: &str) -> Option<String> {
         }
     }
     Some(ans.to_string())
+}
+
+/// Where the first tag or chat marker (`<answer>`, `</think>`, `<|im_end|>`) starts; a `<`
+/// of a relation (`-2 < x`, `x<3`) is not one.
+fn tag_start(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    (0..b.len()).find(|&i| {
+        if b[i] != b'<' {
+            return false;
+        }
+        let body = &b[i + 1..b.len().min(i + 40)];
+        let body = body.strip_prefix(b"/").unwrap_or(body);
+        body.first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'|')
+            && body
+                .iter()
+                .take_while(|c| !c.is_ascii_whitespace())
+                .any(|&c| c == b'>')
+    })
+}
+
+/// Words no sentence ends on: a response whose text stops on one (or on a comma, an
+/// operator, an open bracket) was cut off mid-sentence.
+const UNFINISHED: [&str; 30] = [
+    "the", "a", "an", "of", "to", "for", "with", "from", "by", "at", "into", "than", "and", "or",
+    "but", "because", "if", "so", "then", "that", "which", "is", "are", "was", "were", "be", "our",
+    "their", "its", "we",
+];
+
+/// Whether a response was cut off before its end: the reasoning opened and never closed,
+/// or the text stops mid-sentence. Its last number is then not an answer.
+fn looks_cut(s: &str) -> bool {
+    if s.contains("<think>") && !s.contains("</think>") {
+        return true;
+    }
+    let t = s.trim_end();
+    if t.ends_with([',', ':', '=', '+', '(', '[', '{', '\\']) {
+        return true;
+    }
+    let last = t
+        .rsplit(|c: char| !c.is_ascii_alphabetic() && c != '\'')
+        .next()
+        .unwrap_or("");
+    // Only a word the text ends on counts: `42 and` is cut, `and 42` is not.
+    t.ends_with(|c: char| c.is_ascii_alphabetic())
+        && UNFINISHED.contains(&last.to_ascii_lowercase().as_str())
 }
 
 /// `\boxed{..}` right at the start of `s` (after the answer phrase).
@@ -747,8 +806,12 @@ fn states_value(a: &str) -> bool {
 }
 
 /// The last math span (`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`) that parses as
-/// math, unless a bare number comes after it; else the last number.
+/// math, unless a bare number comes after it; else the last number; nothing when
+/// the response [`looks_cut`].
 fn last_math_or_number(s: &str) -> Option<Extracted> {
+    if looks_cut(s) {
+        return None;
+    }
     let span = last_math_span(s);
     let num = last_number_at(s);
     match (span, num) {
@@ -885,6 +948,46 @@ mod tests {
         );
         assert_eq!(extract_gold("\\boxed{1} no no no \\boxed{2}"), "2");
         assert_eq!(extract_gold("\\boxed{7} ; \\boxed{7}"), "7");
+    }
+
+    #[test]
+    fn a_cut_off_response_has_no_last_number() {
+        let cut = [
+            "So far the running total is 467, and I still need to account for the",
+            "First, $6 \\times 7 = 42$. Next we subtract the number of",
+            "<think> There are 12 apples initially, then the baskets",
+            "<think>\n先算 3 乘以 3 等于 9。然后还要考虑",
+            "Adding the two parts, 40 + 2 =",
+        ];
+        for r in cut {
+            assert_eq!(ex(r), None, "{r}");
+        }
+        assert_eq!(
+            ex("Adding up, 40 + 2 gives a total of 42 apples").as_deref(),
+            Some("42")
+        );
+        assert_eq!(ex("So it takes the train 3 hours.").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn answer_headings_relations_and_passing_alternatives() {
+        let strict = |r: &str| extract_answer(r, &ExtractConfig::strict()).map(|e| e.answer);
+        assert_eq!(
+            strict("Work.\n\n### Answer\n\n**$455$**").as_deref(),
+            Some("455")
+        );
+        assert_eq!(
+            strict("解：先整理。\n\n答：一共需要 244 元。").as_deref(),
+            Some("244")
+        );
+        assert_eq!(
+            ex("So, the answer is -2 < x \\le 3. Let me know!").as_deref(),
+            Some("-2 < x \\le 3")
+        );
+        assert_eq!(ex("The answer is 7<|im_end|>").as_deref(), Some("7"));
+        let a = ex("**Answer:** $\\frac{1}{2}$ (or possibly $\\frac{1}{4}$ if not)")
+            .unwrap_or_default();
+        assert!(is_hedged(&a), "{a}");
     }
 
     #[test]

@@ -160,6 +160,16 @@ const NOISE: [&str; 24] = [
     "\\mathrm{~}",
 ];
 
+/// A variable's name rather than a value: `x`, `AB`, `x_1`.
+fn is_name(s: &str) -> bool {
+    let (head, sub) = s.split_once('_').unwrap_or((s, ""));
+    (1..=2).contains(&head.len())
+        && head.bytes().all(|c| c.is_ascii_alphabetic())
+        && sub
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'{' || c == b'}')
+}
+
 /// Strips math delimiters, spacing macros and a trailing full stop.
 pub(crate) fn normalize_answer(s: &str) -> String {
     let mut t = normalize_unicode(s);
@@ -201,14 +211,17 @@ pub(crate) fn normalize_answer(s: &str) -> String {
         t = t.replace(r, "(-\\infty, \\infty)");
     }
     if let Some(i) = t.find("\\approx") {
-        // `x = 1/3 \approx 0.33`: the approximation after an exact value is a
-        // remark; `x \approx 11` alone states 11.
-        t = if t[..i].contains('=') {
+        // `x = 1/3 \approx 0.33` and `\sqrt{2} \approx 1.414`: the approximation after
+        // an exact value is a remark; `x \approx 11` alone states 11.
+        let left = t[..i].trim();
+        t = if left.contains('=') || !(left.is_empty() || is_name(left)) {
             t[..i].to_string()
         } else {
             t.replacen("\\approx", "=", 1)
         };
     }
+    // The upright imaginary unit (ISO style).
+    t = t.replace("\\mathrm{i}", "i");
     if t.contains("\\overline") {
         t = repeating_decimals(&t);
     }
