@@ -1,5 +1,7 @@
 //! OpenAI request shapes (what aha reads of them) and the error body.
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -61,6 +63,27 @@ impl ApiError {
         }
     }
 
+    /// The server is stopping and the request had not started (see [`crate::serve`]).
+    pub fn shutting_down() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server is shutting down; retry elsewhere".into(),
+            kind: "server_error",
+            param: None,
+            code: Some("server_shutting_down"),
+        }
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("method_not_allowed"),
+        }
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
@@ -84,6 +107,37 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// Most bytes of a request body (axum's default, named here for the error message).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// A request body, read whole; a body that cannot be read (over [`MAX_BODY`]: 413) is an
+/// OpenAI-shaped error, not axum's plain text.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|r| {
+                let message = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    format!("the request body is larger than {MAX_BODY} bytes")
+                } else {
+                    r.body_text()
+                };
+                ApiError {
+                    status: r.status(),
+                    message,
+                    kind: "invalid_request_error",
+                    param: None,
+                    code: None,
+                }
+            })
     }
 }
 
@@ -149,6 +203,13 @@ pub struct Sampling {
     pub return_token_ids: Option<bool>,
     /// Extension (vLLM): more token ids that end a sample, besides the model's EOS.
     pub stop_token_ids: Option<Vec<u32>>,
+    /// Token id (a decimal string) to a bias in [-100, 100] added to its logit.
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Not implemented, so read only to refuse any but the neutral value (0; vLLM's
+    /// `repetition_penalty`: 1).
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
 }
 
 /// `POST /update_weights_from_disk` (SGLang's shape; other fields are ignored).
@@ -278,6 +339,11 @@ pub struct CompletionRequest {
     pub sampling: Sampling,
     /// The legacy API's number of top alternatives per token.
     pub logprobs: Option<usize>,
+    /// Read only to refuse what aha does not do: the prompt echoed before the completion,
+    /// ranking more samples than it returns, and insertion before a suffix.
+    pub echo: Option<bool>,
+    pub best_of: Option<usize>,
+    pub suffix: Option<String>,
 }
 
 /// A completion prompt: text, token ids, or a one-element list of either.

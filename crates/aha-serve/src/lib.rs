@@ -10,6 +10,7 @@
 //! one weight version that generated it (see `docs/serve-admin.md`).
 
 pub mod api;
+mod bias;
 mod choice;
 mod metrics;
 mod routes;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -57,6 +59,9 @@ pub struct ServeConfig {
     pub logprobs_mode: LogprobsMode,
     /// The weight version reported until the first update.
     pub weight_version: String,
+    /// How long in-flight requests may run once the server is told to stop; then they are
+    /// cancelled and answered with what they have (see [`serve`]).
+    pub shutdown_grace: Duration,
 }
 
 /// What reported log-probabilities are of; vLLM's names.
@@ -93,6 +98,7 @@ impl Default for ServeConfig {
             default_max_tokens: 1024,
             logprobs_mode: LogprobsMode::default(),
             weight_version: "0".into(),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -175,6 +181,10 @@ pub(crate) struct Shared {
     pub adapter: Mutex<Option<(String, String)>>,
     /// `/pause_generation`: no request is started while set.
     pub paused: AtomicBool,
+    /// Set when the shutdown grace is over: every handler stops waiting for the engine and
+    /// answers with what it has, dropping its reply channel, which cancels the sequences as a
+    /// client that leaves does.
+    pub cancel: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -330,16 +340,24 @@ fn check(cfg: &ServeConfig, model: &Model) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Serve on `host:port` until SIGINT/SIGTERM; the engine runs on the calling thread (run it
-/// on a rayon worker so the numeric kernels share it), HTTP on a tokio runtime beside it.
-/// On a signal the listener closes, in-flight requests finish, and this returns.
-pub fn serve(
+/// What serving needs, ready to run: the bound listener, the routes' state and the engine
+/// loop.
+struct Parts {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    state: Arc<routes::AppState>,
+    shared: Arc<Shared>,
+    grace: Duration,
+    engine: Box<dyn FnOnce() + Send>,
+}
+
+fn prepare(
     model: Model,
     assets: Assets,
     cfg: ServeConfig,
     host: &str,
     port: u16,
-) -> Result<(), ServeError> {
+) -> Result<Parts, ServeError> {
     check(&cfg, &model)?;
     let listener = bind(host, port)?;
     let addr = listener.local_addr()?;
@@ -347,28 +365,110 @@ pub fn serve(
     let stats = Arc::new(WorkerStats::default());
     let tokenizer = assets.tokenizer.clone();
     let sched_cfg = scheduler_config(&cfg);
+    let grace = cfg.shutdown_grace;
     let shared = Arc::new(Shared::new(&cfg));
     let state = routes::AppState::new(cfg, assets, &model, tx, stats.clone(), shared.clone());
-    let http = std::thread::Builder::new().name("aha-http".into()).spawn(
-        move || -> Result<(), ServeError> {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                eprintln!("aha serve: listening on http://{addr}");
-                axum::serve(listener, routes::router(state))
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await?;
-                eprintln!("aha serve: shut down");
-                Ok(())
-            })
-        },
-    )?;
-    run_engine(model, &tokenizer, sched_cfg, rx, &stats, &shared);
-    http.join()
-        .map_err(|_| ServeError::Invalid("the HTTP thread panicked".into()))?
+    let engine_shared = shared.clone();
+    let engine = Box::new(move || {
+        run_engine(model, &tokenizer, sched_cfg, rx, &stats, &engine_shared);
+    });
+    Ok(Parts {
+        listener,
+        addr,
+        state,
+        shared,
+        grace,
+        engine,
+    })
+}
+
+/// Serve on `host:port` until SIGINT/SIGTERM; the engine runs on the calling thread (run it
+/// on a rayon worker so the numeric kernels share it), HTTP on a tokio runtime beside it.
+///
+/// On a signal the listener closes at once and requests in flight have
+/// [`ServeConfig::shutdown_grace`] to finish. Those still running then are cancelled and
+/// answered with what they have: each unfinished choice ends with `finish_reason: "length"`
+/// (cut short, as by `max_tokens`: the text is a valid prefix, and the client keeps what was
+/// generated), a stream then ends with `[DONE]`, and a request without a token yet gets a
+/// 503 (`server_shutting_down`), which a client can retry elsewhere. This returns once every
+/// connection has closed and the engine has stopped.
+pub fn serve(
+    model: Model,
+    assets: Assets,
+    cfg: ServeConfig,
+    host: &str,
+    port: u16,
+) -> Result<(), ServeError> {
+    let p = prepare(model, assets, cfg, host, port)?;
+    let grace = p.grace;
+    eprintln!("aha serve: listening on http://{}", p.addr);
+    let stop = async move {
+        shutdown_signal().await;
+        eprintln!(
+            "aha serve: stopping; requests in flight have {}s to finish",
+            grace.as_secs_f64()
+        );
+    };
+    let http = http_thread(p.listener, p.state, p.shared, grace, stop)?;
+    (p.engine)();
+    let done = http
+        .join()
+        .map_err(|_| ServeError::Invalid("the HTTP thread panicked".into()))?;
+    eprintln!("aha serve: shut down");
+    done
+}
+
+/// Run [`http`] on a runtime of its own, on a new thread.
+fn http_thread(
+    listener: std::net::TcpListener,
+    state: Arc<routes::AppState>,
+    shared: Arc<Shared>,
+    grace: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<(), ServeError>>, ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("aha-http".into())
+        .spawn(move || {
+            rt.block_on(http(listener, state, &shared, grace, stop))
+                .map_err(ServeError::from)
+        })?;
+    Ok(thread)
+}
+
+/// Answer HTTP on `listener` until `stop`, then shut down as [`serve`] says: after `grace`,
+/// [`Shared::cancel`]. Returns once every connection has closed (the engine ends when the
+/// state, which holds its channel, is dropped).
+async fn http(
+    listener: std::net::TcpListener,
+    state: Arc<routes::AppState>,
+    shared: &Shared,
+    grace: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
+        stop.await;
+        stopping.send_replace(true);
+    });
+    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        done = &mut server => return done,
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    if let Ok(done) = tokio::time::timeout(grace, &mut server).await {
+        return done;
+    }
+    tracing::warn!(
+        "shutdown: cancelling the requests still running after the {}s grace",
+        grace.as_secs_f64()
+    );
+    shared.cancel.send_replace(true);
+    server.await
 }
 
 async fn shutdown_signal() {
@@ -392,11 +492,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// A server on background threads (tests, embedding); stops when dropped.
+/// A server on background threads (tests, embedding); stops when dropped, or by
+/// [`Running::stop`], the way [`serve`] stops on a signal.
 pub struct Running {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    http: Option<std::thread::JoinHandle<()>>,
+    http: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
     engine: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -404,10 +505,14 @@ impl Running {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-}
 
-impl Drop for Running {
-    fn drop(&mut self) {
+    /// Stop accepting, give requests in flight the configured grace, cancel the rest, and
+    /// return once the HTTP side and the engine have ended.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -420,6 +525,12 @@ impl Drop for Running {
     }
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
 /// Start serving on `host:port` (port 0: any free one) on background threads.
 pub fn spawn(
     model: Model,
@@ -428,39 +539,16 @@ pub fn spawn(
     host: &str,
     port: u16,
 ) -> Result<Running, ServeError> {
-    check(&cfg, &model)?;
-    let listener = bind(host, port)?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = mpsc::channel();
-    let stats = Arc::new(WorkerStats::default());
-    let tokenizer = assets.tokenizer.clone();
-    let sched_cfg = scheduler_config(&cfg);
-    let shared = Arc::new(Shared::new(&cfg));
-    let state = routes::AppState::new(cfg, assets, &model, tx, stats.clone(), shared.clone());
+    let p = prepare(model, assets, cfg, host, port)?;
     let engine = std::thread::Builder::new()
         .name("aha-engine".into())
-        .spawn(move || run_engine(model, &tokenizer, sched_cfg, rx, &stats, &shared))?;
+        .spawn(p.engine)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let http = std::thread::Builder::new()
-        .name("aha-http".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let _ = axum::serve(listener, routes::router(state))
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            })
-        })?;
+    let http = http_thread(p.listener, p.state, p.shared, p.grace, async {
+        let _ = stopped.await;
+    })?;
     Ok(Running {
-        addr,
+        addr: p.addr,
         stop: Some(stop),
         http: Some(http),
         engine: Some(engine),

@@ -1,6 +1,7 @@
 //! The HTTP routes: chat and text completions (whole or streamed), models, health, metrics.
 
-use crate::api::{self, ApiError, ChatRequest, CompletionRequest, Prompt, Sampling};
+use crate::api::{self, ApiError, Body, ChatRequest, CompletionRequest, Prompt, Sampling};
+use crate::bias::{Chain, LogitBias};
 use crate::choice::{chat_logprob, completion_logprobs, finish_str, Choice};
 use crate::metrics::Metrics;
 use crate::{
@@ -10,8 +11,7 @@ use aha_engine::worker::Message;
 use aha_engine::{Event, Request, RequestParams, SamplingParams, TokenLogprob, WorkerStats};
 use aha_model::{DType, Device, Model};
 use aha_text::{StreamingReasoningParser, ToolCallFormat};
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -114,6 +114,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        // After every route: it is set on the routes there are.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(api::MAX_BODY))
         .with_state(state)
 }
 
@@ -145,6 +148,15 @@ async fn auth(State(s): S, req: axum::extract::Request, next: Next) -> Response 
 async fn not_found(req: axum::extract::Request) -> Response {
     ApiError::not_found(format!(
         "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}
+
+async fn method_not_allowed(req: axum::extract::Request) -> Response {
+    ApiError::method_not_allowed(format!(
+        "{} is not allowed on {}",
         req.method(),
         req.uri().path()
     ))
@@ -214,6 +226,7 @@ struct Job {
     tools: Option<ToolCallFormat>,
     /// Put `token_ids` and `prompt_token_ids` in the choices.
     return_token_ids: bool,
+    logit_bias: Option<LogitBias>,
 }
 
 /// The request's answer constraint, if it asks for one.
@@ -294,10 +307,45 @@ fn constraint(
     } else {
         None
     };
+    if let Some((Grammar::JsonSchema(schema), _)) = &grammar {
+        check_schema(s, constrainer, schema).map_err(|m| bad(m, Some(param)))?;
+    }
     let c = constrainer
         .compile(grammar.as_ref().map(|g| &g.0), gate)
         .map_err(|e| bad(e.to_string(), Some(param)))?;
     Ok(Some(Arc::new(c)))
+}
+
+/// Compile a JSON Schema as an answer's constraint, and take its first step: the compiler's
+/// message when it fails. A schema may compile yet admit no value (`{"$ref": "#"}`): its
+/// first mask allows only EOS, and every sample would end at once with an empty answer
+/// (JSON is never empty, so that is never right). A schema that dead-ends deeper (a
+/// required property that is its own schema) is not seen here.
+fn check_schema(
+    s: &AppState,
+    constrainer: &aha_engine::Constrainer,
+    schema: &Value,
+) -> Result<(), String> {
+    let grammar = aha_engine::Grammar::JsonSchema(schema.clone());
+    let c = constrainer
+        .compile(Some(&grammar), None)
+        .map_err(|e| e.to_string())?;
+    let mut logits = vec![0f32; s.assets.vocab_size];
+    c.processor().process(0, &[], &mut logits);
+    let eos = s.assets.tokenizer.eos_token_ids();
+    let starts = logits
+        .iter()
+        .enumerate()
+        .any(|(t, l)| l.is_finite() && !eos.contains(&(t as u32)));
+    if starts {
+        Ok(())
+    } else {
+        Err(
+            "no JSON value satisfies this schema: nothing may start it (a $ref that only \
+             refers to itself?)"
+                .into(),
+        )
+    }
 }
 
 /// Turn the shared settings into engine parameters, checking them against the context.
@@ -418,6 +466,23 @@ fn job(
             stop_token_ids.push(t);
         }
     }
+    // Ignoring a penalty would silently sample something else than asked for.
+    for (name, given, neutral) in [
+        ("presence_penalty", x.presence_penalty, 0.0),
+        ("frequency_penalty", x.frequency_penalty, 0.0),
+        ("repetition_penalty", x.repetition_penalty, 1.0),
+    ] {
+        if given.is_some_and(|v| v != neutral) {
+            return Err(bad(
+                format!("{name} is not supported (only {neutral}, no penalty)"),
+                Some(name),
+            ));
+        }
+    }
+    let logit_bias = match &x.logit_bias {
+        Some(map) => LogitBias::parse(map, s.assets.vocab_size)?,
+        None => None,
+    };
     let logprob_temperature = match s.cfg.logprobs_mode {
         LogprobsMode::ProcessedLogprobs if temperature > 0.0 => temperature,
         _ => 1.0,
@@ -449,6 +514,7 @@ fn job(
         constraint,
         tools: None,
         return_token_ids: x.return_token_ids.unwrap_or(false),
+        logit_bias,
     })
 }
 
@@ -488,19 +554,29 @@ fn submit(s: &Arc<AppState>, job: &Job) -> Result<Submitted, ApiError> {
     s.metrics.running_requests.fetch_add(1, Ordering::Relaxed);
     let guard = InFlight(s.clone());
     let version = Arc::new(OnceLock::new());
+    let mut processors: Vec<Box<dyn aha_engine::LogitsProcessor>> = Vec::new();
+    if let Some(b) = &job.logit_bias {
+        processors.push(Box::new(b.clone()));
+    }
+    match &job.constraint {
+        Some(c) => processors.push(c.processor()),
+        None => processors.extend(
+            s.assets
+                .logits_processor
+                .as_ref()
+                .and_then(|f| f(&job.prompt)),
+        ),
+    }
+    let processor: Option<Box<dyn aha_engine::LogitsProcessor>> = match processors.len() {
+        0 | 1 => processors.pop(),
+        _ => Some(Box::new(Chain(processors))),
+    };
     s.engine
         .send(Message::Request(Request {
             prompt: job.prompt.clone(),
             n: job.n,
             params: job.params.clone(),
-            processor: match &job.constraint {
-                Some(c) => Some(c.processor()),
-                None => s
-                    .assets
-                    .logits_processor
-                    .as_ref()
-                    .and_then(|f| f(&job.prompt)),
-            },
+            processor,
             reply: ChannelReply {
                 tx,
                 version: version.clone(),
@@ -518,14 +594,14 @@ fn fail(s: &AppState, e: ApiError) -> Response {
     e.into_response()
 }
 
-async fn chat(State(s): S, body: Bytes) -> Response {
+async fn chat(State(s): S, Body(body): Body) -> Response {
     match chat_job(&s, &body) {
         Ok(job) => run(s, job, Kind::Chat).await,
         Err(e) => fail(&s, e),
     }
 }
 
-async fn completions(State(s): S, body: Bytes) -> Response {
+async fn completions(State(s): S, Body(body): Body) -> Response {
     match completion_job(&s, &body) {
         Ok(job) => run(s, job, Kind::Completion).await,
         Err(e) => fail(&s, e),
@@ -547,6 +623,21 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
         )
     })?;
     let (tools, forced_calls) = tool_format(template, &req)?;
+    // Offered tools' schemas are compiled now even when no grammar will use them ("auto"):
+    // a broken one would otherwise pass unnoticed.
+    if let (Some(_), Some(c), Some(offered)) = (tools, &s.assets.constrainer, &req.tools) {
+        for t in offered {
+            let p = &t["function"]["parameters"];
+            if p.is_object() {
+                check_schema(s, c, p).map_err(|m| {
+                    bad(
+                        format!("tool {}: parameters: {m}", t["function"]["name"]),
+                        Some("tools"),
+                    )
+                })?;
+            }
+        }
+    }
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         if m.role.is_empty() {
@@ -647,6 +738,16 @@ fn tool_format(
                 Some("tools"),
             ));
         }
+        let p = &t["function"]["parameters"];
+        if !(p.is_null() || p.is_object()) {
+            return Err(bad(
+                format!(
+                    "tool {}: parameters must be a JSON Schema object, not {p}",
+                    t["function"]["name"]
+                ),
+                Some("tools"),
+            ));
+        }
     }
     // (name, arguments schema) of the tools a forced choice allows, and whether one call.
     let schema = |t: &Value| {
@@ -695,6 +796,30 @@ fn tool_format(
 
 fn completion_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
     let req: CompletionRequest = api::parse(body)?;
+    // Settings aha does not implement, refused rather than ignored: each would change what
+    // the client gets back.
+    if req.echo == Some(true) {
+        return Err(bad(
+            "echo is not supported (the completion never includes the prompt)",
+            Some("echo"),
+        ));
+    }
+    let n = req.sampling.n.unwrap_or(1);
+    if let Some(best_of) = req.best_of.filter(|&b| b != n) {
+        return Err(bad(
+            format!(
+                "best_of {best_of} is not supported: aha returns every sample it draws, so \
+                 best_of may only equal n ({n})"
+            ),
+            Some("best_of"),
+        ));
+    }
+    if req.suffix.as_ref().is_some_and(|x| !x.is_empty()) {
+        return Err(bad(
+            "suffix is not supported (no insertion before a suffix)",
+            Some("suffix"),
+        ));
+    }
     let one = |n: usize| -> Result<(), ApiError> {
         if n == 1 {
             Ok(())
@@ -1012,12 +1137,99 @@ impl Answer {
     }
 }
 
+/// A request's events from the engine, cut short when the server stops (see
+/// [`crate::serve`]): on [`Shared::cancel`](crate::Shared) the events the engine has already
+/// sent come, then each unfinished sample finishes with `length`; the receiver is dropped,
+/// which cancels the sequences as a client that leaves does. A request cut before its
+/// first token is an error (503).
+struct Events {
+    rx: Option<UnboundedReceiver<Event>>,
+    cancel: tokio::sync::watch::Receiver<bool>,
+    cancelled: bool,
+    finished: Vec<bool>,
+    started: bool,
+}
+
+impl Events {
+    fn new(s: &AppState, rx: UnboundedReceiver<Event>, n: usize) -> Self {
+        Self {
+            rx: Some(rx),
+            cancel: s.shared.cancel.subscribe(),
+            cancelled: false,
+            finished: vec![false; n],
+            started: false,
+        }
+    }
+
+    /// The next event; None when the engine has gone.
+    async fn next(&mut self) -> Result<Option<Event>, ApiError> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Ok(self.cut());
+        };
+        let event = if self.cancelled {
+            rx.try_recv().ok()
+        } else {
+            let cancel = &mut self.cancel;
+            // The cancel first: a busy engine always has an event ready.
+            let got = tokio::select! {
+                biased;
+                _ = async {
+                    // A closed channel cannot cancel any more.
+                    if cancel.wait_for(|c| *c).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => None,
+                e = rx.recv() => Some(e),
+            };
+            match got {
+                Some(e) => return Ok(self.seen(e)),
+                None => {
+                    self.cancelled = true;
+                    rx.try_recv().ok()
+                }
+            }
+        };
+        if event.is_some() {
+            return Ok(self.seen(event));
+        }
+        self.rx = None;
+        if !self.started {
+            return Err(ApiError::shutting_down());
+        }
+        Ok(self.cut())
+    }
+
+    fn seen(&mut self, event: Option<Event>) -> Option<Event> {
+        match &event {
+            Some(Event::Token { .. }) => self.started = true,
+            Some(Event::Finished { sample, .. }) => {
+                if let Some(f) = self.finished.get_mut(*sample) {
+                    *f = true;
+                }
+            }
+            _ => {}
+        }
+        event
+    }
+
+    /// After the cancel: `length` for the next unfinished sample.
+    fn cut(&mut self) -> Option<Event> {
+        let sample = self.finished.iter().position(|f| !f)?;
+        self.finished[sample] = true;
+        Some(Event::Finished {
+            sample,
+            reason: aha_engine::FinishReason::Length,
+        })
+    }
+}
+
 async fn run(s: Arc<AppState>, job: Job, kind: Kind) -> Response {
     let Submitted { rx, guard, version } = match submit(&s, &job) {
         Ok(x) => x,
         Err(e) => return fail(&s, e),
     };
     let answer = Answer::new(&s, &job, kind, version);
+    let rx = Events::new(&s, rx, job.n);
     if job.stream {
         stream(s, job, answer, rx, guard)
     } else {
@@ -1028,15 +1240,10 @@ async fn run(s: Arc<AppState>, job: Job, kind: Kind) -> Response {
     }
 }
 
-async fn whole(
-    s: &AppState,
-    n: usize,
-    mut a: Answer,
-    mut rx: UnboundedReceiver<Event>,
-) -> Result<Value, ApiError> {
+async fn whole(s: &AppState, n: usize, mut a: Answer, mut rx: Events) -> Result<Value, ApiError> {
     let mut done = 0;
     while done < n {
-        match rx.recv().await {
+        match rx.next().await? {
             Some(Event::Token {
                 sample,
                 token,
@@ -1065,13 +1272,7 @@ fn sse(v: &Value) -> Result<SseEvent, Infallible> {
     Ok(SseEvent::default().data(v.to_string()))
 }
 
-fn stream(
-    s: Arc<AppState>,
-    job: Job,
-    mut a: Answer,
-    mut rx: UnboundedReceiver<Event>,
-    guard: InFlight,
-) -> Response {
+fn stream(s: Arc<AppState>, job: Job, mut a: Answer, mut rx: Events, guard: InFlight) -> Response {
     let (tx, out) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
     let usage = job.include_usage;
     tokio::spawn(async move {
@@ -1094,8 +1295,16 @@ fn stream(
         let mut done = 0;
         while done < job.n {
             let event = tokio::select! {
-                e = rx.recv() => e,
+                e = rx.next() => e,
                 _ = tx.closed() => return,
+            };
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    s.metrics.failed_requests.fetch_add(1, Ordering::Relaxed);
+                    emit!(e.body());
+                    break;
+                }
             };
             if !opened && a.kind == Kind::Chat && event.is_some() {
                 for i in 0..job.n {
@@ -1277,7 +1486,7 @@ fn read_checked(
 }
 
 /// `POST /update_weights_from_disk`: `{"model_path", "weight_version"?}`.
-async fn update_weights(State(s): S, body: Bytes) -> Response {
+async fn update_weights(State(s): S, Body(body): Body) -> Response {
     let req: api::UpdateWeightsRequest = match api::parse(&body) {
         Ok(r) => r,
         Err(e) => return admin_bad(e.message),
@@ -1316,7 +1525,7 @@ async fn update_weights(State(s): S, body: Bytes) -> Response {
 }
 
 /// `POST /v1/load_lora_adapter`: `{"lora_name", "lora_path", "weight_version"?}`.
-async fn load_lora(State(s): S, body: Bytes) -> Response {
+async fn load_lora(State(s): S, Body(body): Body) -> Response {
     let req: api::LoadLoraRequest = match api::parse(&body) {
         Ok(r) => r,
         Err(e) => return admin_bad(e.message),
@@ -1372,7 +1581,7 @@ async fn load_lora(State(s): S, body: Bytes) -> Response {
 }
 
 /// `POST /v1/unload_lora_adapter`: `{"lora_name"}`.
-async fn unload_lora(State(s): S, body: Bytes) -> Response {
+async fn unload_lora(State(s): S, Body(body): Body) -> Response {
     let req: api::UnloadLoraRequest = match api::parse(&body) {
         Ok(r) => r,
         Err(e) => return admin_bad(e.message),

@@ -1,5 +1,5 @@
 //! The server over loopback with a tiny random model: chat and completions (whole and
-//! streamed), models, health, metrics, errors, API keys and disconnecting clients.
+//! streamed), models, health, metrics, errors, API keys, disconnecting clients and shutdown.
 
 use crate::common;
 
@@ -14,11 +14,16 @@ use std::time::{Duration, Instant};
 const CTX: usize = 200;
 
 fn start(api_key: Option<&str>) -> Running {
+    start_with(api_key, |_, _| {})
+}
+
+/// A server whose assets and settings `edit` changes first.
+fn start_with(api_key: Option<&str>, edit: impl FnOnce(&mut Assets, &mut ServeConfig)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let cfg = aha_train::pretrain::PretrainConfig::tiny(aha_train::tasks::Task::default());
     let (model, tokenizer) = aha_train::pretrain::prepare(&cfg, dir.path()).unwrap();
     let template = aha_text::ChatTemplate::from_dir(dir.path()).unwrap();
-    let assets = Assets {
+    let mut assets = Assets {
         eos_token_ids: tokenizer.eos_token_ids().to_vec(),
         vocab_size: model.vocab_size(),
         tokenizer,
@@ -26,7 +31,7 @@ fn start(api_key: Option<&str>) -> Running {
         logits_processor: None,
         constrainer: None,
     };
-    let cfg = ServeConfig {
+    let mut cfg = ServeConfig {
         model_name: "tiny".into(),
         api_key: api_key.map(String::from),
         max_batch: 8,
@@ -35,6 +40,7 @@ fn start(api_key: Option<&str>) -> Running {
         default_max_tokens: 16,
         ..Default::default()
     };
+    edit(&mut assets, &mut cfg);
     aha_serve::spawn(model, assets, cfg, "127.0.0.1", 0).unwrap()
 }
 
@@ -369,4 +375,286 @@ fn a_client_that_leaves_mid_stream_frees_its_slot() {
     let m = get(a, "/metrics").body;
     assert!(m.contains("# TYPE aha_time_to_first_token_seconds histogram"));
     assert!(m.contains("aha_time_to_first_token_seconds_count "));
+}
+
+/// The error of a refused request, checked to be OpenAI's shape with this status.
+fn error(r: &common::Reply, status: u16) -> Value {
+    assert_eq!(r.status, status, "{}", r.body);
+    let e = r.json()["error"].clone();
+    assert!(e["message"].is_string() && e["type"].is_string(), "{e}");
+    e
+}
+
+#[test]
+fn wrong_methods_and_oversized_bodies_get_openai_errors() {
+    let a = server();
+    let r = get(a, "/v1/chat/completions");
+    let e = error(&r, 405);
+    assert_eq!(e["code"], "method_not_allowed");
+    assert!(e["message"].as_str().unwrap().contains("GET"), "{e}");
+    assert!(r.header("allow").unwrap_or_default().contains("POST"));
+    let e = error(&request(a, "POST", "/health", Some("{}"), None), 405);
+    assert_eq!(e["code"], "method_not_allowed");
+    // One byte over the limit: the server reads it all, so the client sees the answer.
+    let big = "x".repeat(aha_serve::api::MAX_BODY + 1);
+    for path in ["/v1/completions", "/v1/chat/completions"] {
+        let e = error(&request(a, "POST", path, Some(&big), None), 413);
+        assert!(e["message"].as_str().unwrap().contains("larger"), "{e}");
+    }
+}
+
+#[test]
+fn settings_aha_does_not_implement_are_refused() {
+    let a = server();
+    let body = |extra: Value| {
+        let mut b = json!({"prompt": "1 + 1 =", "max_tokens": 2, "temperature": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (extra, param) in [
+        (json!({"echo": true}), "echo"),
+        (json!({"best_of": 2}), "best_of"),
+        (json!({"best_of": 3, "n": 2}), "best_of"),
+        (json!({"suffix": " = 2"}), "suffix"),
+    ] {
+        let e = error(&post(a, "/v1/completions", &body(extra.clone())), 400);
+        assert_eq!(e["param"], param, "{extra}: {e}");
+        assert_eq!(e["type"], "invalid_request_error");
+    }
+    // Penalties are not implemented either, on both endpoints.
+    for (extra, param) in [
+        (json!({"presence_penalty": 0.5}), "presence_penalty"),
+        (json!({"frequency_penalty": -1}), "frequency_penalty"),
+        (json!({"repetition_penalty": 1.2}), "repetition_penalty"),
+    ] {
+        for path in ["/v1/completions", "/v1/chat/completions"] {
+            let mut b = body(extra.clone());
+            b["messages"] = json!([{"role": "user", "content": "hi"}]);
+            let e = error(&post(a, path, &b), 400);
+            assert_eq!(e["param"], param, "{path} {extra}: {e}");
+        }
+    }
+    // What they would mean anyway is fine, and so are fields aha does not know.
+    for extra in [
+        json!({"echo": false, "suffix": null, "best_of": 1}),
+        json!({"best_of": 2, "n": 2, "suffix": ""}),
+        json!({"user": "someone", "metadata": {"x": 1}}),
+        json!({"presence_penalty": 0, "frequency_penalty": 0.0, "repetition_penalty": 1}),
+    ] {
+        let r = post(a, "/v1/completions", &body(extra.clone()));
+        assert_eq!(r.status, 200, "{extra}: {}", r.body);
+    }
+}
+
+#[test]
+fn logit_bias_is_applied_and_checked() {
+    let a = server();
+    let vocab = {
+        let r = post(
+            a,
+            "/v1/completions",
+            &json!({"prompt": [1], "max_tokens": 1, "logit_bias": {"99999999": 1}}),
+        );
+        let e = error(&r, 400);
+        assert_eq!(e["param"], "logit_bias");
+        let m = e["message"].as_str().unwrap().to_string();
+        assert!(m.contains("99999999"), "{m}");
+        // "... (0 to LAST)"
+        m.rsplit(' ')
+            .next()
+            .and_then(|l| l.trim_end_matches(')').parse::<u32>().ok())
+            .unwrap()
+            + 1
+    };
+    for (bias, named) in [
+        (json!({vocab.to_string(): 1}), vocab.to_string()),
+        (json!({"-3": 1}), "\"-3\"".to_string()),
+        (json!({"two": 1}), "\"two\"".to_string()),
+        (json!({"5": 100.5}), "token 5".to_string()),
+        (json!({"5": -101}), "token 5".to_string()),
+    ] {
+        for path in ["/v1/completions", "/v1/chat/completions"] {
+            let body = json!({"prompt": "1", "messages": [{"role": "user", "content": "1"}],
+                              "max_tokens": 2, "logit_bias": bias});
+            let e = error(&post(a, path, &body), 400);
+            assert_eq!(e["param"], "logit_bias", "{path} {bias}");
+            assert!(
+                e["message"].as_str().unwrap().contains(&named),
+                "{bias}: {e}"
+            );
+        }
+    }
+    // A bias of 100 makes a token all but certain: greedy decoding writes only it.
+    let r = post(
+        a,
+        "/v1/completions",
+        &json!({"prompt": "1 + 1 =", "max_tokens": 5, "temperature": 0, "ignore_eos": true,
+                "return_token_ids": true, "logit_bias": {"7": 100}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["choices"][0]["token_ids"], json!([7, 7, 7, 7, 7]));
+}
+
+/// Sleeps in each step of the request it is given to, so the request outlasts a short grace.
+struct Slow;
+
+impl aha_engine::LogitsProcessor for Slow {
+    fn process(&mut self, _: usize, _: &[u32], _: &mut [f32]) {
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{what} never happened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stopping_cancels_what_outlasts_the_grace() {
+    let grace = Duration::from_millis(500);
+    let s = start_with(None, |assets, cfg| {
+        assets.logits_processor = Some(std::sync::Arc::new(|_: &[u32]| {
+            Some(Box::new(Slow) as Box<dyn aha_engine::LogitsProcessor>)
+        }));
+        cfg.max_batch = 2;
+        cfg.shutdown_grace = grace;
+    });
+    let a = s.addr;
+    // 150 tokens at 40 ms or more each: far longer than the grace.
+    let body = |stream: bool| {
+        json!({"prompt": "1 2 3", "max_tokens": 150, "temperature": 0, "ignore_eos": true,
+               "stream": stream})
+    };
+    let streamed = std::thread::spawn(move || post(a, "/v1/completions", &body(true)));
+    wait_for("the stream's start", || metric(a, "aha_batch_size") >= 1.0);
+    let whole = std::thread::spawn(move || post(a, "/v1/completions", &body(false)));
+    wait_for("the whole one's start", || {
+        metric(a, "aha_batch_size") >= 2.0
+    });
+    // The batch is full: this one waits, and never starts.
+    let waiting = std::thread::spawn(move || post(a, "/v1/completions", &body(false)));
+    wait_for("the third request", || {
+        metric(a, "aha_requests_running") >= 3.0
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    let t = Instant::now();
+    s.stop();
+    let took = t.elapsed();
+    assert!(
+        took >= grace && took < grace + Duration::from_secs(3),
+        "stopping took {took:?} with a grace of {grace:?}"
+    );
+    assert!(std::net::TcpStream::connect(a).is_err(), "still listening");
+
+    let streamed = streamed.join().unwrap();
+    assert_eq!(streamed.status, 200);
+    let events = streamed.events();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length", "{last}");
+    assert!((2..150).contains(&chunks.len()), "{} chunks", chunks.len());
+
+    let whole = whole.join().unwrap();
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    let v = whole.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    let tokens = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..150).contains(&tokens), "{tokens} tokens");
+
+    let e = error(&waiting.join().unwrap(), 503);
+    assert_eq!(e["code"], "server_shutting_down");
+}
+
+/// A chat template that writes Hermes tool calls (`<tool_call>`), which the tiny model's own
+/// does not.
+const HERMES: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}\
+                      {% if add_generation_prompt %}<|assistant|>{% endif %}\
+                      {# calls: <tool_call>{..}</tool_call> #}";
+
+#[test]
+fn broken_schemas_are_refused_when_the_request_comes() {
+    let s = start_with(None, |assets, cfg| {
+        // Room for the system turn that lists the tools.
+        cfg.context = 1024;
+        assets.template = Some(aha_text::ChatTemplate::new(HERMES, Default::default()).unwrap());
+        assets.constrainer = Some(aha_engine::Constrainer::new(&assets.tokenizer).unwrap());
+    });
+    let a = s.addr;
+    let tool = |parameters: Value| json!({"type": "function", "function": {"name": "f", "parameters": parameters}});
+    let chat = |extra: Value| {
+        let mut b = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let broken = [
+        (
+            json!({"type": "integer", "minimum": 5, "maximum": 2}),
+            "minimum",
+        ),
+        (json!({"type": "array", "uniqueItems": true}), "uniqueItems"),
+        (json!({"$ref": "#"}), "no JSON value"),
+    ];
+    for (schema, named) in &broken {
+        // Offered with "auto", where no grammar uses it, as well as forced.
+        for choice in ["auto", "required"] {
+            let body = chat(json!({"tools": [tool(schema.clone())], "tool_choice": choice}));
+            let e = error(&post(a, "/v1/chat/completions", &body), 400);
+            assert_eq!(e["param"], "tools", "{schema} {choice}: {e}");
+            assert!(
+                e["message"].as_str().unwrap().contains(named),
+                "{schema} {choice}: {e}"
+            );
+        }
+        let format = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}});
+        for (path, body) in [
+            (
+                "/v1/chat/completions",
+                chat(json!({"response_format": format})),
+            ),
+            (
+                "/v1/completions",
+                json!({"prompt": "x", "max_tokens": 4, "response_format": format}),
+            ),
+        ] {
+            let e = error(&post(a, path, &body), 400);
+            assert_eq!(e["param"], "response_format", "{path} {schema}: {e}");
+            assert!(e["message"].as_str().unwrap().contains(named), "{e}");
+        }
+    }
+    let body = chat(json!({"tools": [tool(json!("object"))]}));
+    let e = error(&post(a, "/v1/chat/completions", &body), 400);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON Schema object"),
+        "{e}"
+    );
+    // Good schemas pass, and tools with tool_choice "none" are not used, so not looked at.
+    let good = json!({"type": "object", "properties": {"a": {"type": "number"}}});
+    for body in [
+        chat(json!({"tools": [tool(good.clone())]})),
+        chat(json!({"tools": [tool(json!({"$ref": "#"}))], "tool_choice": "none"})),
+        chat(
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": good}}}),
+        ),
+    ] {
+        let r = post(a, "/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+    }
 }

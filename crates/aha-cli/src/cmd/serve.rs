@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// The weight version responses report until the first update (see docs/serve-admin.md).
     #[arg(long, default_value = "0")]
     weight_version: String,
+    /// On SIGINT/SIGTERM, seconds requests in flight may still run before they are
+    /// cancelled: unfinished choices then end with finish_reason "length" (streams with
+    /// [DONE]), and requests without a token yet get 503. New connections are refused at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0,
+          value_parser = super::common::range::non_negative)]
+    shutdown_grace: f64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -70,6 +76,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         logprobs_mode: aha_serve::LogprobsMode::parse(&args.logprobs_mode)
             .context("--logprobs-mode: raw_logprobs or processed_logprobs")?,
         weight_version: args.weight_version,
+        shutdown_grace: std::time::Duration::try_from_secs_f64(args.shutdown_grace)
+            .map_err(|e| anyhow::anyhow!("--shutdown-grace {}: {e}", args.shutdown_grace))?,
     };
     // Constraints need each token's bytes; a vocabulary aha cannot read that way only
     // turns them off (requests asking for one get a clear 400).
