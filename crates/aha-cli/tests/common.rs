@@ -51,3 +51,28 @@ pub fn asset(rel: &str) -> Option<std::path::PathBuf> {
     );
     None
 }
+
+/// A random one-layer Qwen2 with the byte-level tokenizer `aha pretrain` trains (on a few
+/// hundred documents), as an HF directory under `dir`; with `weights` false, only its
+/// tokenizer files (a model that cannot load).
+pub fn tiny_model(dir: &std::path::Path, weights: bool) -> std::path::PathBuf {
+    use aha_train::pretrain::{prepare, PretrainConfig};
+    let cfg = PretrainConfig {
+        num_layers: 1,
+        tokenizer_docs: 200,
+        ..PretrainConfig::tiny(aha_train::tasks::Task::Arithmetic { difficulty: 1 })
+    };
+    let out = dir.join("tiny");
+    let (model, _) = prepare(&cfg, &out).expect("a tiny model");
+    if weights {
+        model.save(&out).expect("saving the tiny model");
+    }
+    out
+}
+
+/// A chat template in Hermes' call syntax (as Qwen2.5 writes calls), each turn ended by EOS.
+pub const HERMES_TEMPLATE: &str = "{% if tools %}<sys>tools: {{ tools | tojson }}{{ eos_token }}{% endif %}\
+{% for m in messages %}{% if m.role == 'tool' %}<user><tool_response>{{ m.content }}</tool_response>{{ eos_token }}\
+{% else %}<{{ m.role }}>{% if m.content %}{{ m.content }}{% endif %}{% if m.tool_calls %}{% for c in m.tool_calls %}\
+<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments }}}</tool_call>{% endfor %}{% endif %}\
+{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";

@@ -10,4 +10,5 @@ mod distill;
 mod eval_sample;
 mod gguf_tokenizers;
 mod remote;
+mod sft;
 mod zero;

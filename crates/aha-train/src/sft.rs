@@ -8,13 +8,16 @@
 //! are trained (assistant turns, for chats), the end-of-turn/EOS token included: a model
 //! that never learns to stop is the most common SFT failure.
 //!
-//! **Datasets** ([`Sample::from_record`]): chat `messages` (`[{role, content}, ...]`),
+//! **Datasets** ([`Sample::from_record`]): chat `messages` (`[{role, content}, ...]`, in
+//! OpenAI's shape: assistant `tool_calls`, `tool` results, the row's `tools`),
 //! `prompt`/`completion` (strings, or lists of messages), GSM8K `question`/`answer` (also
 //! `problem`/`solution`). Rendered with
-//! * a chat template ([`chat_example`]), exactly as `aha chat` renders a prompt: each
-//!   assistant turn's span is found by rendering the conversation prefix by prefix (the
+//! * a chat template ([`conversation_examples`]), exactly as `aha chat` renders a prompt
+//!   (tools and calls through [`ChatTemplate::render_with_tools`]): each assistant turn's
+//!   span, its calls included, is found by rendering the conversation prefix by prefix (the
 //!   messages before the turn with the generation prompt, then with the turn), each piece
-//!   tokenized as `aha chat` tokenizes a prompt (no added special tokens);
+//!   tokenized as `aha chat` tokenizes a prompt (no added special tokens); tool results are
+//!   prompt, not trained;
 //! * or a plain-text template ([`text_example`]; R1-Zero's, in full or short) filled in with
 //!   the prompt and encoded with special tokens, the completion encoded alone, and the EOS id appended; prompt and
 //!   completion are tokenized apart as they are when the RL trainer samples. A GSM8K answer
@@ -98,7 +101,7 @@ fn text_err(e: aha_text::TextError) -> TrainError {
 /// A dataset row as a conversation or a prompt/completion pair.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sample {
-    Chat(Vec<ChatMessage>),
+    Chat(Conversation),
     Pair {
         prompt: String,
         completion: String,
@@ -107,19 +110,117 @@ pub enum Sample {
     },
 }
 
-fn messages_of(v: &Value) -> Option<Vec<ChatMessage>> {
-    v.as_array()?
+/// A conversation in OpenAI's chat shape, as `aha chat` and `aha serve` render one: message
+/// objects (`role`, `content`; an assistant's `tool_calls`, a tool result's `tool_call_id`)
+/// and the `tools` it offers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conversation {
+    pub messages: Vec<Value>,
+    pub tools: Option<Value>,
+}
+
+impl Conversation {
+    /// Plain `{role, content}` messages, no tools.
+    pub fn plain(msgs: &[ChatMessage]) -> Self {
+        Self {
+            messages: msgs
+                .iter()
+                .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+                .collect(),
+            tools: None,
+        }
+    }
+}
+
+/// A field that is JSON, or its JSON text (a Parquet column holds nested values as text).
+fn json_field(v: &Value) -> Value {
+    match v {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+        v => v.clone(),
+    }
+}
+
+fn messages_of(v: &Value) -> std::result::Result<Vec<Value>, String> {
+    json_field(v)
+        .as_array()
+        .ok_or("not a list of {role, content} objects")?
         .iter()
-        .map(|m| {
-            let role = m.get("role")?.as_str()?.to_string();
-            let content = match m.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(_) => return None,
-            };
-            Some(ChatMessage { role, content })
-        })
+        .enumerate()
+        .map(|(i, m)| message_of(m).map_err(|e| format!("message {}: {e}", i + 1)))
         .collect()
+}
+
+/// One message as templates read it: `content` a string (empty when null or absent, but
+/// kept null beside `tool_calls`, as OpenAI writes a turn that only calls), and each call's
+/// `arguments` as JSON text (datasets also hold them as objects; templates write text).
+fn message_of(m: &Value) -> std::result::Result<Value, String> {
+    let role = m
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or("no `role` string")?;
+    let calls = match m.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) => calls
+            .iter()
+            .enumerate()
+            .map(|(k, c)| tool_call_of(c).map_err(|e| format!("tool call {}: {e}", k + 1)))
+            .collect::<std::result::Result<_, _>>()?,
+        Some(_) => return Err("`tool_calls` is not a list".into()),
+    };
+    let content = match m.get("content") {
+        Some(Value::String(s)) => Value::String(s.clone()),
+        Some(Value::Null) | None if !calls.is_empty() => Value::Null,
+        Some(Value::Null) | None => Value::String(String::new()),
+        Some(_) => return Err("`content` is not a string".into()),
+    };
+    let mut out = serde_json::json!({"role": role, "content": content});
+    // Only a message with calls has the key: templates test `'tool_calls' in message`.
+    if !calls.is_empty() {
+        out["tool_calls"] = Value::Array(calls);
+    }
+    for key in ["tool_call_id", "name"] {
+        if let Some(Value::String(s)) = m.get(key) {
+            out[key] = Value::String(s.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn tool_call_of(c: &Value) -> std::result::Result<Value, String> {
+    let f = c.get("function").ok_or("no `function`")?;
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or("no `function.name`")?;
+    let object_text = |v: &Value| v.is_object().then(|| v.to_string());
+    let arguments = match f.get("arguments") {
+        None | Some(Value::Null) => Some("{}".to_string()),
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+            .ok()
+            .filter(Value::is_object)
+            .map(|_| s.clone()),
+        Some(v) => object_text(v),
+    }
+    .ok_or("`function.arguments` is neither a JSON object nor its JSON text")?;
+    let kind = c.get("type").and_then(Value::as_str).unwrap_or("function");
+    let mut out = serde_json::json!({
+        "type": kind,
+        "function": {"name": name, "arguments": arguments},
+    });
+    if let Some(Value::String(id)) = c.get("id") {
+        out["id"] = Value::String(id.clone());
+    }
+    Ok(out)
+}
+
+/// The row's `tools` (OpenAI's list), if it offers any.
+fn tools_of(r: &Record) -> std::result::Result<Option<Value>, String> {
+    match r.get("tools").map(json_field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(t @ Value::Array(_)) => Ok(Some(t)),
+        Some(_) => Err("`tools` is not a list".into()),
+    }
 }
 
 fn string_of(v: &Value) -> Option<String> {
@@ -131,26 +232,27 @@ fn string_of(v: &Value) -> Option<String> {
 }
 
 impl Sample {
-    /// Read a row: `messages` (a list of `{role, content}`; a Parquet list column comes as
-    /// its JSON text), `prompt`/`completion`, or `question`/`answer` (`problem`/`solution`).
+    /// Read a row: `messages` (a list of `{role, content}`, OpenAI's shape: an assistant
+    /// message may carry `tool_calls`, with the results as `tool` messages; a Parquet list
+    /// column comes as its JSON text) with the `tools` it offers, if any,
+    /// `prompt`/`completion`, or `question`/`answer` (`problem`/`solution`).
     pub fn from_record(r: &Record) -> std::result::Result<Sample, String> {
         if let Some(v) = r.get("messages") {
-            let parsed = match v {
-                Value::String(s) => serde_json::from_str::<Value>(s)
-                    .ok()
-                    .and_then(|v| messages_of(&v)),
-                v => messages_of(v),
-            };
-            return parsed
-                .map(Sample::Chat)
-                .ok_or_else(|| "`messages` is not a list of {role, content} objects".into());
+            let messages = messages_of(v).map_err(|e| format!("`messages`: {e}"))?;
+            return Ok(Sample::Chat(Conversation {
+                messages,
+                tools: tools_of(r)?,
+            }));
         }
         if let (Some(p), Some(c)) = (r.get("prompt"), r.get("completion")) {
             return match (p, c) {
                 (Value::Array(_), Value::Array(_)) => {
-                    let mut m = messages_of(p).ok_or("`prompt` is not a list of messages")?;
-                    m.extend(messages_of(c).ok_or("`completion` is not a list of messages")?);
-                    Ok(Sample::Chat(m))
+                    let mut m = messages_of(p).map_err(|e| format!("`prompt`: {e}"))?;
+                    m.extend(messages_of(c).map_err(|e| format!("`completion`: {e}"))?);
+                    Ok(Sample::Chat(Conversation {
+                        messages: m,
+                        tools: tools_of(r)?,
+                    }))
                 }
                 _ => Ok(Sample::Pair {
                     prompt: string_of(p).ok_or("`prompt` is not a string")?,
@@ -259,6 +361,29 @@ fn common_prefix_len(a: &str, b: &str) -> usize {
     n
 }
 
+/// Where a turn rendered in `with` starts after the generation prompt `prompt`: the prompt's
+/// end, or when the template opens a generated turn differently from how it renders a
+/// finished one (e.g. `<think>\n` only when generating), their shared part, never cut inside
+/// a tag (`<think>` and `<｜tool▁calls▁begin｜>` share their `<`, not a token).
+fn turn_start(prompt: &str, with: &str) -> usize {
+    if with.starts_with(prompt) {
+        return prompt.len();
+    }
+    let n = common_prefix_len(prompt, with);
+    let Some(open) = with[..n].rfind('<') else {
+        return n;
+    };
+    let name_len = with[open + 1..]
+        .find(|c: char| c == '>' || c == '<' || c.is_whitespace())
+        .unwrap_or(0);
+    let close = open + 1 + name_len;
+    if name_len > 0 && with[close..].starts_with('>') && close >= n {
+        open
+    } else {
+        n
+    }
+}
+
 /// One assistant turn located in a render: where it starts and ends, and its text as the
 /// model generates it.
 struct Turn {
@@ -270,22 +395,15 @@ struct Turn {
 }
 
 /// Locate the last message (an assistant turn) of `msgs` in `render(msgs)`.
-fn locate_turn(t: &ChatTemplate, msgs: &[ChatMessage]) -> Result<Turn> {
-    let prompt = t.render(&msgs[..msgs.len() - 1], true).map_err(text_err)?;
-    let with = t.render(msgs, false).map_err(text_err)?;
-    // The turn starts after the generation prompt; a template whose generation prompt
-    // differs from how it renders the turn (e.g. one that opens `<think>\n` only when
-    // generating) gives the shared part.
-    let start = if with.starts_with(&prompt) {
-        prompt.len()
-    } else {
-        common_prefix_len(&prompt, &with)
-    };
+fn locate_turn(render: &impl Fn(&[Value], bool) -> Result<String>, msgs: &[Value]) -> Result<Turn> {
+    let prompt = render(&msgs[..msgs.len() - 1], true)?;
+    let with = render(msgs, false)?;
+    let start = turn_start(&prompt, &with);
     let span = &with[start..];
-    let content = &msgs[msgs.len() - 1].content;
+    let content = msgs[msgs.len() - 1]["content"].as_str().unwrap_or_default();
     let mut generated = span.to_string();
     let mut restored = false;
-    if !span.contains(content.as_str()) {
+    if !span.contains(content) {
         if let Some((_, visible)) = content.rsplit_once("</think>") {
             // The template rendered only the part after the reasoning: put the content back
             // in its place (trying the visible part as is, then without leading newlines,
@@ -318,35 +436,76 @@ fn push_trained(ex: &mut Example, ids: &[u32], tok: &Tokenizer, eos: &[u32]) {
     ex.push(&ids[stop..], false);
 }
 
-/// The examples of a conversation under a chat template (see the module doc): one example
-/// with every assistant turn trained, or one per assistant turn when the template rewrites
-/// the history. `eos` adds end-of-turn ids to the tokenizer's EOS (e.g. a model's
-/// `generation_config.json` ids).
+/// The examples of plain `{role, content}` messages: [`conversation_examples`] without
+/// tools.
 pub fn chat_example(
     t: &ChatTemplate,
     tok: &Tokenizer,
     msgs: &[ChatMessage],
     eos: &[u32],
 ) -> Result<Vec<Example>> {
+    conversation_examples(t, tok, &Conversation::plain(msgs), eos)
+}
+
+/// The examples of a conversation under a chat template, rendered as `aha chat` and `aha
+/// serve` render one (the offered tools and the assistants' tool calls included; see the
+/// module doc): one example with every assistant turn trained, its calls and end of turn
+/// included, or one per assistant turn when the template rewrites the history. `eos` adds
+/// end-of-turn ids to the tokenizer's EOS (e.g. a model's `generation_config.json` ids).
+pub fn conversation_examples(
+    t: &ChatTemplate,
+    tok: &Tokenizer,
+    conv: &Conversation,
+    eos: &[u32],
+) -> Result<Vec<Example>> {
+    let msgs = &conv.messages;
+    let calls_of = |m: &Value| m.get("tool_calls").and_then(Value::as_array).cloned();
+    if t.tool_call_format().is_none() {
+        if let Some(i) = msgs.iter().position(|m| calls_of(m).is_some()) {
+            return Err(invalid(format!(
+                "message {} has tool_calls, but the chat template does not write tool calls \
+                 (neither DeepSeek's nor Hermes' call syntax)",
+                i + 1
+            )));
+        }
+    }
+    let render = |m: &[Value], generation_prompt: bool| {
+        t.render_with_tools(m, conv.tools.as_ref(), generation_prompt)
+            .map_err(text_err)
+    };
     let turns: Vec<usize> = msgs
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.role == "assistant")
+        .filter(|(_, m)| m["role"] == "assistant")
         .map(|(i, _)| i)
         .collect();
     if turns.is_empty() {
         return Err(invalid("a conversation without an assistant turn"));
     }
+    let locate = |i: usize| -> Result<Turn> {
+        let turn = locate_turn(&render, &msgs[..=i])?;
+        // A template may write calls only in some positions: never train a turn without them.
+        for call in calls_of(&msgs[i]).unwrap_or_default() {
+            let name = call["function"]["name"].as_str().unwrap_or_default();
+            if !turn.generated.contains(name) {
+                return Err(invalid(format!(
+                    "message {}: the chat template did not write its call of `{name}`",
+                    i + 1
+                )));
+            }
+        }
+        Ok(turn)
+    };
     let enc = |s: &str| tok.encode(s, false).map_err(text_err);
-    let full = t.render(msgs, false).map_err(text_err)?;
+    let full = render(msgs, false)?;
     // One sequence if every turn sits where the whole render has it.
     let mut located = Vec::new();
     let mut one_sequence = true;
     let mut done = 0;
     for (k, &i) in turns.iter().enumerate() {
-        let turn = locate_turn(t, &msgs[..=i])?;
+        let turn = locate(i)?;
         let last = k + 1 == turns.len();
-        let prefix = t.render(&msgs[..=i], false).map_err(text_err)?;
+        let prefix = render(&msgs[..=i], false)?;
         if !full.starts_with(&prefix) || turn.start < done || (turn.restored && !last) {
             one_sequence = false;
             break;
@@ -371,8 +530,8 @@ pub fn chat_example(
     turns
         .iter()
         .map(|&i| {
-            let turn = locate_turn(t, &msgs[..=i])?;
-            let text = t.render(&msgs[..=i], false).map_err(text_err)?;
+            let turn = locate(i)?;
+            let text = render(&msgs[..=i], false)?;
             let mut ex = Example {
                 input_ids: Vec::new(),
                 labels: Vec::new(),
@@ -383,6 +542,15 @@ pub fn chat_example(
         })
         .collect()
 }
+
+/// The content of a message of `role` without tool calls.
+fn plain<'a>(m: &'a Value, role: &str) -> Option<&'a str> {
+    (m["role"] == role && m.get("tool_calls").is_none())
+        .then(|| m["content"].as_str().unwrap_or_default())
+}
+
+const PLAIN_TEXT_CHAT: &str =
+    "a plain-text template takes one user and one assistant message, without tools or tool calls";
 
 /// How the rows of a dataset became examples.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -414,7 +582,7 @@ pub fn examples_from_records(
         let sample =
             Sample::from_record(r).map_err(|e| invalid(format!("row {}: {e}", row + 1)))?;
         let exs = match (template, sample) {
-            (Template::Chat(t), Sample::Chat(m)) => chat_example(t, tok, &m, eos),
+            (Template::Chat(t), Sample::Chat(c)) => conversation_examples(t, tok, &c, eos),
             (
                 Template::Chat(t),
                 Sample::Pair {
@@ -444,13 +612,12 @@ pub fn examples_from_records(
                 };
                 text_example(tok, t, &prompt, &c).map(|e| vec![e])
             }
-            (Template::Text(t), Sample::Chat(m)) => match m.as_slice() {
-                [u, a] if u.role == "user" && a.role == "assistant" => {
-                    text_example(tok, t, &u.content, &a.content).map(|e| vec![e])
-                }
-                _ => Err(invalid(
-                    "a plain-text template takes one user and one assistant message",
-                )),
+            (Template::Text(t), Sample::Chat(c)) => match (c.messages.as_slice(), &c.tools) {
+                ([u, a], None) => match (plain(u, "user"), plain(a, "assistant")) {
+                    (Some(u), Some(a)) => text_example(tok, t, u, a).map(|e| vec![e]),
+                    _ => Err(invalid(PLAIN_TEXT_CHAT)),
+                },
+                _ => Err(invalid(PLAIN_TEXT_CHAT)),
             },
         }
         .map_err(|e| invalid(format!("row {}: {e}", row + 1)))?;

@@ -446,3 +446,154 @@ fn resume_is_exact_full_fine_tuning() {
 fn resume_is_exact_lora() {
     check_resume(true);
 }
+
+/// A user asking for a product, the assistant calling the calculator (content null, as
+/// OpenAI writes a turn that only calls), the tool's result, and the answer.
+fn tool_conversation(arguments: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "messages": [
+            {"role": "user", "content": "What is 17*23?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
+                "function": {"name": "calculator", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": "call_0", "content": "391"},
+            {"role": "assistant", "content": "17*23 = 391."}
+        ],
+        "tools": [{"type": "function", "function": {"name": "calculator",
+            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}}]
+    })
+}
+
+fn record(v: serde_json::Value) -> aha_train::data::Record {
+    v.as_object().unwrap().clone()
+}
+
+/// A Hermes-style template (Qwen2.5's call syntax) ending each turn with EOS.
+const HERMES: &str = "{% if tools %}<sys>tools: {{ tools | tojson }}{{ eos_token }}{% endif %}\
+{% for m in messages %}{% if m.role == 'tool' %}<user><tool_response>{{ m.content }}</tool_response>{{ eos_token }}\
+{% else %}<{{ m.role }}>{% if m.content %}{{ m.content }}{% endif %}{% if m.tool_calls %}{% for c in m.tool_calls %}\
+<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments }}}</tool_call>{% endfor %}{% endif %}\
+{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+
+/// An assistant's tool calls are trained with its end of turn, as the template writes them
+/// (arguments given as JSON text or as an object); the tool's result and the offered tools
+/// are prompt. The calls used to be dropped: the turn trained as an empty message.
+#[test]
+fn tool_calls_are_trained_and_tool_results_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = aha_train::pretrain::PretrainConfig::tiny(aha_train::tasks::Task::Arithmetic {
+        difficulty: 1,
+    });
+    let (_, tok) = aha_train::pretrain::prepare(&cfg, dir.path()).unwrap();
+    let rows = [
+        record(tool_conversation(serde_json::json!(
+            "{\"expression\": \"17*23\"}"
+        ))),
+        record(tool_conversation(
+            serde_json::json!({"expression": "17*23"}),
+        )),
+    ];
+    // Also with a generation prompt that opens the reasoning, as newer R1 templates do: the
+    // call turn then starts where the prompt's `<think>` and the call's `<tool_call>` part.
+    let opening = HERMES.replace("<assistant>{% endif %}", "<assistant><think>\n{% endif %}");
+    let mut exs = Vec::new();
+    for source in [HERMES, opening.as_str()] {
+        let t = ChatTemplate::new(source, tok.special_tokens().clone()).unwrap();
+        let template = sft::Template::Chat(Box::new(t));
+        let (e, stats) = sft::examples_from_records(&rows, &template, &tok, &[], 1024).unwrap();
+        assert_eq!((stats.rows, stats.examples), (2, 2));
+        exs.extend(e);
+    }
+    let template = sft::Template::Chat(Box::new(
+        ChatTemplate::new(HERMES, tok.special_tokens().clone()).unwrap(),
+    ));
+    let args = [r#"{"expression": "17*23"}"#, r#"{"expression":"17*23"}"#];
+    for (ex, args) in exs.iter().zip(args.iter().cycle()) {
+        let r = runs(&tok, ex);
+        let trained: Vec<&str> = r.iter().filter(|x| x.0).map(|x| x.1.as_str()).collect();
+        assert_eq!(
+            trained,
+            [
+                format!("<tool_call>{{\"name\": \"calculator\", \"arguments\": {args}}}</tool_call><|endoftext|>"),
+                "17*23 = 391.<|endoftext|>".to_string()
+            ]
+        );
+        let untrained: Vec<&str> = r.iter().filter(|x| !x.0).map(|x| x.1.as_str()).collect();
+        assert_eq!(untrained.len(), 2, "{r:?}");
+        assert!(untrained[0].starts_with("<sys>tools: [{\"type\": \"function\""));
+        assert!(untrained[0].ends_with("<user>What is 17*23?<|endoftext|><assistant>"));
+        assert_eq!(
+            untrained[1],
+            "<user><tool_response>391</tool_response><|endoftext|><assistant>"
+        );
+    }
+    // A template that cannot write calls is refused, naming the row and the message.
+    let plain = ChatTemplate::new(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}",
+        tok.special_tokens().clone(),
+    )
+    .unwrap();
+    let err = sft::examples_from_records(
+        &rows[1..],
+        &sft::Template::Chat(Box::new(plain)),
+        &tok,
+        &[],
+        1024,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("row 1: message 2 has tool_calls")
+            && err.contains("does not write tool calls"),
+        "{err}"
+    );
+    // A call whose arguments are not a JSON object is refused by name.
+    let bad = record(tool_conversation(serde_json::json!("17*23")));
+    let err = sft::examples_from_records(&[bad], &template, &tok, &[], 1024)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("row 1: `messages`: message 2: tool call 1: `function.arguments`"),
+        "{err}"
+    );
+}
+
+/// DeepSeek-R1's own template: the call in R1's tool tokens and EOS trained, the tool's
+/// output (in its output tokens) not; the offered tools shown as a first system turn, as
+/// `aha chat --tools` shows them.
+#[test]
+fn deepseek_r1_tool_calls_are_trained() {
+    let Some(dir) = asset("deepseek-r1-tokenizer") else {
+        return;
+    };
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let t = ChatTemplate::from_dir(&dir).unwrap();
+    let row = tool_conversation(serde_json::json!("{\"expression\": \"17*23\"}"));
+    let conv = sft::Conversation {
+        messages: row["messages"].as_array().unwrap().clone(),
+        tools: Some(row["tools"].clone()),
+    };
+    let exs = sft::conversation_examples(&t, &tok, &conv, &[]).unwrap();
+    assert_eq!(exs.len(), 1);
+    let r = runs(&tok, &exs[0]);
+    let trained: Vec<&str> = r.iter().filter(|x| x.0).map(|x| x.1.as_str()).collect();
+    assert_eq!(
+        trained,
+        [
+            "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>calculator\n```json\n{\"expression\": \"17*23\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>",
+            "17*23 = 391.<｜end▁of▁sentence｜>"
+        ]
+    );
+    let untrained: Vec<&str> = r.iter().filter(|x| !x.0).map(|x| x.1.as_str()).collect();
+    assert!(untrained[0].contains("You may call the functions below"));
+    assert!(untrained[0].ends_with("<｜User｜>What is 17*23?<｜Assistant｜>"));
+    assert_eq!(
+        untrained[1],
+        "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>391<｜tool▁output▁end｜><｜tool▁outputs▁end｜>"
+    );
+    let whole: String = r.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(
+        whole,
+        t.render_with_tools(&conv.messages, conv.tools.as_ref(), false)
+            .unwrap()
+    );
+}

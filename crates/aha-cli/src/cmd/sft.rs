@@ -14,7 +14,8 @@ pub struct SftArgs {
     #[arg(long)]
     model: PathBuf,
     /// Dataset, JSONL or Parquet: chat `messages` ([{role, content}, ...]; assistant turns
-    /// may hold <think> reasoning), `prompt`/`completion`, or GSM8K `question`/`answer`.
+    /// may hold <think> reasoning, or OpenAI `tool_calls` with `tool` results after them and
+    /// the row's `tools`), `prompt`/`completion`, or GSM8K `question`/`answer`.
     #[arg(long)]
     dataset: PathBuf,
     /// Output directory: config.json, metrics.jsonl, loss.png, checkpoint/, final/ (the
