@@ -58,3 +58,27 @@ fn quantize_does_not_write_over_its_source() {
     );
     assert_eq!(std::fs::read(&weights).unwrap(), b"the source weights");
 }
+
+/// A dataset row whose gold answer the verifier cannot read is refused by file and line
+/// before the model loads (it used to be scored wrong on every sample).
+#[test]
+fn eval_refuses_a_gold_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gsm.jsonl");
+    std::fs::write(
+        &data,
+        "{\"question\": \"1+1?\", \"answer\": \"1 + 1 = 2\\n#### 2\"}\n\
+         {\"question\": \"2+2?\", \"answer\": \"2 + 2 = <<2+2=4>>4\"}\n",
+    )
+    .unwrap();
+    let d = data.to_str().unwrap();
+    let result = run(&["eval", "--model", "/nonexistent", "--dataset", d]);
+    assert!(!result.status.success());
+    let err = stderr(&result);
+    assert!(
+        err.contains(&format!("{d}: line 2: the answer"))
+            && err.contains("no marked final answer")
+            && err.contains("#### 42"),
+        "{err}"
+    );
+}

@@ -29,6 +29,29 @@ pub enum DataError {
     },
     #[error("{path}: no rows")]
     Empty { path: String },
+    /// A row whose fields are there but unusable.
+    #[error("{path}: {at}: {msg}")]
+    Row {
+        path: String,
+        at: RowAt,
+        msg: String,
+    },
+}
+
+/// Where a row was read: its line in a JSONL file, or its row in a Parquet file (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowAt {
+    Line(usize),
+    Row(usize),
+}
+
+impl std::fmt::Display for RowAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowAt::Line(n) => write!(f, "line {n}"),
+            RowAt::Row(n) => write!(f, "row {n}"),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;
@@ -38,6 +61,15 @@ pub type Record = Map<String, Value>;
 
 /// Read up to `limit` rows of a `.jsonl` / `.json` (JSON lines) or `.parquet` file.
 pub fn read_records(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
+    Ok(read_records_at(path, limit)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// [`read_records`] with where each row was read (blank JSONL lines are skipped, so a row's
+/// index is not its line).
+pub fn read_records_at(path: &Path, limit: Option<usize>) -> Result<Vec<(RowAt, Record)>> {
     let name = path.display().to_string();
     let is_parquet = path
         .extension()
@@ -53,7 +85,7 @@ pub fn read_records(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
     Ok(rows)
 }
 
-fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
+fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<(RowAt, Record)>> {
     let name = path.display().to_string();
     let io = |source| DataError::Io {
         path: name.clone(),
@@ -70,7 +102,7 @@ fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
             continue;
         }
         match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(m)) => rows.push(m),
+            Ok(Value::Object(m)) => rows.push((RowAt::Line(i + 1), m)),
             Ok(_) => {
                 return Err(DataError::Json {
                     path: name,
@@ -90,7 +122,7 @@ fn read_jsonl(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
     Ok(rows)
 }
 
-fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
+fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<(RowAt, Record)>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field;
     let name = path.display().to_string();
@@ -124,7 +156,7 @@ fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<Record>> {
             };
             m.insert(k.clone(), value);
         }
-        rows.push(m);
+        rows.push((RowAt::Row(rows.len() + 1), m));
     }
     Ok(rows)
 }

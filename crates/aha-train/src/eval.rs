@@ -92,9 +92,11 @@ impl ProblemSet {
 
     /// The first `limit` rows of a JSONL/Parquet file with `question`/`answer` (GSM8K: the
     /// gold after `####`), `problem`/`answer` or `problem`/`solution` (gold in `\boxed{}`),
-    /// checked by the verifier. Ids are the row's `id` field when present, else its index.
+    /// checked by the verifier. Ids are the row's `id` field when present, else its index. A
+    /// row whose gold the verifier cannot read ([`gold_answer`]) is an error naming its line.
     pub fn from_file(path: &Path, limit: Option<usize>) -> Result<Self> {
-        let rows = data::read_records(path, limit)?;
+        let (at, rows): (Vec<data::RowAt>, Vec<data::Record>) =
+            data::read_records_at(path, limit)?.into_iter().unzip();
         let qa = data::question_answer(&rows, path)?;
         let mut seen = HashSet::new();
         let mut problems = Vec::with_capacity(qa.len());
@@ -111,11 +113,12 @@ impl ProblemSet {
                     i + 1
                 )));
             }
-            problems.push(EvalProblem {
-                id,
-                question,
-                gold: aha_reward::extract_gold(&answer),
-            });
+            let gold = gold_answer(&answer).map_err(|msg| data::DataError::Row {
+                path: path.display().to_string(),
+                at: at[i],
+                msg,
+            })?;
+            problems.push(EvalProblem { id, question, gold });
         }
         Ok(Self {
             source: path.display().to_string(),
@@ -123,6 +126,65 @@ impl ProblemSet {
             problems,
         })
     }
+}
+
+/// The gold answer the verifier compares with, read from a dataset's reference answer, or
+/// why it cannot be read: such a row would be scored wrong whatever the model answered. A
+/// marked answer (GSM8K's `#### 42`, `\boxed{}`, `<answer>`, "the answer is") or a bare
+/// answer (`42`, `\frac{1}{2}`, `x = 3`, a matrix) is read; an empty answer, an empty mark,
+/// or a worked solution with no marked answer (GSM8K's without `####`) is not.
+pub fn gold_answer(reference: &str) -> std::result::Result<String, String> {
+    const EXPECTED: &str = "expected the answer alone (`42`, `\\frac{1}{2}`) or a solution \
+        that marks it (a last line `#### 42` as GSM8K's, `\\boxed{42}`, `<answer>42</answer>` \
+        or \"the answer is 42\")";
+    let text = reference.trim();
+    if text.is_empty() {
+        return Err(format!("the answer is empty: {EXPECTED}"));
+    }
+    let gold = aha_reward::extract_gold(reference);
+    let marked = extract_answer(text, &ExtractConfig::strict()).is_some();
+    // Without a mark the verifier compares the whole text: right for a bare answer (a
+    // matrix may take lines), never matched by a solution (lines of prose, or GSM8K's
+    // `<<6*3=18>>` calculator notes).
+    let solution = (text.contains("<<") && text.contains(">>"))
+        || ((text.len() > 200 || text.contains('\n')) && prose_words(text) >= 5);
+    let shown = text.chars().take(60).collect::<String>();
+    let shown = if shown.len() < text.len() {
+        format!("{shown}...")
+    } else {
+        shown
+    };
+    if gold.trim().is_empty() || (!marked && text.contains("####")) {
+        Err(format!(
+            "the answer {shown:?} marks an empty answer: {EXPECTED}"
+        ))
+    } else if !marked && solution {
+        Err(format!(
+            "the answer {shown:?} is a solution with no marked final answer: {EXPECTED}"
+        ))
+    } else {
+        Ok(gold)
+    }
+}
+
+/// Words of two or more letters that are not LaTeX commands (`\frac`, `\begin`).
+fn prose_words(text: &str) -> usize {
+    let (mut words, mut len, mut command, mut prev) = (0, 0, false, ' ');
+    for c in text.chars().chain([' ']) {
+        if c.is_alphabetic() {
+            if len == 0 {
+                command = prev == '\\';
+            }
+            len += 1;
+        } else {
+            if len >= 2 && !command {
+                words += 1;
+            }
+            len = 0;
+        }
+        prev = c;
+    }
+    words
 }
 
 /// How a question becomes a prompt.

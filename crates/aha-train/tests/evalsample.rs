@@ -311,6 +311,65 @@ fn dataset_files_are_read_as_problems() {
     assert!(ProblemSet::from_file(Path::new("/nonexistent.jsonl"), None).is_err());
 }
 
+/// A row whose gold the verifier cannot read is an error naming the file and the line (blank
+/// lines counted), before anything is generated; it used to be scored wrong on every sample.
+#[test]
+fn unreadable_golds_are_refused_by_line() {
+    use aha_train::eval::gold_answer;
+    for (reference, gold) in [
+        ("42", "42"),
+        ("\\frac{1}{2}", "\\frac{1}{2}"),
+        ("x = 3", "x = 3"),
+        ("Paris", "Paris"),
+        (
+            "\\begin{pmatrix} 1 \\\\\n 2 \\end{pmatrix}",
+            "\\begin{pmatrix} 1 \\\\\n 2 \\end{pmatrix}",
+        ),
+        ("She had 3 + 2 = <<3+2=5>>5 apples.\n#### 5", "5"),
+        ("So the total is 5 apples.\nThe answer is 5.", "5"),
+        ("We get \\boxed{7}.", "7"),
+    ] {
+        assert_eq!(gold_answer(reference).as_deref(), Ok(gold), "{reference:?}");
+    }
+    for (reference, why) in [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        (
+            "She had 3 + 2 = <<3+2=5>>5 apples.",
+            "no marked final answer",
+        ),
+        (
+            "She had 3 apples.\nShe bought 2 more, so she has 5 in all.",
+            "no marked final answer",
+        ),
+        ("3 + 2 = 5 ####", "marks an empty answer"),
+        ("\\boxed{}", "marks an empty answer"),
+    ] {
+        let err = gold_answer(reference).unwrap_err();
+        assert!(
+            err.contains(why) && err.contains("#### 42"),
+            "{reference:?}: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gsm.jsonl");
+    std::fs::write(
+        &path,
+        "{\"question\": \"1+1?\", \"answer\": \"1 + 1 = 2\\n#### 2\"}\n\n\
+         {\"question\": \"2+2?\", \"answer\": \"2 + 2 = <<2+2=4>>4\\nSo she has 4.\"}\n",
+    )
+    .unwrap();
+    let err = ProblemSet::from_file(&path, None).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}: line 3: the answer", path.display()))
+            && err.contains("no marked final answer"),
+        "{err}"
+    );
+    std::fs::write(&path, "{\"question\": \"1+1?\", \"answer\": \"\"}\n").unwrap();
+    let err = ProblemSet::from_file(&path, None).unwrap_err().to_string();
+    assert!(err.contains("line 1: the answer is empty"), "{err}");
+}
+
 fn sample_cfg(filters: Filters, write_dropped: bool) -> SampleConfig {
     SampleConfig {
         gen: gen(3),
