@@ -19,6 +19,10 @@ fn out_of_range_flags_are_refused_by_name() {
         (&["grpo", "--eps-low", "1"], "--eps-low"),
         (&["zero", "--lr", "inf"], "--lr"),
         (&["pretrain", "--batch-size", "0"], "--batch-size"),
+        (&["pretrain", "--hidden", "0"], "--hidden"),
+        (&["pretrain", "--hidden", "65"], "--hidden"),
+        (&["pretrain", "--layers", "0"], "--layers"),
+        (&["pretrain", "--vocab", "0"], "--vocab"),
         (&["bench", "sft", "--micro-batch", "0"], "--micro-batch"),
         (&["--threads", "100000", "verify"], "--threads"),
     ] {

@@ -130,6 +130,57 @@ impl PretrainConfig {
         }
     }
 
+    /// The config with hidden size `h`: the MLP 3x, heads of 32 (at least one), half as many
+    /// KV heads when the heads are even.
+    pub fn with_hidden(self, h: usize) -> Self {
+        let num_heads = (h / 32).max(1);
+        Self {
+            hidden_size: h,
+            intermediate_size: 3 * h,
+            num_heads,
+            num_kv_heads: if num_heads.is_multiple_of(2) {
+                num_heads / 2
+            } else {
+                num_heads
+            },
+            ..self
+        }
+    }
+
+    /// Check the model's shape, naming the setting at fault: every size at least 1,
+    /// `hidden_size` a multiple of `num_heads`, `num_heads` of `num_kv_heads`.
+    pub fn check(&self) -> Result<()> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(TrainError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        for (a, x, b, y) in [
+            ("hidden_size", self.hidden_size, "num_heads", self.num_heads),
+            (
+                "num_heads",
+                self.num_heads,
+                "num_kv_heads",
+                self.num_kv_heads,
+            ),
+        ] {
+            if !x.is_multiple_of(y) {
+                return Err(TrainError::Invalid(format!(
+                    "{a} {x} must be a multiple of {b} {y}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Stable hex hash of the config.
     pub fn hash(&self) -> String {
         // With the version of the training code, so a change to it retrains cached bases.
@@ -194,13 +245,7 @@ pub fn init_model(
     eos_id: u32,
     seed: u64,
 ) -> Result<Model> {
-    if !cfg.hidden_size.is_multiple_of(cfg.num_heads)
-        || !cfg.num_heads.is_multiple_of(cfg.num_kv_heads.max(1))
-    {
-        return Err(TrainError::Invalid(
-            "hidden_size must divide by num_heads, num_heads by num_kv_heads".into(),
-        ));
-    }
+    cfg.check()?;
     let mut rng = StdRng::seed_from_u64(seed ^ 0x1417_0000);
     let (h, i, hd) = (
         cfg.hidden_size,
@@ -277,6 +322,8 @@ pub struct PretrainReport {
 
 /// Tokenizer and random model for a config, the tokenizer files written to `dir`.
 pub fn prepare(cfg: &PretrainConfig, dir: &Path) -> Result<(Model, Tokenizer)> {
+    // Before the tokenizer's training, which a bad shape would only waste.
+    cfg.check()?;
     let docs: Vec<String> = corpus(cfg.task, cfg.mix, cfg.seed ^ 0x70CE)
         .take(cfg.tokenizer_docs)
         .collect();
@@ -436,6 +483,7 @@ pub fn train(
 
 /// Pretrain a base model into `out` (tokenizer, config, weights). Returns the report.
 pub fn pretrain(cfg: &PretrainConfig, out: &Path, progress: bool) -> Result<PretrainReport> {
+    cfg.check()?;
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let (model, tok) = prepare(cfg, out)?;
     let (model, report) = train(model, &tok, cfg, progress)?;

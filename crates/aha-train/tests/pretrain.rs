@@ -226,3 +226,48 @@ fn ensure_base_reuses_the_cache() {
     assert_ne!(a, other, "another config, another base");
     assert!(Model::load(&other, &LoadOptions::default()).is_ok());
 }
+
+/// A model shape that cannot be built is refused naming the setting (as `aha pipeline
+/// --config` gives them), before anything is written.
+#[test]
+fn a_bad_model_shape_is_refused_by_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("base");
+    let tiny = PretrainConfig::tiny(Task::Arithmetic { difficulty: 1 });
+    for (cfg, said) in [
+        (
+            PretrainConfig {
+                hidden_size: 0,
+                ..tiny.clone()
+            },
+            "hidden_size must be at least 1",
+        ),
+        (
+            PretrainConfig {
+                num_layers: 0,
+                ..tiny.clone()
+            },
+            "num_layers must be at least 1",
+        ),
+        (
+            PretrainConfig {
+                num_heads: 3,
+                ..tiny.clone()
+            },
+            "hidden_size 32 must be a multiple of num_heads 3",
+        ),
+        (
+            PretrainConfig {
+                num_kv_heads: 3,
+                ..tiny.clone()
+            },
+            "num_heads 2 must be a multiple of num_kv_heads 3",
+        ),
+    ] {
+        let err = pretrain::pretrain(&cfg, &out, false)
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains(said)), "{err:?}");
+    }
+    assert!(!out.exists());
+}

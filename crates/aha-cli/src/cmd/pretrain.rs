@@ -36,12 +36,12 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Hidden size (the MLP is 3x, heads of 32).
-    #[arg(long)]
+    #[arg(long, value_parser = hidden)]
     hidden: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::count::<usize>)]
     layers: Option<usize>,
     /// BPE vocabulary size.
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::range::count::<usize>)]
     vocab: Option<usize>,
     /// Corpus mix as key=value shares over the default, e.g.
     /// `formatted=0.5,mixed_language=0` (keys: step_by_step, direct, slip, drill, formatted,
@@ -60,6 +60,19 @@ pub struct PretrainArgs {
     /// Print the config as JSON and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+/// `--hidden`: at least 1, and whole heads of the size it gives them.
+fn hidden(s: &str) -> std::result::Result<usize, String> {
+    let h = super::common::range::count::<usize>(s)?;
+    PretrainConfig::default()
+        .with_hidden(h)
+        .check()
+        .map(|()| h)
+        .map_err(|e| {
+            let below = h / 32 * 32;
+            format!("{e} (a head per 32): e.g. {below} or {}", below + 32)
+        })
 }
 
 pub fn run(args: PretrainArgs) -> Result<()> {
@@ -83,14 +96,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         cfg.lr = lr;
     }
     if let Some(h) = args.hidden {
-        cfg.hidden_size = h;
-        cfg.intermediate_size = 3 * h;
-        cfg.num_heads = (h / 32).max(1);
-        cfg.num_kv_heads = if cfg.num_heads.is_multiple_of(2) {
-            cfg.num_heads / 2
-        } else {
-            cfg.num_heads
-        };
+        cfg = cfg.with_hidden(h);
     }
     if let Some(v) = args.vocab {
         cfg.vocab_size = v;
