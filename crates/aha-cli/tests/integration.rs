@@ -9,6 +9,7 @@ mod constrained;
 mod distill;
 mod eval_sample;
 mod gguf_tokenizers;
+mod logs;
 mod remote;
 mod sft;
 mod zero;
