@@ -125,3 +125,35 @@ fn tools_need_a_template_that_writes_calls_and_a_known_choice() {
     let out = run(&["chat", "--model", m, "--tools", bad.to_str().unwrap()]);
     assert!(stderr(&out).contains("each tool is"), "{}", stderr(&out));
 }
+
+/// A tools file that is not JSON, or whose `parameters` the constraint compiler rejects, is
+/// refused naming the file (and the tool) before the model loads: here the weights are
+/// missing, and loading them used to fail first.
+#[test]
+fn a_bad_tools_file_is_refused_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::common::tiny_model(dir.path(), false);
+    std::fs::write(
+        model.join("chat_template.jinja"),
+        crate::common::HERMES_TEMPLATE,
+    )
+    .unwrap();
+    let tools = dir.path().join("tools.json");
+    let (m, t) = (model.to_str().unwrap(), tools.to_str().unwrap());
+    std::fs::write(
+        &tools,
+        r#"[{"type": "function", "function": {"name": "calc", "parameters":
+            {"type": "object", "properties": {"x": {"type": "nonsense"}}}}}]"#,
+    )
+    .unwrap();
+    let out = run(&["chat", "--model", m, "--tools", t]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{t}: tool \"calc\"")) && !err.contains("loading model"),
+        "{err}"
+    );
+    std::fs::write(&tools, "[{not json").unwrap();
+    let err = stderr(&run(&["chat", "--model", m, "--tools", t]));
+    assert!(err.contains(&format!("{t} is not JSON")), "{err}");
+}

@@ -57,7 +57,15 @@ struct Tools {
     forced: Option<Grammar>,
 }
 
-fn read_tools(path: &Path, choice: &str, template: &ChatTemplate) -> Result<Option<Tools>> {
+/// Read and check the tools file: JSON, a list of functions, and (unless the choice is
+/// "none") a template that writes calls and each function's `parameters` a schema the
+/// constraint compiler takes, as a forced call of it would compile.
+fn read_tools(
+    path: &Path,
+    choice: &str,
+    template: &ChatTemplate,
+    tok: &aha_text::Tokenizer,
+) -> Result<Option<Tools>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: Value =
@@ -92,6 +100,20 @@ fn read_tools(path: &Path, choice: &str, template: &ChatTemplate) -> Result<Opti
     let format = template.tool_call_format().context(
         "this model's chat template does not write tool calls, so it cannot use --tools",
     )?;
+    let constrainer = aha_engine::Constrainer::new(tok)?;
+    for (name, schema) in &schemas {
+        let call = Grammar::ToolCalls {
+            format,
+            tools: vec![(name.clone(), schema.clone())],
+            one: true,
+        };
+        constrainer.compile(Some(&call), None).with_context(|| {
+            format!(
+                "{}: tool {name:?}: its name or `parameters` schema cannot constrain a call",
+                path.display()
+            )
+        })?;
+    }
     let forced = match choice {
         "auto" => None,
         "required" => Some((schemas, false)),
@@ -134,13 +156,19 @@ fn run_tool(call: &ToolCall, tools: &Value) -> Result<String> {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
-    let tok = loaded.tokenizer()?;
+    // The template and the tools first: a mistake in them is said before a long model load.
     let template = common::chat_template(&args.model)?;
     let tools = match &args.tools {
-        Some(p) => read_tools(p, &args.tool_choice, &template)?,
+        Some(p) => read_tools(
+            p,
+            &args.tool_choice,
+            &template,
+            &common::tokenizer(&args.model)?,
+        )?,
         None => None,
     };
+    let loaded = common::load_with(&args.model, args.adapter.as_deref(), false)?;
+    let tok = loaded.tokenizer()?;
     let color = std::io::stdout().is_terminal();
     let (dim, reset) = if color { (DIM, RESET) } else { ("", "") };
     let mut history: Vec<Value> = args

@@ -67,33 +67,46 @@ pub fn load_with(path: &Path, adapter: Option<&Path>, dense: bool) -> Result<Loa
             .load_adapter(dir)
             .with_context(|| format!("loading the LoRA adapter {}", dir.display()))?;
     }
-    // A .gguf file carries its tokenizer (and chat template) in its metadata; one aha
-    // cannot build is an error only when text is needed (--ids runs without it).
-    let mut tokenizer_error = None;
-    let tokenizer = if aha_text::gguf::is_gguf_path(path) {
-        match aha_text::gguf::tokenizer(path) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tokenizer_error = Some(format!(
-                    "cannot build the tokenizer of {}: {e}",
-                    path.display()
-                ));
-                None
-            }
-        }
-    } else if path.join("tokenizer.json").is_file() {
-        Some(
-            Tokenizer::from_dir(path)
-                .with_context(|| format!("loading tokenizer from {}", path.display()))?,
-        )
-    } else {
-        None
-    };
+    let (tokenizer, tokenizer_error) = read_tokenizer(path)?;
     Ok(Loaded {
         model,
         tokenizer,
         tokenizer_error,
     })
+}
+
+/// The tokenizer of a model directory or .gguf file, if it has one, else why not. A .gguf
+/// file carries its tokenizer (and chat template) in its metadata; one aha cannot build is
+/// an error only when text is needed (--ids runs without it).
+fn read_tokenizer(path: &Path) -> Result<(Option<Tokenizer>, Option<String>)> {
+    if aha_text::gguf::is_gguf_path(path) {
+        return Ok(match aha_text::gguf::tokenizer(path) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "cannot build the tokenizer of {}: {e}",
+                    path.display()
+                )),
+            ),
+        });
+    }
+    if !path.join("tokenizer.json").is_file() {
+        return Ok((None, None));
+    }
+    let t = Tokenizer::from_dir(path)
+        .with_context(|| format!("loading tokenizer from {}", path.display()))?;
+    Ok((Some(t), None))
+}
+
+/// The tokenizer of a model, read without its weights: for checks that need it before a
+/// long load.
+pub fn tokenizer(path: &Path) -> Result<Tokenizer> {
+    match read_tokenizer(path)? {
+        (Some(t), _) => Ok(t),
+        (None, Some(e)) => anyhow::bail!("{e}"),
+        (None, None) => anyhow::bail!("{}: no tokenizer.json", path.display()),
+    }
 }
 
 /// Write `model` as a Hugging Face directory (merged, if it carries an adapter); a model
