@@ -63,6 +63,32 @@ fn quantize_does_not_write_over_its_source() {
     assert_eq!(std::fs::read(&weights).unwrap(), b"the source weights");
 }
 
+/// `aha sample --out` names a file: a directory is refused before the model loads (it used to
+/// fail after, on the OS's "Is a directory").
+#[test]
+fn sample_out_must_be_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let with_slash = format!("{}/new/", d);
+    for out in [d, with_slash.as_str()] {
+        let result = run(&[
+            "sample",
+            "--out",
+            out,
+            "--task",
+            "arithmetic:1",
+            "--model",
+            "/nonexistent",
+        ]);
+        assert!(!result.status.success());
+        let err = stderr(&result);
+        assert!(
+            err.contains("--out must be a file path") && err.contains("kept.jsonl"),
+            "{err}"
+        );
+    }
+}
+
 /// A dataset row whose gold answer the verifier cannot read is refused by file and line
 /// before the model loads (it used to be scored wrong on every sample).
 #[test]

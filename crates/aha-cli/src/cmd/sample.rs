@@ -66,6 +66,15 @@ fn parse_window(s: &str) -> Result<(f64, f64), String> {
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
+    // Said before the model loads; the OS would say only "Is a directory" after.
+    let out = args.out.to_string_lossy();
+    if args.out.is_dir() || out.ends_with(std::path::MAIN_SEPARATOR) {
+        anyhow::bail!(
+            "--out {out}: a directory; --out must be a file path (the JSONL of kept \
+             completions, with FILE.stats.json beside it), e.g. {}",
+            args.out.join("kept.jsonl").display()
+        );
+    }
     let p = prepare(&args.problems, true)?;
     let cfg = SampleConfig {
         gen: p.gen.clone(),
