@@ -74,23 +74,20 @@ impl ApiError {
         }
     }
 
-    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+    /// A request no route takes: 404 (`not_found`) for an unknown path, 405
+    /// (`method_not_allowed`) for a known path with another method.
+    pub fn unrouted(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::NOT_FOUND => Some("not_found"),
+            StatusCode::METHOD_NOT_ALLOWED => Some("method_not_allowed"),
+            _ => None,
+        };
         Self {
-            status: StatusCode::METHOD_NOT_ALLOWED,
+            status,
             message: message.into(),
             kind: "invalid_request_error",
             param: None,
-            code: Some("method_not_allowed"),
-        }
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
-            kind: "invalid_request_error",
-            param: None,
-            code: Some("not_found"),
+            code,
         }
     }
 

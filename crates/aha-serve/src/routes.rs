@@ -13,6 +13,7 @@ use aha_model::{DType, Device, Model};
 use aha_text::{StreamingReasoningParser, ToolCallFormat};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
@@ -113,9 +114,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(page))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
+        .fallback(|req: axum::extract::Request| async move {
+            let (m, p) = (req.method(), req.uri().path());
+            unrouted(StatusCode::NOT_FOUND, format!("no route for {m} {p}"))
+        })
         // After every route: it is set on the routes there are.
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(|req: axum::extract::Request| async move {
+            let (m, p) = (req.method(), req.uri().path());
+            unrouted(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{m} is not allowed on {p}"),
+            )
+        })
         .layer(DefaultBodyLimit::max(api::MAX_BODY))
         .with_state(state)
 }
@@ -145,22 +155,9 @@ async fn auth(State(s): S, req: axum::extract::Request, next: Next) -> Response 
     next.run(req).await
 }
 
-async fn not_found(req: axum::extract::Request) -> Response {
-    ApiError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.uri().path()
-    ))
-    .into_response()
-}
-
-async fn method_not_allowed(req: axum::extract::Request) -> Response {
-    ApiError::method_not_allowed(format!(
-        "{} is not allowed on {}",
-        req.method(),
-        req.uri().path()
-    ))
-    .into_response()
+/// The fallbacks' answer: `status` with `message`, which names the method and the path.
+fn unrouted(status: StatusCode, message: String) -> Response {
+    ApiError::unrouted(status, message).into_response()
 }
 
 /// The web chat: one self-contained page (no external resources).
@@ -1435,7 +1432,6 @@ async fn control(
     make: impl FnOnce(crate::ControlReply) -> Control,
     done: String,
 ) -> Response {
-    use axum::http::StatusCode;
     let (tx, rx) = tokio::sync::oneshot::channel();
     if s.engine.send(Message::Control(make(tx))).is_err() {
         return admin_error(StatusCode::INTERNAL_SERVER_ERROR, "the engine has stopped");
@@ -1624,4 +1620,23 @@ async fn resume(State(s): S) -> Json<Value> {
     // The engine may be waiting for a message: have it look at the flag now.
     let _ = s.engine.send(Message::Wake);
     Json(json!({"success": true, "message": "generation continues"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrouted_requests_get_one_error_shape() {
+        for (status, code) in [
+            (StatusCode::NOT_FOUND, "not_found"),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ] {
+            let r = unrouted(status, "m".into());
+            assert_eq!(r.status(), status);
+            let e = ApiError::unrouted(status, "m").body();
+            assert_eq!(e["error"]["code"], code);
+            assert_eq!(e["error"]["message"], "m");
+        }
+    }
 }

@@ -395,6 +395,21 @@ fn wrong_methods_and_oversized_bodies_get_openai_errors() {
     assert!(r.header("allow").unwrap_or_default().contains("POST"));
     let e = error(&request(a, "POST", "/health", Some("{}"), None), 405);
     assert_eq!(e["code"], "method_not_allowed");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST is not allowed on /health"),
+        "{e}"
+    );
+    // An unknown path: 404, the same error shape, naming the method and the path.
+    for (method, path) in [("GET", "/v1/nothing"), ("POST", "/nowhere")] {
+        let e = error(&request(a, method, path, None, None), 404);
+        assert_eq!(e["code"], "not_found");
+        assert_eq!(e["type"], "invalid_request_error");
+        let want = format!("no route for {method} {path}");
+        assert_eq!(e["message"].as_str(), Some(want.as_str()), "{e}");
+    }
     // One byte over the limit: the server reads it all, so the client sees the answer.
     let big = "x".repeat(aha_serve::api::MAX_BODY + 1);
     for path in ["/v1/completions", "/v1/chat/completions"] {
