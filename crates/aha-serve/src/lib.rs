@@ -390,8 +390,9 @@ fn prepare(
 /// answered with what they have: each unfinished choice ends with `finish_reason: "length"`
 /// (cut short, as by `max_tokens`: the text is a valid prefix, and the client keeps what was
 /// generated), a stream then ends with `[DONE]`, and a request without a token yet gets a
-/// 503 (`server_shutting_down`), which a client can retry elsewhere. This returns once every
-/// connection has closed and the engine has stopped.
+/// 503 (`server_shutting_down`), which a client can retry elsewhere. A second signal during
+/// the grace cancels them at once. This returns once every connection has closed and the
+/// engine has stopped.
 pub fn serve(
     model: Model,
     assets: Assets,
@@ -402,14 +403,25 @@ pub fn serve(
     let p = prepare(model, assets, cfg, host, port)?;
     let grace = p.grace;
     eprintln!("aha serve: listening on http://{}", p.addr);
-    let stop = async move {
-        shutdown_signal().await;
-        eprintln!(
-            "aha serve: stopping; requests in flight have {}s to finish",
-            grace.as_secs_f64()
-        );
+    let shutdown = Shutdown::default();
+    let signals = shutdown.clone();
+    let on_signals = async move {
+        let mut signal = ShutdownSignal::new();
+        for _ in 0..2 {
+            signal.recv().await;
+            signals.request();
+            if signals.requests() == 1 {
+                eprintln!(
+                    "aha serve: stopping; requests in flight have {}s to finish (signal again \
+                     to cancel them now)",
+                    grace.as_secs_f64()
+                );
+            } else {
+                eprintln!("aha serve: cancelling the requests in flight now");
+            }
+        }
     };
-    let http = http_thread(p.listener, p.state, p.shared, grace, stop)?;
+    let http = http_thread(p.listener, p.state, p.shared, grace, shutdown, on_signals)?;
     (p.engine)();
     let done = http
         .join()
@@ -424,7 +436,8 @@ fn http_thread(
     state: Arc<routes::AppState>,
     shared: Arc<Shared>,
     grace: Duration,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
+    beside: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<std::thread::JoinHandle<Result<(), ServeError>>, ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -433,62 +446,130 @@ fn http_thread(
     let thread = std::thread::Builder::new()
         .name("aha-http".into())
         .spawn(move || {
-            rt.block_on(http(listener, state, &shared, grace, stop))
+            // `beside` (the signal listener) ends with the runtime.
+            rt.spawn(beside);
+            rt.block_on(http(listener, state, &shared, grace, shutdown))
                 .map_err(ServeError::from)
         })?;
     Ok(thread)
 }
 
-/// Answer HTTP on `listener` until `stop`, then shut down as [`serve`] says: after `grace`,
-/// [`Shared::cancel`]. Returns once every connection has closed (the engine ends when the
-/// state, which holds its channel, is dropped).
+/// Answer HTTP on `listener` until the first stop request, then shut down as [`serve`]
+/// says: after `grace` (or at a second request), [`Shared::cancel`]. Returns once every
+/// connection has closed (the engine ends when the state, which holds its channel, is
+/// dropped).
 async fn http(
     listener: std::net::TcpListener,
     state: Arc<routes::AppState>,
     shared: &Shared,
     grace: Duration,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
-        stop.await;
-        stopping.send_replace(true);
-    });
+    let first = shutdown.clone();
+    let server = axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(async move { first.requested(1).await });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
     tokio::select! {
         done = &mut server => return done,
-        _ = stopped.wait_for(|s| *s) => {}
+        _ = shutdown.requested(1) => {}
     }
-    if let Ok(done) = tokio::time::timeout(grace, &mut server).await {
-        return done;
+    tokio::select! {
+        done = &mut server => return done,
+        cut = shutdown.grace(grace) => {
+            if cut {
+                tracing::warn!("shutdown: asked again; cancelling the requests still running");
+            } else {
+                tracing::warn!(
+                    "shutdown: cancelling the requests still running after the {}s grace",
+                    grace.as_secs_f64()
+                );
+            }
+        }
     }
-    tracing::warn!(
-        "shutdown: cancelling the requests still running after the {}s grace",
-        grace.as_secs_f64()
-    );
     shared.cancel.send_replace(true);
     server.await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Requests to stop a server (signals, [`Running::stop`]), counted: the first closes the
+/// listener and starts the grace, a second ends the grace at once (an operator who presses
+/// Ctrl-C twice wants it gone now).
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<tokio::sync::watch::Sender<u32>>);
+
+impl Shutdown {
+    /// Ask to stop (again).
+    pub fn request(&self) {
+        self.0.send_modify(|n| *n = n.saturating_add(1));
+    }
+
+    /// How many times stopping was asked.
+    pub fn requests(&self) -> u32 {
+        *self.0.borrow()
+    }
+
+    /// Resolves once stopping was asked at least `times` times.
+    async fn requested(&self, times: u32) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`: the channel cannot close while this waits.
+        let _ = rx.wait_for(|n| *n >= times).await;
+    }
+
+    /// The grace after the first request: true when a second request cut it short, false
+    /// when `grace` ran out.
+    pub async fn grace(&self, grace: Duration) -> bool {
+        tokio::select! {
+            _ = self.requested(2) => true,
+            _ = tokio::time::sleep(grace) => false,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+}
+
+/// SIGINT and SIGTERM, each delivery once: the listeners are made once, so a signal that
+/// comes while the first is handled is not lost.
+struct ShutdownSignal {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl ShutdownSignal {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.int) => {},
+            _ = next(&mut self.term) => {},
+        }
+    }
+}
+
+#[cfg(not(unix))]
+impl ShutdownSignal {
+    fn new() -> Self {
+        Self {}
+    }
+
+    /// The next Ctrl-C.
+    async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -496,7 +577,7 @@ async fn shutdown_signal() {
 /// [`Running::stop`], the way [`serve`] stops on a signal.
 pub struct Running {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Shutdown,
     http: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
     engine: Option<std::thread::JoinHandle<()>>,
 }
@@ -506,6 +587,12 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// What stops this server, as a signal stops [`serve`]: asking once is
+    /// [`Running::stop`]'s start, asking again (from another thread) ends the grace at once.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// Stop accepting, give requests in flight the configured grace, cancel the rest, and
     /// return once the HTTP side and the engine have ended.
     pub fn stop(mut self) {
@@ -513,8 +600,8 @@ impl Running {
     }
 
     fn shut_down(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+        if self.http.is_some() {
+            self.shutdown.request();
         }
         if let Some(h) = self.http.take() {
             let _ = h.join();
@@ -543,14 +630,50 @@ pub fn spawn(
     let engine = std::thread::Builder::new()
         .name("aha-engine".into())
         .spawn(p.engine)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = http_thread(p.listener, p.state, p.shared, p.grace, async {
-        let _ = stopped.await;
-    })?;
+    let shutdown = Shutdown::default();
+    let http = http_thread(
+        p.listener,
+        p.state,
+        p.shared,
+        p.grace,
+        shutdown.clone(),
+        async {},
+    )?;
     Ok(Running {
         addr: p.addr,
-        stop: Some(stop),
+        shutdown,
         http: Some(http),
         engine: Some(engine),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_request_ends_the_grace_at_once() {
+        let shutdown = Shutdown::default();
+        shutdown.request();
+        // Only one request: the grace runs out.
+        assert!(!shutdown.grace(Duration::from_millis(50)).await);
+        let again = shutdown.clone();
+        let asker = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            again.request();
+        });
+        let t = std::time::Instant::now();
+        let cut = tokio::time::timeout(
+            Duration::from_secs(20),
+            shutdown.grace(Duration::from_secs(600)),
+        )
+        .await
+        .expect("the grace outlived a second request");
+        assert!(cut, "a second request ends the grace");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert_eq!(shutdown.requests(), 2);
+        asker.await.unwrap();
+        // Asked twice before the grace starts: it is over at once.
+        assert!(shutdown.grace(Duration::from_secs(600)).await);
+    }
 }

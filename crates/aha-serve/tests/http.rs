@@ -673,3 +673,36 @@ fn broken_schemas_are_refused_when_the_request_comes() {
         assert_eq!(r.status, 200, "{body}: {}", r.body);
     }
 }
+
+#[test]
+fn a_second_stop_request_cancels_without_waiting_for_the_grace() {
+    let s = start_with(None, |assets, cfg| {
+        assets.logits_processor = Some(std::sync::Arc::new(|_: &[u32]| {
+            Some(Box::new(Slow) as Box<dyn aha_engine::LogitsProcessor>)
+        }));
+        cfg.shutdown_grace = Duration::from_secs(600);
+    });
+    let a = s.addr;
+    let body = json!({"prompt": "1 2 3", "max_tokens": 150, "temperature": 0,
+                      "ignore_eos": true});
+    let whole = std::thread::spawn(move || post(a, "/v1/completions", &body));
+    wait_for("the request's start", || metric(a, "aha_batch_size") >= 1.0);
+    let shutdown = s.shutdown();
+    let t = Instant::now();
+    let stopping = std::thread::spawn(move || s.stop());
+    // The first request closes the listener and starts the (long) grace.
+    wait_for("the listener's close", || {
+        std::net::TcpStream::connect(a).is_err()
+    });
+    assert_eq!(shutdown.requests(), 1);
+    shutdown.request();
+    stopping.join().unwrap();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(30), "stopping took {took:?}");
+    let whole = whole.join().unwrap();
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    let v = whole.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+    let tokens = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..150).contains(&tokens), "{tokens} tokens");
+}
