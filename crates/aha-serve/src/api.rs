@@ -268,8 +268,10 @@ pub struct ChatRequest {
     /// Functions the model may call: `[{"type": "function", "function": {"name", "description",
     /// "parameters"}}]`, handed to the chat template as `tools`.
     pub tools: Option<Vec<serde_json::Value>>,
-    /// `"auto"` (the default with tools) or `"none"`.
+    /// `"auto"` (the default with tools), `"none"`, `"required"` or a named function.
     pub tool_choice: Option<serde_json::Value>,
+    /// False: at most one tool call per answer (OpenAI's default is true, any number).
+    pub parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     pub sampling: Sampling,
     pub logprobs: Option<bool>,

@@ -221,6 +221,8 @@ struct Job {
     constraint: Option<Arc<aha_engine::Constraint>>,
     /// Chat with tools: parse the answer's tool calls in this format.
     tools: Option<ToolCallFormat>,
+    /// `parallel_tool_calls: false`: keep only an answer's first call.
+    single_call: bool,
     /// Put `token_ids` and `prompt_token_ids` in the choices.
     return_token_ids: bool,
     logit_bias: Option<LogitBias>,
@@ -510,6 +512,7 @@ fn job(
         reasoning_open,
         constraint,
         tools: None,
+        single_call: false,
         return_token_ids: x.return_token_ids.unwrap_or(false),
         logit_bias,
     })
@@ -709,8 +712,10 @@ fn chat_job(s: &AppState, body: &[u8]) -> Result<Job, ApiError> {
     };
     let open = aha_text::prompt_opens_reasoning(&prompt);
     s.metrics.chat_requests.fetch_add(1, Ordering::Relaxed);
+    let single_call = req.parallel_tool_calls == Some(false);
     let mut job = job(s, ids, req.sampling, logprobs, Some(open), forced_calls)?;
     job.tools = tools;
+    job.single_call = single_call;
     Ok(job)
 }
 
@@ -746,7 +751,9 @@ fn tool_format(
             ));
         }
     }
-    // (name, arguments schema) of the tools a forced choice allows, and whether one call.
+    // (name, arguments schema) of the tools a forced choice allows, and whether one call
+    // (a named function, or `parallel_tool_calls: false`).
+    let single = req.parallel_tool_calls == Some(false);
     let schema = |t: &Value| {
         let p = &t["function"]["parameters"];
         (
@@ -765,7 +772,7 @@ fn tool_format(
         None => None,
         Some(Value::String(c)) if c == "auto" => None,
         Some(Value::String(c)) if c == "none" => return Ok((None, None)),
-        Some(Value::String(c)) if c == "required" => Some((tools.iter().map(schema).collect(), false)),
+        Some(Value::String(c)) if c == "required" => Some((tools.iter().map(schema).collect(), single)),
         Some(v) if v["type"] == "function" && v["function"]["name"].is_string() => {
             let name = &v["function"]["name"];
             let t = tools
@@ -870,6 +877,8 @@ struct Answer {
     started: Instant,
     first_token: bool,
     tools: Option<ToolCallFormat>,
+    /// Keep only the first call of an answer (`parallel_tool_calls: false`).
+    single_call: bool,
     /// The weight version that runs the request (set once the engine starts it).
     version: Arc<OnceLock<String>>,
     /// With `return_token_ids`: the prompt ids and each choice's ids so far.
@@ -897,6 +906,7 @@ impl Answer {
             raw_logprobs: vec![Vec::new(); job.n],
             prompt_tokens: job.prompt.len(),
             tools: job.tools,
+            single_call: job.single_call,
             started: Instant::now(),
             first_token: false,
             version,
@@ -938,9 +948,14 @@ impl Answer {
     }
 
     /// The tool calls of a finished choice, if it made any. A call written before `</think>`
-    /// ends the reasoning there.
+    /// ends the reasoning there. With `parallel_tool_calls: false` only the first call is
+    /// kept: an unconstrained ("auto") answer may still write several.
     fn calls(&self, c: &Choice) -> Option<aha_text::AnswerCalls> {
-        self.tools?.answer_calls(&c.reasoning, &c.content)
+        let mut calls = self.tools?.answer_calls(&c.reasoning, &c.content)?;
+        if self.single_call {
+            calls.calls.truncate(1);
+        }
+        Some(calls)
     }
 
     /// OpenAI's `tool_calls`; stream deltas also number them (`index`).

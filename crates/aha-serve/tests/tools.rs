@@ -369,3 +369,98 @@ fn forced_hermes_calls_parse_back() {
         }
     }
 }
+
+/// `parallel_tool_calls: false`: a forced choice's grammar allows exactly one call, and of an
+/// "auto" answer that writes two only the first is kept (whole and streamed); by default
+/// both are.
+#[test]
+fn parallel_tool_calls_false_gives_one_call() {
+    let Some(dir) = asset_dir() else {
+        return;
+    };
+    let server = crate::constraint::start(&dir);
+    // 8 random samples: with "call+" some would write a second call.
+    let r = post(
+        server.addr,
+        "/v1/chat/completions",
+        &json!({
+            "messages": [{"role": "user", "content": "Weather in Oslo for 3 days?"}],
+            "tools": forced_tools(),
+            "tool_choice": "required",
+            "parallel_tool_calls": false,
+            "thinking_budget": 8,
+            "n": 8,
+            "temperature": 1.0,
+            "seed": 5,
+            "max_tokens": 300,
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    for c in r.json()["choices"].as_array().unwrap() {
+        assert_eq!(c["finish_reason"], "tool_calls", "{c}");
+        let calls = c["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{c}");
+        let f = &calls[0]["function"];
+        let (name, args) = (
+            f["name"].as_str().unwrap(),
+            f["arguments"].as_str().unwrap(),
+        );
+        valid_call(name, args).unwrap_or_else(|e| panic!("{name}({args}): {e}"));
+    }
+    drop(server);
+
+    let server = start(&dir, false);
+    let call = |a: u32| {
+        format!(
+            "<｜tool▁call▁begin｜>function<｜tool▁sep｜>add\n```json\n{{\"a\": {a}, \"b\": 3}}\n```<｜tool▁call▁end｜>"
+        )
+    };
+    script(
+        &server,
+        &format!(
+            "<think>\nx\n</think>\n\n<｜tool▁calls▁begin｜>{}{}<｜tool▁calls▁end｜>",
+            call(1),
+            call(2)
+        ),
+    );
+    let first = ("add".to_string(), r#"{"a": 1, "b": 3}"#.to_string());
+    let second = ("add".to_string(), r#"{"a": 2, "b": 3}"#.to_string());
+    for (parallel, want) in [
+        (Some(false), vec![first.clone()]),
+        (Some(true), vec![first.clone(), second.clone()]),
+        (None, vec![first, second]),
+    ] {
+        for stream in [false, true] {
+            let mut body = json!({
+                "messages": [{"role": "user", "content": "What is 1 + 3 and 2 + 3?"}],
+                "tools": [{"type": "function", "function": {"name": "add", "parameters": {
+                    "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}}],
+                "temperature": 0, "max_tokens": 200, "stream": stream,
+            });
+            if let Some(p) = parallel {
+                body["parallel_tool_calls"] = json!(p);
+            }
+            let r = post(server.running.addr, "/v1/chat/completions", &body);
+            assert_eq!(r.status, 200, "{}", r.body);
+            let got = if stream {
+                streamed_calls(&r.events())
+            } else {
+                let v = r.json();
+                assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+                v["choices"][0]["message"]["tool_calls"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| {
+                        let f = &c["function"];
+                        (
+                            f["name"].as_str().unwrap().to_string(),
+                            f["arguments"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(got, want, "parallel {parallel:?}, stream {stream}");
+        }
+    }
+}
