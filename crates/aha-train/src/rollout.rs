@@ -487,8 +487,21 @@ fn read(
                 Err(Failure::Fatal(m))
             }
         }
-        Err(e) => Err(Failure::Retry(format!("{url}: {e}"))),
+        Err(ureq::Error::Transport(t)) => Err(Failure::Retry(format!("{url}: {}", transport(&t)))),
     }
+}
+
+/// A transport failure without its URL (ureq's `Display` leads with it; our messages already
+/// name the endpoint).
+fn transport(t: &ureq::Transport) -> String {
+    let mut m = t.kind().to_string();
+    if let Some(detail) = t.message() {
+        m += &format!(": {detail}");
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        m += &format!(": {source}");
+    }
+    m
 }
 
 /// The `n` choices of a `/v1/completions` answer with token ids (and log-probs if given).
@@ -670,5 +683,22 @@ fn prune(dir: &Path, version: u64) {
         if old {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transport_failure_names_the_url_once() {
+        // Port 1 on the loopback: nothing listens, the connection is refused at once.
+        let url = "http://127.0.0.1:1/v1/models";
+        let m = match read(ureq::get(url).call(), url) {
+            Err(Failure::Retry(m)) => m,
+            other => panic!("expected a retryable failure, got {:?}", other.map_err(msg)),
+        };
+        assert_eq!(m.matches("127.0.0.1:1").count(), 1, "{m}");
+        assert!(m.starts_with(url) && m.contains("Connection Failed"), "{m}");
     }
 }

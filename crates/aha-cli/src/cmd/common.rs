@@ -102,10 +102,19 @@ fn read_tokenizer(path: &Path) -> Result<(Option<Tokenizer>, Option<String>)> {
 /// The tokenizer of a model, read without its weights: for checks that need it before a
 /// long load.
 pub fn tokenizer(path: &Path) -> Result<Tokenizer> {
-    match read_tokenizer(path)? {
+    let (t, error) = read_tokenizer(path)?;
+    found(t, error.as_deref(), || {
+        format!("{}: no tokenizer.json", path.display())
+    })
+}
+
+/// What [`read_tokenizer`] gave: the tokenizer, else why it could not be built, else that
+/// there is none (`missing`).
+fn found<T>(t: Option<T>, error: Option<&str>, missing: impl FnOnce() -> String) -> Result<T> {
+    match (t, error) {
         (Some(t), _) => Ok(t),
         (None, Some(e)) => anyhow::bail!("{e}"),
-        (None, None) => anyhow::bail!("{}: no tokenizer.json", path.display()),
+        (None, None) => anyhow::bail!("{}", missing()),
     }
 }
 
@@ -137,11 +146,11 @@ pub fn chat_template(path: &Path) -> Result<aha_text::ChatTemplate> {
 
 impl Loaded {
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        match (&self.tokenizer, &self.tokenizer_error) {
-            (Some(t), _) => Ok(t),
-            (None, Some(e)) => anyhow::bail!("{e}"),
-            (None, None) => anyhow::bail!("this model directory has no tokenizer.json"),
-        }
+        found(
+            self.tokenizer.as_ref(),
+            self.tokenizer_error.as_deref(),
+            || "this model directory has no tokenizer.json".into(),
+        )
     }
 
     /// [`Loaded::tokenizer`] for the commands that also take token ids (`--ids`).
