@@ -1116,6 +1116,9 @@ impl Linear {
             if let Some(ys) = few_rows_all(&layers, x)? {
                 return Ok(ys);
             }
+            if let Some(ys) = quantized_all(&layers, x)? {
+                return Ok(ys);
+            }
         }
         let ys = layers
             .iter()
@@ -1248,6 +1251,32 @@ fn few_rows_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Opt
         let mut shape = lead.to_vec();
         shape.push(n);
         out.push(y.reshape(shape)?);
+    }
+    Ok(out.try_into().ok())
+}
+
+/// [`Linear::forward_all`] on quantized weights without adapters: [`QMat::forward_all`]'s one
+/// hand-off, each bias added as [`Linear::forward`] adds it.
+fn quantized_all<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> Result<Option<[Tensor; N]>> {
+    let mats: Option<Vec<&QMat>> = layers
+        .iter()
+        .map(|l| match (&l.weight, &l.lora) {
+            (Weight::Quantized { mat, .. }, None) => Some(&**mat),
+            _ => None,
+        })
+        .collect();
+    let Some(mats) = mats else {
+        return Ok(None);
+    };
+    let Some(ys) = QMat::forward_all(&mats, x, Some(x.id()))? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(N);
+    for (y, l) in ys.into_iter().zip(layers) {
+        out.push(match &l.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        });
     }
     Ok(out.try_into().ok())
 }

@@ -656,13 +656,15 @@ impl QWeight {
         if isa == Isa::Avx512 && !matches!(self.layout, Layout::Tiled(_)) {
             act.pairs();
         }
-        let threads = rayon::current_num_threads().max(1);
-        // Enough chunks to balance the threads, none so small that scheduling dominates.
-        let min_rows = if m == 1 { 32 } else { 8 };
-        let chunk = n.div_ceil(threads * 4).max(min_rows).min(n);
+        let chunk = chunk_rows(m, n);
         if let Layout::Tiled(t) = &self.layout {
-            let chunk = chunk.next_multiple_of(tiled::ROWS).min(n);
-            return tiled_matmul(t, act, m, n, y, chunk, isa == Isa::Avx512);
+            let job = TiledJob {
+                t,
+                n,
+                chunk: chunk.next_multiple_of(tiled::ROWS).min(n),
+                y: SyncPtr(y.as_mut_ptr()),
+            };
+            return run_tiled(&[job], act, m, isa == Isa::Avx512);
         }
         if m == 1 {
             crate::spin::for_chunks(y, chunk, |c, out| {
@@ -713,7 +715,7 @@ impl QWeight {
                 i += step;
             }
         };
-        if threads <= 1 {
+        if rayon::current_num_threads() <= 1 {
             (0..tiles * chunks).for_each(task);
         } else if !crate::spin::run(tiles * chunks, &task) {
             (0..tiles * chunks).into_par_iter().for_each(task);
@@ -766,27 +768,28 @@ impl QWeight {
     }
 }
 
-/// [`QWeight::matmul`] on a tiled weight: tasks of up to 8 activation rows times `chunk` (a
-/// multiple of 16) weight rows, chunk-major as in `matmul_impl`; `wide`: AVX-512 kernels.
-fn tiled_matmul(
-    t: &tiled::Tiled,
-    act: &Q8Rows,
-    m: usize,
+/// One tiled weight's share of a run (`run_tiled`): tasks of up to 8 activation rows times
+/// `chunk` (a multiple of 16) weight rows, chunk-major as in `matmul_impl`, writing `y` [m, n].
+struct TiledJob<'a> {
+    t: &'a tiled::Tiled,
     n: usize,
-    y: &mut [f32],
     chunk: usize,
-    wide: bool,
-) {
+    y: SyncPtr,
+}
+
+impl TiledJob<'_> {
     const MT: usize = 8;
-    let threads = rayon::current_num_threads().max(1);
-    if t.needs_half_sums() {
-        act.half_sums(0);
+
+    fn tasks(&self, m: usize) -> usize {
+        m.div_ceil(Self::MT) * self.n.div_ceil(self.chunk)
     }
-    let (tiles, chunks) = (m.div_ceil(MT), n.div_ceil(chunk));
-    let y = SyncPtr(y.as_mut_ptr());
-    let task = |task: usize| {
-        let (i0, c) = (task % tiles * MT, task / tiles);
-        let i1 = (i0 + MT).min(m);
+
+    /// `wide`: AVX-512 kernels.
+    fn run(&self, task: usize, act: &Q8Rows, m: usize, wide: bool) {
+        let tiles = m.div_ceil(Self::MT);
+        let (i0, c) = (task % tiles * Self::MT, task / tiles);
+        let i1 = (i0 + Self::MT).min(m);
+        let (n, chunk) = (self.n, self.chunk);
         let groups = c * chunk / tiled::ROWS..((c + 1) * chunk).min(n) / tiled::ROWS;
         let mut i = i0;
         while i < i1 {
@@ -804,7 +807,7 @@ fn tiled_matmul(
             // every other task's.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                let y = y.at(0);
+                let (t, y) = (self.t, self.y.at(0));
                 match step {
                     1 => t.dot::<1>(g, act, i, y, n, wide),
                     2 => t.dot::<2>(g, act, i, y, n, wide),
@@ -814,15 +817,43 @@ fn tiled_matmul(
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = (g, t, &y);
+            let _ = (g, act, wide);
             i += step;
         }
-    };
-    if threads <= 1 || tiles * chunks == 1 {
-        (0..tiles * chunks).for_each(task);
-    } else if !crate::spin::run(tiles * chunks, &task) {
-        (0..tiles * chunks).into_par_iter().for_each(task);
     }
+}
+
+/// The tasks of every job on the same quantized input, in one hand-off to the threads (q, k
+/// and v; gate and up): one wait for the last task instead of one per weight. Which thread
+/// runs a task never changes what it writes.
+fn run_tiled(jobs: &[TiledJob], act: &Q8Rows, m: usize, wide: bool) {
+    if jobs.iter().any(|j| j.t.needs_half_sums()) {
+        act.half_sums(0);
+    }
+    let counts: Vec<usize> = jobs.iter().map(|j| j.tasks(m)).collect();
+    let total = counts.iter().sum();
+    let task = |mut task: usize| {
+        for (job, &count) in jobs.iter().zip(&counts) {
+            if task < count {
+                return job.run(task, act, m, wide);
+            }
+            task -= count;
+        }
+    };
+    let threads = rayon::current_num_threads().max(1);
+    if threads <= 1 || total == 1 {
+        (0..total).for_each(task);
+    } else if !crate::spin::run(total, &task) {
+        (0..total).into_par_iter().for_each(task);
+    }
+}
+
+/// Weight rows per task of an [m, k] x [n, k]ᵀ product: enough chunks to balance the
+/// threads, none so small that scheduling dominates.
+fn chunk_rows(m: usize, n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let min_rows = if m == 1 { 32 } else { 8 };
+    n.div_ceil(threads * 4).max(min_rows).min(n)
 }
 
 /// The last input quantized on this thread: the id of the tensor it came from, its values'
@@ -1653,6 +1684,75 @@ impl QMat {
                 }
             }
         }
+    }
+}
+
+impl QMat {
+    /// `[m.forward_from(x, source) for m in mats]`, the same bits, when every weight is this
+    /// module's tiled form on one instruction set and activation format (q, k and v; gate and
+    /// up): the input is quantized once and all products go to the threads in one hand-off,
+    /// so the threads wait once for the slowest task rather than once per weight. `None`
+    /// otherwise.
+    pub fn forward_all(
+        mats: &[&QMat],
+        x: &Tensor,
+        source: Option<TensorId>,
+    ) -> Result<Option<Vec<Tensor>>> {
+        fn tiled(m: &QMat) -> Option<(&QWeight, &tiled::Tiled)> {
+            match m {
+                QMat::Fast(w) => match &w.layout {
+                    Layout::Tiled(t) => Some((w, t)),
+                    _ => None,
+                },
+                QMat::Candle(_) => None,
+            }
+        }
+        let Some(ws) = mats.iter().map(|m| tiled(m)).collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let Some(&(first, _)) = ws.first() else {
+            return Ok(None);
+        };
+        let (k, isa, flavor) = (first.k, first.isa(), first.kind.flavor());
+        let same = |w: &QWeight| w.k == k && w.isa() == isa && w.kind.flavor() == flavor;
+        let dims = x.dims();
+        if !ws.iter().all(|(w, _)| same(w))
+            || dims.last() != Some(&k)
+            || x.dtype() != DType::F32
+            || !x.device().is_cpu()
+        {
+            return Ok(None);
+        }
+        let m = x.elem_count() / k.max(1);
+        if m == 0 {
+            return Ok(None);
+        }
+        let xf = x.contiguous()?;
+        let mut ys: Vec<Vec<f32>> = ws.iter().map(|(w, _)| vec![0f32; m * w.n]).collect();
+        {
+            let (storage, layout) = xf.storage_and_layout();
+            let Some(v) = crate::ops::f32_elems(&storage, layout) else {
+                return Ok(None);
+            };
+            let act = quantized_input(v, m, k, flavor, isa, source);
+            let jobs: Vec<TiledJob> = ws
+                .iter()
+                .zip(ys.iter_mut())
+                .map(|(&(w, t), y)| TiledJob {
+                    t,
+                    n: w.n,
+                    chunk: chunk_rows(m, w.n).next_multiple_of(tiled::ROWS).min(w.n),
+                    y: SyncPtr(y.as_mut_ptr()),
+                })
+                .collect();
+            run_tiled(&jobs, &act, m, isa == Isa::Avx512);
+        }
+        let lead = &dims[..dims.len() - 1];
+        ys.into_iter()
+            .zip(&ws)
+            .map(|(y, (w, _))| Tensor::from_vec(y, [lead, &[w.n]].concat(), &Device::Cpu))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 }
 

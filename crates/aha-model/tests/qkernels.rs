@@ -377,3 +377,100 @@ fn a_shared_input_is_quantized_once_with_the_same_results() {
         .unwrap();
     assert_eq!(y, want, "an input changed in place under its id");
 }
+
+/// `QMat::forward_all` (every weight's tasks in one hand-off, the input quantized once) gives
+/// each weight's own `forward` bits: q, k and v of one type, and Q4_K_M's mix of Q4_K and
+/// Q6_K, for decode and prompt row counts, on one thread and on two; through
+/// `Linear::forward_all` with biases too. Weights it cannot group decline it.
+#[test]
+fn forward_all_gives_each_weights_bits() {
+    use aha_model::ops::{Linear, Mode};
+    let dev = Device::Cpu;
+    let k = 512;
+    let mat = |dtype: GgmlDType, n: usize, seed: u64| {
+        let w = Tensor::from_vec(rand_vec(n * k, seed), (n, k), &dev).unwrap();
+        let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
+        std::sync::Arc::new(QMat::new(q, Kernels::Aha).unwrap())
+    };
+    let sets = [
+        [
+            (GgmlDType::Q8_0, 768),
+            (GgmlDType::Q8_0, 256),
+            (GgmlDType::Q8_0, 256),
+        ],
+        [
+            (GgmlDType::Q4K, 512),
+            (GgmlDType::Q4K, 128),
+            (GgmlDType::Q6K, 128),
+        ],
+        [
+            (GgmlDType::Q4_0, 1024),
+            (GgmlDType::Q4_0, 1024),
+            (GgmlDType::Q4_0, 48),
+        ],
+    ];
+    let tiled = Isa::detected() != Isa::Scalar;
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (s, set) in sets.iter().enumerate() {
+                let mats: Vec<_> = set
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(dtype, n))| mat(dtype, n, 10 * s as u64 + i as u64))
+                    .collect();
+                for rows in [1usize, 2, 5, 33] {
+                    let x = Tensor::from_vec(rand_vec(rows * k, rows as u64), (rows, 1, k), &dev)
+                        .unwrap();
+                    let refs: Vec<&QMat> = mats.iter().map(|m| &**m).collect();
+                    let all = QMat::forward_all(&refs, &x, Some(x.id())).unwrap();
+                    assert_eq!(all.is_some(), tiled, "set {s}: grouped only when tiled");
+                    for (i, y) in all.into_iter().flatten().enumerate() {
+                        let alone = mats[i].forward(&x).unwrap();
+                        assert_eq!(y.dims(), alone.dims());
+                        assert_eq!(
+                            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                            alone.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                            "threads {threads}, set {s}, weight {i}, rows {rows}"
+                        );
+                    }
+                    // Through the layers, with a bias on the first two.
+                    let layers: Vec<Linear> = mats
+                        .iter()
+                        .zip(set)
+                        .enumerate()
+                        .map(|(i, (m, &(_, n)))| {
+                            let b = (i < 2).then(|| {
+                                Tensor::from_vec(rand_vec(n, 99 + i as u64), n, &dev).unwrap()
+                            });
+                            Linear::quantized(m.clone(), (n, k), b)
+                        })
+                        .collect();
+                    let ys = Linear::forward_all(
+                        [&layers[0], &layers[1], &layers[2]],
+                        &x,
+                        Mode::Inference,
+                    )
+                    .unwrap();
+                    for (y, l) in ys.iter().zip(&layers) {
+                        let alone = l.forward(&x, Mode::Inference).unwrap();
+                        assert_eq!(y.dims(), alone.dims());
+                        assert_eq!(
+                            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                            alone.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        );
+                    }
+                }
+            }
+        });
+    }
+    // Row counts that are not a multiple of 16 keep the row layout: not grouped.
+    let odd = [mat(GgmlDType::Q8_0, 67, 1), mat(GgmlDType::Q8_0, 64, 2)];
+    let x = Tensor::from_vec(rand_vec(k, 5), (1, k), &dev).unwrap();
+    assert!(QMat::forward_all(&[&*odd[0], &*odd[1]], &x, None)
+        .unwrap()
+        .is_none());
+}
