@@ -1654,4 +1654,33 @@ mod tests {
             assert_eq!(e["error"]["message"], "m");
         }
     }
+
+    /// A forced choice's grammar: one call for a named function or with
+    /// `parallel_tool_calls: false`, else one or more.
+    #[test]
+    fn parallel_tool_calls_false_forces_one_call() {
+        let template = aha_text::ChatTemplate::new("{# <tool_call> #}", Default::default())
+            .expect("a template");
+        let named = json!({"type": "function", "function": {"name": "f"}});
+        for (choice, parallel, one) in [
+            (json!("required"), None, false),
+            (json!("required"), Some(true), false),
+            (json!("required"), Some(false), true),
+            (named.clone(), None, true),
+            (named, Some(false), true),
+        ] {
+            let req: ChatRequest = serde_json::from_value(json!({
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": choice,
+                "parallel_tool_calls": parallel,
+            }))
+            .expect("a request");
+            let (_, grammar) = tool_format(&template, &req).expect("tools");
+            assert!(
+                matches!(grammar, Some(aha_engine::Grammar::ToolCalls { one: o, .. }) if o == one),
+                "{choice} {parallel:?}: {grammar:?}"
+            );
+        }
+    }
 }
