@@ -16,6 +16,8 @@ pub struct Metrics {
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     pub running_requests: AtomicU64,
+    /// Grammars compiled for constrained decoding and request-time schema checks.
+    pub constraint_compiles: AtomicU64,
     ttft_buckets: [AtomicU64; TTFT_BUCKETS.len()],
     ttft_count: AtomicU64,
     ttft_micros: AtomicU64,
@@ -87,6 +89,12 @@ impl Metrics {
             "counter",
             "Tokens generated for finished choices.",
             &one(g(&self.completion_tokens).to_string()),
+        );
+        metric(
+            "aha_constraint_compiles_total",
+            "counter",
+            "Grammars compiled (answer constraints and the schema checks of offered tools).",
+            &one(g(&self.constraint_compiles).to_string()),
         );
         metric(
             "aha_engine_generated_tokens_total",

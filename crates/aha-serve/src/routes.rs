@@ -306,31 +306,65 @@ fn constraint(
     } else {
         None
     };
-    if let Some((Grammar::JsonSchema(schema), _)) = &grammar {
-        check_schema(s, constrainer, schema).map_err(|m| bad(m, Some(param)))?;
+    // Compiled once: the schema check below looks at the constraint decoding will use.
+    let after_reasoning = gate.as_ref().map(|g| reasoning_tokens(s, g));
+    let c = compile(s, constrainer, grammar.as_ref().map(|g| &g.0), gate)
+        .map_err(|e| bad(e, Some(param)))?;
+    if let Some((Grammar::JsonSchema(_), _)) = &grammar {
+        answer_starts(s, &c, after_reasoning.as_deref()).map_err(|m| bad(m, Some(param)))?;
     }
-    let c = constrainer
-        .compile(grammar.as_ref().map(|g| &g.0), gate)
-        .map_err(|e| bad(e.to_string(), Some(param)))?;
     Ok(Some(Arc::new(c)))
 }
 
-/// Compile a JSON Schema as an answer's constraint, and take its first step: the compiler's
-/// message when it fails. A schema may compile yet admit no value (`{"$ref": "#"}`): its
-/// first mask allows only EOS, and every sample would end at once with an empty answer
-/// (JSON is never empty, so that is never right). A schema that dead-ends deeper (a
-/// required property that is its own schema) is not seen here.
+/// Compile an answer's constraint (counted in the metrics): the compiler's message when it
+/// fails.
+fn compile(
+    s: &AppState,
+    constrainer: &aha_engine::Constrainer,
+    grammar: Option<&aha_engine::Grammar>,
+    gate: Option<aha_engine::Reasoning>,
+) -> Result<aha_engine::Constraint, String> {
+    s.metrics
+        .constraint_compiles
+        .fetch_add(1, Ordering::Relaxed);
+    constrainer
+        .compile(grammar, gate)
+        .map_err(|e| e.to_string())
+}
+
+/// A whole reasoning as the gate sees it: its forced opening, then `</think>`. After these
+/// tokens a gated constraint's processor is where the answer starts.
+fn reasoning_tokens(s: &AppState, gate: &aha_engine::Reasoning) -> Vec<u32> {
+    let mut t = gate.open.clone();
+    // A gate is made only when `</think>` is one token (see `job`).
+    t.extend(s.assets.tokenizer.token_to_id(&gate.end));
+    t
+}
+
+/// Compile a JSON Schema as an answer's constraint and check it (see [`answer_starts`]).
 fn check_schema(
     s: &AppState,
     constrainer: &aha_engine::Constrainer,
     schema: &Value,
 ) -> Result<(), String> {
     let grammar = aha_engine::Grammar::JsonSchema(schema.clone());
-    let c = constrainer
-        .compile(Some(&grammar), None)
-        .map_err(|e| e.to_string())?;
+    let c = compile(s, constrainer, Some(&grammar), None)?;
+    answer_starts(s, &c, None)
+}
+
+/// Take a compiled JSON constraint's first answer step (after `reasoning`, the tokens that
+/// take a gated one past its reasoning). A schema may compile yet admit no value
+/// (`{"$ref": "#"}`): its first mask allows only EOS, and every sample would end at once
+/// with an empty answer (JSON is never empty, so that is never right). A schema that
+/// dead-ends deeper (a required property that is its own schema) is not seen here.
+fn answer_starts(
+    s: &AppState,
+    c: &aha_engine::Constraint,
+    reasoning: Option<&[u32]>,
+) -> Result<(), String> {
     let mut logits = vec![0f32; s.assets.vocab_size];
-    c.processor().process(0, &[], &mut logits);
+    c.processor()
+        .process(0, reasoning.unwrap_or_default(), &mut logits);
     let eos = s.assets.tokenizer.eos_token_ids();
     let starts = logits
         .iter()

@@ -66,6 +66,8 @@ fn valid(content: &str) -> Result<(), String> {
 fn json_schema_after_free_reasoning() {
     let Some(dir) = asset_dir() else { return };
     let server = start(&dir);
+    let compiles = || common::metric(server.addr, "aha_constraint_compiles_total");
+    let before = compiles();
     let r = post(
         server.addr,
         "/v1/chat/completions",
@@ -103,6 +105,25 @@ fn json_schema_after_free_reasoning() {
         .map(|c| c["message"]["content"].as_str().unwrap_or_default())
         .collect();
     assert!(contents.len() > 1, "{contents:?}");
+    // The schema was compiled once, with the reasoning gate, and checked on that: a schema
+    // no value satisfies is still refused, seen past the gate.
+    assert_eq!(compiles() - before, 1.0);
+    let r = post(
+        server.addr,
+        "/v1/chat/completions",
+        &json!({
+            "messages": [{"role": "user", "content": "How many apples?"}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "x", "schema": {"$ref": "#"}}},
+        }),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let e = &r.json()["error"];
+    assert_eq!(e["param"], "response_format", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("no JSON value"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use crate::common;
 
 use aha_serve::{Assets, Running, ServeConfig};
-use common::{chat_stream_text, get, post, request};
+use common::{chat_stream_text, get, metric, post, request};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -323,17 +323,6 @@ fn api_key_is_required_when_set() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     // Health stays open for probes.
     assert_eq!(get(s.addr, "/health").status, 200);
-}
-
-fn metric(a: SocketAddr, name: &str) -> f64 {
-    let m = get(a, "/metrics");
-    assert_eq!(m.status, 200);
-    m.body
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in metrics:\n{}", m.body))
 }
 
 #[test]
@@ -672,6 +661,25 @@ fn broken_schemas_are_refused_when_the_request_comes() {
         let r = post(a, "/v1/chat/completions", &body);
         assert_eq!(r.status, 200, "{body}: {}", r.body);
     }
+    // One compile per request: a response_format schema is checked on the constraint that
+    // decodes it, not compiled again for the check; an offered tool ("auto") is compiled
+    // for its check only.
+    let compiles = || metric(a, "aha_constraint_compiles_total");
+    let json_schema = |schema: Value| json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}});
+    for body in [
+        chat(json!({"response_format": json_schema(good.clone())})),
+        chat(json!({"response_format": {"type": "json_object"}})),
+        chat(json!({"tools": [tool(good.clone())]})),
+    ] {
+        let before = compiles();
+        let r = post(a, "/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+        assert_eq!(compiles() - before, 1.0, "{body}");
+    }
+    let before = compiles();
+    let body = json!({"prompt": "x", "max_tokens": 4, "response_format": json_schema(good)});
+    assert_eq!(post(a, "/v1/completions", &body).status, 200);
+    assert_eq!(compiles() - before, 1.0);
 }
 
 #[test]

@@ -70,6 +70,18 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, None, None)
 }
 
+/// A metric's value from `/metrics` (the first line of that name without labels).
+pub fn metric(a: SocketAddr, name: &str) -> f64 {
+    let m = get(a, "/metrics");
+    assert_eq!(m.status, 200);
+    m.body
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{}", m.body))
+}
+
 pub fn post(addr: SocketAddr, path: &str, body: &Value) -> Reply {
     request(addr, "POST", path, Some(&body.to_string()), None)
 }
