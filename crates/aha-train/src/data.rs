@@ -161,12 +161,25 @@ fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<(RowAt, Record)
     Ok(rows)
 }
 
+/// Whether [`question_answer`] takes a row's reference from its `tool_calls` (no answer field
+/// comes before it).
+pub fn answer_is_tool_calls(r: &Record) -> bool {
+    let answer = |k: &str| matches!(r.get(k), Some(Value::String(_) | Value::Number(_)));
+    matches!(
+        r.get("tool_calls"),
+        Some(Value::Array(_) | Value::Object(_))
+    ) && !ANSWER_KEYS[..4].iter().any(|k| answer(k))
+}
+
+/// Where [`question_answer`] looks for the reference, in order. `tool_calls`: the reference
+/// calls of a tool-use row, kept as their JSON text.
+const ANSWER_KEYS: [&str; 5] = ["answer", "gold", "solution", "ground_truth", "tool_calls"];
+
 /// A question and its reference answer, from the first present field of each list
 /// (GSM8K: `question` / `answer`; MATH-style: `problem` / `solution`; also `prompt` / `gold`).
 pub fn question_answer(rows: &[Record], path: &Path) -> Result<Vec<(String, String)>> {
     const Q: [&str; 3] = ["question", "prompt", "problem"];
-    // `tool_calls`: the reference calls of a tool-use row, kept as their JSON text.
-    const A: [&str; 5] = ["answer", "gold", "solution", "ground_truth", "tool_calls"];
+    const A: [&str; 5] = ANSWER_KEYS;
     let text = |r: &Record, keys: &[&'static str]| {
         keys.iter().find_map(|k| match r.get(*k)? {
             Value::String(s) => Some(s.clone()),

@@ -33,6 +33,10 @@ pub enum Checker {
     Task(Task),
     /// aha-reward's verifier against the gold answer ([`aha_reward::verify`]).
     Verifier,
+    /// The completion's tool calls, written in this format, against the gold calls
+    /// ([`crate::grpo::tool_calls_match`]: the same functions in order, arguments equal as
+    /// JSON): datasets whose rows carry `tool_calls` instead of an answer.
+    ToolCalls(aha_text::ToolCallFormat),
 }
 
 impl Checker {
@@ -40,6 +44,7 @@ impl Checker {
         match self {
             Checker::Task(t) => t.check_gold(gold, response),
             Checker::Verifier => aha_reward::verify(gold, response).correct,
+            Checker::ToolCalls(f) => crate::grpo::tool_calls_match(*f, response, gold),
         }
     }
 }
@@ -51,6 +56,10 @@ pub struct EvalProblem {
     pub id: String,
     pub question: String,
     pub gold: String,
+    /// The tools the prompt offers (OpenAI's `[{"type": "function", "function": ..}]`), from
+    /// a dataset row's `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<serde_json::Value>,
 }
 
 /// Problems with their checker.
@@ -81,6 +90,7 @@ impl ProblemSet {
                 id: p.key,
                 question: p.prompt,
                 gold: p.gold,
+                tools: None,
             })
             .collect();
         Self {
@@ -94,10 +104,51 @@ impl ProblemSet {
     /// gold after `####`), `problem`/`answer` or `problem`/`solution` (gold in `\boxed{}`),
     /// checked by the verifier. Ids are the row's `id` field when present, else its index. A
     /// row whose gold the verifier cannot read ([`gold_answer`]) is an error naming its line.
-    pub fn from_file(path: &Path, limit: Option<usize>) -> Result<Self> {
+    ///
+    /// Rows whose reference is `tool_calls` (no answer field) are judged by their calls
+    /// ([`Checker::ToolCalls`] in `tool_format`, the chat template's call syntax; none is an
+    /// error), offering the row's `tools`; every row of a file must be of one kind.
+    pub fn from_file(
+        path: &Path,
+        limit: Option<usize>,
+        tool_format: Option<aha_text::ToolCallFormat>,
+    ) -> Result<Self> {
         let (at, rows): (Vec<data::RowAt>, Vec<data::Record>) =
             data::read_records_at(path, limit)?.into_iter().unzip();
         let qa = data::question_answer(&rows, path)?;
+        let calls = |r: &data::Record| data::answer_is_tool_calls(r);
+        let tool_golds = rows.first().is_some_and(calls);
+        if let Some(i) = rows.iter().position(|r| calls(r) != tool_golds) {
+            return Err(data::DataError::Row {
+                path: path.display().to_string(),
+                at: at[i],
+                msg: format!(
+                    "its reference is {} but the first row's is {}: a file holds one kind",
+                    if tool_golds {
+                        "an answer"
+                    } else {
+                        "tool_calls"
+                    },
+                    if tool_golds {
+                        "tool_calls"
+                    } else {
+                        "an answer"
+                    },
+                ),
+            }
+            .into());
+        }
+        let checker = match (tool_golds, tool_format) {
+            (false, _) => Checker::Verifier,
+            (true, Some(f)) => Checker::ToolCalls(f),
+            (true, None) => {
+                return Err(TrainError::Invalid(format!(
+                    "{}: the references are tool calls, which only a chat template that writes \
+                     tool calls can be judged by (--template chat)",
+                    path.display()
+                )))
+            }
+        };
         let mut seen = HashSet::new();
         let mut problems = Vec::with_capacity(qa.len());
         for (i, (row, (question, answer))) in rows.iter().zip(qa).enumerate() {
@@ -113,19 +164,57 @@ impl ProblemSet {
                     i + 1
                 )));
             }
-            let gold = gold_answer(&answer).map_err(|msg| data::DataError::Row {
+            let gold = if tool_golds {
+                gold_calls(&answer)
+            } else {
+                gold_answer(&answer)
+            };
+            let gold = gold.map_err(|msg| data::DataError::Row {
                 path: path.display().to_string(),
                 at: at[i],
                 msg,
             })?;
-            problems.push(EvalProblem { id, question, gold });
+            let tools = row.get("tools").filter(|t| !t.is_null()).cloned();
+            problems.push(EvalProblem {
+                id,
+                question,
+                gold,
+                tools,
+            });
         }
         Ok(Self {
             source: path.display().to_string(),
-            checker: Checker::Verifier,
+            checker,
             problems,
         })
     }
+}
+
+/// A row's `tool_calls` as the gold [`Checker::ToolCalls`] compares with (its JSON text), or
+/// why no completion could match it: each call needs a function name, and arguments that
+/// are an object or a JSON text of one.
+fn gold_calls(reference: &str) -> std::result::Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(reference).map_err(|e| format!("tool_calls is not JSON: {e}"))?;
+    let calls = match &v {
+        serde_json::Value::Array(a) if a.is_empty() => return Err("tool_calls is empty".into()),
+        serde_json::Value::Array(a) => a.iter().collect(),
+        one => vec![one],
+    };
+    for (i, c) in calls.into_iter().enumerate() {
+        let f = c.get("function").unwrap_or(c);
+        let args = match &f["arguments"] {
+            serde_json::Value::String(s) => serde_json::from_str(s).ok(),
+            a => Some(a.clone()),
+        };
+        if !f["name"].is_string() || !args.is_some_and(|a: serde_json::Value| a.is_object()) {
+            return Err(format!(
+                "tool call {} needs a \"name\" and \"arguments\" (an object or its JSON text)",
+                i + 1
+            ));
+        }
+    }
+    Ok(reference.to_string())
 }
 
 /// The gold answer the verifier compares with, read from a dataset's reference answer, or
@@ -218,6 +307,22 @@ impl PromptStyle<'_> {
         })
     }
 
+    /// [`PromptStyle::render`] of a problem's question, offering its tools (chat templates
+    /// only: a plain-text template has no place for them).
+    pub fn render_problem(&self, p: &EvalProblem) -> Result<String> {
+        match (self, &p.tools) {
+            (_, None) => self.render(&p.question),
+            (PromptStyle::Chat(t), Some(tools)) => {
+                let user = serde_json::json!({"role": "user", "content": p.question});
+                Ok(t.render_with_tools(&[user], Some(tools), true)?)
+            }
+            (_, Some(_)) => Err(TrainError::Invalid(format!(
+                "problem {}: offers tools, which only a chat template (--template chat) shows",
+                p.id
+            ))),
+        }
+    }
+
     /// Whether to add the tokenizer's special tokens: a chat template writes its own, and the
     /// tiny models' R1-Zero prompts are encoded without them (as pretraining and `aha zero` do).
     pub fn add_special_tokens(&self) -> bool {
@@ -247,6 +352,39 @@ pub fn final_answer(response: &str) -> Option<String> {
         return Some(e.answer);
     }
     extract_answer(response, &ExtractConfig::default()).map(|e| e.answer)
+}
+
+/// Calls as one JSON text, `[{"name", "arguments"}]` with the arguments parsed where they
+/// are JSON, their keys sorted: equal calls give equal texts, so majority votes group them.
+fn calls_json(calls: &[aha_text::ToolCall]) -> String {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|c| {
+            let args = serde_json::from_str(&c.arguments)
+                .map(|a| sorted_keys(&a))
+                .unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()));
+            serde_json::json!({"name": c.name, "arguments": args})
+        })
+        .collect();
+    serde_json::Value::Array(calls).to_string()
+}
+
+/// `v` with every object's keys in sorted order (serde_json keeps insertion order here).
+fn sorted_keys(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keys(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted_keys).collect()),
+        v => v.clone(),
+    }
 }
 
 /// The judgement of one completion.
@@ -287,9 +425,12 @@ pub fn score_completion(
     };
     Scored {
         reasoning: aha_text::split_reasoning(completion, opened).reasoning,
-        extracted: match json_task {
-            Some(t) => t.final_value(completion),
-            None => final_answer(completion),
+        extracted: match (json_task, checker) {
+            (Some(t), _) => t.final_value(completion),
+            (None, Checker::ToolCalls(f)) => crate::grpo::answer_calls(*f, completion)
+                .filter(|a| !a.calls.is_empty())
+                .map(|a| calls_json(&a.calls)),
+            (None, _) => final_answer(completion),
         },
         correct: checker.check(gold, completion),
         formatted: match json_task {
@@ -441,7 +582,7 @@ pub(crate) fn generate_chunk(
     let problems = &set.problems[start..(start + b).min(set.problems.len())];
     let prompts: Vec<String> = problems
         .iter()
-        .map(|p| style.render(&p.question))
+        .map(|p| style.render_problem(p))
         .collect::<Result<_>>()?;
     let ids: Vec<Vec<u32>> = prompts
         .iter()

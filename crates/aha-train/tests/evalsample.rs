@@ -298,7 +298,7 @@ fn evaluation_writes_consistent_samples_and_results_and_rescores_identically() {
 #[test]
 fn dataset_files_are_read_as_problems() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qa.jsonl");
-    let set = ProblemSet::from_file(&path, Some(3)).unwrap();
+    let set = ProblemSet::from_file(&path, Some(3), None).unwrap();
     assert_eq!(set.problems.len(), 3);
     assert_eq!(set.problems[0].id, "1");
     assert_eq!(set.problems[0].gold, "5");
@@ -308,7 +308,7 @@ fn dataset_files_are_read_as_problems() {
     assert!(!set
         .checker
         .check(&set.problems[0].gold, "<answer>6</answer>"));
-    assert!(ProblemSet::from_file(Path::new("/nonexistent.jsonl"), None).is_err());
+    assert!(ProblemSet::from_file(Path::new("/nonexistent.jsonl"), None, None).is_err());
 }
 
 /// A row whose gold the verifier cannot read is an error naming the file and the line (blank
@@ -359,15 +359,111 @@ fn unreadable_golds_are_refused_by_line() {
          {\"question\": \"2+2?\", \"answer\": \"2 + 2 = <<2+2=4>>4\\nSo she has 4.\"}\n",
     )
     .unwrap();
-    let err = ProblemSet::from_file(&path, None).unwrap_err().to_string();
+    let err = ProblemSet::from_file(&path, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with(&format!("{}: line 3: the answer", path.display()))
             && err.contains("no marked final answer"),
         "{err}"
     );
     std::fs::write(&path, "{\"question\": \"1+1?\", \"answer\": \"\"}\n").unwrap();
-    let err = ProblemSet::from_file(&path, None).unwrap_err().to_string();
+    let err = ProblemSet::from_file(&path, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 1: the answer is empty"), "{err}");
+}
+
+/// Rows whose reference is `tool_calls` are judged by their calls (the math verifier judged
+/// the calls' JSON text as an answer), their `tools` are offered in the prompt, and a file
+/// mixing them with answers, a call without a name, or no template to write calls in are
+/// refused.
+#[test]
+fn tool_call_references_are_judged_by_their_calls() {
+    use aha_text::{ChatTemplate, SpecialTokens, ToolCallFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tools.jsonl");
+    let tools = r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#;
+    let row = |city: &str| {
+        format!(
+            r#"{{"question": "Weather in {city}?", "tools": {tools}, "tool_calls": [{{"type": "function", "function": {{"name": "get_weather", "arguments": "{{\"city\": \"{city}\"}}"}}}}]}}"#
+        )
+    };
+    std::fs::write(&path, format!("{}\n{}\n", row("Paris"), row("Oslo"))).unwrap();
+    let err = ProblemSet::from_file(&path, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tool calls") && err.contains("--template chat"),
+        "{err}"
+    );
+
+    let set = ProblemSet::from_file(&path, None, Some(ToolCallFormat::Hermes)).unwrap();
+    assert_eq!(
+        set.checker,
+        eval::Checker::ToolCalls(ToolCallFormat::Hermes)
+    );
+    let (gold, p) = (&set.problems[0].gold, &set.problems[0]);
+    let call = |args: &str| {
+        format!("<think>look it up</think>\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {args}}}\n</tool_call>")
+    };
+    assert!(set.checker.check(gold, &call(r#"{"city": "Paris"}"#)));
+    assert!(!set.checker.check(gold, &call(r#"{"city": "Oslo"}"#)));
+    assert!(!set
+        .checker
+        .check(gold, "<think>hm</think> It is sunny in Paris."));
+    // The extracted answer is the calls, equal for equal calls whatever the key order.
+    let style_tmpl = ChatTemplate::new(
+        "{% if tools %}TOOLS {{ tools | tojson }}\n{% endif %}{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant><tool_call>{% endif %}",
+        SpecialTokens::default(),
+    )
+    .unwrap();
+    let style = PromptStyle::Chat(&style_tmpl);
+    let prompt = style.render_problem(p).unwrap();
+    assert!(
+        prompt.starts_with("TOOLS [") && prompt.contains("get_weather"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("<user>Weather in Paris?"), "{prompt}");
+    let script = aha_reward::Script::from_code("en").unwrap();
+    let scored = |c: &str| eval::score_completion(&set.checker, &style, script, gold, &prompt, c);
+    let a = scored(&call(r#"{"city": "Paris", "units": "C"}"#));
+    let b = scored(&call(r#"{"units": "C", "city": "Paris"}"#));
+    assert!(!a.correct);
+    assert_eq!(a.extracted, b.extracted);
+    assert!(a.extracted.as_deref().unwrap().contains("get_weather"));
+    // Different arguments are different votes.
+    let (o1, o2) = (
+        scored(&call(r#"{"city": "Oslo"}"#)),
+        scored(&call(r#"{"city": "Oslo"}"#)),
+    );
+    let votes = [&a, &o1, &b, &o2, &o1].map(|s| s.extracted.as_deref());
+    assert_eq!(eval::majority_vote(&votes), Some(1), "{votes:?}");
+    // Tools need a chat template.
+    assert!(PromptStyle::R1Zero.render_problem(p).is_err());
+
+    // One kind per file; each call needs a name.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n{{\"question\": \"1+1?\", \"answer\": \"2\"}}\n",
+            row("Paris")
+        ),
+    )
+    .unwrap();
+    let err = ProblemSet::from_file(&path, None, Some(ToolCallFormat::Hermes))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2") && err.contains("one kind"), "{err}");
+    std::fs::write(
+        &path,
+        "{\"question\": \"q\", \"tool_calls\": [{\"arguments\": {\"city\": \"Paris\"}}]}\n",
+    )
+    .unwrap();
+    let err = ProblemSet::from_file(&path, None, Some(ToolCallFormat::Hermes))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 1") && err.contains("\"name\""), "{err}");
 }
 
 fn sample_cfg(filters: Filters, write_dropped: bool) -> SampleConfig {

@@ -117,11 +117,19 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
             TemplateArg::R1ZeroShort,
             aha_train::tasks::default_max_tokens(task),
         ),
-        (None, Some(path)) => (
-            ProblemSet::from_file(path, Some(a.n))?,
-            TemplateArg::Chat,
-            512,
-        ),
+        (None, Some(path)) => {
+            // Tool-call references are judged in the call syntax of the template that
+            // renders the prompts (read before the model's weights).
+            let tool_format = match a.template.unwrap_or(TemplateArg::Chat) {
+                TemplateArg::Chat => common::chat_template(model)?.tool_call_format(),
+                TemplateArg::R1Zero | TemplateArg::R1ZeroShort => None,
+            };
+            (
+                ProblemSet::from_file(path, Some(a.n), tool_format)?,
+                TemplateArg::Chat,
+                512,
+            )
+        }
         _ => anyhow::bail!("give one of --task or --dataset"),
     };
     let template = a.template.unwrap_or(default_template);
