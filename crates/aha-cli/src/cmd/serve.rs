@@ -43,7 +43,8 @@ pub struct ServeArgs {
     weight_version: String,
     /// On SIGINT/SIGTERM, seconds requests in flight may still run before they are
     /// cancelled: unfinished choices then end with finish_reason "length" (streams with
-    /// `[DONE]`), and requests without a token yet get 503. New connections are refused at once.
+    /// `[DONE]`), and requests without a token yet get 503. New connections are refused at once;
+    /// a second signal cancels the requests in flight without waiting for the rest of the grace.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0,
           value_parser = super::common::range::non_negative)]
     shutdown_grace: f64,
