@@ -874,7 +874,20 @@ mod avx2 {
                             let (p45, p67) = (add(p[4], p[5]), add(p[6], p[7]));
                             s[0] = _mm256_madd_epi16(add(add(p01, p23), add(p45, p67)), ones);
                         }
-                        for (half, s) in s.iter_mut().enumerate().filter(|_| EIGHT || H) {
+                        if H && S != K6 {
+                            // 5-bit codes: four products summed in i16 (at most 4 x 2 x 31 x
+                            // 128), one `madd` per half where pairs took two.
+                            let p: [__m256i; 8] =
+                                std::array::from_fn(|q| _mm256_maddubs_epi16(w[q], xs(q)));
+                            let add = |a, b| _mm256_add_epi16(a, b);
+                            for (half, s) in s.iter_mut().enumerate() {
+                                let q = 4 * half;
+                                let sum = add(add(p[q], p[q + 1]), add(p[q + 2], p[q + 3]));
+                                *s = _mm256_madd_epi16(sum, ones);
+                            }
+                        }
+                        let pairs = EIGHT || (H && S == K6);
+                        for (half, s) in s.iter_mut().enumerate().filter(|_| pairs) {
                             for pair in 0..2 {
                                 let q = 4 * half + 2 * pair;
                                 let p = if signed {
