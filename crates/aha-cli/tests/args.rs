@@ -112,3 +112,24 @@ fn eval_refuses_a_gold_it_cannot_read() {
         "{err}"
     );
 }
+
+/// A dataset of tool-call references needs a template that writes calls; without one it is
+/// refused before the model loads, naming why.
+#[test]
+fn eval_refuses_tool_call_references_without_a_call_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tools.jsonl");
+    std::fs::write(
+        &data,
+        "{\"question\": \"Weather?\", \"tool_calls\": [{\"name\": \"w\", \"arguments\": {}}]}\n",
+    )
+    .unwrap();
+    let d = data.to_str().unwrap();
+    let result = run(&["eval", "--model", "/nonexistent", "--dataset", d]);
+    assert!(!result.status.success());
+    let err = stderr(&result);
+    assert!(
+        err.contains("references are tool calls") && err.contains("--template chat"),
+        "{err}"
+    );
+}

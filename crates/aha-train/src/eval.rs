@@ -143,8 +143,9 @@ impl ProblemSet {
             (true, Some(f)) => Checker::ToolCalls(f),
             (true, None) => {
                 return Err(TrainError::Invalid(format!(
-                    "{}: the references are tool calls, which only a chat template that writes \
-                     tool calls can be judged by (--template chat)",
+                    "{}: the references are tool calls, judged in the call syntax of the \
+                     model's chat template (--template chat), which does not write tool calls \
+                     or could not be read",
                     path.display()
                 )))
             }

@@ -119,9 +119,12 @@ pub fn prepare(a: &ProblemArgs, train: bool) -> Result<Prepared> {
         ),
         (None, Some(path)) => {
             // Tool-call references are judged in the call syntax of the template that
-            // renders the prompts (read before the model's weights).
+            // renders the prompts. A template that cannot be read is reported below, after
+            // the dataset's own checks.
             let tool_format = match a.template.unwrap_or(TemplateArg::Chat) {
-                TemplateArg::Chat => common::chat_template(model)?.tool_call_format(),
+                TemplateArg::Chat => common::chat_template(model)
+                    .ok()
+                    .and_then(|t| t.tool_call_format()),
                 TemplateArg::R1Zero | TemplateArg::R1ZeroShort => None,
             };
             (
