@@ -89,22 +89,26 @@ fn sample_out_must_be_a_file() {
     }
 }
 
+/// `aha eval` on a dataset of `rows` (JSONL) with no model: it must fail before loading one.
+/// The dataset's path and the error.
+fn eval_refusal(rows: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    std::fs::write(&data, rows).unwrap();
+    let d = data.to_str().unwrap();
+    let result = run(&["eval", "--model", "/nonexistent", "--dataset", d]);
+    assert!(!result.status.success());
+    (d.to_string(), stderr(&result))
+}
+
 /// A dataset row whose gold answer the verifier cannot read is refused by file and line
 /// before the model loads (it used to be scored wrong on every sample).
 #[test]
 fn eval_refuses_a_gold_it_cannot_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("gsm.jsonl");
-    std::fs::write(
-        &data,
+    let (d, err) = eval_refusal(
         "{\"question\": \"1+1?\", \"answer\": \"1 + 1 = 2\\n#### 2\"}\n\
          {\"question\": \"2+2?\", \"answer\": \"2 + 2 = <<2+2=4>>4\"}\n",
-    )
-    .unwrap();
-    let d = data.to_str().unwrap();
-    let result = run(&["eval", "--model", "/nonexistent", "--dataset", d]);
-    assert!(!result.status.success());
-    let err = stderr(&result);
+    );
     assert!(
         err.contains(&format!("{d}: line 2: the answer"))
             && err.contains("no marked final answer")
@@ -117,17 +121,9 @@ fn eval_refuses_a_gold_it_cannot_read() {
 /// refused before the model loads, naming why.
 #[test]
 fn eval_refuses_tool_call_references_without_a_call_syntax() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("tools.jsonl");
-    std::fs::write(
-        &data,
+    let (_, err) = eval_refusal(
         "{\"question\": \"Weather?\", \"tool_calls\": [{\"name\": \"w\", \"arguments\": {}}]}\n",
-    )
-    .unwrap();
-    let d = data.to_str().unwrap();
-    let result = run(&["eval", "--model", "/nonexistent", "--dataset", d]);
-    assert!(!result.status.success());
-    let err = stderr(&result);
+    );
     assert!(
         err.contains("references are tool calls") && err.contains("--template chat"),
         "{err}"

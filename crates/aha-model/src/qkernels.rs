@@ -656,16 +656,11 @@ impl QWeight {
         if isa == Isa::Avx512 && !matches!(self.layout, Layout::Tiled(_)) {
             act.pairs();
         }
-        let chunk = chunk_rows(m, n);
         if let Layout::Tiled(t) = &self.layout {
-            let job = TiledJob {
-                t,
-                n,
-                chunk: chunk.next_multiple_of(tiled::ROWS).min(n),
-                y: SyncPtr(y.as_mut_ptr()),
-            };
+            let job = TiledJob::new(t, m, n, y);
             return run_tiled(&[job], act, m, isa == Isa::Avx512);
         }
+        let chunk = chunk_rows(m, n);
         if m == 1 {
             crate::spin::for_chunks(y, chunk, |c, out| {
                 let j0 = c * chunk;
@@ -777,8 +772,18 @@ struct TiledJob<'a> {
     y: SyncPtr,
 }
 
-impl TiledJob<'_> {
+impl<'a> TiledJob<'a> {
     const MT: usize = 8;
+
+    /// `t` [n, k] times m activation rows into `y` [m, n], in chunks of [`chunk_rows`].
+    fn new(t: &'a tiled::Tiled, m: usize, n: usize, y: &mut [f32]) -> Self {
+        Self {
+            t,
+            n,
+            chunk: chunk_rows(m, n).next_multiple_of(tiled::ROWS).min(n),
+            y: SyncPtr(y.as_mut_ptr()),
+        }
+    }
 
     fn tasks(&self, m: usize) -> usize {
         m.div_ceil(Self::MT) * self.n.div_ceil(self.chunk)
@@ -1685,9 +1690,7 @@ impl QMat {
             }
         }
     }
-}
 
-impl QMat {
     /// `[m.forward_from(x, source) for m in mats]`, the same bits, when every weight is this
     /// module's tiled form on one instruction set and activation format (q, k and v; gate and
     /// up): the input is quantized once and all products go to the threads in one hand-off,
@@ -1738,12 +1741,7 @@ impl QMat {
             let jobs: Vec<TiledJob> = ws
                 .iter()
                 .zip(ys.iter_mut())
-                .map(|(&(w, t), y)| TiledJob {
-                    t,
-                    n: w.n,
-                    chunk: chunk_rows(m, w.n).next_multiple_of(tiled::ROWS).min(w.n),
-                    y: SyncPtr(y.as_mut_ptr()),
-                })
+                .map(|(&(w, t), y)| TiledJob::new(t, m, w.n, y))
                 .collect();
             run_tiled(&jobs, &act, m, isa == Isa::Avx512);
         }

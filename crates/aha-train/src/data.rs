@@ -164,30 +164,28 @@ fn read_parquet(path: &Path, limit: Option<usize>) -> Result<Vec<(RowAt, Record)
 /// Whether [`question_answer`] takes a row's reference from its `tool_calls` (no answer field
 /// comes before it).
 pub fn answer_is_tool_calls(r: &Record) -> bool {
-    let answer = |k: &str| matches!(r.get(k), Some(Value::String(_) | Value::Number(_)));
-    matches!(
-        r.get("tool_calls"),
-        Some(Value::Array(_) | Value::Object(_))
-    ) && !ANSWER_KEYS[..4].iter().any(|k| answer(k))
+    ANSWER_KEYS.iter().find(|k| field(r, k).is_some()) == Some(&"tool_calls")
 }
 
 /// Where [`question_answer`] looks for the reference, in order. `tool_calls`: the reference
 /// calls of a tool-use row, kept as their JSON text.
 const ANSWER_KEYS: [&str; 5] = ["answer", "gold", "solution", "ground_truth", "tool_calls"];
 
+/// Field `key` of a row as a question or reference: a string, a number, or `tool_calls`' JSON.
+fn field(r: &Record, key: &str) -> Option<String> {
+    match r.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        v @ (Value::Array(_) | Value::Object(_)) if key == "tool_calls" => Some(v.to_string()),
+        _ => None,
+    }
+}
+
 /// A question and its reference answer, from the first present field of each list
 /// (GSM8K: `question` / `answer`; MATH-style: `problem` / `solution`; also `prompt` / `gold`).
 pub fn question_answer(rows: &[Record], path: &Path) -> Result<Vec<(String, String)>> {
     const Q: [&str; 3] = ["question", "prompt", "problem"];
-    const A: [&str; 5] = ANSWER_KEYS;
-    let text = |r: &Record, keys: &[&'static str]| {
-        keys.iter().find_map(|k| match r.get(*k)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            v @ (Value::Array(_) | Value::Object(_)) if *k == "tool_calls" => Some(v.to_string()),
-            _ => None,
-        })
-    };
+    let text = |r: &Record, keys: &[&'static str]| keys.iter().find_map(|k| field(r, k));
     rows.iter()
         .enumerate()
         .map(|(i, r)| {
@@ -199,7 +197,7 @@ pub fn question_answer(rows: &[Record], path: &Path) -> Result<Vec<(String, Stri
             };
             Ok((
                 text(r, &Q).ok_or_else(|| missing("question", &Q))?,
-                text(r, &A).ok_or_else(|| missing("answer", &A))?,
+                text(r, &ANSWER_KEYS).ok_or_else(|| missing("answer", &ANSWER_KEYS))?,
             ))
         })
         .collect()

@@ -116,9 +116,11 @@ impl ProblemSet {
         let (at, rows): (Vec<data::RowAt>, Vec<data::Record>) =
             data::read_records_at(path, limit)?.into_iter().unzip();
         let qa = data::question_answer(&rows, path)?;
-        let calls = |r: &data::Record| data::answer_is_tool_calls(r);
-        let tool_golds = rows.first().is_some_and(calls);
-        if let Some(i) = rows.iter().position(|r| calls(r) != tool_golds) {
+        let tool_golds = rows.first().is_some_and(data::answer_is_tool_calls);
+        if let Some(i) = rows
+            .iter()
+            .position(|r| data::answer_is_tool_calls(r) != tool_golds)
+        {
             return Err(data::DataError::Row {
                 path: path.display().to_string(),
                 at: at[i],
