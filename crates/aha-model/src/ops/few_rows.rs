@@ -100,14 +100,16 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[Part], k: usize) -> Vec<Vec<f32>>
         xt.set_len(k * lanes);
     }
     // The tile kernel (R registers of rows, G weight rows at once) and its G. Each fills at
-    // most the 32 (AVX-512) or 16 (AVX2) vector registers with its accumulators, rows of x
-    // and a broadcast.
+    // most the 32 (AVX-512) or 16 (AVX2) vector registers with its R x G accumulators and
+    // either the R rows of x and a broadcast, or the G broadcasts and one register of x (AVX2
+    // at 32 rows: twelve accumulators, where 4 x 2 had eight chains, at the FMA latency's
+    // edge, and ran 0.85x).
     type Kernel = unsafe fn(&[f32], &[f32], usize, &mut [f32]);
     let (kernel, group): (Kernel, usize) = match (width, lanes) {
-        (16, 32) => (tile_avx512::<2, 12>, 12),
-        (16, _) => (tile_avx512::<1, 16>, 16),
-        (_, 24) => (tile_avx2::<3, 3>, 3),
-        _ => (tile_avx2::<4, 2>, 2),
+        (16, 32) => (tile_avx512::<2, 12, false>, 12),
+        (16, _) => (tile_avx512::<1, 16, false>, 16),
+        (_, 24) => (tile_avx2::<3, 4, false>, 4),
+        _ => (tile_avx2::<4, 3, true>, 3),
     };
     // Each weight's tasks: at most TASK_ROWS rows, at least one per thread, in whole groups
     // (a [256, k] weight, an MoE expert's or k and v, was one task, leaving the other threads
@@ -232,7 +234,7 @@ macro_rules! tile_kernel {
         $(#[$doc])*
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
-        unsafe fn $name<const R: usize, const G: usize>(
+        unsafe fn $name<const R: usize, const G: usize, const HOLD_W: bool>(
             xt: &[f32],
             w: &[f32],
             k: usize,
@@ -262,9 +264,23 @@ macro_rules! tile_kernel {
                         if kk * 16 < next_len {
                             _mm_prefetch::<_MM_HINT_T0>(next.add(kk * 16) as *const i8);
                         }
+                        let x = |h: usize| $load(xp.add(kk * lanes + $w * h));
+                        if group == G && HOLD_W {
+                            let mut wv: [$v; G] = [$zero(); G];
+                            for (r, v) in wv.iter_mut().enumerate() {
+                                *v = $set1(*wp.add(r * k + kk));
+                            }
+                            for h in 0..R {
+                                let xv = x(h);
+                                for (a, &wv) in acc.iter_mut().zip(&wv) {
+                                    a[h] = $fma(wv, xv, a[h]);
+                                }
+                            }
+                            continue;
+                        }
                         let mut xv: [$v; R] = [$zero(); R];
-                        for (h, x) in xv.iter_mut().enumerate() {
-                            *x = $load(xp.add(kk * lanes + $w * h));
+                        for (h, v) in xv.iter_mut().enumerate() {
+                            *v = x(h);
                         }
                         if group == G {
                             for (r, a) in acc.iter_mut().enumerate() {
