@@ -27,11 +27,6 @@ const KC: usize = 512;
 /// Weight rows per task.
 const TASK_ROWS: usize = 256;
 
-/// Fewest rows for the AVX2 kernel: below, its 8-lane registers of rows are partly empty and
-/// the GEMM on (W xᵀ)ᵀ is faster (a batch-32 MoE decode step, whose experts see ~8 rows each,
-/// ran 0.83x with this kernel at every row count).
-const MIN_ROWS_AVX2: usize = 17;
-
 /// One weight of [`matmul_t_many`]: W [n, k], and a bias [n] added to its products.
 #[derive(Debug, Clone, Copy)]
 pub struct Part<'a> {
@@ -41,7 +36,7 @@ pub struct Part<'a> {
 }
 
 /// x [rows, k] times W [n, k] transposed, as [rows, n]; `None` without AVX2 or outside
-/// 2..=MAX_ROWS rows (17..=MAX_ROWS with AVX2 alone) and n >= MIN_N.
+/// 2..=MAX_ROWS rows and n >= MIN_N.
 pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], n: usize, k: usize) -> Option<Vec<f32>> {
     let part = Part { w, n, bias: None };
     matmul_t_many(x, rows, &[part], k).and_then(|mut ys| ys.pop())
@@ -59,10 +54,9 @@ pub fn matmul_t_many(x: &[f32], rows: usize, ws: &[Part], k: usize) -> Option<Ve
 fn matmul_t_with(isa: Isa, x: &[f32], rows: usize, ws: &[Part], k: usize) -> Option<Vec<Vec<f32>>> {
     #[cfg(target_arch = "x86_64")]
     {
-        let min_rows = if isa >= Isa::Avx512 { 2 } else { MIN_ROWS_AVX2 };
         if isa >= Isa::Avx2
             && isa <= Isa::detected()
-            && (min_rows..=MAX_ROWS).contains(&rows)
+            && (2..=MAX_ROWS).contains(&rows)
             && k > 0
             && x.len() == rows * k
             && !ws.is_empty()
@@ -108,6 +102,8 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[Part], k: usize) -> Vec<Vec<f32>>
     let (kernel, group): (Kernel, usize) = match (width, lanes) {
         (16, 32) => (tile_avx512::<2, 12, false>, 12),
         (16, _) => (tile_avx512::<1, 16, false>, 16),
+        (_, 8) => (tile_avx2::<1, 14, false>, 14),
+        (_, 16) => (tile_avx2::<2, 6, false>, 6),
         (_, 24) => (tile_avx2::<3, 4, false>, 4),
         _ => (tile_avx2::<4, 3, true>, 3),
     };
@@ -386,8 +382,7 @@ mod tests {
                     k,
                 )
                 .and_then(|mut y| y.pop());
-                let min_rows = if isa == Isa::Avx2 { MIN_ROWS_AVX2 } else { 2 };
-                if !(min_rows..=MAX_ROWS).contains(&rows) || n < MIN_N {
+                if !(2..=MAX_ROWS).contains(&rows) || n < MIN_N {
                     assert!(got.is_none(), "{isa:?} rows={rows} k={k} n={n}");
                     continue;
                 }
