@@ -118,13 +118,16 @@ fn repacked_weights_take_about_the_gguf_bytes() {
     }
 }
 
+/// Every type and shape against candle, the dequantized f32 product and the scalar kernel,
+/// with the detected kernels and with AVX2: 1 row, 2 (the 2-row path), 7 (4 rows then 3) and
+/// 33 (4- or 8-row steps and a 1-row tail).
 #[test]
 fn matches_candle_on_all_types_and_shapes() {
     let dev = Device::Cpu;
     let mut seed = 1;
     for dtype in TYPES {
         for (k, n) in shapes(dtype) {
-            for m in [1usize, 7, 33] {
+            for m in [1usize, 2, 7, 33] {
                 seed += 1;
                 // Weights with an offset, so the min/offset term matters.
                 let w: Vec<f32> = rand_vec(n * k, seed).iter().map(|v| v + 0.3).collect();
