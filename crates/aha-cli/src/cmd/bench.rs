@@ -351,12 +351,7 @@ fn matrix_weights(model: &std::path::Path) -> Result<Vec<(String, candle_core::T
     Ok(mats)
 }
 
-/// The shortest of 3 timed runs of `f`, after a warm-up run.
-fn best_of_3(f: impl FnMut() -> Result<()>) -> Result<f64> {
-    best_of(3, f)
-}
-
-/// The shortest of `n` timed calls after a warm-up one.
+/// The shortest of `n` timed runs of `f`, after a warm-up run.
 fn best_of(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let mut best = f64::INFINITY;
     for pass in 0..=n {
@@ -402,7 +397,7 @@ fn decode_roofline(model: &std::path::Path) -> Result<DecodeRoofline> {
     }
     let weight_bytes = weights.iter().map(|w| 4.0 * w.len() as f64).sum::<f64>();
     let mut total = 0f32;
-    let stream_s = best_of_3(|| {
+    let stream_s = best_of(3, || {
         for w in &weights {
             // Eight lanes per chunk, so that the sum vectorizes.
             total += w
@@ -569,7 +564,7 @@ fn sft_gemm_time(
     // Attention per layer: [b heads, t, d] queries, keys, values; [b heads, t, t] scores.
     let (q, s) = (randn(&[b * heads, t, d])?, randn(&[b * heads, t, t])?);
     flop += (layers * 6 * 2 * b * heads * t * t * d) as f64;
-    let best = best_of_3(|| {
+    let best = best_of(3, || {
         for (name, w) in &mats {
             let (out, inp) = w.dims2()?;
             let r = rows(name);

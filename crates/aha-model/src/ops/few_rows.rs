@@ -96,8 +96,8 @@ fn run(isa: Isa, x: &[f32], rows: usize, ws: &[Part], k: usize) -> Vec<Vec<f32>>
     // The tile kernel (R registers of rows, G weight rows at once) and its G. Each fills at
     // most the 32 (AVX-512) or 16 (AVX2) vector registers with its R x G accumulators and
     // either the R rows of x and a broadcast, or the G broadcasts and one register of x (AVX2
-    // at 32 rows: twelve accumulators, where 4 x 2 had eight chains, at the FMA latency's
-    // edge, and ran 0.85x).
+    // at 32 rows: twelve chains in flight; the 4 x 2 tile's eight sat at the FMA latency's
+    // edge, 53 against 64 GFLOP/s on one thread).
     type Kernel = unsafe fn(&[f32], &[f32], usize, &mut [f32]);
     let (kernel, group): (Kernel, usize) = match (width, lanes) {
         (16, 32) => (tile_avx512::<2, 12, false>, 12),
